@@ -1,0 +1,358 @@
+"""The one k-means loop: chunked passes, convergence, empty clusters, history."""
+
+from __future__ import annotations
+
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from threadpoolctl import threadpool_limits
+
+from clusterlens._config import effective_n_threads
+from clusterlens.cluster._engines._base import Engine
+from clusterlens.exceptions import DataValidationError
+from clusterlens.utils._chunking import gen_batches, get_chunk_n_rows
+from clusterlens.utils._progress import progress
+
+__all__ = ["ChunkPlan", "data_stats", "lloyd", "plan_chunks"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ChunkPlan:
+    """Row chunks of X and the static thread schedule that processes them.
+
+    Worker ``t`` takes chunks ``t, t + T, t + 2T, ...`` in order and keeps its
+    own accumulators, which are reduced in worker order: the same data,
+    engine and thread count give bit-identical sums on every run.
+    """
+
+    slices: tuple[slice, ...]
+    n_threads: int
+    rows: int
+
+    def for_worker(self, t: int) -> tuple[slice, ...]:
+        return self.slices[t :: self.n_threads]
+
+
+def plan_chunks(
+    n_samples: int, n_features: int, n_clusters: int, dtype: np.dtype[Any], engine: Engine
+) -> ChunkPlan:
+    """Chunk rows from the engine's preference, capped by the memory budget."""
+    n_threads = effective_n_threads() if engine.parallel_chunks else 1
+    row_bytes = engine.scratch_bytes_per_row(n_features, n_clusters, dtype)
+    budget_rows = get_chunk_n_rows(row_bytes * n_threads)
+    rows = max(1, min(engine.chunk_rows(n_features, n_clusters, dtype), budget_rows))
+    slices = tuple(gen_batches(n_samples, rows))
+    return ChunkPlan(slices, max(1, min(n_threads, len(slices))), rows)
+
+
+def data_stats(
+    X: npt.NDArray[Any], *, name: str = "X", chunk_rows: int = 65536
+) -> tuple[npt.NDArray[np.float64], float]:
+    """Mean and mean per-feature variance of X in one chunked pass; checks NaN/inf.
+
+    Chunks are combined with Chan et al.'s pairwise update, so a large offset
+    does not cost precision. Raises :class:`DataValidationError` naming the
+    first row with NaN or infinity.
+    """
+    n, d = X.shape
+    mean = np.zeros(d)
+    m2 = np.zeros(d)
+    count = 0
+    is_float = np.issubdtype(X.dtype, np.floating)
+    for sl in gen_batches(n, chunk_rows):
+        c = np.asarray(X[sl], dtype=np.float64)
+        if is_float and not np.isfinite(c).all():
+            bad = np.flatnonzero(~np.isfinite(c).all(axis=1))
+            kind = "NaN" if np.isnan(c).any() else "infinity"
+            raise DataValidationError(
+                f"Input {name} contains {kind} (first at row {sl.start + int(bad[0])}). "
+                "Remove or impute those rows before clustering."
+            )
+        nb = c.shape[0]
+        mb = c.mean(axis=0)
+        m2b = ((c - mb) ** 2).sum(axis=0)
+        delta = mb - mean
+        tot = count + nb
+        mean += delta * (nb / tot)
+        m2 += m2b + delta**2 * (count * nb / tot)
+        count = tot
+    return mean, float(np.mean(m2 / max(count, 1)))
+
+
+@dataclass
+class _Workspace:
+    """Buffers reused across iterations of one fit."""
+
+    labels: npt.NDArray[np.int64]
+    prev: npt.NDArray[np.int64]
+    dist: npt.NDArray[Any]
+    sums: npt.NDArray[np.float64]  # (T, k, d)
+    weights: npt.NDArray[np.float64]  # (T, k)
+
+
+@dataclass
+class LloydResult:
+    """What one run of :func:`lloyd` found (internal)."""
+
+    centers: npt.NDArray[np.float64]
+    labels: npt.NDArray[np.int64]
+    distances: npt.NDArray[Any]
+    inertia: float
+    n_iter: int
+    converged: bool
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _run_pass(
+    X: npt.NDArray[Any],
+    engine: Engine,
+    state: Any,
+    plan: ChunkPlan,
+    pool: ThreadPoolExecutor | None,
+    ws: _Workspace,
+    sample_weight: npt.NDArray[np.float64] | None,
+    *,
+    accumulate: bool,
+) -> tuple[float, int]:
+    """One pass over X: labels and distances into ``ws``; sums if ``accumulate``.
+
+    Returns the (weighted) inertia and the number of points whose label
+    changed with respect to ``ws.prev``.
+    """
+    if accumulate:
+        ws.sums.fill(0.0)
+        ws.weights.fill(0.0)
+
+    def work(t: int) -> tuple[float, int]:
+        inertia = 0.0
+        moved = 0
+        sums, weights = ws.sums[t], ws.weights[t]
+        for sl in plan.for_worker(t):
+            xb = X[sl]
+            wb = None if sample_weight is None else sample_weight[sl]
+            if accumulate:
+                labels, dist = engine.step(xb, state, wb, sums, weights)
+            else:
+                labels, dist = engine.assign(xb, state)
+            ws.labels[sl] = labels
+            ws.dist[sl] = dist
+            moved += int(np.count_nonzero(ws.prev[sl] != labels))
+            inertia += float(
+                np.sum(dist, dtype=np.float64) if wb is None else np.dot(dist, wb)
+            )
+        return inertia, moved
+
+    if pool is None or plan.n_threads == 1:
+        results = [work(0)]
+    else:
+        results = list(pool.map(work, range(plan.n_threads)))
+    inertia = float(sum(r[0] for r in results))
+    if not np.isfinite(inertia):
+        bad = np.flatnonzero(~np.isfinite(ws.dist))
+        row = int(bad[0]) if bad.size else -1
+        raise DataValidationError(
+            f"Input X contains NaN or infinity (first at row {row}). "
+            "Remove or impute those rows before clustering."
+        )
+    return inertia, int(sum(r[1] for r in results))
+
+
+def _relocate_empty(
+    X: npt.NDArray[Any],
+    empty: npt.NDArray[np.intp],
+    sums: npt.NDArray[np.float64],
+    weights: npt.NDArray[np.float64],
+    labels: npt.NDArray[np.int64],
+    dist: npt.NDArray[Any],
+    sample_weight: npt.NDArray[np.float64] | None,
+) -> int:
+    """Re-seed empty clusters at the points farthest from their centres.
+
+    Deterministic: candidates are taken by decreasing distance, ties by
+    index. A point is moved only if its cluster keeps other points, so a
+    repair never empties another cluster. Returns the number repaired.
+    """
+    n = dist.shape[0]
+    q = min(n, 4 * empty.size + 16)
+    cand = np.argpartition(-dist, q - 1)[:q] if q < n else np.arange(n)
+    cand = cand[np.lexsort((cand, -dist[cand]))]
+    repaired = 0
+    it = iter(cand.tolist())
+    for e in empty.tolist():  # a loop over clusters, not points
+        for i in it:
+            donor = int(labels[i])
+            wi = 1.0 if sample_weight is None else float(sample_weight[i])
+            if wi <= 0 or weights[donor] - wi <= 0:
+                continue
+            xi = np.asarray(X[i], dtype=np.float64)
+            sums[donor] -= wi * xi
+            weights[donor] -= wi
+            sums[e] = wi * xi
+            weights[e] = wi
+            labels[i] = e
+            dist[i] = 0
+            repaired += 1
+            break
+    return repaired
+
+
+def lloyd(
+    X: npt.NDArray[Any],
+    centers_init: npt.NDArray[np.float64],
+    *,
+    engine: Engine,
+    max_iter: int,
+    tol: float,
+    sample_weight: npt.NDArray[np.float64] | None = None,
+    verbose: int = 0,
+    desc: str = "k-means",
+) -> LloydResult:
+    """Lloyd's algorithm over X in chunks, with the engine's distance and update.
+
+    Parameters
+    ----------
+    X : {ndarray, memmap} of shape (n_samples, n_features)
+        Any numeric dtype; chunks are converted by the engine, never X whole.
+    centers_init : ndarray of shape (n_clusters, n_features), float64
+    engine : Engine
+    max_iter : int
+    tol : float
+        Absolute tolerance on the squared centre shift summed over clusters.
+    sample_weight : ndarray of shape (n_samples,) or None
+    verbose : int
+        1 shows a progress bar with inertia, moved points and seconds per
+        iteration; 2 also logs each iteration at DEBUG.
+
+    Notes
+    -----
+    Each iteration assigns every point to its nearest centre, then moves each
+    centre to the mean of its points (Lloyd, 1982). It stops when no label
+    changes (strict convergence) or the centre shift is at most ``tol``; then
+    a last assignment pass makes labels and inertia match the final centres,
+    as scikit-learn's Lloyd does. The loss never rises between iterations.
+    """
+    n, d = X.shape
+    k = centers_init.shape[0]
+    plan = plan_chunks(n, d, k, X.dtype, engine)
+    wdtype = engine.working_dtype(X.dtype)
+    T = plan.n_threads
+    ws = _Workspace(
+        labels=np.zeros(n, dtype=np.int64),
+        prev=np.full(n, -1, dtype=np.int64),
+        dist=np.zeros(n, dtype=wdtype),
+        sums=np.zeros((T, k, d)),
+        weights=np.zeros((T, k)),
+    )
+    centers = np.array(centers_init, dtype=np.float64, order="C")
+    history: list[dict[str, Any]] = []
+    converged = strict = False
+    inertia = np.inf
+    n_iter = 0
+    bar = progress(total=max_iter, desc=desc, verbose=verbose, unit="iter")
+    with ExitStack() as stack:
+        pool = None
+        if T > 1:
+            # Threads over chunks, one BLAS thread each (no oversubscription).
+            stack.enter_context(threadpool_limits(1, user_api="blas"))
+            pool = stack.enter_context(ThreadPoolExecutor(T))
+        stack.callback(bar.close)
+        for it in range(max_iter):
+            t0 = time.perf_counter()
+            state = engine.prepare(centers, X.dtype)
+            inertia, moved = _run_pass(
+                X, engine, state, plan, pool, ws, sample_weight, accumulate=True
+            )
+            sums = ws.sums.sum(axis=0) if T > 1 else ws.sums[0]
+            weights = ws.weights.sum(axis=0) if T > 1 else ws.weights[0]
+            sums = engine.finalize(sums, weights, state)
+            empty = np.flatnonzero(weights <= 0)
+            repaired = 0
+            if empty.size:
+                repaired = _relocate_empty(
+                    X, empty, sums, weights, ws.labels, ws.dist, sample_weight
+                )
+            new_centers = engine.update(sums, weights, centers)
+            shift = float(((new_centers - centers) ** 2).sum())
+            centers = new_centers
+            n_iter = it + 1
+            seconds = time.perf_counter() - t0
+            history.append(
+                {
+                    "iteration": n_iter,
+                    "inertia": inertia,
+                    "moved": moved,
+                    "center_shift": shift,
+                    "empty_repaired": repaired,
+                    "seconds": seconds,
+                }
+            )
+            bar.set_postfix_str(
+                f"inertia={inertia:.5g} moved={moved} {seconds:.2f}s/it", refresh=False
+            )
+            bar.update(1)
+            if verbose >= 2:
+                logger.debug("%s iteration %d: %s", desc, n_iter, history[-1])
+            if moved == 0 and repaired == 0:
+                strict = converged = True
+                break
+            if shift <= tol:
+                converged = True
+                break
+            ws.labels, ws.prev = ws.prev, ws.labels
+        if not strict:
+            # Labels and inertia of the final centres (no update).
+            ws.labels, ws.prev = ws.prev, ws.labels
+            state = engine.prepare(centers, X.dtype)
+            inertia, _ = _run_pass(
+                X, engine, state, plan, pool, ws, sample_weight, accumulate=False
+            )
+    return LloydResult(
+        centers=centers,
+        labels=ws.labels,
+        distances=ws.dist,
+        inertia=float(inertia),
+        n_iter=n_iter,
+        converged=converged,
+        history=history,
+    )
+
+
+def assign_chunked(
+    X: npt.NDArray[Any],
+    centers: npt.NDArray[np.float64],
+    engine: Engine,
+    *,
+    pairwise: bool = False,
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[Any]]:
+    """Nearest centres (or all distances when ``pairwise``) of X, chunk by chunk."""
+    n, d = X.shape
+    k = centers.shape[0]
+    plan = plan_chunks(n, d, k, X.dtype, engine)
+    wdtype = engine.working_dtype(X.dtype)
+    state = engine.prepare(centers, X.dtype)
+    labels = np.zeros(n, dtype=np.int64)
+    out = np.zeros((n, k) if pairwise else n, dtype=wdtype)
+
+    def work(t: int) -> None:
+        for sl in plan.for_worker(t):
+            if pairwise:
+                out[sl] = engine.pairwise(X[sl], state)
+            else:
+                labels[sl], out[sl] = engine.assign(X[sl], state)
+
+    if plan.n_threads == 1:
+        work(0)
+    else:
+        with threadpool_limits(1, user_api="blas"), ThreadPoolExecutor(
+            plan.n_threads
+        ) as pool:
+            list(pool.map(work, range(plan.n_threads)))
+    return labels, out

@@ -1,0 +1,193 @@
+"""The Engine protocol that every k-means variant plugs into the driver with."""
+
+from __future__ import annotations
+
+import threading
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+import numpy as np
+import numpy.typing as npt
+
+from clusterlens.utils._registry import Registry
+
+__all__ = ["ENGINES", "Engine", "get_engine", "segment_sums"]
+
+ENGINES: Registry[type[Engine]] = Registry("engine", "clusterlens.engines")
+
+
+def segment_sums(
+    Xc: npt.NDArray[np.floating[Any]],
+    labels: npt.NDArray[np.integer[Any]],
+    sample_weight: npt.NDArray[np.float64] | None,
+    sums: npt.NDArray[np.float64],
+    weights: npt.NDArray[np.float64],
+) -> None:
+    """Add the (weighted) rows of ``Xc`` to ``sums[labels]`` and weights to ``weights``.
+
+    Sorts the chunk's labels once and reduces contiguous runs with
+    ``np.add.reduceat``: O(m log m + m d) for a chunk of m rows, touching only
+    the clusters present in the chunk (unlike ``np.add.at`` or a dense one-hot
+    product, which cost O(k) or O(k m d) per chunk).
+    """
+    m = labels.shape[0]
+    if m == 0:
+        return
+    order = np.argsort(labels, kind="stable")
+    sorted_labels = labels[order]
+    starts = np.flatnonzero(
+        np.concatenate(([True], sorted_labels[1:] != sorted_labels[:-1]))
+    )
+    present = sorted_labels[starts]
+    rows = Xc[order]
+    if sample_weight is None:
+        w = np.diff(np.append(starts, m)).astype(np.float64)
+    else:
+        ws = sample_weight[order]
+        rows *= ws[:, None].astype(rows.dtype, copy=False)
+        w = np.add.reduceat(ws, starts)
+    sums[present] += np.add.reduceat(rows, starts, axis=0)
+    weights[present] += w
+
+
+class Engine(ABC):
+    """How points are compared with centres and how centres are re-estimated.
+
+    The k-means driver (:func:`clusterlens.cluster._kmeans._lloyd`) owns the
+    loop, convergence, empty-cluster repair, history and progress; an engine
+    only answers, one chunk of rows at a time:
+
+    - :meth:`prepare` — per-iteration state derived from the centres;
+    - :meth:`step` — labels and distances of a chunk, plus its contribution
+      to the per-cluster sums (accumulated into the caller's float64 buffers);
+    - :meth:`finalize` and :meth:`update` — turn the sums into new centres.
+
+    Other distances (1 - IoU for anchor boxes, ...) subclass this and keep the
+    same driver. Engines are stateless between calls except for thread-local
+    scratch buffers, so one engine object may serve several threads.
+    """
+
+    name: ClassVar[str]
+    #: True if several chunks may run at once in threads (BLAS limited to 1).
+    parallel_chunks: ClassVar[bool] = True
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if not getattr(cls, "__abstractmethods__", None) and not isinstance(
+            cls.__dict__.get("name"), str
+        ):
+            raise TypeError(f"Engine subclass {cls.__name__} must define a str `name`.")
+
+    def __init__(self) -> None:
+        self._local = threading.local()
+
+    @classmethod
+    def supports(cls, params: Mapping[str, Any]) -> bool:
+        """Whether this engine can run a fit with ``params`` (dtype, metric...)."""
+        return True
+
+    def working_dtype(self, dtype: np.dtype[Any]) -> np.dtype[Any]:
+        """The float dtype chunks of ``dtype`` are computed in.
+
+        Small integers (uint8 SIFT, uint16) and float16/float32 work in
+        float32, which holds them exactly; everything else in float64.
+        """
+        dtype = np.dtype(dtype)
+        if dtype == np.float32 or dtype == np.float16:
+            return np.dtype(np.float32)
+        if dtype.kind in "ui" and dtype.itemsize <= 2:
+            return np.dtype(np.float32)
+        return np.dtype(np.float64)
+
+    def chunk_rows(self, n_features: int, n_clusters: int, dtype: np.dtype[Any]) -> int:
+        """Preferred rows per chunk (the driver caps it by the memory budget)."""
+        return 4096
+
+    def scratch_bytes_per_row(
+        self, n_features: int, n_clusters: int, dtype: np.dtype[Any]
+    ) -> int:
+        """Bytes of per-thread scratch memory one row of a chunk needs."""
+        item = self.working_dtype(dtype).itemsize
+        return (n_features + n_clusters + 2) * item
+
+    @abstractmethod
+    def prepare(self, centers: npt.NDArray[np.float64], dtype: np.dtype[Any]) -> Any:
+        """Per-iteration state from ``centers`` for data of ``dtype`` (read-only)."""
+
+    @abstractmethod
+    def assign(
+        self, X_chunk: npt.NDArray[Any], state: Any
+    ) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.floating[Any]]]:
+        """Nearest centre of each row and its distance (squared for Euclidean)."""
+
+    @abstractmethod
+    def pairwise(self, X_chunk: npt.NDArray[Any], state: Any) -> npt.NDArray[Any]:
+        """Distances from each row to every centre, shape (m, k)."""
+
+    def accumulate(
+        self,
+        X_chunk: npt.NDArray[Any],
+        labels: npt.NDArray[np.intp],
+        sample_weight: npt.NDArray[np.float64] | None,
+        state: Any,
+        sums: npt.NDArray[np.float64],
+        weights: npt.NDArray[np.float64],
+    ) -> None:
+        """Add this chunk's per-cluster sums and weights into the buffers."""
+        Xc = np.array(X_chunk, dtype=self.working_dtype(X_chunk.dtype), order="C")
+        segment_sums(Xc, labels, sample_weight, sums, weights)
+
+    def step(
+        self,
+        X_chunk: npt.NDArray[Any],
+        state: Any,
+        sample_weight: npt.NDArray[np.float64] | None,
+        sums: npt.NDArray[np.float64],
+        weights: npt.NDArray[np.float64],
+    ) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.floating[Any]]]:
+        """One E-step and partial M-step on a chunk; returns labels and distances."""
+        labels, dist = self.assign(X_chunk, state)
+        self.accumulate(X_chunk, labels, sample_weight, state, sums, weights)
+        return labels, dist
+
+    def finalize(
+        self,
+        sums: npt.NDArray[np.float64],
+        weights: npt.NDArray[np.float64],
+        state: Any,
+    ) -> npt.NDArray[np.float64]:
+        """Turn accumulated sums into plain sums of rows (undo any shift)."""
+        return sums
+
+    def update(
+        self,
+        sums: npt.NDArray[np.float64],
+        weights: npt.NDArray[np.float64],
+        old_centers: npt.NDArray[np.float64],
+    ) -> npt.NDArray[np.float64]:
+        """New centres from per-cluster sums; empty clusters keep their centre."""
+        new = old_centers.copy()
+        nz = weights > 0
+        new[nz] = sums[nz] / weights[nz, None]
+        return new
+
+
+def get_engine(engine: str | Engine, params: Mapping[str, Any] | None = None) -> Engine:
+    """Resolve ``engine`` (a name, ``"auto"`` or an Engine instance) to an Engine.
+
+    ``"auto"`` picks the first registered engine, in order of measured speed
+    (numpy's chunked GEMM first), that supports ``params``.
+    """
+    if isinstance(engine, Engine):
+        return engine
+    params = params or {}
+    if engine == "auto":
+        for name in ENGINES.available():
+            cls = ENGINES.get(name)
+            if cls.supports(params):
+                return cls()
+    cls = ENGINES.get(str(engine), extra_names=("auto",))
+    if not cls.supports(params):
+        raise ValueError(f"Engine {engine!r} does not support these parameters: {params}.")
+    return cls()

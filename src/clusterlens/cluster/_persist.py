@@ -1,0 +1,141 @@
+"""Save and load fitted models as ``.npz`` arrays plus a JSON sidecar (no pickle)."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from clusterlens.exceptions import DataValidationError
+
+if TYPE_CHECKING:
+    from clusterlens.cluster._kmeans import KMeans
+
+__all__ = ["atomic_write_bytes", "load_kmeans", "model_paths", "save_kmeans"]
+
+FORMAT = "clusterlens.kmeans"
+FORMAT_VERSION = 1
+
+
+def model_paths(path: str | os.PathLike[str]) -> tuple[Path, Path]:
+    """``(x.npz, x.json)`` for ``x``, ``x.npz`` or ``x.json``."""
+    p = Path(path)
+    if p.suffix in (".npz", ".json"):
+        p = p.with_suffix("")
+    return p.with_name(p.name + ".npz"), p.with_name(p.name + ".json")
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file and ``os.replace``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+def save_kmeans(model: KMeans, path: str | os.PathLike[str]) -> tuple[Path, Path]:
+    """Write a fitted KMeans; returns the two paths written."""
+    import io
+
+    from clusterlens import __version__
+
+    npz_path, json_path = model_paths(path)
+    arrays: dict[str, np.ndarray[Any, Any]] = {
+        "cluster_centers_": np.asarray(model.cluster_centers_),
+        "labels_": np.asarray(model.labels_),
+    }
+    params = model.get_params()
+    if not isinstance(params["init"], str):
+        arrays["init"] = np.asarray(params["init"], dtype=np.float64)
+        params["init"] = "array"
+    if not isinstance(params["engine"], str):
+        params["engine"] = getattr(params["engine"], "name", "numpy")
+    if isinstance(params["random_state"], np.random.Generator):
+        params["random_state"] = None
+    meta = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "clusterlens_version": __version__,
+        "numpy_version": np.__version__,
+        "class": type(model).__name__,
+        "params": params,
+        "attributes": {
+            "inertia_": float(model.inertia_),
+            "n_iter_": int(model.n_iter_),
+            "engine_": model.engine_,
+            "converged_": bool(model.converged_),
+            "n_features_in_": int(model.n_features_in_),
+            "history_": model.history_,
+        },
+    }
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)  # type: ignore[arg-type]
+    atomic_write_bytes(npz_path, buf.getvalue())
+    atomic_write_bytes(json_path, json.dumps(_jsonable(meta), indent=2).encode())
+    return npz_path, json_path
+
+
+def load_kmeans(cls: type[KMeans], path: str | os.PathLike[str]) -> KMeans:
+    """Read a model written by :func:`save_kmeans` (any format version <= ours)."""
+    npz_path, json_path = model_paths(path)
+    for p in (npz_path, json_path):
+        if not p.is_file():
+            raise DataValidationError(
+                f"Model file {p} not found: a saved model is a pair {npz_path.name} + "
+                f"{json_path.name}. Check the path."
+            )
+    try:
+        meta = json.loads(json_path.read_text())
+    except (OSError, ValueError) as e:
+        raise DataValidationError(
+            f"{json_path} is not a readable clusterlens model file: {e}"
+        ) from e
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise DataValidationError(
+            f"{json_path} is not a clusterlens k-means model (format "
+            f"{meta.get('format') if isinstance(meta, dict) else None!r})."
+        )
+    if int(meta.get("format_version", 0)) > FORMAT_VERSION:
+        raise DataValidationError(
+            f"{json_path} was written by a newer clusterlens (format version "
+            f"{meta['format_version']} > {FORMAT_VERSION}). Upgrade clusterlens."
+        )
+    try:
+        with np.load(npz_path, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+    except (OSError, ValueError) as e:
+        raise DataValidationError(f"{npz_path} is not a readable .npz file: {e}") from e
+    params = dict(meta.get("params", {}))
+    if params.get("init") == "array":
+        params["init"] = arrays.get("init")
+    valid = cls().get_params()
+    model = cls(**{k: v for k, v in params.items() if k in valid})
+    attrs = meta.get("attributes", {})
+    model.cluster_centers_ = arrays["cluster_centers_"]
+    model.labels_ = arrays.get("labels_", np.zeros(0, dtype=np.int64)).astype(np.int64)
+    model.inertia_ = float(attrs.get("inertia_", np.nan))
+    model.n_iter_ = int(attrs.get("n_iter_", 0))
+    model.engine_ = str(attrs.get("engine_", "numpy"))
+    model.converged_ = bool(attrs.get("converged_", False))
+    model.n_features_in_ = int(attrs.get("n_features_in_", model.cluster_centers_.shape[1]))
+    model.history_ = list(attrs.get("history_", []))
+    return model

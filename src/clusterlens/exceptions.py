@@ -1,0 +1,51 @@
+"""The clusterlens exception and warning hierarchy."""
+
+from __future__ import annotations
+
+__all__ = [
+    "BackendError",
+    "ClusterlensError",
+    "ConvergenceWarning",
+    "DataQualityWarning",
+    "DataValidationError",
+    "InvalidParameterError",
+    "MissingDependencyError",
+    "NotFittedError",
+    "OutputExistsError",
+]
+
+
+class ClusterlensError(Exception):
+    """Root of every error clusterlens raises on purpose."""
+
+
+class NotFittedError(ClusterlensError, ValueError, AttributeError):
+    """An estimator was used before ``fit``; scikit-learn's text and contract."""
+
+
+class InvalidParameterError(ClusterlensError, ValueError, TypeError):
+    """A parameter has the wrong type or value (scikit-learn's message template)."""
+
+
+class DataValidationError(ClusterlensError, ValueError):
+    """Input data is malformed: wrong shape, NaN, truncated file, too few rows."""
+
+
+class MissingDependencyError(ClusterlensError, ImportError):
+    """An optional dependency needed by the requested feature is not installed."""
+
+
+class BackendError(ClusterlensError, RuntimeError):
+    """An execution backend (threads, Dask) failed or cannot be reached."""
+
+
+class OutputExistsError(ClusterlensError, FileExistsError):
+    """An output path exists and overwriting was not asked for."""
+
+
+class ConvergenceWarning(UserWarning):
+    """An iterative method stopped early or found fewer clusters than asked."""
+
+
+class DataQualityWarning(UserWarning):
+    """Input is valid but odd (duplicates, constant features, ...)."""

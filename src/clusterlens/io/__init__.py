@@ -1,0 +1,21 @@
+"""Descriptor and feature-file input/output: memory-mapped readers and writers."""
+
+from __future__ import annotations
+
+from clusterlens.io._descriptors import (
+    as_matrix,
+    open_descriptors,
+    write_bvecs,
+    write_fvecs,
+    write_ivecs,
+    write_oxford_bin,
+)
+
+__all__ = [
+    "as_matrix",
+    "open_descriptors",
+    "write_bvecs",
+    "write_fvecs",
+    "write_ivecs",
+    "write_oxford_bin",
+]

@@ -54,7 +54,7 @@ def plan_chunks(
 
 
 def data_stats(
-    X: npt.NDArray[Any], *, name: str = "X", chunk_rows: int = 65536
+    X: npt.NDArray[Any], *, name: str = "X", chunk_rows: int = 8192
 ) -> tuple[npt.NDArray[np.float64], float]:
     """Mean and mean per-feature variance of X in one chunked pass; checks NaN/inf.
 

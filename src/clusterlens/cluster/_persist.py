@@ -4,18 +4,18 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from clusterlens.exceptions import DataValidationError
+from clusterlens.utils._fs import atomic_write_bytes, atomic_write_text
 
 if TYPE_CHECKING:
     from clusterlens.cluster._kmeans import KMeans
 
-__all__ = ["atomic_write_bytes", "load_kmeans", "model_paths", "save_kmeans"]
+__all__ = ["load_kmeans", "model_paths", "save_kmeans"]
 
 FORMAT = "clusterlens.kmeans"
 FORMAT_VERSION = 1
@@ -27,19 +27,6 @@ def model_paths(path: str | os.PathLike[str]) -> tuple[Path, Path]:
     if p.suffix in (".npz", ".json"):
         p = p.with_suffix("")
     return p.with_name(p.name + ".npz"), p.with_name(p.name + ".json")
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file and ``os.replace``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _jsonable(value: Any) -> Any:
@@ -90,7 +77,7 @@ def save_kmeans(model: KMeans, path: str | os.PathLike[str]) -> tuple[Path, Path
     buf = io.BytesIO()
     np.savez(buf, **arrays)  # type: ignore[arg-type]
     atomic_write_bytes(npz_path, buf.getvalue())
-    atomic_write_bytes(json_path, json.dumps(_jsonable(meta), indent=2).encode())
+    atomic_write_text(json_path, json.dumps(_jsonable(meta), indent=2))
     return npz_path, json_path
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from clusterlens.io._results import read_results, write_results, write_run_json
 from clusterlens.io._descriptors import (
     as_matrix,
     open_descriptors,
@@ -14,8 +15,11 @@ from clusterlens.io._descriptors import (
 __all__ = [
     "as_matrix",
     "open_descriptors",
+    "read_results",
     "write_bvecs",
     "write_fvecs",
     "write_ivecs",
     "write_oxford_bin",
+    "write_results",
+    "write_run_json",
 ]

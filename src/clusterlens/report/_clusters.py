@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import base64
-import contextlib
 import functools
 import io
 import logging
 import math
 import numbers
-import os
 import pathlib
-import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
@@ -22,6 +19,7 @@ import numpy.typing as npt
 
 from clusterlens.exceptions import DataValidationError, InvalidParameterError
 from clusterlens.typing import ArrayLike, PathLike
+from clusterlens.utils._fs import atomic_write_text
 from clusterlens.utils.validation import check_int
 
 __all__ = ["build_cluster_report"]
@@ -274,7 +272,7 @@ def build_cluster_report(
         version=_version(),
     )
     out = pathlib.Path(path)
-    _write_atomic(out, html)
+    atomic_write_text(out, html)
     logger.info("Wrote cluster report with %d clusters to %s", len(clusters), out)
     return out
 
@@ -661,23 +659,3 @@ def _version() -> str:
     from clusterlens import __version__
 
     return __version__
-
-
-def _write_atomic(path: pathlib.Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        mode = path.stat().st_mode & 0o777
-    except FileNotFoundError:
-        mode = 0o644
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise

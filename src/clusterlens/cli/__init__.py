@@ -1,0 +1,1 @@
+"""The ``clusterlens`` command-line tool: thin commands over the library."""

@@ -1,0 +1,87 @@
+"""Entry point: the ``clusterlens`` command group and its error handling."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Any
+
+import click
+
+from clusterlens.cli._errors import HANDLED, debug_enabled, format_error
+
+__all__ = ["cli", "main"]
+
+EXAMPLES = """
+\b
+Examples:
+  clusterlens demo --out demo-out
+  clusterlens kmeans descriptors.npy -k 1024 --out runs/km --seed 0
+  clusterlens kmeans sift.fvecs -k 256 --out km --format json --quiet
+"""
+
+
+class _Group(click.Group):
+    """A click group that turns known errors into one line and exit code 1."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except HANDLED as e:
+            if debug_enabled():
+                raise
+            click.echo(format_error(e), err=True)
+            ctx.exit(1)
+        except KeyboardInterrupt:
+            click.echo("Interrupted; no output was written.", err=True)
+            ctx.exit(130)
+
+
+def _version() -> str:
+    from clusterlens import __version__
+
+    return __version__
+
+
+@click.group(
+    cls=_Group,
+    epilog=EXAMPLES,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+)
+@click.version_option(version=_version(), prog_name="clusterlens")
+@click.option("-v", "--verbose", count=True, help="Log INFO (-v) or DEBUG (-vv) to stderr.")
+def cli(verbose: int) -> None:
+    """clusterlens: turn a pile of images into structure people act on.
+
+    k-means at scale, visual vocabularies, and reports people can look at.
+    """
+    if verbose:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+        root = logging.getLogger("clusterlens")
+        root.addHandler(handler)
+        root.setLevel(logging.DEBUG if verbose > 1 else logging.INFO)
+
+
+def _register() -> None:
+    from clusterlens.cli.demo import demo
+    from clusterlens.cli.kmeans import kmeans
+
+    cli.add_command(demo)
+    cli.add_command(kmeans)
+
+
+_register()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; returns the exit code (0 ok, 1 handled error, 2 usage)."""
+    try:
+        cli.main(args=argv, prog_name="clusterlens", standalone_mode=True)
+    except SystemExit as e:
+        return int(e.code or 0) if not isinstance(e.code, str) else 1
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -13,10 +13,10 @@ import numpy as np
 import numpy.typing as npt
 from threadpoolctl import threadpool_limits
 
-from clusterlens._config import effective_n_threads
+from clusterlens._config import effective_n_threads, get_config
 from clusterlens.cluster._engines._base import Engine
 from clusterlens.exceptions import DataValidationError
-from clusterlens.utils._chunking import gen_batches, get_chunk_n_rows
+from clusterlens.utils._chunking import gen_batches
 from clusterlens.utils._progress import progress
 
 __all__ = ["ChunkPlan", "data_stats", "lloyd", "plan_chunks"]
@@ -28,29 +28,45 @@ logger = logging.getLogger(__name__)
 class ChunkPlan:
     """Row chunks of X and the static thread schedule that processes them.
 
-    Worker ``t`` takes chunks ``t, t + T, t + 2T, ...`` in order and keeps its
-    own accumulators, which are reduced in worker order: the same data,
-    engine and thread count give bit-identical sums on every run.
+    The rows are split into ``n_threads`` contiguous, equal ranges (balanced
+    to one row), each cut into near-equal chunks. Worker ``t`` processes its
+    range in order and keeps its own accumulators, which are reduced in
+    worker order: the same data, engine and thread count give bit-identical
+    sums on every run.
     """
 
-    slices: tuple[slice, ...]
-    n_threads: int
+    workers: tuple[tuple[slice, ...], ...]
     rows: int
 
+    @property
+    def n_threads(self) -> int:
+        return len(self.workers)
+
     def for_worker(self, t: int) -> tuple[slice, ...]:
-        return self.slices[t :: self.n_threads]
+        return self.workers[t]
 
 
 def plan_chunks(
-    n_samples: int, n_features: int, n_clusters: int, dtype: np.dtype[Any], engine: Engine
+    n_samples: int,
+    n_features: int,
+    n_clusters: int,
+    dtype: np.dtype[Any],
+    engine: Engine,
 ) -> ChunkPlan:
-    """Chunk rows from the engine's preference, capped by the memory budget."""
+    """Chunk rows from the engine's preference within the memory budget."""
     n_threads = effective_n_threads() if engine.parallel_chunks else 1
-    row_bytes = engine.scratch_bytes_per_row(n_features, n_clusters, dtype)
-    budget_rows = get_chunk_n_rows(row_bytes * n_threads)
-    rows = max(1, min(engine.chunk_rows(n_features, n_clusters, dtype), budget_rows))
-    slices = tuple(gen_batches(n_samples, rows))
-    return ChunkPlan(slices, max(1, min(n_threads, len(slices))), rows)
+    budget = int(get_config()["working_memory"] * 2**20) // n_threads
+    rows = max(1, engine.chunk_rows(n_features, n_clusters, dtype, budget))
+    n_threads = max(1, min(n_threads, -(-n_samples // rows)))
+    bounds = np.linspace(0, n_samples, n_threads + 1).round().astype(int)
+    workers = []
+    for lo, hi in zip(bounds[:-1], bounds[1:], strict=True):
+        n_chunks = max(1, -(-(hi - lo) // rows))
+        cuts = np.linspace(lo, hi, n_chunks + 1).round().astype(int)
+        workers.append(
+            tuple(slice(int(a), int(b)) for a, b in zip(cuts[:-1], cuts[1:], strict=True))
+        )
+    return ChunkPlan(tuple(workers), rows)
 
 
 def data_stats(

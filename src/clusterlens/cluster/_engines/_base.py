@@ -105,16 +105,16 @@ class Engine(ABC):
             return np.dtype(np.float32)
         return np.dtype(np.float64)
 
-    def chunk_rows(self, n_features: int, n_clusters: int, dtype: np.dtype[Any]) -> int:
-        """Preferred rows per chunk (the driver caps it by the memory budget)."""
-        return 4096
-
-    def scratch_bytes_per_row(
-        self, n_features: int, n_clusters: int, dtype: np.dtype[Any]
+    def chunk_rows(
+        self, n_features: int, n_clusters: int, dtype: np.dtype[Any], budget: int
     ) -> int:
-        """Bytes of per-thread scratch memory one row of a chunk needs."""
+        """Rows per chunk so one thread's scratch memory fits ``budget`` bytes.
+
+        The default assumes an (m, k) distance block plus a converted chunk.
+        """
         item = self.working_dtype(dtype).itemsize
-        return (n_features + n_clusters + 2) * item
+        per_row = (n_features + n_clusters + 2) * item + 64
+        return int(max(1, min(4096, budget // per_row)))
 
     @abstractmethod
     def prepare(self, centers: npt.NDArray[np.float64], dtype: np.dtype[Any]) -> Any:

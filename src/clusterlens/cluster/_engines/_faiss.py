@@ -35,8 +35,11 @@ class FaissEngine(Engine):
     def working_dtype(self, dtype: np.dtype[Any]) -> np.dtype[Any]:
         return np.dtype(np.float32)
 
-    def chunk_rows(self, n_features: int, n_clusters: int, dtype: np.dtype[Any]) -> int:
-        return 16384
+    def chunk_rows(
+        self, n_features: int, n_clusters: int, dtype: np.dtype[Any], budget: int
+    ) -> int:
+        per_row = (n_features + n_clusters) * 4 + 64
+        return int(max(1, min(16384, budget // per_row)))
 
     def prepare(self, centers: npt.NDArray[np.float64], dtype: np.dtype[Any]) -> _State:
         return _State(np.ascontiguousarray(centers, dtype=np.float32))

@@ -1,0 +1,27 @@
+"""CI runs only a tiny smoke version of each benchmark."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def test_kmeans_exact_smoke():
+    env = {**os.environ, "CLUSTERLENS_DISABLE_PROGRESS_BARS": "1"}
+    r = subprocess.run(
+        [sys.executable, str(BENCH / "kmeans_exact.py"), "--smoke", "--json"],
+        capture_output=True, text=True, env=env, timeout=600,
+    )
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    rows = out["speed"]["rows"]
+    assert set(rows) == {"clusterlens", "faiss.Kmeans", "sklearn"}
+    # Same init, same iterations: the same SSE as scikit-learn's Lloyd.
+    assert abs(rows["clusterlens"]["sse"] / rows["sklearn"]["sse"] - 1) < 1e-4
+    mem = out["memory"]
+    assert mem["extra_peak_bytes"] < mem["float32_copy_bytes"] + 64 * 2**20

@@ -17,7 +17,6 @@ import os
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 
 import numpy as np
@@ -113,8 +112,15 @@ def run_speed(n: int, d: int, k: int, iters: int, repeats: int) -> dict:
     base = rows["clusterlens"]["s_per_iter"]
     for r in rows.values():
         r["ratio_vs_clusterlens"] = r["s_per_iter"] / base
-    return {"n": n, "d": d, "k": k, "iters": iters, "repeats": repeats,
-            "gemm_peak_gflops": peak, "rows": rows}
+    return {
+        "n": n,
+        "d": d,
+        "k": k,
+        "iters": iters,
+        "repeats": repeats,
+        "gemm_peak_gflops": peak,
+        "rows": rows,
+    }
 
 
 _CHILD = r"""
@@ -153,11 +159,15 @@ def run_memory(n: int, d: int, k: int, iters: int) -> dict:
         del X
         out = subprocess.run(
             [sys.executable, "-c", _CHILD, path, str(n), str(d), str(k), str(iters)],
-            capture_output=True, text=True, check=True,
+            capture_output=True,
+            text=True,
+            check=True,
         )
     r = json.loads(out.stdout.strip().splitlines()[-1])
     r.update(
-        n=n, d=d, k=k,
+        n=n,
+        d=d,
+        k=k,
         uint8_bytes=n * d,
         float32_copy_bytes=n * d * 4,
         extra_peak_bytes=r["peak_anon"] - r["baseline_anon"],
@@ -185,14 +195,20 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps({"speed": speed, "memory": mem}, indent=2))
         return 0
     print(f"exact k-means: n={a.n} d={a.d} k={a.k}, {a.iters} iterations, same init")
-    print(f"float32 GEMM peak (numpy BLAS, best of {a.repeats} in this run): "
-          f"{speed['gemm_peak_gflops']:.0f} GFLOP/s; s/iter = median over the "
-          f"iterations of the best of {a.repeats} interleaved fits")
-    print(f"{'method':<14}{'s/iter':>9}{'GFLOP/s':>9}{'% peak':>8}{'x time':>8}{'SSE':>16}")
+    print(
+        f"float32 GEMM peak (numpy BLAS, best of {a.repeats} in this run): "
+        f"{speed['gemm_peak_gflops']:.0f} GFLOP/s; s/iter = median over the "
+        f"iterations of the best of {a.repeats} interleaved fits"
+    )
+    print(
+        f"{'method':<14}{'s/iter':>9}{'GFLOP/s':>9}{'% peak':>8}"
+        f"{'x time':>8}{'SSE':>16}"
+    )
     for name, r in speed["rows"].items():
         print(
             f"{name:<14}{r['s_per_iter']:>9.3f}{r['gflops']:>9.0f}"
-            f"{100 * r['frac_peak']:>7.0f}%{r['ratio_vs_clusterlens']:>8.2f}{r['sse']:>16.6g}"
+            f"{100 * r['frac_peak']:>7.0f}%{r['ratio_vs_clusterlens']:>8.2f}"
+            f"{r['sse']:>16.6g}"
         )
     mb = 2**20
     print(

@@ -69,8 +69,10 @@ def set_config(**params: Any) -> None:
             raise InvalidParameterError(
                 f"working_memory must be a positive number of MiB; got {value!r}."
             )
-        if key == "n_threads" and value is not None and (
-            not isinstance(value, int) or value < 1
+        if (
+            key == "n_threads"
+            and value is not None
+            and (not isinstance(value, int) or value < 1)
         ):
             raise InvalidParameterError(
                 f"n_threads must be None or an int >= 1; got {value!r}."

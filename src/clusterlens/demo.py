@@ -128,7 +128,12 @@ def run_demo(
             },
             "results": summary,
             "history": km.history_,
-            "outputs": ["model.npz", "model.json", "assignments.parquet", "report.html"],
+            "outputs": [
+                "model.npz",
+                "model.json",
+                "assignments.parquet",
+                "report.html",
+            ],
         },
     )
     return summary

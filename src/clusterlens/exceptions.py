@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from sklearn.exceptions import NotFittedError as _SklearnNotFittedError
+
 __all__ = [
     "BackendError",
     "ClusterlensError",
@@ -19,8 +21,12 @@ class ClusterlensError(Exception):
     """Root of every error clusterlens raises on purpose."""
 
 
-class NotFittedError(ClusterlensError, ValueError, AttributeError):
-    """An estimator was used before ``fit``; scikit-learn's text and contract."""
+class NotFittedError(ClusterlensError, _SklearnNotFittedError):
+    """An estimator was used before ``fit``; scikit-learn's text and contract.
+
+    It is also scikit-learn's ``NotFittedError`` (a ValueError and an
+    AttributeError), so code catching that keeps working.
+    """
 
 
 class InvalidParameterError(ClusterlensError, ValueError, TypeError):

@@ -34,7 +34,11 @@ def test_kmeans_writes_every_output(tmp_path, data):
     r = run("kmeans", data, "-k", 3, "--out", out, "--seed", 1)
     assert r.exit_code == 0, r.output
     assert sorted(p.name for p in out.iterdir()) == [
-        "assignments.parquet", "model.json", "model.npz", "run.json"]
+        "assignments.parquet",
+        "model.json",
+        "model.npz",
+        "run.json",
+    ]
     table = pq.read_table(out / "assignments.parquet")
     assert table.column_names == ["index", "cluster", "distance"]
     assert table.num_rows == 300
@@ -72,8 +76,20 @@ def test_kmeans_reads_descriptor_formats(tmp_path):
     write_oxford_bin(tmp_path / "x.bin", X)
     inertias = []
     for name in ("x.bvecs", "x.fvecs", "x.bin"):
-        r = run("kmeans", tmp_path / name, "-k", 4, "--out", tmp_path / f"o-{name}",
-                "--format", "json", "--init", "random", "--n-init", 1)
+        r = run(
+            "kmeans",
+            tmp_path / name,
+            "-k",
+            4,
+            "--out",
+            tmp_path / f"o-{name}",
+            "--format",
+            "json",
+            "--init",
+            "random",
+            "--n-init",
+            1,
+        )
         assert r.exit_code == 0, r.output
         inertias.append(json.loads(r.stdout)["inertia"])
     np.testing.assert_allclose(inertias, inertias[0], rtol=1e-6)
@@ -82,7 +98,9 @@ def test_kmeans_reads_descriptor_formats(tmp_path):
 def test_init_from_npy_file(tmp_path, data):
     X = np.load(data)
     np.save(tmp_path / "c.npy", X[[0, 100, 200]])
-    r = run("kmeans", data, "-k", 3, "--init", tmp_path / "c.npy", "--out", tmp_path / "o")
+    r = run(
+        "kmeans", data, "-k", 3, "--init", tmp_path / "c.npy", "--out", tmp_path / "o"
+    )
     assert r.exit_code == 0, r.output
 
 
@@ -187,18 +205,28 @@ def test_demo_runs_and_report_parses(tmp_path):
     assert payload["schema"] == "clusterlens.demo/1"
     assert payload["accuracy"] > 0.6 and payload["nmi"] > 0.6
     names = sorted(p.name for p in out.iterdir())
-    assert names == ["assignments.parquet", "model.json", "model.npz", "report.html",
-                     "run.json"]
+    assert names == [
+        "assignments.parquet",
+        "model.json",
+        "model.npz",
+        "report.html",
+        "run.json",
+    ]
     html = (out / "report.html").read_text()
     parser = _Sections()
     parser.feed(html)
     assert parser.clusters == 10 and parser.imgs > 100
     assert "http://" not in html and "https://" not in html
     table = pq.read_table(out / "assignments.parquet")
-    assert {"index", "item_id", "label", "cluster", "distance"} <= set(table.column_names)
+    assert {"index", "item_id", "label", "cluster", "distance"} <= set(
+        table.column_names
+    )
 
 
 def test_console_script_entry_point(tmp_path):
-    r = subprocess.run([sys.executable, "-m", "clusterlens.cli.main", "--version"],
-                       capture_output=True, text=True)
+    r = subprocess.run(
+        [sys.executable, "-m", "clusterlens.cli.main", "--version"],
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode == 0 and "clusterlens" in r.stdout

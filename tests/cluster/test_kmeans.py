@@ -22,8 +22,15 @@ from clusterlens.exceptions import (
 )
 
 
-def _blobs(seed, n=3000, d=12, k=8, dtype=np.float64, std=1.0):
-    X, y = make_blobs(n, n_features=d, centers=k, cluster_std=std, random_state=seed)
+def _blobs(seed, n=3000, d=12, k=8, dtype=np.float64, std=1.0, box=10.0):
+    X, y = make_blobs(
+        n,
+        n_features=d,
+        centers=k,
+        cluster_std=std,
+        center_box=(-box, box),
+        random_state=seed,
+    )
     return X.astype(dtype), y
 
 
@@ -50,13 +57,18 @@ def test_kmeans_matches_sklearn_lloyd(global_random_seed, dtype):
     X, _ = _blobs(global_random_seed, dtype=dtype, std=3.0)
     C0 = _init(X, 8, global_random_seed)
     ours = KMeans(8, init=C0, max_iter=50, tol=1e-6).fit(X)
-    ref = SKKMeans(8, init=C0.astype(dtype), n_init=1, max_iter=50, tol=1e-6,
-                   algorithm="lloyd").fit(X)
+    ref = SKKMeans(
+        8, init=C0.astype(dtype), n_init=1, max_iter=50, tol=1e-6, algorithm="lloyd"
+    ).fit(X)
     np.testing.assert_array_equal(ours.labels_, ref.labels_)
     rtol = 1e-5 if dtype == np.float32 else 1e-10
     np.testing.assert_allclose(ours.inertia_, ref.inertia_, rtol=rtol)
-    np.testing.assert_allclose(ours.cluster_centers_, ref.cluster_centers_,
-                               rtol=rtol, atol=1e-4 if dtype == np.float32 else 1e-9)
+    np.testing.assert_allclose(
+        ours.cluster_centers_,
+        ref.cluster_centers_,
+        rtol=rtol,
+        atol=1e-4 if dtype == np.float32 else 1e-9,
+    )
     assert ours.n_iter_ == ref.n_iter_
     assert ours.cluster_centers_.dtype == dtype
 
@@ -64,8 +76,9 @@ def test_kmeans_matches_sklearn_lloyd(global_random_seed, dtype):
 def test_inertia_never_rises(global_random_seed):
     rng = np.random.default_rng(global_random_seed)
     X = rng.standard_normal((4000, 16)).astype(np.float32)
-    km = KMeans(40, init="random", n_init=1, max_iter=60, tol=0,
-                random_state=global_random_seed).fit(X)
+    km = KMeans(
+        40, init="random", n_init=1, max_iter=60, tol=0, random_state=global_random_seed
+    ).fit(X)
     inertia = np.array([h["inertia"] for h in km.history_])
     assert len(inertia) >= 3
     assert np.all(np.diff(inertia) <= 1e-6 * inertia[:-1]), inertia
@@ -82,8 +95,9 @@ def test_planted_blobs_recovered(global_random_seed):
 def test_uint8_gives_result_of_float_copy(global_random_seed):
     rng = np.random.default_rng(global_random_seed)
     centers = rng.integers(0, 200, size=(10, 32))
-    X8 = np.clip(centers[rng.integers(10, size=3000)] + rng.integers(-20, 20, (3000, 32)),
-                 0, 255).astype(np.uint8)
+    X8 = np.clip(
+        centers[rng.integers(10, size=3000)] + rng.integers(-20, 20, (3000, 32)), 0, 255
+    ).astype(np.uint8)
     C0 = _init(X8, 10, global_random_seed)
     a = KMeans(10, init=C0).fit(X8)
     b = KMeans(10, init=C0).fit(X8.astype(np.float32))
@@ -109,21 +123,37 @@ def test_readonly_memmap_and_npy_path(tmp_path, global_random_seed):
 
 
 @pytest.mark.parametrize("working_memory", [0.01, 0.05, 0.3])
-def test_tiny_memory_budget_reproduces_unchunked(global_random_seed, working_memory):
-    X, _ = _blobs(global_random_seed, n=2777, dtype=np.float32, std=2.0)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_tiny_memory_budget_reproduces_unchunked(
+    global_random_seed, working_memory, dtype
+):
+    X, _ = _blobs(global_random_seed, n=2777, dtype=dtype, box=50.0)
     C0 = _init(X, 8, global_random_seed)
     ref = KMeans(8, init=C0).fit(X)
     with config_context(working_memory=working_memory):
         km = KMeans(8, init=C0).fit(X)
         pred = km.predict(X)
-    np.testing.assert_array_equal(km.labels_, ref.labels_)
-    np.testing.assert_array_equal(pred, ref.labels_)
-    np.testing.assert_allclose(km.inertia_, ref.inertia_, rtol=1e-5)
-    np.testing.assert_allclose(km.cluster_centers_, ref.cluster_centers_, atol=1e-4)
+    if dtype == np.float64:
+        np.testing.assert_array_equal(km.labels_, ref.labels_)
+        np.testing.assert_array_equal(pred, ref.labels_)
+    else:
+        # BLAS may round a tiny tile's dot products differently by one float32
+        # ulp, which can flip a point lying on a tie between two centres.
+        assert np.mean(km.labels_ == ref.labels_) >= 0.999
+        assert np.mean(pred == km.labels_) >= 0.999
+    rtol = 1e-5 if dtype == np.float32 else 1e-10
+    np.testing.assert_allclose(km.inertia_, ref.inertia_, rtol=rtol)
+    np.testing.assert_allclose(
+        km.cluster_centers_,
+        ref.cluster_centers_,
+        atol=1e-3 if dtype == np.float32 else 1e-8,
+    )
 
 
 def test_thread_count_does_not_change_result(global_random_seed):
-    X, _ = _blobs(global_random_seed, n=20000, dtype=np.float32, std=2.0)
+    # Well-separated blobs: no point sits near a tie, where float32 rounding of
+    # differently ordered sums may legitimately flip a label.
+    X, _ = _blobs(global_random_seed, n=20000, dtype=np.float32, box=50.0)
     C0 = _init(X, 8, global_random_seed)
     with config_context(n_threads=1):
         a = KMeans(8, init=C0).fit(X)
@@ -136,7 +166,9 @@ def test_thread_count_does_not_change_result(global_random_seed):
 def test_same_seed_is_bit_identical(global_random_seed):
     rng = np.random.default_rng(global_random_seed)
     X = rng.standard_normal((5000, 8)).astype(np.float32)
-    runs = [KMeans(20, n_init=2, random_state=global_random_seed).fit(X) for _ in range(2)]
+    runs = [
+        KMeans(20, n_init=2, random_state=global_random_seed).fit(X) for _ in range(2)
+    ]
     np.testing.assert_array_equal(runs[0].cluster_centers_, runs[1].cluster_centers_)
     np.testing.assert_array_equal(runs[0].labels_, runs[1].labels_)
     assert runs[0].inertia_ == runs[1].inertia_
@@ -145,12 +177,14 @@ def test_same_seed_is_bit_identical(global_random_seed):
 
 
 def test_faiss_engine_matches_numpy(global_random_seed):
-    X, _ = _blobs(global_random_seed, dtype=np.float32, std=2.0)
+    X, _ = _blobs(global_random_seed, dtype=np.float32, std=2.0, box=50.0)
     C0 = _init(X, 8, global_random_seed)
     a = KMeans(8, init=C0, engine="numpy").fit(X)
     b = KMeans(8, init=C0, engine="faiss").fit(X)
     assert b.engine_ == "faiss" and a.engine_ == "numpy"
-    assert adjusted_rand_score(a.labels_, b.labels_) == pytest.approx(1.0)
+    # faiss computes ||x||^2 + ||c||^2 - 2 x.c in float32 without centring, so a
+    # point on a near-tie may go the other way: agreement, not identity.
+    assert adjusted_rand_score(a.labels_, b.labels_) >= 0.995
     np.testing.assert_allclose(a.inertia_, b.inertia_, rtol=1e-4)
 
 
@@ -177,7 +211,9 @@ def test_transform_and_score_match_sklearn(global_random_seed):
     C0 = _init(X, 8, global_random_seed)
     ours = KMeans(8, init=C0).fit(X)
     ref = SKKMeans(8, init=C0, n_init=1, algorithm="lloyd").fit(X)
-    np.testing.assert_allclose(ours.transform(X), ref.transform(X), rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(
+        ours.transform(X), ref.transform(X), rtol=1e-6, atol=1e-6
+    )
     np.testing.assert_allclose(ours.score(X), ref.score(X), rtol=1e-8)
     np.testing.assert_array_equal(ours.fit_predict(X), ref.labels_)
 
@@ -246,18 +282,38 @@ def test_functional_twin_returns_frozen_result():
 @pytest.mark.parametrize(
     ("kwargs", "exc", "match"),
     [
-        ({"n_clusters": 0}, InvalidParameterError,
-         "'n_clusters' parameter of kmeans must be an int in the range \\[1, inf\\)"),
-        ({"n_clusters": 500}, DataValidationError, "n_samples=100 should be >= n_clusters=500"),
+        (
+            {"n_clusters": 0},
+            InvalidParameterError,
+            "'n_clusters' parameter of kmeans must be an int in the range \\[1, inf\\)",
+        ),
+        (
+            {"n_clusters": 500},
+            DataValidationError,
+            "n_samples=100 should be >= n_clusters=500",
+        ),
         ({"n_clusters": 3, "max_iter": 0}, InvalidParameterError, "'max_iter'"),
         ({"n_clusters": 3, "tol": -1.0}, InvalidParameterError, "'tol'"),
-        ({"n_clusters": 3, "init": "kmeans++"}, InvalidParameterError,
-         "Did you mean 'k-means\\+\\+'"),
-        ({"n_clusters": 3, "init": np.zeros((2, 4))}, DataValidationError,
-         "init has shape \\(2, 4\\)"),
-        ({"n_clusters": 3, "engine": "fiass"}, InvalidParameterError, "Did you mean 'faiss'"),
-        ({"n_clusters": 3, "sample_weight": -np.ones(100)}, DataValidationError,
-         "non-negative"),
+        (
+            {"n_clusters": 3, "init": "kmeans++"},
+            InvalidParameterError,
+            "Did you mean 'k-means\\+\\+'",
+        ),
+        (
+            {"n_clusters": 3, "init": np.zeros((2, 4))},
+            DataValidationError,
+            "init has shape \\(2, 4\\)",
+        ),
+        (
+            {"n_clusters": 3, "engine": "fiass"},
+            InvalidParameterError,
+            "Did you mean 'faiss'",
+        ),
+        (
+            {"n_clusters": 3, "sample_weight": -np.ones(100)},
+            DataValidationError,
+            "non-negative",
+        ),
         ({"n_clusters": 3, "n_init": 0}, InvalidParameterError, "'n_init'"),
     ],
 )
@@ -280,7 +336,9 @@ def test_shape_errors_and_not_fitted():
         KMeans(2).fit(np.zeros(10))
     with pytest.raises(NotFittedError, match="not fitted yet"):
         KMeans(2).predict(np.zeros((3, 2)))
-    km = KMeans(2, random_state=0).fit(np.random.default_rng(0).standard_normal((20, 3)))
+    km = KMeans(2, random_state=0).fit(
+        np.random.default_rng(0).standard_normal((20, 3))
+    )
     with pytest.raises(ValueError, match="3 features"):
         km.predict(np.zeros((2, 4)))
 

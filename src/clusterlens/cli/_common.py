@@ -18,22 +18,33 @@ def common_options(default_out: str | None = None) -> Callable[[F], F]:
 
     def deco(f: F) -> F:
         f = click.option(
-            "--seed", type=click.IntRange(min=0), default=0, show_default=True,
+            "--seed",
+            type=click.IntRange(min=0),
+            default=0,
+            show_default=True,
             help="Seed for every random choice; the same seed gives the same output.",
         )(f)
         f = click.option(
             "-q", "--quiet", is_flag=True, help="No progress bar and no summary text."
         )(f)
         f = click.option(
-            "--format", "fmt", type=click.Choice(["human", "json"]), default="human",
-            show_default=True, help="What to print on stdout (json implies no progress).",
+            "--format",
+            "fmt",
+            type=click.Choice(["human", "json"]),
+            default="human",
+            show_default=True,
+            help="What to print on stdout (json implies no progress).",
         )(f)
         f = click.option(
             "--overwrite", is_flag=True, help="Replace the output folder if it exists."
         )(f)
         f = click.option(
-            "-o", "--out", type=click.Path(file_okay=False, path_type=Path),
-            required=default_out is None, default=default_out, show_default=True,
+            "-o",
+            "--out",
+            type=click.Path(file_okay=False, path_type=Path),
+            required=default_out is None,
+            default=default_out,
+            show_default=True,
             help="Output folder (written only when the run succeeds).",
         )(f)
         return f

@@ -26,7 +26,9 @@ def _plain(e: BaseException) -> str:
 def _os_error(e: BaseException) -> str:
     assert isinstance(e, OSError)
     name = f" {e.filename}" if e.filename else ""
-    return f"cannot access{name}: {e.strerror or e}. Check the path and its permissions."
+    return (
+        f"cannot access{name}: {e.strerror or e}. Check the path and its permissions."
+    )
 
 
 def _memory(e: BaseException) -> str:

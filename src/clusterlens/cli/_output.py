@@ -23,6 +23,8 @@ def _default(o: Any) -> Any:
 def emit(fmt: str, schema: str, payload: Mapping[str, Any], human: str) -> None:
     """Print ``payload`` as JSON (with its schema) or the ``human`` text."""
     if fmt == "json":
-        click.echo(json.dumps({"schema": schema, **payload}, default=_default, indent=2))
+        click.echo(
+            json.dumps({"schema": schema, **payload}, default=_default, indent=2)
+        )
     else:
         click.echo(human)

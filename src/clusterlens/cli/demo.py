@@ -19,8 +19,14 @@ Examples:
 
 
 @click.command(epilog=EXAMPLES)
-@click.option("-k", "--n-clusters", "k", type=click.IntRange(min=2, max=100), default=10,
-              show_default=True)
+@click.option(
+    "-k",
+    "--n-clusters",
+    "k",
+    type=click.IntRange(min=2, max=100),
+    default=10,
+    show_default=True,
+)
 @common_options(default_out="clusterlens-demo")
 def demo(k: int, out: Path, overwrite: bool, fmt: str, quiet: bool, seed: int) -> None:
     """Cluster the 1,797 handwritten digits shipped with scikit-learn, end to end.
@@ -33,11 +39,16 @@ def demo(k: int, out: Path, overwrite: bool, fmt: str, quiet: bool, seed: int) -
     from clusterlens.utils._fs import staged_output_dir
 
     with staged_output_dir(out, overwrite=overwrite) as stage:
-        summary = run_demo(stage, n_clusters=k, random_state=seed,
-                           verbose=verbosity(quiet, fmt))
+        summary = run_demo(
+            stage, n_clusters=k, random_state=seed, verbose=verbosity(quiet, fmt)
+        )
     if not quiet or fmt == "json":
-        emit(fmt, "clusterlens.demo/1", {**summary, "out": str(out.absolute())},
-             f"Clustered {summary['n_samples']} digits into {k} clusters: "
-             f"accuracy {summary['accuracy']:.3f}, NMI {summary['nmi']:.3f}, "
-             f"ARI {summary['ari']:.3f}, purity {summary['purity']:.3f}.\n"
-             f"Open {out / 'report.html'} to look at the clusters.")
+        emit(
+            fmt,
+            "clusterlens.demo/1",
+            {**summary, "out": str(out.absolute())},
+            f"Clustered {summary['n_samples']} digits into {k} clusters: "
+            f"accuracy {summary['accuracy']:.3f}, NMI {summary['nmi']:.3f}, "
+            f"ARI {summary['ari']:.3f}, purity {summary['purity']:.3f}.\n"
+            f"Open {out / 'report.html'} to look at the clusters.",
+        )

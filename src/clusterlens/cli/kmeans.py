@@ -27,31 +27,79 @@ Examples:
     "data",
     type=click.Path(exists=True, dir_okay=False, readable=True, path_type=Path),
 )
-@click.option("-k", "--n-clusters", "k", type=click.IntRange(min=1), required=True,
-              help="Number of clusters (1 <= k <= number of rows).")
-@click.option("--init", default="k-means++", show_default=True,
-              help="'k-means++', 'random', or a .npy file of initial centres (k, d).")
-@click.option("--n-init", default="auto", show_default=True,
-              help="Restarts with different seeds ('auto': 1 for k-means++, 10 for random).")
+@click.option(
+    "-k",
+    "--n-clusters",
+    "k",
+    type=click.IntRange(min=1),
+    required=True,
+    help="Number of clusters (1 <= k <= number of rows).",
+)
+@click.option(
+    "--init",
+    default="k-means++",
+    show_default=True,
+    help="'k-means++', 'random', or a .npy file of initial centres (k, d).",
+)
+@click.option(
+    "--n-init",
+    default="auto",
+    show_default=True,
+    help="Restarts with different seeds ('auto': 1 for k-means++, 10 for random).",
+)
 @click.option("--max-iter", type=click.IntRange(min=1), default=300, show_default=True)
-@click.option("--tol", type=click.FloatRange(min=0), default=1e-4, show_default=True,
-              help="Relative centre-shift tolerance.")
-@click.option("--engine", type=click.Choice(["auto", "numpy", "faiss"]), default="auto",
-              show_default=True)
-@click.option("--format-in", "format_in",
-              type=click.Choice(["npy", "fvecs", "bvecs", "ivecs", "bin"]), default=None,
-              help="Input format when the suffix does not say it.")
-@click.option("--dim", type=click.IntRange(min=1), default=128, show_default=True,
-              help="Row length of a raw Oxford .bin file.")
-@click.option("--working-memory", type=click.FloatRange(min=1), default=None,
-              help="MiB for chunk buffers (default 1024).")
+@click.option(
+    "--tol",
+    type=click.FloatRange(min=0),
+    default=1e-4,
+    show_default=True,
+    help="Relative centre-shift tolerance.",
+)
+@click.option(
+    "--engine",
+    type=click.Choice(["auto", "numpy", "faiss"]),
+    default="auto",
+    show_default=True,
+)
+@click.option(
+    "--format-in",
+    "format_in",
+    type=click.Choice(["npy", "fvecs", "bvecs", "ivecs", "bin"]),
+    default=None,
+    help="Input format when the suffix does not say it.",
+)
+@click.option(
+    "--dim",
+    type=click.IntRange(min=1),
+    default=128,
+    show_default=True,
+    help="Row length of a raw Oxford .bin file.",
+)
+@click.option(
+    "--working-memory",
+    type=click.FloatRange(min=1),
+    default=None,
+    help="MiB for chunk buffers (default 1024).",
+)
 @common_options()
 def kmeans(
-    data: Path, k: int, init: str, n_init: str, max_iter: int, tol: float, engine: str,
-    format_in: str | None, dim: int, working_memory: float | None, out: Path,
-    overwrite: bool, fmt: str, quiet: bool, seed: int,
+    data: Path,
+    k: int,
+    init: str,
+    n_init: str,
+    max_iter: int,
+    tol: float,
+    engine: str,
+    format_in: str | None,
+    dim: int,
+    working_memory: float | None,
+    out: Path,
+    overwrite: bool,
+    fmt: str,
+    quiet: bool,
+    seed: int,
 ) -> None:
-    """Cluster the rows of DATA (.npy, .fvecs, .bvecs, .ivecs, Oxford .bin) with k-means.
+    """Cluster the rows of DATA (.npy, .fvecs, .bvecs, .ivecs, .bin) with k-means.
 
     Writes OUT/model.npz + model.json, OUT/assignments.parquet (index, cluster,
     distance) and OUT/run.json.
@@ -64,7 +112,9 @@ def kmeans(
     n_init_v: int | str = n_init
     if n_init != "auto":
         if not n_init.isdigit() or int(n_init) < 1:
-            raise click.BadParameter("must be 'auto' or an integer >= 1", param_hint="--n-init")
+            raise click.BadParameter(
+                "must be 'auto' or an integer >= 1", param_hint="--n-init"
+            )
         n_init_v = int(n_init)
     init_v: object = init
     if init not in ("k-means++", "random"):
@@ -83,10 +133,19 @@ def kmeans(
         )
     settings = {} if working_memory is None else {"working_memory": working_memory}
     t0 = time.perf_counter()
-    with staged_output_dir(out, overwrite=overwrite) as stage, config_context(**settings):
+    with (
+        staged_output_dir(out, overwrite=overwrite) as stage,
+        config_context(**settings),
+    ):
         km = KMeans(
-            k, init=init_v, n_init=n_init_v, max_iter=max_iter, tol=tol, engine=engine,
-            random_state=seed, verbose=verbosity(quiet, fmt),
+            k,
+            init=init_v,
+            n_init=n_init_v,
+            max_iter=max_iter,
+            tol=tol,
+            engine=engine,
+            random_state=seed,
+            verbose=verbosity(quiet, fmt),
         )
         km.fit(X)
         km.save(stage / "model")
@@ -99,28 +158,51 @@ def kmeans(
             },
         )
         results = {
-            "inertia": km.inertia_, "n_iter": km.n_iter_, "converged": km.converged_,
-            "engine": km.engine_, "n_samples": X.shape[0], "n_features": X.shape[1],
+            "inertia": km.inertia_,
+            "n_iter": km.n_iter_,
+            "converged": km.converged_,
+            "engine": km.engine_,
+            "n_samples": X.shape[0],
+            "n_features": X.shape[1],
             "dtype": str(X.dtype),
         }
-        write_run_json(stage / "run.json", {
-            "schema": "clusterlens.kmeans/1",
-            "command": "kmeans",
-            "data": str(data),
-            "parameters": {
-                "n_clusters": k, "init": init, "n_init": n_init, "max_iter": max_iter,
-                "tol": tol, "engine": engine, "working_memory": working_memory,
+        write_run_json(
+            stage / "run.json",
+            {
+                "schema": "clusterlens.kmeans/1",
+                "command": "kmeans",
+                "data": str(data),
+                "parameters": {
+                    "n_clusters": k,
+                    "init": init,
+                    "n_init": n_init,
+                    "max_iter": max_iter,
+                    "tol": tol,
+                    "engine": engine,
+                    "working_memory": working_memory,
+                },
+                "seed": seed,
+                "timings": {
+                    "total_seconds": time.perf_counter() - t0,
+                    "iteration_seconds": [h["seconds"] for h in km.history_],
+                },
+                "results": results,
+                "history": km.history_,
+                "outputs": [
+                    "model.npz",
+                    "model.json",
+                    "assignments.parquet",
+                    "run.json",
+                ],
             },
-            "seed": seed,
-            "timings": {"total_seconds": time.perf_counter() - t0,
-                        "iteration_seconds": [h["seconds"] for h in km.history_]},
-            "results": results,
-            "history": km.history_,
-            "outputs": ["model.npz", "model.json", "assignments.parquet", "run.json"],
-        })
+        )
     if not quiet or fmt == "json":
-        emit(fmt, "clusterlens.kmeans/1", {**results, "out": str(out.absolute())},
-             f"k-means: {X.shape[0]} x {X.shape[1]} {X.dtype} into k={k} "
-             f"({km.engine_} engine): inertia {km.inertia_:.6g} after {km.n_iter_} "
-             f"iterations{'' if km.converged_ else ' (max-iter reached)'}.\n"
-             f"Wrote {out}/: model.npz, model.json, assignments.parquet, run.json")
+        emit(
+            fmt,
+            "clusterlens.kmeans/1",
+            {**results, "out": str(out.absolute())},
+            f"k-means: {X.shape[0]} x {X.shape[1]} {X.dtype} into k={k} "
+            f"({km.engine_} engine): inertia {km.inertia_:.6g} after {km.n_iter_} "
+            f"iterations{'' if km.converged_ else ' (max-iter reached)'}.\n"
+            f"Wrote {out}/: model.npz, model.json, assignments.parquet, run.json",
+        )

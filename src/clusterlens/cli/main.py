@@ -49,7 +49,9 @@ def _version() -> str:
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
 )
 @click.version_option(version=_version(), prog_name="clusterlens")
-@click.option("-v", "--verbose", count=True, help="Log INFO (-v) or DEBUG (-vv) to stderr.")
+@click.option(
+    "-v", "--verbose", count=True, help="Log INFO (-v) or DEBUG (-vv) to stderr."
+)
 def cli(verbose: int) -> None:
     """clusterlens: turn a pile of images into structure people act on.
 

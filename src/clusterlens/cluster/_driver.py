@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -60,11 +61,11 @@ def plan_chunks(
     n_threads = max(1, min(n_threads, -(-n_samples // rows)))
     bounds = np.linspace(0, n_samples, n_threads + 1).round().astype(int)
     workers = []
-    for lo, hi in zip(bounds[:-1], bounds[1:], strict=True):
+    for lo, hi in itertools.pairwise(bounds):
         n_chunks = max(1, -(-(hi - lo) // rows))
         cuts = np.linspace(lo, hi, n_chunks + 1).round().astype(int)
         workers.append(
-            tuple(slice(int(a), int(b)) for a, b in zip(cuts[:-1], cuts[1:], strict=True))
+            tuple(slice(int(a), int(b)) for a, b in itertools.pairwise(cuts))
         )
     return ChunkPlan(tuple(workers), rows)
 
@@ -89,7 +90,8 @@ def data_stats(
             bad = np.flatnonzero(~np.isfinite(c).all(axis=1))
             kind = "NaN" if np.isnan(c).any() else "infinity"
             raise DataValidationError(
-                f"Input {name} contains {kind} (first at row {sl.start + int(bad[0])}). "
+                f"Input {name} contains {kind} "
+                f"(first at row {sl.start + int(bad[0])}). "
                 "Remove or impute those rows before clustering."
             )
         nb = c.shape[0]
@@ -367,8 +369,9 @@ def assign_chunked(
     if plan.n_threads == 1:
         work(0)
     else:
-        with threadpool_limits(1, user_api="blas"), ThreadPoolExecutor(
-            plan.n_threads
-        ) as pool:
+        with (
+            threadpool_limits(1, user_api="blas"),
+            ThreadPoolExecutor(plan.n_threads) as pool,
+        ):
             list(pool.map(work, range(plan.n_threads)))
     return labels, out

@@ -17,7 +17,9 @@ __all__ = ["kmeans_plusplus", "random_rows"]
 logger = logging.getLogger(__name__)
 
 
-def _take_rows(X: npt.NDArray[Any], idx: npt.NDArray[np.intp]) -> npt.NDArray[np.float64]:
+def _take_rows(
+    X: npt.NDArray[Any], idx: npt.NDArray[np.intp]
+) -> npt.NDArray[np.float64]:
     """Rows ``idx`` of X as float64, reading a memmap in file order."""
     order = np.argsort(idx, kind="stable")
     rows = np.asarray(X[idx[order]], dtype=np.float64)
@@ -87,10 +89,14 @@ def kmeans_plusplus(
         )
     n = X.shape[0]
     if n_clusters > n:
-        raise DataValidationError(f"n_samples={n} should be >= n_clusters={n_clusters}.")
+        raise DataValidationError(
+            f"n_samples={n} should be >= n_clusters={n_clusters}."
+        )
     rng = check_random_state(random_state)
     if sample_size is not None and sample_size < n:
-        sample = np.sort(rng.choice(n, size=max(sample_size, n_clusters), replace=False))
+        sample = np.sort(
+            rng.choice(n, size=max(sample_size, n_clusters), replace=False)
+        )
     else:
         sample = np.arange(n)
     Xs = np.asarray(X[sample], dtype=np.float64)

@@ -100,7 +100,9 @@ def _check_sample_weight(
             f"{int((~np.isfinite(w) | (w < 0)).sum())} entries are not."
         )
     if w.sum() <= 0:
-        raise DataValidationError("sample_weight sums to zero: at least one must be > 0.")
+        raise DataValidationError(
+            "sample_weight sums to zero: at least one must be > 0."
+        )
     return w
 
 
@@ -228,7 +230,9 @@ def kmeans(
                 X, n_clusters, sample_weight=w, sample_size=size, random_state=int(seed)
             )
         elif isinstance(init_r, str):
-            centers0 = random_rows(X, n_clusters, sample_weight=w, random_state=int(seed))
+            centers0 = random_rows(
+                X, n_clusters, sample_weight=w, random_state=int(seed)
+            )
         else:
             centers0 = init_r
         init_seconds += time.perf_counter() - ti
@@ -273,7 +277,9 @@ def kmeans(
     )
 
 
-class KMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin, BaseEstimator):
+class KMeans(
+    ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin, BaseEstimator
+):
     """Exact k-means clustering with a chunked, engine-pluggable Lloyd loop.
 
     Parameters
@@ -395,7 +401,9 @@ default="k-means++"
         return int(self.cluster_centers_.shape[0])
 
     # -- estimator API -----------------------------------------------------
-    def fit(self, X: Any, y: Any = None, sample_weight: ArrayLike | None = None) -> KMeans:
+    def fit(
+        self, X: Any, y: Any = None, sample_weight: ArrayLike | None = None
+    ) -> KMeans:
         """Compute k-means clustering.
 
         Parameters
@@ -409,7 +417,10 @@ default="k-means++"
         self : KMeans
         """
         Xa = self._check_X(X, reset=True)
-        if isinstance(self.n_clusters, numbers.Integral) and self.n_clusters > Xa.shape[0]:
+        if (
+            isinstance(self.n_clusters, numbers.Integral)
+            and self.n_clusters > Xa.shape[0]
+        ):
             raise DataValidationError(
                 f"n_samples={Xa.shape[0]} should be >= n_clusters={self.n_clusters}."
             )
@@ -468,11 +479,16 @@ default="k-means++"
         self._check_fitted()
         Xa = self._check_X(X, reset=False)
         _, d2 = assign_chunked(
-            Xa, self.cluster_centers_.astype(np.float64), self._engine_obj(), pairwise=True
+            Xa,
+            self.cluster_centers_.astype(np.float64),
+            self._engine_obj(),
+            pairwise=True,
         )
         return np.sqrt(d2)
 
-    def score(self, X: Any, y: Any = None, sample_weight: ArrayLike | None = None) -> float:
+    def score(
+        self, X: Any, y: Any = None, sample_weight: ArrayLike | None = None
+    ) -> float:
         """Opposite of the (weighted) inertia of X under the fitted centres."""
         self._check_fitted()
         Xa = self._check_X(X, reset=False)

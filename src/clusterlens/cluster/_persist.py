@@ -123,6 +123,8 @@ def load_kmeans(cls: type[KMeans], path: str | os.PathLike[str]) -> KMeans:
     model.n_iter_ = int(attrs.get("n_iter_", 0))
     model.engine_ = str(attrs.get("engine_", "numpy"))
     model.converged_ = bool(attrs.get("converged_", False))
-    model.n_features_in_ = int(attrs.get("n_features_in_", model.cluster_centers_.shape[1]))
+    model.n_features_in_ = int(
+        attrs.get("n_features_in_", model.cluster_centers_.shape[1])
+    )
     model.history_ = list(attrs.get("history_", []))
     return model

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from clusterlens.io._results import read_results, write_results, write_run_json
 from clusterlens.io._descriptors import (
     as_matrix,
     open_descriptors,
@@ -11,6 +10,7 @@ from clusterlens.io._descriptors import (
     write_ivecs,
     write_oxford_bin,
 )
+from clusterlens.io._results import read_results, write_results, write_run_json
 
 __all__ = [
     "as_matrix",

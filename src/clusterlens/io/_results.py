@@ -52,7 +52,14 @@ def read_results(path: str | os.PathLike[str]) -> dict[str, npt.NDArray[Any]]:
 def versions() -> dict[str, str]:
     """Versions of Python and of the packages a run depends on."""
     out = {"python": sys.version.split()[0], "platform": platform.platform()}
-    for dist in ("clusterlens", "numpy", "scipy", "scikit-learn", "faiss-cpu", "pyarrow"):
+    for dist in (
+        "clusterlens",
+        "numpy",
+        "scipy",
+        "scikit-learn",
+        "faiss-cpu",
+        "pyarrow",
+    ):
         try:
             out[dist] = metadata.version(dist)
         except metadata.PackageNotFoundError:

@@ -17,5 +17,6 @@ def import_optional(name: str, *, extra: str, feature: str | None = None) -> Mod
     except ImportError as e:
         what = feature or "This feature"
         raise MissingDependencyError(
-            f"{what} requires {name}. Install it with: pip install 'clusterlens[{extra}]'"
+            f"{what} requires {name}. "
+            f"Install it with: pip install 'clusterlens[{extra}]'"
         ) from e

@@ -50,8 +50,7 @@ def check_random_state(seed: SeedLike) -> np.random.Generator:
     if isinstance(seed, np.random.RandomState):
         return np.random.default_rng(int(seed.randint(0, 2**31 - 1)))
     raise InvalidParameterError(
-        "random_state must be an int, a numpy Generator or None. "
-        f"Got {seed!r} instead."
+        f"random_state must be an int, a numpy Generator or None. Got {seed!r} instead."
     )
 
 

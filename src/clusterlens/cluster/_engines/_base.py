@@ -28,9 +28,11 @@ def segment_sums(
 
     One sparse product ``onehot(labels).T @ Xc`` per chunk: O(m d) for m rows,
     in scipy's C loop (``np.add.at`` on rows was 7-60x slower here, a sort and
-    ``np.add.reduceat`` 4-8x). When k is large next to m, the one-hot matrix
-    is built over the clusters present in the chunk only, so a chunk never
-    costs O(k d).
+    ``np.add.reduceat`` 4-8x). The product runs in float64 whatever the dtype
+    of ``Xc``, so the sums do not depend (beyond float64 rounding) on how the
+    rows were cut into chunks or threads. When k is large next to m, the
+    one-hot matrix spans only the clusters present in the chunk, so a chunk
+    never costs O(k d).
     """
     import scipy.sparse as sp
 
@@ -38,22 +40,19 @@ def segment_sums(
     if m == 0:
         return
     k = sums.shape[0]
-    data = (
-        np.ones(m, dtype=Xc.dtype)
-        if sample_weight is None
-        else sample_weight.astype(Xc.dtype, copy=False)
-    )
+    data = np.ones(m) if sample_weight is None else sample_weight
     indptr = np.arange(m + 1)
-    w64 = None if sample_weight is None else sample_weight
     if k <= 4 * m:
         onehot = sp.csr_matrix((data, labels, indptr), shape=(m, k))
         sums += onehot.T @ Xc
-        weights += np.bincount(labels, weights=w64, minlength=k)
+        weights += np.bincount(labels, weights=sample_weight, minlength=k)
     else:
         present, inv = np.unique(labels, return_inverse=True)
         onehot = sp.csr_matrix((data, inv, indptr), shape=(m, present.size))
         sums[present] += onehot.T @ Xc
-        weights[present] += np.bincount(inv, weights=w64, minlength=present.size)
+        weights[present] += np.bincount(
+            inv, weights=sample_weight, minlength=present.size
+        )
 
 
 class Engine(ABC):
@@ -194,5 +193,7 @@ def get_engine(engine: str | Engine, params: Mapping[str, Any] | None = None) ->
                 return cls()
     cls = ENGINES.get(str(engine), extra_names=("auto",))
     if not cls.supports(params):
-        raise ValueError(f"Engine {engine!r} does not support these parameters: {params}.")
+        raise ValueError(
+            f"Engine {engine!r} does not support these parameters: {params}."
+        )
     return cls()

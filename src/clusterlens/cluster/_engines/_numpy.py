@@ -74,8 +74,11 @@ class NumpyEngine(Engine):
 
     def _buffer(self, name: str, shape: tuple[int, int], dtype: np.dtype[Any]) -> Any:
         buf = getattr(self._local, name, None)
-        if buf is None or buf.shape[0] < shape[0] or buf.shape[1:] != shape[1:] or (
-            buf.dtype != dtype
+        if (
+            buf is None
+            or buf.shape[0] < shape[0]
+            or buf.shape[1:] != shape[1:]
+            or (buf.dtype != dtype)
         ):
             buf = np.empty(shape, dtype=dtype)
             setattr(self._local, name, buf)

@@ -96,6 +96,7 @@ def run_demo(
         history=km.history_,
         params=km.get_params(),
         title="clusterlens demo: scikit-learn digits, k-means on pixels",
+        class_names=[f"digit {i}" for i in range(10)],
     )
     summary = {
         "accuracy": scores["accuracy"],

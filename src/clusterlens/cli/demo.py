@@ -47,7 +47,7 @@ def demo(k: int, out: Path, overwrite: bool, fmt: str, quiet: bool, seed: int) -
             fmt,
             "clusterlens.demo/1",
             {**summary, "out": str(out.absolute())},
-            f"Clustered {summary['n_samples']} digits into {k} clusters: "
+            f"Clustered {summary['n_samples']:,} digits into {k} clusters: "
             f"accuracy {summary['accuracy']:.3f}, NMI {summary['nmi']:.3f}, "
             f"ARI {summary['ari']:.3f}, purity {summary['purity']:.3f}.\n"
             f"Open {out / 'report.html'} to look at the clusters.",

@@ -232,6 +232,7 @@ def lloyd(
     sample_weight: npt.NDArray[np.float64] | None = None,
     verbose: int = 0,
     desc: str = "k-means",
+    leave: bool = True,
 ) -> LloydResult:
     """Lloyd's algorithm over X in chunks, with the engine's distance and update.
 
@@ -274,7 +275,7 @@ def lloyd(
     converged = strict = False
     inertia = np.inf
     n_iter = 0
-    bar = progress(total=max_iter, desc=desc, verbose=verbose, unit="iter")
+    bar = progress(total=max_iter, desc=desc, verbose=verbose, unit="iter", leave=leave)
     with ExitStack() as stack:
         pool = None
         if T > 1:
@@ -297,7 +298,7 @@ def lloyd(
                 repaired = _relocate_empty(
                     X, empty, sums, weights, ws.labels, ws.dist, sample_weight
                 )
-            new_centers = engine.update(sums, weights, centers)
+            new_centers = engine.update(sums, weights, centers, state)
             shift = float(((new_centers - centers) ** 2).sum())
             centers = new_centers
             n_iter = it + 1
@@ -320,9 +321,11 @@ def lloyd(
                 logger.debug("%s iteration %d: %s", desc, n_iter, history[-1])
             if moved == 0 and repaired == 0:
                 strict = converged = True
-                break
-            if shift <= tol:
+            elif shift <= tol:
                 converged = True
+            if converged:
+                bar.total = n_iter  # a converged fit shows as complete
+                bar.refresh()
                 break
             ws.labels, ws.prev = ws.prev, ws.labels
         if not strict:
@@ -374,4 +377,13 @@ def assign_chunked(
             ThreadPoolExecutor(plan.n_threads) as pool,
         ):
             list(pool.map(work, range(plan.n_threads)))
+    # NaN or inf in X makes its distances non-finite: one cheap check here
+    # instead of a separate pass over X.
+    finite = np.isfinite(out) if not pairwise else np.isfinite(out).all(axis=1)
+    if not finite.all():
+        row = int(np.flatnonzero(~finite)[0])
+        raise DataValidationError(
+            f"Input X contains NaN or infinity (first at row {row}). "
+            "Remove or impute those rows."
+        )
     return labels, out

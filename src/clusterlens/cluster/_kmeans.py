@@ -43,7 +43,18 @@ __all__ = ["KMeans", "KMeansResult", "kmeans"]
 logger = logging.getLogger(__name__)
 
 _ENGINE_NAMES = ("auto", "numpy", "faiss")
-_INPUT_DTYPES = [np.float64, np.float32, np.uint8, np.int8, np.uint16, np.int16]
+# Kept as they are and converted a chunk at a time (float32 for small ints).
+_INPUT_DTYPES = [
+    np.float64,
+    np.float32,
+    np.uint8,
+    np.int8,
+    np.uint16,
+    np.int16,
+    np.int32,
+    np.uint32,
+    np.int64,
+]
 
 
 @dataclass(frozen=True)
@@ -246,6 +257,7 @@ def kmeans(
             sample_weight=w,
             verbose=verbose,
             desc=desc,
+            leave=n_runs == 1 or run == n_runs - 1,
         )
         if verbose:
             logger.info(
@@ -385,8 +397,6 @@ default="k-means++"
             ensure_all_finite=False,
             ensure_min_samples=1,
         )
-        if not reset:
-            _, _ = data_stats(Xa)  # NaN/inf check at predict time too
         return Xa
 
     def _check_fitted(self) -> None:

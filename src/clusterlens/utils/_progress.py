@@ -25,6 +25,7 @@ def progress(
     desc: str | None = None,
     verbose: int = 0,
     unit: str = "it",
+    leave: bool = True,
 ) -> Any:
     """Wrap ``iterable`` in a tqdm bar on stderr, or a silent stand-in.
 
@@ -39,6 +40,6 @@ def progress(
         desc=desc,
         unit=unit,
         disable=not progress_enabled(verbose),
-        leave=True,
+        leave=leave,
         dynamic_ncols=True,
     )

@@ -169,8 +169,14 @@ class Engine(ABC):
         sums: npt.NDArray[np.float64],
         weights: npt.NDArray[np.float64],
         old_centers: npt.NDArray[np.float64],
+        state: Any,
     ) -> npt.NDArray[np.float64]:
-        """New centres from per-cluster sums; empty clusters keep their centre."""
+        """New centres from per-cluster sums; empty clusters keep their centre.
+
+        The default is the (weighted) mean. An engine whose update is not a
+        mean (a median for k-medians or anchor boxes) collects what it needs
+        in :meth:`accumulate` into ``state``, which is fresh each iteration.
+        """
         new = old_centers.copy()
         nz = weights > 0
         new[nz] = sums[nz] / weights[nz, None]

@@ -363,11 +363,13 @@ def assign_chunked(
     out = np.zeros((n, k) if pairwise else n, dtype=wdtype)
 
     def work(t: int) -> None:
-        for sl in plan.for_worker(t):
-            if pairwise:
-                out[sl] = engine.pairwise(X[sl], state)
-            else:
-                labels[sl], out[sl] = engine.assign(X[sl], state)
+        # NaN/inf rows are reported below, once, as a clear error.
+        with np.errstate(invalid="ignore", over="ignore"):
+            for sl in plan.for_worker(t):
+                if pairwise:
+                    out[sl] = engine.pairwise(X[sl], state)
+                else:
+                    labels[sl], out[sl] = engine.assign(X[sl], state)
 
     if plan.n_threads == 1:
         work(0)

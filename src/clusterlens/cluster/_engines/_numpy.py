@@ -15,7 +15,7 @@ __all__ = ["NumpyEngine"]
 _SCORE_TILE_BYTES = 2**21
 #: Rows per chunk: per-chunk work (conversion, sums, bookkeeping) is amortised
 #: over this many rows while GEMM + argmax run on L2-sized tiles within it.
-_CHUNK_ROWS = 4096
+_CHUNK_ROWS = 16384
 
 
 class _State(NamedTuple):
@@ -102,13 +102,13 @@ class NumpyEngine(Engine):
         scores = self._buffer("scores", (tile, k), state.dtype)
         labels = np.empty(m, dtype=np.intp)
         best = np.empty(m, dtype=state.dtype)
+        rows = np.arange(tile)
         for a in range(0, m, tile):  # a loop over L2-sized tiles, not points
             b = min(m, a + tile)
             s = scores[: b - a]
             np.matmul(buf[a:b], state.caug, out=s)
-            lab = s.argmax(axis=1)
-            labels[a:b] = lab
-            best[a:b] = np.take_along_axis(s, lab[:, None], axis=1)[:, 0]
+            lab = np.argmax(s, axis=1, out=labels[a:b])
+            best[a:b] = s[rows[: b - a], lab]
         xc = buf[:, :-1]
         dist = np.einsum("ij,ij->i", xc, xc)
         dist -= best

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Literal
 
 import click
 import numpy as np
@@ -109,7 +110,7 @@ def kmeans(
     from clusterlens.io import open_descriptors, write_results, write_run_json
     from clusterlens.utils._fs import staged_output_dir
 
-    n_init_v: int | str = n_init
+    n_init_v: int | Literal["auto"] = "auto"
     if n_init != "auto":
         if not n_init.isdigit() or int(n_init) < 1:
             raise click.BadParameter(
@@ -125,7 +126,8 @@ def kmeans(
                 param_hint="--init",
             )
         init_v = np.asarray(open_descriptors(path), dtype=np.float64)
-    X = open_descriptors(data, format=format_in, dim=dim)  # validates before any work
+    # Opening validates the file (size, header, dimension) before any work.
+    X = open_descriptors(data, format=format_in, dim=dim)  # type: ignore[arg-type]
     if k > X.shape[0]:
         raise InvalidParameterError(
             f"-k {k} is larger than the number of rows in {data} ({X.shape[0]}). "

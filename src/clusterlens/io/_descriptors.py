@@ -204,7 +204,7 @@ def _open_vecs(path: Path, size: int, fmt: str) -> np.memmap:
             "must have the same d; re-export the file with one dimension."
         )
     logger.debug("Opened %s file %s: %d x %d", fmt, path, n, d)
-    return data
+    return data  # type: ignore[return-value]  # a view of the memmap
 
 
 def _open_bin(path: Path, size: int, dim: int) -> np.memmap:

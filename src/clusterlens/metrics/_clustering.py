@@ -223,13 +223,13 @@ def clustering_accuracy(
     >>> clustering_accuracy([0, 0, 0, 1], [0, 1, 2, 2], method="majority")
     0.75
     """
-    method = check_options(method, "method", "clustering_accuracy", _ACCURACY_METHODS)
+    checked = check_options(method, "method", "clustering_accuracy", _ACCURACY_METHODS)
     true, pred = _check_labels(labels_true, labels_pred)
     matrix, _, _ = _contingency(true, pred)
-    if method == "auto":
+    if checked == "auto":
         n_classes, n_clusters = matrix.shape
-        method = "hungarian" if n_clusters <= n_classes else "majority"
-    return _accuracy_from_contingency(matrix, method)
+        checked = "hungarian" if n_clusters <= n_classes else "majority"
+    return _accuracy_from_contingency(matrix, checked)
 
 
 def purity(labels_true: npt.ArrayLike, labels_pred: npt.ArrayLike) -> float:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import numbers
-from typing import Any
+from typing import Any, Literal, overload
 
 import numpy as np
 import numpy.typing as npt
@@ -60,6 +60,30 @@ def _fmt_range(low: float | None, high: float | None, closed: str) -> str:
     lo = "-inf" if low is None else repr(low)
     hi = "inf" if high is None else repr(high)
     return f"{left}{lo}, {hi}{right}"
+
+
+@overload
+def check_int(
+    value: Any,
+    name: str,
+    owner: str,
+    *,
+    low: int | None = ...,
+    high: int | None = ...,
+    allow_none: Literal[False] = ...,
+) -> int: ...
+
+
+@overload
+def check_int(
+    value: Any,
+    name: str,
+    owner: str,
+    *,
+    low: int | None = ...,
+    high: int | None = ...,
+    allow_none: bool,
+) -> int | None: ...
 
 
 def check_int(

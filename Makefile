@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test setup setup-test bench-smoke clean
+.PHONY: demo test setup setup-test lint bench-smoke clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +20,12 @@ demo: setup
 
 test: setup-test
 	$(BIN)/python -m pytest
+
+lint: setup-test
+	$(BIN)/python -m pip install --quiet --group lint
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/mypy src/clusterlens --ignore-missing-imports
 
 bench-smoke: setup-test
 	$(BIN)/python benchmarks/kmeans_exact.py --smoke

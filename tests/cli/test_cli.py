@@ -230,3 +230,24 @@ def test_console_script_entry_point(tmp_path):
         text=True,
     )
     assert r.returncode == 0 and "clusterlens" in r.stdout
+
+
+def test_kmeans_on_real_sift_descriptors(tmp_path, shared_data):
+    """The 103,311 real OpenCV SIFT descriptors of the COCO sample (uint8 npz)."""
+    path = shared_data / "sift" / "coco128_sift_opencv.npz"
+    out = tmp_path / "sift"
+    r = run("kmeans", path, "-k", 64, "--max-iter", 5, "--out", out, "--format", "json")
+    assert r.exit_code == 0, r.output
+    payload = json.loads(r.stdout)
+    assert payload["n_samples"] == 103311 and payload["dtype"] == "uint8"
+    clusters = pq.read_table(out / "assignments.parquet")["cluster"].to_numpy()
+    assert len(np.unique(clusters)) == 64
+
+
+def test_npz_with_several_arrays_needs_a_key(tmp_path):
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "a.npz", a=rng.standard_normal((20, 3)), b=np.zeros((4, 2)))
+    r = run("kmeans", tmp_path / "a.npz", "-k", 2, "--out", tmp_path / "o")
+    assert r.exit_code == 1 and "--key" in r.stderr
+    r = run("kmeans", tmp_path / "a.npz", "-k", 2, "--key", "a", "--out", tmp_path / "o")
+    assert r.exit_code == 0, r.output

@@ -20,6 +20,7 @@ Examples:
   clusterlens kmeans sift.bvecs -k 4096 --out vocab --seed 1 --max-iter 20
   clusterlens kmeans oxford_sift.bin -k 1024 --init random --n-init 3 --out km
   clusterlens kmeans X.npy -k 8 --init centers.npy --out km --format json
+  clusterlens kmeans ../shared/data/sift/coco128_sift_opencv.npz -k 256 --out sift-km
 """
 
 
@@ -65,7 +66,7 @@ Examples:
 @click.option(
     "--format-in",
     "format_in",
-    type=click.Choice(["npy", "fvecs", "bvecs", "ivecs", "bin"]),
+    type=click.Choice(["npy", "npz", "fvecs", "bvecs", "ivecs", "bin"]),
     default=None,
     help="Input format when the suffix does not say it.",
 )
@@ -75,6 +76,12 @@ Examples:
     default=128,
     show_default=True,
     help="Row length of a raw Oxford .bin file.",
+)
+@click.option(
+    "--key",
+    default=None,
+    help="Array to use in an .npz archive (default: its only array, or "
+    "'descriptors', 'features', 'X').",
 )
 @click.option(
     "--working-memory",
@@ -93,6 +100,7 @@ def kmeans(
     engine: str,
     format_in: str | None,
     dim: int,
+    key: str | None,
     working_memory: float | None,
     out: Path,
     overwrite: bool,
@@ -100,7 +108,7 @@ def kmeans(
     quiet: bool,
     seed: int,
 ) -> None:
-    """Cluster the rows of DATA (.npy, .fvecs, .bvecs, .ivecs, .bin) with k-means.
+    """Cluster the rows of DATA (.npy, .npz, .fvecs, .bvecs, .ivecs, .bin) with k-means.
 
     Writes OUT/model.npz + model.json, OUT/assignments.parquet (index, cluster,
     distance) and OUT/run.json.
@@ -127,7 +135,7 @@ def kmeans(
             )
         init_v = np.asarray(open_descriptors(path), dtype=np.float64)
     # Opening validates the file (size, header, dimension) before any work.
-    X = open_descriptors(data, format=format_in, dim=dim)  # type: ignore[arg-type]
+    X = open_descriptors(data, format=format_in, dim=dim, key=key)  # type: ignore[arg-type]
     if k > X.shape[0]:
         raise InvalidParameterError(
             f"-k {k} is larger than the number of rows in {data} ({X.shape[0]}). "

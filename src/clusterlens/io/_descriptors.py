@@ -28,9 +28,9 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-FormatName = Literal["npy", "fvecs", "bvecs", "ivecs", "bin"]
+FormatName = Literal["npy", "npz", "fvecs", "bvecs", "ivecs", "bin"]
 
-_FORMATS: tuple[str, ...] = ("npy", "fvecs", "bvecs", "ivecs", "bin")
+_FORMATS: tuple[str, ...] = ("npy", "npz", "fvecs", "bvecs", "ivecs", "bin")
 _SUFFIXES: dict[str, str] = {f".{fmt}": fmt for fmt in _FORMATS}
 _FORMAT_HELP = (
     "npy (.npy, a 2-D numeric NumPy array), "
@@ -277,11 +277,57 @@ def _open_npy(path: Path, size: int) -> np.ndarray:
     return X
 
 
+#: Array names tried, in order, when an ``.npz`` holds several and no key is given.
+_NPZ_KEYS = ("descriptors", "features", "X")
+
+
+def _open_npz(path: Path, key: str | None) -> np.ndarray:
+    """One 2-D numeric array of an ``.npz`` archive, loaded into memory."""
+    try:
+        archive = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as e:
+        raise DataValidationError(
+            f"{str(path)!r} is not a readable .npz archive ({e}). Expected a file "
+            "written by numpy.savez."
+        ) from e
+    with archive:
+        names = list(archive.files)
+        if key is None:
+            if len(names) == 1:
+                key = names[0]
+            else:
+                key = next((k for k in _NPZ_KEYS if k in names), None)
+        if key is None or key not in names:
+            raise DataValidationError(
+                f".npz archive {str(path)!r} has arrays {names}; "
+                + (f"no array named {key!r}. " if key is not None else "")
+                + "Name the one to use (key=... in Python, --key on the command line)."
+            )
+        try:
+            X = archive[key]
+        except ValueError as e:
+            raise DataValidationError(
+                f"Array {key!r} of {str(path)!r} cannot be read without pickle ({e})."
+            ) from e
+    if X.dtype.hasobject or X.dtype.kind not in _NUMERIC_KINDS or X.ndim != 2:
+        raise DataValidationError(
+            f"Array {key!r} of {str(path)!r} has shape {X.shape} and dtype {X.dtype}; "
+            "expected a 2-D numeric array of shape (n_samples, n_features)."
+        )
+    if X.shape[0] == 0 or X.shape[1] == 0:
+        raise DataValidationError(
+            f"Array {key!r} of {str(path)!r} is empty (shape {X.shape})."
+        )
+    X.flags.writeable = False
+    return X
+
+
 def open_descriptors(
     path: PathLike,
     *,
     format: FormatName | None = None,
     dim: int = 128,
+    key: str | None = None,
 ) -> np.ndarray:
     """Open a descriptor file as a read-only, memory-mapped 2-D array.
 
@@ -292,11 +338,13 @@ def open_descriptors(
     ----------
     path : str or os.PathLike
         The descriptor file.
-    format : {"npy", "fvecs", "bvecs", "ivecs", "bin"}, default=None
+    format : {"npy", "npz", "fvecs", "bvecs", "ivecs", "bin"}, default=None
         Layout of the file. ``None`` picks it from the suffix.
 
         - ``"npy"``: a NumPy ``.npy`` file holding a 2-D numeric array, opened
           with ``np.load(path, mmap_mode="r")``.
+        - ``"npz"``: one 2-D array of a NumPy ``.npz`` archive (``key``), read
+          into memory (archives cannot be memory-mapped).
         - ``"fvecs"``: TEXMEX records, each an int32 ``d`` then ``d`` float32.
         - ``"bvecs"``: TEXMEX records, each an int32 ``d`` then ``d`` uint8.
         - ``"ivecs"``: TEXMEX records, each an int32 ``d`` then ``d`` int32
@@ -306,6 +354,9 @@ def open_descriptors(
     dim : int, default=128
         Row length in bytes of a ``"bin"`` file; ignored for other formats,
         whose files record their own dimension.
+    key : str, default=None
+        Array of an ``.npz`` archive; None takes its only array, else the
+        first of ``descriptors``, ``features``, ``X`` that it has.
 
     Returns
     -------
@@ -355,6 +406,8 @@ def open_descriptors(
         )
     if fmt == "npy":
         return _open_npy(p, size)
+    if fmt == "npz":
+        return _open_npz(p, key)
     if fmt == "bin":
         return _open_bin(p, size, int(dim))
     return _open_vecs(p, size, fmt)

@@ -249,5 +249,7 @@ def test_npz_with_several_arrays_needs_a_key(tmp_path):
     np.savez(tmp_path / "a.npz", a=rng.standard_normal((20, 3)), b=np.zeros((4, 2)))
     r = run("kmeans", tmp_path / "a.npz", "-k", 2, "--out", tmp_path / "o")
     assert r.exit_code == 1 and "--key" in r.stderr
-    r = run("kmeans", tmp_path / "a.npz", "-k", 2, "--key", "a", "--out", tmp_path / "o")
+    r = run(
+        "kmeans", tmp_path / "a.npz", "-k", 2, "--key", "a", "--out", tmp_path / "o"
+    )
     assert r.exit_code == 0, r.output

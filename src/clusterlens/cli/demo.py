@@ -35,7 +35,7 @@ def demo(k: int, out: Path, overwrite: bool, fmt: str, quiet: bool, seed: int) -
     OUT/report.html (a thumbnail grid per cluster), assignments.parquet,
     model.npz + model.json and run.json.
     """
-    from clusterlens.demo import run_demo
+    from clusterlens.pipelines.demo import run_demo
     from clusterlens.utils._fs import staged_output_dir
 
     with staged_output_dir(out, overwrite=overwrite) as stage:

@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from clusterlens.cluster._engines._base import Engine
 from clusterlens.exceptions import DataValidationError
 from clusterlens.typing import SeedLike
 from clusterlens.utils.validation import check_random_state
@@ -50,6 +51,7 @@ def kmeans_plusplus(
     n_local_trials: int | None = None,
     sample_size: int | None = None,
     random_state: SeedLike = None,
+    engine: Engine | None = None,
 ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.int64]]:
     """Greedy k-means++ seeding (Arthur & Vassilvitskii, 2007).
 
@@ -67,6 +69,11 @@ def kmeans_plusplus(
         None or larger than n_samples). Each new centre costs
         O(sample_size * n_local_trials * n_features).
     random_state : int, Generator or None, default=None
+    engine : Engine, default=None
+        Whose distance to seed with: points are drawn with probability
+        proportional to their distance to the nearest chosen centre, as the
+        engine measures it (squared Euclidean when None, 1 - IoU for the
+        anchor-box engine).
 
     Returns
     -------
@@ -105,16 +112,24 @@ def kmeans_plusplus(
         if sample_weight is None
         else np.asarray(sample_weight, dtype=np.float64)[sample]
     )
-    Xs -= Xs.mean(axis=0)  # distances are shift-invariant; centring helps precision
-    xx = np.einsum("ij,ij->i", Xs, Xs)
     m = Xs.shape[0]
     if n_local_trials is None:
         n_local_trials = 2 + int(np.log(n_clusters))
+    if engine is None or engine.metric == "sqeuclidean":
+        Xs -= Xs.mean(axis=0)  # distances are shift-invariant; centring helps
+        xx = np.einsum("ij,ij->i", Xs, Xs)
 
-    def sqdist(rows: npt.NDArray[np.intp]) -> npt.NDArray[np.float64]:
-        c = Xs[rows]
-        d2 = xx[None, :] + np.einsum("ij,ij->i", c, c)[:, None] - 2.0 * (c @ Xs.T)
-        return np.maximum(d2, 0, out=d2)
+        def sqdist(rows: npt.NDArray[np.intp]) -> npt.NDArray[np.float64]:
+            c = Xs[rows]
+            d2 = xx[None, :] + np.einsum("ij,ij->i", c, c)[:, None] - 2.0 * (c @ Xs.T)
+            return np.maximum(d2, 0, out=d2)
+
+    else:
+        eng = engine
+
+        def sqdist(rows: npt.NDArray[np.intp]) -> npt.NDArray[np.float64]:
+            state = eng.prepare(Xs[rows], Xs.dtype)
+            return np.asarray(eng.pairwise(Xs, state), dtype=np.float64).T
 
     chosen = np.empty(n_clusters, dtype=np.intp)
     wsum = ws.sum()

@@ -238,7 +238,12 @@ def kmeans(
         if isinstance(init_r, str) and init_r == "k-means++":
             size = init_size if init_size is not None else max(20 * n_clusters, 10_000)
             centers0, _ = kmeans_plusplus(
-                X, n_clusters, sample_weight=w, sample_size=size, random_state=int(seed)
+                X,
+                n_clusters,
+                sample_weight=w,
+                sample_size=size,
+                random_state=int(seed),
+                engine=eng,
             )
         elif isinstance(init_r, str):
             centers0 = random_rows(

@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+from clusterlens.io._boxes import (
+    BoxTable,
+    read_boxes,
+    read_coco_boxes,
+    read_voc_boxes,
+    read_yolo_boxes,
+)
 from clusterlens.io._descriptors import (
     as_matrix,
     open_descriptors,
@@ -13,9 +20,14 @@ from clusterlens.io._descriptors import (
 from clusterlens.io._results import read_results, write_results, write_run_json
 
 __all__ = [
+    "BoxTable",
     "as_matrix",
     "open_descriptors",
+    "read_boxes",
+    "read_coco_boxes",
     "read_results",
+    "read_voc_boxes",
+    "read_yolo_boxes",
     "write_bvecs",
     "write_fvecs",
     "write_ivecs",

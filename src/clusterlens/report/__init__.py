@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from clusterlens.report._anchors import build_anchor_report
 from clusterlens.report._clusters import build_cluster_report
 
-__all__ = ["build_cluster_report"]
+__all__ = ["build_anchor_report", "build_cluster_report"]

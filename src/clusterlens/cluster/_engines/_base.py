@@ -40,6 +40,14 @@ def segment_sums(
     if m == 0:
         return
     k = sums.shape[0]
+    if Xc.shape[1] <= 4:
+        # A few columns (box sizes): one weighted bincount per column is
+        # cheaper than building a sparse matrix.
+        for j in range(Xc.shape[1]):
+            col = Xc[:, j] if sample_weight is None else Xc[:, j] * sample_weight
+            sums[:, j] += np.bincount(labels, weights=col, minlength=k)
+        weights += np.bincount(labels, weights=sample_weight, minlength=k)
+        return
     data = np.ones(m) if sample_weight is None else sample_weight
     indptr = np.arange(m + 1)
     if k <= 4 * m:
@@ -73,6 +81,8 @@ class Engine(ABC):
     """
 
     name: ClassVar[str]
+    #: What :meth:`assign` returns as distance ("sqeuclidean", "1-iou", ...).
+    metric: ClassVar[str] = "sqeuclidean"
     #: True if several chunks may run at once in threads (BLAS limited to 1).
     parallel_chunks: ClassVar[bool] = True
 

@@ -1,0 +1,13 @@
+"""End-to-end runs that write an output folder: compute, evaluate, report.
+
+Pipelines sit above ``report`` in the dependency order (``cli -> pipelines ->
+report -> {cluster, anchors, ...}``): they call one library function per
+stage and write the shared outputs (``run.json``, Parquet, ``report.html``).
+"""
+
+from __future__ import annotations
+
+from clusterlens.pipelines.anchors import run_anchors
+from clusterlens.pipelines.demo import run_demo
+
+__all__ = ["run_anchors", "run_demo"]

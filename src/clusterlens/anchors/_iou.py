@@ -78,6 +78,9 @@ class IoUEngine(Engine):
 
     name = "iou"
     metric = "1-iou"
+    # The mean (or median) of a cluster's sizes does not maximise its mean IoU,
+    # so an iteration can lower the mean IoU: the driver keeps the best seen.
+    monotone = False
 
     @classmethod
     def supports(cls, params: Any) -> bool:

@@ -88,7 +88,7 @@ def anchor_boxes(
     init: Literal["k-means++", "random"] | ArrayLike = "k-means++",
     n_init: int = 10,
     max_iter: int = 300,
-    tol: float = 1e-6,
+    tol: float = 1e-4,
     sample_size: int | None = 50_000,
     update: Literal["mean", "median"] = "mean",
     evolve: int = 0,
@@ -113,7 +113,7 @@ default="k-means++"
     n_init : int, default=10
         k-means restarts; the one with the highest mean IoU is kept.
     max_iter : int, default=300
-    tol : float, default=1e-6
+    tol : float, default=1e-4
         Stop when the summed squared anchor shift is at most ``tol`` times
         the mean variance of the box sizes (0: only when no box changes).
     sample_size : int or None, default=50_000
@@ -272,7 +272,7 @@ class AnchorKMeans(ClusterMixin, BaseEstimator):
         init: Any = "k-means++",
         n_init: int = 10,
         max_iter: int = 300,
-        tol: float = 1e-6,
+        tol: float = 1e-4,
         sample_size: int | None = 50_000,
         update: str = "mean",
         evolve: int = 0,

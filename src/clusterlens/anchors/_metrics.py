@@ -48,8 +48,8 @@ def best_anchor(
 
     Chunked over boxes and looped over the (few) anchors on contiguous
     vectors, so memory stays O(chunk) for any number of boxes. The ratio
-    metric ``min(w/wa, wa/w, h/ha, ha/h)`` is computed in log space as
-    ``exp(-max(|log w - log wa|, |log h - log ha|))``.
+    metric ``min(w/wa, wa/w, h/ha, ha/h)`` is computed as
+    ``min(min(w, wa) / max(w, wa), min(h, ha) / max(h, ha))``.
     """
     n = boxes.shape[0]
     out = {
@@ -58,16 +58,14 @@ def best_anchor(
         "ratio": np.empty(n),
         "above": np.zeros(n, dtype=np.int64),
     }
-    la = np.log(anchors)
     area_a = anchors[:, 0] * anchors[:, 1]
-    log_thr = np.log(ratio_thr)
+    thr = 1.0 / ratio_thr
     for sl in gen_batches(n, _CHUNK):
         w, h = boxes[sl, 0], boxes[sl, 1]
-        lw, lh = np.log(w), np.log(h)
         area = w * h
         best = np.full(w.shape[0], -1.0)
         label = np.zeros(w.shape[0], dtype=np.int64)
-        dmin = np.full(w.shape[0], np.inf)
+        rbest = np.zeros(w.shape[0])
         above = out["above"][sl]
         for j in range(anchors.shape[0]):  # a loop over anchors, not boxes
             inter = np.minimum(w, anchors[j, 0]) * np.minimum(h, anchors[j, 1])
@@ -75,12 +73,16 @@ def best_anchor(
             better = iou > best
             np.copyto(best, iou, where=better)
             np.copyto(label, j, where=better)
-            d = np.maximum(np.abs(lw - la[j, 0]), np.abs(lh - la[j, 1]))
-            np.minimum(dmin, d, out=dmin)
-            above += d < log_thr
+            wa, ha = anchors[j]
+            r = np.minimum(
+                np.minimum(w, wa) / np.maximum(w, wa),
+                np.minimum(h, ha) / np.maximum(h, ha),
+            )
+            np.maximum(rbest, r, out=rbest)
+            above += r > thr
         out["iou"][sl] = best
         out["label"][sl] = label
-        out["ratio"][sl] = np.exp(-dmin)
+        out["ratio"][sl] = rbest
     return out
 
 

@@ -18,6 +18,7 @@ Examples:
   clusterlens demo --out demo-out
   clusterlens kmeans descriptors.npy -k 1024 --out runs/km --seed 0
   clusterlens kmeans sift.fvecs -k 256 --out km --format json --quiet
+  clusterlens anchors instances_train2017.json -k 9 --evolve 1000 --out anchors
 """
 
 
@@ -66,9 +67,11 @@ def cli(verbose: int) -> None:
 
 
 def _register() -> None:
+    from clusterlens.cli.anchors import anchors
     from clusterlens.cli.demo import demo
     from clusterlens.cli.kmeans import kmeans
 
+    cli.add_command(anchors)
     cli.add_command(demo)
     cli.add_command(kmeans)
 

@@ -283,12 +283,15 @@ def lloyd(
             stack.enter_context(threadpool_limits(1, user_api="blas"))
             pool = stack.enter_context(ThreadPoolExecutor(T))
         stack.callback(bar.close)
+        best_inertia, best_centers = np.inf, centers
         for it in range(max_iter):
             t0 = time.perf_counter()
             state = engine.prepare(centers, X.dtype)
             inertia, moved = _run_pass(
                 X, engine, state, plan, pool, ws, sample_weight, accumulate=True
             )
+            if inertia < best_inertia:
+                best_inertia, best_centers = inertia, centers
             sums = ws.sums.sum(axis=0) if T > 1 else ws.sums[0]
             weights = ws.weights.sum(axis=0) if T > 1 else ws.weights[0]
             sums = engine.finalize(sums, weights, state)
@@ -331,6 +334,14 @@ def lloyd(
         if not strict:
             # Labels and inertia of the final centres (no update).
             ws.labels, ws.prev = ws.prev, ws.labels
+            state = engine.prepare(centers, X.dtype)
+            inertia, _ = _run_pass(
+                X, engine, state, plan, pool, ws, sample_weight, accumulate=False
+            )
+        if not engine.monotone and best_inertia < inertia:
+            # The update is not the loss's minimiser (a mean under 1 - IoU), so
+            # the loss may have risen: return the best centres seen.
+            centers = best_centers
             state = engine.prepare(centers, X.dtype)
             inertia, _ = _run_pass(
                 X, engine, state, plan, pool, ws, sample_weight, accumulate=False

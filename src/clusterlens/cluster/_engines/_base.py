@@ -83,6 +83,10 @@ class Engine(ABC):
     name: ClassVar[str]
     #: What :meth:`assign` returns as distance ("sqeuclidean", "1-iou", ...).
     metric: ClassVar[str] = "sqeuclidean"
+    #: True if :meth:`update` minimises the loss given the labels (the mean for
+    #: squared Euclidean), so the loss never rises; if False the driver keeps
+    #: the best centres seen.
+    monotone: ClassVar[bool] = True
     #: True if several chunks may run at once in threads (BLAS limited to 1).
     parallel_chunks: ClassVar[bool] = True
 

@@ -24,6 +24,9 @@ __all__ = ["ChunkPlan", "data_stats", "lloyd", "plan_chunks"]
 
 logger = logging.getLogger(__name__)
 
+#: Iterations without a new best loss after which a non-monotone engine stops.
+_PATIENCE = 10
+
 
 @dataclass(frozen=True)
 class ChunkPlan:
@@ -283,7 +286,7 @@ def lloyd(
             stack.enter_context(threadpool_limits(1, user_api="blas"))
             pool = stack.enter_context(ThreadPoolExecutor(T))
         stack.callback(bar.close)
-        best_inertia, best_centers = np.inf, centers
+        best_inertia, best_centers, best_it = np.inf, centers, 0
         for it in range(max_iter):
             t0 = time.perf_counter()
             state = engine.prepare(centers, X.dtype)
@@ -291,7 +294,7 @@ def lloyd(
                 X, engine, state, plan, pool, ws, sample_weight, accumulate=True
             )
             if inertia < best_inertia:
-                best_inertia, best_centers = inertia, centers
+                best_inertia, best_centers, best_it = inertia, centers, it
             sums = ws.sums.sum(axis=0) if T > 1 else ws.sums[0]
             weights = ws.weights.sum(axis=0) if T > 1 else ws.weights[0]
             sums = engine.finalize(sums, weights, state)
@@ -326,6 +329,8 @@ def lloyd(
                 strict = converged = True
             elif shift <= tol:
                 converged = True
+            elif not engine.monotone and it - best_it >= _PATIENCE:
+                converged = True  # the loss stopped improving: keep the best
             if converged:
                 bar.total = n_iter  # a converged fit shows as complete
                 bar.refresh()

@@ -113,7 +113,7 @@ def run_table(
                 n_init=10,
                 random_state=seed,
                 evolve=gen,
-                fitness="ratio",
+                fitness="both",
                 ratio_thr=THR,
             ).anchors
         )

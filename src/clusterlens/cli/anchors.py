@@ -86,8 +86,8 @@ def _csv(value: str | None) -> list[str] | None:
 )
 @click.option(
     "--fitness",
-    type=click.Choice(["iou", "ratio", "ratio-keep-iou"]),
-    default="ratio-keep-iou",
+    type=click.Choice(["iou", "ratio", "both"]),
+    default="both",
     show_default=True,
     help="What --evolve maximises.",
 )

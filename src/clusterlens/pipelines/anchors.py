@@ -54,7 +54,7 @@ def run_anchors(
     n_init: int = 10,
     update: str = "mean",
     evolve: int = 0,
-    fitness: str = "ratio-keep-iou",
+    fitness: str = "both",
     ratio_thr: float = 4.0,
     evaluate: npt.NDArray[np.float64] | None = None,
     random_state: int = 0,

@@ -28,3 +28,14 @@ def test_kmeans_exact_smoke():
     assert abs(rows["clusterlens"]["sse"] / rows["sklearn"]["sse"] - 1) < 1e-4
     mem = out["memory"]
     assert mem["extra_peak_bytes"] < mem["float32_copy_bytes"] + 64 * 2**20
+
+
+def test_anchors_smoke():
+    env = {**os.environ, "CLUSTERLENS_DISABLE_PROGRESS_BARS": "1"}
+    r = subprocess.run(
+        [sys.executable, str(BENCH / "anchors.py"), "--smoke", "--json"],
+        capture_output=True, text=True, env=env, timeout=600,
+    )
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert "clusterlens" in json.dumps(out) and "ultralytics" in json.dumps(out)

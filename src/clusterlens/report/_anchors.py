@@ -2,21 +2,19 @@
 
 from __future__ import annotations
 
-import functools
 import logging
 import math
 import numbers
 import pathlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from importlib import resources
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from clusterlens.exceptions import DataValidationError, InvalidParameterError
-from clusterlens.report._clusters import _css, _fmt_number, _fmt_value, _version
+from clusterlens.report._common import css, fmt_number, fmt_value, template, version
 from clusterlens.typing import ArrayLike, PathLike, SeedLike
 from clusterlens.utils._fs import atomic_write_text
 from clusterlens.utils.validation import check_int, check_random_state
@@ -317,10 +315,10 @@ def build_anchor_report(
                 index=i,
                 color=colors[i],
                 label=f"#{i} {_fmt_dim(w)}{_TIMES}{_fmt_dim(h)}",
-                w=_fmt_number(_round_sig(w)),
-                h=_fmt_number(_round_sig(h)),
+                w=fmt_number(_round_sig(w)),
+                h=fmt_number(_round_sig(h)),
                 aspect=f"{w / h:.2f}",
-                area=_fmt_number(_round_sig(w * h)),
+                area=fmt_number(_round_sig(w * h)),
                 count=f"{c:,}",
                 share=f"{100.0 * c / n:.1f}%",
                 mean_iou=f"{iou_sums[i] / c:.3f}" if c else _MISSING,
@@ -332,12 +330,12 @@ def build_anchor_report(
         ("anchors", f"{k:,}"),
         ("mean IoU", f"{float(iou.mean()):.3f}"),
     ]
-    html = _template().render(
+    html = template("anchors.html.j2").render(
         title=title,
         units=units,
-        css=_css(),
+        css=css(),
         summary=summary,
-        figures=[(str(key), _fmt_value(v)) for key, v in (figures or {}).items()],
+        figures=[(str(key), fmt_value(v)) for key, v in (figures or {}).items()],
         scatter=_scatter(boxes, lab, anch, shown, colors, units, random_state),
         shapes=_shapes(anch, colors),
         shapes_size=_SHAPES,
@@ -345,8 +343,8 @@ def build_anchor_report(
         anchors=rows,
         per_category=cat_table,
         per_size=size_table,
-        params=[(str(key), _fmt_value(v)) for key, v in (params or {}).items()],
-        version=_version(),
+        params=[(str(key), fmt_value(v)) for key, v in (params or {}).items()],
+        version=version(),
     )
     out = pathlib.Path(path)
     atomic_write_text(out, html)
@@ -484,7 +482,7 @@ def _check_table(
     for (row_key, _row), by_name in zip(records, values, strict=True):
         cells = [(str(row_key), False)] if keyed else []
         for c, num in zip(columns, numeric, strict=True):
-            cell = _fmt_value(by_name[c]) if c in by_name else _MISSING
+            cell = fmt_value(by_name[c]) if c in by_name else _MISSING
             cells.append((cell, num))
         rows.append(cells)
     header = [(key_column, False)] if keyed else []
@@ -690,8 +688,8 @@ def _scatter(
             lx=lx,
             ly=ly,
             anchor=anchor,
-            tip=f"anchor #{i}: {_fmt_number(_round_sig(float(anchors[i, 0])))}"
-            f" {_TIMES} {_fmt_number(_round_sig(float(anchors[i, 1])))} {units}",
+            tip=f"anchor #{i}: {fmt_number(_round_sig(float(anchors[i, 0])))}"
+            f" {_TIMES} {fmt_number(_round_sig(float(anchors[i, 1])))} {units}",
         )
         for i, ((x, y), (lx, ly, anchor)) in enumerate(zip(pts, spots, strict=True))
     ]
@@ -773,21 +771,3 @@ def _fmt_dim(v: float) -> str:
     if v >= 10:
         return f"{v:,.0f}"
     return f"{v:.3g}"
-
-
-@functools.cache
-def _template() -> Any:
-    import jinja2
-
-    source = (
-        resources.files("clusterlens.report")
-        .joinpath("templates", "anchors.html.j2")
-        .read_text(encoding="utf-8")
-    )
-    env = jinja2.Environment(
-        autoescape=True,
-        undefined=jinja2.StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-    )
-    return env.from_string(source)

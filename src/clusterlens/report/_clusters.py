@@ -3,21 +3,19 @@
 from __future__ import annotations
 
 import base64
-import functools
 import io
 import logging
 import math
-import numbers
 import pathlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from importlib import resources
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from clusterlens.exceptions import DataValidationError, InvalidParameterError
+from clusterlens.report._common import css, fmt_number, fmt_value, template, version
 from clusterlens.typing import ArrayLike, PathLike
 from clusterlens.utils._fs import atomic_write_text
 from clusterlens.utils.validation import check_int
@@ -234,7 +232,7 @@ def build_cluster_report(
         mean_d = None
         if dist is not None:
             finite = dist[members][np.isfinite(dist[members])]
-            mean_d = _fmt_number(float(finite.mean())) if finite.size else None
+            mean_d = fmt_number(float(finite.mean())) if finite.size else None
         clusters.append(
             _Cluster(
                 id=int(cluster_ids[c]),
@@ -257,19 +255,19 @@ def build_cluster_report(
         summary.append(("classes", f"{stats.names.size:,}"))
         summary.append(("purity", f"{stats.overall_purity:.3f}"))
 
-    html = _template().render(
+    html = template("clusters.html.j2").render(
         title=title,
-        css=_css(),
+        css=css(),
         summary=summary,
-        figures=[(str(k), _fmt_value(v)) for k, v in (figures or {}).items()],
+        figures=[(str(k), fmt_value(v)) for k, v in (figures or {}).items()],
         chart=_chart(hist) if hist else None,
-        params=[(str(k), _fmt_value(v)) for k, v in (params or {}).items()],
+        params=[(str(k), fmt_value(v)) for k, v in (params or {}).items()],
         clusters=clusters,
         has_images=imgs is not None,
         has_labels=stats is not None,
         has_distances=dist is not None,
         max_thumbnails=max_thumbnails,
-        version=_version(),
+        version=version(),
     )
     out = pathlib.Path(path)
     atomic_write_text(out, html)
@@ -528,7 +526,7 @@ def _thumb(
         parts.append(f"label {stats.name_of(i)}")
     d = ""
     if dist is not None:
-        d = _fmt_number(float(dist[i]))
+        d = fmt_number(float(dist[i]))
         parts.append(f"distance {d}")
     return _Thumb(i, src, size[0], size[1], " · ".join(parts), d)
 
@@ -572,7 +570,7 @@ def _chart(hist: list[tuple[float, float]]) -> _Chart:
 
     pts = [(round(px(x), 1), round(py(y), 1)) for x, y in hist]
     dots = [
-        (cx, cy, f"iteration {_fmt_number(x)}: inertia {_fmt_number(y)}")
+        (cx, cy, f"iteration {fmt_number(x)}: inertia {fmt_number(y)}")
         for (cx, cy), (x, y) in zip(pts, hist, strict=True)
     ]
     return _Chart(
@@ -584,24 +582,14 @@ def _chart(hist: list[tuple[float, float]]) -> _Chart:
         bottom=height - bottom,
         points=" ".join(f"{cx},{cy}" for cx, cy in pts),
         dots=dots if len(dots) <= 200 else [],
-        xticks=[(round(px(t), 1), _fmt_number(t)) for t in xt],
+        xticks=[(round(px(t), 1), fmt_number(t)) for t in xt],
         yticks=[(round(py(t), 1), _fmt_compact(t)) for t in yt],
     )
 
 
 # --------------------------------------------------------------------------- #
-# Formatting, resources and output
+# Formatting and resources
 # --------------------------------------------------------------------------- #
-def _fmt_number(v: float) -> str:
-    if not math.isfinite(v):
-        return str(v)
-    if v == int(v) and abs(v) < 1e15:
-        return f"{int(v):,}"
-    if abs(v) >= 1e4:
-        return f"{v:,.0f}"
-    return f"{v:.4g}"
-
-
 def _fmt_compact(v: float) -> str:
     """Short tick label: 1,250,000 -> 1.25M, 12,000 -> 12k."""
     a = abs(v)
@@ -611,51 +599,4 @@ def _fmt_compact(v: float) -> str:
         return f"{v / 1e6:.4g}M"
     if a >= 1e4:
         return f"{v / 1e3:.4g}k"
-    return _fmt_number(v)
-
-
-def _fmt_value(v: Any) -> str:
-    if isinstance(v, bool | np.bool_):
-        return str(bool(v))
-    if isinstance(v, numbers.Integral):
-        return f"{int(v):,}"
-    if isinstance(v, numbers.Real):
-        return _fmt_number(float(v))
-    return str(v)
-
-
-@functools.cache
-def _template() -> Any:
-    import jinja2
-
-    source = (
-        resources.files("clusterlens.report")
-        .joinpath("templates", "clusters.html.j2")
-        .read_text(encoding="utf-8")
-    )
-    env = jinja2.Environment(
-        autoescape=True,
-        undefined=jinja2.StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-    )
-    return env.from_string(source)
-
-
-@functools.cache
-def _css() -> Any:
-    from markupsafe import Markup
-
-    css = (
-        resources.files("clusterlens.report")
-        .joinpath("static", "report.css")
-        .read_text(encoding="utf-8")
-    )
-    # Our own file, inlined verbatim (autoescape would turn ">" into "&gt;").
-    return Markup(css)
-
-
-def _version() -> str:
-    from clusterlens import __version__
-
-    return __version__
+    return fmt_number(v)

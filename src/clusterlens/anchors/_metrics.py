@@ -142,6 +142,9 @@ def group_mean(
     counts = np.bincount(groups, minlength=len(names))
     sums = np.bincount(groups, weights=values, minlength=len(names))
     return {
-        str(names[g]): {"boxes": int(counts[g]), "mean_iou": float(sums[g] / counts[g])}
+        str(names[int(g)]): {
+            "boxes": int(counts[g]),
+            "mean_iou": float(sums[g] / counts[g]),
+        }
         for g in np.flatnonzero(counts)
     }

@@ -14,7 +14,7 @@ from numpy.testing import assert_allclose, assert_array_equal
 from PIL import Image
 
 from clusterlens.exceptions import DataValidationError, InvalidParameterError
-from clusterlens.io._boxes import (
+from clusterlens.io import (
     BoxTable,
     read_boxes,
     read_coco_boxes,

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-from clusterlens.io._boxes import (
-    BoxTable,
-    read_boxes,
-    read_coco_boxes,
-    read_voc_boxes,
-    read_yolo_boxes,
-)
+from clusterlens.io._boxes import BoxTable, read_boxes
+from clusterlens.io._boxes_coco import read_coco_boxes
+from clusterlens.io._boxes_voc import read_voc_boxes
+from clusterlens.io._boxes_yolo import read_yolo_boxes
 from clusterlens.io._descriptors import (
     as_matrix,
     open_descriptors,

@@ -1,0 +1,225 @@
+"""Pascal VOC XML annotations."""
+
+from __future__ import annotations
+
+import logging
+import xml.etree.ElementTree as ET
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from clusterlens.exceptions import DataValidationError
+from clusterlens.io._boxes import (
+    BoxTable,
+    _apply_filters,
+    _as_path,
+    _check_dir,
+    _check_min_size,
+)
+from clusterlens.typing import PathLike
+
+__all__ = ["read_voc_boxes"]
+
+logger = logging.getLogger(__name__)
+
+
+# --------------------------------------------------------------------------- #
+# Pascal VOC
+# --------------------------------------------------------------------------- #
+def _voc_files(xml_dir: Path) -> list[Path]:
+    """List the ``.xml`` files of a folder, or of its ``Annotations`` subfolder."""
+    files = sorted(p for p in xml_dir.glob("*.xml") if p.is_file())
+    if not files and (xml_dir / "Annotations").is_dir():
+        files = sorted(
+            p for p in (xml_dir / "Annotations").glob("*.xml") if p.is_file()
+        )
+    return files
+
+
+def _xml_float(elem: ET.Element | None, tag: str) -> float | None:
+    """Return the number in ``<tag>`` under ``elem``; None if absent or not one."""
+    if elem is None:
+        return None
+    text = elem.findtext(tag)
+    if text is None:
+        return None
+    try:
+        return float(text.strip())
+    except ValueError:
+        return None
+
+
+def _parse_voc(path: Path) -> tuple[float, float, list[tuple[str, bool, list[float]]]]:
+    """Image size and ``(name, difficult, [xmin, ymin, xmax, ymax])`` per object."""
+    where = f"Pascal VOC file {str(path)!r}"
+    try:
+        root = ET.parse(path).getroot()
+    except ET.ParseError as e:
+        raise DataValidationError(
+            f"{where} is not valid XML ({e}). Fix or remove the file."
+        ) from e
+    except OSError as e:
+        raise DataValidationError(
+            f"Cannot read {where}: {e.strerror or e}. Check its permissions."
+        ) from e
+    if root.tag != "annotation":
+        raise DataValidationError(
+            f"{where} is not a Pascal VOC annotation: its root element is "
+            f"<{root.tag}>, expected <annotation>."
+        )
+    size = root.find("size")
+    width, height = _xml_float(size, "width"), _xml_float(size, "height")
+    if width is None or height is None or not (width > 0 and height > 0):
+        got = (
+            "no <size> element"
+            if size is None
+            else f"width={size.findtext('width')!r}, height={size.findtext('height')!r}"
+        )
+        raise DataValidationError(
+            f"{where} has no valid image size ({got}). Boxes need their image's "
+            "size: add <size><width>W</width><height>H</height></size> with the "
+            "image's size in pixels."
+        )
+    objects = []
+    for j, obj in enumerate(root.findall("object"), start=1):
+        name = (obj.findtext("name") or "").strip()
+        if not name:
+            raise DataValidationError(
+                f"{where}: object {j} has no <name>. Every <object> needs a class name."
+            )
+        difficult_text = (obj.findtext("difficult") or "0").strip()
+        difficult = difficult_text.lower() in ("1", "true", "1.0")
+        box = obj.find("bndbox")
+        coords = [_xml_float(box, t) for t in ("xmin", "ymin", "xmax", "ymax")]
+        if box is None or any(c is None for c in coords):
+            got = (
+                "no <bndbox>"
+                if box is None
+                else ", ".join(
+                    f"{t}={box.findtext(t)!r}" for t in ("xmin", "ymin", "xmax", "ymax")
+                )
+            )
+            raise DataValidationError(
+                f"{where}: object {j} ({name!r}) has a malformed bndbox ({got}). "
+                "Expected <bndbox> with numeric <xmin>, <ymin>, <xmax>, <ymax> in "
+                "1-based pixel coordinates."
+            )
+        objects.append((name, difficult, [float(c) for c in coords if c is not None]))
+    return width, height, objects
+
+
+def read_voc_boxes(
+    xml_dir: PathLike,
+    *,
+    categories: Sequence[str] | None = None,
+    include_difficult: bool = True,
+    min_size: float = 0.0,
+) -> BoxTable:
+    """Read the boxes of a folder of Pascal VOC XML annotation files.
+
+    Parameters
+    ----------
+    xml_dir : str or os.PathLike
+        Folder of ``.xml`` files (``VOC2007/Annotations``), or a VOC year root
+        that has an ``Annotations`` subfolder.
+    categories : sequence of str, default=None
+        Object names to keep. ``None`` keeps all; ``category_names`` is then
+        the sorted set of names found, otherwise this list in the given order.
+    include_difficult : bool, default=True
+        Whether to keep objects marked ``<difficult>1</difficult>``.
+    min_size : float, default=0.0
+        Drop boxes whose width or height is below this many pixels.
+
+    Returns
+    -------
+    table : BoxTable
+        One row per kept box; ``image_id`` is the XML file's stem.
+
+    Raises
+    ------
+    DataValidationError
+        If the folder is missing or holds no ``.xml`` file; a file is not
+        valid XML, has no image size or a malformed ``<bndbox>``; a box has
+        ``xmax < xmin`` or ``ymax < ymin``; a requested category does not
+        exist; or no box is left after filtering.
+    InvalidParameterError
+        If ``min_size`` is negative.
+
+    See Also
+    --------
+    read_boxes : Detect the format and read.
+
+    Notes
+    -----
+    VOC coordinates are 1-based and inclusive, so ``w = xmax - xmin + 1`` and
+    ``h = ymax - ymin + 1``. Files are parsed with
+    :mod:`xml.etree.ElementTree`.
+    """
+    min_size = _check_min_size(min_size, "read_voc_boxes")
+    xml_path = _as_path(xml_dir, "xml_dir")
+    _check_dir(xml_path, "Pascal VOC annotation directory")
+    files = _voc_files(xml_path)
+    if not files:
+        raise DataValidationError(
+            f"No Pascal VOC annotation files (*.xml) in {str(xml_path)!r} or its "
+            "'Annotations' subfolder. Pass the folder that holds the .xml files, "
+            "e.g. 'VOCdevkit/VOC2007/Annotations'."
+        )
+    names: list[str] = []
+    difficult: list[bool] = []
+    coords: list[list[float]] = []
+    sizes = np.zeros((len(files), 2), dtype=np.float64)
+    file_idx: list[int] = []
+    obj_no: list[int] = []
+    for fi, path in enumerate(files):
+        width, height, objects = _parse_voc(path)
+        sizes[fi] = width, height
+        for j, (name, diff, box) in enumerate(objects, start=1):
+            names.append(name)
+            difficult.append(diff)
+            coords.append(box)
+            file_idx.append(fi)
+            obj_no.append(j)
+    where = f"Pascal VOC annotations {str(xml_path)!r}"
+    if not names:
+        raise DataValidationError(
+            f"{where} hold {len(files)} files but no <object>. Check that this is "
+            "the right folder."
+        )
+    xyxy = np.asarray(coords, dtype=np.float64).reshape(-1, 4)
+    w = xyxy[:, 2] - xyxy[:, 0] + 1.0
+    h = xyxy[:, 3] - xyxy[:, 1] + 1.0
+    bad = ~(np.isfinite(w) & np.isfinite(h) & (w > 0) & (h > 0))
+    if bad.any():
+        i = int(np.argmax(bad))
+        n_w = int(np.count_nonzero(~(w > 0)))
+        n_h = int(np.count_nonzero(~(h > 0)))
+        raise DataValidationError(
+            f"boxes must have positive width and height; in {where}, {n_w} objects "
+            f"have w <= 0 and {n_h} have h <= 0 (first: object {obj_no[i]} of "
+            f"{str(files[file_idx[i]])!r}, xmin, ymin, xmax, ymax = "
+            f"{', '.join(f'{c:g}' for c in xyxy[i])}). VOC boxes need xmin <= xmax "
+            "and ymin <= ymax; fix or remove these objects."
+        )
+    f_arr = np.asarray(file_idx, dtype=np.intp)
+    uniq, category = np.unique(np.asarray(names, dtype=np.str_), return_inverse=True)
+    image_ids = np.asarray([p.stem for p in files], dtype=np.str_)
+    return _apply_filters(
+        w=w,
+        h=h,
+        img_w=sizes[f_arr, 0],
+        img_h=sizes[f_arr, 1],
+        category=category.astype(np.int64).reshape(-1),
+        names=[str(u) for u in uniq],
+        image_id=image_ids[f_arr],
+        source=f"Pascal VOC XML {xml_path}/ ({len(files)} files)",
+        flag_steps=(
+            []
+            if include_difficult
+            else [(np.asarray(difficult, dtype=bool), "include_difficult=False")]
+        ),
+        categories=categories,
+        min_size=min_size,
+        empty_hint="",
+    )

@@ -1,0 +1,341 @@
+"""YOLO label folders: 'class x y w h' lines normalised by the image size."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from clusterlens.exceptions import DataValidationError, InvalidParameterError
+from clusterlens.io._boxes import (
+    BoxTable,
+    _apply_filters,
+    _as_path,
+    _check_dir,
+    _check_min_size,
+    _read_text,
+)
+from clusterlens.typing import PathLike
+from clusterlens.utils.validation import check_int
+
+__all__ = ["read_yolo_boxes"]
+
+logger = logging.getLogger(__name__)
+
+
+# Image suffixes tried, in this order, for the image of a YOLO label file.
+_IMAGE_SUFFIXES: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+# EXIF orientations that swap width and height (rotations by 90 or 270 degrees).
+_EXIF_ORIENTATION_TAG = 0x0112
+_EXIF_TRANSPOSED = frozenset({5, 6, 7, 8})
+_YOLO_LINE_HELP = (
+    "Each line must be 'class x_center y_center width height': an integer class "
+    ">= 0, then four numbers in [0, 1] (normalised by the image size) with "
+    "width and height > 0"
+)
+
+
+# --------------------------------------------------------------------------- #
+# YOLO
+# --------------------------------------------------------------------------- #
+def _yolo_line_error(path: Path, line_no: int, line: str, reason: str) -> str:
+    return (
+        f"Malformed YOLO label in {str(path)!r}, line {line_no}: {reason}. "
+        f"Got {line.strip()!r}. {_YOLO_LINE_HELP}."
+    )
+
+
+def _default_images_dir(labels: Path) -> Path | None:
+    """Return the YOLO-layout images folder: last 'labels' part -> 'images'."""
+    parts = labels.resolve().parts
+    for i in range(len(parts) - 1, -1, -1):
+        if parts[i] == "labels":
+            return Path(*parts[:i], "images", *parts[i + 1 :])
+    return None
+
+
+def _check_img_size(img_size: Any) -> tuple[float, float] | None:
+    """``None``, an int ``s`` -> ``(s, s)``, or a ``(w, h)`` pair of ints."""
+    if img_size is None:
+        return None
+    if isinstance(img_size, Sequence) and not isinstance(img_size, str):
+        if len(img_size) == 2:
+            w = check_int(img_size[0], "img_size[0]", "read_yolo_boxes", low=1)
+            h = check_int(img_size[1], "img_size[1]", "read_yolo_boxes", low=1)
+            return float(w), float(h)
+        raise InvalidParameterError(
+            "The 'img_size' parameter of read_yolo_boxes must be an int, a (width, "
+            f"height) pair of ints or None. Got {img_size!r} instead."
+        )
+    s = check_int(img_size, "img_size", "read_yolo_boxes", low=1)
+    return float(s), float(s)
+
+
+def _image_size(path: Path, label: Path) -> tuple[float, float]:
+    """Width and height of an image from its header, EXIF rotation applied."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            w, h = im.size
+            orientation = im.getexif().get(_EXIF_ORIENTATION_TAG)
+    except (OSError, ValueError, Image.DecompressionBombError) as e:
+        raise DataValidationError(
+            f"Cannot read the size of image {str(path)!r} (the image of YOLO label "
+            f"file {str(label)!r}): {e}. Replace the image, or pass img_size=... "
+            "if all images share one size."
+        ) from e
+    if orientation in _EXIF_TRANSPOSED:
+        w, h = h, w
+    return float(w), float(h)
+
+
+def _index_images(images_dir: Path) -> dict[str, Path]:
+    """Map ``relative/path/stem`` -> image path, preferring suffixes in order."""
+    rank = {s: i for i, s in enumerate(_IMAGE_SUFFIXES)}
+    found: dict[str, tuple[int, Path]] = {}
+    for p in images_dir.rglob("*"):
+        r = rank.get(p.suffix.lower())
+        if r is None or not p.is_file():
+            continue
+        key = p.relative_to(images_dir).with_suffix("").as_posix()
+        if key not in found or r < found[key][0]:
+            found[key] = (r, p)
+    return {k: v[1] for k, v in found.items()}
+
+
+def _read_class_names_file(path: Path) -> tuple[str, ...]:
+    text = _read_text(path, "YOLO class names file")
+    return tuple(line.strip() for line in text.splitlines() if line.strip())
+
+
+def read_yolo_boxes(
+    labels_dir: PathLike,
+    *,
+    images_dir: PathLike | None = None,
+    img_size: int | tuple[int, int] | None = None,
+    class_names: Sequence[str] | None = None,
+    categories: Sequence[str] | None = None,
+    min_size: float = 0.0,
+) -> BoxTable:
+    """Read the boxes of a folder of YOLO ``.txt`` label files.
+
+    Parameters
+    ----------
+    labels_dir : str or os.PathLike
+        Folder of label files, searched recursively: one ``.txt`` per image,
+        one ``class x_center y_center width height`` line per box, normalised
+        to [0, 1] by the image size. Empty files (images without objects) are
+        fine.
+    images_dir : str or os.PathLike, default=None
+        Folder of the images, mirroring ``labels_dir`` (``labels/a/x.txt`` <->
+        ``images/a/x.jpg``); ``.jpg``, ``.jpeg``, ``.png``, ``.bmp`` and
+        ``.webp`` are tried in that order. ``None`` uses the YOLO layout: the
+        path of ``labels_dir`` with its last ``labels`` part replaced by
+        ``images``. Cannot be combined with ``img_size``.
+    img_size : int or tuple of (int, int), default=None
+        Size of every image in pixels, ``s`` for ``s x s`` or ``(width,
+        height)``, when the images are not at hand. ``None`` reads each
+        image's size from its file header.
+    class_names : sequence of str, default=None
+        Name of each class index. ``None`` reads ``classes.txt`` in
+        ``labels_dir`` if there is one (as LabelImg writes it), else names the
+        classes ``"0"``, ``"1"``, ... up to the largest index found.
+    categories : sequence of str, default=None
+        Category names to keep (from ``class_names``); ``None`` keeps all.
+    min_size : float, default=0.0
+        Drop boxes whose width or height is below this many pixels.
+
+    Returns
+    -------
+    table : BoxTable
+        One row per kept box, in pixels of the original image; ``image_id`` is
+        the label file's path relative to ``labels_dir``, without suffix.
+
+    Raises
+    ------
+    DataValidationError
+        If the folder is missing or holds no ``.txt`` file; a line is
+        malformed (the message names the file and line number); a class
+        index has no name; an image is missing or unreadable; or no box is
+        left.
+    InvalidParameterError
+        If ``img_size`` or ``min_size`` is invalid, or ``img_size`` and
+        ``images_dir`` are both given.
+
+    See Also
+    --------
+    read_boxes : Detect the format and read.
+
+    Notes
+    -----
+    Image sizes come from the file header only (Pillow's lazy
+    ``Image.open(path).size``); images whose EXIF orientation rotates them by
+    90 degrees have width and height swapped, as Ultralytics does.
+    """
+    min_size = _check_min_size(min_size, "read_yolo_boxes")
+    size = _check_img_size(img_size)
+    if size is not None and images_dir is not None:
+        raise InvalidParameterError(
+            "read_yolo_boxes takes images_dir (read each image's size) or img_size "
+            "(one size for all images), not both. Got "
+            f"images_dir={str(images_dir)!r} and img_size={img_size!r}."
+        )
+    labels = _as_path(labels_dir, "labels_dir")
+    _check_dir(labels, "YOLO labels directory")
+    class_file = labels / "classes.txt"
+    files = sorted(p for p in labels.rglob("*.txt") if p.is_file() and p != class_file)
+    if not files:
+        hint = ""
+        if (labels / "labels").is_dir():
+            hint = f" It has a 'labels' folder: pass {str(labels / 'labels')!r}."
+        elif any(p.suffix.lower() in _IMAGE_SUFFIXES for p in labels.iterdir()):
+            hint = " It holds images: pass the matching 'labels' folder instead."
+        raise DataValidationError(
+            f"No YOLO label files (*.txt) in {str(labels)!r} or its subfolders. "
+            "Expected one .txt file per image with one 'class x_center y_center "
+            f"width height' line per box.{hint}"
+        )
+    if class_names is not None:
+        names: tuple[str, ...] | None = tuple(str(c) for c in class_names)
+    elif class_file.is_file():
+        names = _read_class_names_file(class_file)
+    else:
+        names = None
+
+    cls: list[int] = []
+    vals: list[list[float]] = []
+    file_idx: list[int] = []
+    line_nos: list[int] = []
+    has_boxes = np.zeros(len(files), dtype=bool)
+    for fi, path in enumerate(files):
+        text = _read_text(path, "YOLO label file")
+        for line_no, line in enumerate(text.splitlines(), start=1):
+            fields = line.split()
+            if not fields:
+                continue
+            if len(fields) != 5:
+                extra = ""
+                if len(fields) > 5 and len(fields) % 2 == 1:
+                    extra = (
+                        " (this looks like a segmentation polygon; convert to boxes)"
+                    )
+                raise DataValidationError(
+                    _yolo_line_error(
+                        path,
+                        line_no,
+                        line,
+                        f"expected 5 fields, found {len(fields)}" + extra,
+                    )
+                )
+            try:
+                c = int(fields[0])
+            except ValueError as e:
+                raise DataValidationError(
+                    _yolo_line_error(
+                        path, line_no, line, f"class {fields[0]!r} is not an integer"
+                    )
+                ) from e
+            try:
+                v = [float(x) for x in fields[1:]]
+            except ValueError as e:
+                raise DataValidationError(
+                    _yolo_line_error(path, line_no, line, "a value is not a number")
+                ) from e
+            cls.append(c)
+            vals.append(v)
+            file_idx.append(fi)
+            line_nos.append(line_no)
+        has_boxes[fi] = bool(file_idx) and file_idx[-1] == fi
+
+    where = f"YOLO labels {str(labels)!r}"
+    if not cls:
+        raise DataValidationError(
+            f"{where} holds {len(files)} label files but no boxes: every file is "
+            "empty. Check that this is the right folder."
+        )
+    c_arr = np.asarray(cls, dtype=np.int64)
+    xywh = np.asarray(vals, dtype=np.float64).reshape(-1, 4)
+    f_arr = np.asarray(file_idx, dtype=np.intp)
+    checks = [
+        (c_arr < 0, "the class is negative"),
+        (~np.isfinite(xywh).all(axis=1), "a value is not finite"),
+        (((xywh < 0) | (xywh > 1)).any(axis=1), "a value is outside [0, 1]"),
+        ((xywh[:, 2] <= 0) | (xywh[:, 3] <= 0), "width or height is <= 0"),
+    ]
+    if names is not None:
+        checks.append(
+            (c_arr >= len(names), f"the class has no name ({len(names)} class names)")
+        )
+    for bad, reason in checks:
+        if bad.any():
+            i = int(np.argmax(bad))
+            path = files[f_arr[i]]
+            line = _read_text(path, "YOLO label file").splitlines()[line_nos[i] - 1]
+            more = f" ({int(bad.sum())} lines are like this)" if bad.sum() > 1 else ""
+            raise DataValidationError(
+                _yolo_line_error(path, line_nos[i], line, reason + more)
+            )
+    if names is None:
+        names = tuple(str(i) for i in range(int(c_arr.max()) + 1))
+
+    keys = [p.relative_to(labels).with_suffix("").as_posix() for p in files]
+    file_w = np.zeros(len(files), dtype=np.float64)
+    file_h = np.zeros(len(files), dtype=np.float64)
+    if size is not None:
+        file_w[:], file_h[:] = size
+        source = f"YOLO labels {labels}/ (img_size={int(size[0])}x{int(size[1])})"
+    else:
+        img_dir = (
+            _as_path(images_dir, "images_dir")
+            if images_dir is not None
+            else _default_images_dir(labels)
+        )
+        if img_dir is None or not img_dir.is_dir():
+            looked = (
+                f"{str(img_dir)!r} is not a directory"
+                if img_dir is not None
+                else "the path has no 'labels' part to map to 'images'"
+            )
+            raise DataValidationError(
+                f"Cannot find the images of {where}: {looked}. YOLO boxes are "
+                "normalised to [0, 1], so each image's size in pixels is needed. "
+                "Pass images_dir=... (the folder of the images), or img_size=640 "
+                "(or (width, height)) if all images share one size."
+            )
+        index = _index_images(img_dir)
+        missing = [
+            i for i in np.flatnonzero(has_boxes).tolist() if keys[i] not in index
+        ]
+        if missing:
+            first = files[missing[0]]
+            raise DataValidationError(
+                f"{len(missing)} YOLO label files have no image with the same name in "
+                f"{str(img_dir)!r} (tried {', '.join(_IMAGE_SUFFIXES)}); first: "
+                f"{str(first)!r} -> {str(img_dir / keys[missing[0]])!r}.*. Pass "
+                "images_dir=... pointing at the images, or img_size=... if all "
+                "images share one size."
+            )
+        for i in np.flatnonzero(has_boxes).tolist():
+            file_w[i], file_h[i] = _image_size(index[keys[i]], files[i])
+        source = f"YOLO labels {labels}/ (image sizes from {img_dir}/)"
+
+    img_w = file_w[f_arr]
+    img_h = file_h[f_arr]
+    return _apply_filters(
+        w=xywh[:, 2] * img_w,
+        h=xywh[:, 3] * img_h,
+        img_w=img_w,
+        img_h=img_h,
+        category=c_arr,
+        names=names,
+        image_id=np.asarray(keys, dtype=np.str_)[f_arr],
+        source=source,
+        flag_steps=[],
+        categories=categories,
+        min_size=min_size,
+        empty_hint="",
+    )

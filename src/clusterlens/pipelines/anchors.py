@@ -43,6 +43,13 @@ def _size_bucket(area: npt.NDArray[np.float64]) -> npt.NDArray[np.int64]:
     return np.searchsorted(edges, area, side="right").astype(np.int64)
 
 
+def _pretty(table: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
+    """Column names a person reads in the report."""
+    return {
+        k: {"boxes": v["boxes"], "mean IoU": v["mean_iou"]} for k, v in table.items()
+    }
+
+
 def run_anchors(
     table: BoxTable,
     out_dir: str | os.PathLike[str],
@@ -195,8 +202,8 @@ def run_anchors(
             ),
             "seconds": figures_out["seconds"],
         },
-        per_category=per_category,
-        per_size=per_size,
+        per_category=_pretty(per_category),
+        per_size=_pretty(per_size),
         params=params,
         units=f"pixels at {img_size}",
         title=f"clusterlens anchors: {len(anchors)} anchors, {table.source or 'boxes'}",

@@ -6,13 +6,11 @@ import numbers
 from typing import Any, Literal, overload
 
 import numpy as np
-import numpy.typing as npt
 
-from clusterlens.exceptions import DataValidationError, InvalidParameterError
+from clusterlens.exceptions import InvalidParameterError
 from clusterlens.typing import SeedLike
 
 __all__ = [
-    "check_finite_chunked",
     "check_int",
     "check_options",
     "check_random_state",
@@ -147,30 +145,3 @@ def check_options(value: Any, name: str, owner: str, options: tuple[str, ...]) -
         f"The {name!r} parameter of {owner} must be a str among "
         f"{{{', '.join(repr(o) for o in options)}}}. Got {value!r} instead.{hint}"
     )
-
-
-def check_finite_chunked(
-    X: npt.NDArray[Any], name: str = "X", *, chunk_rows: int = 65536
-) -> None:
-    """Raise if a float array has NaN or infinity, reading it a chunk at a time.
-
-    Integer arrays are skipped: they cannot hold NaN. The message names the
-    first offending row so the user can find it.
-    """
-    if not np.issubdtype(X.dtype, np.floating):
-        return
-    for start in range(0, X.shape[0], chunk_rows):
-        chunk = X[start : start + chunk_rows]
-        # A sum is finite iff every element is (fast path, no temporary mask).
-        if np.isfinite(np.sum(chunk, dtype=np.float64)):
-            continue
-        bad = ~np.isfinite(chunk)
-        if not bad.any():  # the float64 sum overflowed: values are huge but finite
-            continue
-        rows = np.flatnonzero(bad.reshape(bad.shape[0], -1).any(axis=1))
-        kind = "NaN" if np.isnan(chunk).any() else "infinity"
-        raise DataValidationError(
-            f"Input {name} contains {kind} (first at row {start + int(rows[0])}; "
-            f"{int(rows.size)} bad rows in rows {start}-{start + chunk.shape[0] - 1}). "
-            "Remove or impute those rows before clustering."
-        )

@@ -13,8 +13,9 @@ EXAMPLES = """
 \b
 Examples:
   clusterlens anchors instances_train2017.json instances_val2017.json -k 9 --out anchors
-  clusterlens anchors ../shared/data/voc2007/annotations/pascal_trainval2007.json \\
-      -k 9 --evolve 1000 --out voc-anchors
+  clusterlens anchors ../shared/data/voc2007/annotations/pascal_train2007.json \\
+      ../shared/data/voc2007/annotations/pascal_val2007.json -k 9 --evolve 1000 \\
+      --out voc-anchors
   clusterlens anchors datasets/coco128/labels -k 9 --img-size 640 --levels 3 --out a
   clusterlens anchors VOCdevkit/VOC2007/Annotations -k 5 --normalized --out a
   clusterlens anchors data.json --evaluate "10,13, 16,30, 33,23, 30,61, 62,45, \\

@@ -16,7 +16,7 @@ class L1MedianEngine(Engine):
     name = "l1-median-test"
     parallel_chunks = False
 
-    def prepare(self, centers, dtype):
+    def prepare(self, centers, dtype, origin=None):
         return {"centers": centers, "rows": [], "labels": []}
 
     def pairwise(self, X_chunk, state):
@@ -66,6 +66,6 @@ def test_engine_registry_and_subclass_contract():
     with pytest.raises(TypeError, match="must define a str `name`"):
 
         class Nameless(L1MedianEngine.__mro__[1]):  # Engine itself
-            def prepare(self, centers, dtype): ...
+            def prepare(self, centers, dtype, origin=None): ...
             def assign(self, X_chunk, state): ...
             def pairwise(self, X_chunk, state): ...

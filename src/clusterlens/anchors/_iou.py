@@ -78,6 +78,7 @@ class IoUEngine(Engine):
 
     name = "iou"
     metric = "1-iou"
+    incremental = True
     # The mean (or median) of a cluster's sizes does not maximise its mean IoU,
     # so an iteration can lower the mean IoU: the driver keeps the best seen.
     monotone = False
@@ -95,7 +96,12 @@ class IoUEngine(Engine):
         # Six length-m float32 vectors per chunk stay in the L2 cache.
         return int(max(1, min(32768, budget // (n_clusters * 8 + 64))))
 
-    def prepare(self, centers: npt.NDArray[np.float64], dtype: np.dtype[Any]) -> _State:
+    def prepare(
+        self,
+        centers: npt.NDArray[np.float64],
+        dtype: np.dtype[Any],
+        origin: npt.NDArray[np.float64] | None = None,
+    ) -> _State:
         return _State(np.asarray(centers, dtype=np.float64), [], [])
 
     def pairwise(self, X_chunk: npt.NDArray[Any], state: _State) -> npt.NDArray[Any]:
@@ -136,6 +142,7 @@ class IoUMedianEngine(IoUEngine):
     """
 
     name = "iou-median"
+    incremental = False  # a median is recomputed from every row, not a sum
 
     def accumulate(
         self,

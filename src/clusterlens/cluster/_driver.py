@@ -26,6 +26,8 @@ logger = logging.getLogger(__name__)
 
 #: Iterations without a new best loss after which a non-monotone engine stops.
 _PATIENCE = 10
+#: Incremental engines re-sum every point this often (bounds rounding drift).
+_RESUM = 32
 
 
 @dataclass(frozen=True)
@@ -142,9 +144,12 @@ def _run_pass(
     sample_weight: npt.NDArray[np.float64] | None,
     *,
     accumulate: bool,
+    delta: bool = False,
 ) -> tuple[float, int]:
     """One pass over X: labels and distances into ``ws``; sums if ``accumulate``.
 
+    With ``delta`` the per-thread sums receive only the change since
+    ``ws.prev`` (points that moved), to be added to running totals.
     Returns the (weighted) inertia and the number of points whose label
     changed with respect to ``ws.prev``.
     """
@@ -160,7 +165,8 @@ def _run_pass(
             xb = X[sl]
             wb = None if sample_weight is None else sample_weight[sl]
             if accumulate:
-                labels, dist = engine.step(xb, state, wb, sums, weights)
+                prev = ws.prev[sl] if delta else None
+                labels, dist = engine.step(xb, state, wb, sums, weights, prev)
             else:
                 labels, dist = engine.assign(xb, state)
             ws.labels[sl] = labels
@@ -287,20 +293,45 @@ def lloyd(
             pool = stack.enter_context(ThreadPoolExecutor(T))
         stack.callback(bar.close)
         best_inertia, best_centers, best_it = np.inf, centers, 0
+        # Running per-cluster sums: after a full pass, each iteration only adds
+        # the points that changed cluster (few, once the fit settles); a full
+        # re-sum every _RESUM iterations bounds the rounding drift.
+        origin = centers.mean(axis=0)
+        sums = np.zeros((k, d))
+        weights = np.zeros(k)
+        w_total = float(n if sample_weight is None else sample_weight.sum())
         for it in range(max_iter):
             t0 = time.perf_counter()
-            state = engine.prepare(centers, X.dtype)
+            state = engine.prepare(centers, X.dtype, origin)
+            delta = engine.incremental and it % _RESUM != 0
             inertia, moved = _run_pass(
-                X, engine, state, plan, pool, ws, sample_weight, accumulate=True
+                X,
+                engine,
+                state,
+                plan,
+                pool,
+                ws,
+                sample_weight,
+                accumulate=True,
+                delta=delta,
             )
             if inertia < best_inertia:
                 best_inertia, best_centers, best_it = inertia, centers, it
-            sums = ws.sums.sum(axis=0) if T > 1 else ws.sums[0]
-            weights = ws.weights.sum(axis=0) if T > 1 else ws.weights[0]
-            sums = engine.finalize(sums, weights, state)
-            empty = np.flatnonzero(weights <= 0)
+            part_w = ws.weights.sum(axis=0) if T > 1 else ws.weights[0].copy()
+            part = engine.finalize(
+                ws.sums.sum(axis=0) if T > 1 else ws.sums[0].copy(), part_w, state
+            )
+            if delta:
+                sums += part
+                weights += part_w
+            else:
+                sums, weights = part, part_w
+            # A cluster left by all its points may keep a rounding residue.
+            empty = np.flatnonzero(weights <= 1e-12 * w_total)
             repaired = 0
             if empty.size:
+                sums[empty] = 0.0
+                weights[empty] = 0.0
                 repaired = _relocate_empty(
                     X, empty, sums, weights, ws.labels, ws.dist, sample_weight
                 )
@@ -339,7 +370,7 @@ def lloyd(
         if not strict:
             # Labels and inertia of the final centres (no update).
             ws.labels, ws.prev = ws.prev, ws.labels
-            state = engine.prepare(centers, X.dtype)
+            state = engine.prepare(centers, X.dtype, origin)
             inertia, _ = _run_pass(
                 X, engine, state, plan, pool, ws, sample_weight, accumulate=False
             )
@@ -347,7 +378,7 @@ def lloyd(
             # The update is not the loss's minimiser (a mean under 1 - IoU), so
             # the loss may have risen: return the best centres seen.
             centers = best_centers
-            state = engine.prepare(centers, X.dtype)
+            state = engine.prepare(centers, X.dtype, origin)
             inertia, _ = _run_pass(
                 X, engine, state, plan, pool, ws, sample_weight, accumulate=False
             )

@@ -12,7 +12,7 @@ import numpy.typing as npt
 
 from clusterlens.utils._registry import Registry
 
-__all__ = ["ENGINES", "Engine", "get_engine", "segment_sums"]
+__all__ = ["ENGINES", "Engine", "delta_sums", "get_engine", "segment_sums"]
 
 ENGINES: Registry[type[Engine]] = Registry("engine", "clusterlens.engines")
 
@@ -63,6 +63,25 @@ def segment_sums(
         )
 
 
+def delta_sums(
+    add: Any,
+    rows: npt.NDArray[Any],
+    new: npt.NDArray[np.integer[Any]],
+    old: npt.NDArray[np.integer[Any]],
+    sample_weight: npt.NDArray[np.float64] | None,
+) -> None:
+    """Move ``rows`` from clusters ``old`` (-1: none) to ``new`` through ``add``.
+
+    ``add(rows, labels, weights)`` accumulates weighted rows; removal is an
+    addition with negated weights.
+    """
+    w = np.ones(rows.shape[0]) if sample_weight is None else sample_weight
+    add(rows, new, w)
+    had = old >= 0
+    if had.any():
+        add(rows[had], old[had], -w[had])
+
+
 class Engine(ABC):
     """How points are compared with centres and how centres are re-estimated.
 
@@ -87,6 +106,11 @@ class Engine(ABC):
     #: squared Euclidean), so the loss never rises; if False the driver keeps
     #: the best centres seen.
     monotone: ClassVar[bool] = True
+    #: True if :meth:`accumulate` adds plain (weighted) sums, so that moving a
+    #: point between clusters can be applied as a delta: the driver then keeps
+    #: running sums and passes only the points that changed cluster. Opt-in,
+    #: since an engine that collects rows for another update must see them all.
+    incremental: ClassVar[bool] = False
     #: True if several chunks may run at once in threads (BLAS limited to 1).
     parallel_chunks: ClassVar[bool] = True
 
@@ -130,8 +154,18 @@ class Engine(ABC):
         return int(max(1, min(4096, budget // per_row)))
 
     @abstractmethod
-    def prepare(self, centers: npt.NDArray[np.float64], dtype: np.dtype[Any]) -> Any:
-        """Per-iteration state from ``centers`` for data of ``dtype`` (read-only)."""
+    def prepare(
+        self,
+        centers: npt.NDArray[np.float64],
+        dtype: np.dtype[Any],
+        origin: npt.NDArray[np.float64] | None = None,
+    ) -> Any:
+        """Per-iteration state from ``centers`` for data of ``dtype`` (read-only).
+
+        ``origin``, when given, is a point fixed for the whole fit that an
+        engine may shift the data by (sums of shifted rows stay comparable
+        across iterations).
+        """
 
     @abstractmethod
     def assign(
@@ -163,10 +197,29 @@ class Engine(ABC):
         sample_weight: npt.NDArray[np.float64] | None,
         sums: npt.NDArray[np.float64],
         weights: npt.NDArray[np.float64],
+        prev: npt.NDArray[np.int64] | None = None,
     ) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.floating[Any]]]:
-        """One E-step and partial M-step on a chunk; returns labels and distances."""
+        """One E-step and partial M-step on a chunk; returns labels and distances.
+
+        Without ``prev`` the chunk's per-cluster sums are added; with ``prev``
+        (the labels of the previous iteration, -1 for none) only the change:
+        each point whose label moved is added to its new cluster and removed
+        from its old one.
+        """
         labels, dist = self.assign(X_chunk, state)
-        self.accumulate(X_chunk, labels, sample_weight, state, sums, weights)
+        if prev is None:
+            self.accumulate(X_chunk, labels, sample_weight, state, sums, weights)
+            return labels, dist
+        moved = np.flatnonzero(prev != labels)
+        if moved.size:
+            rows = np.asarray(X_chunk[moved])
+            delta_sums(
+                lambda xs, lab, w: self.accumulate(xs, lab, w, state, sums, weights),
+                rows,
+                labels[moved],
+                prev[moved],
+                None if sample_weight is None else sample_weight[moved],
+            )
         return labels, dist
 
     def finalize(

@@ -26,6 +26,7 @@ class FaissEngine(Engine):
     """
 
     name = "faiss"
+    incremental = True
     parallel_chunks = False
 
     def __init__(self) -> None:
@@ -41,7 +42,12 @@ class FaissEngine(Engine):
         per_row = (n_features + n_clusters) * 4 + 64
         return int(max(1, min(16384, budget // per_row)))
 
-    def prepare(self, centers: npt.NDArray[np.float64], dtype: np.dtype[Any]) -> _State:
+    def prepare(
+        self,
+        centers: npt.NDArray[np.float64],
+        dtype: np.dtype[Any],
+        origin: npt.NDArray[np.float64] | None = None,
+    ) -> _State:
         return _State(np.ascontiguousarray(centers, dtype=np.float32))
 
     def assign(

@@ -7,7 +7,12 @@ from typing import Any, NamedTuple
 import numpy as np
 import numpy.typing as npt
 
-from clusterlens.cluster._engines._base import ENGINES, Engine, segment_sums
+from clusterlens.cluster._engines._base import (
+    ENGINES,
+    Engine,
+    delta_sums,
+    segment_sums,
+)
 
 __all__ = ["NumpyEngine"]
 
@@ -47,6 +52,7 @@ class NumpyEngine(Engine):
     """
 
     name = "numpy"
+    incremental = True
 
     def _tile_rows(self, n_clusters: int, item: int) -> int:
         return int(np.clip(_SCORE_TILE_BYTES // max(1, n_clusters * item), 128, 4096))
@@ -63,9 +69,14 @@ class NumpyEngine(Engine):
         # Tiny budget: tile and chunk shrink together.
         return max(1, int(budget // ((n_features + 1 + n_clusters) * item + 64)))
 
-    def prepare(self, centers: npt.NDArray[np.float64], dtype: np.dtype[Any]) -> _State:
+    def prepare(
+        self,
+        centers: npt.NDArray[np.float64],
+        dtype: np.dtype[Any],
+        origin: npt.NDArray[np.float64] | None = None,
+    ) -> _State:
         dtype = self.working_dtype(dtype)
-        shift64 = centers.mean(axis=0)
+        shift64 = centers.mean(axis=0) if origin is None else origin
         cc = centers - shift64
         caug = np.empty((centers.shape[1] + 1, centers.shape[0]), dtype=dtype)
         caug[:-1] = 2.0 * cc.T
@@ -134,11 +145,24 @@ class NumpyEngine(Engine):
         sample_weight: npt.NDArray[np.float64] | None,
         sums: npt.NDArray[np.float64],
         weights: npt.NDArray[np.float64],
+        prev: npt.NDArray[np.int64] | None = None,
     ) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.floating[Any]]]:
         buf = self._shifted(X_chunk, state)
         labels, dist = self._nearest(buf, state)
         # The buffer still holds the shifted chunk: sum it without re-reading X.
-        segment_sums(buf[:, :-1], labels, sample_weight, sums, weights)
+        xc = buf[:, :-1]
+        if prev is None:
+            segment_sums(xc, labels, sample_weight, sums, weights)
+            return labels, dist
+        moved = np.flatnonzero(prev != labels)
+        if moved.size:
+            delta_sums(
+                lambda xs, lab, w: segment_sums(xs, lab, w, sums, weights),
+                xc[moved],
+                labels[moved],
+                prev[moved],
+                None if sample_weight is None else sample_weight[moved],
+            )
         return labels, dist
 
     def accumulate(

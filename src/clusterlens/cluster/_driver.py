@@ -265,7 +265,12 @@ def lloyd(
     centre to the mean of its points (Lloyd, 1982). It stops when no label
     changes (strict convergence) or the centre shift is at most ``tol``; then
     a last assignment pass makes labels and inertia match the final centres,
-    as scikit-learn's Lloyd does. The loss never rises between iterations.
+    as scikit-learn's Lloyd does. For squared Euclidean distance the loss
+    never rises between iterations; for engines whose update does not
+    minimise their loss (``Engine.monotone = False``, e.g. the mean under
+    1 - IoU) the best centres seen are returned and the fit stops after
+    ``_PATIENCE`` iterations without a new best. Incremental engines keep
+    running per-cluster sums, updated with the points that changed cluster.
     """
     n, d = X.shape
     k = centers_init.shape[0]

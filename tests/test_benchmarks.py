@@ -34,7 +34,10 @@ def test_anchors_smoke():
     env = {**os.environ, "CLUSTERLENS_DISABLE_PROGRESS_BARS": "1"}
     r = subprocess.run(
         [sys.executable, str(BENCH / "anchors.py"), "--smoke", "--json"],
-        capture_output=True, text=True, env=env, timeout=600,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
     )
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout)

@@ -62,6 +62,27 @@ def main() -> None:
         default=[0],
         help="data-driven neighbours (runners-up of the points), 0 = off",
     )
+    ap.add_argument(
+        "--top-rs",
+        type=int,
+        nargs="+",
+        default=[0],
+        help="per-point candidates: top-r labels kept from the last pass, 0 = off",
+    )
+    ap.add_argument(
+        "--exact-iters",
+        type=int,
+        nargs="+",
+        default=[1],
+        help="first iterations done by an exact pass (per-point mode)",
+    )
+    ap.add_argument(
+        "--refresh",
+        type=int,
+        nargs="+",
+        default=[0],
+        help="an exact pass every T iterations (per-point mode), 0 = never",
+    )
     ap.add_argument("--no-faiss", action="store_true")
     ap.add_argument("--no-exact", action="store_true", help="skip clusterlens exact")
     ap.add_argument("--json", default=None)
@@ -70,6 +91,7 @@ def main() -> None:
     from clusterlens.cluster import kmeans
     from clusterlens.cluster._large_k import (
         assign_candidates,
+        assign_topr,
         centroid_graph,
         data_neighbours,
         large_k_kmeans,
@@ -137,9 +159,16 @@ def main() -> None:
             res.centers,
             {"wall_s": wall, "n_iter": res.n_iter},
         )
-    for first, m, rr in [
-        (f, m, rr) for f in args.first for rr in args.rs for m in args.ms
-    ]:
+    configs = [
+        (f, m, rr, tr, e, t)
+        for f in args.first
+        for rr in args.rs
+        for m in args.ms
+        for tr in args.top_rs
+        for e in args.exact_iters
+        for t in args.refresh
+    ]
+    for first, m, rr, tr, e_it, refresh in configs:
         if True:
             t = time.perf_counter()
             r = large_k_kmeans(
@@ -151,22 +180,30 @@ def main() -> None:
                 r=rr,
                 graph=args.graph,
                 graph_every=args.graph_every,
+                top_r=tr,
+                exact_iters=e_it,
+                refresh_every=refresh,
             )
             wall = time.perf_counter() - t
             h = r["history"]
             rest = h[1:] or h
             name = f"large-k m={m} r={rr} first={first}"
+            if tr:
+                name = f"large-k m={m} top_r={tr} E={e_it} T={refresh}"
             # One more prototype assignment against the final centres.
             shift = r["centers"].mean(0)
             Xs = np.subtract(X, shift.astype(np.float32), dtype=np.float32)
             Cs = r["centers"] - shift
             tq = time.perf_counter()
-            cand = centroid_graph(Cs, m, args.graph)
-            if rr:
+            cand = centroid_graph(Cs, m, args.graph) if m else None
+            if tr:
+                lab, _ = assign_topr(Xs, Cs, r["labels"], r["top"], cand)
+            elif rr:
                 cand = np.concatenate(
                     [cand, data_neighbours(r["labels"], r["second"], k, rr)], axis=1
                 )
-            lab, _ = assign_candidates(Xs, Cs, r["labels"], cand)
+            if not tr:
+                lab, _ = assign_candidates(Xs, Cs, r["labels"], cand)
             tq = time.perf_counter() - tq
             del Xs
             extra = {
@@ -177,6 +214,7 @@ def main() -> None:
                 "moved_last": h[-1]["moved"],
                 "empty_last": h[-1]["empty"],
                 "final_pass_s": tq,
+                "mean_s_per_iter": float(np.mean([x["seconds"] for x in rest])),
             }
             exact_labels = report(
                 name,

@@ -176,7 +176,7 @@ def test_debug_env_gives_traceback(tmp_path, monkeypatch):
     assert r.exit_code != 0 and r.exception is not None
 
 
-@pytest.mark.parametrize("command", [[], ["kmeans"], ["demo"]])
+@pytest.mark.parametrize("command", [[], ["kmeans"], ["demo"], ["anchors"], ["vocab"]])
 def test_help_shows_a_working_example(command):
     r = run(*command, "--help")
     assert r.exit_code == 0

@@ -19,6 +19,7 @@ Examples:
   clusterlens kmeans descriptors.npy -k 1024 --out runs/km --seed 0
   clusterlens kmeans sift.fvecs -k 256 --out km --format json --quiet
   clusterlens anchors instances_train2017.json -k 9 --evolve 1000 --out anchors
+  clusterlens vocab sift.bvecs -k 4096 --sample 500000 --out vocab
 """
 
 
@@ -70,10 +71,12 @@ def _register() -> None:
     from clusterlens.cli.anchors import anchors
     from clusterlens.cli.demo import demo
     from clusterlens.cli.kmeans import kmeans
+    from clusterlens.cli.vocab import vocab
 
     cli.add_command(anchors)
     cli.add_command(demo)
     cli.add_command(kmeans)
+    cli.add_command(vocab)
 
 
 _register()

@@ -197,6 +197,90 @@ def assign_candidates(
     return new, best
 
 
+def exact_topr(
+    Xs: npt.NDArray[np.float32], Cs: npt.NDArray[Any], r: int
+) -> npt.NDArray[np.int64]:
+    """(n, r) exact nearest centres of shifted rows, nearest first (faiss flat).
+
+    Column 0 is the nearest centre (ties aside, as :func:`exact_assign`).
+    """
+    import faiss
+
+    index = faiss.IndexFlatL2(Xs.shape[1])
+    index.add(np.ascontiguousarray(Cs, dtype=F32))
+    _, top = index.search(np.ascontiguousarray(Xs, dtype=F32), min(r, Cs.shape[0]))
+    top = top.astype(np.int64)
+    if top.shape[1] < r:
+        top = np.concatenate([top, np.repeat(top[:, :1], r - top.shape[1], 1)], 1)
+    return np.where(top < 0, top[:, :1], top)
+
+
+def assign_topr(
+    Xs: npt.NDArray[np.float32],
+    Cs: npt.NDArray[Any],
+    labels: npt.NDArray[np.int64],
+    top: npt.NDArray[np.int64],
+    cand: npt.NDArray[np.int64] | None = None,
+    block: int = 512,
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """Per-point candidates, grouped by current label; returns (labels, top).
+
+    The candidates of cluster c's points are the union of their own top-r
+    labels from the last pass (``top``, (n, r)), of ``cand[c]`` (c and its
+    graph neighbours; or just c) and of c itself: one GEMM per cluster against
+    that union, so every point also sees its cluster-mates' runners-up. The
+    returned ``top`` holds each row's r best candidates (the best in column
+    0, the others in no particular order). The union is built per block of
+    clusters in a (block, k) boolean mask.
+    """
+    C2, cn = _scores_matrix(Cs)
+    k = Cs.shape[0]
+    n, r = top.shape
+    order = np.argsort(labels, kind="stable")
+    counts = np.bincount(labels, minlength=k)
+    starts = np.zeros(k + 1, np.int64)
+    np.cumsum(counts, out=starts[1:])
+    Xp = Xs[order]
+    Tp = top[order]
+    Lp = labels[order]
+    new_p = np.empty(n, np.int64)
+    top_p = np.empty((n, r), np.int64)
+    for c0 in range(0, k, block):
+        c1 = min(k, c0 + block)
+        a0, b0 = starts[c0], starts[c1]
+        mask = np.zeros((c1 - c0, k), bool)
+        mask[(Lp[a0:b0] - c0)[:, None], Tp[a0:b0]] = True
+        idx = np.arange(c1 - c0)
+        mask[idx, np.arange(c0, c1)] = True
+        if cand is not None:
+            mask[idx[:, None], cand[c0:c1]] = True
+        for c in range(c0, c1):
+            a, b = starts[c], starts[c + 1]
+            if a == b:
+                continue
+            cc = np.flatnonzero(mask[c - c0])
+            S = Xp[a:b] @ C2[cc].T
+            S -= cn[cc]
+            if cc.size > r:
+                part = np.argpartition(S, cc.size - r, axis=1)[:, cc.size - r :]
+            else:
+                part = np.broadcast_to(np.arange(r) % cc.size, (b - a, r))
+            j = S.argmax(1)
+            new_p[a:b] = cc[j]
+            t = cc[part]
+            # best first: swap the argmax into column 0 (it is in the top r)
+            pos = (t == cc[j][:, None]).argmax(1)
+            first_ = t[:, 0].copy()
+            t[np.arange(b - a), pos] = first_
+            t[:, 0] = cc[j]
+            top_p[a:b] = t
+    new = np.empty_like(new_p)
+    new[order] = new_p
+    top_out = np.empty_like(top_p)
+    top_out[order] = top_p
+    return new, top_out
+
+
 def two_level_assign(
     Xs: npt.NDArray[np.float32],
     Cs: npt.NDArray[Any],
@@ -267,6 +351,9 @@ def large_k_kmeans(
     n_probe: int = 4,
     seed: int = 0,
     r: int = 0,
+    top_r: int = 0,
+    exact_iters: int = 1,
+    refresh_every: int = 0,
 ) -> dict[str, Any]:
     """Neighbour-graph Lloyd from centres ``init`` for ``n_iter`` iterations.
 
@@ -287,12 +374,29 @@ def large_k_kmeans(
     history: list[dict[str, Any]] = []
     labels = None
     cand = None
+    top = None
     sec = np.zeros(n, np.int64) if r > 0 else None
     have_sec = False
     for it in range(n_iter):
         t0 = time.perf_counter()
         tg = 0.0
-        if labels is None:
+        exact_now = (
+            labels is None
+            or it < exact_iters
+            or (refresh_every > 0 and it % refresh_every == 0)
+        )
+        if top_r > 0 and exact_now and (labels is not None or first == "exact"):
+            top = exact_topr(Xs, Cs, top_r)
+            new = top[:, 0].copy()
+            moved = n if labels is None else int(np.count_nonzero(new != labels))
+        elif top_r > 0 and labels is not None:
+            if m > 0 and (cand is None or it % graph_every == 0):
+                tg0 = time.perf_counter()
+                cand = centroid_graph(Cs, m, graph)
+                tg = time.perf_counter() - tg0
+            new, top = assign_topr(Xs, Cs, labels, top, cand if m > 0 else None)
+            moved = int(np.count_nonzero(new != labels))
+        elif labels is None:
             if first == "exact":
                 new, _ = exact_assign(Xs, Cs, second=sec)
             elif first == "two_level":
@@ -301,6 +405,8 @@ def large_k_kmeans(
                 raise ValueError(first)
             moved = n
             have_sec = first == "exact"
+            if top_r > 0:
+                top = np.repeat(new[:, None], top_r, axis=1)
         else:
             if cand is None or it % graph_every == 0:
                 tg0 = time.perf_counter()
@@ -337,6 +443,7 @@ def large_k_kmeans(
         "centers": Cs + shift,
         "labels": labels,
         "second": sec,
+        "top": top,
         "history": history,
         "shift": shift,
     }

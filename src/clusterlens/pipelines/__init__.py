@@ -9,5 +9,6 @@ from __future__ import annotations
 
 from clusterlens.pipelines.anchors import run_anchors
 from clusterlens.pipelines.demo import run_demo
+from clusterlens.pipelines.vocab import run_vocab
 
-__all__ = ["run_anchors", "run_demo"]
+__all__ = ["run_anchors", "run_demo", "run_vocab"]

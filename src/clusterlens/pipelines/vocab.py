@@ -1,0 +1,94 @@
+"""``clusterlens vocab`` as a library call: descriptors in, words out."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from clusterlens.io import write_results, write_run_json
+from clusterlens.vocab import VisualVocabulary
+
+__all__ = ["run_vocab"]
+
+
+def run_vocab(
+    X: npt.NDArray[Any],
+    out_dir: str | os.PathLike[str],
+    *,
+    n_words: int,
+    sample: int | None = None,
+    max_iter: int = 20,
+    init: Any = "k-means++",
+    random_state: int = 0,
+    verbose: int = 0,
+    command: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Fit a vocabulary on X (or a sample), quantize every row, write the outputs.
+
+    Writes ``vocab.npz`` + ``vocab.json``, ``assignments.parquet`` (``index``,
+    ``word``, ``distance``: Euclidean to the word) and ``run.json``.
+    """
+    out = Path(out_dir)
+    t0 = time.perf_counter()
+    vocab = VisualVocabulary(
+        n_words,
+        sample=sample,
+        init=init,
+        max_iter=max_iter,
+        random_state=random_state,
+        verbose=verbose,
+    ).fit(X)
+    t_fit = time.perf_counter() - t0
+    words, d2 = vocab.quantize(X)
+    t_quant = time.perf_counter() - t0 - t_fit
+    vocab.save(out / "vocab")
+    write_results(
+        out / "assignments.parquet",
+        {
+            "index": np.arange(X.shape[0], dtype=np.int64),
+            "word": words,
+            "distance": np.sqrt(d2.astype(np.float64)),
+        },
+    )
+    counts = np.bincount(words, minlength=n_words)
+    summary = {
+        "n_descriptors": int(X.shape[0]),
+        "n_features": int(X.shape[1]),
+        "dtype": str(X.dtype),
+        "n_words": n_words,
+        "n_fit_samples": vocab.n_fit_samples_,
+        "fit_inertia": vocab.inertia_,
+        "sse_all": float(d2.astype(np.float64).sum()),
+        "n_iter": vocab.n_iter_,
+        "empty_words": int((counts == 0).sum()),
+        "largest_word_share": float(counts.max() / max(1, counts.sum())),
+        "fit_seconds": t_fit,
+        "quantize_seconds": t_quant,
+        "descriptors_per_second": float(X.shape[0] / max(t_quant, 1e-9)),
+    }
+    write_run_json(
+        out / "run.json",
+        {
+            "schema": "clusterlens.vocab/1",
+            "command": "vocab",
+            **(command or {}),
+            "parameters": {
+                "n_words": n_words,
+                "sample": sample,
+                "max_iter": max_iter,
+                "init": init if isinstance(init, str) else "array",
+                "mode": "exact",
+            },
+            "seed": random_state,
+            "timings": {"fit_seconds": t_fit, "quantize_seconds": t_quant},
+            "results": summary,
+            "history": vocab.history_,
+            "outputs": ["vocab.npz", "vocab.json", "assignments.parquet", "run.json"],
+        },
+    )
+    return summary

@@ -1,0 +1,7 @@
+"""Visual vocabularies: k-means words over local descriptors, and quantization."""
+
+from __future__ import annotations
+
+from clusterlens.vocab._vocabulary import VisualVocabulary
+
+__all__ = ["VisualVocabulary"]

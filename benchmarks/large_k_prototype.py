@@ -10,8 +10,16 @@ candidate-search label (one more pass of the prototype against the final
 centres, from its last labels) differs from the exact nearest centre.
 
     python benchmarks/large_k_prototype.py                     # n=200k, k=4096
+    python benchmarks/large_k_prototype.py --ms 0 --top-rs 3 4 \
+        --exact-iters 1 2 --refresh 0 4       # per-point candidate variants
+    python benchmarks/large_k_prototype.py --ms 16 32 64 --top-rs 0 \
+        --first exact two_level               # the centre-graph-only variant
     python benchmarks/large_k_prototype.py --n 1000000 --k 16384 \
-        --mixture 50000 --no-exact --ms 32 64 --first two_level
+        --mixture 50000 --no-exact --ms 32 64 --top-rs 0 --first two_level
+
+The default measures the default of ``large_k_kmeans``: per-point top-3
+candidates, no centre graph (``--ms 0 --top-rs 3``). ``mean_s_per_iter`` is
+the amortised cost of iterations 2.. (exact refreshes included).
 """
 
 from __future__ import annotations
@@ -51,8 +59,10 @@ def main() -> None:
     ap.add_argument("--k", type=int, default=4096)
     ap.add_argument("--mixture", type=int, default=12_000, help="mixture centres")
     ap.add_argument("--iters", type=int, default=8)
-    ap.add_argument("--ms", type=int, nargs="+", default=[16, 32, 64])
-    ap.add_argument("--first", nargs="+", default=["exact", "two_level"])
+    ap.add_argument(
+        "--ms", type=int, nargs="+", default=[0], help="graph neighbours, 0 = none"
+    )
+    ap.add_argument("--first", nargs="+", default=["exact"])
     ap.add_argument("--graph", default="flat", choices=["flat", "hnsw"])
     ap.add_argument("--graph-every", type=int, default=1)
     ap.add_argument(
@@ -66,7 +76,7 @@ def main() -> None:
         "--top-rs",
         type=int,
         nargs="+",
-        default=[0],
+        default=[3],
         help="per-point candidates: top-r labels kept from the last pass, 0 = off",
     )
     ap.add_argument(

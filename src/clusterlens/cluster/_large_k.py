@@ -29,13 +29,33 @@ Per iteration that is ``2 n (m + 1) d`` flops for the assignment instead of
 A point's new centre is never farther than its old one (its own centre is
 always a candidate), so with the mean update the SSE never rises.
 
-Status (measured, issue #4): 5-7x faster per iteration than faiss flat at
-n=200k, k=4,096 and ~16x at n=1M, k=16,384, but SSE 3-7 % above exact Lloyd
-after 8 iterations from random init (target: within 1 %), and 14-38 % of
-points not on their exact nearest centre. Centre-to-centre neighbours are a
-poor proxy for a point's neighbours on isotropic data; per-point candidates
-(top-r labels kept from the last pass), an IVF probe from the point itself,
-or a periodic exact refresh are the next things to try.
+Per-point candidates (the default, ``top_r=3``)
+----------------------------------------------
+Every pass also keeps each point's ``top_r`` best centres (the first pass
+exactly, faiss flat k-NN). A later pass scores the points of cluster c
+against the union of their kept centres (and c): the runners-up of its
+cluster-mates too, ~20 centres per cluster (:func:`assign_topr`). No centre
+graph is needed (``m=0``). Rows are kept sorted by label between iterations,
+so each re-sort is a nearly sequential copy.
+
+Status (measured, issue #4; ``benchmarks/large_k_prototype.py`` defaults,
+n=200k, d=128, k=4,096, 8 iterations from the same random init, 2 cores):
+the default (``top_r=3``, one exact first pass, no graph) runs 0.19 s per
+iteration against 1.87 s for faiss flat (9.7x; 9.0x on the mean of
+iterations 2-8; noisy machine: other runs 4-8x before the label-sorted rows)
+and the whole fit in 3.9 s against 16.6 s; SSE +0.57 % above faiss's exact
+Lloyd (+0.46 % above clusterlens exact), 2.7 % of points off their exact
+nearest centre. ``top_r=4``: +0.43 %, 7.9x. A second exact iteration
+(``exact_iters=2``) or an exact refresh every 3-4 iterations
+(``refresh_every``) halves the gap (+0.19-0.27 %) but costs 2-3 s per
+exact top-r pass: 0.52 s (3.6x) amortised over iterations 2-8 for
+``refresh_every=4``, 0.88 s (2.1x) for 3, 0.53 s for ``exact_iters=2``;
+below the 5x target. The centre-graph-only
+variant (``top_r=0, m=32``) was 5-7x but +3-7 % (20 % of points off):
+centre-to-centre neighbours are a poor proxy for a point's neighbours on
+isotropic data. The first (exact top-r) pass costs 2.4-3 s, more than a faiss
+iteration (faiss k-NN with k=3 vs k=1); ``first="two_level"`` (needs
+``m > 0`` here) would be cheaper but was not measured with ``top_r``.
 """
 
 from __future__ import annotations
@@ -221,62 +241,98 @@ def assign_topr(
     labels: npt.NDArray[np.int64],
     top: npt.NDArray[np.int64],
     cand: npt.NDArray[np.int64] | None = None,
-    block: int = 512,
+    group: int = 1,
+    block: int = 256,
+    threads: int = 1,
+    presorted: bool = False,
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
     """Per-point candidates, grouped by current label; returns (labels, top).
 
-    The candidates of cluster c's points are the union of their own top-r
-    labels from the last pass (``top``, (n, r)), of ``cand[c]`` (c and its
-    graph neighbours; or just c) and of c itself: one GEMM per cluster against
-    that union, so every point also sees its cluster-mates' runners-up. The
-    returned ``top`` holds each row's r best candidates (the best in column
-    0, the others in no particular order). The union is built per block of
-    clusters in a (block, k) boolean mask.
+    Clusters are taken ``group`` at a time (consecutive ids). The candidates
+    of a group's points are the union of their own top-r labels from the last
+    pass (``top``, (n, r)), of ``cand[c]`` for each cluster c of the group (c
+    and its graph neighbours), and of the group's clusters themselves, so
+    every point also sees the runners-up of its cluster-mates (and of the
+    group's other points). The returned ``top`` holds each row's r best
+    candidates (the best first).
+
+    Unions are built per ``block`` clusters in a boolean mask; then one small
+    GEMM per group against its union and r argmax passes (cheaper than an
+    argpartition or argsort of the short rows). At n=200k, k=4,096 (~50
+    points, ~20 candidates per cluster) ``group`` > 1 (more flops, fewer
+    Python calls) and ``threads`` > 1 (blocks in a thread pool) measured no
+    faster: 0.25 s for group 1, 0.29-0.57 s for 2-16, 0.26-0.28 s with 2
+    threads; keeping the rows label-sorted (``presorted``) took it to 0.15 s.
+
+    ``presorted=True`` says the rows are already sorted by ``labels`` (no
+    gather): :func:`large_k_kmeans` keeps its rows in label order, which
+    makes each iteration's re-sort a nearly sequential copy.
     """
     C2, cn = _scores_matrix(Cs)
     k = Cs.shape[0]
     n, r = top.shape
-    order = np.argsort(labels, kind="stable")
+    g = max(1, int(group))
+    block = max(g, block - block % g)
     counts = np.bincount(labels, minlength=k)
     starts = np.zeros(k + 1, np.int64)
     np.cumsum(counts, out=starts[1:])
-    Xp = Xs[order]
-    Tp = top[order]
-    Lp = labels[order]
+    if presorted:
+        order = None
+        Xp, Tp, Lp = Xs, top, labels
+    else:
+        order = np.argsort(labels, kind="stable")
+        Xp = Xs[order]  # rows sorted by current label
+        Tp = top[order]
+        Lp = labels[order]
     new_p = np.empty(n, np.int64)
     top_p = np.empty((n, r), np.int64)
-    for c0 in range(0, k, block):
+
+    def run_block(c0: int) -> None:
         c1 = min(k, c0 + block)
         a0, b0 = starts[c0], starts[c1]
-        mask = np.zeros((c1 - c0, k), bool)
-        mask[(Lp[a0:b0] - c0)[:, None], Tp[a0:b0]] = True
-        idx = np.arange(c1 - c0)
-        mask[idx, np.arange(c0, c1)] = True
+        own = np.arange(c0, c1)
+        mask = np.zeros(((c1 - c0 + g - 1) // g, k), bool)
+        mask[((Lp[a0:b0] - c0) // g)[:, None], Tp[a0:b0]] = True
+        mask[(own - c0) // g, own] = True
         if cand is not None:
-            mask[idx[:, None], cand[c0:c1]] = True
-        for c in range(c0, c1):
-            a, b = starts[c], starts[c + 1]
+            mask[((own - c0) // g)[:, None], cand[c0:c1]] = True
+        for q in range(mask.shape[0]):
+            a, b = starts[c0 + q * g], starts[min(c1, c0 + (q + 1) * g)]
             if a == b:
                 continue
-            cc = np.flatnonzero(mask[c - c0])
+            cc = np.flatnonzero(mask[q])
             S = Xp[a:b] @ C2[cc].T
             S -= cn[cc]
-            if cc.size > r:
-                part = np.argpartition(S, cc.size - r, axis=1)[:, cc.size - r :]
-            else:
-                part = np.broadcast_to(np.arange(r) % cc.size, (b - a, r))
             j = S.argmax(1)
             new_p[a:b] = cc[j]
-            t = cc[part]
-            # best first: swap the argmax into column 0 (it is in the top r)
-            pos = (t == cc[j][:, None]).argmax(1)
-            first_ = t[:, 0].copy()
-            t[np.arange(b - a), pos] = first_
+            w = cc.size
+            if w <= r:  # fewer candidates than r: repeat
+                top_p[a:b] = cc[np.minimum(np.arange(r), w - 1)]
+                continue
+            # the r best by repeated argmax (cheaper than a partition here)
+            t = top_p[a:b]
             t[:, 0] = cc[j]
-            top_p[a:b] = t
-    new = np.empty_like(new_p)
+            rows = np.arange(b - a)
+            for p_ in range(1, r):
+                S[rows, j] = -np.inf
+                j = S.argmax(1)
+                t[:, p_] = cc[j]
+
+    blocks = range(0, k, block)
+    if threads > 1 and k > block:
+        # numpy's GEMM / argmax release the GIL: blocks run side by side
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(threads) as ex:
+            list(ex.map(run_block, blocks))
+    else:
+        for c0 in blocks:
+            run_block(c0)
+    if order is None:
+        return new_p, top_p
+    new = np.empty(n, np.int64)
     new[order] = new_p
-    top_out = np.empty_like(top_p)
+    top_out = np.empty((n, r), np.int64)
     top_out[order] = top_p
     return new, top_out
 
@@ -344,14 +400,14 @@ def large_k_kmeans(
     X: npt.NDArray[Any],
     init: npt.NDArray[Any],
     n_iter: int = 8,
-    m: int = 32,
+    m: int = 0,
     first: str = "exact",
     graph: str = "flat",
     graph_every: int = 1,
     n_probe: int = 4,
     seed: int = 0,
     r: int = 0,
-    top_r: int = 0,
+    top_r: int = 3,
     exact_iters: int = 1,
     refresh_every: int = 0,
 ) -> dict[str, Any]:
@@ -363,7 +419,20 @@ def large_k_kmeans(
     The first iteration's assignment is ``first`` ("exact" or "two_level").
     ``r > 0`` adds to each cluster's candidates the r centres most often
     second-best for its points in the previous pass (:func:`data_neighbours`).
+
+    ``top_r > 0`` (the default, 3) switches to per-point candidates
+    (:func:`assign_topr`): every pass keeps each point's ``top_r`` best
+    centres, exact passes (:func:`exact_topr`) included, and a cluster's
+    points are scored against the union of their kept centres, plus the
+    ``m`` graph neighbours of the cluster when ``m > 0`` (default 0: no
+    graph). The first ``exact_iters`` iterations, and every
+    ``refresh_every``-th one if that is > 0, are exact passes. ``r``,
+    ``graph_every`` and ``n_probe`` apply to the other modes; with
+    ``top_r > 0`` and ``first="two_level"`` the graph is needed (``m > 0``)
+    since no runners-up are known after the first pass.
     """
+    if top_r > 0 and first == "two_level" and m <= 0:
+        raise ValueError("top_r > 0 with first='two_level' needs m > 0")
     X = np.asarray(X)
     n, d = X.shape
     C = np.asarray(init, np.float64).copy()
@@ -375,6 +444,7 @@ def large_k_kmeans(
     labels = None
     cand = None
     top = None
+    perm = np.arange(n)
     sec = np.zeros(n, np.int64) if r > 0 else None
     have_sec = False
     for it in range(n_iter):
@@ -394,7 +464,9 @@ def large_k_kmeans(
                 tg0 = time.perf_counter()
                 cand = centroid_graph(Cs, m, graph)
                 tg = time.perf_counter() - tg0
-            new, top = assign_topr(Xs, Cs, labels, top, cand if m > 0 else None)
+            new, top = assign_topr(
+                Xs, Cs, labels, top, cand if m > 0 else None, presorted=True
+            )
             moved = int(np.count_nonzero(new != labels))
         elif labels is None:
             if first == "exact":
@@ -427,6 +499,14 @@ def large_k_kmeans(
         ok = weights > 0
         Cs[ok] = sums[ok] / weights[ok, None]
         labels = new
+        if top_r > 0:
+            # keep the rows in label order (nearly sequential copies from
+            # the second iteration on); ``perm`` maps them back
+            o = np.argsort(labels, kind="stable")
+            Xs = Xs[o]
+            perm = perm[o]
+            labels = labels[o]
+            top = top[o]
         t2 = time.perf_counter()
         history.append(
             {
@@ -439,6 +519,10 @@ def large_k_kmeans(
                 "empty": int(k - ok.sum()),
             }
         )
+    if top_r > 0 and labels is not None:
+        back = np.empty_like(perm)
+        back[perm] = np.arange(n)
+        labels, top = labels[back], top[back]
     return {
         "centers": Cs + shift,
         "labels": labels,

@@ -1,4 +1,4 @@
-# mypy: disable-error-code="assignment,attr-defined,arg-type"
+# mypy: disable-error-code="assignment,attr-defined,arg-type,index"
 """EXPERIMENTAL prototype: large-k Lloyd over a neighbour graph of the centres.
 
 Private, not exported, not wired into the driver. See

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import logging
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -15,6 +16,7 @@ import numpy.typing as npt
 from threadpoolctl import threadpool_limits
 
 from clusterlens._config import effective_n_threads, get_config
+from clusterlens.cluster._checkpoint import LloydState
 from clusterlens.cluster._engines._base import Engine
 from clusterlens.exceptions import DataValidationError
 from clusterlens.utils._chunking import gen_batches
@@ -242,6 +244,8 @@ def lloyd(
     verbose: int = 0,
     desc: str = "k-means",
     leave: bool = True,
+    resume: LloydState | None = None,
+    on_iteration: Callable[[LloydState], None] | None = None,
 ) -> LloydResult:
     """Lloyd's algorithm over X in chunks, with the engine's distance and update.
 
@@ -258,6 +262,12 @@ def lloyd(
     verbose : int
         1 shows a progress bar with inertia, moved points and seconds per
         iteration; 2 also logs each iteration at DEBUG.
+    resume : LloydState, optional
+        Continue from this state (``centers_init`` is then ignored): the fit
+        ends as the uninterrupted one would, bit for bit.
+    on_iteration : callable, optional
+        Called with the :class:`LloydState` after every iteration (to write
+        a checkpoint).
 
     Notes
     -----
@@ -304,8 +314,22 @@ def lloyd(
         origin = centers.mean(axis=0)
         sums = np.zeros((k, d))
         weights = np.zeros(k)
+        start = 0
+        if resume is not None:
+            start = resume.iteration
+            centers = np.array(resume.centers, dtype=np.float64)
+            ws.prev[:] = resume.labels
+            sums, weights = resume.sums.copy(), resume.weights.copy()
+            origin = resume.origin.copy()
+            best_inertia, best_it = resume.best_inertia, resume.best_it
+            best_centers = np.array(resume.best_centers, dtype=np.float64)
+            history = list(resume.history)
+            n_iter = start
+            bar.update(start)
+            if resume.converged:  # nothing left but the final assignment
+                converged, max_iter = True, start
         w_total = float(n if sample_weight is None else sample_weight.sum())
-        for it in range(max_iter):
+        for it in range(start, max_iter):
             t0 = time.perf_counter()
             state = engine.prepare(centers, X.dtype, origin)
             delta = engine.incremental and it % _RESUM != 0
@@ -367,6 +391,22 @@ def lloyd(
                 converged = True
             elif not engine.monotone and it - best_it >= _PATIENCE:
                 converged = True  # the loss stopped improving: keep the best
+            if on_iteration is not None:
+                on_iteration(
+                    LloydState(
+                        n_iter,
+                        centers,
+                        ws.labels,
+                        sums,
+                        weights,
+                        origin,
+                        best_inertia,
+                        best_centers,
+                        best_it,
+                        history,
+                        converged,
+                    )
+                )
             if converged:
                 bar.total = n_iter  # a converged fit shows as complete
                 bar.refresh()

@@ -8,6 +8,7 @@ import os
 import time
 import warnings
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -20,6 +21,12 @@ from sklearn.base import (
 )
 from sklearn.utils.validation import validate_data
 
+from clusterlens.cluster._checkpoint import (
+    LloydState,
+    fingerprint,
+    load_state,
+    save_state,
+)
 from clusterlens.cluster._driver import assign_chunked, data_stats, lloyd
 from clusterlens.cluster._engines import Engine, get_engine
 from clusterlens.cluster._init import kmeans_plusplus, random_rows
@@ -151,6 +158,8 @@ def kmeans(
     init_size: int | None = None,
     random_state: SeedLike = None,
     verbose: int = 0,
+    checkpoint_dir: str | os.PathLike[str] | None = None,
+    resume: bool = False,
 ) -> KMeansResult:
     """Exact k-means (Lloyd) over an array, a memmap or a descriptor file.
 
@@ -180,6 +189,13 @@ def kmeans(
         Rows k-means++ runs on; ``max(20 * n_clusters, 10_000)`` when None.
     random_state : int, Generator or None, default=None
     verbose : int, default=0
+    checkpoint_dir : path, default=None
+        Write a checkpoint there after every iteration (one run only: an int
+        seed and ``n_init=1``). A crash or Ctrl-C leaves a loadable one.
+    resume : bool, default=False
+        Continue from the checkpoint in ``checkpoint_dir``; it must come from
+        the same data and parameters (checked by a fingerprint). The result
+        equals that of an uninterrupted fit.
 
     Returns
     -------
@@ -227,6 +243,34 @@ def kmeans(
     w = _check_sample_weight(sample_weight, n)
     rng = check_random_state(random_state)
 
+    state = None
+    on_iteration = None
+    if checkpoint_dir is not None or resume:
+        if checkpoint_dir is None:
+            raise InvalidParameterError("resume=True needs checkpoint_dir.")
+        if n_runs != 1 or isinstance(random_state, np.random.Generator):
+            raise InvalidParameterError(
+                "Checkpoints cover one run: use n_init=1 and an int random_state."
+            )
+        ckpt = Path(checkpoint_dir)
+        ckpt.mkdir(parents=True, exist_ok=True)
+        fp = fingerprint(
+            X,
+            {
+                "n_clusters": n_clusters,
+                "init": init_r if isinstance(init_r, str) else "array",
+                "seed": random_state,
+                "engine": eng.name,
+                "tol": tol,
+                "weighted": w is not None,
+            },
+        )
+        if resume:
+            state = load_state(ckpt, fp)
+
+        def on_iteration(s: LloydState) -> None:
+            save_state(ckpt, s, fp)
+
     t0 = time.perf_counter()
     _, mean_var = data_stats(X)  # also rejects NaN/inf, naming the row
     tol_abs = tol * mean_var
@@ -235,7 +279,9 @@ def kmeans(
     seeds = rng.integers(0, 2**63 - 1, size=n_runs)
     for run, seed in enumerate(seeds):
         ti = time.perf_counter()
-        if isinstance(init_r, str) and init_r == "k-means++":
+        if state is not None:
+            centers0 = state.centers
+        elif isinstance(init_r, str) and init_r == "k-means++":
             size = init_size if init_size is not None else max(20 * n_clusters, 10_000)
             centers0, _ = kmeans_plusplus(
                 X,
@@ -263,6 +309,8 @@ def kmeans(
             verbose=verbose,
             desc=desc,
             leave=n_runs == 1 or run == n_runs - 1,
+            resume=state,
+            on_iteration=on_iteration,
         )
         if verbose:
             logger.info(

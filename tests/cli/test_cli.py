@@ -253,3 +253,52 @@ def test_npz_with_several_arrays_needs_a_key(tmp_path):
         "kmeans", tmp_path / "a.npz", "-k", 2, "--key", "a", "--out", tmp_path / "o"
     )
     assert r.exit_code == 0, r.output
+
+
+def test_checkpoint_and_resume_from_cli(tmp_path, data):
+    ckpt = tmp_path / "ckpt"
+    part = run(
+        "kmeans",
+        data,
+        "-k",
+        3,
+        "--max-iter",
+        1,
+        "--checkpoint",
+        ckpt,
+        "--out",
+        tmp_path / "a",
+        "--format",
+        "json",
+    )
+    assert part.exit_code == 0, part.output
+    assert (ckpt / "checkpoint.json").is_file()
+    done = run(
+        "kmeans",
+        data,
+        "-k",
+        3,
+        "--checkpoint",
+        ckpt,
+        "--resume",
+        "--out",
+        tmp_path / "b",
+        "--format",
+        "json",
+    )
+    full = run("kmeans", data, "-k", 3, "--out", tmp_path / "c", "--format", "json")
+    assert done.exit_code == 0 and full.exit_code == 0
+    assert json.loads(done.stdout)["inertia"] == json.loads(full.stdout)["inertia"]
+    other = run(
+        "kmeans",
+        data,
+        "-k",
+        4,
+        "--checkpoint",
+        ckpt,
+        "--resume",
+        "--out",
+        tmp_path / "d",
+    )
+    assert other.exit_code == 1 and "fingerprint" in other.stderr
+    assert not (tmp_path / "d").exists()

@@ -20,6 +20,8 @@ Examples:
   clusterlens kmeans sift.bvecs -k 4096 --out vocab --seed 1 --max-iter 20
   clusterlens kmeans oxford_sift.bin -k 1024 --init random --n-init 3 --out km
   clusterlens kmeans X.npy -k 8 --init centers.npy --out km --format json
+  clusterlens kmeans big.bvecs -k 4096 --checkpoint ckpt --out km
+  clusterlens kmeans big.bvecs -k 4096 --checkpoint ckpt --resume --out km
   clusterlens kmeans ../shared/data/sift/coco128_sift_opencv.npz -k 256 --out sift-km
 """
 
@@ -89,6 +91,18 @@ Examples:
     default=None,
     help="MiB for chunk buffers (default 1024).",
 )
+@click.option(
+    "--checkpoint",
+    "checkpoint",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Folder for a checkpoint written after every iteration (n-init 1).",
+)
+@click.option(
+    "--resume",
+    is_flag=True,
+    help="Continue the fit from the checkpoint in --checkpoint.",
+)
 @common_options()
 def kmeans(
     data: Path,
@@ -102,6 +116,8 @@ def kmeans(
     dim: int,
     key: str | None,
     working_memory: float | None,
+    checkpoint: Path | None,
+    resume: bool,
     out: Path,
     overwrite: bool,
     fmt: str,
@@ -156,6 +172,8 @@ def kmeans(
             engine=engine,
             random_state=seed,
             verbose=verbosity(quiet, fmt),
+            checkpoint_dir=checkpoint,
+            resume=resume,
         )
         km.fit(X)
         km.save(stage / "model")

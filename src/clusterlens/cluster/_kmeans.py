@@ -372,6 +372,10 @@ default="k-means++"
         Seed for every random choice; the same seed gives the same result.
     verbose : int, default=0
         1 shows a progress bar; 2 also logs every iteration.
+    checkpoint_dir : path, default=None
+        Write a checkpoint there after every iteration (see :func:`kmeans`).
+    resume : bool, default=False
+        Continue from the checkpoint in ``checkpoint_dir``.
 
     Attributes
     ----------
@@ -418,6 +422,8 @@ default="k-means++"
         init_size: int | None = None,
         random_state: SeedLike = None,
         verbose: int = 0,
+        checkpoint_dir: str | os.PathLike[str] | None = None,
+        resume: bool = False,
     ) -> None:
         self.n_clusters = n_clusters
         self.init = init
@@ -428,6 +434,8 @@ default="k-means++"
         self.init_size = init_size
         self.random_state = random_state
         self.verbose = verbose
+        self.checkpoint_dir = checkpoint_dir
+        self.resume = resume
 
     # -- helpers -----------------------------------------------------------
     def _check_X(self, X: Any, *, reset: bool) -> npt.NDArray[Any]:
@@ -499,6 +507,8 @@ default="k-means++"
             init_size=self.init_size,
             random_state=self.random_state,
             verbose=self.verbose,
+            checkpoint_dir=self.checkpoint_dir,
+            resume=self.resume,
         )
         self.cluster_centers_ = res.centers
         self.labels_ = res.labels

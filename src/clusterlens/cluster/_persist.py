@@ -58,6 +58,8 @@ def save_kmeans(model: KMeans, path: str | os.PathLike[str]) -> tuple[Path, Path
         params["engine"] = getattr(params["engine"], "name", "numpy")
     if isinstance(params["random_state"], np.random.Generator):
         params["random_state"] = None
+    if params.get("checkpoint_dir") is not None:
+        params["checkpoint_dir"] = str(params["checkpoint_dir"])
     meta = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,

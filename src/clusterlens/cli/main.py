@@ -35,7 +35,11 @@ class _Group(click.Group):
             click.echo(format_error(e), err=True)
             ctx.exit(1)
         except KeyboardInterrupt:
-            click.echo("Interrupted; no output was written.", err=True)
+            click.echo(
+                "Interrupted; no output was written (a --checkpoint folder is kept: "
+                "rerun with --resume to continue).",
+                err=True,
+            )
             ctx.exit(130)
 
 

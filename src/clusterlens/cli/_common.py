@@ -10,7 +10,7 @@ import click
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-__all__ = ["common_options", "verbosity"]
+__all__ = ["common_options", "descriptor_options", "verbosity"]
 
 
 def common_options(default_out: str | None = None) -> Callable[[F], F]:
@@ -50,6 +50,31 @@ def common_options(default_out: str | None = None) -> Callable[[F], F]:
         return f
 
     return deco
+
+
+def descriptor_options(f: F) -> F:
+    """``--format-in``, ``--dim`` and ``--key``: how to read a descriptor file."""
+    f = click.option(
+        "--key",
+        default=None,
+        help="Array to use in an .npz archive (default: its only array, or "
+        "'descriptors', 'features', 'X').",
+    )(f)
+    f = click.option(
+        "--dim",
+        type=click.IntRange(min=1),
+        default=128,
+        show_default=True,
+        help="Row length of a raw Oxford .bin file.",
+    )(f)
+    f = click.option(
+        "--format-in",
+        "format_in",
+        type=click.Choice(["npy", "npz", "fvecs", "bvecs", "ivecs", "bin"]),
+        default=None,
+        help="Input format when the suffix does not say it.",
+    )(f)
+    return f
 
 
 def verbosity(quiet: bool, fmt: str) -> int:

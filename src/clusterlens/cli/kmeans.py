@@ -10,7 +10,7 @@ import click
 import numpy as np
 
 from clusterlens._config import config_context
-from clusterlens.cli._common import common_options, verbosity
+from clusterlens.cli._common import common_options, descriptor_options, verbosity
 from clusterlens.cli._output import emit
 
 EXAMPLES = """
@@ -65,26 +65,7 @@ Examples:
     default="auto",
     show_default=True,
 )
-@click.option(
-    "--format-in",
-    "format_in",
-    type=click.Choice(["npy", "npz", "fvecs", "bvecs", "ivecs", "bin"]),
-    default=None,
-    help="Input format when the suffix does not say it.",
-)
-@click.option(
-    "--dim",
-    type=click.IntRange(min=1),
-    default=128,
-    show_default=True,
-    help="Row length of a raw Oxford .bin file.",
-)
-@click.option(
-    "--key",
-    default=None,
-    help="Array to use in an .npz archive (default: its only array, or "
-    "'descriptors', 'features', 'X').",
-)
+@descriptor_options
 @click.option(
     "--working-memory",
     type=click.FloatRange(min=1),

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from clusterlens.cli._common import common_options, verbosity
+from clusterlens.cli._common import common_options, descriptor_options, verbosity
 from clusterlens.cli._output import emit
 
 EXAMPLES = """
@@ -43,21 +43,7 @@ Examples:
     default="k-means++",
     show_default=True,
 )
-@click.option(
-    "--format-in",
-    "format_in",
-    type=click.Choice(["npy", "npz", "fvecs", "bvecs", "ivecs", "bin"]),
-    default=None,
-    help="Input format when the suffix does not say it.",
-)
-@click.option(
-    "--dim",
-    type=click.IntRange(min=1),
-    default=128,
-    show_default=True,
-    help="Row length of a raw Oxford .bin file.",
-)
-@click.option("--key", default=None, help="Array to use in an .npz archive.")
+@descriptor_options
 @common_options()
 def vocab(
     data: Path,

@@ -11,17 +11,22 @@ from pathlib import Path
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
-def test_kmeans_exact_smoke():
+def _smoke(script):
+    """Run ``benchmarks/SCRIPT --smoke --json`` and return its JSON output."""
     env = {**os.environ, "CLUSTERLENS_DISABLE_PROGRESS_BARS": "1"}
     r = subprocess.run(
-        [sys.executable, str(BENCH / "kmeans_exact.py"), "--smoke", "--json"],
+        [sys.executable, str(BENCH / script), "--smoke", "--json"],
         capture_output=True,
         text=True,
         env=env,
         timeout=600,
     )
     assert r.returncode == 0, r.stderr
-    out = json.loads(r.stdout)
+    return json.loads(r.stdout)
+
+
+def test_kmeans_exact_smoke():
+    out = _smoke("kmeans_exact.py")
     rows = out["speed"]["rows"]
     assert set(rows) == {"clusterlens", "faiss.Kmeans", "sklearn"}
     # Same init, same iterations: the same SSE as scikit-learn's Lloyd.
@@ -31,14 +36,5 @@ def test_kmeans_exact_smoke():
 
 
 def test_anchors_smoke():
-    env = {**os.environ, "CLUSTERLENS_DISABLE_PROGRESS_BARS": "1"}
-    r = subprocess.run(
-        [sys.executable, str(BENCH / "anchors.py"), "--smoke", "--json"],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=600,
-    )
-    assert r.returncode == 0, r.stderr
-    out = json.loads(r.stdout)
-    assert "clusterlens" in json.dumps(out) and "ultralytics" in json.dumps(out)
+    out = json.dumps(_smoke("anchors.py"))
+    assert "clusterlens" in out and "ultralytics" in out

@@ -15,7 +15,7 @@ from clusterlens.utils._fs import atomic_write_bytes, atomic_write_text
 if TYPE_CHECKING:
     from clusterlens.cluster._kmeans import KMeans
 
-__all__ = ["load_kmeans", "model_paths", "save_kmeans"]
+__all__ = ["load_kmeans", "model_paths", "read_model", "save_kmeans", "write_model"]
 
 FORMAT = "clusterlens.kmeans"
 FORMAT_VERSION = 1
@@ -39,13 +39,79 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-def save_kmeans(model: KMeans, path: str | os.PathLike[str]) -> tuple[Path, Path]:
-    """Write a fitted KMeans; returns the two paths written."""
+def write_model(
+    path: str | os.PathLike[str],
+    arrays: dict[str, Any],
+    *,
+    fmt: str,
+    version: int,
+    params: dict[str, Any],
+    attributes: dict[str, Any],
+    kind: str,
+) -> tuple[Path, Path]:
+    """Write ``path.npz`` (arrays, no pickle) and ``path.json``, atomically."""
     import io
 
     from clusterlens import __version__
 
     npz_path, json_path = model_paths(path)
+    meta = {
+        "format": fmt,
+        "format_version": version,
+        "clusterlens_version": __version__,
+        "numpy_version": np.__version__,
+        "class": kind,
+        "params": params,
+        "attributes": attributes,
+    }
+    buf = io.BytesIO()
+    np.savez(buf, **{k: np.asarray(v) for k, v in arrays.items()})  # type: ignore[arg-type]
+    atomic_write_bytes(npz_path, buf.getvalue())
+    atomic_write_text(json_path, json.dumps(_jsonable(meta), indent=2, default=float))
+    return npz_path, json_path
+
+
+def read_model(
+    path: str | os.PathLike[str], *, fmt: str, version: int, what: str
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Read a pair written by :func:`write_model`: ``(meta, arrays)``.
+
+    Accepts any format version up to ``version`` (newer fields are ignored by
+    the caller) and names the file and the fix in every error.
+    """
+    npz_path, json_path = model_paths(path)
+    for p in (npz_path, json_path):
+        if not p.is_file():
+            raise DataValidationError(
+                f"Model file {p} not found: a saved {what} is a pair {npz_path.name} + "
+                f"{json_path.name}. Check the path."
+            )
+    try:
+        meta = json.loads(json_path.read_text())
+    except (OSError, ValueError) as e:
+        raise DataValidationError(
+            f"{json_path} is not a readable clusterlens model file: {e}"
+        ) from e
+    if not isinstance(meta, dict) or meta.get("format") != fmt:
+        raise DataValidationError(
+            f"{json_path} is not a clusterlens {what} (format "
+            f"{meta.get('format') if isinstance(meta, dict) else None!r})."
+        )
+    if int(meta.get("format_version", 0)) > version:
+        raise DataValidationError(
+            f"{json_path} was written by a newer clusterlens (format version "
+            f"{meta['format_version']} > {version}). Upgrade clusterlens."
+        )
+    try:
+        with np.load(npz_path, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+    except (OSError, ValueError) as e:
+        raise DataValidationError(f"{npz_path} is not a readable .npz file: {e}") from e
+    return meta, arrays
+
+
+def save_kmeans(model: KMeans, path: str | os.PathLike[str]) -> tuple[Path, Path]:
+    """Write a fitted KMeans; returns the two paths written."""
     arrays: dict[str, np.ndarray[Any, Any]] = {
         "cluster_centers_": np.asarray(model.cluster_centers_),
         "labels_": np.asarray(model.labels_),
@@ -60,14 +126,13 @@ def save_kmeans(model: KMeans, path: str | os.PathLike[str]) -> tuple[Path, Path
         params["random_state"] = None
     if params.get("checkpoint_dir") is not None:
         params["checkpoint_dir"] = str(params["checkpoint_dir"])
-    meta = {
-        "format": FORMAT,
-        "format_version": FORMAT_VERSION,
-        "clusterlens_version": __version__,
-        "numpy_version": np.__version__,
-        "class": type(model).__name__,
-        "params": params,
-        "attributes": {
+    return write_model(
+        path,
+        arrays,
+        fmt=FORMAT,
+        version=FORMAT_VERSION,
+        params=params,
+        attributes={
             "inertia_": float(model.inertia_),
             "n_iter_": int(model.n_iter_),
             "engine_": model.engine_,
@@ -75,44 +140,15 @@ def save_kmeans(model: KMeans, path: str | os.PathLike[str]) -> tuple[Path, Path
             "n_features_in_": int(model.n_features_in_),
             "history_": model.history_,
         },
-    }
-    buf = io.BytesIO()
-    np.savez(buf, **arrays)  # type: ignore[arg-type]
-    atomic_write_bytes(npz_path, buf.getvalue())
-    atomic_write_text(json_path, json.dumps(_jsonable(meta), indent=2))
-    return npz_path, json_path
+        kind=type(model).__name__,
+    )
 
 
 def load_kmeans(cls: type[KMeans], path: str | os.PathLike[str]) -> KMeans:
     """Read a model written by :func:`save_kmeans` (any format version <= ours)."""
-    npz_path, json_path = model_paths(path)
-    for p in (npz_path, json_path):
-        if not p.is_file():
-            raise DataValidationError(
-                f"Model file {p} not found: a saved model is a pair {npz_path.name} + "
-                f"{json_path.name}. Check the path."
-            )
-    try:
-        meta = json.loads(json_path.read_text())
-    except (OSError, ValueError) as e:
-        raise DataValidationError(
-            f"{json_path} is not a readable clusterlens model file: {e}"
-        ) from e
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise DataValidationError(
-            f"{json_path} is not a clusterlens k-means model (format "
-            f"{meta.get('format') if isinstance(meta, dict) else None!r})."
-        )
-    if int(meta.get("format_version", 0)) > FORMAT_VERSION:
-        raise DataValidationError(
-            f"{json_path} was written by a newer clusterlens (format version "
-            f"{meta['format_version']} > {FORMAT_VERSION}). Upgrade clusterlens."
-        )
-    try:
-        with np.load(npz_path, allow_pickle=False) as z:
-            arrays = {k: z[k] for k in z.files}
-    except (OSError, ValueError) as e:
-        raise DataValidationError(f"{npz_path} is not a readable .npz file: {e}") from e
+    meta, arrays = read_model(
+        path, fmt=FORMAT, version=FORMAT_VERSION, what="k-means model"
+    )
     params = dict(meta.get("params", {}))
     if params.get("init") == "array":
         params["init"] = arrays.get("init")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from pathlib import Path
@@ -17,7 +16,6 @@ from clusterlens.cluster._driver import assign_chunked
 from clusterlens.exceptions import DataValidationError, NotFittedError
 from clusterlens.io import as_matrix
 from clusterlens.typing import SeedLike
-from clusterlens.utils._fs import atomic_write_bytes, atomic_write_text
 from clusterlens.utils.validation import check_int, check_random_state
 
 __all__ = ["VisualVocabulary"]
@@ -175,26 +173,21 @@ class VisualVocabulary(BaseEstimator):
     # -- persistence -------------------------------------------------------
     def save(self, path: str | os.PathLike[str]) -> tuple[Path, Path]:
         """Write ``path.npz`` (the words) and ``path.json`` (the rest); no pickle."""
-        import io
-
-        from clusterlens import __version__
-        from clusterlens.cluster._persist import model_paths
+        from clusterlens.cluster._persist import write_model
 
         self._check_fitted()
-        npz_path, json_path = model_paths(path)
-        buf = io.BytesIO()
-        np.savez(buf, centers=self.centers_)
         params = self.get_params()
         if not isinstance(params["init"], str):
             params["init"] = "array"
         if not isinstance(params["random_state"], int | None):
             params["random_state"] = None
-        meta = {
-            "format": FORMAT,
-            "format_version": FORMAT_VERSION,
-            "clusterlens_version": __version__,
-            "params": params,
-            "attributes": {
+        return write_model(
+            path,
+            {"centers": self.centers_},
+            fmt=FORMAT,
+            version=FORMAT_VERSION,
+            params=params,
+            attributes={
                 "inertia_": self.inertia_,
                 "n_iter_": self.n_iter_,
                 "engine_": self.engine_,
@@ -203,32 +196,22 @@ class VisualVocabulary(BaseEstimator):
                 "fit_seconds_": self.fit_seconds_,
                 "history_": self.history_,
             },
-        }
-        atomic_write_bytes(npz_path, buf.getvalue())
-        atomic_write_text(json_path, json.dumps(meta, indent=2, default=float))
-        return npz_path, json_path
+            kind=type(self).__name__,
+        )
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> VisualVocabulary:
         """Read a vocabulary written by :meth:`save`."""
-        from clusterlens.cluster._persist import model_paths
+        from clusterlens.cluster._persist import read_model
 
-        npz_path, json_path = model_paths(path)
-        try:
-            meta = json.loads(json_path.read_text())
-            with np.load(npz_path, allow_pickle=False) as z:
-                centers = z["centers"]
-        except (OSError, ValueError, KeyError) as e:
+        meta, arrays = read_model(
+            path, fmt=FORMAT, version=FORMAT_VERSION, what="visual vocabulary"
+        )
+        if "centers" not in arrays:
             raise DataValidationError(
-                f"Cannot read the vocabulary {npz_path.name} + {json_path.name} in "
-                f"{npz_path.parent}: {e}"
-            ) from e
-        if meta.get("format") != FORMAT:
-            raise DataValidationError(f"{json_path} is not a clusterlens vocabulary.")
-        if int(meta.get("format_version", 0)) > FORMAT_VERSION:
-            raise DataValidationError(
-                f"{json_path} was written by a newer clusterlens; upgrade clusterlens."
+                f"The vocabulary at {path} has no 'centers' array."
             )
+        centers = arrays["centers"]
         valid = cls().get_params()
         params = {k: v for k, v in meta.get("params", {}).items() if k in valid}
         if params.get("init") == "array":

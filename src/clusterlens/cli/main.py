@@ -20,6 +20,7 @@ Examples:
   clusterlens kmeans sift.fvecs -k 256 --out km --format json --quiet
   clusterlens anchors instances_train2017.json -k 9 --evolve 1000 --out anchors
   clusterlens vocab sift.bvecs -k 4096 --sample 500000 --out vocab
+  clusterlens ingest images/ --out ws && clusterlens features sift ws
 """
 
 
@@ -75,12 +76,24 @@ def _register() -> None:
     from clusterlens.cli.anchors import anchors
     from clusterlens.cli.demo import demo
     from clusterlens.cli.kmeans import kmeans
+    from clusterlens.cli.bow import bow
+    from clusterlens.cli.cluster import cluster
+    from clusterlens.cli.evaluate import evaluate
+    from clusterlens.cli.features import features
+    from clusterlens.cli.ingest import ingest
+    from clusterlens.cli.topics import topics
     from clusterlens.cli.vocab import vocab
 
     cli.add_command(anchors)
     cli.add_command(demo)
     cli.add_command(kmeans)
     cli.add_command(vocab)
+    cli.add_command(ingest)
+    cli.add_command(features)
+    cli.add_command(bow)
+    cli.add_command(topics)
+    cli.add_command(cluster)
+    cli.add_command(evaluate)
 
 
 _register()

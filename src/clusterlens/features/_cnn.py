@@ -1,4 +1,4 @@
-"""Penultimate-layer CNN embeddings (EfficientNet-Lite0 by default), batched on CPU threads."""
+"""Penultimate-layer CNN embeddings (EfficientNet-Lite0 by default), batched."""
 
 from __future__ import annotations
 
@@ -65,7 +65,10 @@ class CnnEmbedder:
         self.fit = check_options(fit, "fit", "CnnEmbedder", _FITS)
         self.n_threads = check_int(n_threads, "n_threads", "CnnEmbedder", low=1)
         self._torch = import_optional("torch", extra="deep", feature="CNN features")
-        self._model = build_efficientnet_lite0(weights)
+        # channels-last runs the depthwise convolutions about 2x faster on CPU
+        self._model = build_efficientnet_lite0(weights).to(
+            memory_format=self._torch.channels_last
+        )
 
     def preprocess(self, image: npt.NDArray[np.uint8]) -> npt.NDArray[np.float32]:
         """One uint8 image (H, W[, 3]) to a normalised (3, S, S) float32 array."""
@@ -84,9 +87,10 @@ class CnnEmbedder:
             img = img.resize((nw, nh), Image.Resampling.BILINEAR)
             left, top = (nw - s) // 2, (nh - s) // 2
             img = img.crop((left, top, left + s, top + s))
-        a = np.asarray(img, dtype=np.float32) / 255.0
-        a = (a - np.asarray(INPUT_MEAN, np.float32)) / np.asarray(INPUT_STD, np.float32)
-        return np.ascontiguousarray(a.transpose(2, 0, 1))
+        a: npt.NDArray[np.float32] = np.asarray(img, dtype=np.float32) / 255.0
+        mean = np.asarray(INPUT_MEAN, np.float32)
+        std = np.asarray(INPUT_STD, np.float32)
+        return np.ascontiguousarray(((a - mean) / std).transpose(2, 0, 1))
 
     def embed_batch(self, batch: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
         """Embed preprocessed inputs of shape (n, 3, S, S)."""
@@ -99,14 +103,14 @@ class CnnEmbedder:
         torch.set_num_threads(self.n_threads)
         try:
             with torch.inference_mode():
-                out = self._model.embed(torch.from_numpy(batch))
+                x = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32))
+                x = x.contiguous(memory_format=torch.channels_last)
+                out = self._model.embed(x)
         finally:
             torch.set_num_threads(old)
         return np.asarray(out.numpy(), dtype=np.float32)
 
-    def embed(
-        self, images: Any, *, batch_size: int = 32
-    ) -> npt.NDArray[np.float32]:
+    def embed(self, images: Any, *, batch_size: int = 32) -> npt.NDArray[np.float32]:
         """Embed a sequence of uint8 images, ``batch_size`` at a time."""
         batch_size = check_int(batch_size, "batch_size", "CnnEmbedder", low=1)
         n = len(images)

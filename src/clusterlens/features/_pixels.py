@@ -106,7 +106,10 @@ class PcaModel:
         meta = json.loads(p.with_suffix(".json").read_text(encoding="utf-8"))
         with np.load(p.with_suffix(".npz"), allow_pickle=False) as d:
             return cls(
-                d["mean"], d["components"], d["explained_variance"], bool(meta["whiten"])
+                d["mean"],
+                d["components"],
+                d["explained_variance"],
+                bool(meta["whiten"]),
             )
 
 

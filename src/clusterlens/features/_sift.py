@@ -120,10 +120,11 @@ def sift_descriptors(
         )
     if img.ndim == 3:
         img = cv2.cvtColor(np.ascontiguousarray(img), cv2.COLOR_RGB2GRAY)
-    h, w = img.shape
     small = resize_for_sift(img, max_size=max_size, min_size=min_size)
     sh, sw = small.shape
-    sift = detector if detector is not None else cv2.SIFT_create(nfeatures=max_keypoints)
+    sift = (
+        detector if detector is not None else cv2.SIFT_create(nfeatures=max_keypoints)
+    )
     kps, desc = sift.detectAndCompute(np.ascontiguousarray(small), None)
     if desc is None or len(kps) == 0:
         return SiftResult(

@@ -22,14 +22,18 @@ from clusterlens.io._images import (
     read_image,
 )
 from clusterlens.io._results import read_results, write_results, write_run_json
+from clusterlens.io._workspace import Workspace, create_workspace, open_workspace
 
 __all__ = [
     "BoxTable",
     "ImageArray",
+    "Workspace",
     "as_matrix",
+    "create_workspace",
     "list_image_folder",
     "load_image_array",
     "open_descriptors",
+    "open_workspace",
     "read_boxes",
     "read_coco_boxes",
     "read_idx",

@@ -74,7 +74,6 @@ from clusterlens.io._images import (
     _is_idx_images,
     list_image_folder,
     load_image_array,
-    read_image,
 )
 from clusterlens.io._results import read_results, write_results, write_run_json
 from clusterlens.typing import PathLike
@@ -166,7 +165,9 @@ class Workspace:
                 max(int(np.ceil(y + h)), int(np.floor(y)) + 1),
             )
             img = img.crop(box)
-        target = mode if mode is not None else ("L" if img.mode in ("L", "1") else "RGB")
+        target = (
+            mode if mode is not None else ("L" if img.mode in ("L", "1") else "RGB")
+        )
         if img.mode != target:
             img = img.convert(target)
         if size is not None:
@@ -191,7 +192,9 @@ class Workspace:
             try:
                 return i, self.read_item(i, mode=mode, size=size)
             except (OSError, SyntaxError, ValueError) as e:
-                logger.warning("item %d (%s) unreadable: %s", i, self.items["path"][i], e)
+                logger.warning(
+                    "item %d (%s) unreadable: %s", i, self.items["path"][i], e
+                )
                 return i, None
 
         idx = [int(i) for i in indices]
@@ -342,12 +345,14 @@ def _ingest_coco(
     anns = [a for a in data.get("annotations", []) if not a.get("iscrowd", 0)]
     if boxes:
         wh = np.array([a["bbox"][2:4] for a in anns], dtype=np.float64).reshape(-1, 2)
-        keep = (wh >= max(min_box_size, 1.0)).all(axis=1)
-        anns = [a for a, k in zip(anns, keep, strict=True) if k]
+        keep = np.flatnonzero((wh >= max(min_box_size, 1.0)).all(axis=1))
+        anns = [anns[i] for i in keep]
         counts = np.bincount(
             [cat_index[a["category_id"]] for a in anns], minlength=len(names)
         )
-        anns = [a for a in anns if counts[cat_index[a["category_id"]]] >= min_class_count]
+        anns = [
+            a for a in anns if counts[cat_index[a["category_id"]]] >= min_class_count
+        ]
         if not anns:
             raise DataValidationError(
                 f"No box of {str(src)!r} is left with min_box_size={min_box_size} "
@@ -361,7 +366,10 @@ def _ingest_coco(
         bb = np.array([a["bbox"] for a in anns], dtype=np.float64)
         cols: dict[str, Any] = {
             "item_id": np.array(
-                [f"{im['file_name']}#box{a['id']}" for im, a in zip(imgs, anns, strict=True)],
+                [
+                    f"{im['file_name']}#box{a['id']}"
+                    for im, a in zip(imgs, anns, strict=True)
+                ],
                 object,
             ),
             "path": np.array([str(im["file_name"]) for im in imgs], object),

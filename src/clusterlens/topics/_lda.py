@@ -1,4 +1,4 @@
-"""LDA topics over visual-word counts (scikit-learn's online LDA) and topic divergences."""
+"""LDA topics over visual-word counts (scikit-learn's online LDA), divergences."""
 
 from __future__ import annotations
 
@@ -100,7 +100,9 @@ def fit_lda(
     from sklearn.decomposition import LatentDirichletAllocation
 
     n_topics = check_int(n_topics, "n_topics", "fit_lda", low=1)
-    learning_method = check_options(learning_method, "learning_method", "fit_lda", _METHODS)
+    learning_method = check_options(
+        learning_method, "learning_method", "fit_lda", _METHODS
+    )
     max_iter = check_int(max_iter, "max_iter", "fit_lda", low=1)
     batch_size = check_int(batch_size, "batch_size", "fit_lda", low=1)
     X = sp.csr_matrix(counts, dtype=np.float64)

@@ -1,4 +1,4 @@
-"""Bags of visual words: per-image word counts, tf-idf weighting, L2 rows, sparse CSR."""
+"""Bags of visual words: per-image word counts, tf-idf, L2 rows, sparse CSR."""
 
 from __future__ import annotations
 

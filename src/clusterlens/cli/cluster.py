@@ -1,0 +1,84 @@
+"""``clusterlens cluster``: k-means over a workspace's BoVW, CNN or pixel features."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from clusterlens.cli._output import emit
+from clusterlens.cli._ws import stage_out, workspace_argument, ws_options
+from clusterlens.cli.topics import _scores_text
+
+EXAMPLES = """
+\b
+Examples:
+  clusterlens cluster ws --features bow -k 2
+  clusterlens cluster ws --features cnn -k 2 --l2
+  clusterlens cluster mnist-ws --features ws/features/pixels-pca50 -k 10
+"""
+
+
+@click.command(epilog=EXAMPLES)
+@workspace_argument
+@click.option(
+    "--features",
+    default="bow",
+    show_default=True,
+    help="bow (WS/bow/tfidf.npz), cnn, pixels (WS/features/<name>), or a "
+    "features folder / .npy file.",
+)
+@click.option("-k", "--n-clusters", type=click.IntRange(min=1), required=True)
+@click.option("--n-init", type=click.IntRange(min=1), default=10, show_default=True)
+@click.option("--max-iter", type=click.IntRange(min=1), default=300, show_default=True)
+@click.option("--l2", is_flag=True, help="L2-normalise each feature row first.")
+@click.option("--no-report", is_flag=True, help="Skip report.html.")
+@ws_options
+def cluster(
+    ws: Path,
+    features: str,
+    n_clusters: int,
+    n_init: int,
+    max_iter: int,
+    l2: bool,
+    no_report: bool,
+    out: Path | None,
+    overwrite: bool,
+    fmt: str,
+    quiet: bool,
+    seed: int,
+) -> None:
+    """k-means the items of WS on one of their feature matrices.
+
+    Writes OUT (default WS/clusters/<features>): results.parquet (index,
+    item_id, label, cluster, distance), model.npz/json, report.html, run.json.
+    """
+    from clusterlens.io import open_workspace
+    from clusterlens.pipelines.cluster_images import run_cluster_images
+    from clusterlens.utils._fs import staged_output_dir
+
+    dst = stage_out(ws, out, "clusters", Path(features).name.replace(".npy", ""))
+    wsp = open_workspace(ws)
+    with staged_output_dir(dst, overwrite=overwrite) as stage:
+        summary = run_cluster_images(
+            wsp,
+            stage,
+            features=features,
+            n_clusters=n_clusters,
+            n_init=n_init,
+            max_iter=max_iter,
+            l2_normalize=l2,
+            random_state=seed,
+            report=not no_report,
+            command={"ws": str(ws)},
+        )
+    if quiet and fmt != "json":
+        return
+    emit(
+        fmt,
+        "clusterlens.cluster-images/1",
+        {**summary, "out": str(dst.absolute())},
+        f"k-means: {summary['n_items']:,} items, {summary['n_features']}-d "
+        f"{features} features, {n_clusters} clusters, inertia {summary['inertia']:.6g}"
+        f", {summary['seconds']:.2f} s.{_scores_text(summary)}\nWrote {dst}/",
+    )

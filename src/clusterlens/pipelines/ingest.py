@@ -1,0 +1,47 @@
+"""``clusterlens ingest`` as a library call: an image source in, a workspace out."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from clusterlens.io._workspace import create_workspace
+
+__all__ = ["run_ingest"]
+
+
+def run_ingest(
+    source: str | os.PathLike[str],
+    stage: str | os.PathLike[str],
+    *,
+    boxes: bool = False,
+    images: str | os.PathLike[str] | None = None,
+    split: str | None = None,
+    min_box_size: float = 8.0,
+    min_class_count: int = 1,
+    n_jobs: int = 2,
+    verbose: int = 0,
+) -> dict[str, Any]:
+    """Create a workspace in ``stage`` (see ``clusterlens.io._workspace``)."""
+    ws = create_workspace(
+        source,
+        stage,
+        boxes=boxes,
+        images=images,
+        split=split,
+        min_box_size=min_box_size,
+        min_class_count=min_class_count,
+        n_jobs=n_jobs,
+        verbose=verbose,
+    )
+    meta = ws.meta
+    secs = float(meta["seconds"])
+    return {
+        "n_items": meta["n_items"],
+        "kind": meta["kind"],
+        "n_classes": len(meta["class_names"] or []),
+        "n_labelled": meta["n_labelled"],
+        "n_skipped": meta["n_skipped"],
+        "seconds": secs,
+        "images_per_second": float(meta["n_items"] / max(secs, 1e-9)),
+    }

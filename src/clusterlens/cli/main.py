@@ -21,6 +21,7 @@ Examples:
   clusterlens anchors instances_train2017.json -k 9 --evolve 1000 --out anchors
   clusterlens vocab sift.bvecs -k 4096 --sample 500000 --out vocab
   clusterlens ingest images/ --out ws && clusterlens features sift ws
+  clusterlens label-issues features.npy labels.csv --out issues --top 100
 """
 
 
@@ -76,6 +77,7 @@ def _register() -> None:
     from clusterlens.cli.anchors import anchors
     from clusterlens.cli.demo import demo
     from clusterlens.cli.kmeans import kmeans
+    from clusterlens.cli.label_issues import label_issues
     from clusterlens.cli.bow import bow
     from clusterlens.cli.cluster import cluster
     from clusterlens.cli.evaluate import evaluate
@@ -87,6 +89,7 @@ def _register() -> None:
     cli.add_command(anchors)
     cli.add_command(demo)
     cli.add_command(kmeans)
+    cli.add_command(label_issues)
     cli.add_command(vocab)
     cli.add_command(ingest)
     cli.add_command(features)

@@ -1,0 +1,448 @@
+"""find_label_issues: every score, the combined ranking and the flagged set."""
+
+from __future__ import annotations
+
+import logging
+import time
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from clusterlens.exceptions import DataQualityWarning, DataValidationError
+from clusterlens.io._descriptors import as_matrix
+from clusterlens.label_issues._confident import (
+    confident_joint,
+    normalized_margin,
+    self_confidence,
+)
+from clusterlens.label_issues._coreset import class_leverage, coreset_importance
+from clusterlens.label_issues._logreg import cross_val_pred_probs
+from clusterlens.label_issues._neighbors import neighbor_class_counts, neighbor_labels
+from clusterlens.label_issues._reduce import streaming_pca
+from clusterlens.label_issues._validation import (
+    check_pred_probs,
+    check_weight,
+    encode_labels,
+)
+from clusterlens.typing import ArrayLike, PathLike, SeedLike
+from clusterlens.utils.validation import check_int, check_random_state, check_real
+
+__all__ = [
+    "SCORE_COLUMNS",
+    "LabelIssues",
+    "combine_scores",
+    "find_label_issues",
+    "most_confused_class",
+    "rank_label_issues",
+]
+
+logger = logging.getLogger(__name__)
+_OWNER = "find_label_issues"
+
+#: The per-sample columns of a :class:`LabelIssues`, with their meaning.
+SCORE_COLUMNS: dict[str, str] = {
+    "self_confidence": "out-of-sample predicted probability of the given label, in "
+    "[0, 1]; lower = more suspicious (cleanlab's self_confidence)",
+    "normalized_margin": "(p[given] - max other p + 1) / 2, in [0, 1]; lower = more "
+    "suspicious (cleanlab's normalized_margin)",
+    "confident_joint_flag": "True when the sample is off the diagonal of the "
+    "confident joint: another class is confidently predicted (cleanlab's "
+    "filter_by='confident_learning')",
+    "predicted_label": "arg-max of the out-of-sample pred_probs",
+    "leverage": "statistical leverage of the whitened features within the given "
+    "class (ridge 1e-3); higher = more unusual for its class",
+    "coreset_importance": "coreset sensitivity for logistic regression within the "
+    "given class (leverage share + loss share + 1/n_c), 1 = class mean; higher = "
+    "more important / suspicious",
+    "neighbor_disagreement": "share of the k nearest neighbours (faiss, PCA "
+    "space) with another label, in [0, 1]; higher = more suspicious",
+    "label_quality": "combined score in [0, 1]: normalized margin of the blend of "
+    "pred_probs and neighbour label frequencies, mixed with the within-class "
+    "importance percentile; lower = more suspicious",
+    "suggested_label": "arg-max of the blended probabilities: the label a "
+    "relabeller is offered",
+    "is_label_issue": "flagged: per given class, as many samples as the confident "
+    "joint counts off its diagonal (the larger count of pred_probs' and the "
+    "blended probabilities' joints), the lowest label_quality first",
+    "issue_rank": "rank by label_quality, 1 = most likely wrong",
+    "class_rank": "rank by label_quality within the given class, 1 = most likely "
+    "wrong in its class",
+}
+
+#: Weights of the combination, tuned on scikit-learn's digits only
+#: (benchmarks/label_issues.py --tune), then used everywhere.
+DEFAULT_KNN_WEIGHT = 0.75
+DEFAULT_IMPORTANCE_WEIGHT = 0.0
+
+
+@dataclass(frozen=True)
+class LabelIssues:
+    """Scores of every sample; see :data:`SCORE_COLUMNS` for each field.
+
+    Attributes
+    ----------
+    labels : ndarray of shape (n_samples,), int64
+        Given labels encoded as indices into ``classes``.
+    classes : ndarray of shape (n_classes,)
+        The sorted distinct given labels.
+    pred_probs : ndarray of shape (n_samples, n_classes)
+        Out-of-sample probabilities used (cross-validated or supplied).
+    confident_joint : ndarray of shape (n_classes, n_classes)
+        Counts ``[given, guessed true]`` (cleanlab's uncalibrated joint).
+    neighbor_indices : ndarray of shape (n_samples, n_neighbors)
+        The neighbours behind ``neighbor_disagreement`` (self excluded).
+    info : dict
+        How the scores were computed: PCA components and explained variance,
+        neighbour search method, folds, L-BFGS iterations, seconds per stage.
+    """
+
+    labels: npt.NDArray[np.int64]
+    classes: npt.NDArray[Any]
+    pred_probs: npt.NDArray[np.floating]
+    self_confidence: npt.NDArray[np.float64]
+    normalized_margin: npt.NDArray[np.float64]
+    confident_joint_flag: npt.NDArray[np.bool_]
+    predicted_label: npt.NDArray[np.int64]
+    leverage: npt.NDArray[np.float64]
+    coreset_importance: npt.NDArray[np.float64]
+    neighbor_disagreement: npt.NDArray[np.float64]
+    label_quality: npt.NDArray[np.float64]
+    suggested_label: npt.NDArray[np.int64]
+    is_label_issue: npt.NDArray[np.bool_]
+    issue_rank: npt.NDArray[np.int64]
+    class_rank: npt.NDArray[np.int64]
+    confident_joint: npt.NDArray[np.int64]
+    neighbor_indices: npt.NDArray[np.int64]
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return int(self.labels.shape[0])
+
+    def ranked(self) -> npt.NDArray[np.int64]:
+        """Sample indices, most likely wrong first."""
+        return np.argsort(self.issue_rank, kind="stable").astype(np.int64)
+
+    def columns(self) -> dict[str, npt.NDArray[Any]]:
+        """One column per score, for :func:`clusterlens.io.write_results`."""
+        return {name: getattr(self, name) for name in SCORE_COLUMNS}
+
+
+def _rank(score: npt.NDArray[np.float64]) -> npt.NDArray[np.int64]:
+    """1-based rank, lowest score first, ties by index."""
+    order = np.argsort(score, kind="stable")
+    rank = np.empty(score.shape[0], dtype=np.int64)
+    rank[order] = np.arange(1, score.shape[0] + 1)
+    return rank
+
+
+def _class_rank(
+    score: npt.NDArray[np.float64], labels: npt.NDArray[np.int64]
+) -> npt.NDArray[np.int64]:
+    order = np.lexsort((np.arange(score.shape[0]), score, labels))
+    sorted_labels = labels[order]
+    starts = np.searchsorted(sorted_labels, sorted_labels, side="left")
+    rank = np.empty(score.shape[0], dtype=np.int64)
+    rank[order] = np.arange(score.shape[0]) - starts + 1
+    return rank
+
+
+def _class_percentile(
+    values: npt.NDArray[np.float64], labels: npt.NDArray[np.int64]
+) -> npt.NDArray[np.float64]:
+    """Percentile of ``values`` within each class, in [0, 1] (1 = largest)."""
+    n = values.shape[0]
+    rank = _class_rank(values, labels)  # 1 = smallest
+    counts = np.bincount(labels)[labels].astype(np.float64)
+    return np.where(counts > 1, (rank - 1) / np.maximum(counts - 1, 1), 0.5)[:n]
+
+
+def combine_scores(
+    labels: npt.NDArray[np.int64],
+    pred_probs: npt.NDArray[np.floating],
+    neighbor_counts: npt.NDArray[np.float64] | None,
+    importance: npt.NDArray[np.float64] | None,
+    *,
+    knn_weight: float = DEFAULT_KNN_WEIGHT,
+    importance_weight: float = DEFAULT_IMPORTANCE_WEIGHT,
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """The combined ``label_quality`` (lower = more suspicious) and blended probs.
+
+    ``p = (1 - knn_weight) * pred_probs + knn_weight * q`` where ``q`` is the
+    neighbour label frequency smoothed by the class priors,
+    ``q_c = (count_c + prior_c) / (k + 1)``; then
+    ``label_quality = (1 - importance_weight) * normalized_margin(p) +
+    importance_weight * (1 - importance percentile within the class)``.
+    """
+    p = np.asarray(pred_probs, dtype=np.float64)
+    k = p.shape[1]
+    if neighbor_counts is not None and knn_weight > 0:
+        prior = np.bincount(labels, minlength=k) / labels.shape[0]
+        kk = neighbor_counts.sum(axis=1, keepdims=True)
+        q = (neighbor_counts + prior) / (kk + 1.0)
+        p = (1.0 - knn_weight) * p + knn_weight * q
+    quality = normalized_margin(labels, p)
+    if importance is not None and importance_weight > 0:
+        pct = _class_percentile(importance, labels)
+        quality = (1.0 - importance_weight) * quality + importance_weight * (1 - pct)
+    return quality, p
+
+
+def most_confused_class(
+    labels: npt.NDArray[np.int64],
+    predicted: npt.NDArray[np.int64],
+    n_classes: int,
+    *,
+    min_count: int = 10,
+) -> tuple[int, int, float]:
+    """The notebook's choice of a class to clean, from the confusion matrix.
+
+    The confusion matrix (rows: given label, columns: predicted, each row
+    normalised to sum 1) with its diagonal zeroed; its largest entry
+    ``(true, pred)`` says class ``true`` is most often predicted as ``pred``;
+    ``pred`` is returned as the class of interest, with ``true`` and the rate.
+    Classes with fewer than ``min_count`` samples are left out (a rate over
+    one or two samples says little) unless every class is that small.
+    """
+    raw = np.bincount(labels * n_classes + predicted, minlength=n_classes**2)
+    cm = raw.reshape(n_classes, n_classes).astype(np.float64)
+    cm /= np.maximum(cm.sum(axis=1, keepdims=True), 1.0)
+    np.fill_diagonal(cm, 0.0)
+    counts = np.bincount(labels, minlength=n_classes)
+    small = counts < min_count
+    if not small.all():
+        cm[small, :] = -1.0
+        cm[:, small] = -1.0
+    t, p = np.unravel_index(int(np.argmax(cm)), cm.shape)
+    return int(p), int(t), float(cm[t, p])
+
+
+def find_label_issues(
+    X: ArrayLike | PathLike,
+    labels: ArrayLike,
+    *,
+    pred_probs: ArrayLike | None = None,
+    n_components: int = 256,
+    n_folds: int = 5,
+    max_train_samples: int | None = 100_000,
+    max_iter: int = 60,
+    alpha: float = 1e-3,
+    n_neighbors: int = 10,
+    knn_components: int = 64,
+    knn_weight: float = DEFAULT_KNN_WEIGHT,
+    importance_weight: float = DEFAULT_IMPORTANCE_WEIGHT,
+    random_state: SeedLike = None,
+    verbose: int = 0,
+) -> LabelIssues:
+    """Score every sample by how likely its label is wrong, and rank them.
+
+    Three families of scores, then a combined ranking:
+
+    1. **Confident learning** from out-of-sample ``pred_probs`` (stratified
+       ``n_folds`` cross-validated multinomial logistic regression on the
+       whitened PCA features, or the ``pred_probs`` you pass): self-confidence,
+       normalised margin and the confident-joint flag, defined as in cleanlab.
+    2. **Coreset importance**: the sensitivity of each sample for logistic
+       regression within its class (leverage share + loss share + uniform).
+    3. **Neighbour disagreement**: the share of the ``n_neighbors`` nearest
+       neighbours (faiss; exact up to 120,000 samples, IVF above) in the top
+       ``knn_components`` PCA axes that carry another label.
+
+    Parameters
+    ----------
+    X : {array-like, memmap, str, os.PathLike} of shape (n_samples, n_features)
+        Features; a ``.npy`` path is memory-mapped and read in chunks, so X
+        may be larger than memory.
+    labels : array-like of shape (n_samples,)
+        Given labels (ints or strings), at least two classes.
+    pred_probs : array-like of shape (n_samples, n_classes), default=None
+        Out-of-sample probabilities, columns in the sorted order of the
+        classes. ``None`` computes them by cross-validation.
+    n_components : int, default=256
+        PCA axes kept (streaming PCA, two passes over X).
+    n_folds : int, default=5
+        Cross-validation folds.
+    max_train_samples : int or None, default=100_000
+        Rows each fold's model is fit on at most (a seeded random subset).
+    max_iter : int, default=60
+        L-BFGS iterations per fold (started from the LDA solution).
+    alpha : float, default=1e-3
+        L2 penalty of the logistic regression.
+    n_neighbors : int, default=10
+        Neighbours per sample.
+    knn_components : int, default=64
+        PCA axes the neighbour search uses.
+    knn_weight, importance_weight : float in [0, 1]
+        Weights of the combination (see :func:`combine_scores`).
+    random_state : int, Generator or None
+        Seed of the folds, the subsets and the IVF training sample.
+    verbose : int, default=0
+        Progress bars when > 0.
+
+    Returns
+    -------
+    result : LabelIssues
+
+    Raises
+    ------
+    DataValidationError
+        If features and labels differ in length, there is one class only,
+        features are not finite, or ``pred_probs`` is malformed (wrong
+        shape, rows not summing to 1).
+    InvalidParameterError
+        If a parameter is out of range.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> X = np.r_[rng.normal(0, 1, (50, 5)), rng.normal(4, 1, (50, 5))]
+    >>> y = np.repeat([0, 1], 50); y[3] = 1
+    >>> res = find_label_issues(X, y, n_folds=3, random_state=0)
+    >>> int(res.ranked()[0])
+    3
+    """
+    n_components = check_int(n_components, "n_components", _OWNER, low=1)
+    n_folds = check_int(n_folds, "n_folds", _OWNER, low=2)
+    max_train_samples = check_int(
+        max_train_samples, "max_train_samples", _OWNER, low=10, allow_none=True
+    )
+    max_iter = check_int(max_iter, "max_iter", _OWNER, low=1)
+    alpha = check_real(alpha, "alpha", _OWNER, low=0.0)
+    n_neighbors = check_int(n_neighbors, "n_neighbors", _OWNER, low=1)
+    knn_components = check_int(knn_components, "knn_components", _OWNER, low=1)
+    knn_weight = check_weight(knn_weight, "knn_weight", _OWNER)
+    importance_weight = check_weight(importance_weight, "importance_weight", _OWNER)
+    rng = check_random_state(random_state)
+
+    Xm = as_matrix(X, name="features")
+    n = Xm.shape[0]
+    y, classes = encode_labels(labels, n)
+    k = classes.size
+    if n < 3:
+        raise DataValidationError(f"features has {n} rows; at least 3 are needed.")
+    probs: npt.NDArray[np.floating] | None = (
+        None if pred_probs is None else check_pred_probs(pred_probs, n, k)
+    )
+    counts = np.bincount(y, minlength=k)
+    if probs is None and counts.min() < n_folds:
+        # As scikit-learn's StratifiedKFold: allowed, with a warning. Such a
+        # sample's fold model may never have seen its class.
+        warnings.warn(
+            f"{int((counts < n_folds).sum())} classes have fewer samples than the "
+            f"{n_folds} cross-validation folds (smallest: "
+            f"{classes[np.argmin(counts)]!s}, {int(counts.min())}); their "
+            "samples score as suspicious because the model has few or no other "
+            "examples of them.",
+            DataQualityWarning,
+            stacklevel=2,
+        )
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    proj = streaming_pca(Xm, n_components, verbose=verbose, name="features")
+    timings["pca_seconds"] = time.perf_counter() - t0
+    Zw = proj.whitened()
+
+    iters: list[int] = []
+    if probs is None:
+        t = time.perf_counter()
+        probs, iters = cross_val_pred_probs(
+            Zw,
+            y,
+            k,
+            n_folds=n_folds,
+            max_train_samples=max_train_samples,
+            alpha=alpha,
+            max_iter=max_iter,
+            rng=rng,
+            verbose=verbose,
+        )
+        timings["cross_validation_seconds"] = time.perf_counter() - t
+
+    assert probs is not None
+    t = time.perf_counter()
+    sc = self_confidence(y, probs)
+    nm = normalized_margin(y, probs)
+    joint, cj_flag, _ = confident_joint(y, probs)
+    predicted = np.asarray(probs).argmax(axis=1).astype(np.int64)
+    timings["confident_learning_seconds"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    lev = class_leverage(Zw, y, k)
+    importance = coreset_importance(lev, sc, y, k)
+    timings["coreset_seconds"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    kz = proj.Z[:, : min(knn_components, proj.Z.shape[1])]
+    nb = neighbor_labels(kz, n_neighbors, seed=int(rng.integers(2**31 - 1)))
+    nb_counts = neighbor_class_counts(nb.indices, y, k)
+    disagreement = 1.0 - nb_counts[np.arange(n), y] / nb.indices.shape[1]
+    timings["neighbors_seconds"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    quality, blend = combine_scores(
+        y,
+        probs,
+        nb_counts,
+        importance,
+        knn_weight=knn_weight,
+        importance_weight=importance_weight,
+    )
+    _, blend_flag, _ = confident_joint(y, blend)
+    issue_rank = _rank(quality)
+    class_rank = _class_rank(quality, y)
+    n_flag = np.maximum(
+        np.bincount(y[blend_flag], minlength=k), np.bincount(y[cj_flag], minlength=k)
+    )
+    is_issue = class_rank <= n_flag[y]
+    timings["combine_seconds"] = time.perf_counter() - t
+    info = {
+        "n_samples": n,
+        "n_features": int(Xm.shape[1]),
+        "n_classes": k,
+        "pca_components": int(proj.Z.shape[1]),
+        "pca_explained_variance": proj.explained,
+        "pred_probs": "supplied" if pred_probs is not None else "cross-validated",
+        "n_folds": n_folds if pred_probs is None else None,
+        "lbfgs_iterations": iters,
+        "neighbor_search": nb.method,
+        "n_neighbors": int(nb.indices.shape[1]),
+        "knn_components": int(kz.shape[1]),
+        "knn_weight": knn_weight,
+        "importance_weight": importance_weight,
+        "cross_validated_accuracy": float(np.mean(predicted == y)),
+        "timings": timings,
+    }
+    logger.info("Scored %d samples: %s", n, info)
+    return LabelIssues(
+        labels=y,
+        classes=classes,
+        pred_probs=probs,
+        self_confidence=sc,
+        normalized_margin=nm,
+        confident_joint_flag=cj_flag,
+        predicted_label=predicted,
+        leverage=lev,
+        coreset_importance=importance,
+        neighbor_disagreement=disagreement,
+        label_quality=quality,
+        suggested_label=blend.argmax(axis=1).astype(np.int64),
+        is_label_issue=is_issue,
+        issue_rank=issue_rank,
+        class_rank=class_rank,
+        confident_joint=joint,
+        neighbor_indices=nb.indices,
+        info=info,
+    )
+
+
+def rank_label_issues(
+    X: ArrayLike | PathLike, labels: ArrayLike, **kwargs: Any
+) -> npt.NDArray[np.int64]:
+    """Sample indices, most likely mislabelled first (int64).
+
+    Same parameters as :func:`find_label_issues`.
+    """
+    return find_label_issues(X, labels, **kwargs).ranked()

@@ -1,0 +1,214 @@
+"""Label-issue report: importance histogram and top/bottom galleries (HTML)."""
+
+from __future__ import annotations
+
+import base64
+import io
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import numpy.typing as npt
+
+from clusterlens.report._common import css, fmt_number, fmt_value, template, version
+from clusterlens.typing import PathLike
+from clusterlens.utils._fs import atomic_write_text
+
+if TYPE_CHECKING:
+    from clusterlens.label_issues import LabelIssues
+    from clusterlens.pipelines.label_issues import BoxSamples
+
+__all__ = ["box_panels", "build_label_issue_report"]
+
+logger = logging.getLogger(__name__)
+
+_PANEL = 220  # longest side of a gallery panel, pixels
+
+
+@dataclass(frozen=True)
+class _Row:
+    index: int
+    label: str
+    suggested: str
+    rank: int
+    class_rank: int
+    quality: str
+    self_confidence: str
+    disagreement: str
+    importance: str
+    flagged: bool
+    panels: list[str]
+
+
+@dataclass(frozen=True)
+class _Bar:
+    x: float
+    y: float
+    width: float
+    height: float
+    tip: str
+
+
+@dataclass(frozen=True)
+class _Histogram:
+    width: int
+    height: int
+    left: int
+    bottom: int
+    bars: list[_Bar]
+    xticks: list[tuple[float, str]]
+    title: str
+
+
+def _png(img: Any) -> str:
+    buf = io.BytesIO()
+    img.save(buf, format="PNG", optimize=True)
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def box_panels(image_path: str, bbox: Sequence[float], label: str) -> list[Any]:
+    """The notebook's three panels for one box: mask, raw image, image + box + label.
+
+    Returns three PIL images at most ``220`` pixels on their long side.
+    """
+    from PIL import Image, ImageDraw
+
+    with Image.open(image_path) as im:
+        raw = im.convert("RGB")
+    x, y, w, h = (float(v) for v in bbox)
+    x0, y0, x1, y1 = round(x), round(y), round(x + w), round(y + h)
+    mask = Image.new("RGB", raw.size, (0, 0, 0))
+    ImageDraw.Draw(mask).rectangle([x0, y0, x1, y1], fill=(255, 255, 255))
+    boxed = raw.copy()
+    draw = ImageDraw.Draw(boxed)
+    lw = max(2, round(max(raw.size) / 200))
+    draw.rectangle([x0, y0, x1, y1], outline=(230, 30, 30), width=lw)
+    tw = draw.textlength(label)
+    ty = max(0, y0 - 12)
+    draw.rectangle([x0, ty, x0 + tw + 6, ty + 12], fill=(230, 30, 30))
+    draw.text((x0 + 3, ty), label, fill=(255, 255, 255))
+    factor = _PANEL / max(raw.size)
+    size = (max(1, round(raw.size[0] * factor)), max(1, round(raw.size[1] * factor)))
+    return [p.resize(size, Image.Resampling.LANCZOS) for p in (mask, raw, boxed)]
+
+
+def _histogram(values: npt.NDArray[np.float64], title: str) -> _Histogram | None:
+    v = values[np.isfinite(values)]
+    if v.size == 0:
+        return None
+    lo, hi = float(v.min()), float(v.max())
+    if hi <= lo:
+        hi = lo + 1.0
+    counts, edges = np.histogram(v, bins=20, range=(lo, hi))
+    width, height, left, right, top, bottom = 720, 220, 56, 16, 12, 40
+    pw, ph = width - left - right, height - top - bottom
+    cmax = max(int(counts.max()), 1)
+    bars = []
+    for c, a, b in zip(counts, edges[:-1], edges[1:], strict=True):
+        bx = left + (a - lo) / (hi - lo) * pw
+        bw = max(1.0, (b - a) / (hi - lo) * pw - 1)
+        bh = c / cmax * ph
+        bars.append(
+            _Bar(
+                round(bx, 1),
+                round(top + ph - bh, 1),
+                round(bw, 1),
+                round(bh, 1),
+                f"{fmt_number(float(a))} to {fmt_number(float(b))}: {int(c)}",
+            )
+        )
+    ticks = [
+        (round(left + t / 4 * pw, 1), fmt_number(lo + t / 4 * (hi - lo)))
+        for t in range(5)
+    ]
+    return _Histogram(width, height, left, height - bottom, bars, ticks, title)
+
+
+def _rows(
+    res: LabelIssues,
+    idx: npt.NDArray[np.int64],
+    names: Sequence[str],
+    boxes: BoxSamples | None,
+) -> list[_Row]:
+    rows = []
+    for i in idx.tolist():
+        label = names[int(res.labels[i])]
+        panels: list[str] = []
+        if boxes is not None:
+            try:
+                panels = [
+                    _png(p)
+                    for p in box_panels(str(boxes.image_path[i]), boxes.bbox[i], label)
+                ]
+            except OSError as e:  # an unreadable image: keep the row, say why
+                logger.warning("Cannot draw box %d: %s", i, e)
+        rows.append(
+            _Row(
+                index=int(i),
+                label=label,
+                suggested=names[int(res.suggested_label[i])],
+                rank=int(res.issue_rank[i]),
+                class_rank=int(res.class_rank[i]),
+                quality=f"{res.label_quality[i]:.4f}",
+                self_confidence=f"{res.self_confidence[i]:.4f}",
+                disagreement=f"{res.neighbor_disagreement[i]:.2f}",
+                importance=f"{res.coreset_importance[i]:.3f}",
+                flagged=bool(res.is_label_issue[i]),
+                panels=panels,
+            )
+        )
+    return rows
+
+
+def build_label_issue_report(
+    path: PathLike,
+    res: LabelIssues,
+    *,
+    names: Sequence[str],
+    members: npt.NDArray[np.int64],
+    top_idx: npt.NDArray[np.int64],
+    bottom_idx: npt.NDArray[np.int64],
+    boxes: BoxSamples | None = None,
+    title: str = "clusterlens label issues",
+    figures: Mapping[str, Any] | None = None,
+) -> Path:
+    """Write the self-contained label-issue report.
+
+    Sections: headline figures; histograms of the coreset importance and of
+    the combined label quality over ``members`` (the class shown); the
+    confident joint's largest off-diagonal entries; galleries of the
+    ``top_idx`` (most likely wrong first) and ``bottom_idx`` samples, each
+    row with its scores and, for boxes, the notebook's three panels (box
+    mask, raw image, image with the box and its label). Everything is
+    inlined: no scripts, no external URLs.
+    """
+    joint = res.confident_joint.copy()
+    np.fill_diagonal(joint, 0)
+    flat = np.argsort(joint, axis=None)[::-1][:10]
+    pairs = [
+        (names[int(a)], names[int(b)], int(joint[a, b]))
+        for a, b in zip(*np.unravel_index(flat, joint.shape), strict=True)
+        if joint[a, b] > 0
+    ]
+    html = template("label_issues.html.j2").render(
+        title=title,
+        css=css(),
+        figures=[(str(k), fmt_value(v)) for k, v in (figures or {}).items()],
+        hist_importance=_histogram(
+            res.coreset_importance[members], "Coreset importance (1 = class mean)"
+        ),
+        hist_quality=_histogram(
+            res.label_quality[members], "Combined label quality (low = suspicious)"
+        ),
+        pairs=pairs,
+        top=_rows(res, top_idx, names, boxes),
+        bottom=_rows(res, bottom_idx, names, boxes),
+        has_panels=boxes is not None,
+        version=version(),
+    )
+    out = Path(path)
+    atomic_write_text(out, html)
+    return out

@@ -38,3 +38,10 @@ def test_kmeans_exact_smoke():
 def test_anchors_smoke():
     out = json.dumps(_smoke("anchors.py"))
     assert "clusterlens" in out and "ultralytics" in out
+
+
+def test_pipeline_smoke():
+    out = _smoke("pipeline.py")["sets"][0]
+    assert out["set"] == "hymenoptera" and out["n_items"] == 16
+    assert "reference: SIFT-BoVW300 + LDA20" in out["pipelines"]
+    assert {"sift", "cnn", "lda20"} <= set(out["stages"])

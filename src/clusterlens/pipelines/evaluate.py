@@ -15,6 +15,18 @@ from clusterlens.io._results import read_results
 __all__ = ["evaluate_run"]
 
 
+def _class_names(run_dir: Path) -> list[str] | None:
+    """Class names of the workspace a run was made from (its run.json says which)."""
+    try:
+        info = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
+        ws = Path(info["parameters"]["workspace"])
+        meta = json.loads((ws / "workspace.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    names = meta.get("class_names")
+    return [str(x) for x in names] if names else None
+
+
 def evaluate_run(
     run: str | os.PathLike[str],
     *,
@@ -73,9 +85,7 @@ def evaluate_run(
         true = table[res["index"]]
     elif "label" in res:
         true = np.asarray(res["label"], dtype=np.int64)
-        ws_meta = path.parent.parent / "workspace.json"
-        if ws_meta.is_file():
-            names = json.loads(ws_meta.read_text(encoding="utf-8")).get("class_names")
+        names = _class_names(path.parent)
     else:
         raise DataValidationError(
             f"{str(path)!r} has no 'label' column; pass --labels items.parquet."

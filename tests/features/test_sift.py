@@ -65,3 +65,41 @@ def test_resize_policy():
 def test_bad_image():
     with pytest.raises(DataValidationError, match="must be uint8"):
         sift_descriptors(np.zeros((8, 8), np.float32))
+
+
+@pytest.mark.filterwarnings("ignore::clusterlens.exceptions.DataQualityWarning")
+def test_interrupted_extraction_resumes_to_the_same_output(tmp_path, monkeypatch):
+    """A crash after the first checkpointed chunk resumes there, bit for bit."""
+    import clusterlens.features._sift as sift_mod
+    from clusterlens.io import create_workspace
+    from clusterlens.pipelines import features as feat
+
+    rng = np.random.default_rng(0)
+    imgs = (rng.random((70, 48, 48)) * 255).astype(np.uint8)
+    np.savez(tmp_path / "d.npz", images=imgs)
+    (tmp_path / "ws").mkdir()
+    ws = create_workspace(tmp_path / "d.npz", tmp_path / "ws")
+    fresh = feat.run_sift_features(ws, tmp_path / "fresh", max_keypoints=20, n_jobs=1)
+
+    real = sift_mod.sift_descriptors
+    calls = {"n": 0}
+
+    def crashing(*a, **k):
+        calls["n"] += 1
+        if calls["n"] > 66:
+            raise KeyboardInterrupt
+        return real(*a, **k)
+
+    monkeypatch.setattr(sift_mod, "sift_descriptors", crashing)
+    with pytest.raises(KeyboardInterrupt):
+        feat.run_sift_features(ws, tmp_path / "out", max_keypoints=20, n_jobs=1)
+    assert not (tmp_path / "out").exists() and (tmp_path / ".out.work").is_dir()
+    monkeypatch.setattr(sift_mod, "sift_descriptors", real)
+    resumed = feat.run_sift_features(ws, tmp_path / "out", max_keypoints=20, n_jobs=1)
+    assert resumed["resumed_from_item"] == 64
+    assert not (tmp_path / ".out.work").exists()
+    for name in ("descriptors.npy", "offsets.npy", "keypoints.npy"):
+        np.testing.assert_array_equal(
+            np.load(tmp_path / "out" / name), np.load(tmp_path / "fresh" / name)
+        )
+    assert fresh["n_descriptors"] == resumed["n_descriptors"]

@@ -45,3 +45,12 @@ def test_pipeline_smoke():
     assert out["set"] == "hymenoptera" and out["n_items"] == 16
     assert "reference: SIFT-BoVW300 + LDA20" in out["pipelines"]
     assert {"sift", "cnn", "lda20"} <= set(out["stages"])
+
+
+def test_label_issues_smoke():
+    out = _smoke("label_issues.py")
+    row = out["quality"][0]
+    assert row["setting"] == "digits uniform 10%"
+    # The combined ranking is at least as good as cleanlab on the same pred_probs.
+    assert row["clusterlens"]["auroc"] >= row["cleanlab"]["auroc"]
+    assert row["clusterlens"]["precision_at_k"] >= row["cleanlab"]["precision_at_k"]

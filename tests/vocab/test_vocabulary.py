@@ -104,3 +104,108 @@ def test_vocab_cli_k_too_large(tmp_path):
     )
     assert r.exit_code == 1 and "larger than the number of descriptors" in r.stderr
     assert not (tmp_path / "o").exists()
+
+
+def _vocab_cli(*args):
+    return CliRunner().invoke(cli, ["vocab", *map(str, args)])
+
+
+def test_index_quantizer_agrees_with_brute_force(shared_data):
+    with np.load(shared_data / "sift" / "coco128_sift_opencv.npz") as z:
+        X = z["descriptors"][:30_000]
+    vocab = VisualVocabulary(4096, max_iter=3, random_state=0).fit(X)
+    assert vocab.mode_ == "large" and vocab.quantizer_ == "index"
+    C = vocab.centers_.astype(np.float64)
+    Xq = X[:5000].astype(np.float64)
+    d2 = (Xq**2).sum(1)[:, None] - 2 * Xq @ C.T + (C**2).sum(1)[None, :]
+    words = vocab.transform(X[:5000])
+    rate = np.mean(words == d2.argmin(1))
+    assert rate >= 0.99, rate
+    assert vocab.agreement(X[:5000], sample=5000) == pytest.approx(rate, abs=0.002)
+    exact = VisualVocabulary.from_centers(vocab.centers_)
+    exact.quantizer = "exact"
+    assert np.mean(exact.transform(X[:5000]) == d2.argmin(1)) >= 0.999
+
+
+def test_vocab_cli_large_k_checkpoint_and_resume(tmp_path):
+    rng = np.random.default_rng(0)
+    X = np.clip(rng.normal(100, 30, (6000, 16)), 0, 255).astype(np.uint8)
+    np.save(tmp_path / "x.npy", X)
+    common = ["-k", 512, "--mode", "large", "--seed", 1, "--format", "json"]
+    r = _vocab_cli(
+        tmp_path / "x.npy", *common, "--max-iter", 8, "--out", tmp_path / "a"
+    )
+    assert r.exit_code == 0, r.output
+    full = json.loads(r.stdout)
+    assert full["mode"] == "large" and full["quantizer"] == "exact"
+    ck = tmp_path / "ck"
+    r = _vocab_cli(
+        tmp_path / "x.npy",
+        *common,
+        "--max-iter",
+        3,
+        "--checkpoint",
+        ck,
+        "--out",
+        tmp_path / "b",
+    )
+    assert r.exit_code == 0, r.output
+    r = _vocab_cli(
+        tmp_path / "x.npy",
+        *common,
+        "--max-iter",
+        8,
+        "--resume",
+        ck,
+        "--out",
+        tmp_path / "c",
+    )
+    assert r.exit_code == 0, r.output
+    a = VisualVocabulary.load(tmp_path / "a" / "vocab")
+    c = VisualVocabulary.load(tmp_path / "c" / "vocab")
+    np.testing.assert_array_equal(a.centers_, c.centers_)
+    wa = pq.read_table(tmp_path / "a" / "assignments.parquet")["word"].to_numpy()
+    wc = pq.read_table(tmp_path / "c" / "assignments.parquet")["word"].to_numpy()
+    np.testing.assert_array_equal(wa, wc)
+    run = json.loads((tmp_path / "c" / "run.json").read_text())
+    assert run["parameters"]["mode"] == "large"
+    # a checkpoint of other parameters, or a corrupt one: one message, exit 1
+    r = _vocab_cli(
+        tmp_path / "x.npy",
+        "-k",
+        256,
+        "--mode",
+        "large",
+        "--seed",
+        1,
+        "--resume",
+        ck,
+        "--out",
+        tmp_path / "d",
+    )
+    assert r.exit_code == 1 and "fingerprint" in r.stderr
+    assert "Traceback" not in r.output and not (tmp_path / "d").exists()
+    npz = next(ck.glob("checkpoint-*.npz"))
+    npz.write_bytes(b"garbage")
+    r = _vocab_cli(
+        tmp_path / "x.npy",
+        *common,
+        "--max-iter",
+        8,
+        "--resume",
+        ck,
+        "--out",
+        tmp_path / "e",
+    )
+    assert r.exit_code == 1 and "corrupt" in r.stderr
+    assert not (tmp_path / "e").exists()
+
+
+def test_vocab_cli_more_words_than_distinct_descriptors(tmp_path):
+    X = np.repeat(_sift_like(4, n=40), 10, axis=0)  # 40 distinct rows, 400 in all
+    np.save(tmp_path / "x.npy", X)
+    r = _vocab_cli(tmp_path / "x.npy", "-k", 100, "--out", tmp_path / "o")
+    assert r.exit_code == 1
+    assert "larger than the 40 distinct descriptors" in r.stderr
+    assert not (tmp_path / "o").exists()
+

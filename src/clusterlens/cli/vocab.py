@@ -1,4 +1,4 @@
-"""``clusterlens vocab``: a visual vocabulary over local descriptors (exact k-means)."""
+"""``clusterlens vocab``: a visual vocabulary over local descriptors."""
 
 from __future__ import annotations
 
@@ -15,6 +15,8 @@ Examples:
   clusterlens vocab ../shared/data/sift/coco128_sift_opencv.npz -k 1024 --out vocab
   clusterlens vocab oxford5k_sift.bin -k 16384 --sample 1000000 --max-iter 10 --out v
   clusterlens vocab sift.bvecs -k 4096 --out vocab --format json --quiet
+  clusterlens vocab oxford5k.npy -k 131072 --max-iter 12 --checkpoint ck --out v
+  clusterlens vocab oxford5k.npy -k 131072 --max-iter 12 --resume ck --out v
 """
 
 
@@ -39,9 +41,61 @@ Examples:
 @click.option("--max-iter", type=click.IntRange(min=1), default=20, show_default=True)
 @click.option(
     "--init",
-    type=click.Choice(["k-means++", "random"]),
-    default="k-means++",
+    type=click.Choice(["auto", "k-means++", "random"]),
+    default="auto",
     show_default=True,
+    help="auto: k-means++ for exact training, random rows in the large-k mode.",
+)
+@click.option(
+    "--mode",
+    type=click.Choice(["auto", "exact", "large"]),
+    default="auto",
+    show_default=True,
+    help="Training: exact Lloyd, or the large-k mode (auto: from 4,096 words).",
+)
+@click.option(
+    "--candidates",
+    type=click.IntRange(min=1),
+    default=3,
+    show_default=True,
+    help="Large-k mode: candidate words kept per descriptor.",
+)
+@click.option(
+    "--refresh-every",
+    type=click.IntRange(min=0),
+    default=3,
+    show_default=True,
+    help="Large-k mode: new candidates from the index every N iterations "
+    "(0: first pass only; faster, larger SSE).",
+)
+@click.option(
+    "--quantizer",
+    type=click.Choice(["auto", "exact", "index"]),
+    default="auto",
+    show_default=True,
+    help="Word search: exact, or a two-level index (auto: from 4,096 words).",
+)
+@click.option(
+    "--probe",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Index quantizer: groups of words searched per descriptor.",
+)
+@click.option(
+    "--checkpoint",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Folder for a training checkpoint written after every iteration.",
+)
+@click.option(
+    "--resume",
+    "resume",
+    is_flag=False,
+    flag_value="",
+    default=None,
+    metavar="[DIR]",
+    help="Continue an interrupted fit from the checkpoint in DIR "
+    "(default: --checkpoint).",
 )
 @descriptor_options
 @common_options()
@@ -51,6 +105,13 @@ def vocab(
     sample: int | None,
     max_iter: int,
     init: str,
+    mode: str,
+    candidates: int,
+    refresh_every: int,
+    quantizer: str,
+    probe: int | None,
+    checkpoint: Path | None,
+    resume: str | None,
     format_in: str | None,
     dim: int,
     key: str | None,
@@ -63,14 +124,26 @@ def vocab(
     """Build a visual vocabulary of K words from DATA and assign every descriptor.
 
     Writes OUT/vocab.npz + vocab.json (load with VisualVocabulary.load),
-    OUT/assignments.parquet (index, word, distance) and OUT/run.json. Training
-    is exact Lloyd; a large-k mode is being built (issue #4).
+    OUT/assignments.parquet (index, word, distance) and OUT/run.json. From
+    4,096 words on, training runs the large-k mode (each descriptor is
+    compared with a few candidate words) and quantization a two-level index
+    whose agreement with an exact search is measured and written to run.json.
+    With --checkpoint, an interrupted fit continues with --resume and ends as
+    an uninterrupted one would.
     """
     from clusterlens.exceptions import InvalidParameterError
     from clusterlens.io import open_descriptors
     from clusterlens.pipelines import run_vocab
     from clusterlens.utils._fs import staged_output_dir
 
+    if resume is not None:
+        if resume:
+            checkpoint = Path(resume)
+        if checkpoint is None:
+            raise InvalidParameterError(
+                "--resume needs the checkpoint folder: --resume DIR, or --checkpoint "
+                "DIR --resume."
+            )
     X = open_descriptors(data, format=format_in, dim=dim, key=key)  # type: ignore[arg-type]
     n_fit = min(X.shape[0], sample or X.shape[0])
     if k > n_fit:
@@ -86,6 +159,13 @@ def vocab(
             sample=sample,
             max_iter=max_iter,
             init=init,
+            mode=mode,
+            n_candidates=candidates,
+            refresh_every=refresh_every,
+            quantizer=quantizer,
+            n_probe=probe,
+            checkpoint_dir=checkpoint,
+            resume=resume is not None,
             random_state=seed,
             verbose=verbosity(quiet, fmt),
             command={"data": str(data)},
@@ -99,7 +179,9 @@ def vocab(
         f"Vocabulary of {k:,} words from {summary['n_fit_samples']:,} of "
         f"{summary['n_descriptors']:,} descriptors ({summary['dtype']}, "
         f"{summary['n_features']}-d); SSE of all descriptors {summary['sse_all']:.6g}; "
-        f"{summary['empty_words']} empty words; quantized at "
-        f"{summary['descriptors_per_second']:,.0f} descriptors/s.\nWrote {out}/: "
+        f"{summary['empty_words']} empty words; {summary['mode']} training in "
+        f"{summary['fit_seconds']:.1f} s; {summary['quantizer']} quantization at "
+        f"{summary['descriptors_per_second']:,.0f} descriptors/s "
+        f"({100 * summary['quantizer_agreement']:.2f} % exact).\nWrote {out}/: "
         "vocab.npz, vocab.json, assignments.parquet, run.json",
     )

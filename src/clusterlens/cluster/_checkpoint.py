@@ -16,7 +16,16 @@ import numpy.typing as npt
 from clusterlens.exceptions import DataValidationError
 from clusterlens.utils._fs import atomic_write_bytes, atomic_write_text
 
-__all__ = ["LloydState", "fingerprint", "load_state", "save_state"]
+__all__ = [
+    "LloydState",
+    "fingerprint",
+    "load_arrays",
+    "load_large_state",
+    "load_state",
+    "save_arrays",
+    "save_large_state",
+    "save_state",
+]
 
 FORMAT = "clusterlens.lloyd-checkpoint"
 FORMAT_VERSION = 1
@@ -54,33 +63,30 @@ def fingerprint(X: npt.NDArray[Any], params: dict[str, Any]) -> str:
     return h.hexdigest()[:32]
 
 
-def save_state(directory: str | os.PathLike[str], state: LloydState, fp: str) -> None:
-    """Write ``checkpoint-NNNNNN.npz`` and ``checkpoint.json``, crash-safe."""
+def save_arrays(
+    directory: str | os.PathLike[str],
+    arrays: dict[str, npt.NDArray[Any]],
+    meta: dict[str, Any],
+    fp: str,
+) -> None:
+    """Write ``checkpoint-NNNNNN.npz`` and ``checkpoint.json``, crash-safe.
+
+    ``meta`` must hold ``iteration``; the JSON also records the format, the
+    fingerprint, the array file's name and its SHA-256.
+    """
     d = Path(directory)
     buf = io.BytesIO()
-    np.savez(
-        buf,
-        centers=state.centers,
-        labels=state.labels,
-        sums=state.sums,
-        weights=state.weights,
-        origin=state.origin,
-        best_centers=state.best_centers,
-    )
+    np.savez(buf, **arrays)
     meta = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "fingerprint": fp,
-        "iteration": state.iteration,
-        "best_inertia": state.best_inertia,
-        "best_it": state.best_it,
-        "history": state.history,
-        "converged": state.converged,
+        **meta,
     }
     # New arrays under a new name first, then the JSON that names them, then
     # the old arrays go: a crash at any point leaves a JSON whose arrays exist.
     data = buf.getvalue()
-    name = f"checkpoint-{state.iteration:06d}.npz"
+    name = f"checkpoint-{int(meta['iteration']):06d}.npz"
     meta["arrays"] = name
     meta["npz_sha256"] = hashlib.sha256(data).hexdigest()
     atomic_write_bytes(d / name, data)
@@ -90,7 +96,9 @@ def save_state(directory: str | os.PathLike[str], state: LloydState, fp: str) ->
             old.unlink(missing_ok=True)
 
 
-def load_state(directory: str | os.PathLike[str], fp: str) -> LloydState:
+def load_arrays(
+    directory: str | os.PathLike[str], fp: str
+) -> tuple[dict[str, npt.NDArray[Any]], dict[str, Any]]:
     """Read a checkpoint, checking it is whole and belongs to this data and fit."""
     d = Path(directory)
     try:
@@ -119,8 +127,41 @@ def load_state(directory: str | os.PathLike[str], fp: str) -> LloydState:
             "(fingerprint mismatch). Resume with the same data, k, init, seed and "
             "engine, or start again."
         )
-    with np.load(io.BytesIO(data), allow_pickle=False) as z:
-        arrays = {k: z[k] for k in z.files}
+    try:
+        with np.load(io.BytesIO(data), allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+    except (OSError, ValueError) as e:
+        raise DataValidationError(f"The checkpoint in {d} is unreadable ({e}).") from e
+    return arrays, meta
+
+
+def save_state(directory: str | os.PathLike[str], state: LloydState, fp: str) -> None:
+    """Write the state of an exact Lloyd fit (see :func:`save_arrays`)."""
+    save_arrays(
+        directory,
+        {
+            "centers": state.centers,
+            "labels": state.labels,
+            "sums": state.sums,
+            "weights": state.weights,
+            "origin": state.origin,
+            "best_centers": state.best_centers,
+        },
+        {
+            "kind": "exact",
+            "iteration": state.iteration,
+            "best_inertia": state.best_inertia,
+            "best_it": state.best_it,
+            "history": state.history,
+            "converged": state.converged,
+        },
+        fp,
+    )
+
+
+def load_state(directory: str | os.PathLike[str], fp: str) -> LloydState:
+    """Read the state of an exact Lloyd fit (see :func:`load_arrays`)."""
+    arrays, meta = load_arrays(directory, fp)
     return LloydState(
         iteration=int(meta["iteration"]),
         centers=arrays["centers"],
@@ -131,6 +172,44 @@ def load_state(directory: str | os.PathLike[str], fp: str) -> LloydState:
         best_inertia=float(meta["best_inertia"]),
         best_centers=arrays["best_centers"],
         best_it=int(meta["best_it"]),
+        history=list(meta.get("history", [])),
+        converged=bool(meta.get("converged", False)),
+    )
+
+
+def save_large_state(directory: str | os.PathLike[str], state: Any, fp: str) -> None:
+    """Write the state of a large-k fit (a ``LargeKState``)."""
+    save_arrays(
+        directory,
+        {
+            "centers": state.centers,
+            "labels": state.labels,
+            "top": state.top,
+            "perm": state.perm,
+            "shift": state.shift,
+        },
+        {
+            "kind": "large",
+            "iteration": state.iteration,
+            "history": state.history,
+            "converged": state.converged,
+        },
+        fp,
+    )
+
+
+def load_large_state(directory: str | os.PathLike[str], fp: str) -> Any:
+    """Read the state of a large-k fit."""
+    from clusterlens.cluster._large import LargeKState
+
+    arrays, meta = load_arrays(directory, fp)
+    return LargeKState(
+        iteration=int(meta["iteration"]),
+        centers=arrays["centers"],
+        labels=arrays["labels"],
+        top=arrays["top"],
+        perm=arrays["perm"],
+        shift=arrays["shift"],
         history=list(meta.get("history", [])),
         converged=bool(meta.get("converged", False)),
     )

@@ -23,7 +23,14 @@ def run_vocab(
     n_words: int,
     sample: int | None = None,
     max_iter: int = 20,
-    init: Any = "k-means++",
+    init: Any = "auto",
+    mode: str = "auto",
+    n_candidates: int = 3,
+    refresh_every: int = 3,
+    quantizer: str = "auto",
+    n_probe: int | None = None,
+    checkpoint_dir: str | os.PathLike[str] | None = None,
+    resume: bool = False,
     random_state: int = 0,
     verbose: int = 0,
     command: dict[str, Any] | None = None,
@@ -31,7 +38,9 @@ def run_vocab(
     """Fit a vocabulary on X (or a sample), quantize every row, write the outputs.
 
     Writes ``vocab.npz`` + ``vocab.json``, ``assignments.parquet`` (``index``,
-    ``word``, ``distance``: Euclidean to the word) and ``run.json``.
+    ``word``, ``distance``: Euclidean to the word) and ``run.json`` (with the
+    training mode, the quantizer and its measured agreement with an exact
+    search on 10,000 sampled descriptors).
     """
     out = Path(out_dir)
     t0 = time.perf_counter()
@@ -40,12 +49,20 @@ def run_vocab(
         sample=sample,
         init=init,
         max_iter=max_iter,
+        mode=mode,
+        n_candidates=n_candidates,
+        refresh_every=refresh_every,
+        quantizer=quantizer,
+        n_probe=n_probe,
+        checkpoint_dir=checkpoint_dir,
+        resume=resume,
         random_state=random_state,
         verbose=verbose,
     ).fit(X)
     t_fit = time.perf_counter() - t0
     words, d2 = vocab.quantize(X)
     t_quant = time.perf_counter() - t0 - t_fit
+    agreement = vocab.agreement(X, sample=10_000, random_state=random_state)
     vocab.save(out / "vocab")
     write_results(
         out / "assignments.parquet",
@@ -65,6 +82,9 @@ def run_vocab(
         "fit_inertia": vocab.inertia_,
         "sse_all": float(d2.astype(np.float64).sum()),
         "n_iter": vocab.n_iter_,
+        "mode": vocab.mode_,
+        "quantizer": vocab.quantizer_,
+        "quantizer_agreement": agreement,
         "empty_words": int((counts == 0).sum()),
         "largest_word_share": float(counts.max() / max(1, counts.sum())),
         "fit_seconds": t_fit,
@@ -82,7 +102,11 @@ def run_vocab(
                 "sample": sample,
                 "max_iter": max_iter,
                 "init": init if isinstance(init, str) else "array",
-                "mode": "exact",
+                "mode": mode,
+                "n_candidates": n_candidates,
+                "refresh_every": refresh_every,
+                "quantizer": quantizer,
+                "n_probe": n_probe,
             },
             "seed": random_state,
             "timings": {"fit_seconds": t_fit, "quantize_seconds": t_quant},

@@ -13,15 +13,39 @@ from sklearn.base import BaseEstimator
 
 from clusterlens.cluster import get_engine, kmeans
 from clusterlens.cluster._driver import assign_chunked
+from clusterlens.cluster._kmeans import LARGE_K_THRESHOLD
 from clusterlens.exceptions import DataValidationError, NotFittedError
 from clusterlens.io import as_matrix
 from clusterlens.typing import SeedLike
-from clusterlens.utils.validation import check_int, check_random_state
+from clusterlens.utils.validation import check_int, check_options, check_random_state
 
 __all__ = ["VisualVocabulary"]
 
 FORMAT = "clusterlens.vocabulary"
 FORMAT_VERSION = 1
+_QUANTIZERS = ("auto", "exact", "index")
+
+
+def count_distinct_rows(X: npt.NDArray[Any], stop_at: int | None = None) -> int:
+    """Number of distinct rows of X, read in chunks (64-bit row hashes).
+
+    With ``stop_at``, stops counting once that many are certain (fast on
+    real data, where the first chunk already holds them). Two different
+    rows share a hash with probability ~2^-64 per pair.
+    """
+    n, d = X.shape
+    w = np.random.default_rng(0).integers(1, 2**63 - 1, size=d, dtype=np.uint64)
+    seen: npt.NDArray[np.uint64] = np.empty(0, np.uint64)
+    step = max(1, (64 << 20) // max(1, 8 * d))
+    for a in range(0, n, step):
+        block = np.ascontiguousarray(X[a : a + step])
+        if block.dtype.kind == "f":  # hash the bit patterns (-0.0 as 0.0)
+            block = (block + 0).view(f"u{block.dtype.itemsize}")
+        h = (block.astype(np.uint64) * w).sum(axis=1, dtype=np.uint64)
+        seen = np.union1d(seen, h)
+        if stop_at is not None and seen.size >= stop_at:
+            return int(seen.size)
+    return int(seen.size)
 
 
 class VisualVocabulary(BaseEstimator):
@@ -34,11 +58,33 @@ class VisualVocabulary(BaseEstimator):
     sample : int, default=None
         Fit on a uniform random sample of this many descriptors (all when
         None); :meth:`transform` then assigns every descriptor.
-    init : {"k-means++", "random"} or array, default="k-means++"
+    init : {"auto", "k-means++", "random"} or array, default="auto"
+        "auto": k-means++ for exact training, random rows in the large-k mode.
     max_iter : int, default=20
         Lloyd iterations (vocabularies are usually trained for a fixed count).
     tol : float, default=1e-4
     engine : {"auto", "numpy", "faiss"}, default="auto"
+        Engine of exact training and exact quantization.
+    mode : {"auto", "exact", "large"}, default="auto"
+        Training mode of :func:`~clusterlens.cluster.kmeans`: "auto" is the
+        large-k mode from 4,096 words on.
+    n_candidates, refresh_every : int
+        Large-k mode settings (see :func:`~clusterlens.cluster.kmeans`).
+    quantizer : {"auto", "exact", "index"}, default="auto"
+        How :meth:`transform` finds each descriptor's word: "exact" compares
+        with every word; "index" with the words of its ``n_probe`` nearest
+        groups of words (a two-level index); "auto" is "index" from 4,096
+        words on. :meth:`agreement` measures how often "index" finds the
+        exact nearest word.
+    n_probe : int, default=None
+        Groups of words searched per descriptor by the index quantizer;
+        None: ``max(32, round(0.05 * n_groups))`` of ``2 sqrt(n_words)``
+        groups (>= 99 % agreement on SIFT in ``benchmarks/vocab.py``).
+    checkpoint_dir : path, default=None
+        Write a training checkpoint there after every iteration (needs an
+        int ``random_state``).
+    resume : bool, default=False
+        Continue training from the checkpoint in ``checkpoint_dir``.
     random_state : int, Generator or None, default=None
     verbose : int, default=0
 
@@ -53,11 +99,10 @@ class VisualVocabulary(BaseEstimator):
 
     Notes
     -----
-    Training is exact Lloyd on clusterlens's chunked GEMM engine; quantization
-    (:meth:`transform`) is an exact nearest-word search, chunk by chunk, so
-    a memory-mapped uint8 file is never copied whole. A large-k mode that
-    avoids comparing every descriptor with every word is the subject of
-    issue #4 (``cluster/_large_k.py`` holds the prototype).
+    Training is :func:`~clusterlens.cluster.kmeans`: exact chunked Lloyd for
+    small vocabularies, the large-k mode (each descriptor compared with a few
+    candidate words) for large ones. Quantization (:meth:`transform`) reads
+    X chunk by chunk, so a memory-mapped uint8 file is never copied whole.
 
     Examples
     --------
@@ -74,10 +119,17 @@ class VisualVocabulary(BaseEstimator):
         n_words: int = 1024,
         *,
         sample: int | None = None,
-        init: Any = "k-means++",
+        init: Any = "auto",
         max_iter: int = 20,
         tol: float = 1e-4,
         engine: str = "auto",
+        mode: str = "auto",
+        n_candidates: int = 3,
+        refresh_every: int = 3,
+        quantizer: str = "auto",
+        n_probe: int | None = None,
+        checkpoint_dir: str | os.PathLike[str] | None = None,
+        resume: bool = False,
         random_state: SeedLike = None,
         verbose: int = 0,
     ) -> None:
@@ -87,6 +139,13 @@ class VisualVocabulary(BaseEstimator):
         self.max_iter = max_iter
         self.tol = tol
         self.engine = engine
+        self.mode = mode
+        self.n_candidates = n_candidates
+        self.refresh_every = refresh_every
+        self.quantizer = quantizer
+        self.n_probe = n_probe
+        self.checkpoint_dir = checkpoint_dir
+        self.resume = resume
         self.random_state = random_state
         self.verbose = verbose
 
@@ -104,6 +163,22 @@ class VisualVocabulary(BaseEstimator):
             train = np.asarray(Xa[rows])  # only the sample is read; dtype kept
         else:
             train = Xa
+        check_options(self.quantizer, "quantizer", "VisualVocabulary", _QUANTIZERS)
+        n_words = check_int(self.n_words, "n_words", "VisualVocabulary", low=1)
+        if n_words > train.shape[0]:
+            raise DataValidationError(
+                f"n_words={n_words} is larger than the {train.shape[0]:,} descriptors "
+                "to fit on. Use fewer words or more descriptors (a larger sample)."
+            )
+        distinct = count_distinct_rows(train, stop_at=n_words)
+        if distinct < n_words:
+            raise DataValidationError(
+                f"n_words={n_words} is larger than the {distinct:,} distinct "
+                "descriptors to fit on: some words would be copies of others. Use "
+                f"at most {distinct:,} words, or more (or less duplicated) data."
+            )
+        # an int seed for the fit, so that it can be checkpointed and resumed
+        fit_seed = int(rng.integers(0, 2**31 - 1))
         res = kmeans(
             train,
             self.n_words,
@@ -111,14 +186,20 @@ class VisualVocabulary(BaseEstimator):
             max_iter=self.max_iter,
             tol=self.tol,
             engine=self.engine,
-            random_state=rng,
+            random_state=fit_seed,
             verbose=self.verbose,
+            mode=self.mode,  # type: ignore[arg-type]
+            n_candidates=self.n_candidates,
+            refresh_every=self.refresh_every,
+            checkpoint_dir=self.checkpoint_dir,
+            resume=self.resume,
         )
         self.centers_ = res.centers
         self.inertia_ = res.inertia
         self.n_iter_ = res.n_iter
         self.history_ = res.history
         self.engine_ = res.engine
+        self.mode_ = res.mode
         self.n_features_in_ = Xa.shape[1]
         self.n_fit_samples_ = int(train.shape[0])
         self.fit_seconds_ = time.perf_counter() - t0
@@ -139,6 +220,7 @@ class VisualVocabulary(BaseEstimator):
         vocab.n_iter_ = 0
         vocab.history_ = []
         vocab.engine_ = "numpy"
+        vocab.mode_ = "exact"
         vocab.n_features_in_ = C.shape[1]
         vocab.n_fit_samples_ = 0
         vocab.fit_seconds_ = 0.0
@@ -151,8 +233,7 @@ class VisualVocabulary(BaseEstimator):
                 "'from_centers' before using it."
             )
 
-    def quantize(self, X: Any) -> tuple[npt.NDArray[np.int64], npt.NDArray[Any]]:
-        """Nearest word of each descriptor and its squared distance (exact)."""
+    def _check_descriptors(self, X: Any) -> npt.NDArray[Any]:
         self._check_fitted()
         Xa = as_matrix(X)
         if Xa.shape[1] != self.n_features_in_:
@@ -161,8 +242,71 @@ class VisualVocabulary(BaseEstimator):
                 f"have {self.n_features_in_}. Use descriptors of the kind the "
                 "vocabulary was built from."
             )
-        engine = get_engine(self.engine_ if self.engine == "auto" else self.engine)
+        return Xa
+
+    @property
+    def quantizer_(self) -> str:
+        """The quantizer :meth:`transform` uses: "exact" or "index"."""
+        self._check_fitted()
+        q = check_options(self.quantizer, "quantizer", "VisualVocabulary", _QUANTIZERS)
+        if q == "auto":
+            q = "index" if self.centers_.shape[0] >= LARGE_K_THRESHOLD else "exact"
+        return str(q)
+
+    def _index(self) -> Any:
+        """The two-level index over the words (built once, seeded, cached)."""
+        from clusterlens.cluster._large import CoarseIndex
+
+        cached = self.__dict__.get("_index_cache")
+        if cached is not None and cached[0] is self.centers_:
+            return cached[1]
+        C = np.asarray(self.centers_, np.float64)
+        shift = C.mean(axis=0)
+        k = C.shape[0]
+        g = max(1, round(2 * np.sqrt(k)))
+        n_probe = self.n_probe or max(32, round(0.05 * g))
+        index = CoarseIndex(C - shift, shift=shift, n_groups=g, n_probe=n_probe)
+        self.__dict__["_index_cache"] = (self.centers_, index)
+        return index
+
+    def quantize(self, X: Any) -> tuple[npt.NDArray[np.int64], npt.NDArray[Any]]:
+        """Nearest word of each descriptor and its squared distance.
+
+        Exact, or through the two-level index (see ``quantizer``).
+        """
+        Xa = self._check_descriptors(X)
+        if self.quantizer_ == "index":
+            top, d2 = self._index().search(Xa, 1)
+            return top[:, 0], d2
+        engine = get_engine(
+            self.engine
+            if self.engine != "auto"
+            else ("numpy" if self.engine_ == "large-k" else self.engine_)
+        )
         return assign_chunked(Xa, self.centers_.astype(np.float64), engine)
+
+    def agreement(
+        self, X: Any, *, sample: int = 10_000, random_state: SeedLike = 0
+    ) -> float:
+        """Share of (sampled) descriptors whose word is their exact nearest word.
+
+        1.0 for the exact quantizer; for the index quantizer, measured
+        against an exact search on ``sample`` random rows of X. Ties (two
+        words at the same distance) count as agreement.
+        """
+        Xa = self._check_descriptors(X)
+        rng = check_random_state(random_state)
+        n = Xa.shape[0]
+        rows = np.sort(rng.choice(n, size=min(n, sample), replace=False))
+        Xs = np.asarray(Xa[rows])
+        _words, d2 = self.quantize(Xs)
+        if self.quantizer_ == "exact":
+            return 1.0
+        _, d2_exact = assign_chunked(
+            Xs, self.centers_.astype(np.float64), get_engine("numpy")
+        )
+        tol = 1e-5 * np.maximum(d2_exact.astype(np.float64), 1.0)
+        return float(np.mean(d2.astype(np.float64) <= d2_exact + tol))
 
     def transform(self, X: Any) -> npt.NDArray[np.int64]:
         """Visual-word id of each descriptor, shape (n_descriptors,)."""
@@ -181,6 +325,8 @@ class VisualVocabulary(BaseEstimator):
             params["init"] = "array"
         if not isinstance(params["random_state"], int | None):
             params["random_state"] = None
+        if params["checkpoint_dir"] is not None:
+            params["checkpoint_dir"] = str(params["checkpoint_dir"])
         return write_model(
             path,
             {"centers": self.centers_},
@@ -191,6 +337,7 @@ class VisualVocabulary(BaseEstimator):
                 "inertia_": self.inertia_,
                 "n_iter_": self.n_iter_,
                 "engine_": self.engine_,
+                "mode_": getattr(self, "mode_", "exact"),
                 "n_features_in_": self.n_features_in_,
                 "n_fit_samples_": self.n_fit_samples_,
                 "fit_seconds_": self.fit_seconds_,
@@ -215,13 +362,14 @@ class VisualVocabulary(BaseEstimator):
         valid = cls().get_params()
         params = {k: v for k, v in meta.get("params", {}).items() if k in valid}
         if params.get("init") == "array":
-            params["init"] = "k-means++"
+            params["init"] = "auto"
         vocab = cls(**params)
         attrs = meta.get("attributes", {})
         vocab.centers_ = centers
         vocab.inertia_ = float(attrs.get("inertia_", np.nan))
         vocab.n_iter_ = int(attrs.get("n_iter_", 0))
         vocab.engine_ = str(attrs.get("engine_", "numpy"))
+        vocab.mode_ = str(attrs.get("mode_", "exact"))
         vocab.n_features_in_ = int(attrs.get("n_features_in_", centers.shape[1]))
         vocab.n_fit_samples_ = int(attrs.get("n_fit_samples_", 0))
         vocab.fit_seconds_ = float(attrs.get("fit_seconds_", 0.0))

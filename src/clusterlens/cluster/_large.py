@@ -1,0 +1,649 @@
+"""Large-k Lloyd: each point is compared with a few candidate centres, not all k.
+
+Algorithm
+---------
+*Two-level index* (:class:`CoarseIndex`). The k centres are grouped by a
+small k-means into ``g ~ sqrt(k)`` groups. A point goes to its nearest group
+centre (an ``n x g`` GEMM) and is compared with the centres of that group's
+``n_probe`` nearest groups: ``2 d (g + n_probe k / g)`` flops per point
+instead of ``2 d k``. Points are processed group by group, so each group's
+candidate centres are gathered once and scored with one GEMM per block of
+points. This is the first assignment of a fit, an optional periodic refresh,
+and the fast quantizer of :class:`~clusterlens.vocab.VisualVocabulary`.
+
+*Candidate passes* (:func:`candidate_pass`). Every pass keeps each point's
+``r`` best centres (``top``). The next pass scores the points of cluster c
+against the union of the kept centres of all c's points (c's own included):
+a point also sees the runners-up of its cluster-mates, ~20-40 centres per
+cluster, and its own centre is always a candidate, so no point gets farther
+from its centre and, with the mean update, the SSE never rises. Rows are
+kept sorted by label in a private copy (uint8 stays uint8), so a cluster's
+points are one contiguous block, and re-sorting after a pass is a nearly
+sequential copy. Per-cluster sums are taken inside the pass from the block
+that is already in cache (float64, sorted runs + ``np.add.reduceat``).
+
+Cost per candidate pass: ``2 n d c`` flops with c the candidates per
+cluster (~20-40) plus O(n d) bookkeeping; the index pass costs
+``2 n d (g + n_probe k / g)``. See ``benchmarks/vocab.py`` for the measured
+speed and the SSE against exact Lloyd from the same initial centres.
+
+Precision: rows and centres are shifted by the mean of the initial centres
+and scored in float32 as ``2 x.c - ||c||^2``, as the exact numpy engine does.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from clusterlens.utils._progress import progress
+
+__all__ = [
+    "CoarseIndex",
+    "LargeKResult",
+    "LargeKState",
+    "candidate_pass",
+    "large_k_lloyd",
+]
+
+logger = logging.getLogger(__name__)
+
+F32 = np.float32
+_SUB = 512  # rows per scoring block (keeps the score matrix in cache)
+_CHUNK = 1 << 18  # rows per chunk when streaming X from its source
+
+
+def _storage_dtype(dtype: np.dtype[Any]) -> np.dtype[Any]:
+    """Small integers stay as they are (uint8 SIFT), anything else float32."""
+    if np.issubdtype(dtype, np.integer) and dtype.itemsize <= 2:
+        return np.dtype(dtype)
+    return np.dtype(F32)
+
+
+class _Rows:
+    """Conversion of stored rows to shifted float32 blocks."""
+
+    def __init__(self, shift: npt.NDArray[np.float64], store: np.dtype[Any]) -> None:
+        self.shift = shift.astype(F32)
+        self.store = store
+        self.shifted = store == np.dtype(F32)  # float rows are stored shifted
+
+    def to_store(self, block: npt.NDArray[Any]) -> npt.NDArray[Any]:
+        if self.shifted:
+            return np.subtract(block, self.shift, dtype=F32)
+        return np.asarray(block, dtype=self.store)
+
+    def f32(self, block: npt.NDArray[Any]) -> npt.NDArray[np.float32]:
+        if self.shifted:
+            return np.asarray(block, dtype=F32)
+        return np.subtract(block, self.shift, dtype=F32)
+
+
+def _scores(Cs: npt.NDArray[np.float64]) -> tuple[npt.NDArray[F32], npt.NDArray[F32]]:
+    """``2 c`` rows (k, d) and ``||c||^2`` (k,), float32, of shifted centres."""
+    return (2.0 * Cs).astype(F32), np.einsum("ij,ij->i", Cs, Cs).astype(F32)
+
+
+def _top_r(
+    S: npt.NDArray[F32],
+    cc: npt.NDArray[np.int64],
+    r: int,
+    out: npt.NDArray[Any],
+    values: bool = False,
+) -> npt.NDArray[F32]:
+    """Write the ``r`` best candidates of each row of S (best first) into out.
+
+    Returns the best score of each row, or with ``values`` the (m, r) scores
+    of the r best (-inf where a row has fewer than r candidates). ``r``
+    repeated argmax passes: cheaper than a partition for the short rows
+    here. S is overwritten.
+    """
+    rows = np.arange(S.shape[0])
+    j = S.argmax(1)
+    best = S[rows, j].copy()
+    out[:, 0] = cc[j]
+    vals = None
+    if values:
+        vals = np.full((S.shape[0], r), -np.inf, F32)
+        vals[:, 0] = best
+    w = cc.size
+    for p in range(1, r):
+        if p >= w:  # fewer candidates than r: repeat the last
+            out[:, p] = out[:, p - 1]
+            continue
+        S[rows, j] = -np.inf
+        j = S.argmax(1)
+        out[:, p] = cc[j]
+        if vals is not None:
+            vals[:, p] = S[rows, j]
+    return best if vals is None else vals
+
+
+def _add_sums(
+    F: npt.NDArray[F32],
+    lab: npt.NDArray[Any],
+    sums: npt.NDArray[np.float64],
+    counts: npt.NDArray[np.int64],
+) -> None:
+    """sums[l] += rows of F with label l (float64); counts[l] += their number."""
+    o = np.argsort(lab, kind="stable")
+    ls = lab[o]
+    starts = np.flatnonzero(np.r_[True, ls[1:] != ls[:-1]])
+    u = ls[starts]
+    sums[u] += np.add.reduceat(F[o].astype(np.float64), starts, axis=0)
+    counts[u] += np.diff(np.r_[starts, ls.size])
+
+
+def _split(weights: npt.NDArray[np.int64], T: int) -> list[tuple[int, int]]:
+    """T contiguous ranges of tasks with about equal total weight (rows)."""
+    m = weights.size
+    if T <= 1 or m <= 1:
+        return [(0, m)]
+    cum = np.cumsum(weights)
+    cuts = np.searchsorted(cum, cum[-1] * np.arange(1, T) / T, side="right")
+    b = np.r_[0, np.clip(cuts, 0, m), m]
+    return [(int(x), int(y)) for x, y in itertools.pairwise(b) if y > x]
+
+
+def _in_threads(
+    ranges: list[tuple[int, int]], work: Callable[[int, int, int], None]
+) -> None:
+    """``work(t, lo, hi)`` for each range, in threads with one BLAS thread each.
+
+    Each range is a fixed, contiguous set of tasks and each thread writes its
+    own accumulators, so results do not depend on scheduling.
+    """
+    if len(ranges) == 1:
+        work(0, *ranges[0])
+        return
+    from concurrent.futures import ThreadPoolExecutor
+
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(1, user_api="blas"), ThreadPoolExecutor(len(ranges)) as ex:
+        futures = [ex.submit(work, t, lo, hi) for t, (lo, hi) in enumerate(ranges)]
+        for f in futures:
+            f.result()
+
+
+def _n_threads() -> int:
+    from clusterlens._config import effective_n_threads
+
+    return max(1, effective_n_threads())
+
+
+class CoarseIndex:
+    """Two-level search over centres: each point probes its nearest groups.
+
+    The centres are grouped by a small k-means; a point is compared with the
+    centres of its ``n_probe`` nearest groups (by group centre), like an
+    inverted-file index whose database is the centres. The work is grouped
+    by group, not by point: every group scores all the points that probe it
+    with one GEMM against its centres, then each point keeps the best of its
+    probes. ``n_groups=1`` is an exact search (one group holding every
+    centre).
+
+    Parameters
+    ----------
+    centers : ndarray of shape (k, d), float64, shifted by ``shift``
+    shift : ndarray of shape (d,), optional
+        What was subtracted from the centres (rows given to :meth:`search`
+        are shifted the same way); zeros when None.
+    n_groups : int, optional
+        Groups of centres; ``round(2 sqrt(k))`` when None.
+    n_probe : int, default=16
+        Groups each point is compared with.
+    seed : int, default=0
+        Seed of the grouping k-means.
+    """
+
+    def __init__(
+        self,
+        centers: npt.NDArray[np.float64],
+        *,
+        shift: npt.NDArray[np.float64] | None = None,
+        n_groups: int | None = None,
+        n_probe: int = 16,
+        seed: int = 0,
+    ) -> None:
+        from clusterlens.cluster._driver import assign_chunked
+        from clusterlens.cluster._engines import get_engine
+        from clusterlens.cluster._kmeans import kmeans
+
+        k, d = centers.shape
+        self.k = k
+        self.shift = np.zeros(d) if shift is None else np.asarray(shift, np.float64)
+        g = max(1, min(k, n_groups or round(2 * math.sqrt(k))))
+        self.n_groups = g
+        self.n_probe = max(1, min(n_probe, g))
+        if g == 1:
+            glab = np.zeros(k, np.int64)
+            G = centers.mean(axis=0, keepdims=True)
+        else:
+            res = kmeans(
+                centers.astype(F32),
+                g,
+                init="random",
+                n_init=1,
+                max_iter=10,
+                random_state=seed,
+                engine="numpy",
+                mode="exact",
+            )
+            G = res.centers.astype(np.float64)
+            glab, _ = assign_chunked(centers, G, get_engine("numpy"))
+        self.G2, self.gn = _scores(G)
+        C2, cn = _scores(centers)
+        self.C2, self.cnf = C2, cn
+        order = np.argsort(glab, kind="stable")
+        starts = np.zeros(g + 1, np.int64)
+        np.cumsum(np.bincount(glab, minlength=g), out=starts[1:])
+        self.members = [order[starts[h] : starts[h + 1]] for h in range(g)]
+        self.C2T = [np.ascontiguousarray(C2[m].T) for m in self.members]
+        self.cn = [cn[m] for m in self.members]
+
+    def probes(self, F: npt.NDArray[F32]) -> npt.NDArray[np.int64]:
+        """(m, n_probe) nearest groups of shifted float32 rows (any order)."""
+        S = F @ self.G2.T
+        S -= self.gn
+        p = self.n_probe
+        if p >= S.shape[1]:
+            return np.broadcast_to(np.arange(S.shape[1]), S.shape).copy()
+        return np.argpartition(-S, p - 1, axis=1)[:, :p]
+
+    def search_f32(
+        self,
+        F: npt.NDArray[F32],
+        r: int,
+        n_threads: int | None = None,
+        extra: npt.NDArray[Any] | None = None,
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[F32]]:
+        """(m, r) best centres (best first) and squared distances of rows F.
+
+        ``extra`` (m, e) adds centres every row is also compared with (a
+        refresh keeps each point's current candidates, so it never loses
+        one).
+        """
+        m = F.shape[0]
+        pr = self.probes(F)
+        p = pr.shape[1]
+        rr = r
+        flat = pr.ravel()
+        o = np.argsort(flat, kind="stable")  # (row, slot) pairs grouped by group
+        bounds = np.searchsorted(flat[o], np.arange(self.n_groups + 1))
+        vals = np.full((m * p, rr), -np.inf, F32)  # row (point, slot) pairs
+        ids = np.zeros((m * p, rr), np.int64)
+        sizes = np.diff(bounds) * np.array([c.size for c in self.cn])
+        ranges = _split(sizes.astype(np.int64), n_threads or _n_threads())
+
+        def work(t: int, lo: int, hi: int) -> None:
+            for h in range(lo, hi):
+                a, b = int(bounds[h]), int(bounds[h + 1])
+                if a == b or self.cn[h].size == 0:
+                    continue
+                cc = self.members[h]
+                step = max(_SUB, (1 << 21) // (4 * cc.size))  # S of ~2 MB
+                for s in range(a, b, step):
+                    e = min(b, s + step)
+                    pair = o[s:e]
+                    S = F[pair // p] @ self.C2T[h]
+                    S -= self.cn[h]
+                    top = np.empty((e - s, rr), np.int64)
+                    vals[pair] = _top_r(S, cc, rr, top, values=True)
+                    ids[pair] = top
+
+        _in_threads(ranges, work)
+        vals = vals.reshape(m, p * rr)
+        ids = ids.reshape(m, p * rr)
+        if extra is not None:
+            ex = np.asarray(extra, np.int64)
+            ev = np.empty(ex.shape, F32)
+            for a in range(0, m, 16384):  # small gathers of candidate rows
+                sl = slice(a, a + 16384)
+                ev[sl] = np.einsum("ijk,ik->ij", self.C2[ex[sl]], F[sl])
+            ev -= self.cnf[ex]
+            for j in range(ex.shape[1]):  # a centre found twice counts once
+                ev[(ids == ex[:, j : j + 1]).any(axis=1), j] = -np.inf
+            vals = np.concatenate([vals, ev], axis=1)
+            ids = np.concatenate([ids, ex], axis=1)
+        # best r over the row's probes (ties: lowest centre id)
+        if ids.shape[1] > r:
+            part = np.argpartition(-vals, r - 1, axis=1)[:, :r]
+            ids = np.take_along_axis(ids, part, 1)
+            vals = np.take_along_axis(vals, part, 1)
+        if ids.shape[1] > 1:
+            pick = np.lexsort((ids, -vals), axis=1)
+            ids = np.take_along_axis(ids, pick, 1)
+            vals = np.take_along_axis(vals, pick, 1)
+        best_ids, best_vals = ids[:, :r], vals[:, :r]
+        d2 = np.einsum("ij,ij->i", F, F) - best_vals[:, 0]
+        np.maximum(d2, 0, out=d2)
+        return best_ids, d2
+
+    def search(
+        self, X: npt.NDArray[Any], r: int = 1
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[F32]]:
+        """(n, r) best candidate centres of rows X and squared distances.
+
+        X is in the original (unshifted) space; it is read ``_CHUNK`` rows at
+        a time (a memmap is never copied whole).
+        """
+        n = X.shape[0]
+        top = np.empty((n, r), np.int64)
+        d2 = np.empty(n, F32)
+        shift = self.shift.astype(F32)
+        for a in range(0, n, _CHUNK):
+            F = np.subtract(np.asarray(X[a : a + _CHUNK]), shift, dtype=F32)
+            top[a : a + _CHUNK], d2[a : a + _CHUNK] = self.search_f32(F, r)
+        return top, d2
+
+
+def candidate_pass(
+    Xs: npt.NDArray[Any],
+    rows: _Rows,
+    labels: npt.NDArray[Any],
+    top: npt.NDArray[Any],
+    Cs: npt.NDArray[np.float64],
+    acc: list[tuple[npt.NDArray[np.float64], npt.NDArray[np.int64]]],
+    block: int = 256,
+) -> tuple[npt.NDArray[np.int32], npt.NDArray[np.int32], npt.NDArray[F32]]:
+    """One assignment over rows sorted by label, against per-cluster candidates.
+
+    Returns new labels, new top-r table and squared distances (same row
+    order); adds the rows to the (sums, counts) of ``acc`` under their new
+    labels, one pair per thread (blocks of clusters split evenly by rows).
+    """
+    C2, cn = _scores(Cs)
+    k = Cs.shape[0]
+    n, r = top.shape
+    starts = np.zeros(k + 1, np.int64)
+    np.cumsum(np.bincount(labels, minlength=k), out=starts[1:])
+    new = np.empty(n, np.int32)
+    top_new = np.empty((n, r), np.int32)
+    d2 = np.empty(n, F32)
+    blocks = np.arange(0, k, block)
+    ranges = _split(np.diff(starts[np.r_[blocks, k]]), len(acc))
+
+    def work(t: int, lo: int, hi: int) -> None:
+        sums, counts = acc[t]
+        for c0 in blocks[lo:hi]:
+            c1 = min(k, c0 + block)
+            a0, b0 = starts[c0], starts[c1]
+            if a0 == b0:
+                continue
+            F = rows.f32(Xs[a0:b0])
+            xx = np.einsum("ij,ij->i", F, F)
+            # per cluster, the union of its rows' kept candidates and itself
+            own = np.arange(c0, c1, dtype=np.int64)
+            lab = labels[a0:b0].astype(np.int64)
+            codes = np.unique(
+                np.concatenate([(lab[:, None] * k + top[a0:b0]).ravel(), own * k + own])
+            )
+            cut = np.searchsorted(codes, np.arange(c0, c1 + 1, dtype=np.int64) * k)
+            for q in np.flatnonzero(starts[c0 + 1 : c1 + 1] > starts[c0:c1]):
+                a, b = starts[c0 + q] - a0, starts[c0 + q + 1] - a0
+                cc = codes[cut[q] : cut[q + 1]] - (c0 + q) * k
+                S = F[a:b] @ C2[cc].T
+                S -= cn[cc]
+                best = _top_r(S, cc, r, top_new[a0 + a : a0 + b])
+                d2[a0 + a : a0 + b] = xx[a:b] - best
+            new[a0:b0] = top_new[a0:b0, 0]
+            _add_sums(F, new[a0:b0], sums, counts)
+
+    _in_threads(ranges, work)
+    np.maximum(d2, 0, out=d2)
+    return new, top_new, d2
+
+
+@dataclass
+class LargeKState:
+    """Everything :func:`large_k_lloyd` needs to continue after an iteration."""
+
+    iteration: int
+    centers: npt.NDArray[np.float64]  # minus ``shift``, after that iteration's update
+    labels: npt.NDArray[np.int32]  # in stored-row order
+    top: npt.NDArray[np.int32]  # (n, r) in stored-row order
+    perm: npt.NDArray[np.int64]  # stored row i is input row perm[i]
+    shift: npt.NDArray[np.float64]
+    history: list[dict[str, Any]] = field(default_factory=list)
+    converged: bool = False
+
+
+@dataclass(frozen=True)
+class LargeKResult:
+    centers: npt.NDArray[np.float64]
+    labels: npt.NDArray[np.int64]
+    distances: npt.NDArray[F32]
+    inertia: float
+    n_iter: int
+    converged: bool
+    history: list[dict[str, Any]]
+
+
+def _index_pass(
+    X: npt.NDArray[Any],
+    rows: _Rows,
+    Cs: npt.NDArray[np.float64],
+    r: int,
+    n_probe: int,
+    n_groups: int | None,
+    seed: int,
+    stored: bool,
+    keep: npt.NDArray[Any] | None = None,
+) -> tuple[npt.NDArray[np.int32], npt.NDArray[np.int32], npt.NDArray[F32]]:
+    """Labels, top-r table and squared distances of every row of X (its order).
+
+    X is the input (``stored=False``) or rows already in storage form;
+    ``keep`` (n, r) are centres each row also keeps competing with.
+    """
+    n = X.shape[0]
+    conv = (lambda b: b) if stored else rows.to_store
+    index = CoarseIndex(Cs, n_groups=n_groups, n_probe=n_probe, seed=seed)
+    top = np.empty((n, r), np.int32)
+    d2 = np.empty(n, F32)
+    for a in range(0, n, _CHUNK):
+        F = rows.f32(conv(np.asarray(X[a : a + _CHUNK])))
+        ex = None if keep is None else keep[a : a + _CHUNK]
+        top[a : a + _CHUNK], d2[a : a + _CHUNK] = index.search_f32(F, r, extra=ex)
+    return top[:, 0].copy(), top, d2
+
+
+def _sorted_sums(
+    Xs: npt.NDArray[Any],
+    rows: _Rows,
+    labels: npt.NDArray[Any],
+    acc: list[tuple[npt.NDArray[np.float64], npt.NDArray[np.int64]]],
+) -> None:
+    """Per-cluster sums of stored rows sorted by label, in threads."""
+    n = Xs.shape[0]
+    cuts = np.arange(0, n + _SUB * 16, _SUB * 16).clip(max=n)
+    cuts = np.unique(cuts)
+    ranges = _split(np.diff(cuts), len(acc))
+
+    def work(t: int, lo: int, hi: int) -> None:
+        for i in range(lo, hi):
+            a, b = cuts[i], cuts[i + 1]
+            _add_sums(rows.f32(Xs[a:b]), labels[a:b], *acc[t])
+
+    _in_threads(ranges, work)
+
+
+def _farthest(d2: npt.NDArray[F32], m: int) -> npt.NDArray[np.int64]:
+    """Indices of the m largest entries of d2, largest first (ties: lowest index)."""
+    m = min(m, d2.size)
+    part = np.argpartition(-d2, m - 1)[:m] if m < d2.size else np.arange(d2.size)
+    return part[np.lexsort((part, -d2[part]))]
+
+
+def large_k_lloyd(
+    X: npt.NDArray[Any],
+    centers_init: npt.NDArray[np.float64],
+    *,
+    max_iter: int,
+    tol: float,
+    n_candidates: int = 3,
+    refresh_every: int = 0,
+    n_probe: int = 8,
+    n_groups: int | None = None,
+    first_pass: str = "index",
+    seed: int = 0,
+    verbose: int = 0,
+    desc: str = "k-means (large-k)",
+    resume: LargeKState | None = None,
+    on_iteration: Callable[[LargeKState], None] | None = None,
+) -> LargeKResult:
+    """Lloyd over candidate centres (see the module docstring).
+
+    Iteration 0, and every ``refresh_every``-th one when > 0, assigns through
+    a :class:`CoarseIndex` built on the current centres (``first_pass``:
+    "index" compares each point with the centres of its ``n_probe`` nearest
+    groups of centres, "exact" with every centre; a refresh also keeps each
+    point's current candidates, so it never moves a point farther); the
+    others run a :func:`candidate_pass`. ``tol`` is the absolute
+    tolerance on the summed squared centre shift. A final candidate pass (no
+    update) makes labels and inertia match the returned centres. Empty
+    clusters take the rows farthest from their centres, as in the exact
+    driver.
+    """
+    n, d = X.shape
+    k = centers_init.shape[0]
+    r = max(1, int(n_candidates))
+    T = _n_threads()
+    if first_pass == "exact":  # one group holding every centre: exact top-r
+        n_groups = 1
+    if resume is not None:
+        shift = resume.shift.copy()
+        rows = _Rows(shift, _storage_dtype(X.dtype))
+        perm = resume.perm
+        Xs = np.empty((n, d), rows.store)
+        for a in range(0, n, _CHUNK):
+            Xs[a : a + _CHUNK] = rows.to_store(np.asarray(X[perm[a : a + _CHUNK]]))
+        Cs = resume.centers.copy()
+        labels, top = resume.labels, resume.top
+        history = list(resume.history)
+        start = resume.iteration
+        converged = resume.converged
+    else:
+        shift = np.asarray(centers_init, np.float64).mean(axis=0)
+        rows = _Rows(shift, _storage_dtype(X.dtype))
+        Cs = np.asarray(centers_init, np.float64) - shift
+        Xs = None  # type: ignore[assignment]
+        labels = top = perm = None  # type: ignore[assignment]
+        history = []
+        start = 0
+        converged = False
+    d2 = np.zeros(n, F32)
+    bar = progress(total=max_iter, desc=desc, verbose=verbose, unit="iter")
+    bar.update(start)
+    it = start
+    try:
+        while not converged and it < max_iter:
+            t0 = time.perf_counter()
+            acc = [(np.zeros((k, d)), np.zeros(k, np.int64)) for _ in range(T)]
+            use_index = Xs is None or (refresh_every > 0 and it % refresh_every == 0)
+            if use_index:
+                first = Xs is None
+                new, top, d2 = _index_pass(
+                    X if first else Xs,
+                    rows,
+                    Cs,
+                    r,
+                    n_probe,
+                    n_groups,
+                    seed + it,
+                    stored=not first,
+                    keep=None if first else top,
+                )
+                o = np.argsort(new, kind="stable")
+                if first:
+                    perm, moved = o, n
+                    Xs = np.empty((n, d), rows.store)
+                    for a in range(0, n, _CHUNK):  # gather a chunk at a time
+                        Xs[a : a + _CHUNK] = rows.to_store(
+                            np.asarray(X[np.sort(o[a : a + _CHUNK])])
+                        )[np.argsort(np.argsort(o[a : a + _CHUNK]))]
+                else:
+                    moved = int(np.count_nonzero(labels != new))
+                    Xs, perm = Xs[o], perm[o]
+                new, top, d2 = new[o], top[o], d2[o]
+                _sorted_sums(Xs, rows, new, acc)
+                kind = "index"
+            else:
+                new, top, d2 = candidate_pass(Xs, rows, labels, top, Cs, acc)
+                moved = int(np.count_nonzero(new != labels))
+                kind = "candidates"
+            sums, counts = acc[0]
+            for s_, c_ in acc[1:]:
+                sums += s_
+                counts += c_
+            inertia = float(d2.sum(dtype=np.float64))
+            empty = np.flatnonzero(counts == 0)
+            new_Cs = Cs.copy()
+            ok = counts > 0
+            new_Cs[ok] = sums[ok] / counts[ok, None]
+            if empty.size:
+                # the rows farthest from their centres become the empty
+                # clusters' centres, and those clusters their candidates
+                far = _farthest(d2, empty.size)
+                new_Cs[empty[: far.size]] = rows.f32(Xs[far]).astype(np.float64)
+                top[far, -1] = empty[: far.size]
+            shift2 = float(((new_Cs - Cs) ** 2).sum())
+            Cs = new_Cs
+            # keep rows sorted by label (a nearly sequential copy)
+            o = np.argsort(new, kind="stable")
+            Xs, perm, labels, top, d2 = Xs[o], perm[o], new[o], top[o], d2[o]
+            it += 1
+            seconds = time.perf_counter() - t0
+            history.append(
+                {
+                    "iteration": it,
+                    "inertia": inertia,
+                    "moved": moved,
+                    "center_shift": shift2,
+                    "empty_repaired": int(empty.size),
+                    "seconds": seconds,
+                    "pass": kind,
+                }
+            )
+            bar.set_postfix_str(
+                f"inertia={inertia:.5g} moved={moved} {seconds:.2f}s/it", refresh=False
+            )
+            bar.update(1)
+            if verbose >= 2:
+                logger.debug("%s iteration %d: %s", desc, it, history[-1])
+            converged = (moved == 0 and empty.size == 0) or shift2 <= tol
+            if on_iteration is not None:
+                on_iteration(
+                    LargeKState(
+                        it, Cs, labels, top, perm, shift, history, converged
+                    )
+                )
+        if converged:
+            bar.total = it
+            bar.refresh()
+    finally:
+        bar.close()
+    # labels and distances of the final centres
+    acc = [(np.zeros((k, d)), np.zeros(k, np.int64)) for _ in range(T)]
+    final, _, d2 = candidate_pass(Xs, rows, labels, top, Cs, acc)
+    out_labels = np.empty(n, np.int64)
+    out_labels[perm] = final
+    dist = np.empty(n, F32)
+    dist[perm] = d2
+    return LargeKResult(
+        centers=Cs + shift,
+        labels=out_labels,
+        distances=dist,
+        inertia=float(d2.sum(dtype=np.float64)),
+        n_iter=it,
+        converged=converged,
+        history=history,
+    )

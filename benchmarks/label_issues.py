@@ -173,8 +173,9 @@ def run_setting(
         res.info["timings"].get("cross_validation_seconds", 0.0)
         + res.info["timings"]["pca_seconds"]
     )
+    # cleanlab needs labels 0..k-1 matching the pred_probs columns.
     cl_order, cl_flag, cl_s = cleanlab_rank(
-        noisy, np.asarray(res.pred_probs, np.float64)
+        res.labels, np.asarray(res.pred_probs, np.float64)
     )
     ours = metrics(res.ranked(), res.is_label_issue, flipped)
     clean = metrics(cl_order, cl_flag, flipped)
@@ -187,7 +188,7 @@ def run_setting(
             ("neighbor_disagreement", res.neighbor_disagreement),
         )
     }
-    return {
+    out = {
         "setting": name,
         "n": int(noisy.shape[0]),
         "n_flipped": int(flipped.sum()),
@@ -197,6 +198,8 @@ def run_setting(
         "single_score_auroc": singles,
         "_res": res,
     }
+    print(fmt_row(out), file=sys.stderr, flush=True)
+    return out
 
 
 def fmt_row(r: dict) -> str:

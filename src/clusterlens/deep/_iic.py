@@ -1,0 +1,645 @@
+"""The IIC estimator: training loop, sub-head selection, checkpoints, predict."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import torch
+from sklearn.base import BaseEstimator, ClusterMixin
+
+from clusterlens._config import get_config
+from clusterlens.cluster._checkpoint import fingerprint
+from clusterlens.cluster._persist import read_model, write_model
+from clusterlens.deep._loss import iid_loss
+from clusterlens.deep._nets import BACKBONES, IICNet
+from clusterlens.deep._transforms import Transforms, default_transforms
+from clusterlens.exceptions import (
+    DataValidationError,
+    InvalidParameterError,
+    NotFittedError,
+)
+from clusterlens.utils._progress import progress
+from clusterlens.utils.validation import (
+    check_int,
+    check_options,
+    check_random_state,
+    check_real,
+)
+
+__all__ = ["IIC", "as_image_tensor"]
+
+logger = logging.getLogger(__name__)
+
+_OWNER = "IIC"
+MODEL_FORMAT = "clusterlens.iic"
+CKPT_FORMAT = "clusterlens.iic.checkpoint"
+FORMAT_VERSION = 1
+CKPT_NAME = "iic-checkpoint"
+# Parameters that may differ between a checkpoint and the run resuming it.
+_RESUME_FREE = ("epochs", "verbose", "checkpoint_dir", "resume", "device", "n_threads")
+
+
+def as_image_tensor(images: Any, name: str = "images") -> torch.Tensor:
+    """(N, H, W) or (N, H, W, C) images -> uint8 tensor (N, C, H, W), validated.
+
+    ``uint8`` is used as it is; floats must lie in [0, 1] and are scaled to
+    [0, 255]. The array is never written to.
+    """
+    arr = np.asarray(images)
+    if arr.ndim == 3:
+        arr = arr[:, :, :, None]
+    if arr.ndim != 4 or arr.shape[3] not in (1, 3):
+        raise DataValidationError(
+            f"{name} must have shape (n_images, H, W) or (n_images, H, W, C) with C "
+            f"in {{1, 3}}; got shape {arr.shape}."
+        )
+    if arr.shape[0] == 0:
+        raise DataValidationError(f"{name} is empty; there is nothing to cluster.")
+    if min(arr.shape[1:3]) < 8:
+        raise DataValidationError(
+            f"{name} are {arr.shape[1]}x{arr.shape[2]} pixels; IIC needs at least "
+            "8x8. Resize them first."
+        )
+    if arr.dtype != np.uint8:
+        if not np.issubdtype(arr.dtype, np.floating):
+            raise DataValidationError(
+                f"{name} must be uint8 or floats in [0, 1]; got dtype {arr.dtype}."
+            )
+        lo, hi = float(np.min(arr)), float(np.max(arr))
+        if not (np.isfinite(lo) and np.isfinite(hi)) or lo < 0 or hi > 1:
+            raise DataValidationError(
+                f"{name} as floats must lie in [0, 1]; got values in [{lo}, {hi}]. "
+                "Scale them or pass uint8."
+            )
+        arr = np.rint(arr * 255.0).astype(np.uint8)
+    return torch.from_numpy(np.ascontiguousarray(arr.transpose(0, 3, 1, 2)))
+
+
+@contextlib.contextmanager
+def _torch_threads(n: int | None) -> Iterator[None]:
+    if n is None:
+        yield
+        return
+    old = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
+
+
+def _resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        cfg = get_config().get("device")
+        if cfg:
+            device = str(cfg)
+        else:
+            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise InvalidParameterError(
+            f"device={device!r} was asked for but CUDA is not available here. "
+            "Use device='cpu' or 'auto'."
+        )
+    return torch.device(device)
+
+
+class IIC(ClusterMixin, BaseEstimator):  # type: ignore[misc]
+    """Invariant Information Clustering: a CNN trained to cluster images.
+
+    The network maps an image ``x`` and a random transformation ``g(x)`` of it
+    to soft cluster assignments ``z`` and ``z'`` and maximises their mutual
+    information ``I(z; z')`` over each batch (Ji et al., ICCV 2019). No label
+    is used for training or for choosing the sub-head that predicts.
+
+    Parameters
+    ----------
+    n_clusters : int, default=10
+        Clusters of the main head (the number of classes), at least 2.
+    n_clusters_over : int, default=50
+        Clusters of the auxiliary overclustering head; 0 trains no such head.
+        Batches alternate between the main and the auxiliary head.
+    n_heads : int, default=5
+        Sub-heads per head; the main sub-head with the lowest loss over the
+        last epoch predicts (``head_``).
+    aux_mode : {"alternate", "joint"}, default="alternate"
+        How the two heads share the trunk: "alternate" trains the main and
+        the auxiliary head on alternate batches (the paper alternates them);
+        "joint" sums both heads' losses on every batch (one trunk pass feeds
+        both, so each head sees every batch at almost no extra cost).
+    n_repeats : int, default=4
+        Sample repeats: each image of a batch is paired with this many
+        independent random transformations of itself.
+    batch_size : int, default=128
+        Images per batch (before repeats).
+    epochs : int, default=3
+        Passes over the data.
+    lr : float, default=1e-3
+        Adam learning rate (the paper uses 1e-4 with far more epochs).
+    lamb : float, default=1.0
+        Entropy coefficient λ of the objective; 1 is plain mutual information.
+    backbone : {"vgg4", "vgg6", "resnet"}, default="vgg4"
+        ``"vgg4"``: the paper's base B (4 conv layers) for images up to about
+        32 pixels; ``"vgg6"``: base C; ``"resnet"``: a small ResNet with
+        global pooling for larger images.
+    width : float, default=0.5
+        Channel multiplier (1.0 = the paper's 64-128-256-512).
+    transforms : Transforms or None, default=None
+        Random transformation settings; ``None`` picks the paper's for the
+        image size and channel count (:func:`default_transforms`).
+    device : str, default="auto"
+        ``"cpu"``, ``"cuda"`` or ``"auto"`` (CUDA when present, else the
+        ``device`` configuration, else CPU).
+    n_threads : int or None, default=2
+        torch CPU threads during ``fit``/``predict`` (restored afterwards);
+        ``None`` leaves torch's setting alone.
+    random_state : int, numpy.random.Generator or None, default=None
+        Seeds the weights, the batches and every transformation.
+    verbose : int, default=0
+        1 shows a progress bar per epoch with the loss (and accuracy, NMI and
+        ARI when ``fit`` gets ``y``).
+    checkpoint_dir : path or None, default=None
+        Folder for a checkpoint (``iic-checkpoint.npz`` + ``.json``) written
+        after every epoch.
+    resume : bool, default=False
+        Continue from the checkpoint in ``checkpoint_dir`` (same data and
+        parameters; ``epochs`` may grow).
+
+    Attributes
+    ----------
+    net_ : IICNet
+        The trained network.
+    transforms_ : Transforms
+        The transformation settings used.
+    head_ : int
+        Index of the main sub-head chosen (lowest loss in the last epoch).
+    labels_ : ndarray of shape (n_samples,)
+        Clusters of the training images.
+    history_ : list of dict
+        One entry per epoch: losses (main, auxiliary, per sub-head), seconds,
+        the chosen head, and ``accuracy``/``nmi``/``ari`` when ``y`` was given.
+    n_epochs_ : int
+        Epochs trained.
+    image_shape_ : tuple of int
+        ``(H, W, C)`` of the training images; ``predict`` needs the same.
+    device_ : str
+        The device that ran.
+
+    Notes
+    -----
+    Ji, Henriques and Vedaldi, "Invariant Information Clustering for
+    Unsupervised Image Classification and Segmentation", ICCV 2019. One epoch
+    costs ``n_samples * (1 + n_repeats)`` forward and backward passes plus
+    one forward pass for evaluation.
+    """
+
+    def __init__(
+        self,
+        n_clusters: int = 10,
+        *,
+        n_clusters_over: int = 50,
+        n_heads: int = 5,
+        aux_mode: str = "alternate",
+        n_repeats: int = 4,
+        batch_size: int = 128,
+        epochs: int = 3,
+        lr: float = 1e-3,
+        lamb: float = 1.0,
+        backbone: str = "vgg4",
+        width: float = 0.5,
+        transforms: Transforms | None = None,
+        device: str = "auto",
+        n_threads: int | None = 2,
+        random_state: Any = None,
+        verbose: int = 0,
+        checkpoint_dir: str | os.PathLike[str] | None = None,
+        resume: bool = False,
+    ):
+        self.n_clusters = n_clusters
+        self.n_clusters_over = n_clusters_over
+        self.n_heads = n_heads
+        self.aux_mode = aux_mode
+        self.n_repeats = n_repeats
+        self.batch_size = batch_size
+        self.epochs = epochs
+        self.lr = lr
+        self.lamb = lamb
+        self.backbone = backbone
+        self.width = width
+        self.transforms = transforms
+        self.device = device
+        self.n_threads = n_threads
+        self.random_state = random_state
+        self.verbose = verbose
+        self.checkpoint_dir = checkpoint_dir
+        self.resume = resume
+
+    # ------------------------------------------------------------------ #
+    def _validate_params(self) -> None:
+        check_int(self.n_clusters, "n_clusters", _OWNER, low=2)
+        check_int(self.n_clusters_over, "n_clusters_over", _OWNER, low=0)
+        if self.n_clusters_over == 1:
+            raise InvalidParameterError(
+                "The 'n_clusters_over' parameter of IIC must be 0 (no auxiliary "
+                "head) or an int >= 2. Got 1 instead."
+            )
+        check_int(self.n_heads, "n_heads", _OWNER, low=1)
+        check_options(self.aux_mode, "aux_mode", _OWNER, ("alternate", "joint"))
+        check_int(self.n_repeats, "n_repeats", _OWNER, low=1)
+        check_int(self.batch_size, "batch_size", _OWNER, low=2)
+        check_int(self.epochs, "epochs", _OWNER, low=1)
+        check_real(self.lr, "lr", _OWNER, low=0.0, closed="neither")
+        check_real(self.lamb, "lamb", _OWNER, low=0.0)
+        check_options(self.backbone, "backbone", _OWNER, BACKBONES)
+        check_real(self.width, "width", _OWNER, low=0.0, closed="neither")
+        check_int(self.n_threads, "n_threads", _OWNER, low=1, allow_none=True)
+        if self.transforms is not None and not isinstance(self.transforms, Transforms):
+            raise InvalidParameterError(
+                "The 'transforms' parameter of IIC must be a Transforms or None. "
+                f"Got {self.transforms!r} instead."
+            )
+        if self.resume and self.checkpoint_dir is None:
+            raise InvalidParameterError(
+                "resume=True needs checkpoint_dir: the folder of the checkpoint to "
+                "continue from."
+            )
+
+    def _fingerprint_params(self) -> dict[str, Any]:
+        p = {k: v for k, v in self.get_params().items() if k not in _RESUME_FREE}
+        p["transforms"] = None if self.transforms is None else self.transforms.to_dict()
+        p["random_state"] = (
+            p["random_state"] if isinstance(p["random_state"], int | None) else "gen"
+        )
+        return p
+
+    def _build(self, shape: tuple[int, int, int]) -> None:
+        h, w, c = shape
+        tf = self.transforms or default_transforms(h, w, c)
+        self.transforms_ = tf
+        self.image_shape_ = shape
+        self.net_ = IICNet(
+            self.backbone,
+            tf.out_channels(c),
+            tf.input_size,
+            self.n_clusters,
+            self.n_clusters_over,
+            self.n_heads,
+            self.width,
+        )
+
+    # ------------------------------------------------------------------ #
+    def fit(
+        self,
+        X: Any,
+        y: Any = None,
+        *,
+        callback: Callable[[dict[str, Any]], None] | None = None,
+    ) -> IIC:
+        """Train on images ``X``; ``y`` (optional) is used only for monitoring.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, H, W) or (n_samples, H, W, C)
+            uint8 images (or floats in [0, 1]), C in {1, 3}.
+        y : array-like of shape (n_samples,), default=None
+            Known labels: reported per epoch (accuracy, NMI, ARI) and never
+            used for training or for choosing the sub-head.
+        callback : callable, default=None
+            Called with each epoch's history entry.
+
+        Returns
+        -------
+        self : IIC
+        """
+        from clusterlens.metrics import evaluate_clustering
+
+        self._validate_params()
+        images = as_image_tensor(X, "X")
+        n = images.shape[0]
+        if n < self.n_clusters:
+            raise DataValidationError(
+                f"n_samples={n} should be >= n_clusters={self.n_clusters}."
+            )
+        labels_true = None if y is None else np.asarray(y)
+        if labels_true is not None and labels_true.shape != (n,):
+            raise DataValidationError(
+                f"y must have one label per image ({n}); got shape {labels_true.shape}."
+            )
+        shape = (int(images.shape[2]), int(images.shape[3]), int(images.shape[1]))
+        device = _resolve_device(self.device)
+        self.device_ = str(device)
+        rng = check_random_state(self.random_state)
+        gen = torch.Generator().manual_seed(int(rng.integers(2**62)))
+        fp = fingerprint(images.numpy(), self._fingerprint_params())
+
+        with _torch_threads(self.n_threads):
+            self._build(shape)
+            net = self.net_
+            net.reset_parameters(gen)
+            net.to(device)
+            opt = torch.optim.Adam(net.parameters(), lr=self.lr)
+            self.history_: list[dict[str, Any]] = []
+            start = 0
+            if self.resume:
+                start = self._load_checkpoint(opt, gen, fp)
+            heads = ["main", "over"] if self.n_clusters_over else ["main"]
+            bs = min(self.batch_size, n)
+            n_batches = max(1, n // bs)  # drop the ragged last batch
+            for epoch in range(start, self.epochs):
+                t0 = time.perf_counter()
+                perm = torch.randperm(n, generator=gen)
+                sums = {
+                    h: torch.zeros(self.n_heads, dtype=torch.float64) for h in heads
+                }
+                counts = dict.fromkeys(heads, 0)
+                net.train()
+                bar = progress(
+                    total=n_batches,
+                    desc=f"epoch {epoch + 1}/{self.epochs}",
+                    verbose=self.verbose,
+                    unit="batch",
+                )
+                for b in range(n_batches):
+                    step_heads = (
+                        heads if self.aux_mode == "joint" else [heads[b % len(heads)]]
+                    )
+                    xb = images[perm[b * bs : (b + 1) * bs]].to(device)
+                    for head, per_head in self._step(
+                        net, opt, xb, step_heads, gen
+                    ).items():
+                        sums[head] += per_head
+                        counts[head] += 1
+                    bar.update(1)
+                    if b % 5 == 0 or b == n_batches - 1:
+                        running = float(sums["main"].min()) / max(counts["main"], 1)
+                        bar.set_postfix_str(f"loss {running:.4f}")
+                entry = self._epoch_entry(epoch, heads, sums, counts)
+                proba = self._predict_all(images, all_heads=True)  # (n, h, k)
+                self.head_ = int(entry["head"])
+                self.labels_ = proba[:, self.head_].argmax(axis=1).astype(np.int64)
+                entry["n_clusters_used"] = int(np.unique(self.labels_).size)
+                if labels_true is not None:
+                    s = evaluate_clustering(labels_true, self.labels_)
+                    entry.update(accuracy=s["accuracy"], nmi=s["nmi"], ari=s["ari"])
+                    bar.set_postfix_str(
+                        f"loss {entry['loss']:.4f} acc {s['accuracy']:.4f} "
+                        f"NMI {s['nmi']:.4f} ARI {s['ari']:.4f}"
+                    )
+                bar.close()
+                entry["seconds"] = time.perf_counter() - t0
+                self.history_.append(entry)
+                self.n_epochs_ = epoch + 1
+                logger.info("IIC epoch %d: %s", epoch + 1, entry)
+                if self.checkpoint_dir is not None:
+                    self._save_checkpoint(opt, gen, fp)
+                if callback is not None:
+                    callback(entry)
+            if start >= self.epochs:  # resumed a finished run: predict only
+                self.head_ = int(self.history_[-1]["head"])
+                proba = self._predict_all(images, all_heads=True)
+                self.labels_ = proba[:, self.head_].argmax(axis=1).astype(np.int64)
+        self.n_epochs_ = max(start, self.epochs)
+        return self
+
+    def _step(
+        self,
+        net: IICNet,
+        opt: torch.optim.Optimizer,
+        xb: torch.Tensor,
+        heads: list[str],
+        gen: torch.Generator,
+    ) -> dict[str, torch.Tensor]:
+        """One optimisation step on ``heads``; returns per-sub-head losses."""
+        tf, r = self.transforms_, self.n_repeats
+        x = tf.clean(xb)
+        tx = tf.random(xb.repeat(r, 1, 1, 1), gen)
+        fx, ftx = net.trunk(x), net.trunk(tx)
+        total = fx.new_zeros(())
+        out = {}
+        for head in heads:
+            z = net.heads[head](fx).repeat(
+                r, 1, 1
+            )  # row i*n + j pairs with tx[i*n + j]
+            zt = net.heads[head](ftx)
+            plain = torch.zeros(self.n_heads, dtype=torch.float64)
+            for i in range(self.n_heads):
+                loss, loss_plain = iid_loss(z[:, i], zt[:, i], lamb=self.lamb)
+                total = total + loss / self.n_heads
+                plain[i] = float(loss_plain)
+            out[head] = plain
+        opt.zero_grad(set_to_none=True)
+        total.backward()
+        opt.step()
+        return out
+
+    def _epoch_entry(
+        self,
+        epoch: int,
+        heads: list[str],
+        sums: dict[str, torch.Tensor],
+        counts: dict[str, int],
+    ) -> dict[str, Any]:
+        main = (sums["main"] / max(counts["main"], 1)).tolist()
+        best = int(np.argmin(main))
+        entry: dict[str, Any] = {
+            "epoch": epoch + 1,
+            "loss": main[best],
+            "head": best,
+            "head_losses": main,
+        }
+        if "over" in heads:
+            over = (sums["over"] / max(counts["over"], 1)).tolist()
+            entry["loss_over"] = float(np.mean(over))
+        return entry
+
+    # ------------------------------------------------------------------ #
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "net_") or not hasattr(self, "head_"):
+            raise NotFittedError(
+                "This IIC instance is not fitted yet. Call 'fit' with appropriate "
+                "arguments before using this estimator."
+            )
+
+    def _predict_all(
+        self, images: torch.Tensor, *, all_heads: bool = False, chunk: int = 1024
+    ) -> npt.NDArray[np.float32]:
+        net, tf = self.net_, self.transforms_
+        device = next(net.parameters()).device
+        net.eval()
+        out = []
+        with torch.inference_mode():
+            for s in range(0, images.shape[0], chunk):
+                x = tf.clean(images[s : s + chunk].to(device))
+                p = net(x, "main")
+                out.append(p if all_heads else p[:, self.head_])
+        net.train()
+        return torch.cat(out).float().cpu().numpy()
+
+    def predict_proba(self, X: Any) -> npt.NDArray[np.float32]:
+        """Cluster probabilities ``(n_samples, n_clusters)`` from the chosen head."""
+        self._check_fitted()
+        images = as_image_tensor(X, "X")
+        shape = (int(images.shape[2]), int(images.shape[3]), int(images.shape[1]))
+        if shape != tuple(self.image_shape_):
+            h, w, c = self.image_shape_
+            raise DataValidationError(
+                f"X holds {shape[0]}x{shape[1]} images with {shape[2]} channel(s); "
+                f"this model was trained on {h}x{w} with {c}. Resize the images first."
+            )
+        with _torch_threads(self.n_threads):
+            return self._predict_all(images)
+
+    def predict(self, X: Any) -> npt.NDArray[np.int64]:
+        """Cluster of each image (arg-max of :meth:`predict_proba`)."""
+        return self.predict_proba(X).argmax(axis=1).astype(np.int64)
+
+    def fit_predict(self, X: Any, y: Any = None, **kwargs: Any) -> Any:
+        """Fit, then return ``labels_``."""
+        return self.fit(X, y, **kwargs).labels_
+
+    # ------------------------------------------------------------------ #
+    def _meta(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        params = self._fingerprint_params()
+        params.update(epochs=self.epochs)
+        attrs = {
+            "head": getattr(self, "head_", None),
+            "image_shape": list(self.image_shape_),
+            "transforms": self.transforms_.to_dict(),
+            "history": self.history_,
+            "n_epochs": getattr(self, "n_epochs_", 0),
+        }
+        return params, attrs
+
+    def save(self, path: str | os.PathLike[str]) -> tuple[Path, Path]:
+        """Write ``path.npz`` (weights as arrays) + ``path.json``; no pickle."""
+        self._check_fitted()
+        params, attrs = self._meta()
+        arrays = {
+            f"model/{k}": v.detach().cpu().numpy()
+            for k, v in self.net_.state_dict().items()
+        }
+        return write_model(
+            path,
+            arrays,
+            fmt=MODEL_FORMAT,
+            version=FORMAT_VERSION,
+            params=params,
+            attributes=attrs,
+            kind="IIC",
+        )
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str], *, device: str = "auto") -> IIC:
+        """Read a model written by :meth:`save`."""
+        meta, arrays = read_model(
+            path, fmt=MODEL_FORMAT, version=FORMAT_VERSION, what="IIC model"
+        )
+        params = dict(meta["params"])
+        tf = params.pop("transforms", None)
+        attrs = meta["attributes"]
+        model = cls(**params, device=device)
+        model.transforms = None if tf is None else Transforms.from_dict(tf)
+        model._build(tuple(attrs["image_shape"]))  # type: ignore[arg-type]
+        model.transforms_ = Transforms.from_dict(attrs["transforms"])
+        _load_state(model.net_, arrays, "model/", path)
+        model.net_.to(_resolve_device(device))
+        model.device_ = str(_resolve_device(device))
+        model.head_ = int(attrs["head"])
+        model.history_ = list(attrs["history"])
+        model.n_epochs_ = int(attrs["n_epochs"])
+        return model
+
+    # ------------------------------------------------------------------ #
+    def _save_checkpoint(
+        self, opt: torch.optim.Optimizer, gen: torch.Generator, fp: str
+    ) -> None:
+        params, attrs = self._meta()
+        attrs["fingerprint"] = fp
+        arrays: dict[str, Any] = {
+            f"model/{k}": v.detach().cpu().numpy()
+            for k, v in self.net_.state_dict().items()
+        }
+        sd = opt.state_dict()
+        scalars: dict[str, Any] = {}
+        for idx, st in sd["state"].items():
+            for key, val in st.items():
+                if isinstance(val, torch.Tensor):
+                    arrays[f"optim/{idx}/{key}"] = val.detach().cpu().numpy()
+                else:
+                    scalars[f"{idx}/{key}"] = val
+        attrs["optim_param_groups"] = sd["param_groups"]
+        attrs["optim_scalars"] = scalars
+        arrays["rng/torch"] = gen.get_state().numpy()
+        write_model(
+            Path(self.checkpoint_dir) / CKPT_NAME,  # type: ignore[arg-type]
+            arrays,
+            fmt=CKPT_FORMAT,
+            version=FORMAT_VERSION,
+            params=params,
+            attributes=attrs,
+            kind="IIC checkpoint",
+        )
+
+    def _load_checkpoint(
+        self, opt: torch.optim.Optimizer, gen: torch.Generator, fp: str
+    ) -> int:
+        path = Path(self.checkpoint_dir) / CKPT_NAME  # type: ignore[arg-type]
+        if not path.with_name(CKPT_NAME + ".json").is_file():
+            raise DataValidationError(
+                f"No IIC checkpoint in {self.checkpoint_dir} to resume from. Run "
+                "once without --resume (with this checkpoint folder) first."
+            )
+        meta, arrays = read_model(
+            path, fmt=CKPT_FORMAT, version=FORMAT_VERSION, what="IIC checkpoint"
+        )
+        attrs = meta["attributes"]
+        if attrs.get("fingerprint") != fp:
+            raise DataValidationError(
+                f"The checkpoint in {self.checkpoint_dir} was written for other data "
+                "or other parameters; resume with the same data and options, or use "
+                "a new checkpoint folder."
+            )
+        _load_state(self.net_, arrays, "model/", path)
+        state: dict[int, dict[str, Any]] = {}
+        for key, val in arrays.items():
+            if key.startswith("optim/"):
+                _, idx, name = key.split("/", 2)
+                state.setdefault(int(idx), {})[name] = torch.from_numpy(val)
+        for key, val in attrs["optim_scalars"].items():
+            idx, name = key.split("/", 1)
+            state.setdefault(int(idx), {})[name] = val
+        groups = attrs["optim_param_groups"]
+        for g in groups:
+            if "betas" in g:
+                g["betas"] = tuple(g["betas"])
+        opt.load_state_dict({"state": state, "param_groups": groups})
+        gen.set_state(torch.from_numpy(arrays["rng/torch"].astype(np.uint8)))
+        self.history_ = list(attrs["history"])
+        done = int(attrs["n_epochs"])
+        if self.history_:
+            self.head_ = int(self.history_[-1]["head"])
+        logger.info("Resumed IIC from %s after epoch %d", path, done)
+        return done
+
+
+def _load_state(
+    net: torch.nn.Module, arrays: dict[str, Any], prefix: str, path: Any
+) -> None:
+    state = {
+        k[len(prefix) :]: torch.from_numpy(np.array(v))
+        for k, v in arrays.items()
+        if k.startswith(prefix)
+    }
+    try:
+        net.load_state_dict(state, strict=True)
+    except RuntimeError as e:
+        raise DataValidationError(
+            f"{path} does not match this network ({str(e).splitlines()[0]})."
+        ) from e

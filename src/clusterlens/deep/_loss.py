@@ -1,0 +1,179 @@
+"""The IID objective: mutual information of paired cluster assignments.
+
+The same code serves image clustering (one joint distribution per batch) and
+IIC's segmentation variant (one joint distribution per displacement in a local
+window, computed for every pixel by a convolution).
+"""
+
+from __future__ import annotations
+
+import sys
+
+import torch
+import torch.nn.functional as F
+
+__all__ = [
+    "EPS",
+    "iid_loss",
+    "iid_segmentation_loss",
+    "joint_distribution",
+    "joint_distribution_dense",
+    "mutual_information_loss",
+]
+
+#: Floor applied to probabilities before the logarithm (IIC's choice).
+EPS = sys.float_info.epsilon
+
+
+def joint_distribution(z: torch.Tensor, zt: torch.Tensor) -> torch.Tensor:
+    """Symmetrised joint distribution of two soft assignments.
+
+    Parameters
+    ----------
+    z, zt : torch.Tensor of shape (n_samples, k)
+        Softmax outputs for the images and for their transformed copies
+        (row ``i`` of ``zt`` is a transformation of row ``i`` of ``z``).
+
+    Returns
+    -------
+    P : torch.Tensor of shape (k, k)
+        ``P = sym(z.T @ zt) / sum``: non-negative, symmetric, summing to 1.
+    """
+    if z.ndim != 2 or z.shape != zt.shape:
+        raise ValueError(
+            f"z and zt must both have shape (n_samples, k); got {tuple(z.shape)} "
+            f"and {tuple(zt.shape)}."
+        )
+    p = z.t() @ zt
+    p = (p + p.t()) / 2.0
+    return p / p.sum()
+
+
+def joint_distribution_dense(
+    z: torch.Tensor, zt: torch.Tensor, half_window: int
+) -> torch.Tensor:
+    """Per-displacement joint distributions of dense (per-pixel) assignments.
+
+    ``P[a, b, i, j]`` is proportional to the sum over images ``n`` and pixels
+    ``u`` of ``z[n, i, u] * zt[n, j, u + t]`` for the displacement
+    ``t = (a - half_window, b - half_window)``, computed for the whole window
+    with one convolution (IIC's segmentation objective, paper eq. 5).
+
+    Parameters
+    ----------
+    z, zt : torch.Tensor of shape (n_samples, k, H, W)
+        Per-pixel softmax outputs of the images and of their transformed
+        copies, already aligned (the transformation undone on ``zt``).
+    half_window : int
+        Largest displacement ``T``; the window is ``(2T + 1) x (2T + 1)``.
+
+    Returns
+    -------
+    P : torch.Tensor of shape (2T + 1, 2T + 1, k, k)
+        One symmetric joint distribution per displacement, each summing to 1.
+    """
+    if z.ndim != 4 or z.shape != zt.shape:
+        raise ValueError(
+            f"z and zt must both have shape (n_samples, k, H, W); got "
+            f"{tuple(z.shape)} and {tuple(zt.shape)}."
+        )
+    if half_window < 0:
+        raise ValueError(f"half_window must be >= 0; got {half_window}.")
+    # Channels are the images: the batch is summed by the convolution itself.
+    p = F.conv2d(
+        z.transpose(0, 1), weight=zt.transpose(0, 1), padding=half_window
+    )  # (k, k, 2T+1, 2T+1); entry [.., T + a, ..] pairs z[u + a] with zt[u]
+    p = p.flip(2, 3).permute(2, 3, 0, 1)
+    p = p / p.sum(dim=(2, 3), keepdim=True)
+    return (p + p.transpose(2, 3)) / 2.0
+
+
+def mutual_information_loss(
+    P: torch.Tensor, *, lamb: float = 1.0, eps: float = EPS
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Negative mutual information of joint distribution(s) ``P``.
+
+    Parameters
+    ----------
+    P : torch.Tensor of shape (..., k, k)
+        Joint distributions (each summing to 1) over the last two axes; any
+        leading axes (displacements) are averaged over.
+    lamb : float, default=1.0
+        Entropy coefficient λ of the supplementary material, section 5:
+        ``I_λ = sum P log(P / (P_i^λ P_j^λ))``; 1 is mutual information,
+        larger values weigh the marginal entropies more.
+    eps : float, default=sys.float_info.epsilon
+        Probabilities are clamped to at least ``eps`` before the logarithm.
+
+    Returns
+    -------
+    loss : torch.Tensor (scalar)
+        ``-I_λ``, the value to minimise.
+    loss_no_lamb : torch.Tensor (scalar)
+        ``-I`` with λ = 1, detached, for reporting.
+    """
+    p_i = P.sum(dim=-1, keepdim=True).clamp(min=eps)
+    p_j = P.sum(dim=-2, keepdim=True).clamp(min=eps)
+    p = P.clamp(min=eps)
+    log_p, log_pi, log_pj = torch.log(p), torch.log(p_i), torch.log(p_j)
+    n_dist = P[..., 0, 0].numel()
+    loss = -(p * (log_p - lamb * log_pi - lamb * log_pj)).sum() / n_dist
+    with torch.no_grad():
+        plain = -(p * (log_p - log_pi - log_pj)).sum() / n_dist
+    return loss, plain
+
+
+def iid_loss(
+    z: torch.Tensor, zt: torch.Tensor, *, lamb: float = 1.0, eps: float = EPS
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """IIC's clustering loss: ``-I(z; zt)`` over a batch of paired outputs.
+
+    Parameters
+    ----------
+    z, zt : torch.Tensor of shape (n_samples, k)
+        Softmax outputs for images and their transformed copies.
+    lamb : float, default=1.0
+        Entropy coefficient λ (see :func:`mutual_information_loss`).
+    eps : float, default=sys.float_info.epsilon
+        Probability floor before the logarithm.
+
+    Returns
+    -------
+    loss, loss_no_lamb : torch.Tensor (scalars)
+
+    Notes
+    -----
+    Ji, Henriques and Vedaldi, "Invariant Information Clustering for
+    Unsupervised Image Classification and Segmentation", ICCV 2019, eq. 3.
+    The loss is bounded below by ``-log k``, reached by a deterministic,
+    balanced and perfectly invariant assignment.
+    """
+    return mutual_information_loss(joint_distribution(z, zt), lamb=lamb, eps=eps)
+
+
+def iid_segmentation_loss(
+    z: torch.Tensor,
+    zt: torch.Tensor,
+    *,
+    half_window: int = 1,
+    lamb: float = 1.0,
+    eps: float = EPS,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """IIC's segmentation loss: ``-I`` averaged over a displacement window.
+
+    Parameters
+    ----------
+    z, zt : torch.Tensor of shape (n_samples, k, H, W)
+        Aligned per-pixel softmax outputs (see :func:`joint_distribution_dense`).
+    half_window : int, default=1
+        Largest displacement ``T`` between paired pixels.
+    lamb, eps : float
+        As for :func:`iid_loss`.
+
+    Returns
+    -------
+    loss, loss_no_lamb : torch.Tensor (scalars)
+        Averages over the ``(2T + 1)^2`` displacements.
+    """
+    P = joint_distribution_dense(z, zt, half_window)
+    return mutual_information_loss(P, lamb=lamb, eps=eps)

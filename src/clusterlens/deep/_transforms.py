@@ -1,0 +1,244 @@
+"""Batched image transformations in plain torch (no torchvision).
+
+One ``affine_grid`` + ``grid_sample`` call crops, rescales, rotates and flips a
+whole batch; colour jitter and the Sobel filter are tensor arithmetic. All
+random draws come from a caller's ``torch.Generator``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+__all__ = ["Transforms", "default_transforms", "sobel"]
+
+
+def _to_float(images: torch.Tensor) -> torch.Tensor:
+    """(n, C, H, W) uint8 or float -> float32 in [0, 1]."""
+    if images.dtype == torch.uint8:
+        return images.float().div_(255.0)
+    return images.float()
+
+
+def _grey(x: torch.Tensor) -> torch.Tensor:
+    if x.shape[1] == 1:
+        return x
+    w = x.new_tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
+    return (x * w).sum(dim=1, keepdim=True)
+
+
+def sobel(x: torch.Tensor) -> torch.Tensor:
+    """Horizontal and vertical Sobel responses of the grey image: (n, 2, H, W)."""
+    g = _grey(x)
+    kx = g.new_tensor([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]])
+    k = torch.stack([kx, kx.t()]).unsqueeze(1)  # (2, 1, 3, 3)
+    return F.conv2d(F.pad(g, (1, 1, 1, 1), mode="replicate"), k)
+
+
+@dataclass(frozen=True)
+class Transforms:
+    """Settings of the random transformation ``g`` and of the clean view.
+
+    Parameters
+    ----------
+    input_size : int
+        Side of the square network input every view is resampled to.
+    crop_sizes : sequence of float
+        Side of the random crop of a transformed view, as fractions of the
+        image's shorter side; one is drawn per image (IIC on MNIST: 16, 20 and
+        24 of 28 pixels).
+    eval_crop : float
+        Side of the centred crop of the clean view (used for training pairs
+        and for prediction), as a fraction of the shorter side.
+    rotation : float
+        Largest rotation of a transformed view, in degrees (uniform).
+    flip : bool
+        Random horizontal flips of transformed views.
+    brightness, contrast, saturation, hue : float
+        Colour jitter strengths (torchvision's meaning): factors drawn in
+        ``[1 - s, 1 + s]``, hue shift in ``[-hue, hue]`` turns. Saturation
+        and hue apply to RGB only.
+    sobel : bool
+        Replace the image by its two Sobel responses.
+    include_rgb : bool
+        With ``sobel``, keep the colour channels as well (5 channels).
+    """
+
+    input_size: int = 24
+    crop_sizes: tuple[float, ...] = field(default=(16 / 28, 20 / 28, 24 / 28))
+    eval_crop: float = 20 / 28
+    rotation: float = 25.0
+    flip: bool = False
+    brightness: float = 0.4
+    contrast: float = 0.4
+    saturation: float = 0.4
+    hue: float = 0.125
+    sobel: bool = False
+    include_rgb: bool = False
+
+    def out_channels(self, in_channels: int) -> int:
+        """Network input channels for images with ``in_channels``."""
+        if not self.sobel:
+            return in_channels
+        return 2 + (in_channels if self.include_rgb and in_channels == 3 else 0)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready settings."""
+        d = asdict(self)
+        d["crop_sizes"] = list(self.crop_sizes)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Transforms:
+        """Inverse of :meth:`to_dict`."""
+        return cls(**{**d, "crop_sizes": tuple(d["crop_sizes"])})
+
+    # ------------------------------------------------------------------ #
+    def _resample(
+        self,
+        x: torch.Tensor,
+        scale: torch.Tensor,
+        theta_rot: torch.Tensor,
+        tx: torch.Tensor,
+        ty: torch.Tensor,
+        flip: torch.Tensor,
+    ) -> torch.Tensor:
+        n, _, h, w = x.shape
+        s = min(h, w)
+        # Normalised coordinates: a crop of side c pixels spans c/w of [-1, 1].
+        sx, sy = scale * s / w, scale * s / h
+        cos, sin = torch.cos(theta_rot), torch.sin(theta_rot)
+        theta = torch.stack(
+            [
+                torch.stack([sx * cos * flip, -sx * sin, tx], dim=1),
+                torch.stack([sy * sin * flip, sy * cos, ty], dim=1),
+            ],
+            dim=1,
+        )
+        size = (n, x.shape[1], self.input_size, self.input_size)
+        grid = F.affine_grid(
+            theta.to(x.device, x.dtype), list(size), align_corners=False
+        )
+        return F.grid_sample(
+            x, grid, mode="bilinear", padding_mode="zeros", align_corners=False
+        )
+
+    def _finish(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.sobel:
+            return x
+        edges = sobel(x)
+        if self.include_rgb and x.shape[1] == 3:
+            return torch.cat([edges, x], dim=1)
+        return edges
+
+    def clean(self, images: torch.Tensor) -> torch.Tensor:
+        """The deterministic view: centred crop, rescaled (and Sobel)."""
+        x = _to_float(images)
+        n = x.shape[0]
+        one = torch.ones(n)
+        zero = torch.zeros(n)
+        x = self._resample(x, one * self.eval_crop, zero, zero, zero, one)
+        return self._finish(x)
+
+    def random(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """A random transformation ``g(x)`` of every image (one draw each)."""
+        x = _to_float(images)
+        n = x.shape[0]
+        g = generator
+        crops = torch.tensor(self.crop_sizes, dtype=torch.float32)
+        scale = crops[torch.randint(len(crops), (n,), generator=g)]
+        # Crop centre anywhere that keeps the crop inside the image.
+        room = (1.0 - scale).clamp(min=0.0)
+        tx = (torch.rand(n, generator=g) * 2 - 1) * room
+        ty = (torch.rand(n, generator=g) * 2 - 1) * room
+        angle = (torch.rand(n, generator=g) * 2 - 1) * math.radians(self.rotation)
+        flip = torch.ones(n)
+        if self.flip:
+            flip = torch.where(torch.rand(n, generator=g) < 0.5, -1.0, 1.0)
+        x = self._resample(x, scale, angle, tx, ty, flip)
+        x = self._jitter(x, g)
+        return self._finish(x)
+
+    def _jitter(self, x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+        n = x.shape[0]
+
+        def factor(strength: float) -> torch.Tensor:
+            f = 1.0 + (torch.rand(n, generator=g) * 2 - 1) * strength
+            return f.view(n, 1, 1, 1).to(x.device)
+
+        if self.brightness > 0:
+            x = x * factor(self.brightness)
+        if self.contrast > 0:
+            mean = _grey(x).mean(dim=(1, 2, 3), keepdim=True)
+            x = (x - mean) * factor(self.contrast) + mean
+        if x.shape[1] == 3:
+            if self.saturation > 0:
+                grey = _grey(x)
+                x = (x - grey) * factor(self.saturation) + grey
+            if self.hue > 0:
+                x = _rotate_hue(x, torch.rand(n, generator=g) * 2 - 1, self.hue)
+        return x.clamp(0.0, 1.0)
+
+
+def _rotate_hue(x: torch.Tensor, u: torch.Tensor, hue: float) -> torch.Tensor:
+    """Rotate the chroma of RGB images in YIQ space by ``u * hue`` turns."""
+    to_yiq = x.new_tensor(
+        [[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]]
+    )
+    to_rgb = torch.linalg.inv(to_yiq)
+    a = (u * hue * 2 * math.pi).to(x.device, x.dtype)
+    cos, sin = torch.cos(a), torch.sin(a)
+    n = x.shape[0]
+    rot = torch.zeros(n, 3, 3, dtype=x.dtype, device=x.device)
+    rot[:, 0, 0] = 1.0
+    rot[:, 1, 1], rot[:, 1, 2] = cos, -sin
+    rot[:, 2, 1], rot[:, 2, 2] = sin, cos
+    m = to_rgb @ rot @ to_yiq  # (n, 3, 3)
+    return torch.einsum("nij,njhw->nihw", m, x)
+
+
+def default_transforms(
+    height: int,
+    width: int,
+    channels: int,
+    *,
+    input_size: int | None = None,
+    sobel: bool | None = None,
+    flip: bool | None = None,
+    crop_sizes: Sequence[float] | None = None,
+    eval_crop: float | None = None,
+    rotation: float | None = None,
+) -> Transforms:
+    """The paper's settings for the image size and channel count.
+
+    Greyscale images (MNIST, IIC's settings): crops of 16, 20 and 24 of 28
+    pixels, centred crop 20 for the clean view, network input 24, rotations
+    up to 25 degrees, no flips, brightness and contrast jitter. RGB images
+    (CIFAR, STL): crops of 20/32 of the side, input 32 (64 for images of 64
+    pixels or more), flips, colour jitter, Sobel with the colour kept off.
+    Any argument given overrides its default.
+    """
+    side = min(height, width)
+    rgb = channels == 3
+    if rgb:
+        d_crops: tuple[float, ...] = (20 / 32,)
+        d_eval, d_rot, d_flip, d_sobel = 20 / 32, 0.0, True, True
+        d_input = 64 if side >= 64 else 32
+    else:
+        d_crops = (16 / 28, 20 / 28, 24 / 28)
+        d_eval, d_rot, d_flip, d_sobel = 20 / 28, 25.0, False, False
+        d_input = 24 if side <= 32 else min(64, side)
+    return Transforms(
+        input_size=int(input_size or d_input),
+        crop_sizes=tuple(float(c) for c in (crop_sizes or d_crops)),
+        eval_crop=float(eval_crop if eval_crop is not None else d_eval),
+        rotation=float(rotation if rotation is not None else d_rot),
+        flip=bool(d_flip if flip is None else flip),
+        sobel=bool(d_sobel if sobel is None else sobel),
+        include_rgb=False,
+    )

@@ -1,0 +1,260 @@
+"""HTML report of an IIC run: a grid per cluster and the training curves."""
+
+from __future__ import annotations
+
+import logging
+import math
+import pathlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from clusterlens.exceptions import DataValidationError
+from clusterlens.report._clusters import (
+    _check_images,
+    _Cluster,
+    _intensity_scale,
+    _label_stats,
+    _nice_ticks,
+    _thumb,
+)
+from clusterlens.report._common import css, fmt_number, fmt_value, template, version
+from clusterlens.typing import PathLike
+from clusterlens.utils._fs import atomic_write_text
+from clusterlens.utils.validation import check_int
+
+__all__ = ["build_iic_report"]
+
+logger = logging.getLogger(__name__)
+
+_COLORS = ("#4c78a8", "#f58518", "#54a24b", "#e45756", "#72b7b2")
+
+
+@dataclass(frozen=True)
+class _Series:
+    name: str
+    color: str
+    points: str
+    dots: list[tuple[float, float, str]]
+
+
+@dataclass(frozen=True)
+class _LineChart:
+    title: str
+    ylabel: str
+    width: int
+    height: int
+    left: int
+    right: int
+    top: int
+    bottom: int
+    series: list[_Series]
+    xticks: list[tuple[float, str]]
+    yticks: list[tuple[float, str]]
+
+
+def _line_chart(
+    title: str, ylabel: str, x: Sequence[float], series: Mapping[str, Sequence[float]]
+) -> _LineChart | None:
+    """An SVG chart of one or more series over epochs (None when nothing to draw)."""
+    ys_all = [v for vals in series.values() for v in vals if math.isfinite(v)]
+    if not x or not ys_all:
+        return None
+    width, height = 720, 240
+    left, right, top, bottom = 64, 20, 16, 42
+    x0, x1 = float(min(x)), float(max(x))
+    if x1 <= x0:
+        x0, x1 = x0 - 1, x1 + 1
+    xt = [t for t in _nice_ticks(x0, x1, 6) if x0 <= t <= x1 and t == int(t)]
+    yt = _nice_ticks(min(ys_all), max(ys_all), 5)
+    y0, y1 = min(yt[0], min(ys_all)), max(yt[-1], max(ys_all))
+
+    def px(v: float) -> float:
+        return round(left + (v - x0) / (x1 - x0) * (width - left - right), 1)
+
+    def py(v: float) -> float:
+        span = (y1 - y0) or 1.0
+        return round(height - bottom - (v - y0) / span * (height - top - bottom), 1)
+
+    out = []
+    for (name, vals), color in zip(series.items(), _COLORS, strict=False):
+        pts = [
+            (px(a), py(b), a, b)
+            for a, b in zip(x, vals, strict=True)
+            if math.isfinite(b)
+        ]
+        out.append(
+            _Series(
+                name,
+                color,
+                " ".join(f"{a},{b}" for a, b, _, _ in pts),
+                [
+                    (a, b, f"{name}, epoch {fmt_number(e)}: {v:.4f}")
+                    for a, b, e, v in pts
+                ],
+            )
+        )
+    return _LineChart(
+        title,
+        ylabel,
+        width,
+        height,
+        left,
+        width - right,
+        top,
+        height - bottom,
+        out,
+        [(px(t), fmt_number(t)) for t in xt],
+        [(py(t), f"{t:.3g}") for t in yt],
+    )
+
+
+def build_iic_report(
+    path: PathLike,
+    *,
+    proba: npt.ArrayLike,
+    images: npt.ArrayLike | None = None,
+    labels_true: npt.ArrayLike | None = None,
+    class_names: Sequence[str] | Mapping[Any, str] | None = None,
+    history: Sequence[Mapping[str, Any]] = (),
+    figures: Mapping[str, Any] | None = None,
+    params: Mapping[str, Any] | None = None,
+    title: str = "clusterlens iic report",
+    max_thumbnails: int = 40,
+    thumb_size: int = 48,
+) -> pathlib.Path:
+    """Write a self-contained HTML report of an IIC clustering.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        Output file, replaced atomically.
+    proba : array-like of shape (n_samples, n_clusters)
+        Cluster probabilities; each image goes to its arg-max cluster and the
+        thumbnails of a cluster run from the most to the least confident.
+    images : array-like of shape (n_samples, H, W[, C]), default=None
+        Images shown as thumbnails.
+    labels_true : array-like of shape (n_samples,), default=None
+        Known labels: majority label, purity and label bar per cluster.
+    class_names : sequence or mapping, default=None
+        Display names of the labels.
+    history : sequence of mappings, default=()
+        ``IIC.history_``: the loss curves (``loss``, ``loss_over``) and, when
+        present, ``accuracy``/``nmi``/``ari`` per epoch.
+    figures, params : mapping, default=None
+        Headline numbers and the run's parameters.
+    title : str
+        Page title.
+    max_thumbnails, thumb_size : int
+        Thumbnails per cluster and their longest side in pixels.
+
+    Returns
+    -------
+    path : pathlib.Path
+    """
+    max_thumbnails = check_int(
+        max_thumbnails, "max_thumbnails", "build_iic_report", low=0
+    )
+    thumb_size = check_int(
+        thumb_size, "thumb_size", "build_iic_report", low=1, high=4096
+    )
+    p = np.asarray(proba, dtype=np.float64)
+    if p.ndim != 2 or p.shape[0] == 0:
+        raise DataValidationError(
+            f"proba must have shape (n_samples, n_clusters); got {p.shape}."
+        )
+    n, k = p.shape
+    pred = p.argmax(axis=1)
+    conf = p[np.arange(n), pred]
+    imgs = _check_images(images, n)
+    true = None
+    if labels_true is not None:
+        true = np.asarray(labels_true)
+        if true.shape != (n,):
+            raise DataValidationError(
+                f"labels_true has shape {true.shape}; expected ({n},)."
+            )
+    sizes = np.bincount(pred, minlength=k)
+    stats = _label_stats(true, pred, k, class_names)
+    scale = _intensity_scale(imgs) if imgs is not None else None
+    order = np.lexsort((-conf, pred))
+    starts = np.concatenate(([0], np.cumsum(sizes)[:-1]))
+
+    clusters = []
+    for c in sorted(range(k), key=lambda c: (-sizes[c], c)):
+        size = int(sizes[c])
+        members = order[starts[c] : starts[c] + size]
+        shown = members[:max_thumbnails] if imgs is not None else members[:0]
+        thumbs = [
+            _thumb(imgs, scale, int(i), true, None, stats, thumb_size)  # type: ignore[arg-type]
+            for i in shown
+        ]
+        clusters.append(
+            _Cluster(
+                id=c,
+                size=size,
+                share=100.0 * size / n,
+                majority=stats.majority(c) if stats and size else None,
+                purity=stats.purity(c) if stats and size else None,
+                segments=stats.segments(c, size) if stats and size else [],
+                mean_distance=(f"{float(conf[members].mean()):.3f}" if size else None),
+                thumbs=thumbs,
+                n_hidden=size - len(thumbs) if imgs is not None else 0,
+            )
+        )
+
+    epochs = [float(h["epoch"]) for h in history]
+    charts = []
+    loss_series = {
+        "main head loss (chosen sub-head)": [float(h["loss"]) for h in history]
+    }
+    if history and all("loss_over" in h for h in history):
+        loss_series["overclustering head loss (mean)"] = [
+            float(h["loss_over"]) for h in history
+        ]
+    charts.append(
+        _line_chart(
+            "Loss per epoch (minus mutual information)", "loss", epochs, loss_series
+        )
+    )
+    metric_keys = [
+        m
+        for m in ("accuracy", "nmi", "ari")
+        if history and all(m in h for h in history)
+    ]
+    if metric_keys:
+        charts.append(
+            _line_chart(
+                "Agreement with the known labels per epoch (labels not used)",
+                "score",
+                epochs,
+                {
+                    m.upper() if m != "accuracy" else m: [float(h[m]) for h in history]
+                    for m in metric_keys
+                },
+            )
+        )
+    summary = [
+        ("items", f"{n:,}"),
+        ("clusters", f"{k:,}"),
+        ("non-empty", f"{int((sizes > 0).sum()):,}"),
+    ]
+    if stats is not None:
+        summary.append(("purity", f"{stats.overall_purity:.3f}"))
+    html = template("iic.html.j2").render(
+        title=title,
+        css=css(),
+        summary=summary,
+        figures=[(str(a), fmt_value(b)) for a, b in (figures or {}).items()],
+        charts=[c for c in charts if c is not None],
+        params=[(str(a), fmt_value(b)) for a, b in (params or {}).items()],
+        clusters=clusters,
+        version=version(),
+    )
+    out = pathlib.Path(path)
+    atomic_write_text(out, html)
+    logger.info("Wrote IIC report with %d clusters to %s", k, out)
+    return out

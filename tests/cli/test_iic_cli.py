@@ -1,0 +1,202 @@
+"""``clusterlens iic`` / ``iic-predict`` as a user runs them: outputs and bad input."""
+
+from __future__ import annotations
+
+import json
+from html.parser import HTMLParser
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+from click.testing import CliRunner
+
+pytest.importorskip("torch")
+
+from clusterlens.cli.main import cli
+
+FAST = [
+    "--epochs",
+    1,
+    "--width",
+    0.25,
+    "--batch-size",
+    25,
+    "--heads",
+    2,
+    "--repeats",
+    1,
+    "--k-over",
+    6,
+    "--input-size",
+    16,
+    "--quiet",
+]
+
+
+def run(*args):
+    return CliRunner().invoke(cli, [str(a) for a in args])
+
+
+def _one_line_error(r, *needles):
+    assert r.exit_code == 1, r.output
+    lines = [ln for ln in r.output.strip().splitlines() if ln.strip()]
+    assert lines[0].startswith("Error"), r.output
+    assert len(lines) == 2 and lines[1].startswith("hint:"), r.output
+    for n in needles:
+        assert n in lines[0], lines[0]
+    assert "Traceback" not in r.output
+
+
+@pytest.fixture
+def npz(tmp_path):
+    rng = np.random.default_rng(0)
+    y = np.repeat(np.arange(4), 25)
+    X = rng.integers(0, 60, (100, 16, 16), dtype=np.uint8)
+    for c in range(4):  # one bright quadrant per class
+        X[y == c, (c // 2) * 8 : (c // 2) * 8 + 8, (c % 2) * 8 : (c % 2) * 8 + 8] = 220
+    path = tmp_path / "shapes.npz"
+    np.savez(path, images=X, labels=y)
+    return path
+
+
+class _Tags(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.classes = []
+
+    def handle_starttag(self, tag, attrs):
+        self.classes += (dict(attrs).get("class") or "").split()
+
+
+def test_iic_writes_every_output(tmp_path, npz):
+    out = tmp_path / "run"
+    r = run("iic", npz, "--k", 4, "--out", out, "--seed", 0, *FAST)
+    assert r.exit_code == 0, r.output
+    assert sorted(p.name for p in out.iterdir()) == [
+        "assignments.parquet",
+        "model.json",
+        "model.npz",
+        "report.html",
+        "run.json",
+    ]
+    table = pq.read_table(out / "assignments.parquet").to_pydict()
+    assert {
+        "index",
+        "item_id",
+        "label",
+        "cluster",
+        "probability",
+        "prob_0",
+        "prob_3",
+    } <= set(table)
+    probs = np.column_stack([table[f"prob_{c}"] for c in range(4)])
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)
+    np.testing.assert_array_equal(probs.argmax(axis=1), table["cluster"])
+    np.testing.assert_array_equal(table["label"], np.load(npz)["labels"])
+    info = json.loads((out / "run.json").read_text())
+    assert info["seed"] == 0
+    assert 0 <= info["head"] < 2 and "lowest" in info["head_selection"]
+    assert info["results"]["head"] == info["head"]
+    assert {"accuracy", "nmi", "ari"} <= set(info["history"][0])
+    parser = _Tags()
+    html = (out / "report.html").read_text()
+    parser.feed(html)
+    assert parser.classes.count("cluster") >= 1
+    assert "training-curve" in parser.classes
+    assert "http://" not in html and "https://" not in html
+
+    # The saved model predicts the same clusters on the same images.
+    pred_out = tmp_path / "pred"
+    r = run("iic-predict", out / "model", npz, "--out", pred_out, "--format", "json")
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.output)["schema"] == "clusterlens.iic-predict/1"
+    again = pq.read_table(pred_out / "assignments.parquet").to_pydict()
+    np.testing.assert_array_equal(again["cluster"], table["cluster"])
+
+
+def test_iic_json_output_and_checkpoint_resume(tmp_path, npz):
+    ckpt = tmp_path / "ckpt"
+    r = run(
+        "iic",
+        npz,
+        "--k",
+        4,
+        "--out",
+        tmp_path / "a",
+        "--checkpoint",
+        ckpt,
+        "--format",
+        "json",
+        *FAST,
+    )
+    assert r.exit_code == 0, r.output
+    first = json.loads(r.output)
+    assert first["schema"] == "clusterlens.iic/1" and first["epochs"] == 1
+    assert (ckpt / "iic-checkpoint.npz").is_file()
+    fast2 = [a if a != 1 else 2 for a in FAST[:2]] + FAST[2:]
+    r = run(
+        "iic",
+        npz,
+        "--k",
+        4,
+        "--out",
+        tmp_path / "b",
+        "--checkpoint",
+        ckpt,
+        "--resume",
+        "--format",
+        "json",
+        *fast2,
+    )
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.output)["epochs"] == 2
+
+
+def test_k_below_two_is_one_line_error(tmp_path, npz):
+    r = run("iic", npz, "--k", 1, "--out", tmp_path / "o", *FAST)
+    _one_line_error(r, "--k must be >= 2")
+    assert not (tmp_path / "o").exists()
+
+
+def test_empty_folder_is_one_line_error(tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    r = run("iic", empty, "--k", 3, "--out", tmp_path / "o", *FAST)
+    assert r.exit_code != 0
+    _one_line_error(r, str(empty.name))
+
+
+def test_mixed_sizes_need_resize(tmp_path):
+    from PIL import Image
+
+    folder = tmp_path / "imgs"
+    rng = np.random.default_rng(0)
+    for cls, side in (("a", 16), ("b", 20)):
+        (folder / cls).mkdir(parents=True)
+        for i in range(6):
+            arr = rng.integers(0, 256, (side, side), dtype=np.uint8)
+            Image.fromarray(arr).save(folder / cls / f"{i}.png")
+    r = run("iic", folder, "--k", 2, "--out", tmp_path / "o", *FAST)
+    assert r.exit_code != 0
+    _one_line_error(r)
+    assert "size" in r.output.lower()
+    r = run(
+        "iic",
+        folder,
+        "--k",
+        2,
+        "--size",
+        "16x16",
+        "--out",
+        tmp_path / "o",
+        "--batch-size",
+        6,
+        *FAST[4:],
+    )
+    assert r.exit_code == 0, r.output
+
+
+def test_resume_without_checkpoint_is_usage_error(tmp_path, npz):
+    r = run("iic", npz, "--k", 4, "--resume", "--out", tmp_path / "o", *FAST)
+    assert r.exit_code == 2
+    assert "--checkpoint" in r.output

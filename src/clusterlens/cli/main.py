@@ -20,6 +20,7 @@ Examples:
   clusterlens kmeans sift.fvecs -k 256 --out km --format json --quiet
   clusterlens anchors instances_train2017.json -k 9 --evolve 1000 --out anchors
   clusterlens vocab sift.bvecs -k 4096 --sample 500000 --out vocab
+  clusterlens iic digits.npz --k 10 --epochs 3 --seed 0 --out iic
   clusterlens ingest images/ --out ws && clusterlens features sift ws
   clusterlens label-issues features.npy labels.csv --out issues --top 100
 """
@@ -76,6 +77,7 @@ def cli(verbose: int) -> None:
 def _register() -> None:
     from clusterlens.cli.anchors import anchors
     from clusterlens.cli.demo import demo
+    from clusterlens.cli.iic import iic, iic_predict
     from clusterlens.cli.kmeans import kmeans
     from clusterlens.cli.label_issues import label_issues
     from clusterlens.cli.bow import bow
@@ -88,6 +90,8 @@ def _register() -> None:
 
     cli.add_command(anchors)
     cli.add_command(demo)
+    cli.add_command(iic)
+    cli.add_command(iic_predict)
     cli.add_command(kmeans)
     cli.add_command(label_issues)
     cli.add_command(vocab)

@@ -54,3 +54,14 @@ def test_label_issues_smoke():
     # The combined ranking is at least as good as cleanlab on the same pred_probs.
     assert row["clusterlens"]["auroc"] >= row["cleanlab"]["auroc"]
     assert row["clusterlens"]["precision_at_k"] >= row["cleanlab"]["precision_at_k"]
+
+
+def test_iic_mnist_smoke():
+    import pytest
+
+    pytest.importorskip("torch")
+    out = _smoke("iic_mnist.py")
+    assert out["epochs"] == 1 and len(out["curve"]) == 1
+    assert 0.0 <= out["curve"][0]["accuracy"] <= 1.0
+    assert {"accuracy", "nmi", "ari"} <= set(out["kmeans_pixels"])
+    assert out["ratios"]["iic_final_over_paper"] > 0

@@ -90,7 +90,7 @@ def _size_mode(f: Any) -> Any:
     "--batch-size",
     type=click.IntRange(min=2),
     default=None,
-    help="Images per batch before repeats (default 128).",
+    help="Images per batch before repeats (default 32).",
 )
 @click.option(
     "--repeats",
@@ -116,7 +116,7 @@ def _size_mode(f: Any) -> Any:
     "--lr",
     type=click.FloatRange(min=0, min_open=True),
     default=None,
-    help="Adam learning rate (default 1e-3).",
+    help="Adam learning rate (default 2e-3).",
 )
 @click.option(
     "--lamb",
@@ -134,7 +134,7 @@ def _size_mode(f: Any) -> Any:
     "--width",
     type=click.FloatRange(min=0, min_open=True),
     default=None,
-    help="Channel multiplier of the network (1.0 = the paper's).",
+    help="Channel multiplier (default 0.25; 1.0 = the paper's).",
 )
 @click.option(
     "--sobel/--no-sobel",

@@ -129,7 +129,7 @@ class IIC(ClusterMixin, BaseEstimator):  # type: ignore[misc]
     n_heads : int, default=5
         Sub-heads per head; the main sub-head with the lowest loss over the
         last epoch predicts (``head_``).
-    aux_mode : {"alternate", "joint"}, default="alternate"
+    aux_mode : {"alternate", "joint"}, default="joint"
         How the two heads share the trunk: "alternate" trains the main and
         the auxiliary head on alternate batches (the paper alternates them);
         "joint" sums both heads' losses on every batch (one trunk pass feeds
@@ -137,11 +137,12 @@ class IIC(ClusterMixin, BaseEstimator):  # type: ignore[misc]
     n_repeats : int, default=4
         Sample repeats: each image of a batch is paired with this many
         independent random transformations of itself.
-    batch_size : int, default=128
-        Images per batch (before repeats).
+    batch_size : int, default=32
+        Images per batch (before repeats). Small batches mean more steps per
+        epoch, which is what a short CPU run needs.
     epochs : int, default=3
         Passes over the data.
-    lr : float, default=1e-3
+    lr : float, default=2e-3
         Adam learning rate (the paper uses 1e-4 with far more epochs).
     lamb : float, default=1.0
         Entropy coefficient λ of the objective; 1 is plain mutual information.
@@ -149,8 +150,9 @@ class IIC(ClusterMixin, BaseEstimator):  # type: ignore[misc]
         ``"vgg4"``: the paper's base B (4 conv layers) for images up to about
         32 pixels; ``"vgg6"``: base C; ``"resnet"``: a small ResNet with
         global pooling for larger images.
-    width : float, default=0.5
-        Channel multiplier (1.0 = the paper's 64-128-256-512).
+    width : float, default=0.25
+        Channel multiplier (1.0 = the paper's 64-128-256-512); the default
+        16-32-64-128 trains about 14 times faster on a CPU than the paper's.
     transforms : Transforms or None, default=None
         Random transformation settings; ``None`` picks the paper's for the
         image size and channel count (:func:`default_transforms`).
@@ -206,14 +208,14 @@ class IIC(ClusterMixin, BaseEstimator):  # type: ignore[misc]
         *,
         n_clusters_over: int = 50,
         n_heads: int = 5,
-        aux_mode: str = "alternate",
+        aux_mode: str = "joint",
         n_repeats: int = 4,
-        batch_size: int = 128,
+        batch_size: int = 32,
         epochs: int = 3,
-        lr: float = 1e-3,
+        lr: float = 2e-3,
         lamb: float = 1.0,
         backbone: str = "vgg4",
-        width: float = 0.5,
+        width: float = 0.25,
         transforms: Transforms | None = None,
         device: str = "auto",
         n_threads: int | None = 2,

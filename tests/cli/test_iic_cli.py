@@ -200,3 +200,36 @@ def test_resume_without_checkpoint_is_usage_error(tmp_path, npz):
     r = run("iic", npz, "--k", 4, "--resume", "--out", tmp_path / "o", *FAST)
     assert r.exit_code == 2
     assert "--checkpoint" in r.output
+
+
+def test_missing_torch_names_the_extra(tmp_path, npz, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "torch", None)  # import torch now fails
+    r = run("iic", npz, "--k", 4, "--out", tmp_path / "o", *FAST)
+    _one_line_error(r, "requires torch", "clusterlens[deep]")
+
+
+def test_package_and_cli_import_without_torch():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "class Block:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] == 'torch':\n"
+        "            raise ImportError('No module named torch')\n"
+        "sys.meta_path.insert(0, Block())\n"
+        "import clusterlens, clusterlens.cli.main, clusterlens.pipelines.iic\n"
+        "import clusterlens.report._iic\n"
+        "try:\n"
+        "    import clusterlens.deep\n"
+        "except ImportError as e:\n"
+        "    print(type(e).__name__, e)\n"
+        "assert 'torch' not in sys.modules\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("MissingDependencyError")
+    assert "pip install 'clusterlens[deep]'" in r.stdout

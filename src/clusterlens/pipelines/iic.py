@@ -38,6 +38,14 @@ def load_images(
     return load_image_array(source, size=size, mode=mode, verbose=verbose)
 
 
+def _deep() -> Any:
+    """``clusterlens.deep``, or a clear error naming the extra when torch is absent."""
+    import_optional("torch", extra="deep", feature="clusterlens iic")
+    import clusterlens.deep
+
+    return clusterlens.deep
+
+
 def _item_ids(data: Any, source: Path) -> npt.NDArray[Any]:
     if data.paths is not None:
         return np.asarray([str(p) for p in data.paths])
@@ -135,7 +143,7 @@ def run_iic(
         raise InvalidParameterError(
             f"k must be >= 2 (the number of clusters to find); got {n_clusters}."
         )
-    deep = import_optional("clusterlens.deep", extra="deep", feature="clusterlens iic")
+    deep = _deep()
     from clusterlens.report._iic import build_iic_report
 
     out, src = Path(out_dir), Path(source)
@@ -274,7 +282,7 @@ def run_iic_predict(
     Writes ``assignments.parquet`` (same columns as :func:`run_iic`) and
     ``run.json``.
     """
-    deep = import_optional("clusterlens.deep", extra="deep", feature="clusterlens iic")
+    deep = _deep()
     out, src = Path(out_dir), Path(source)
     t0 = time.perf_counter()
     model = deep.IIC.load(model_path, device=device)

@@ -2,12 +2,20 @@
 
 Needs the ``deep`` extra (torch); importing this package without torch raises
 :class:`~clusterlens.exceptions.MissingDependencyError` with the install line.
+Importing it sets ``OMP_WAIT_POLICY=PASSIVE`` unless already set (see below).
 """
 
 from __future__ import annotations
 
+import os
+
 from clusterlens.utils._optional import import_optional
 
+# OpenMP threads that spin while waiting make torch 10x slower on a busy
+# machine (measured: 2.75 s against 0.21 s per IIC step with 2 threads on 2
+# shared cores); passive waiting changes no result. Read once, when torch loads;
+# a value the user set wins.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import_optional("torch", extra="deep", feature="clusterlens.deep (IIC)")
 
 from clusterlens.deep._iic import IIC, as_image_tensor  # noqa: E402

@@ -40,6 +40,7 @@ def load_images(
 
 def _deep() -> Any:
     """``clusterlens.deep``, or a clear error naming the extra when torch is absent."""
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # see clusterlens.deep
     import_optional("torch", extra="deep", feature="clusterlens iic")
     import clusterlens.deep
 

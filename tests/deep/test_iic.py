@@ -76,12 +76,17 @@ def test_short_run_beats_chance_clearly():
     assert acc >= 0.7, f"accuracy {acc:.3f} should be >= 0.7 (chance is 0.25)"
     assert model.history_[-1]["accuracy"] == pytest.approx(acc)
     assert model.history_[-1]["loss"] < model.history_[0]["loss"]
-    # The labels given to fit are only reported, never used: same weights.
-    again = _small(**fast).fit(X)
+
+
+def test_labels_are_only_reported_never_used():
+    X, y = shapes(10, seed=6)
+    model = _small(epochs=1).fit(X, y)
+    again = _small(epochs=1).fit(X)
     for a, b in zip(
         model.net_.state_dict().values(), again.net_.state_dict().values(), strict=True
     ):
         assert torch.equal(a, b)
+    assert model.head_ == again.head_
     assert "accuracy" in model.history_[-1] and "accuracy" not in again.history_[-1]
 
 

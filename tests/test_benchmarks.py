@@ -65,3 +65,13 @@ def test_iic_mnist_smoke():
     assert 0.0 <= out["curve"][0]["accuracy"] <= 1.0
     assert {"accuracy", "nmi", "ari"} <= set(out["kmeans_pixels"])
     assert out["ratios"]["iic_final_over_paper"] > 0
+
+
+def test_vocab_smoke():
+    out = _smoke("vocab.py")
+    rows = {r["method"]: r for r in out["kmeans"]["rows"]}
+    assert {"faiss flat", "clusterlens large (default)"} <= set(rows)
+    # same init and iterations: the large-k mode's SSE stays near faiss flat's
+    assert rows["clusterlens large (default)"]["sse_vs_faiss_flat"] < 0.03
+    assert out["realsift"]["large"]["sse_vs_exact"] < 0.01
+    assert out["quantize"]["agreement_real_sift"] >= 0.98

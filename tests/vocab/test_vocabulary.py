@@ -137,7 +137,8 @@ def test_vocab_cli_large_k_checkpoint_and_resume(tmp_path):
     )
     assert r.exit_code == 0, r.output
     full = json.loads(r.stdout)
-    assert full["mode"] == "large" and full["quantizer"] == "exact"
+    assert full["mode"] == "large" and full["quantizer"] == "fit"
+    assert 0.9 <= full["quantizer_agreement"] <= 1.0
     ck = tmp_path / "ck"
     r = _vocab_cli(
         tmp_path / "x.npy",

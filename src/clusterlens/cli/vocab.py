@@ -73,7 +73,8 @@ Examples:
     type=click.Choice(["auto", "exact", "index"]),
     default="auto",
     show_default=True,
-    help="Word search: exact, or a two-level index (auto: from 4,096 words).",
+    help="Word search: exact, or a two-level index (auto: from 4,096 words; "
+    "after a large-k fit on all descriptors, its own last assignment).",
 )
 @click.option(
     "--probe",
@@ -180,8 +181,13 @@ def vocab(
         f"{summary['n_descriptors']:,} descriptors ({summary['dtype']}, "
         f"{summary['n_features']}-d); SSE of all descriptors {summary['sse_all']:.6g}; "
         f"{summary['empty_words']} empty words; {summary['mode']} training in "
-        f"{summary['fit_seconds']:.1f} s; {summary['quantizer']} quantization at "
-        f"{summary['descriptors_per_second']:,.0f} descriptors/s "
-        f"({100 * summary['quantizer_agreement']:.2f} % exact).\nWrote {out}/: "
+        f"{summary['fit_seconds']:.1f} s; "
+        + (
+            "descriptors assigned by the fit's last pass "
+            if summary["quantizer"] == "fit"
+            else f"{summary['quantizer']} quantization at "
+            f"{summary['descriptors_per_second']:,.0f} descriptors/s "
+        )
+        + f"({100 * summary['quantizer_agreement']:.2f} % exact).\nWrote {out}/: "
         "vocab.npz, vocab.json, assignments.parquet, run.json",
     )

@@ -14,7 +14,7 @@ import numpy as np
 import numpy.typing as npt
 
 from clusterlens.exceptions import DataValidationError
-from clusterlens.utils._fs import atomic_write_bytes, atomic_write_text
+from clusterlens.utils._fs import atomic_write_text
 
 __all__ = [
     "LloydState",
@@ -75,8 +75,6 @@ def save_arrays(
     fingerprint, the array file's name and its SHA-256.
     """
     d = Path(directory)
-    buf = io.BytesIO()
-    np.savez(buf, **arrays)
     meta = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -85,11 +83,20 @@ def save_arrays(
     }
     # New arrays under a new name first, then the JSON that names them, then
     # the old arrays go: a crash at any point leaves a JSON whose arrays exist.
-    data = buf.getvalue()
+    # The arrays stream to a temporary file (no copy of them in memory).
     name = f"checkpoint-{int(meta['iteration']):06d}.npz"
+    tmp = d / f".{name}.tmp"
+    with open(tmp, "wb") as f:
+        np.savez(f, **arrays)  # type: ignore[arg-type]
+        f.flush()
+        os.fsync(f.fileno())
+    h = hashlib.sha256()
+    with open(tmp, "rb") as f:
+        for block in iter(lambda: f.read(1 << 24), b""):
+            h.update(block)
+    os.replace(tmp, d / name)
     meta["arrays"] = name
-    meta["npz_sha256"] = hashlib.sha256(data).hexdigest()
-    atomic_write_bytes(d / name, data)
+    meta["npz_sha256"] = h.hexdigest()
     atomic_write_text(d / "checkpoint.json", json.dumps(meta, default=float))
     for old in d.glob("checkpoint-*.npz"):  # only once the JSON names the new one
         if old.name != name:

@@ -294,7 +294,7 @@ def kmeans(
     eng = get_engine(engine, {"dtype": X.dtype, "metric": "sqeuclidean"})
     rng = check_random_state(random_state)
 
-    state = None
+    state: Any = None
     on_iteration = None
     if checkpoint_dir is not None or resume:
         if checkpoint_dir is None:
@@ -359,6 +359,7 @@ def kmeans(
             centers0 = init_r
         init_seconds += time.perf_counter() - ti
         desc = "k-means" if n_runs == 1 else f"k-means run {run + 1}/{n_runs}"
+        res: Any
         if mode == "large":
             from clusterlens.cluster._large import large_k_lloyd
 

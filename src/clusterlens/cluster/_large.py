@@ -198,7 +198,7 @@ class CoarseIndex:
         What was subtracted from the centres (rows given to :meth:`search`
         are shifted the same way); zeros when None.
     n_groups : int, optional
-        Groups of centres; ``round(2 sqrt(k))`` when None.
+        Groups of centres; ``round(sqrt(k))`` when None.
     n_probe : int, default=16
         Groups each point is compared with.
     seed : int, default=0
@@ -221,7 +221,7 @@ class CoarseIndex:
         k, d = centers.shape
         self.k = k
         self.shift = np.zeros(d) if shift is None else np.asarray(shift, np.float64)
-        g = max(1, min(k, n_groups or round(2 * math.sqrt(k))))
+        g = max(1, min(k, n_groups or round(math.sqrt(k))))
         self.n_groups = g
         self.n_probe = max(1, min(n_probe, g))
         if g == 1:
@@ -241,6 +241,7 @@ class CoarseIndex:
             G = res.centers.astype(np.float64)
             glab, _ = assign_chunked(centers, G, get_engine("numpy"))
         self.G2, self.gn = _scores(G)
+        self.G2T = np.ascontiguousarray(self.G2.T)
         C2, cn = _scores(centers)
         self.C2, self.cnf = C2, cn
         order = np.argsort(glab, kind="stable")
@@ -251,13 +252,32 @@ class CoarseIndex:
         self.cn = [cn[m] for m in self.members]
 
     def probes(self, F: npt.NDArray[F32]) -> npt.NDArray[np.int64]:
-        """(m, n_probe) nearest groups of shifted float32 rows (any order)."""
-        S = F @ self.G2.T
-        S -= self.gn
-        p = self.n_probe
-        if p >= S.shape[1]:
-            return np.broadcast_to(np.arange(S.shape[1]), S.shape).copy()
-        return np.argpartition(-S, p - 1, axis=1)[:, :p]
+        """(m, n_probe) nearest groups of shifted float32 rows (any order).
+
+        Blocks of rows small enough for the score matrix to stay in cache,
+        split over threads; the few best by repeated argmax.
+        """
+        m = F.shape[0]
+        p, g = self.n_probe, self.n_groups
+        if p >= g:
+            return np.broadcast_to(np.arange(g), (m, g)).copy()
+        out = np.empty((m, p), np.int64)
+        bs = 2048
+        cuts = np.r_[np.arange(0, m, bs), m]
+
+        def work(t: int, lo: int, hi: int) -> None:
+            for i in range(lo, hi):
+                a, b = cuts[i], cuts[i + 1]
+                S = F[a:b] @ self.G2T
+                S -= self.gn
+                rows = np.arange(b - a)
+                for q in range(p):
+                    j = S.argmax(1)
+                    out[a:b, q] = j
+                    S[rows, j] = -np.inf
+
+        _in_threads(_split(np.diff(cuts), _n_threads()), work)
+        return out
 
     def search_f32(
         self,
@@ -476,6 +496,21 @@ def _sorted_sums(
     _in_threads(ranges, work)
 
 
+def _release_pages(X: npt.NDArray[Any]) -> None:
+    """Let the OS drop a memory map's cached pages from this process's RSS."""
+    import mmap
+
+    mm = getattr(X, "_mmap", None)
+    if mm is None:
+        base = getattr(X, "base", None)
+        mm = base if isinstance(base, mmap.mmap) else getattr(base, "_mmap", None)
+    if isinstance(mm, mmap.mmap) and hasattr(mmap, "MADV_DONTNEED"):
+        try:
+            mm.madvise(mmap.MADV_DONTNEED)
+        except (OSError, ValueError):  # not supported here: only memory is at stake
+            pass
+
+
 def _farthest(d2: npt.NDArray[F32], m: int) -> npt.NDArray[np.int64]:
     """Indices of the m largest entries of d2, largest first (ties: lowest index)."""
     m = min(m, d2.size)
@@ -491,7 +526,7 @@ def large_k_lloyd(
     tol: float,
     n_candidates: int = 3,
     refresh_every: int = 0,
-    n_probe: int = 8,
+    n_probe: int = 4,
     n_groups: int | None = None,
     first_pass: str = "index",
     seed: int = 0,
@@ -519,6 +554,10 @@ def large_k_lloyd(
     T = _n_threads()
     if first_pass == "exact":  # one group holding every centre: exact top-r
         n_groups = 1
+    Xs: Any
+    labels: Any
+    top: Any
+    perm: Any
     if resume is not None:
         shift = resume.shift.copy()
         rows = _Rows(shift, _storage_dtype(X.dtype))
@@ -526,6 +565,7 @@ def large_k_lloyd(
         Xs = np.empty((n, d), rows.store)
         for a in range(0, n, _CHUNK):
             Xs[a : a + _CHUNK] = rows.to_store(np.asarray(X[perm[a : a + _CHUNK]]))
+        _release_pages(X)
         Cs = resume.centers.copy()
         labels, top = resume.labels, resume.top
         history = list(resume.history)
@@ -535,8 +575,7 @@ def large_k_lloyd(
         shift = np.asarray(centers_init, np.float64).mean(axis=0)
         rows = _Rows(shift, _storage_dtype(X.dtype))
         Cs = np.asarray(centers_init, np.float64) - shift
-        Xs = None  # type: ignore[assignment]
-        labels = top = perm = None  # type: ignore[assignment]
+        Xs = labels = top = perm = None
         history = []
         start = 0
         converged = False
@@ -570,6 +609,7 @@ def large_k_lloyd(
                         Xs[a : a + _CHUNK] = rows.to_store(
                             np.asarray(X[np.sort(o[a : a + _CHUNK])])
                         )[np.argsort(np.argsort(o[a : a + _CHUNK]))]
+                    _release_pages(X)  # the sorted copy is all we read now
                 else:
                     moved = int(np.count_nonzero(labels != new))
                     Xs, perm = Xs[o], perm[o]
@@ -622,9 +662,7 @@ def large_k_lloyd(
             converged = (moved == 0 and empty.size == 0) or shift2 <= tol
             if on_iteration is not None:
                 on_iteration(
-                    LargeKState(
-                        it, Cs, labels, top, perm, shift, history, converged
-                    )
+                    LargeKState(it, Cs, labels, top, perm, shift, history, converged)
                 )
         if converged:
             bar.total = it

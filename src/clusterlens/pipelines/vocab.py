@@ -16,6 +16,25 @@ from clusterlens.vocab import VisualVocabulary
 __all__ = ["run_vocab"]
 
 
+def _agreement(
+    vocab: VisualVocabulary,
+    X: npt.NDArray[Any],
+    words: npt.NDArray[Any],
+    d2: npt.NDArray[Any],
+    seed: int,
+    sample: int = 10_000,
+) -> float:
+    """Share of sampled rows whose given word is at their exact nearest distance."""
+    rng = np.random.default_rng(seed)
+    rows = np.sort(rng.choice(X.shape[0], size=min(sample, X.shape[0]), replace=False))
+    exact = VisualVocabulary.from_centers(vocab.centers_)
+    exact.quantizer = "exact"
+    _, d2_exact = exact.quantize(np.asarray(X[rows]))
+    d2_exact = d2_exact.astype(np.float64)
+    tol = 1e-5 * np.maximum(d2_exact, 1.0)
+    return float(np.mean(d2[rows].astype(np.float64) <= d2_exact + tol))
+
+
 def run_vocab(
     X: npt.NDArray[Any],
     out_dir: str | os.PathLike[str],
@@ -60,9 +79,21 @@ def run_vocab(
         verbose=verbose,
     ).fit(X)
     t_fit = time.perf_counter() - t0
-    words, d2 = vocab.quantize(X)
+    if (
+        quantizer == "auto"
+        and vocab.n_fit_samples_ == X.shape[0]
+        and vocab.mode_ == "large"
+    ):
+        # the fit's last pass already assigned every descriptor (through its
+        # candidates): measure how often that is the exact nearest word
+        words, d2 = vocab._fit_words
+        used = "fit"
+        agreement = _agreement(vocab, X, words, d2, random_state)
+    else:
+        words, d2 = vocab.quantize(X)
+        used = vocab.quantizer_
+        agreement = vocab.agreement(X, sample=10_000, random_state=random_state)
     t_quant = time.perf_counter() - t0 - t_fit
-    agreement = vocab.agreement(X, sample=10_000, random_state=random_state)
     vocab.save(out / "vocab")
     write_results(
         out / "assignments.parquet",
@@ -83,7 +114,7 @@ def run_vocab(
         "sse_all": float(d2.astype(np.float64).sum()),
         "n_iter": vocab.n_iter_,
         "mode": vocab.mode_,
-        "quantizer": vocab.quantizer_,
+        "quantizer": used,
         "quantizer_agreement": agreement,
         "empty_words": int((counts == 0).sum()),
         "largest_word_share": float(counts.max() / max(1, counts.sum())),

@@ -78,8 +78,8 @@ class VisualVocabulary(BaseEstimator):
         exact nearest word.
     n_probe : int, default=None
         Groups of words searched per descriptor by the index quantizer;
-        None: ``max(32, round(0.05 * n_groups))`` of ``2 sqrt(n_words)``
-        groups (>= 99 % agreement on SIFT in ``benchmarks/vocab.py``).
+        None: ``max(16, round(0.1 * n_groups))`` of ``sqrt(n_words)`` groups
+        (agreement measured in ``benchmarks/vocab.py``).
     checkpoint_dir : path, default=None
         Write a training checkpoint there after every iteration (needs an
         int ``random_state``).
@@ -200,6 +200,8 @@ class VisualVocabulary(BaseEstimator):
         self.history_ = res.history
         self.engine_ = res.engine
         self.mode_ = res.mode
+        # the fit's own assignment of its rows (reused when it covers all of X)
+        self._fit_words = (res.labels, res.distances)
         self.n_features_in_ = Xa.shape[1]
         self.n_fit_samples_ = int(train.shape[0])
         self.fit_seconds_ = time.perf_counter() - t0
@@ -263,8 +265,8 @@ class VisualVocabulary(BaseEstimator):
         C = np.asarray(self.centers_, np.float64)
         shift = C.mean(axis=0)
         k = C.shape[0]
-        g = max(1, round(2 * np.sqrt(k)))
-        n_probe = self.n_probe or max(32, round(0.05 * g))
+        g = max(1, round(np.sqrt(k)))
+        n_probe = self.n_probe or max(16, round(0.1 * g))
         index = CoarseIndex(C - shift, shift=shift, n_groups=g, n_probe=n_probe)
         self.__dict__["_index_cache"] = (self.centers_, index)
         return index

@@ -1,0 +1,99 @@
+"""``clusterlens export``: reviewed labels as COCO, ImageFolder, Label Studio or CSV."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from clusterlens.cli._output import emit
+from clusterlens.cli._ws import workspace_argument
+
+EXAMPLES = """
+\b
+Examples:
+  clusterlens export ws --format csv
+  clusterlens export ws --format imagefolder --copy --out dataset/
+  clusterlens export ws --format labelstudio --out ls --overwrite
+"""
+
+
+@click.command(epilog=EXAMPLES)
+@workspace_argument
+@click.option(
+    "--format",
+    "export_format",
+    type=click.Choice(["coco", "imagefolder", "labelstudio", "csv"]),
+    required=True,
+    help="coco: annotations.json; imagefolder: one folder per label; "
+    "labelstudio: tasks.json with cluster names as predictions; csv: labels.csv.",
+)
+@click.option(
+    "--results",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="Results Parquet with the clusters (default: the newest under WS).",
+)
+@click.option("--copy", is_flag=True, help="imagefolder: copy images, not links.")
+@click.option(
+    "-o",
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Output folder (default: WS/export/<format>).",
+)
+@click.option("--overwrite", is_flag=True, help="Replace the output folder.")
+@click.option(
+    "--print",
+    "fmt",
+    type=click.Choice(["human", "json"]),
+    default="human",
+    show_default=True,
+    help="What to print on stdout.",
+)
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar and no summary.")
+def export(
+    ws: Path,
+    export_format: str,
+    results: Path | None,
+    copy: bool,
+    out: Path | None,
+    overwrite: bool,
+    fmt: str,
+    quiet: bool,
+) -> None:
+    """Write the labels of WS (from WS/review.sqlite) in one format.
+
+    Unlabelled items are left out of COCO annotations and the ImageFolder tree;
+    Label Studio tasks carry their cluster's name as a prediction.
+    """
+    from clusterlens.app._data import open_review
+    from clusterlens.io._export import export_labels
+    from clusterlens.utils._fs import staged_output_dir
+
+    dst = out if out is not None else ws / "export" / export_format
+    data, store = open_review(ws, results=results, issues=None)
+    try:
+        with staged_output_dir(dst, overwrite=overwrite) as stage:
+            summary = export_labels(
+                data.workspace,
+                store.labels(),
+                stage,
+                fmt=export_format,
+                cluster=store.assignment(),
+                cluster_names=store.cluster_names(),
+                copy=copy,
+                final=dst,
+                verbose=0 if quiet or fmt == "json" else 1,
+            )
+    finally:
+        store.close()
+    if quiet and fmt != "json":
+        return
+    emit(
+        fmt,
+        "clusterlens.export/1",
+        {**summary, "out": str(dst.absolute())},
+        f"Exported {summary['n_labelled']:,} of {summary['n_items']:,} items as "
+        f"{export_format}.\nWrote {dst}/",
+    )

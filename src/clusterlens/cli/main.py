@@ -23,6 +23,7 @@ Examples:
   clusterlens iic digits.npz --k 10 --epochs 3 --seed 0 --out iic
   clusterlens ingest images/ --out ws && clusterlens features sift ws
   clusterlens label-issues features.npy labels.csv --out issues --top 100
+  clusterlens review ws && clusterlens export ws --format coco
 """
 
 
@@ -83,6 +84,8 @@ def _register() -> None:
     from clusterlens.cli.bow import bow
     from clusterlens.cli.cluster import cluster
     from clusterlens.cli.evaluate import evaluate
+    from clusterlens.cli.export import export
+    from clusterlens.cli.review import review
     from clusterlens.cli.features import features
     from clusterlens.cli.ingest import ingest
     from clusterlens.cli.topics import topics
@@ -101,6 +104,8 @@ def _register() -> None:
     cli.add_command(topics)
     cli.add_command(cluster)
     cli.add_command(evaluate)
+    cli.add_command(review)
+    cli.add_command(export)
 
 
 _register()

@@ -1,0 +1,79 @@
+"""End to end in a real headless Chromium (Debian's chromium, driven by Playwright)."""
+
+from __future__ import annotations
+
+import csv
+import os
+import shutil
+import threading
+
+import pytest
+
+CHROMIUM = os.environ.get("CLUSTERLENS_CHROMIUM", "/usr/bin/chromium")
+
+pytest.importorskip("flask")
+playwright = pytest.importorskip(
+    "playwright.sync_api", reason="playwright is not installed (pip install playwright)"
+)
+if not (os.path.isfile(CHROMIUM) or shutil.which(CHROMIUM)):
+    pytest.skip(
+        f"no chromium at {CHROMIUM} (apt-get install chromium, or set "
+        "CLUSTERLENS_CHROMIUM)",
+        allow_module_level=True,
+    )
+
+
+@pytest.fixture
+def server(digits_ws):
+    from werkzeug.serving import make_server
+
+    from clusterlens.app import create_app
+
+    app = create_app(digits_ws[0])
+    srv = make_server("127.0.0.1", 0, app, threaded=True)
+    t = threading.Thread(target=srv.serve_forever, daemon=True)
+    t.start()
+    yield f"http://127.0.0.1:{srv.server_port}", app.config["STORE"], digits_ws[0]
+    srv.shutdown()
+    t.join()
+
+
+def test_label_reject_reload_export_in_chromium(server):
+    url, store, ws = server
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True)
+        page = browser.new_page()
+        page.goto(url + "/")
+        assert page.url.endswith("/cluster/0")
+        n0 = page.locator("figure.item").count()
+        assert n0 == 20
+        # reject the outlier (last in the grid): one click
+        last = page.locator("figure.item").last
+        rejected = int(last.get_attribute("data-idx"))
+        last.click()
+        page.wait_for_selector(f'figure.item[data-idx="{rejected}"]', state="detached")
+        # name the cluster: type and press Enter; the page moves on to cluster 1
+        page.fill("#name", "zero <i>")
+        with page.expect_navigation():
+            page.press("#name", "Enter")
+        assert page.url.endswith("/cluster/1")
+        # reload cluster 0: the state is kept
+        page.goto(url + "/cluster/0")
+        page.reload()
+        assert page.locator("#cluster-name").inner_text() == "zero <i>"
+        assert page.locator("figure.item").count() == n0 - 1
+        assert page.locator(f'figure[data-idx="{rejected}"]').count() == 0
+        captions = page.locator("figure.item figcaption").all_inner_texts()
+        assert set(captions) == {"zero <i>"}
+        # export from the page
+        page.click('button.export-btn[data-format="csv"]')
+        page.wait_for_function(
+            "document.getElementById('status').textContent.startsWith('exported')"
+        )
+        browser.close()
+    rows = list(csv.DictReader(open(ws / "export" / "csv" / "labels.csv")))
+    labelled = [r for r in rows if r["label"]]
+    assert len(labelled) == n0 - 1
+    assert {r["label"] for r in labelled} == {"zero <i>"}
+    assert rows[rejected]["label"] == "" and rows[rejected]["cluster"] != "0"
+    assert store.n_actions() == 2

@@ -75,3 +75,15 @@ def test_vocab_smoke():
     assert rows["clusterlens large (default)"]["sse_vs_faiss_flat"] < 0.03
     assert out["realsift"]["large"]["sse_vs_exact"] < 0.01
     assert out["quantize"]["agreement_real_sift"] >= 0.98
+
+
+def test_annotation_smoke():
+    out = _smoke("annotation.py")
+    assert out["n_items"] == 2000
+    # every action went through the review store; all items end up labelled
+    assert out["actions"]["total"] == sum(
+        v for k, v in out["actions"].items() if k != "total"
+    )
+    assert out["final_accuracy"] == 1.0
+    # clustering saves actions against one image, one action
+    assert out["correct_labels_per_action"] > 1.0

@@ -36,7 +36,12 @@ def make_ws(tmp_path, *, n_per=20, k=3, seed=0, features=True):
     stage = ws_dir / "clusters" / "pixels"
     stage.mkdir(parents=True)
     run_cluster_images(
-        ws, stage, features="pixels", n_clusters=k, n_init=3, random_state=seed,
+        ws,
+        stage,
+        features="pixels",
+        n_clusters=k,
+        n_init=3,
+        random_state=seed,
         report=False,
     )
     if not features:

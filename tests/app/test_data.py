@@ -32,7 +32,9 @@ def test_results_from_unknown_schema(digits_ws):
     body = json.loads(run.read_text())
     body["schema"] = "clusterlens.cluster-images/0"
     run.write_text(json.dumps(body))
-    with pytest.raises(DataValidationError, match=r"schema 'clusterlens.cluster-images/0'"):
+    with pytest.raises(
+        DataValidationError, match=r"schema 'clusterlens.cluster-images/0'"
+    ):
         load_review_data(digits_ws[0])
 
 

@@ -33,7 +33,11 @@ LABELS = ["a", "a", None, "b <&>", "b <&>", None]
 def test_csv(tmp_path):
     ws = _folder_ws(tmp_path)
     out = export_labels(
-        ws, LABELS, tmp_path / "o", fmt="csv", cluster=[0, 0, 1, 1, 2, -1],
+        ws,
+        LABELS,
+        tmp_path / "o",
+        fmt="csv",
+        cluster=[0, 0, 1, 1, 2, -1],
         cluster_names={0: "a", 1: None, 2: "b <&>"},
     )
     assert out["n_labelled"] == 4
@@ -90,8 +94,13 @@ def test_imagefolder_array_source_writes_pngs(digits_ws):
 def test_labelstudio_predictions_are_cluster_names(tmp_path):
     ws = _folder_ws(tmp_path)
     export_labels(
-        ws, LABELS, tmp_path / "o", fmt="labelstudio", cluster=[0, 0, 1, 1, 1, -1],
-        cluster_names={0: "a", 1: "b <&>"}, final=tmp_path / "final",
+        ws,
+        LABELS,
+        tmp_path / "o",
+        fmt="labelstudio",
+        cluster=[0, 0, 1, 1, 1, -1],
+        cluster_names={0: "a", 1: "b <&>"},
+        final=tmp_path / "final",
     )
     tasks = json.loads((tmp_path / "o" / "tasks.json").read_text())
     assert len(tasks) == 6

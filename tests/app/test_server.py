@@ -11,8 +11,8 @@ from PIL import Image
 
 pytest.importorskip("flask")
 
-from clusterlens.app import create_app  # noqa: E402
-from clusterlens.io import read_results, write_results  # noqa: E402
+from clusterlens.app import create_app
+from clusterlens.io import read_results, write_results
 
 
 @pytest.fixture
@@ -33,12 +33,16 @@ def test_page_shows_cluster_closest_first(client):
 
 def test_actions_through_the_api(client):
     c, store = client
-    r = c.post("/api/action", json={"kind": "name_cluster", "cluster": 1, "name": "one"})
+    r = c.post(
+        "/api/action", json={"kind": "name_cluster", "cluster": 1, "name": "one"}
+    )
     assert r.status_code == 200 and r.json["result"]["n_labelled"] == 20
     item = int(store.cluster_items(1)[-1])
     r = c.post("/api/action", json={"kind": "reject", "items": [item]})
     assert r.json["result"]["moved_to"][str(item)] in (0, 2)
-    assert c.post("/api/action", json={"kind": "split", "cluster": 0}).status_code == 200
+    assert (
+        c.post("/api/action", json={"kind": "split", "cluster": 0}).status_code == 200
+    )
     r = c.post("/api/action", json={"kind": "merge", "into": 0, "other": 3})
     assert r.status_code == 200
     r = c.post("/api/action", json={"kind": "undo", "n": 3})
@@ -95,7 +99,9 @@ def test_images_only_from_inside_the_dataset_root(tmp_path):
     for cls in ("a", "b"):
         (src / cls).mkdir(parents=True)
         for i in range(3):
-            Image.fromarray(np.full((6, 6), 40 * i, np.uint8)).save(src / cls / f"{i}.png")
+            Image.fromarray(np.full((6, 6), 40 * i, np.uint8)).save(
+                src / cls / f"{i}.png"
+            )
     Image.fromarray(np.zeros((6, 6), np.uint8)).save(tmp_path / "secret.png")
     ws = tmp_path / "ws"
     ws.mkdir()
@@ -103,7 +109,9 @@ def test_images_only_from_inside_the_dataset_root(tmp_path):
     (ws / "features" / "f").mkdir(parents=True)
     np.save(ws / "features" / "f" / "features.npy", np.eye(6, dtype=np.float32))
     (ws / "clusters" / "f").mkdir(parents=True)
-    run_cluster_images(wsp, ws / "clusters" / "f", features="f", n_clusters=2, report=False)
+    run_cluster_images(
+        wsp, ws / "clusters" / "f", features="f", n_clusters=2, report=False
+    )
     items = read_results(ws / "items.parquet")
     items["path"][0] = "../secret.png"  # a tampered items table
     write_results(ws / "items.parquet", items)

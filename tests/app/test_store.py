@@ -119,9 +119,7 @@ def test_suspects_accept_keep_fix(digits_ws):
         "given": np.array(["a", "b", "c"]),
         "suggested": np.array(["x", "y", "z"]),
     }
-    store = ReviewStore(
-        ws / "other.sqlite", cluster=data.cluster, suspects=suspects
-    )
+    store = ReviewStore(ws / "other.sqlite", cluster=data.cluster, suspects=suspects)
     assert [s["index"] for s in store.suspects()] == [3, 5, 7]
     store.resolve_suspect(3, "accept")
     store.resolve_suspect(5, "keep")
@@ -139,7 +137,7 @@ def test_suspects_accept_keep_fix(digits_ws):
 
 
 def test_undo_restores_every_action_exactly(digits_ws, global_random_seed):
-    data, store = open_review(digits_ws[0], random_state=global_random_seed)
+    _data, store = open_review(digits_ws[0], random_state=global_random_seed)
     states = [_state(store)]
     store.name_cluster(0, "a")
     states.append(_state(store))
@@ -197,7 +195,7 @@ def test_two_writers_last_write_wins(digits_ws):
                 store.name_cluster(i % 3, f"{name}{i}")
                 members = store.cluster_items((i + 1) % 3)
                 store.reject(int(members[0]) if members.size else i, to="pool")
-        except Exception as e:  # noqa: BLE001 - reported below
+        except Exception as e:
             errors.append(e)
 
     ts = [threading.Thread(target=work, args=(s, n)) for s, n in ((a, "a"), (b, "b"))]

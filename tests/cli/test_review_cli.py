@@ -6,9 +6,9 @@ import json
 
 import pytest
 from click.testing import CliRunner
+from tests.app.conftest import make_ws
 
 from clusterlens.cli.main import cli
-from tests.app.conftest import make_ws
 
 
 @pytest.fixture
@@ -20,7 +20,8 @@ def test_review_binds_localhost_unless_host_is_given(ws, monkeypatch):
     pytest.importorskip("flask")
     calls = []
     monkeypatch.setattr(
-        "clusterlens.cli.review.serve", lambda app, host, port: calls.append((host, port))
+        "clusterlens.cli.review.serve",
+        lambda app, host, port: calls.append((host, port)),
     )
     r = CliRunner().invoke(cli, ["review", str(ws)])
     assert r.exit_code == 0, r.output

@@ -1,4 +1,4 @@
-"""The review app for cluster-then-label: a store of actions, a local web page, exports."""
+"""The review app for cluster-then-label: an action store, a local web page."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""What the review app reads from a workspace: items, one clustering, features, suspects."""
+"""What the review app reads: a workspace, one clustering, its features, suspects."""
 
 from __future__ import annotations
 
@@ -102,7 +102,9 @@ def _read_run_json(folder: Path) -> dict[str, Any] | None:
     return out if isinstance(out, dict) else None
 
 
-def _check_schema(path: Path, run: dict[str, Any] | None, known: tuple[str, ...]) -> None:
+def _check_schema(
+    path: Path, run: dict[str, Any] | None, known: tuple[str, ...]
+) -> None:
     if run is None:
         return
     schema = run.get("schema")

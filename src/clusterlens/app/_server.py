@@ -98,9 +98,7 @@ def create_app(
             view=view,
             current=current,
             clusters=clusters,
-            items=[
-                {"index": int(i), "label": labels[int(i)]} for i in items[:_PAGE]
-            ],
+            items=[{"index": int(i), "label": labels[int(i)]} for i in items[:_PAGE]],
             n_hidden=max(0, int(items.size) - _PAGE),
             next_id=nxt,
             prev_id=prv,

@@ -271,9 +271,7 @@ class ReviewStore:
         self._con.execute("BEGIN IMMEDIATE")
         self._reload()  # under the write lock: decisions use the newest state
 
-    def _commit(
-        self, kind: str, args: dict[str, Any], snap: dict[str, Any]
-    ) -> int:
+    def _commit(self, kind: str, args: dict[str, Any], snap: dict[str, Any]) -> int:
         cur = self._con.execute(
             "INSERT INTO actions(ts, kind, args, undo) VALUES (?, ?, ?, ?)",
             (time.time(), kind, json.dumps(args, default=_plain), json.dumps(snap)),
@@ -356,8 +354,11 @@ class ReviewStore:
         import scipy.sparse as sp
 
         assert self._features is not None
-        pos = {c: j for j, c in enumerate(clusters)}
-        col = np.array([pos.get(int(c), -1) for c in self._cluster], dtype=np.int64)
+        ids = np.asarray(clusters, dtype=np.int64)
+        order = np.argsort(ids)
+        at = np.clip(np.searchsorted(ids[order], self._cluster), 0, ids.size - 1)
+        hit = ids[order][at] == self._cluster
+        col = np.where(hit, order[at], -1)
         keep = np.flatnonzero(col >= 0)
         onehot = sp.csr_matrix(
             (np.ones(keep.size), (col[keep], keep)),
@@ -433,9 +434,9 @@ class ReviewStore:
             if mode == "nearest" and len(live) > 1:
                 cent = self._centres(live)
                 x = np.asarray(self._features[idx], dtype=np.float64)  # type: ignore[index]
-                d2 = (
-                    (cent**2).sum(1)[None, :] - 2.0 * x @ cent.T
-                )  # + |x|^2, same for all
+                d2 = (cent**2).sum(1)[
+                    None, :
+                ] - 2.0 * x @ cent.T  # + |x|^2, same for all
                 live_arr = np.asarray(live)
                 d2[live_arr[None, :] == self._cluster[idx][:, None]] = np.inf
                 target = live_arr[np.argmin(d2, axis=1)]
@@ -484,7 +485,10 @@ class ReviewStore:
             ).fetchone()[0]
             members = np.flatnonzero(self._cluster == b).tolist()
             writes: list[tuple[str, list[Any]]] = [
-                ("UPDATE items SET cluster = ? WHERE idx = ?", [(a, i) for i in members]),
+                (
+                    "UPDATE items SET cluster = ? WHERE idx = ?",
+                    [(a, i) for i in members],
+                ),
                 ("UPDATE clusters SET merged_into = ? WHERE id = ?", [(a, b)]),
             ]
             if name is not None:
@@ -528,9 +532,7 @@ class ReviewStore:
                 km = KMeans(2, n_init=3, random_state=self.random_state).fit(X)
                 part = np.asarray(km.labels_, dtype=np.int64)
                 centre = X.mean(0)
-                far = int(
-                    np.argmax(((km.cluster_centers_ - centre) ** 2).sum(1))
-                )
+                far = int(np.argmax(((km.cluster_centers_ - centre) ** 2).sum(1)))
                 moved = members[part == far]
             else:
                 dist = self._grid_distance(members, c)
@@ -538,8 +540,7 @@ class ReviewStore:
                 moved = members[order[members.size // 2 :]]
             new = (
                 int(
-                    self._con.execute("SELECT MAX(id) FROM clusters").fetchone()[0]
-                    or 0
+                    self._con.execute("SELECT MAX(id) FROM clusters").fetchone()[0] or 0
                 )
                 + 1
             )
@@ -703,7 +704,9 @@ class ReviewStore:
         ok[ok] = ids[pos[ok]] == self._cluster[ok]
         size = np.bincount(pos[ok], minlength=ids.size)
         unl = np.bincount(
-            pos[ok], weights=(self._label[ok] == None), minlength=ids.size  # noqa: E711
+            pos[ok],
+            weights=(self._label[ok] is None),
+            minlength=ids.size,
         )
         return [
             {
@@ -765,7 +768,9 @@ class ReviewStore:
     def n_actions(self) -> int:
         """Number of actions taken and not undone."""
         return int(
-            self._con.execute("SELECT COUNT(*) FROM actions WHERE undone = 0").fetchone()[0]
+            self._con.execute(
+                "SELECT COUNT(*) FROM actions WHERE undone = 0"
+            ).fetchone()[0]
         )
 
     def progress(self) -> dict[str, int]:

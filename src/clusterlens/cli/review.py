@@ -44,7 +44,9 @@ def serve(app: Any, host: str, port: int) -> None:
     help="Address to bind; anything but 127.0.0.1 exposes the app to the network.",
 )
 @click.option("--port", type=click.IntRange(0, 65535), default=8765, show_default=True)
-@click.option("--thumb-size", type=click.IntRange(16, 512), default=96, show_default=True)
+@click.option(
+    "--thumb-size", type=click.IntRange(16, 512), default=96, show_default=True
+)
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
 def review(
     ws: Path,
@@ -63,8 +65,9 @@ def review(
     """
     from clusterlens.app._server import create_app
 
-    app = create_app(ws, results=results, issues=issues, thumb_size=thumb_size,
-                     random_state=seed)
+    app = create_app(
+        ws, results=results, issues=issues, thumb_size=thumb_size, random_state=seed
+    )
     store = app.config["STORE"]
     p = store.progress()
     click.echo(

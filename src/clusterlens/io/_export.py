@@ -1,4 +1,4 @@
-"""Write reviewed labels out: COCO JSON, an ImageFolder tree, Label Studio tasks, CSV."""
+"""Write reviewed labels as COCO JSON, an ImageFolder tree, Label Studio tasks, CSV."""
 
 from __future__ import annotations
 
@@ -154,7 +154,9 @@ def _write_imagefolder(
 ) -> dict[str, Any]:
     n_written = 0
     used: dict[str, str] = {}
-    for i in progress(range(len(ws)), total=len(ws), desc="imagefolder", verbose=verbose):
+    for i in progress(
+        range(len(ws)), total=len(ws), desc="imagefolder", verbose=verbose
+    ):
         lab = labels[i]
         if not lab:
             continue
@@ -192,7 +194,7 @@ def _label_config(cats: Sequence[str]) -> str:
 
     choices = "\n".join(f"    <Choice value={quoteattr(c)}/>" for c in cats)
     return (
-        "<View>\n  <Image name=\"image\" value=\"$image\"/>\n"
+        '<View>\n  <Image name="image" value="$image"/>\n'
         '  <Choices name="label" toName="image" choice="single">\n'
         f"{choices}\n  </Choices>\n</View>\n"
     )
@@ -209,7 +211,9 @@ def _write_labelstudio(
 ) -> dict[str, Any]:
     cats = sorted(set(_categories(labels)) | {n for n in names.values() if n})
     tasks = []
-    for i in progress(range(len(ws)), total=len(ws), desc="labelstudio", verbose=verbose):
+    for i in progress(
+        range(len(ws)), total=len(ws), desc="labelstudio", verbose=verbose
+    ):
         f = _item_file(ws, i, out)
         if f is None:
             continue

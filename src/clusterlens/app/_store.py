@@ -705,7 +705,7 @@ class ReviewStore:
         size = np.bincount(pos[ok], minlength=ids.size)
         unl = np.bincount(
             pos[ok],
-            weights=(self._label[ok] is None),
+            weights=np.equal(self._label[ok], None).astype(np.float64),
             minlength=ids.size,
         )
         return [

@@ -209,4 +209,3 @@ def test_vocab_cli_more_words_than_distinct_descriptors(tmp_path):
     assert r.exit_code == 1
     assert "larger than the 40 distinct descriptors" in r.stderr
     assert not (tmp_path / "o").exists()
-

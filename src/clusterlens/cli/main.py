@@ -77,17 +77,17 @@ def cli(verbose: int) -> None:
 
 def _register() -> None:
     from clusterlens.cli.anchors import anchors
-    from clusterlens.cli.demo import demo
-    from clusterlens.cli.iic import iic, iic_predict
-    from clusterlens.cli.kmeans import kmeans
-    from clusterlens.cli.label_issues import label_issues
     from clusterlens.cli.bow import bow
     from clusterlens.cli.cluster import cluster
+    from clusterlens.cli.demo import demo
     from clusterlens.cli.evaluate import evaluate
     from clusterlens.cli.export import export
-    from clusterlens.cli.review import review
     from clusterlens.cli.features import features
+    from clusterlens.cli.iic import iic, iic_predict
     from clusterlens.cli.ingest import ingest
+    from clusterlens.cli.kmeans import kmeans
+    from clusterlens.cli.label_issues import label_issues
+    from clusterlens.cli.review import review
     from clusterlens.cli.topics import topics
     from clusterlens.cli.vocab import vocab
 

@@ -1,0 +1,144 @@
+"""Exact k-means on a 2-worker Dask LocalCluster against the local backend."""
+
+from __future__ import annotations
+
+import socket
+import time
+
+import numpy as np
+import pytest
+
+pytest.importorskip(
+    "distributed", reason="the Dask backend needs dask[distributed] (the [dist] extra)"
+)
+
+from clusterlens.cluster import kmeans
+from clusterlens.distributed import dask_client, dask_kmeans
+from clusterlens.exceptions import BackendError, DataValidationError
+from clusterlens.io import write_bvecs
+
+
+@pytest.fixture(scope="module")
+def client():
+    with dask_client(n_workers=2, threads_per_worker=1) as c:
+        yield c
+
+
+def _blobs(n: int, d: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(scale=30.0, size=(6, d))
+    return (centres[rng.integers(0, 6, n)] + rng.normal(scale=8.0, size=(n, d))).astype(
+        np.float32
+    )
+
+
+@pytest.fixture(scope="module")
+def npy_file(tmp_path_factory):
+    X = _blobs(4000, 12, 0)
+    path = tmp_path_factory.mktemp("dask") / "X.npy"
+    np.save(path, X)
+    return path, X
+
+
+def _check_same(res, ref):
+    np.testing.assert_array_equal(res.labels, ref.labels)
+    assert res.inertia == pytest.approx(ref.inertia, rel=1e-9)
+    np.testing.assert_allclose(res.centers, ref.centers, rtol=1e-6, atol=1e-4)
+    assert res.n_iter == ref.n_iter
+    assert res.converged == ref.converged
+
+
+def test_memmap_equals_local_backend(client, npy_file):
+    path, X = npy_file
+    rng = np.random.default_rng(1)
+    C0 = X[rng.choice(len(X), 7, replace=False)].astype(np.float64)
+    ref = kmeans(X, 7, init=C0, mode="exact", tol=1e-5, max_iter=40)
+    res = dask_kmeans(
+        path, 7, init=C0, tol=1e-5, max_iter=40, client=client, shard_rows=900
+    )
+    assert ref.n_iter > 2  # a real fit, not a one-step convergence
+    _check_same(res, ref)
+    assert res.engine == "dask:numpy"
+    np.testing.assert_allclose(res.distances, ref.distances, rtol=1e-5, atol=1e-3)
+
+
+def test_kmeanspp_seed_and_max_iter_stop_equal_local(client, npy_file):
+    path, X = npy_file
+    kw = {"init": "k-means++", "random_state": 3, "tol": 0.0, "max_iter": 6}
+    ref = kmeans(X, 12, n_init=1, mode="exact", **kw)
+    res = dask_kmeans(path, 12, client=client, **kw)
+    assert not ref.converged and ref.n_iter == 6
+    _check_same(res, ref)
+
+
+def test_uint8_bvecs_equal_local(client, tmp_path):
+    rng = np.random.default_rng(2)
+    X = rng.integers(0, 256, size=(3000, 32), dtype=np.uint8)
+    write_bvecs(tmp_path / "X.bvecs", X)
+    C0 = X[:9].astype(np.float64)
+    ref = kmeans(X, 9, init=C0, mode="exact", tol=0.0, max_iter=15)
+    res = dask_kmeans(
+        tmp_path / "X.bvecs",
+        9,
+        init=C0,
+        tol=0.0,
+        max_iter=15,
+        client=client,
+        shard_rows=1100,
+    )
+    _check_same(res, ref)
+
+
+def test_empty_cluster_repaired_like_local(client, npy_file):
+    path, X = npy_file
+    C0 = X[:6].astype(np.float64)
+    # Far from every point: empty after the first assignment. (Not much farther:
+    # float32 chunks are shifted by the initial centres' mean, and a huge shift
+    # costs precision in both backends, differently.)
+    C0[4] = 400.0
+    C0[5] = -400.0
+    ref = kmeans(X, 6, init=C0, mode="exact", tol=1e-6, max_iter=30)
+    assert ref.history[0]["empty_repaired"] == 2
+    res = dask_kmeans(
+        path, 6, init=C0, tol=1e-6, max_iter=30, client=client, shard_rows=700
+    )
+    assert res.history[0]["empty_repaired"] == 2
+    _check_same(res, ref)
+
+
+def test_deterministic_and_array_equals_file(client, npy_file):
+    path, X = npy_file
+    C0 = X[10:18].astype(np.float64)
+    a = dask_kmeans(
+        path, 8, init=C0, tol=0.0, max_iter=10, client=client, shard_rows=500
+    )
+    b = dask_kmeans(
+        path, 8, init=C0, tol=0.0, max_iter=10, client=client, shard_rows=500
+    )
+    c = dask_kmeans(X, 8, init=C0, tol=0.0, max_iter=10, client=client, shard_rows=500)
+    for other in (b, c):
+        np.testing.assert_array_equal(a.centers, other.centers)  # bit for bit
+        np.testing.assert_array_equal(a.labels, other.labels)
+        assert a.inertia == other.inertia
+        assert [h["inertia"] for h in a.history] == [
+            h["inertia"] for h in other.history
+        ]
+
+
+def test_bad_init_shape(client, npy_file):
+    path, _ = npy_file
+    with pytest.raises(DataValidationError, match=r"init has shape \(3, 12\)"):
+        dask_kmeans(path, 4, init=np.zeros((3, 12)), client=client)
+
+
+def test_unreachable_scheduler_fails_fast_naming_address():
+    with socket.socket() as s:  # a port that was free a moment ago: nothing listens
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    address = f"tcp://127.0.0.1:{port}"
+    t0 = time.perf_counter()
+    with pytest.raises(
+        BackendError, match=f"Cannot reach the Dask scheduler at '{address}'"
+    ):
+        dask_kmeans(np.zeros((10, 2)), 2, init="random", scheduler=address, timeout=1.0)
+    assert time.perf_counter() - t0 < 15

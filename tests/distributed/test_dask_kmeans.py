@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import socket
+import sys
+import threading
 import time
 
 import numpy as np
@@ -14,7 +18,11 @@ pytest.importorskip(
 
 from clusterlens.cluster import kmeans
 from clusterlens.distributed import dask_client, dask_kmeans
-from clusterlens.exceptions import BackendError, DataValidationError
+from clusterlens.exceptions import (
+    BackendError,
+    DataValidationError,
+    MissingDependencyError,
+)
 from clusterlens.io import write_bvecs
 
 
@@ -142,3 +150,50 @@ def test_unreachable_scheduler_fails_fast_naming_address():
     ):
         dask_kmeans(np.zeros((10, 2)), 2, init="random", scheduler=address, timeout=1.0)
     assert time.perf_counter() - t0 < 15
+
+
+def test_killed_worker_mid_fit_gives_undisturbed_result(client, tmp_path):
+    """SIGKILL one worker process during a fit: Dask reruns its (pure) tasks."""
+    rng = np.random.default_rng(4)
+    X = rng.normal(size=(40_000, 32)).astype(np.float32)
+    np.save(tmp_path / "X.npy", X)
+    C0 = X[:24].astype(np.float64)
+    kw = {"init": C0, "tol": 0.0, "max_iter": 25, "client": client, "shard_rows": 2500}
+    t0 = time.perf_counter()
+    ref = dask_kmeans(tmp_path / "X.npy", 24, **kw)
+    undisturbed = time.perf_counter() - t0
+    assert ref.n_iter == 25  # long enough to be interrupted
+
+    pids = client.run(os.getpid)  # worker address -> process id
+    victim = sorted(pids.values())[0]
+    out: dict[str, object] = {}
+
+    def fit() -> None:
+        try:
+            out["res"] = dask_kmeans(tmp_path / "X.npy", 24, **kw)
+        except BaseException as e:  # reported below
+            out["err"] = e
+
+    th = threading.Thread(target=fit)
+    th.start()
+    time.sleep(undisturbed / 3)
+    assert th.is_alive()  # the kill lands in the middle of the fit
+    os.kill(victim, signal.SIGKILL)
+    th.join(timeout=120)
+    assert not th.is_alive()
+    assert "err" not in out, out.get("err")
+    res = out["res"]
+    np.testing.assert_array_equal(res.centers, ref.centers)  # bit for bit
+    np.testing.assert_array_equal(res.labels, ref.labels)
+    assert res.inertia == ref.inertia and res.n_iter == ref.n_iter
+    client.wait_for_workers(2, timeout=60)  # the nanny restarted it
+    assert victim not in client.run(os.getpid).values()
+
+
+def test_missing_distributed_names_the_extra(monkeypatch):
+    monkeypatch.setitem(sys.modules, "distributed", None)  # import fails
+    with (
+        pytest.raises(MissingDependencyError, match=r"clusterlens\[dist\]"),
+        dask_client(),
+    ):
+        pass

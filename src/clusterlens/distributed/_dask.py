@@ -5,12 +5,13 @@ only the centres to the workers; one task per shard assigns its rows with the
 local engine (the same chunked code as :func:`clusterlens.cluster.kmeans`) and
 returns per-cluster float64 sums and counts, which are added pairwise along a
 binary tree fixed by shard index. The same data, shards and init therefore give
-bit-identical centres on every run, and the local backend's labels (its sums
-differ from these only by float64 rounding).
+bit-identical centres on every run, and the local backend's labels (its
+running sums, updated with the points that moved, differ by rounding only).
 
 Data from a file (``.npy``, ``.bvecs``, ``.fvecs``, Oxford ``.bin``) never goes
 through the client: each worker opens the file itself, memory-mapped, and reads
-its row range. An in-memory array is scattered to the workers once per fit.
+its row range. An in-memory array is scattered to the workers once per fit
+(not replicated: use a file when workers may be lost).
 Every task is a pure function of (shard, centres), so a task lost with a worker
 is simply run again elsewhere by Dask and the fit ends as an undisturbed one.
 """
@@ -264,6 +265,19 @@ def _shard_farthest(
 # --------------------------------------------------------------------------- #
 # The driver (client side)
 # --------------------------------------------------------------------------- #
+def _identity(x: Any) -> Any:
+    return x
+
+
+def _put(c: Any, x: npt.NDArray[Any]) -> Any:
+    """Send ``x`` to the cluster as a task: recomputed, not lost, with its worker.
+
+    (Scattered data that dies with a worker cannot be rebuilt by Dask; a
+    task's result can. Workers fetch it from each other, not the client.)
+    """
+    return c.submit(_identity, x, pure=False)
+
+
 def _tree_reduce(client: Any, futures: list[Any]) -> Any:
     """Pairwise sums along a binary tree fixed by shard index (deterministic)."""
     while len(futures) > 1:
@@ -305,7 +319,9 @@ def dask_kmeans(
     X : {path, array-like} of shape (n_samples, n_features)
         A descriptor file path (``.npy``, ``.bvecs``, ``.fvecs``, ``.bin``) is
         opened by each worker itself, memory-mapped, at the same path: rows
-        never pass through the client. An array is scattered once per fit.
+        never pass through the client, and a lost worker's tasks are rerun.
+        An array is scattered once per fit; its shards are not replicated, so
+        a worker lost with them fails the fit (use a file on a cluster).
     n_clusters : int
     init : {"k-means++", "random"} or array of shape (n_clusters, n_features)
         Seeding runs on the client, on ``init_size`` rows (k-means++) or
@@ -446,7 +462,7 @@ def _fit(
 
     centers = np.array(centers0, dtype=np.float64, order="C")
     origin = centers.mean(axis=0)
-    origin_f = c.scatter(origin, broadcast=True, hash=False)
+    origin_f = _put(c, origin)
     history: list[dict[str, Any]] = []
     converged = False
     prev_digests: tuple[str, ...] | None = None
@@ -455,7 +471,7 @@ def _fit(
     try:
         for it in range(max_iter):
             t0 = time.perf_counter()
-            centers_f = c.scatter(centers, broadcast=True, hash=False)
+            centers_f = _put(c, centers)
             parts = [
                 c.submit(
                     _shard_step, dt, lo, hi, centers_f, origin_f, eng.name, pure=False
@@ -512,7 +528,7 @@ def _fit(
     finally:
         bar.close()
     # Labels and distances of the final centres, gathered in shard order.
-    centers_f = c.scatter(centers, broadcast=True, hash=False)
+    centers_f = _put(c, centers)
     out = c.gather(
         [
             c.submit(

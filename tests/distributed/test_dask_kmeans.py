@@ -197,3 +197,22 @@ def test_missing_distributed_names_the_extra(monkeypatch):
         dask_client(),
     ):
         pass
+
+
+def test_client_choice_current_then_address(client, npy_file):
+    import distributed
+
+    address = client.scheduler_info()["address"]
+    with dask_client(scheduler=address, timeout=5) as c:  # an explicit address
+        assert c is not client and c.scheduler_info()["address"] == address
+        assert c.status == "running"
+    assert c.status == "closed"  # made here, closed here
+    with distributed.Client(address) as current:  # the current client is used
+        with dask_client() as c:
+            assert c is current
+        path, X = npy_file
+        C0 = X[:3].astype(np.float64)
+        res = dask_kmeans(path, 3, init=C0, max_iter=5)
+        ref = kmeans(X, 3, init=C0, mode="exact", max_iter=5)
+        np.testing.assert_array_equal(res.labels, ref.labels)
+        assert current.status == "running"  # not closed by the fit

@@ -216,3 +216,11 @@ def test_client_choice_current_then_address(client, npy_file):
         ref = kmeans(X, 3, init=C0, mode="exact", max_iter=5)
         np.testing.assert_array_equal(res.labels, ref.labels)
         assert current.status == "running"  # not closed by the fit
+
+
+def test_nan_rows_rejected_naming_the_shard(client, tmp_path):
+    X = _blobs(300, 4, 5)
+    X[250, 2] = np.nan
+    np.save(tmp_path / "nan.npy", X)
+    with pytest.raises(DataValidationError, match=r"X\[200:300\] contains NaN.*row 50"):
+        dask_kmeans(tmp_path / "nan.npy", 3, init=X[:3], client=client, shard_rows=100)

@@ -445,7 +445,6 @@ def _fit(
     verbose: int,
 ) -> tuple[Any, Any, Any, float, int, bool, list[dict[str, Any]]]:
     n = bounds[-1][1]
-    k = centers0.shape[0]
     # Tolerance relative to the data's variance, combined per shard in order
     # (Chan et al.); this pass also rejects NaN/inf naming the rows.
     stats = c.gather(
@@ -540,7 +539,6 @@ def _fit(
     labels = np.concatenate([o[0] for o in out])
     dist = np.concatenate([o[1] for o in out])
     inertia = float(sum(float(np.sum(o[1], dtype=np.float64)) for o in out))
-    del k
     return centers, labels, dist, inertia, n_iter, converged, history
 
 

@@ -275,21 +275,22 @@ def section_quantize(args) -> dict[str, Any]:
     index = faiss.IndexFlatL2(128)
     index.add(np.ascontiguousarray(vocab.centers_, np.float32))
     t = time.perf_counter()
-    D, _ref = index.search(np.ascontiguousarray(Q[:m], np.float32), 1)
+    _, ref = index.search(np.ascontiguousarray(Q[:m], np.float32), 1)
     t_flat = time.perf_counter() - t
     C = vocab.centers_.astype(np.float64)
-    mine = ((Q[:m].astype(np.float64) - C[words[:m]]) ** 2).sum(1)
-    agree = float(np.mean(mine <= D[:, 0] * (1 + 1e-5) + 1e-3))
+
+    def same(Xq, ours, ref):  # distances of both words recomputed in float64
+        Xf = Xq.astype(np.float64)
+        a = ((Xf - C[ours]) ** 2).sum(1)
+        b = ((Xf - C[ref]) ** 2).sum(1)
+        return float(np.mean(a <= b * (1 + 1e-12)))
+
+    agree = same(Q[:m], words[:m], ref[:, 0])
     rate_ours, rate_flat = len(Q) / t_ours, m / t_flat
     with np.load(SIFT) as z:
         R = z["descriptors"][:20000]
-    Dr, _ = index.search(R.astype(np.float32), 1)
-    wr = vocab.transform(R)
-    real = float(
-        np.mean(
-            ((R.astype(np.float64) - C[wr]) ** 2).sum(1) <= Dr[:, 0] * (1 + 1e-5) + 1e-3
-        )
-    )
+    _, ref_r = index.search(R.astype(np.float32), 1)
+    real = same(R, vocab.transform(R), ref_r[:, 0])
     out = {
         "k": k,
         "vocabulary": source,

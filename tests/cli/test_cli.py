@@ -302,3 +302,22 @@ def test_checkpoint_and_resume_from_cli(tmp_path, data):
     )
     assert other.exit_code == 1 and "fingerprint" in other.stderr
     assert not (tmp_path / "d").exists()
+
+
+def test_kmeans_large_mode_is_recorded(tmp_path):
+    rng = np.random.default_rng(0)
+    X = rng.integers(0, 255, (3000, 16)).astype(np.uint8)
+    np.save(tmp_path / "x.npy", X)
+    out = tmp_path / "km"
+    args = ["kmeans", str(tmp_path / "x.npy"), "-k", "300", "--max-iter", "4"]
+    r = CliRunner().invoke(cli, [*args, "--mode", "large", "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    run = json.loads((out / "run.json").read_text())
+    assert run["parameters"]["mode"] == "large"
+    assert run["results"]["mode"] == "large" and run["results"]["engine"] == "large-k"
+    labels = pq.read_table(out / "assignments.parquet")["cluster"].to_numpy()
+    assert labels.shape == (3000,) and labels.max() < 300
+    r = CliRunner().invoke(cli, [*args, "--out", str(tmp_path / "ex")])
+    assert json.loads((tmp_path / "ex" / "run.json").read_text())["results"][
+        "mode"
+    ] == ("exact")

@@ -705,7 +705,7 @@ class ReviewStore:
         size = np.bincount(pos[ok], minlength=ids.size)
         unl = np.bincount(
             pos[ok],
-            weights=np.equal(self._label[ok], None).astype(np.float64),
+            weights=np.equal(self._label[ok], None).astype(np.float64),  # type: ignore[call-overload]
             minlength=ids.size,
         )
         return [

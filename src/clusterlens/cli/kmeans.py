@@ -41,9 +41,18 @@ Examples:
 )
 @click.option(
     "--init",
-    default="k-means++",
+    default="auto",
     show_default=True,
-    help="'k-means++', 'random', or a .npy file of initial centres (k, d).",
+    help="'k-means++', 'random', a .npy file of initial centres (k, d), or 'auto' "
+    "(k-means++ for exact Lloyd, random rows in the large-k mode).",
+)
+@click.option(
+    "--mode",
+    type=click.Choice(["auto", "exact", "large"]),
+    default="auto",
+    show_default=True,
+    help="Exact Lloyd, or the large-k mode (each point compared with a few candidate "
+    "centres; auto: from k = 4,096 on).",
 )
 @click.option(
     "--n-init",
@@ -89,6 +98,7 @@ def kmeans(
     data: Path,
     k: int,
     init: str,
+    mode: str,
     n_init: str,
     max_iter: int,
     tol: float,
@@ -123,7 +133,7 @@ def kmeans(
             )
         n_init_v = int(n_init)
     init_v: object = init
-    if init not in ("k-means++", "random"):
+    if init not in ("auto", "k-means++", "random"):
         path = Path(init)
         if not path.is_file():
             raise click.BadParameter(
@@ -155,6 +165,7 @@ def kmeans(
             verbose=verbosity(quiet, fmt),
             checkpoint_dir=checkpoint,
             resume=resume,
+            mode=mode,  # type: ignore[arg-type]
         )
         km.fit(X)
         km.save(stage / "model")
@@ -171,6 +182,7 @@ def kmeans(
             "n_iter": km.n_iter_,
             "converged": km.converged_,
             "engine": km.engine_,
+            "mode": km.mode_,
             "n_samples": X.shape[0],
             "n_features": X.shape[1],
             "dtype": str(X.dtype),
@@ -188,6 +200,7 @@ def kmeans(
                     "max_iter": max_iter,
                     "tol": tol,
                     "engine": engine,
+                    "mode": mode,
                     "working_memory": working_memory,
                 },
                 "seed": seed,

@@ -63,7 +63,7 @@ Examples:
 @click.option(
     "--refresh-every",
     type=click.IntRange(min=0),
-    default=3,
+    default=4,
     show_default=True,
     help="Large-k mode: new candidates from the index every N iterations "
     "(0: first pass only; faster, larger SSE).",

@@ -12,6 +12,7 @@ import numpy.typing as npt
 
 from clusterlens.io import write_results, write_run_json
 from clusterlens.vocab import VisualVocabulary
+from clusterlens.vocab._vocabulary import nearest_or_tied
 
 __all__ = ["run_vocab"]
 
@@ -20,19 +21,15 @@ def _agreement(
     vocab: VisualVocabulary,
     X: npt.NDArray[Any],
     words: npt.NDArray[Any],
-    d2: npt.NDArray[Any],
     seed: int,
     sample: int = 10_000,
 ) -> float:
-    """Share of sampled rows whose given word is at their exact nearest distance."""
+    """Share of sampled rows whose given word is an exact nearest word."""
     rng = np.random.default_rng(seed)
     rows = np.sort(rng.choice(X.shape[0], size=min(sample, X.shape[0]), replace=False))
-    exact = VisualVocabulary.from_centers(vocab.centers_)
-    exact.quantizer = "exact"
-    _, d2_exact = exact.quantize(np.asarray(X[rows]))
-    d2_exact = d2_exact.astype(np.float64)
-    tol = 1e-5 * np.maximum(d2_exact, 1.0)
-    return float(np.mean(d2[rows].astype(np.float64) <= d2_exact + tol))
+    return float(
+        np.mean(nearest_or_tied(np.asarray(X[rows]), vocab.centers_, words[rows]))
+    )
 
 
 def run_vocab(
@@ -45,7 +42,7 @@ def run_vocab(
     init: Any = "auto",
     mode: str = "auto",
     n_candidates: int = 3,
-    refresh_every: int = 3,
+    refresh_every: int = 4,
     quantizer: str = "auto",
     n_probe: int | None = None,
     checkpoint_dir: str | os.PathLike[str] | None = None,
@@ -88,7 +85,7 @@ def run_vocab(
         # candidates): measure how often that is the exact nearest word
         words, d2 = vocab._fit_words
         used = "fit"
-        agreement = _agreement(vocab, X, words, d2, random_state)
+        agreement = _agreement(vocab, X, words, random_state)
     else:
         words, d2 = vocab.quantize(X)
         used = vocab.quantizer_

@@ -10,11 +10,27 @@ import click
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-__all__ = ["common_options", "descriptor_options", "verbosity"]
+__all__ = [
+    "checkpoint_options",
+    "common_options",
+    "descriptor_options",
+    "resolve_checkpoint",
+    "verbosity",
+]
 
 
-def common_options(default_out: str | None = None) -> Callable[[F], F]:
-    """``--out``, ``--overwrite``, ``--format``, ``--quiet`` and ``--seed``."""
+def common_options(
+    default_out: str | None = None,
+    *,
+    out_required: bool | None = None,
+    out_help: str = "Output folder (written only when the run succeeds).",
+) -> Callable[[F], F]:
+    """``--out``, ``--overwrite``, ``--format``, ``--quiet`` and ``--seed``.
+
+    ``--out`` is required unless it has a default or ``out_required=False``
+    (a command that picks its own folder when none is given).
+    """
+    required = default_out is None if out_required is None else out_required
 
     def deco(f: F) -> F:
         f = click.option(
@@ -42,14 +58,54 @@ def common_options(default_out: str | None = None) -> Callable[[F], F]:
             "-o",
             "--out",
             type=click.Path(file_okay=False, path_type=Path),
-            required=default_out is None,
+            required=required,
             default=default_out,
             show_default=True,
-            help="Output folder (written only when the run succeeds).",
+            help=out_help,
         )(f)
         return f
 
     return deco
+
+
+def checkpoint_options(every: str = "iteration") -> Callable[[F], F]:
+    """``--checkpoint DIR`` and ``--resume [DIR]`` (see :func:`resolve_checkpoint`)."""
+
+    def deco(f: F) -> F:
+        f = click.option(
+            "--resume",
+            "resume",
+            is_flag=False,
+            flag_value="",
+            default=None,
+            metavar="[DIR]",
+            help="Continue an interrupted run from the checkpoint in DIR "
+            "(default: --checkpoint); it ends as an uninterrupted run would.",
+        )(f)
+        f = click.option(
+            "--checkpoint",
+            type=click.Path(file_okay=False, path_type=Path),
+            default=None,
+            help=f"Folder for a checkpoint written after every {every}.",
+        )(f)
+        return f
+
+    return deco
+
+
+def resolve_checkpoint(
+    checkpoint: Path | None, resume: str | None
+) -> tuple[Path | None, bool]:
+    """The checkpoint folder and whether to resume, from the two options."""
+    if resume is None:
+        return checkpoint, False
+    folder = Path(resume) if resume else checkpoint
+    if folder is None:
+        raise click.BadParameter(
+            "give the checkpoint folder: --resume DIR, or --checkpoint DIR --resume",
+            param_hint="--resume",
+        )
+    return folder, True
 
 
 def descriptor_options(f: F) -> F:

@@ -8,6 +8,8 @@ from typing import Any, TypeVar
 
 import click
 
+from clusterlens.cli._common import common_options
+
 F = TypeVar("F", bound=Callable[..., Any])
 
 __all__ = ["stage_out", "workspace_argument", "ws_options"]
@@ -22,38 +24,12 @@ def workspace_argument(f: F) -> F:
     )(f)
 
 
-def ws_options(f: F) -> F:
-    """``--out`` (default: a folder inside WS), ``--overwrite``, ``--format``,
-    ``--quiet``, ``--seed``."""
-    f = click.option(
-        "--seed",
-        type=click.IntRange(min=0),
-        default=0,
-        show_default=True,
-        help="Seed for every random choice; the same seed gives the same output.",
-    )(f)
-    f = click.option(
-        "-q", "--quiet", is_flag=True, help="No progress bar and no summary text."
-    )(f)
-    f = click.option(
-        "--format",
-        "fmt",
-        type=click.Choice(["human", "json"]),
-        default="human",
-        show_default=True,
-        help="What to print on stdout (json implies no progress).",
-    )(f)
-    f = click.option(
-        "--overwrite", is_flag=True, help="Replace the output folder if it exists."
-    )(f)
-    f = click.option(
-        "-o",
-        "--out",
-        type=click.Path(file_okay=False, path_type=Path),
-        default=None,
-        help="Output folder (default: the stage's folder inside WS).",
-    )(f)
-    return f
+#: ``--out`` (default: a folder inside WS), ``--overwrite``, ``--format``,
+#: ``--quiet``, ``--seed``.
+ws_options = common_options(
+    out_required=False,
+    out_help="Output folder (default: the stage's folder inside WS).",
+)
 
 
 def stage_out(ws: Path, out: Path | None, *default: str) -> Path:

@@ -8,7 +8,12 @@ from typing import Any
 
 import click
 
-from clusterlens.cli._common import common_options, verbosity
+from clusterlens.cli._common import (
+    checkpoint_options,
+    common_options,
+    resolve_checkpoint,
+    verbosity,
+)
 from clusterlens.cli._output import emit
 
 EXAMPLES = """
@@ -166,15 +171,7 @@ def _size_mode(f: Any) -> Any:
     show_default=True,
     help="torch CPU threads.",
 )
-@click.option(
-    "--checkpoint",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=None,
-    help="Folder for a checkpoint written after every epoch.",
-)
-@click.option(
-    "--resume", is_flag=True, help="Continue from the checkpoint in --checkpoint."
-)
+@checkpoint_options("epoch")
 @common_options()
 def iic(
     data: Path,
@@ -197,7 +194,7 @@ def iic(
     device: str,
     threads: int,
     checkpoint: Path | None,
-    resume: bool,
+    resume: str | None,
     out: Path,
     overwrite: bool,
     fmt: str,
@@ -220,10 +217,7 @@ def iic(
         raise InvalidParameterError(
             f"--k must be >= 2 (the number of clusters to find); got {k}."
         )
-    if resume and checkpoint is None:
-        raise click.BadParameter(
-            "--resume needs --checkpoint DIR", param_hint="--resume"
-        )
+    checkpoint, resuming = resolve_checkpoint(checkpoint, resume)
     hw = _parse_size(size)
     params: dict[str, Any] = {
         "n_heads": heads,
@@ -254,7 +248,7 @@ def iic(
             device=device,
             n_threads=threads,
             checkpoint_dir=checkpoint,
-            resume=resume,
+            resume=resuming,
             command={"argv": sys.argv[1:]},
             **params,
         )

@@ -10,7 +10,13 @@ import click
 import numpy as np
 
 from clusterlens._config import config_context
-from clusterlens.cli._common import common_options, descriptor_options, verbosity
+from clusterlens.cli._common import (
+    checkpoint_options,
+    common_options,
+    descriptor_options,
+    resolve_checkpoint,
+    verbosity,
+)
 from clusterlens.cli._output import emit
 
 EXAMPLES = """
@@ -21,7 +27,7 @@ Examples:
   clusterlens kmeans oxford_sift.bin -k 1024 --init random --n-init 3 --out km
   clusterlens kmeans X.npy -k 8 --init centers.npy --out km --format json
   clusterlens kmeans big.bvecs -k 4096 --checkpoint ckpt --out km
-  clusterlens kmeans big.bvecs -k 4096 --checkpoint ckpt --resume --out km
+  clusterlens kmeans big.bvecs -k 4096 --out km --resume ckpt
   clusterlens kmeans ../shared/data/sift/coco128_sift_opencv.npz -k 256 --out sift-km
 """
 
@@ -81,18 +87,7 @@ Examples:
     default=None,
     help="MiB for chunk buffers (default 1024).",
 )
-@click.option(
-    "--checkpoint",
-    "checkpoint",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=None,
-    help="Folder for a checkpoint written after every iteration (n-init 1).",
-)
-@click.option(
-    "--resume",
-    is_flag=True,
-    help="Continue the fit from the checkpoint in --checkpoint.",
-)
+@checkpoint_options()
 @common_options()
 def kmeans(
     data: Path,
@@ -108,7 +103,7 @@ def kmeans(
     key: str | None,
     working_memory: float | None,
     checkpoint: Path | None,
-    resume: bool,
+    resume: str | None,
     out: Path,
     overwrite: bool,
     fmt: str,
@@ -125,6 +120,7 @@ def kmeans(
     from clusterlens.io import open_descriptors, write_results, write_run_json
     from clusterlens.utils._fs import staged_output_dir
 
+    checkpoint, resuming = resolve_checkpoint(checkpoint, resume)
     n_init_v: int | Literal["auto"] = "auto"
     if n_init != "auto":
         if not n_init.isdigit() or int(n_init) < 1:
@@ -164,7 +160,7 @@ def kmeans(
             random_state=seed,
             verbose=verbosity(quiet, fmt),
             checkpoint_dir=checkpoint,
-            resume=resume,
+            resume=resuming,
             mode=mode,  # type: ignore[arg-type]
         )
         km.fit(X)

@@ -6,7 +6,13 @@ from pathlib import Path
 
 import click
 
-from clusterlens.cli._common import common_options, descriptor_options, verbosity
+from clusterlens.cli._common import (
+    checkpoint_options,
+    common_options,
+    descriptor_options,
+    resolve_checkpoint,
+    verbosity,
+)
 from clusterlens.cli._output import emit
 
 EXAMPLES = """
@@ -82,22 +88,7 @@ Examples:
     default=None,
     help="Index quantizer: groups of words searched per descriptor.",
 )
-@click.option(
-    "--checkpoint",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=None,
-    help="Folder for a training checkpoint written after every iteration.",
-)
-@click.option(
-    "--resume",
-    "resume",
-    is_flag=False,
-    flag_value="",
-    default=None,
-    metavar="[DIR]",
-    help="Continue an interrupted fit from the checkpoint in DIR "
-    "(default: --checkpoint).",
-)
+@checkpoint_options()
 @descriptor_options
 @common_options()
 def vocab(
@@ -137,14 +128,7 @@ def vocab(
     from clusterlens.pipelines import run_vocab
     from clusterlens.utils._fs import staged_output_dir
 
-    if resume is not None:
-        if resume:
-            checkpoint = Path(resume)
-        if checkpoint is None:
-            raise InvalidParameterError(
-                "--resume needs the checkpoint folder: --resume DIR, or --checkpoint "
-                "DIR --resume."
-            )
+    checkpoint, resuming = resolve_checkpoint(checkpoint, resume)
     X = open_descriptors(data, format=format_in, dim=dim, key=key)  # type: ignore[arg-type]
     n_fit = min(X.shape[0], sample or X.shape[0])
     if k > n_fit:
@@ -166,7 +150,7 @@ def vocab(
             quantizer=quantizer,
             n_probe=probe,
             checkpoint_dir=checkpoint,
-            resume=resume is not None,
+            resume=resuming,
             random_state=seed,
             verbose=verbosity(quiet, fmt),
             command={"data": str(data)},

@@ -67,9 +67,9 @@ def test_label_reject_reload_export_in_chromium(server):
         assert set(captions) == {"zero <i>"}
         # export from the page
         page.click('button.export-btn[data-format="csv"]')
-        page.wait_for_function(
-            "document.getElementById('status').textContent.startsWith('exported')"
-        )
+        # a locator wait: the page's CSP forbids the eval that a string
+        # wait_for_function needs once it has to poll
+        page.locator("#status", has_text="exported").wait_for()
         browser.close()
     rows = list(csv.DictReader(open(ws / "export" / "csv" / "labels.csv")))
     labelled = [r for r in rows if r["label"]]

@@ -579,7 +579,6 @@ def large_k_lloyd(
         history = []
         start = 0
         converged = False
-    d2 = np.zeros(n, F32)
     bar = progress(total=max_iter, desc=desc, verbose=verbose, unit="iter")
     bar.update(start)
     it = start

@@ -83,7 +83,7 @@ def run_vocab(
     ):
         # the fit's last pass already assigned every descriptor (through its
         # candidates): measure how often that is the exact nearest word
-        words, d2 = vocab._fit_words
+        words, d2 = vocab.labels_, vocab.distances_
         used = "fit"
         agreement = _agreement(vocab, X, words, random_state)
     else:

@@ -113,6 +113,9 @@ class VisualVocabulary(BaseEstimator):
         The words.
     inertia_ : float
         SSE of the fitted (sampled) descriptors.
+    labels_, distances_ : ndarray of shape (n_fit_samples_,)
+        The fit's own word and squared distance for each fitted descriptor
+        (not saved; in the large-k mode, the last candidate pass).
     history_ : list of dict
     n_features_in_ : int
 
@@ -219,8 +222,8 @@ class VisualVocabulary(BaseEstimator):
         self.history_ = res.history
         self.engine_ = res.engine
         self.mode_ = res.mode
-        # the fit's own assignment of its rows (reused when it covers all of X)
-        self._fit_words = (res.labels, res.distances)
+        self.labels_ = res.labels
+        self.distances_ = res.distances
         self.n_features_in_ = Xa.shape[1]
         self.n_fit_samples_ = int(train.shape[0])
         self.fit_seconds_ = time.perf_counter() - t0

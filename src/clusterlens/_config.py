@@ -10,7 +10,10 @@ from typing import Any
 
 from clusterlens.exceptions import InvalidParameterError
 
-__all__ = ["config_context", "get_config", "set_config"]
+__all__ = ["BACKENDS", "config_context", "get_config", "resolve_backend", "set_config"]
+
+#: Where heavy stages can run.
+BACKENDS = ("local", "dask")
 
 _DEFAULTS: dict[str, Any] = {
     # MiB that a chunked computation may use for its temporary buffers.
@@ -21,6 +24,12 @@ _DEFAULTS: dict[str, Any] = {
     "n_threads": None,
     # Device for torch-based methods: "cpu", "cuda" or None (auto).
     "device": None,
+    # Where heavy stages run: "local" (this process) or "dask" (a Dask cluster).
+    "backend": "local",
+    # Address of a running dask.distributed scheduler for backend="dask"; None:
+    # the current client if there is one, else a LocalCluster started and closed
+    # by clusterlens.
+    "scheduler": None,
 }
 _local = threading.local()
 
@@ -39,7 +48,8 @@ def get_config() -> dict[str, Any]:
     -------
     config : dict
         Keys ``working_memory`` (MiB), ``show_progress`` (bool), ``n_threads``
-        (int or None) and ``device`` (str or None).
+        (int or None), ``device`` (str or None), ``backend`` ("local" or
+        "dask") and ``scheduler`` (a Dask scheduler address or None).
     """
     return dict(_config())
 
@@ -77,6 +87,16 @@ def set_config(**params: Any) -> None:
             raise InvalidParameterError(
                 f"n_threads must be None or an int >= 1; got {value!r}."
             )
+        if key == "backend" and value not in BACKENDS:
+            raise InvalidParameterError(
+                f"backend must be one of {', '.join(map(repr, BACKENDS))}; "
+                f"got {value!r}."
+            )
+        if key == "scheduler" and value is not None and not isinstance(value, str):
+            raise InvalidParameterError(
+                f"scheduler must be an address such as 'tcp://host:8786' or None; "
+                f"got {value!r}."
+            )
         cfg[key] = value
 
 
@@ -109,3 +129,13 @@ def effective_n_threads() -> int:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # pragma: no cover - not Linux
         return max(1, os.cpu_count() or 1)
+
+
+def resolve_backend(backend: str | None = None) -> str:
+    """``backend`` if given, else the configured default ("local" or "dask")."""
+    b = _config()["backend"] if backend is None else backend
+    if b not in BACKENDS:
+        raise InvalidParameterError(
+            f"backend must be one of {', '.join(map(repr, BACKENDS))}; got {b!r}."
+        )
+    return str(b)

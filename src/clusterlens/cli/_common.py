@@ -11,6 +11,7 @@ import click
 F = TypeVar("F", bound=Callable[..., Any])
 
 __all__ = [
+    "backend_options",
     "checkpoint_options",
     "common_options",
     "descriptor_options",
@@ -106,6 +107,50 @@ def resolve_checkpoint(
             param_hint="--resume",
         )
     return folder, True
+
+
+def backend_options(f: F) -> F:
+    """``--backend local|dask`` and ``--scheduler ADDRESS``.
+
+    The command receives ``backend`` ("local" or "dask") and ``scheduler``;
+    use :func:`backend_context` around the heavy work.
+    """
+    f = click.option(
+        "--scheduler",
+        default=None,
+        metavar="ADDRESS",
+        help="A running dask.distributed scheduler (tcp://host:8786) for "
+        "--backend dask; without it a local Dask cluster is started and closed.",
+    )(f)
+    f = click.option(
+        "--backend",
+        type=click.Choice(["local", "dask"]),
+        default=None,
+        help="Run the heavy work in this process (local, the default) or on a "
+        "Dask cluster (dask; implied by --scheduler).",
+    )(f)
+    return f
+
+
+def resolve_backend_options(backend: str | None, scheduler: str | None) -> str:
+    """The backend the two options ask for (``--scheduler`` implies dask)."""
+    if scheduler is not None and backend == "local":
+        raise click.BadParameter(
+            "--scheduler needs --backend dask (or leave --backend out)",
+            param_hint="--scheduler",
+        )
+    if scheduler is not None:
+        return "dask"
+    return backend or "local"
+
+
+def backend_context(backend: str | None, scheduler: str | None) -> Any:
+    """A config context in which library calls run on the chosen backend."""
+    from clusterlens._config import config_context
+
+    return config_context(
+        backend=resolve_backend_options(backend, scheduler), scheduler=scheduler
+    )
 
 
 def descriptor_options(f: F) -> F:

@@ -83,15 +83,19 @@ def dask_client(
     """The Dask client a fit runs on, closed afterwards if it was made here.
 
     In order: ``client`` if given; else a new connection to ``scheduler``
-    (``"tcp://host:8786"``), which raises :class:`BackendError` naming the
-    address if it cannot be reached within ``timeout`` seconds; else the
-    current ``distributed`` client if there is one; else a ``LocalCluster`` of
-    ``n_workers`` worker processes, started here and closed on exit.
+    (``"tcp://host:8786"``; default: the configured ``scheduler``, see
+    :func:`clusterlens.config_context`), which raises :class:`BackendError`
+    naming the address if it cannot be reached within ``timeout`` seconds;
+    else the current ``distributed`` client if there is one; else a
+    ``LocalCluster`` of ``n_workers`` worker processes, started here and
+    closed on exit.
     """
     distributed = _distributed()
     if client is not None:
         yield client
         return
+    if scheduler is None:
+        scheduler = get_config()["scheduler"]
     if scheduler is not None:
         try:
             c = distributed.Client(

@@ -6,8 +6,11 @@ import json
 import logging
 import os
 import shutil
+import threading
 import time
 import warnings
+from collections.abc import Iterator
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +37,10 @@ def _work_dir(out: Path) -> Path:
     return out.parent / f".{out.name}.work"
 
 
-def _load_state(work: Path, params: dict[str, Any]) -> dict[str, Any] | None:
+def _load_state(
+    work: Path, params: dict[str, Any], layout: dict[str, Any]
+) -> dict[str, Any] | None:
+    """The saved state of an interrupted run with these parameters and layout."""
     state_file = work / "state.json"
     if not state_file.is_file():
         return None
@@ -45,7 +51,37 @@ def _load_state(work: Path, params: dict[str, Any]) -> dict[str, Any] | None:
     if state.get("params") != params:
         logger.info("SIFT work folder %s is from other parameters; starting over", work)
         return None
+    if state.get("layout") != layout:
+        logger.info("SIFT work folder %s is from another backend; starting over", work)
+        return None
     return dict(state)
+
+
+def _sift_item(
+    ws: Workspace, i: int, det: Any, params: dict[str, Any]
+) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.float32], bool]:
+    """Descriptors, keypoints and readability of item ``i`` (both backends)."""
+    from clusterlens.features._sift import sift_descriptors
+
+    try:
+        img = ws.read_item(i, mode="L")
+    except (OSError, SyntaxError, ValueError) as e:
+        logger.warning("item %d unreadable: %s", i, e)
+        return np.empty((0, 128), np.uint8), np.empty((0, 4), np.float32), False
+    r = sift_descriptors(
+        img,
+        max_keypoints=params["max_keypoints"],
+        rootsift=params["rootsift"],
+        max_size=params["max_size"],
+        min_size=params["min_size"],
+        detector=det,
+    )
+    return r.descriptors, r.keypoints, True
+
+
+def _default_shard_items(n: int) -> int:
+    """Items per Dask task: a function of ``n`` only (a rerun finds the same shards)."""
+    return int(min(256, max(8, -(-n // 64))))
 
 
 def run_sift_features(
@@ -58,28 +94,35 @@ def run_sift_features(
     min_size: int = 0,
     n_jobs: int = 2,
     resume: bool = True,
+    backend: str | None = None,
+    shard_items: int | None = None,
     verbose: int = 0,
     command: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Extract SIFT descriptors of every workspace item into ``out``.
 
-    Work goes into a sibling folder ``.NAME.work/`` (raw descriptor and
-    keypoint files, appended chunk by chunk, and ``state.json`` with the
-    offsets done so far, written atomically after each chunk). A run that is
-    interrupted continues from the last finished chunk when ``resume`` is
-    True and the parameters are the same. On success ``out`` is written whole
-    (``descriptors.npy`` uint8 (n, 128), ``offsets.npy``, ``keypoints.npy``,
-    ``run.json``) and the work folder removed.
+    Work goes into a sibling folder ``.NAME.work/``. On the local backend it
+    holds raw descriptor and keypoint files, appended chunk by chunk, and
+    ``state.json`` with the offsets done so far, written atomically after
+    each chunk. On the Dask backend each shard of ``shard_items`` consecutive
+    items is one task, which writes the shard's part file
+    ``shards/shard-LO-HI.npz`` atomically. A run that is interrupted
+    continues from what is finished (the last chunk, or every finished shard)
+    when ``resume`` is True and the parameters and backend are the same. On
+    success ``out`` is written whole (``descriptors.npy`` uint8 (n, 128),
+    ``offsets.npy``, ``keypoints.npy``, ``run.json``) and the work folder
+    removed. Both backends write byte-identical ``descriptors.npy``,
+    ``offsets.npy`` and ``keypoints.npy``.
 
-    ``n_jobs`` threads decode and describe images at once (OpenCV and PIL
-    release the GIL), each with its own detector.
+    ``n_jobs`` threads decode and describe images at once on the local
+    backend (OpenCV and PIL release the GIL), each with its own detector. On
+    the Dask backend (``backend="dask"``, or the configured default; see
+    :func:`clusterlens.config_context`) every worker thread describes one
+    shard at a time, reading the images itself from the workspace, which
+    must be at the same path on every worker.
     """
-    import threading
-    from concurrent.futures import ThreadPoolExecutor
+    from clusterlens._config import resolve_backend
 
-    from clusterlens.features._sift import _cv2, sift_descriptors
-
-    cv2 = _cv2()
     out = Path(os.fspath(out))
     n = len(ws)
     params = {
@@ -90,12 +133,65 @@ def run_sift_features(
         "max_size": max_size,
         "min_size": min_size,
     }
+    which = resolve_backend(backend)
     work = _work_dir(out)
-    state = _load_state(work, params) if resume else None
+    t0 = time.perf_counter()
+    if which == "dask":
+        size = shard_items if shard_items is not None else _default_shard_items(n)
+        offsets, unreadable, done, blocks = _sift_dask(
+            ws, work, params, size, resume=resume, verbose=verbose
+        )
+        run_params = {**params, "backend": "dask", "shard_items": size}
+    else:
+        offsets, unreadable, done, blocks = _sift_local(
+            ws, work, params, n_jobs, resume=resume, verbose=verbose
+        )
+        run_params = {**params, "backend": "local", "n_jobs": n_jobs}
+    seconds = time.perf_counter() - t0
+    summary = _write_sift(
+        out,
+        ws,
+        offsets,
+        unreadable,
+        blocks,
+        run_params=run_params,
+        seconds=seconds,
+        done=done,
+        command=command,
+    )
+    shutil.rmtree(work, ignore_errors=True)
+    return summary
+
+
+def _sift_local(
+    ws: Workspace,
+    work: Path,
+    params: dict[str, Any],
+    n_jobs: int,
+    *,
+    resume: bool,
+    verbose: int,
+) -> tuple[npt.NDArray[np.int64], list[int], int, Iterator[Any]]:
+    """Append every item's SIFT to the work folder's raw files, checkpointed."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from clusterlens.features._sift import _cv2
+
+    cv2 = _cv2()
+    n = len(ws)
+    layout = {"backend": "local"}
+    state = _load_state(work, params, layout) if resume else None
     if state is None:
         shutil.rmtree(work, ignore_errors=True)
         work.mkdir(parents=True)
-        state = {"params": params, "offsets": [0], "desc_bytes": 0, "unreadable": []}
+        state = {
+            "params": params,
+            "layout": layout,
+            "offsets": [0],
+            "desc_bytes": 0,
+            "unreadable": [],
+        }
         atomic_write_text(work / "state.json", json.dumps(state))
     done = len(state["offsets"]) - 1
     if done:
@@ -112,23 +208,9 @@ def run_sift_features(
     def _one(i: int) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.float32], bool]:
         det = getattr(local, "det", None)
         if det is None:
-            det = local.det = cv2.SIFT_create(nfeatures=max_keypoints)
-        try:
-            img = ws.read_item(i, mode="L")
-        except (OSError, SyntaxError, ValueError) as e:
-            logger.warning("item %d unreadable: %s", i, e)
-            return np.empty((0, 128), np.uint8), np.empty((0, 4), np.float32), False
-        r = sift_descriptors(
-            img,
-            max_keypoints=max_keypoints,
-            rootsift=rootsift,
-            max_size=max_size,
-            min_size=min_size,
-            detector=det,
-        )
-        return r.descriptors, r.keypoints, True
+            det = local.det = cv2.SIFT_create(nfeatures=params["max_keypoints"])
+        return _sift_item(ws, i, det, params)
 
-    t0 = time.perf_counter()
     old_threads = cv2.getNumThreads()
     cv2.setNumThreads(1)  # parallel over images instead
     bar = progress(total=n, desc="sift", unit="img", verbose=verbose)
@@ -157,8 +239,161 @@ def run_sift_features(
     finally:
         cv2.setNumThreads(old_threads)
         bar.close()
-    seconds = time.perf_counter() - t0
     offsets = np.asarray(state["offsets"], dtype=np.int64)
+
+    def blocks() -> Iterator[tuple[npt.NDArray[np.uint8], npt.NDArray[np.float32]]]:
+        n_desc = int(offsets[-1])
+        if n_desc == 0:
+            return
+        raw = np.memmap(work / "descriptors.raw", dtype=np.uint8, mode="r")
+        kp = np.memmap(work / "keypoints.raw", dtype="<f4", mode="r")
+        step = 1 << 16
+        for s in range(0, n_desc, step):
+            e = min(n_desc, s + step)
+            yield (
+                raw[s * 128 : e * 128].reshape(-1, 128),
+                kp[s * 4 : e * 4].reshape(-1, 4),
+            )
+        del raw, kp
+
+    return offsets, list(state["unreadable"]), done, blocks()
+
+
+# -- the Dask backend: one task per shard of items, part files, resumable ----
+_SIFT_DETECTORS = threading.local()
+
+
+def _sift_shard(lo: int, hi: int, root: str, params: dict[str, Any], parts: str) -> str:
+    """Worker task: SIFT of items ``lo:hi`` into its part file in ``parts``.
+
+    A pure function of its arguments (the workspace is read from ``root``):
+    rerun on another worker if this one dies, it writes the same file.
+    """
+    from clusterlens.distributed._map import part_path, save_part
+    from clusterlens.features._sift import _cv2
+
+    cv2 = _cv2()
+    ws = _cached_workspace(root, _mtime(Path(root) / "items.parquet"))
+    dets = _SIFT_DETECTORS.__dict__.setdefault("by_k", {})
+    det = dets.get(params["max_keypoints"])
+    if det is None:
+        det = dets[params["max_keypoints"]] = cv2.SIFT_create(
+            nfeatures=params["max_keypoints"]
+        )
+    cv2.setNumThreads(1)  # workers are the parallelism
+    descs, kps, counts, unreadable = [], [], [], []
+    for i in range(lo, hi):
+        d, k, ok = _sift_item(ws, i, det, params)
+        descs.append(np.ascontiguousarray(d, dtype=np.uint8).reshape(-1, 128))
+        kps.append(np.ascontiguousarray(k, dtype="<f4").reshape(-1, 4))
+        counts.append(d.shape[0])
+        if not ok:
+            unreadable.append(i)
+    part = part_path(parts, lo, hi)
+    save_part(
+        part,
+        descriptors=np.concatenate(descs),
+        keypoints=np.concatenate(kps).astype(np.float32),
+        counts=np.asarray(counts, dtype=np.int64),
+        unreadable=np.asarray(unreadable, dtype=np.int64),
+    )
+    return str(part)
+
+
+def _mtime(p: Path) -> int:
+    try:
+        return os.stat(p).st_mtime_ns
+    except OSError:
+        return 0
+
+
+@lru_cache(maxsize=4)
+def _cached_workspace(root: str, mtime_ns: int) -> Workspace:
+    """The workspace at ``root``, opened once per worker process (and version)."""
+    from clusterlens.io import open_workspace
+
+    return open_workspace(root)
+
+
+def _sift_dask(
+    ws: Workspace,
+    work: Path,
+    params: dict[str, Any],
+    shard_items: int,
+    *,
+    resume: bool,
+    verbose: int,
+) -> tuple[npt.NDArray[np.int64], list[int], int, Iterator[Any]]:
+    """SIFT of every shard on the Dask cluster; shards already in ``work`` are kept."""
+    from clusterlens.distributed._map import (
+        load_part,
+        map_shards,
+        part_path,
+        shard_bounds,
+    )
+
+    n = len(ws)
+    layout = {"backend": "dask", "shard_items": int(shard_items)}
+    state = _load_state(work, params, layout) if resume else None
+    if state is None:
+        shutil.rmtree(work, ignore_errors=True)
+        (work / "shards").mkdir(parents=True)
+        atomic_write_text(
+            work / "state.json", json.dumps({"params": params, "layout": layout})
+        )
+    parts = work / "shards"
+    bounds = shard_bounds(n, shard_items)
+    todo = [(lo, hi) for lo, hi in bounds if not part_path(parts, lo, hi).is_file()]
+    done = n - sum(hi - lo for lo, hi in todo)
+    if done:
+        logger.info("resuming SIFT: %d of %d items already done", done, n)
+    map_shards(
+        _sift_shard,
+        todo,
+        str(ws.root.resolve()),
+        params,
+        str(parts),
+        consume=lambda i, p: None,  # the part file is the result
+        desc="sift (dask)",
+        unit="img",
+        verbose=verbose,
+    )
+    counts = []
+    unreadable: list[int] = []
+    for lo, hi in bounds:
+        z = load_part(part_path(parts, lo, hi))
+        if z["counts"].shape != (hi - lo,):
+            raise DataValidationError(
+                f"The shard file {str(part_path(parts, lo, hi))!r} holds "
+                f"{z['counts'].shape[0]} items, not {hi - lo}. Remove {str(work)!r} "
+                "and run again."
+            )
+        counts.append(z["counts"])
+        unreadable.extend(int(i) for i in z["unreadable"])
+    offsets = np.concatenate([[0], np.cumsum(np.concatenate(counts))]).astype(np.int64)
+
+    def blocks() -> Iterator[tuple[npt.NDArray[np.uint8], npt.NDArray[np.float32]]]:
+        for lo, hi in bounds:
+            z = load_part(part_path(parts, lo, hi))
+            yield z["descriptors"], z["keypoints"]
+
+    return offsets, unreadable, done, blocks()
+
+
+def _write_sift(
+    out: Path,
+    ws: Workspace,
+    offsets: npt.NDArray[np.int64],
+    unreadable: list[int],
+    blocks: Iterator[tuple[npt.NDArray[np.uint8], npt.NDArray[np.float32]]],
+    *,
+    run_params: dict[str, Any],
+    seconds: float,
+    done: int,
+    command: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """Write the SIFT output folder from the per-item offsets and row blocks."""
+    n = len(ws)
     n_desc = int(offsets[-1])
     counts = np.diff(offsets)
     empty = np.flatnonzero(counts == 0)
@@ -174,7 +409,7 @@ def run_sift_features(
             f"first: item {int(empty[0])}); they are kept with an empty histogram. "
             "--min-size enlarges small images.",
             DataQualityWarning,
-            stacklevel=2,
+            stacklevel=3,
         )
     from clusterlens.utils._fs import staged_output_dir
 
@@ -182,21 +417,30 @@ def run_sift_features(
         desc = np.lib.format.open_memmap(
             stage / "descriptors.npy", mode="w+", dtype=np.uint8, shape=(n_desc, 128)
         )
-        raw = np.memmap(work / "descriptors.raw", dtype=np.uint8, mode="r")
-        step = 1 << 16
-        for s in range(0, n_desc, step):
-            desc[s : s + step] = raw[s * 128 : (s + step) * 128].reshape(-1, 128)
+        kp = np.lib.format.open_memmap(
+            stage / "keypoints.npy", mode="w+", dtype=np.float32, shape=(n_desc, 4)
+        )
+        pos = 0
+        for d, k in blocks:
+            m = d.shape[0]
+            desc[pos : pos + m] = d
+            kp[pos : pos + m] = k
+            pos += m
+        if pos != n_desc:
+            raise DataValidationError(
+                f"The SIFT work files hold {pos} descriptors, the offsets {n_desc}. "
+                "Run again with --no-resume."
+            )
         desc.flush()
-        del desc, raw
-        kp = np.fromfile(work / "keypoints.raw", dtype="<f4").reshape(-1, 4)
-        np.save(stage / "keypoints.npy", kp.astype(np.float32))
+        kp.flush()
+        del desc, kp
         np.save(stage / "offsets.npy", offsets)
         summary = {
             "n_items": n,
             "n_descriptors": n_desc,
             "mean_keypoints": float(counts.mean()),
             "items_without_keypoints": int(empty.size),
-            "unreadable_items": len(state["unreadable"]),
+            "unreadable_items": len(unreadable),
             "seconds": seconds,
             "images_per_second": float((n - done) / max(seconds, 1e-9)),
             "resumed_from_item": done,
@@ -207,7 +451,7 @@ def run_sift_features(
                 "schema": "clusterlens.features.sift/1",
                 "command": "features sift",
                 **(command or {}),
-                "parameters": {**params, "n_jobs": n_jobs},
+                "parameters": run_params,
                 "results": summary,
                 "outputs": [
                     "descriptors.npy",
@@ -217,7 +461,6 @@ def run_sift_features(
                 ],
             },
         )
-    shutil.rmtree(work, ignore_errors=True)
     return summary
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from clusterlens.cli._common import verbosity
+from clusterlens.cli._common import backend_context, backend_options, verbosity
 from clusterlens.cli._output import emit
 from clusterlens.cli._ws import stage_out, workspace_argument, ws_options
 
@@ -16,6 +16,7 @@ Examples:
   clusterlens vocab ws/features/sift/descriptors.npy -k 300 --out ws/vocab
   clusterlens bow ws
   clusterlens bow ws --vocab other-vocab/ --out ws/bow-other
+  clusterlens bow ws --backend dask --scheduler tcp://host:8786
 """
 
 
@@ -36,12 +37,15 @@ Examples:
     help="SIFT features folder (default WS/features/sift).",
 )
 @click.option("--sublinear-tf", is_flag=True, help="Use 1 + ln(tf) instead of tf.")
+@backend_options
 @ws_options
 def bow(
     ws: Path,
     vocab_path: Path | None,
     sift_dir: Path | None,
     sublinear_tf: bool,
+    backend: str | None,
+    scheduler: str | None,
     out: Path | None,
     overwrite: bool,
     fmt: str,
@@ -60,7 +64,10 @@ def bow(
     dst = stage_out(ws, out, "bow")
     wsp = open_workspace(ws)
     vocab = vocab_path if vocab_path is not None else ws / "vocab"
-    with staged_output_dir(dst, overwrite=overwrite) as stage:
+    with (
+        backend_context(backend, scheduler),
+        staged_output_dir(dst, overwrite=overwrite) as stage,
+    ):
         summary = run_bow(
             wsp,
             stage,

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from clusterlens.cli._common import verbosity
+from clusterlens.cli._common import backend_context, backend_options, verbosity
 from clusterlens.cli._output import emit
 from clusterlens.cli._ws import stage_out, workspace_argument, ws_options
 
@@ -17,6 +17,7 @@ Examples:
   clusterlens features sift mnist-ws --min-size 112 --rootsift
   clusterlens features cnn ws --batch-size 32
   clusterlens features pixels mnist-ws --size 28 --pca 50
+  clusterlens features sift ws --backend dask --scheduler tcp://host:8786
 """
 
 _PCA = click.option(
@@ -31,7 +32,7 @@ _JOBS = click.option(
     type=click.IntRange(min=1),
     default=2,
     show_default=True,
-    help="Threads: images decoded and described in parallel.",
+    help="Threads: images decoded and described in parallel (local backend).",
 )
 
 
@@ -86,6 +87,7 @@ def _emit(
     help="Continue an interrupted run with the same parameters.",
 )
 @_JOBS
+@backend_options
 @ws_options
 def sift(
     ws: Path,
@@ -95,6 +97,8 @@ def sift(
     min_size: int,
     resume: bool,
     n_jobs: int,
+    backend: str | None,
+    scheduler: str | None,
     out: Path | None,
     overwrite: bool,
     fmt: str,
@@ -117,18 +121,19 @@ def sift(
             f"Output folder {dst} already exists. Pass --overwrite to replace it, or "
             "choose another --out."
         )
-    summary = run_sift_features(
-        open_workspace(ws),
-        dst,
-        max_keypoints=max_keypoints,
-        rootsift=rootsift,
-        max_size=max_size,
-        min_size=min_size,
-        n_jobs=n_jobs,
-        resume=resume,
-        verbose=verbosity(quiet, fmt),
-        command={"ws": str(ws)},
-    )
+    with backend_context(backend, scheduler):
+        summary = run_sift_features(
+            open_workspace(ws),
+            dst,
+            max_keypoints=max_keypoints,
+            rootsift=rootsift,
+            max_size=max_size,
+            min_size=min_size,
+            n_jobs=n_jobs,
+            resume=resume,
+            verbose=verbosity(quiet, fmt),
+            command={"ws": str(ws)},
+        )
     _emit(
         fmt,
         quiet,
@@ -163,6 +168,7 @@ def sift(
 @_PCA
 @_WHITEN
 @_JOBS
+@backend_options
 @ws_options
 def cnn(
     ws: Path,
@@ -173,6 +179,8 @@ def cnn(
     pca: int | None,
     whiten: bool,
     n_jobs: int,
+    backend: str | None,
+    scheduler: str | None,
     out: Path | None,
     overwrite: bool,
     fmt: str,
@@ -190,7 +198,10 @@ def cnn(
 
     dst = stage_out(ws, out, "features", "cnn" if pca is None else f"cnn-pca{pca}")
     wsp = open_workspace(ws)
-    with staged_output_dir(dst, overwrite=overwrite) as stage:
+    with (
+        backend_context(backend, scheduler),
+        staged_output_dir(dst, overwrite=overwrite) as stage,
+    ):
         summary = run_cnn_features(
             wsp,
             stage,
@@ -223,6 +234,7 @@ def cnn(
 @_PCA
 @_WHITEN
 @_JOBS
+@backend_options
 @ws_options
 def pixels(
     ws: Path,
@@ -231,6 +243,8 @@ def pixels(
     pca: int | None,
     whiten: bool,
     n_jobs: int,
+    backend: str | None,
+    scheduler: str | None,
     out: Path | None,
     overwrite: bool,
     fmt: str,
@@ -250,7 +264,10 @@ def pixels(
         ws, out, "features", "pixels" if pca is None else f"pixels-pca{pca}"
     )
     wsp = open_workspace(ws)
-    with staged_output_dir(dst, overwrite=overwrite) as stage:
+    with (
+        backend_context(backend, scheduler),
+        staged_output_dir(dst, overwrite=overwrite) as stage,
+    ):
         summary = run_pixel_features(
             wsp,
             stage,

@@ -89,8 +89,8 @@ def map_shards(
     if not bounds:
         return out
     total = int(sum(hi - lo for lo, hi in bounds))
-    bar = progress(total=total, desc=desc, unit=unit, verbose=verbose)
     with dask_client(client) as c:
+        bar = progress(total=total, desc=desc, unit=unit, verbose=verbose)
         futures = [c.submit(fn, lo, hi, *args, pure=False) for lo, hi in bounds]
         where = {f.key: i for i, f in enumerate(futures)}
         try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -13,10 +14,12 @@ from clusterlens.exceptions import DataValidationError
 from clusterlens.io._results import write_run_json
 from clusterlens.io._workspace import Workspace
 from clusterlens.utils._progress import progress
+from clusterlens.utils.validation import check_int
 
 __all__ = ["load_sift", "load_vocabulary", "run_bow"]
 
 _QUANT_CHUNK = 1 << 17  # descriptors per quantization call (progress granularity)
+_SHARD_CHUNKS = 4  # quantization calls per Dask task (default shard size)
 
 
 def load_sift(ws: Workspace, sift_dir: str | os.PathLike[str] | None = None) -> Any:
@@ -65,6 +68,8 @@ def run_bow(
     vocab: str | os.PathLike[str],
     sift_dir: str | os.PathLike[str] | None = None,
     sublinear_tf: bool = False,
+    backend: str | None = None,
+    shard_rows: int | None = None,
     verbose: int = 0,
     command: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
@@ -73,10 +78,21 @@ def run_bow(
     Writes ``counts.npz`` (raw counts), ``tfidf.npz`` (idf-weighted, rows
     L2-normalised, scikit-learn's ``TfidfTransformer`` formula), ``idf.npy``,
     ``words.npy`` (int32 word per descriptor) and ``run.json`` into ``stage``.
+
+    With ``backend="dask"`` (or that configured default, see
+    :func:`clusterlens.config_context`) the descriptors are quantized on a
+    Dask cluster, one task per shard of ``shard_rows`` consecutive rows
+    (default 524,288): each worker loads the vocabulary once and reads its
+    rows from ``descriptors.npy`` itself (same path on every worker); only
+    the int32 words come back. The words, and so every output, equal the
+    local backend's.
     """
     import scipy.sparse as sp
 
+    from clusterlens._config import resolve_backend
     from clusterlens.vocab import bow_counts, idf_weights, tfidf_transform
+
+    which = resolve_backend(backend)
 
     stage = Path(os.fspath(stage))
     desc, offsets, _, sift_path = load_sift(ws, sift_dir)
@@ -93,12 +109,37 @@ def run_bow(
     t0 = time.perf_counter()
     n_desc = desc.shape[0]
     words = np.empty(n_desc, dtype=np.int32)
-    bar = progress(total=n_desc, desc="quantize", unit="desc", verbose=verbose)
-    for s in range(0, n_desc, _QUANT_CHUNK):
-        chunk = desc[s : s + _QUANT_CHUNK]
-        words[s : s + chunk.shape[0]] = voc.transform(chunk)
-        bar.update(chunk.shape[0])
-    bar.close()
+    size = (
+        _QUANT_CHUNK * _SHARD_CHUNKS
+        if shard_rows is None
+        else int(check_int(shard_rows, "shard_rows", "run_bow", low=1) or 1)
+    )
+    if which == "dask":
+        from clusterlens.distributed._map import map_shards, shard_bounds
+
+        bounds = shard_bounds(n_desc, size)
+
+        def _put(i: int, w: np.ndarray) -> None:
+            lo, hi = bounds[i]
+            words[lo:hi] = w
+
+        map_shards(
+            _quantize_shard,
+            bounds,
+            str((sift_path / "descriptors.npy").resolve()),
+            str(Path(os.fspath(vocab)).resolve()),
+            consume=_put,
+            desc="quantize (dask)",
+            unit="desc",
+            verbose=verbose,
+        )
+    else:
+        bar = progress(total=n_desc, desc="quantize", unit="desc", verbose=verbose)
+        for s in range(0, n_desc, _QUANT_CHUNK):
+            chunk = desc[s : s + _QUANT_CHUNK]
+            words[s : s + chunk.shape[0]] = voc.transform(chunk)
+            bar.update(chunk.shape[0])
+        bar.close()
     t_quant = time.perf_counter() - t0
     counts = bow_counts(words, offsets, n_words)
     idf = idf_weights(counts)
@@ -133,9 +174,43 @@ def run_bow(
                 "sublinear_tf": sublinear_tf,
                 "norm": "l2",
                 "smooth_idf": True,
+                "backend": which,
+                **({"shard_rows": size} if which == "dask" else {}),
             },
             "results": summary,
             "outputs": ["counts.npz", "tfidf.npz", "idf.npy", "words.npy", "run.json"],
         },
     )
     return summary
+
+
+# --------------------------------------------------------------------------- #
+# The Dask backend's task: one shard of descriptor rows
+# --------------------------------------------------------------------------- #
+def _mtime(p: Path) -> int:
+    try:
+        return os.stat(p).st_mtime_ns
+    except OSError:
+        return 0
+
+
+@lru_cache(maxsize=2)
+def _cached_vocabulary(path: str, mtime_ns: int) -> Any:
+    """The vocabulary at ``path``, loaded once per worker process (and version)."""
+    return load_vocabulary(path)
+
+
+def _quantize_shard(lo: int, hi: int, desc_path: str, vocab: str) -> np.ndarray:
+    """Worker task: int32 words of descriptor rows ``lo:hi`` (a pure function).
+
+    Quantizes ``_QUANT_CHUNK`` rows at a time, as the local backend does.
+    """
+    p = Path(vocab)
+    stem = p / "vocab" if p.is_dir() else p.with_suffix("")
+    voc = _cached_vocabulary(vocab, _mtime(stem.with_suffix(".npz")))
+    desc = np.load(desc_path, mmap_mode="r")
+    words = np.empty(hi - lo, dtype=np.int32)
+    for s in range(lo, hi, _QUANT_CHUNK):
+        e = min(hi, s + _QUANT_CHUNK)
+        words[s - lo : e - lo] = voc.transform(desc[s:e])
+    return words

@@ -22,6 +22,7 @@ from clusterlens.io._results import write_run_json
 from clusterlens.io._workspace import Workspace
 from clusterlens.utils._fs import atomic_write_text
 from clusterlens.utils._progress import progress
+from clusterlens.utils.validation import check_int
 
 __all__ = ["run_cnn_features", "run_pixel_features", "run_sift_features"]
 
@@ -137,7 +138,11 @@ def run_sift_features(
     work = _work_dir(out)
     t0 = time.perf_counter()
     if which == "dask":
-        size = shard_items if shard_items is not None else _default_shard_items(n)
+        size = (
+            _default_shard_items(n)
+            if shard_items is None
+            else int(check_int(shard_items, "shard_items", "run_sift_features", low=1))
+        )
         offsets, unreadable, done, blocks = _sift_dask(
             ws, work, params, size, resume=resume, verbose=verbose
         )
@@ -501,6 +506,8 @@ def run_cnn_features(
     pca: int | None = None,
     whiten: bool = False,
     random_state: int = 0,
+    backend: str | None = None,
+    shard_items: int | None = None,
     verbose: int = 0,
     command: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
@@ -508,37 +515,61 @@ def run_cnn_features(
 
     Images are decoded by ``n_jobs`` threads while torch runs the network on
     ``n_jobs`` threads. Unreadable items get a zero row and are counted.
+
+    With ``backend="dask"`` (or that configured default) each shard of
+    ``shard_items`` consecutive items (default: a multiple of ``batch_size``)
+    is one task: every worker process loads the network once, runs torch on
+    one thread, reads its images from the workspace itself (same path on
+    every worker) and returns the shard's rows, which the client writes in
+    place. The features equal the local backend's up to float rounding
+    (torch may pick other kernels for other batch compositions and thread
+    counts); PCA, if asked, runs on the client as on the local backend.
     """
+    from clusterlens._config import resolve_backend
     from clusterlens.features import CnnEmbedder
 
     stage = Path(os.fspath(stage))
+    which = resolve_backend(backend)
     t0 = time.perf_counter()
-    emb = CnnEmbedder(weights, image_size=image_size, fit=fit, n_threads=n_jobs)
     n = len(ws)
-    X = np.zeros((n, emb.dim), dtype=np.float32)
-    unreadable = 0
-    bar = progress(total=n, desc="cnn", unit="img", verbose=verbose)
-    batch_idx: list[int] = []
-    batch: list[npt.NDArray[np.float32]] = []
+    extra: dict[str, Any] = {}
+    if which == "dask":
+        from clusterlens.distributed._map import map_shards, shard_bounds
 
-    def _flush() -> None:
-        if batch:
-            X[batch_idx] = emb.embed_batch(np.stack(batch))
-            bar.update(len(batch))
-            batch_idx.clear()
-            batch.clear()
+        size = (
+            -(-_default_shard_items(n) // batch_size) * batch_size
+            if shard_items is None
+            else int(check_int(shard_items, "shard_items", "run_cnn_features", low=1))
+        )
+        extra = {"shard_items": size}
+        X = np.zeros((n, CnnEmbedder.dim), dtype=np.float32)
+        bounds = shard_bounds(n, size)
+        bad = [0]
 
-    for i, img in ws.iter_items(range(n), mode="RGB", n_jobs=n_jobs):
-        if img is None:
-            unreadable += 1
-            bar.update(1)
-            continue
-        batch_idx.append(i)
-        batch.append(emb.preprocess(img))
-        if len(batch) == batch_size:
-            _flush()
-    _flush()
-    bar.close()
+        def _put(i: int, res: tuple[npt.NDArray[np.float32], int]) -> None:
+            lo, hi = bounds[i]
+            X[lo:hi] = res[0]
+            bad[0] += res[1]
+
+        map_shards(
+            _cnn_shard,
+            bounds,
+            str(ws.root.resolve()),
+            None if weights is None else str(Path(os.fspath(weights)).resolve()),
+            image_size,
+            fit,
+            batch_size,
+            consume=_put,
+            desc="cnn (dask)",
+            unit="img",
+            verbose=verbose,
+        )
+        unreadable = bad[0]
+    else:
+        emb = CnnEmbedder(weights, image_size=image_size, fit=fit, n_threads=n_jobs)
+        bar = progress(total=n, desc="cnn", unit="img", verbose=verbose)
+        X, unreadable = _cnn_embed(ws, emb, 0, n, batch_size, n_jobs, bar.update)
+        bar.close()
     seconds = time.perf_counter() - t0
     info = _write_dense(stage, X, pca=pca, whiten=whiten, random_state=random_state)
     summary = {
@@ -566,12 +597,74 @@ def run_cnn_features(
                 "n_jobs": n_jobs,
                 "pca": pca,
                 "whiten": whiten,
+                "backend": which,
+                **extra,
             },
             "seed": random_state,
             "results": summary,
         },
     )
     return summary
+
+
+def _cnn_embed(
+    ws: Workspace,
+    emb: Any,
+    lo: int,
+    hi: int,
+    batch_size: int,
+    n_jobs: int,
+    update: Any = None,
+) -> tuple[npt.NDArray[np.float32], int]:
+    """Embeddings of items ``lo:hi`` (zero rows for unreadable ones) and their count."""
+    X = np.zeros((hi - lo, emb.dim), dtype=np.float32)
+    unreadable = 0
+    batch_idx: list[int] = []
+    batch: list[npt.NDArray[np.float32]] = []
+
+    def _flush() -> None:
+        if batch:
+            X[batch_idx] = emb.embed_batch(np.stack(batch))
+            if update is not None:
+                update(len(batch))
+            batch_idx.clear()
+            batch.clear()
+
+    for i, img in ws.iter_items(range(lo, hi), mode="RGB", n_jobs=n_jobs):
+        if img is None:
+            unreadable += 1
+            if update is not None:
+                update(1)
+            continue
+        batch_idx.append(i - lo)
+        batch.append(emb.preprocess(img))
+        if len(batch) == batch_size:
+            _flush()
+    _flush()
+    return X, unreadable
+
+
+@lru_cache(maxsize=2)
+def _cached_embedder(weights: str | None, image_size: int, fit: str) -> Any:
+    """The CNN, built once per worker process, on one torch thread."""
+    from clusterlens.features import CnnEmbedder
+
+    return CnnEmbedder(weights, image_size=image_size, fit=fit, n_threads=1)
+
+
+def _cnn_shard(
+    lo: int,
+    hi: int,
+    root: str,
+    weights: str | None,
+    image_size: int,
+    fit: str,
+    batch_size: int,
+) -> tuple[npt.NDArray[np.float32], int]:
+    """Worker task: embeddings of items ``lo:hi`` and how many were unreadable."""
+    ws = _cached_workspace(root, _mtime(Path(root) / "items.parquet"))
+    emb = _cached_embedder(weights, image_size, fit)
+    return _cnn_embed(ws, emb, lo, hi, batch_size, 1)
 
 
 def run_pixel_features(
@@ -584,26 +677,59 @@ def run_pixel_features(
     pca: int | None = None,
     whiten: bool = False,
     random_state: int = 0,
+    backend: str | None = None,
+    shard_items: int | None = None,
     verbose: int = 0,
     command: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Each item resized to ``size x size`` (``mode`` L or RGB), flattened to [0, 1]."""
+    """Each item resized to ``size x size`` (``mode`` L or RGB), flattened to [0, 1].
+
+    With ``backend="dask"`` the images are read and resized on the workers,
+    one task per shard of ``shard_items`` items; the output is byte-identical.
+    """
+    from clusterlens._config import resolve_backend
     from clusterlens.features import pixel_features
 
     stage = Path(os.fspath(stage))
+    which = resolve_backend(backend)
     t0 = time.perf_counter()
     n = len(ws)
-    shape = (size, size) if mode == "L" else (size, size, 3)
-    imgs = np.zeros((n, *shape), dtype=np.uint8)
-    unreadable = 0
-    bar = progress(total=n, desc="pixels", unit="img", verbose=verbose)
-    for i, img in ws.iter_items(range(n), mode=mode, size=(size, size), n_jobs=n_jobs):
-        if img is None:
-            unreadable += 1
-        else:
-            imgs[i] = img
-        bar.update(1)
-    bar.close()
+    extra: dict[str, Any] = {}
+    if which == "dask":
+        from clusterlens.distributed._map import map_shards, shard_bounds
+
+        shard = (
+            _default_shard_items(n)
+            if shard_items is None
+            else int(check_int(shard_items, "shard_items", "run_pixel_features", low=1))
+        )
+        extra = {"shard_items": shard}
+        shape = (size, size) if mode == "L" else (size, size, 3)
+        imgs = np.zeros((n, *shape), dtype=np.uint8)
+        bounds = shard_bounds(n, shard)
+        bad = [0]
+
+        def _put(i: int, res: tuple[npt.NDArray[np.uint8], int]) -> None:
+            lo, hi = bounds[i]
+            imgs[lo:hi] = res[0]
+            bad[0] += res[1]
+
+        map_shards(
+            _pixel_shard,
+            bounds,
+            str(ws.root.resolve()),
+            size,
+            mode,
+            consume=_put,
+            desc="pixels (dask)",
+            unit="img",
+            verbose=verbose,
+        )
+        unreadable = bad[0]
+    else:
+        bar = progress(total=n, desc="pixels", unit="img", verbose=verbose)
+        imgs, unreadable = _read_pixels(ws, 0, n, size, mode, n_jobs, bar.update)
+        bar.close()
     X = pixel_features(imgs)
     seconds = time.perf_counter() - t0
     info = _write_dense(stage, X, pca=pca, whiten=whiten, random_state=random_state)
@@ -626,9 +752,43 @@ def run_pixel_features(
                 "mode": mode,
                 "pca": pca,
                 "whiten": whiten,
+                "backend": which,
+                **extra,
             },
             "seed": random_state,
             "results": summary,
         },
     )
     return summary
+
+
+def _read_pixels(
+    ws: Workspace,
+    lo: int,
+    hi: int,
+    size: int,
+    mode: str,
+    n_jobs: int,
+    update: Any = None,
+) -> tuple[npt.NDArray[np.uint8], int]:
+    """Items ``lo:hi`` resized (zeros for unreadable ones) and the unreadable count."""
+    shape = (size, size) if mode == "L" else (size, size, 3)
+    imgs = np.zeros((hi - lo, *shape), dtype=np.uint8)
+    unreadable = 0
+    it = ws.iter_items(range(lo, hi), mode=mode, size=(size, size), n_jobs=n_jobs)
+    for i, img in it:
+        if img is None:
+            unreadable += 1
+        else:
+            imgs[i - lo] = img
+        if update is not None:
+            update(1)
+    return imgs, unreadable
+
+
+def _pixel_shard(
+    lo: int, hi: int, root: str, size: int, mode: str
+) -> tuple[npt.NDArray[np.uint8], int]:
+    """Worker task: the resized pixels of items ``lo:hi`` and the unreadable count."""
+    ws = _cached_workspace(root, _mtime(Path(root) / "items.parquet"))
+    return _read_pixels(ws, lo, hi, size, mode, 1)

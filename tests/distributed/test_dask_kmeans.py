@@ -224,3 +224,158 @@ def test_nan_rows_rejected_naming_the_shard(client, tmp_path):
     np.save(tmp_path / "nan.npy", X)
     with pytest.raises(DataValidationError, match=r"X\[200:300\] contains NaN.*row 50"):
         dask_kmeans(tmp_path / "nan.npy", 3, init=X[:3], client=client, shard_rows=100)
+
+
+# --------------------------------------------------------------------------- #
+# Large-k mode, the estimator and config, checkpoints
+# --------------------------------------------------------------------------- #
+@pytest.fixture(scope="module")
+def many_blobs(tmp_path_factory):
+    rng = np.random.default_rng(0)
+    C = rng.normal(scale=10, size=(300, 16))
+    X = (C[rng.integers(0, 300, 12_000)] + rng.normal(size=(12_000, 16))).astype(
+        np.float32
+    )
+    path = tmp_path_factory.mktemp("dask_large") / "X.npy"
+    np.save(path, X)
+    return path, X
+
+
+@pytest.mark.parametrize("refresh_every", [0, 2])
+def test_large_k_equals_local_backend(client, many_blobs, refresh_every):
+    path, X = many_blobs
+    kw = {
+        "mode": "large",
+        "init": "random",
+        "random_state": 1,
+        "max_iter": 7,
+        "tol": 0.0,
+        "refresh_every": refresh_every,
+    }
+    ref = kmeans(X, 200, **kw)
+    res = dask_kmeans(path, 200, client=client, shard_rows=3500, **kw)
+    assert res.engine == "dask:large-k" and res.mode == "large"
+    # every pass moved the same points and repaired the same empty clusters
+    assert [h["moved"] for h in res.history] == [h["moved"] for h in ref.history]
+    assert [h["pass"] for h in res.history] == [h["pass"] for h in ref.history]
+    assert [h["empty_repaired"] for h in res.history] == [
+        h["empty_repaired"] for h in ref.history
+    ]
+    assert sum(h["empty_repaired"] for h in ref.history) > 0  # the repair ran
+    np.testing.assert_array_equal(res.labels, ref.labels)
+    assert res.inertia == pytest.approx(ref.inertia, rel=1e-6)
+    np.testing.assert_allclose(res.centers, ref.centers, rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(res.distances, ref.distances, rtol=1e-4, atol=1e-3)
+
+
+def test_estimator_and_config_backend(client, many_blobs):
+    from clusterlens import config_context
+    from clusterlens.cluster import KMeans
+
+    path, X = many_blobs
+    kw = {"n_clusters": 20, "random_state": 2, "max_iter": 6, "tol": 0.0}
+    ref = KMeans(**kw).fit(X)
+    with client.as_current():  # the fixture's client, not a new LocalCluster
+        a = KMeans(backend="dask", **kw).fit(path)
+    with client.as_current(), config_context(backend="dask"):
+        b = KMeans(**kw).fit(np.load(path, mmap_mode="r"))  # workers open the file
+    for est in (a, b):
+        assert est.engine_.startswith("dask:")
+        np.testing.assert_array_equal(est.labels_, ref.labels_)
+        assert est.inertia_ == pytest.approx(ref.inertia_, rel=1e-9)
+        np.testing.assert_array_equal(est.predict(X[:50]), ref.predict(X[:50]))
+
+
+@pytest.mark.parametrize("mode", ["exact", "large"])
+def test_checkpoint_resume_equals_uninterrupted(client, many_blobs, tmp_path, mode):
+    path, _ = many_blobs
+    k = 60 if mode == "exact" else 200
+    kw = {
+        "mode": mode,
+        "init": "random",
+        "n_init": 1,
+        "random_state": 5,
+        "tol": 0.0,
+        "refresh_every": 3,
+        "client": client,
+        "shard_rows": 5000,
+    }
+    ref = dask_kmeans(path, k, max_iter=7, **kw)
+    ck = tmp_path / "ck"
+    first = dask_kmeans(path, k, max_iter=3, checkpoint_dir=ck, **kw)
+    assert first.n_iter == 3 and (ck / "checkpoint.json").exists()
+    if mode == "large":  # the shards' states, written by the workers
+        assert len(list(ck.glob("dask-parts-000003/part-*.npz"))) == 3
+    res = dask_kmeans(path, k, max_iter=7, checkpoint_dir=ck, resume=True, **kw)
+    assert res.n_iter == 7
+    np.testing.assert_array_equal(res.labels, ref.labels)
+    np.testing.assert_array_equal(res.centers, ref.centers)
+    assert [h["inertia"] for h in res.history] == [h["inertia"] for h in ref.history]
+    # a local fit cannot continue the Dask checkpoint (other parameters)
+    with pytest.raises(DataValidationError, match="fingerprint"):
+        kmeans(
+            path,
+            k,
+            max_iter=7,
+            checkpoint_dir=ck,
+            resume=True,
+            **{key: v for key, v in kw.items() if key not in ("client", "shard_rows")},
+        )
+
+
+def test_corrupt_checkpoint_part_is_refused(client, many_blobs, tmp_path):
+    path, _ = many_blobs
+    kw = {"mode": "large", "init": "random", "random_state": 5, "tol": 0.0}
+    ck = tmp_path / "ck"
+    dask_kmeans(path, 100, max_iter=2, checkpoint_dir=ck, client=client, **kw)
+    part = next(ck.glob("dask-parts-*/part-*.npz"))
+    part.write_bytes(part.read_bytes()[:-10])
+    with pytest.raises(DataValidationError, match="corrupt"):
+        dask_kmeans(
+            path, 100, max_iter=4, checkpoint_dir=ck, resume=True, client=client, **kw
+        )
+
+
+def test_killed_worker_mid_large_k_fit(client, tmp_path):
+    """SIGKILL a worker in a large-k fit: the lost shard states are rebuilt."""
+    rng = np.random.default_rng(7)
+    C = rng.normal(scale=6, size=(500, 24))
+    X = (C[rng.integers(0, 500, 60_000)] + rng.normal(size=(60_000, 24))).astype(
+        np.float32
+    )
+    np.save(tmp_path / "X.npy", X)
+    kw = {
+        "mode": "large",
+        "init": "random",
+        "random_state": 3,
+        "tol": 0.0,
+        "max_iter": 14,
+        "refresh_every": 5,
+        "client": client,
+        "shard_rows": 7500,
+    }
+    t0 = time.perf_counter()
+    ref = dask_kmeans(tmp_path / "X.npy", 400, **kw)
+    undisturbed = time.perf_counter() - t0
+    victim = sorted(client.run(os.getpid).values())[0]
+    out: dict[str, object] = {}
+
+    def fit() -> None:
+        try:
+            out["res"] = dask_kmeans(tmp_path / "X.npy", 400, **kw)
+        except BaseException as e:  # reported below
+            out["err"] = e
+
+    th = threading.Thread(target=fit)
+    th.start()
+    time.sleep(undisturbed / 2)
+    assert th.is_alive()
+    os.kill(victim, signal.SIGKILL)
+    th.join(timeout=180)
+    assert not th.is_alive()
+    assert "err" not in out, out.get("err")
+    res = out["res"]
+    np.testing.assert_array_equal(res.labels, ref.labels)
+    np.testing.assert_array_equal(res.centers, ref.centers)
+    assert res.inertia == ref.inertia
+    client.wait_for_workers(2, timeout=60)

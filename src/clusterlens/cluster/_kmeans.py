@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import numbers
 import os
@@ -21,6 +22,7 @@ from sklearn.base import (
 )
 from sklearn.utils.validation import validate_data
 
+from clusterlens._config import resolve_backend
 from clusterlens.cluster._checkpoint import (
     fingerprint,
     load_large_state,
@@ -173,6 +175,7 @@ def kmeans(
     mode: Literal["auto", "exact", "large"] = "auto",
     n_candidates: int = 3,
     refresh_every: int = 4,
+    backend: Literal["local", "dask"] | None = None,
 ) -> KMeansResult:
     """k-means (Lloyd) over an array, a memmap or a descriptor file.
 
@@ -228,6 +231,13 @@ def kmeans(
         every point through the two-level index (keeping its current ones);
         0: only in the first pass. Smaller is closer to exact Lloyd and
         slower; 0 is fastest (measured in ``benchmarks/vocab.py``).
+    backend : {"local", "dask"}, default=None
+        "local" runs in this process; "dask" shards X over a Dask cluster
+        (the configured ``scheduler``, else the current client, else a
+        ``LocalCluster`` started and closed here; see
+        :func:`clusterlens.distributed.dask_kmeans` for the options) with the
+        same result: labels equal, inertia within float rounding. None: the
+        configured default (:func:`clusterlens.config_context`).
 
     Returns
     -------
@@ -243,7 +253,52 @@ def kmeans(
     >>> float(res.inertia)
     16.0
     """
+    return _kmeans(
+        X,
+        n_clusters,
+        init=init,
+        n_init=n_init,
+        max_iter=max_iter,
+        tol=tol,
+        sample_weight=sample_weight,
+        engine=engine,
+        init_size=init_size,
+        random_state=random_state,
+        verbose=verbose,
+        checkpoint_dir=checkpoint_dir,
+        resume=resume,
+        mode=mode,
+        n_candidates=n_candidates,
+        refresh_every=refresh_every,
+        backend=backend,
+    )
+
+
+def _kmeans(
+    X: Any,
+    n_clusters: int,
+    *,
+    init: Any = "auto",
+    n_init: int | Literal["auto"] = "auto",
+    max_iter: int = 300,
+    tol: float = 1e-4,
+    sample_weight: ArrayLike | None = None,
+    engine: str | Engine = "auto",
+    init_size: int | None = None,
+    random_state: SeedLike = None,
+    verbose: int = 0,
+    checkpoint_dir: str | os.PathLike[str] | None = None,
+    resume: bool = False,
+    mode: str = "auto",
+    n_candidates: int = 3,
+    refresh_every: int = 4,
+    backend: str | None = None,
+    dask_options: dict[str, Any] | None = None,
+) -> KMeansResult:
+    """:func:`kmeans`, with the Dask client options of ``dask_kmeans``."""
     owner = "kmeans"
+    backend = resolve_backend(backend)
+    source = X
     X = as_matrix(X)
     n, d = X.shape
     n_clusters = check_int(n_clusters, "n_clusters", owner, low=1)  # type: ignore[assignment]
@@ -295,9 +350,20 @@ def kmeans(
         n_runs = 1
     eng = get_engine(engine, {"dtype": X.dtype, "metric": "sqeuclidean"})
     rng = check_random_state(random_state)
+    if backend == "dask":
+        if w is not None:
+            raise InvalidParameterError(
+                "backend='dask' takes no sample_weight: use the local backend."
+            )
+        if isinstance(engine, Engine):
+            raise InvalidParameterError(
+                "backend='dask' runs an engine by name ('auto', 'numpy' or 'faiss') "
+                f"on its workers; got the object {engine!r}."
+            )
 
     state: Any = None
     on_iteration = None
+    dask_ckpt = None
     if checkpoint_dir is not None or resume:
         if checkpoint_dir is None:
             raise InvalidParameterError("resume=True needs checkpoint_dir.")
@@ -318,6 +384,17 @@ def kmeans(
                 "weighted": w is not None,
                 **(
                     {
+                        "backend": "dask",
+                        "shard_rows": int(
+                            (dask_options or {}).get("shard_rows")
+                            or _dask_default_shard_rows()
+                        ),
+                    }
+                    if backend == "dask"
+                    else {}
+                ),
+                **(
+                    {
                         "mode": mode,
                         "n_candidates": n_candidates,
                         "refresh_every": refresh_every,
@@ -327,22 +404,91 @@ def kmeans(
                 ),
             },
         )
-        if resume:
-            state = (load_large_state if mode == "large" else load_state)(ckpt, fp)
+        if backend == "dask":
+            dask_ckpt = _dask_checkpoint(ckpt, fp, resume)
+        else:
+            if resume:
+                state = (load_large_state if mode == "large" else load_state)(ckpt, fp)
 
-        def on_iteration(s: Any) -> None:
-            (save_large_state if mode == "large" else save_state)(ckpt, s, fp)
+            def on_iteration(s: Any) -> None:
+                (save_large_state if mode == "large" else save_state)(ckpt, s, fp)
 
+    with contextlib.ExitStack() as stack:
+        dd = None
+        if backend == "dask":
+            from clusterlens.distributed._dask import DaskData
+
+            dd = stack.enter_context(DaskData(source, X, **(dask_options or {})))
+        return _runs(
+            X,
+            n_clusters,
+            dd=dd,
+            dask_ckpt=dask_ckpt,
+            state=state,
+            on_iteration=on_iteration,
+            seeds=rng.integers(0, 2**63 - 1, size=n_runs),
+            init_r=init_r,
+            init_size=init_size,
+            w=w,
+            eng=eng,
+            mode=mode,
+            max_iter=max_iter,
+            tol=tol,
+            verbose=verbose,
+            n_candidates=n_candidates,
+            refresh_every=refresh_every,
+        )
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _dask_default_shard_rows() -> int:
+    from clusterlens.distributed._dask import DEFAULT_SHARD_ROWS
+
+    return DEFAULT_SHARD_ROWS
+
+
+def _dask_checkpoint(ckpt: Path, fp: str, resume: bool) -> Any:
+    from clusterlens.distributed._dask import Checkpoint
+
+    return Checkpoint(ckpt, fp, resume)
+
+
+def _runs(
+    X: Any,
+    n_clusters: int,
+    *,
+    dd: Any,
+    dask_ckpt: Any,
+    state: Any,
+    on_iteration: Any,
+    seeds: npt.NDArray[np.int64],
+    init_r: Any,
+    init_size: int | None,
+    w: npt.NDArray[np.float64] | None,
+    eng: Engine,
+    mode: str,
+    max_iter: int,
+    tol: float,
+    verbose: int,
+    n_candidates: int,
+    refresh_every: int,
+) -> KMeansResult:
+    """The ``n_init`` runs of a validated fit, locally or on ``dd`` (DaskData)."""
+    n_runs = len(seeds)
     t0 = time.perf_counter()
-    _, mean_var = data_stats(X)  # also rejects NaN/inf, naming the row
+    if dd is None:
+        _, mean_var = data_stats(X)  # also rejects NaN/inf, naming the row
+    else:
+        mean_var = dd.mean_var()  # on the workers, naming the shard
     tol_abs = tol * mean_var
     best = None
     init_seconds = 0.0
-    seeds = rng.integers(0, 2**63 - 1, size=n_runs)
     for run, seed in enumerate(seeds):
         ti = time.perf_counter()
         if state is not None:
             centers0 = state.centers
+        elif dask_ckpt is not None and dask_ckpt.resume:
+            centers0 = np.zeros((n_clusters, X.shape[1]))  # the checkpoint's are used
         elif isinstance(init_r, str) and init_r == "k-means++":
             size = init_size if init_size is not None else max(20 * n_clusters, 10_000)
             centers0, _ = kmeans_plusplus(
@@ -362,7 +508,29 @@ def kmeans(
         init_seconds += time.perf_counter() - ti
         desc = "k-means" if n_runs == 1 else f"k-means run {run + 1}/{n_runs}"
         res: Any
-        if mode == "large":
+        if mode == "large" and dd is not None:
+            res = dd.large_k_lloyd(
+                centers0,
+                max_iter=max_iter,
+                tol=tol_abs,
+                n_candidates=n_candidates,
+                refresh_every=refresh_every,
+                seed=int(seed) % (2**31),
+                verbose=verbose,
+                desc=desc + " (large-k, dask)",
+                checkpoint=dask_ckpt,
+            )
+        elif dd is not None:
+            res = dd.lloyd(
+                centers0,
+                engine=eng,
+                max_iter=max_iter,
+                tol=tol_abs,
+                verbose=verbose,
+                desc=desc + " (dask)",
+                checkpoint=dask_ckpt,
+            )
+        elif mode == "large":
             from clusterlens.cluster._large import large_k_lloyd
 
             res = large_k_lloyd(
@@ -418,7 +586,8 @@ def kmeans(
         inertia=best.inertia,
         n_iter=best.n_iter,
         history=best.history,
-        engine=eng.name if mode == "exact" else "large-k",
+        engine=("dask:" if dd is not None else "")
+        + (eng.name if mode == "exact" else "large-k"),
         converged=best.converged,
         init_seconds=init_seconds,
         fit_seconds=time.perf_counter() - t0,
@@ -470,6 +639,11 @@ class KMeans(
     refresh_every : int, default=4
         Large-k mode: search new candidates through the two-level index
         every this many iterations (0: only in the first pass).
+    backend : {"local", "dask"}, default=None
+        Where the fit runs: this process, or X sharded over a Dask cluster
+        (the same result; see :func:`kmeans`). None: the configured default
+        (``clusterlens.config_context(backend=...)``). A file path or a
+        ``.npy`` memmap is read by the workers themselves.
 
     Attributes
     ----------
@@ -523,6 +697,7 @@ class KMeans(
         mode: Literal["auto", "exact", "large"] = "auto",
         n_candidates: int = 3,
         refresh_every: int = 4,
+        backend: Literal["local", "dask"] | None = None,
     ) -> None:
         self.n_clusters = n_clusters
         self.init = init
@@ -538,6 +713,7 @@ class KMeans(
         self.mode = mode
         self.n_candidates = n_candidates
         self.refresh_every = refresh_every
+        self.backend = backend
 
     # -- helpers -----------------------------------------------------------
     def _check_X(self, X: Any, *, reset: bool) -> npt.NDArray[Any]:
@@ -597,8 +773,10 @@ class KMeans(
             raise DataValidationError(
                 f"n_samples={Xa.shape[0]} should be >= n_clusters={self.n_clusters}."
             )
+        # a file or a .npy memmap goes as it is: Dask workers open it themselves
+        source = X if isinstance(X, str | os.PathLike | np.memmap) else Xa
         res = kmeans(
-            Xa,
+            source,
             self.n_clusters,
             init=self.init,
             n_init=self.n_init,
@@ -614,6 +792,7 @@ class KMeans(
             mode=self.mode,
             n_candidates=self.n_candidates,
             refresh_every=self.refresh_every,
+            backend=self.backend,
         )
         self.cluster_centers_ = res.centers
         self.labels_ = res.labels
@@ -627,7 +806,7 @@ class KMeans(
         return self
 
     def _engine_obj(self) -> Engine:
-        name = getattr(self, "engine_", "numpy")
+        name = getattr(self, "engine_", "numpy").removeprefix("dask:")
         if name == "large-k":  # predict exactly with the GEMM engine
             name = "numpy"
         return get_engine(self.engine if isinstance(self.engine, Engine) else name)

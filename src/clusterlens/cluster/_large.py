@@ -50,6 +50,7 @@ __all__ = [
     "CoarseIndex",
     "LargeKResult",
     "LargeKState",
+    "candidate_codes",
     "candidate_pass",
     "large_k_lloyd",
 ]
@@ -374,12 +375,16 @@ def candidate_pass(
     Cs: npt.NDArray[np.float64],
     acc: list[tuple[npt.NDArray[np.float64], npt.NDArray[np.int64]]],
     block: int = 256,
+    codes: npt.NDArray[np.int64] | None = None,
 ) -> tuple[npt.NDArray[np.int32], npt.NDArray[np.int32], npt.NDArray[F32]]:
     """One assignment over rows sorted by label, against per-cluster candidates.
 
     Returns new labels, new top-r table and squared distances (same row
     order); adds the rows to the (sums, counts) of ``acc`` under their new
     labels, one pair per thread (blocks of clusters split evenly by rows).
+    ``codes`` (sorted ``cluster * k + candidate``, see :func:`candidate_codes`)
+    gives the candidates of every cluster; by default they are those of the
+    rows given here (a sharded fit passes the union over all its shards).
     """
     C2, cn = _scores(Cs)
     k = Cs.shape[0]
@@ -403,14 +408,21 @@ def candidate_pass(
             xx = np.einsum("ij,ij->i", F, F)
             # per cluster, the union of its rows' kept candidates and itself
             own = np.arange(c0, c1, dtype=np.int64)
-            lab = labels[a0:b0].astype(np.int64)
-            codes = np.unique(
-                np.concatenate([(lab[:, None] * k + top[a0:b0]).ravel(), own * k + own])
-            )
-            cut = np.searchsorted(codes, np.arange(c0, c1 + 1, dtype=np.int64) * k)
+            if codes is None:
+                lab = labels[a0:b0].astype(np.int64)
+                cb = np.unique(
+                    np.concatenate(
+                        [(lab[:, None] * k + top[a0:b0]).ravel(), own * k + own]
+                    )
+                )
+            else:
+                cb = codes[
+                    np.searchsorted(codes, c0 * k) : np.searchsorted(codes, c1 * k)
+                ]
+            cut = np.searchsorted(cb, np.arange(c0, c1 + 1, dtype=np.int64) * k)
             for q in np.flatnonzero(starts[c0 + 1 : c1 + 1] > starts[c0:c1]):
                 a, b = starts[c0 + q] - a0, starts[c0 + q + 1] - a0
-                cc = codes[cut[q] : cut[q + 1]] - (c0 + q) * k
+                cc = cb[cut[q] : cut[q + 1]] - (c0 + q) * k
                 S = F[a:b] @ C2[cc].T
                 S -= cn[cc]
                 best = _top_r(S, cc, r, top_new[a0 + a : a0 + b])
@@ -421,6 +433,22 @@ def candidate_pass(
     _in_threads(ranges, work)
     np.maximum(d2, 0, out=d2)
     return new, top_new, d2
+
+
+def candidate_codes(
+    labels: npt.NDArray[Any], top: npt.NDArray[Any], k: int
+) -> npt.NDArray[np.int64]:
+    """Sorted unique ``cluster * k + candidate`` of rows (and every cluster itself).
+
+    The candidates a :func:`candidate_pass` scores for each cluster; the union
+    of the codes of several shards is the codes of their rows together.
+    """
+    own = np.arange(k, dtype=np.int64)
+    return np.unique(
+        np.concatenate(
+            [(labels.astype(np.int64)[:, None] * k + top).ravel(), own * k + own]
+        )
+    )
 
 
 @dataclass

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import logging
 import os
 import time
@@ -36,20 +37,17 @@ from clusterlens._config import get_config
 from clusterlens.cluster._driver import _relocate_empty
 from clusterlens.cluster._engines import get_engine
 from clusterlens.cluster._engines._base import Engine
-from clusterlens.cluster._init import kmeans_plusplus, random_rows
 from clusterlens.cluster._kmeans import KMeansResult
 from clusterlens.exceptions import (
     BackendError,
     DataValidationError,
-    InvalidParameterError,
 )
-from clusterlens.io import as_matrix, open_descriptors
+from clusterlens.io import open_descriptors
 from clusterlens.utils._chunking import gen_batches
 from clusterlens.utils._optional import import_optional
 from clusterlens.utils._progress import progress
 from clusterlens.utils.validation import (
     check_int,
-    check_random_state,
     check_real,
 )
 
@@ -213,13 +211,11 @@ def _shard_step(
 
 
 def _add(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
-    """Combine two partial results; the order (a then b) is fixed by the caller."""
-    return {
-        "sums": a["sums"] + b["sums"],
-        "weights": a["weights"] + b["weights"],
-        "inertia": a["inertia"] + b["inertia"],
-        "digests": a["digests"] + b["digests"],
-    }
+    """Combine two partial results key by key (sums added, digest tuples joined).
+
+    The order (a then b) is fixed by the caller.
+    """
+    return {key: a[key] + b[key] for key in a}
 
 
 def _shard_assign(
@@ -267,13 +263,230 @@ def _shard_farthest(
 
 
 # --------------------------------------------------------------------------- #
-# The driver (client side)
+# Large-k tasks: a shard's state (its rows sorted by label, their labels and
+# kept candidates) stays on the workers between iterations, as in the local
+# large-k driver; a lost state is rebuilt by Dask from its (pure) lineage.
+# --------------------------------------------------------------------------- #
+@contextlib.contextmanager
+def _worker_threads() -> Iterator[None]:
+    """Inside a task: as many threads as the worker gives each task slot."""
+    from clusterlens._config import config_context
+
+    n = 1
+    with contextlib.suppress(Exception):  # not on a worker (tests call directly)
+        w = _distributed().get_worker()
+        n = max(1, int(getattr(w, "state", w).nthreads))
+    with config_context(n_threads=n):
+        yield
+
+
+def _large_rows(data: Any, lo: int, hi: int, shift: Any) -> tuple[Any, Any]:
+    from clusterlens.cluster._large import _Rows, _storage_dtype
+
+    X = _rows(data, lo, hi)
+    return X, _Rows(shift, _storage_dtype(X.dtype))
+
+
+def _acc(k: int, d: int) -> list[tuple[Any, Any]]:
+    from clusterlens.cluster._large import _n_threads
+
+    return [(np.zeros((k, d)), np.zeros(k, np.int64)) for _ in range(_n_threads())]
+
+
+def _summary(acc: list[tuple[Any, Any]], d2: Any, moved: int) -> dict[str, Any]:
+    sums, counts = acc[0]
+    for s_, c_ in acc[1:]:
+        sums = sums + s_
+        counts = counts + c_
+    return {
+        "sums": sums,
+        "weights": counts,
+        "inertia": float(d2.sum(dtype=np.float64)),
+        "moved": int(moved),
+    }
+
+
+def _large_index_step(
+    data: Any,
+    lo: int,
+    hi: int,
+    shift: Any,
+    index: Any,
+    r: int,
+    prev: dict[str, Any] | None,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """An index pass over one shard (the first pass, or a refresh of ``prev``)."""
+    from clusterlens.cluster._large import _CHUNK, _sorted_sums
+
+    with _worker_threads():
+        X, rows = _large_rows(data, lo, hi, shift)
+        n, d = hi - lo, X.shape[1]
+        src = X if prev is None else prev["Xs"]
+        top = np.empty((n, r), np.int32)
+        d2 = np.empty(n, np.float32)
+        for a in range(0, n, _CHUNK):
+            block = np.asarray(src[a : a + _CHUNK])
+            F = rows.f32(block if prev is not None else rows.to_store(block))
+            ex = None if prev is None else prev["top"][a : a + _CHUNK]
+            top[a : a + _CHUNK], d2[a : a + _CHUNK] = index.search_f32(F, r, extra=ex)
+        new = top[:, 0].copy()
+        o = np.argsort(new, kind="stable")
+        if prev is None:
+            moved = n
+            Xs = rows.to_store(np.asarray(X)[o])
+            perm = o.astype(np.int64)
+        else:
+            moved = int(np.count_nonzero(prev["labels"] != new))
+            Xs, perm = prev["Xs"][o], prev["perm"][o]
+        new, top, d2 = new[o], top[o], d2[o]
+        acc = _acc(index.k, d)
+        _sorted_sums(Xs, rows, new, acc)
+        state = {"Xs": Xs, "perm": perm, "labels": new, "top": top, "d2": d2}
+        return state, _summary(acc, d2, moved)
+
+
+def _large_candidate_step(
+    data: Any,
+    lo: int,
+    hi: int,
+    shift: Any,
+    Cs: Any,
+    codes: Any,
+    state: dict[str, Any],
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A candidate pass over one shard against every shard's candidate union."""
+    from clusterlens.cluster._large import candidate_pass
+
+    with _worker_threads():
+        _, rows = _large_rows(data, lo, hi, shift)
+        k, d = Cs.shape
+        acc = _acc(k, d)
+        new, top, d2 = candidate_pass(
+            state["Xs"], rows, state["labels"], state["top"], Cs, acc, codes=codes
+        )
+        moved = int(np.count_nonzero(new != state["labels"]))
+        o = np.argsort(new, kind="stable")  # keep rows sorted by label
+        out = {
+            "Xs": state["Xs"][o],
+            "perm": state["perm"][o],
+            "labels": new[o],
+            "top": top[o],
+            "d2": d2[o],
+        }
+        return out, _summary(acc, d2, moved)
+
+
+def _large_final(
+    data: Any, lo: int, hi: int, shift: Any, Cs: Any, codes: Any, state: dict[str, Any]
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
+    """Labels and squared distances of the final centres, in the shard's row order."""
+    from clusterlens.cluster._large import candidate_pass
+
+    with _worker_threads():
+        _, rows = _large_rows(data, lo, hi, shift)
+        k, d = Cs.shape
+        new, _, d2 = candidate_pass(
+            state["Xs"],
+            rows,
+            state["labels"],
+            state["top"],
+            Cs,
+            _acc(k, d),
+            codes=codes,
+        )
+        labels = np.empty(hi - lo, np.int64)
+        dist = np.empty(hi - lo, np.float32)
+        labels[state["perm"]] = new
+        dist[state["perm"]] = d2
+        return labels, dist
+
+
+def _large_codes(state: dict[str, Any], k: int) -> npt.NDArray[np.int64]:
+    from clusterlens.cluster._large import candidate_codes
+
+    return candidate_codes(state["labels"], state["top"], k)
+
+
+def _first(x: tuple[Any, Any]) -> Any:
+    return x[0]
+
+
+def _second(x: tuple[Any, Any]) -> Any:
+    return x[1]
+
+
+def _large_farthest(
+    data: Any, lo: int, hi: int, shift: Any, q: int, state: dict[str, Any]
+) -> tuple[Any, Any, Any, Any]:
+    """The ``q`` rows of a shard farthest from their centres.
+
+    Returns their stored positions, global row indices, distances and shifted
+    float64 rows.
+    """
+    from clusterlens.cluster._large import _farthest
+
+    _, rows = _large_rows(data, lo, hi, shift)
+    far = _farthest(state["d2"], q)
+    return (
+        far,
+        state["perm"][far] + lo,
+        state["d2"][far],
+        rows.f32(state["Xs"][far]).astype(np.float64),
+    )
+
+
+def _large_set_last(state: dict[str, Any], pos: Any, clusters: Any) -> dict[str, Any]:
+    """The state with ``top[pos, -1] = clusters`` (re-seeded empty clusters)."""
+    top = state["top"].copy()
+    top[pos, -1] = clusters
+    return {**state, "top": top}
+
+
+def _union(a: Any, b: Any) -> Any:
+    return np.union1d(a, b)
+
+
+def _save_part(state: dict[str, Any], path: str) -> str:
+    """Write a shard's large-k state (labels, top, perm) to ``path``; its SHA-256."""
+    from clusterlens.utils._fs import atomic_write_bytes
+
+    buf = io.BytesIO()
+    np.savez(buf, perm=state["perm"], labels=state["labels"], top=state["top"])
+    data = buf.getvalue()
+    atomic_write_bytes(Path(path), data)
+    return hashlib.sha256(data).hexdigest()
+
+
+def _load_part(
+    data: Any, lo: int, hi: int, shift: Any, path: str, sha256: str
+) -> dict[str, Any]:
+    """A shard's state from its checkpoint part (rows re-read and re-sorted)."""
+    raw = Path(path).read_bytes()
+    if hashlib.sha256(raw).hexdigest() != sha256:
+        raise DataValidationError(
+            f"The checkpoint part {path} is corrupt (its digest does not match). "
+            "Start the fit again without resuming."
+        )
+    with np.load(io.BytesIO(raw), allow_pickle=False) as z:
+        perm, labels, top = z["perm"], z["labels"], z["top"]
+    X, rows = _large_rows(data, lo, hi, shift)
+    if perm.shape != (hi - lo,):
+        raise DataValidationError(
+            f"The checkpoint part {path} holds {perm.shape[0]} rows, the shard "
+            f"X[{lo}:{hi}] {hi - lo}: resume with the same data and shard size."
+        )
+    Xs = rows.to_store(np.asarray(X)[perm])
+    return {"Xs": Xs, "perm": perm, "labels": labels, "top": top, "d2": None}
+
+
+# --------------------------------------------------------------------------- #
+# The drivers (client side)
 # --------------------------------------------------------------------------- #
 def _identity(x: Any) -> Any:
     return x
 
 
-def _put(c: Any, x: npt.NDArray[Any]) -> Any:
+def _put(c: Any, x: Any) -> Any:
     """Send ``x`` to the cluster as a task: recomputed, not lost, with its worker.
 
     (Scattered data that dies with a worker cannot be rebuilt by Dask; a
@@ -282,11 +495,12 @@ def _put(c: Any, x: npt.NDArray[Any]) -> Any:
     return c.submit(_identity, x, pure=False)
 
 
-def _tree_reduce(client: Any, futures: list[Any]) -> Any:
-    """Pairwise sums along a binary tree fixed by shard index (deterministic)."""
+def _tree_reduce(client: Any, futures: list[Any], op: Any = None) -> Any:
+    """Pairwise ``op`` along a binary tree fixed by shard index (deterministic)."""
+    op = _add if op is None else op
     while len(futures) > 1:
         nxt = [
-            client.submit(_add, futures[i], futures[i + 1], pure=False)
+            client.submit(op, futures[i], futures[i + 1], pure=False)
             for i in range(0, len(futures) - 1, 2)
         ]
         if len(futures) % 2:
@@ -295,48 +509,515 @@ def _tree_reduce(client: Any, futures: list[Any]) -> Any:
     return futures[0]
 
 
+@dataclass(frozen=True)
+class Checkpoint:
+    """A sharded fit's checkpoint folder, fingerprint, and whether to resume."""
+
+    directory: Path
+    fingerprint: str
+    resume: bool
+
+
+def _file_source(source: Any, X: Any) -> _FileSource | None:
+    """The file workers can open themselves for ``source`` (a path or a .npy memmap)."""
+    if isinstance(source, str | os.PathLike):
+        return _FileSource(str(Path(source).resolve()), tuple(X.shape), str(X.dtype))
+    fn = getattr(source, "filename", None)
+    if isinstance(source, np.memmap) and fn and str(fn).endswith(".npy"):
+        with contextlib.suppress(Exception):
+            whole = open_descriptors(fn)
+            if whole.shape == source.shape and whole.dtype == source.dtype:
+                return _FileSource(
+                    str(Path(fn).resolve()), tuple(X.shape), str(X.dtype)
+                )
+    return None
+
+
+class DaskData:
+    """X cut into contiguous shards on a Dask cluster, for the k-means drivers.
+
+    A context manager: entering it picks the client (see :func:`dask_client`)
+    and tells the workers where their rows are (a file each worker opens
+    itself, or, for an in-memory array, shards scattered once); leaving it
+    closes a client made here.
+    """
+
+    def __init__(
+        self,
+        source: Any,
+        X: Any,
+        *,
+        client: Any = None,
+        scheduler: str | None = None,
+        timeout: float = 10.0,
+        shard_rows: int = DEFAULT_SHARD_ROWS,
+    ) -> None:
+        self.source, self.X = source, X
+        self.n, self.d = X.shape
+        self.bounds = [
+            (lo, min(self.n, lo + shard_rows)) for lo in range(0, self.n, shard_rows)
+        ]
+        self._client_args = (client, scheduler, float(timeout))
+
+    def __enter__(self) -> DaskData:
+        client, scheduler, timeout = self._client_args
+        self._stack = contextlib.ExitStack()
+        self.client = self._stack.enter_context(
+            dask_client(client, scheduler, timeout=timeout)
+        )
+        try:
+            src = _file_source(self.source, self.X)
+            if src is not None:
+                self.datas: list[Any] = [src] * len(self.bounds)
+            else:
+                self.datas = [
+                    self.client.scatter(np.asarray(self.X[lo:hi]), hash=False)
+                    for lo, hi in self.bounds
+                ]
+        except BaseException:
+            self._stack.close()
+            raise
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stack.close()
+
+    def _map(
+        self, fn: Any, *args: Any, per_shard: list[Any] | None = None
+    ) -> list[Any]:
+        """One task per shard: ``fn(data, lo, hi, *args[, per_shard[i]])``."""
+        c = self.client
+        out = []
+        for i, (dt, (lo, hi)) in enumerate(zip(self.datas, self.bounds, strict=True)):
+            extra = () if per_shard is None else (per_shard[i],)
+            out.append(c.submit(fn, dt, lo, hi, *args, *extra, pure=False))
+        return out
+
+    def mean_var(self) -> float:
+        """Mean per-feature variance of X (combined per shard, Chan et al.).
+
+        This pass also rejects NaN/inf, naming the shard and row.
+        """
+        stats = self.client.gather(self._map(_shard_stats))
+        n = self.n
+        counts = np.array([s[0] for s in stats], dtype=np.float64)
+        means = np.array([s[1] for s in stats])
+        mean = (counts[:, None] * means).sum(axis=0) / n
+        m2 = sum(s[2] * s[0] + float(((s[1] - mean) ** 2).mean()) * s[0] for s in stats)
+        return float(m2 / n)
+
+    # -- exact Lloyd ----------------------------------------------------------
+    def lloyd(
+        self,
+        centers0: npt.NDArray[np.float64],
+        *,
+        engine: Engine,
+        max_iter: int,
+        tol: float,
+        verbose: int = 0,
+        desc: str = "k-means (dask)",
+        checkpoint: Checkpoint | None = None,
+    ) -> Any:
+        """Exact Lloyd; ``tol`` is absolute (summed squared centre shift)."""
+        from clusterlens.cluster._checkpoint import load_arrays, save_arrays
+        from clusterlens.cluster._driver import LloydResult
+
+        c = self.client
+        n = self.n
+        history: list[dict[str, Any]] = []
+        converged = False
+        prev_digests: tuple[str, ...] | None = None
+        start = 0
+        if checkpoint is not None and checkpoint.resume:
+            arrays, meta = load_arrays(checkpoint.directory, checkpoint.fingerprint)
+            _check_kind(checkpoint, meta, "dask-exact")
+            centers, origin = arrays["centers"], arrays["origin"]
+            history = list(meta.get("history", []))
+            start = int(meta["iteration"])
+            converged = bool(meta.get("converged", False))
+            prev_digests = tuple(meta.get("digests") or ()) or None
+        else:
+            centers = np.array(centers0, dtype=np.float64, order="C")
+            origin = centers.mean(axis=0)
+        origin_f = _put(c, origin)
+        n_iter = start
+        bar = progress(total=max_iter, desc=desc, verbose=verbose, unit="iter")
+        bar.update(start)
+        try:
+            for it in range(start, max_iter):
+                if converged:
+                    break
+                t0 = time.perf_counter()
+                centers_f = _put(c, centers)
+                parts = self._map(_shard_step, centers_f, origin_f, engine.name)
+                total = c.gather(_tree_reduce(c, parts))
+                inertia = float(total["inertia"])
+                if not np.isfinite(inertia):
+                    raise DataValidationError(
+                        "Input X contains NaN or infinity. Remove or impute those "
+                        "rows before clustering."
+                    )
+                sums, weights = total["sums"], total["weights"]
+                strict = prev_digests == total["digests"]
+                prev_digests = total["digests"]
+                empty = np.flatnonzero(weights <= 1e-12 * n)
+                repaired = 0
+                if empty.size:
+                    sums[empty] = 0.0
+                    weights[empty] = 0.0
+                    repaired = self._repair(
+                        centers_f, origin_f, engine, empty, sums, weights
+                    )
+                if repaired:
+                    # Relocated points changed label after the digest was taken.
+                    prev_digests = None
+                new_centers = engine.update(sums, weights, centers, None)
+                shift = float(((new_centers - centers) ** 2).sum())
+                centers = new_centers
+                n_iter = it + 1
+                seconds = time.perf_counter() - t0
+                history.append(
+                    {
+                        "iteration": n_iter,
+                        "inertia": inertia,
+                        "moved": 0 if strict else -1,
+                        "center_shift": shift,
+                        "empty_repaired": repaired,
+                        "seconds": seconds,
+                    }
+                )
+                converged = (strict and repaired == 0) or shift <= tol
+                if checkpoint is not None:
+                    save_arrays(
+                        checkpoint.directory,
+                        {"centers": centers, "origin": origin},
+                        {
+                            "kind": "dask-exact",
+                            "iteration": n_iter,
+                            "history": history,
+                            "converged": converged,
+                            "digests": list(prev_digests or ()),
+                        },
+                        checkpoint.fingerprint,
+                    )
+                bar.set_postfix_str(
+                    f"inertia={inertia:.5g} {seconds:.2f}s/it", refresh=False
+                )
+                bar.update(1)
+                if verbose >= 2:
+                    logger.debug("dask k-means iteration %d: %s", n_iter, history[-1])
+            if converged:
+                bar.total = n_iter
+                bar.refresh()
+        finally:
+            bar.close()
+        # Labels and distances of the final centres, gathered in shard order.
+        out = c.gather(
+            self._map(_shard_assign, _put(c, centers), origin_f, engine.name)
+        )
+        labels = np.concatenate([o[0] for o in out])
+        dist = np.concatenate([o[1] for o in out])
+        inertia = float(sum(float(np.sum(o[1], dtype=np.float64)) for o in out))
+        return LloydResult(
+            centers=centers,
+            labels=labels,
+            distances=dist,
+            inertia=inertia,
+            n_iter=n_iter,
+            converged=converged,
+            history=history,
+        )
+
+    def _repair(
+        self,
+        centers_f: Any,
+        origin_f: Any,
+        eng: Engine,
+        empty: npt.NDArray[np.intp],
+        sums: npt.NDArray[np.float64],
+        weights: npt.NDArray[np.float64],
+    ) -> int:
+        """Re-seed empty clusters exactly as the local driver's ``_relocate_empty``.
+
+        Each shard returns its farthest ``q`` points; the merged candidates (in
+        global index order) go through the local function, which picks by
+        decreasing distance, ties by index: the global top ``q`` are among them.
+        """
+        q = min(self.n, 4 * empty.size + 16)
+        got = self.client.gather(
+            self._map(_shard_farthest, centers_f, origin_f, eng.name, q)
+        )
+        labels = np.concatenate([g[2] for g in got])
+        dist = np.concatenate([g[1] for g in got])
+        rows = np.concatenate([g[3] for g in got])
+        return _relocate_empty(rows, empty, sums, weights, labels, dist, None)
+
+    # -- large-k Lloyd ---------------------------------------------------------
+    def large_k_lloyd(
+        self,
+        centers_init: npt.NDArray[np.float64],
+        *,
+        max_iter: int,
+        tol: float,
+        n_candidates: int = 3,
+        refresh_every: int = 0,
+        n_probe: int = 4,
+        n_groups: int | None = None,
+        seed: int = 0,
+        verbose: int = 0,
+        desc: str = "k-means (large-k, dask)",
+        checkpoint: Checkpoint | None = None,
+    ) -> Any:
+        """The local large-k driver's passes, shard by shard.
+
+        Every pass of :func:`clusterlens.cluster._large.large_k_lloyd` is a
+        function of each row, its kept candidates and, in a candidate pass,
+        its cluster's candidate union: each shard keeps its rows (sorted by
+        label), labels and candidates on its worker, the union is merged on
+        the workers, and only centres, the index, per-cluster sums and counts
+        pass through the client. Labels equal the local driver's.
+        """
+        from clusterlens.cluster._checkpoint import load_arrays
+        from clusterlens.cluster._large import CoarseIndex, LargeKResult
+
+        c = self.client
+        k = int(np.shape(centers_init)[0])
+        r = max(1, int(n_candidates))
+        history: list[dict[str, Any]] = []
+        converged = False
+        it = 0
+        states: list[Any] | None = None
+        codes_f: Any = None
+        if checkpoint is not None and checkpoint.resume:
+            arrays, meta = load_arrays(checkpoint.directory, checkpoint.fingerprint)
+            _check_kind(checkpoint, meta, "dask-large")
+            if [list(b) for b in meta.get("bounds", [])] != [
+                list(b) for b in self.bounds
+            ]:
+                raise DataValidationError(
+                    f"The checkpoint in {checkpoint.directory} was written with other "
+                    "shards: resume with the same shard size."
+                )
+            shift, Cs = arrays["shift"], arrays["centers"]
+            history = list(meta.get("history", []))
+            it = int(meta["iteration"])
+            converged = bool(meta.get("converged", False))
+            shift_f = _put(c, shift)
+            states = [
+                c.submit(
+                    _load_part,
+                    dt,
+                    lo,
+                    hi,
+                    shift_f,
+                    str(checkpoint.directory / p),
+                    sha,
+                    pure=False,
+                )
+                for dt, (lo, hi), (p, sha) in zip(
+                    self.datas, self.bounds, meta["parts"], strict=True
+                )
+            ]
+            codes_f = self._codes(states, k)
+        else:
+            shift = np.asarray(centers_init, np.float64).mean(axis=0)
+            Cs = np.asarray(centers_init, np.float64) - shift
+            shift_f = _put(c, shift)
+        bar = progress(total=max_iter, desc=desc, verbose=verbose, unit="iter")
+        bar.update(it)
+        try:
+            while not converged and it < max_iter:
+                t0 = time.perf_counter()
+                if states is None or (refresh_every > 0 and it % refresh_every == 0):
+                    index = CoarseIndex(
+                        Cs, n_groups=n_groups, n_probe=n_probe, seed=seed + it
+                    )
+                    outs = self._map(
+                        _large_index_step,
+                        shift_f,
+                        _put(c, index),
+                        r,
+                        per_shard=states or [None] * len(self.bounds),
+                    )
+                    kind = "index"
+                else:
+                    outs = self._map(
+                        _large_candidate_step,
+                        shift_f,
+                        _put(c, Cs),
+                        codes_f,
+                        per_shard=states,
+                    )
+                    kind = "candidates"
+                states = [c.submit(_first, o, pure=False) for o in outs]
+                summaries = [c.submit(_second, o, pure=False) for o in outs]
+                total = c.gather(_tree_reduce(c, summaries))
+                sums, counts = total["sums"], total["weights"]
+                inertia, moved = float(total["inertia"]), int(total["moved"])
+                empty = np.flatnonzero(counts == 0)
+                new_Cs = Cs.copy()
+                ok = counts > 0
+                new_Cs[ok] = sums[ok] / counts[ok, None]
+                if empty.size:
+                    self._reseed(states, shift_f, empty, new_Cs)
+                shift2 = float(((new_Cs - Cs) ** 2).sum())
+                Cs = new_Cs
+                codes_f = self._codes(states, k)
+                it += 1
+                seconds = time.perf_counter() - t0
+                history.append(
+                    {
+                        "iteration": it,
+                        "inertia": inertia,
+                        "moved": moved,
+                        "center_shift": shift2,
+                        "empty_repaired": int(empty.size),
+                        "seconds": seconds,
+                        "pass": kind,
+                    }
+                )
+                converged = (moved == 0 and empty.size == 0) or shift2 <= tol
+                if checkpoint is not None:
+                    self._save_large(
+                        checkpoint, states, Cs, shift, it, history, converged
+                    )
+                bar.set_postfix_str(
+                    f"inertia={inertia:.5g} moved={moved} {seconds:.2f}s/it",
+                    refresh=False,
+                )
+                bar.update(1)
+                if verbose >= 2:
+                    logger.debug("%s iteration %d: %s", desc, it, history[-1])
+            if converged:
+                bar.total = it
+                bar.refresh()
+        finally:
+            bar.close()
+        assert states is not None
+        out = c.gather(
+            self._map(_large_final, shift_f, _put(c, Cs), codes_f, per_shard=states)
+        )
+        labels = np.concatenate([o[0] for o in out])
+        dist = np.concatenate([o[1] for o in out])
+        return LargeKResult(
+            centers=Cs + shift,
+            labels=labels,
+            distances=dist,
+            inertia=float(sum(float(o[1].sum(dtype=np.float64)) for o in out)),
+            n_iter=it,
+            converged=converged,
+            history=history,
+        )
+
+    def _codes(self, states: list[Any], k: int) -> Any:
+        """Every cluster's candidate union over all shards, as a future."""
+        c = self.client
+        parts = [c.submit(_large_codes, s, k, pure=False) for s in states]
+        return _tree_reduce(c, parts, _union)
+
+    def _reseed(
+        self,
+        states: list[Any],
+        shift_f: Any,
+        empty: npt.NDArray[np.intp],
+        new_Cs: npt.NDArray[np.float64],
+    ) -> None:
+        """Empty clusters take the rows farthest from their centres (as locally)."""
+        m = int(empty.size)
+        got = self.client.gather(
+            self._map(_large_farthest, shift_f, m, per_shard=states)
+        )
+        shard = np.concatenate([np.full(g[0].size, i) for i, g in enumerate(got)])
+        pos = np.concatenate([g[0] for g in got])
+        gidx = np.concatenate([g[1] for g in got])
+        dd = np.concatenate([g[2] for g in got])
+        rows = np.concatenate([g[3] for g in got])
+        pick = np.lexsort((gidx, -dd))[:m]
+        new_Cs[empty[: pick.size]] = rows[pick]
+        ids = empty[: pick.size]
+        for i in np.unique(shard[pick]):
+            sel = shard[pick] == i
+            states[i] = self.client.submit(
+                _large_set_last, states[i], pos[pick][sel], ids[sel], pure=False
+            )
+
+    def _save_large(
+        self,
+        ckpt: Checkpoint,
+        states: list[Any],
+        Cs: npt.NDArray[np.float64],
+        shift: npt.NDArray[np.float64],
+        it: int,
+        history: list[dict[str, Any]],
+        converged: bool,
+    ) -> None:
+        """Workers write their shards' states, then the client the JSON naming them."""
+        import shutil
+
+        from clusterlens.cluster._checkpoint import save_arrays
+
+        folder = f"dask-parts-{it:06d}"
+        (ckpt.directory / folder).mkdir(parents=True, exist_ok=True)
+        names = [f"{folder}/part-{i:05d}.npz" for i in range(len(states))]
+        shas = self.client.gather(
+            [
+                self.client.submit(_save_part, s, str(ckpt.directory / p), pure=False)
+                for s, p in zip(states, names, strict=True)
+            ]
+        )
+        save_arrays(
+            ckpt.directory,
+            {"centers": Cs, "shift": shift},
+            {
+                "kind": "dask-large",
+                "iteration": it,
+                "history": history,
+                "converged": converged,
+                "bounds": [list(b) for b in self.bounds],
+                "parts": [[p, h] for p, h in zip(names, shas, strict=True)],
+            },
+            ckpt.fingerprint,
+        )
+        for old in ckpt.directory.glob("dask-parts-*"):  # once the JSON names the new
+            if old.name != folder:
+                shutil.rmtree(old, ignore_errors=True)
+
+
+def _check_kind(ckpt: Checkpoint, meta: dict[str, Any], kind: str) -> None:
+    if meta.get("kind") != kind:
+        raise DataValidationError(
+            f"The checkpoint in {ckpt.directory} is of a {meta.get('kind')!r} fit, "
+            f"not {kind!r}: resume with the same backend and mode, or start again."
+        )
+
+
 def dask_kmeans(
     X: Any,
     n_clusters: int,
     *,
-    init: str | npt.ArrayLike = "k-means++",
-    max_iter: int = 300,
-    tol: float = 1e-4,
-    engine: str = "numpy",
-    init_size: int | None = None,
-    random_state: Any = None,
     client: Any = None,
     scheduler: str | None = None,
     timeout: float = 10.0,
     shard_rows: int = DEFAULT_SHARD_ROWS,
-    verbose: int = 0,
+    **kwargs: Any,
 ) -> KMeansResult:
-    """Exact k-means (Lloyd) with X sharded on a Dask cluster.
+    """k-means with X sharded on a Dask cluster: ``kmeans(..., backend="dask")``.
 
-    The result equals :func:`clusterlens.cluster.kmeans` with ``mode="exact"``,
-    ``n_init=1`` and the same ``init``, ``random_state``, ``engine``, ``tol``
-    and ``max_iter``: labels equal, centres and inertia within float rounding
-    (the local backend keeps running sums, this one re-sums every iteration).
+    The result equals :func:`clusterlens.cluster.kmeans` with the same
+    arguments on the local backend: labels equal, centres and inertia within
+    float rounding (sums are added in another order). Both modes ("exact"
+    and "large") run sharded.
 
     Parameters
     ----------
     X : {path, array-like} of shape (n_samples, n_features)
-        A descriptor file path (``.npy``, ``.bvecs``, ``.fvecs``, ``.bin``) is
-        opened by each worker itself, memory-mapped, at the same path: rows
-        never pass through the client, and a lost worker's tasks are rerun.
-        An array is scattered once per fit; its shards are not replicated, so
-        a worker lost with them fails the fit (use a file on a cluster).
+        A descriptor file path (``.npy``, ``.bvecs``, ``.fvecs``, ``.bin``) or
+        a ``.npy`` memmap is opened by each worker itself, memory-mapped, at
+        the same path: rows never pass through the client, and a lost
+        worker's tasks are rerun. An array is scattered once per fit; its
+        shards are not replicated, so a worker lost with them fails the fit
+        (use a file on a cluster).
     n_clusters : int
-    init : {"k-means++", "random"} or array of shape (n_clusters, n_features)
-        Seeding runs on the client, on ``init_size`` rows (k-means++) or
-        ``n_clusters`` rows (random), with the local backend's code and seed.
-    max_iter : int, default=300
-    tol : float, default=1e-4
-        Relative to the mean per-feature variance of X, as in ``kmeans``.
-    engine : str, default="numpy"
-        A registered squared-Euclidean engine, run on each shard.
-    init_size : int, default=None
-    random_state : int, Generator or None
     client : distributed.Client, optional
     scheduler : str, optional
         Address of a running scheduler; unreachable within ``timeout``
@@ -344,244 +1025,34 @@ def dask_kmeans(
         the order in which a client is chosen.
     timeout : float, default=10.0
     shard_rows : int, default=262144
-        Rows per shard: one task per shard and iteration.
-    verbose : int, default=0
-
-    Returns
-    -------
-    KMeansResult
-        ``history`` entries have ``moved`` set to -1 when points changed
-        cluster (tasks keep no labels between iterations, so only whether
-        any point moved is known) and 0 when none did.
+        Rows per shard: one task per shard and pass.
+    **kwargs
+        As in :func:`clusterlens.cluster.kmeans` (``sample_weight`` is not
+        taken).
 
     Notes
     -----
-    Per iteration the client sends the (k, d) float64 centres and receives
-    one (k, d) sum and k counts (float64) after the tree reduction; each
-    worker additionally sends/receives one partial per tree level. An empty
-    cluster is repaired as the local driver does (re-seeded at the point
-    farthest from its centre whose cluster keeps other points): each shard
-    returns its farthest candidates, merged by (distance, index).
+    Exact mode, per iteration: the client sends the (k, d) float64 centres
+    and receives one (k, d) sum and k counts (float64) after a tree reduction
+    on the workers; each shard's task returns one partial. An empty cluster
+    is repaired as the local driver does: each shard returns its farthest
+    candidates, merged by (distance, index). Large-k mode: each shard's rows
+    (sorted by label), labels and kept candidates stay on its worker; per
+    pass the client sends the centres (or, in an index pass, the two-level
+    index over them) and receives the reduced sums and counts; the
+    per-cluster candidate unions are merged worker to worker.
     """
-    t_start = time.perf_counter()
-    is_path = isinstance(X, str | os.PathLike)
-    Xm = as_matrix(X)
-    n, d = Xm.shape
-    k = check_int(n_clusters, "n_clusters", _OWNER, low=1)
-    assert k is not None
-    if k > n:
-        raise DataValidationError(
-            f"n_samples={n} should be >= n_clusters={k}. "
-            "Use fewer clusters or more data."
-        )
-    max_iter_i = check_int(max_iter, "max_iter", _OWNER, low=1)
-    assert max_iter_i is not None
-    tol = check_real(tol, "tol", _OWNER, low=0.0)
-    shard = check_int(shard_rows, "shard_rows", _OWNER, low=1)
-    assert shard is not None
-    timeout = check_real(timeout, "timeout", _OWNER, low=0.0)
-    verbose = int(check_int(verbose, "verbose", _OWNER, low=0) or 0)
-    eng = get_engine(engine, {"dtype": Xm.dtype, "metric": "sqeuclidean"})
-    if eng.metric != "sqeuclidean" or not eng.monotone:
-        raise InvalidParameterError(
-            f"The Dask backend runs squared-Euclidean engines; got {engine!r}."
-        )
+    from clusterlens.cluster._kmeans import _kmeans
 
-    ti = time.perf_counter()
-    if isinstance(init, str):
-        if init not in ("k-means++", "random"):
-            raise InvalidParameterError(
-                f"The 'init' parameter of {_OWNER} must be 'k-means++', 'random' or "
-                f"an array of shape (n_clusters, n_features); got {init!r}."
-            )
-        # kmeans() draws one seed per run from random_state: the same here.
-        seed = int(check_random_state(random_state).integers(0, 2**63 - 1, size=1)[0])
-        if init == "k-means++":
-            size = init_size if init_size is not None else max(20 * k, 10_000)
-            centers0, _ = kmeans_plusplus(
-                Xm, k, sample_size=size, random_state=seed, engine=eng
-            )
-        else:
-            centers0 = random_rows(Xm, k, random_state=seed)
-    else:
-        centers0 = np.array(init, dtype=np.float64)
-        if centers0.shape != (k, d):
-            raise DataValidationError(
-                f"init has shape {centers0.shape}; expected (n_clusters, n_features) "
-                f"= ({k}, {d})."
-            )
-        if not np.isfinite(centers0).all():
-            raise DataValidationError("init contains NaN or infinity.")
-    init_seconds = time.perf_counter() - ti
-
-    bounds = [(lo, min(n, lo + shard)) for lo in range(0, n, shard)]
-    with dask_client(client, scheduler, timeout=timeout) as c:
-        if is_path:
-            src = _FileSource(str(Path(X).resolve()), (n, d), str(Xm.dtype))
-            datas: list[Any] = [src] * len(bounds)
-        else:
-            datas = [c.scatter(np.asarray(Xm[lo:hi]), hash=False) for lo, hi in bounds]
-        res = _fit(c, datas, bounds, centers0, eng, max_iter_i, tol, verbose)
-    centers, labels, dist, inertia, n_iter, converged, history = res
-    return KMeansResult(
-        centers=centers.astype(eng.working_dtype(Xm.dtype)),
-        labels=labels,
-        inertia=inertia,
-        n_iter=n_iter,
-        history=history,
-        engine=f"dask:{eng.name}",
-        converged=converged,
-        init_seconds=init_seconds,
-        fit_seconds=time.perf_counter() - t_start - init_seconds,
-        distances=dist,
-        mode="exact",
+    return _kmeans(
+        X,
+        n_clusters,
+        backend="dask",
+        dask_options={
+            "client": client,
+            "scheduler": scheduler,
+            "timeout": check_real(timeout, "timeout", _OWNER, low=0.0),
+            "shard_rows": check_int(shard_rows, "shard_rows", _OWNER, low=1),
+        },
+        **kwargs,
     )
-
-
-def _fit(
-    c: Any,
-    datas: list[Any],
-    bounds: list[tuple[int, int]],
-    centers0: npt.NDArray[np.float64],
-    eng: Engine,
-    max_iter: int,
-    tol: float,
-    verbose: int,
-) -> tuple[Any, Any, Any, float, int, bool, list[dict[str, Any]]]:
-    n = bounds[-1][1]
-    # Tolerance relative to the data's variance, combined per shard in order
-    # (Chan et al.); this pass also rejects NaN/inf naming the rows.
-    stats = c.gather(
-        [
-            c.submit(_shard_stats, dt, lo, hi, pure=False)
-            for dt, (lo, hi) in zip(datas, bounds, strict=True)
-        ]
-    )
-    counts = np.array([s[0] for s in stats], dtype=np.float64)
-    means = np.array([s[1] for s in stats])
-    mean = (counts[:, None] * means).sum(axis=0) / n
-    m2 = sum(s[2] * s[0] + float(((s[1] - mean) ** 2).mean()) * s[0] for s in stats)
-    tol_abs = tol * m2 / n
-
-    centers = np.array(centers0, dtype=np.float64, order="C")
-    origin = centers.mean(axis=0)
-    origin_f = _put(c, origin)
-    history: list[dict[str, Any]] = []
-    converged = False
-    prev_digests: tuple[str, ...] | None = None
-    n_iter = 0
-    bar = progress(total=max_iter, desc="k-means (dask)", verbose=verbose, unit="iter")
-    try:
-        for it in range(max_iter):
-            t0 = time.perf_counter()
-            centers_f = _put(c, centers)
-            parts = [
-                c.submit(
-                    _shard_step, dt, lo, hi, centers_f, origin_f, eng.name, pure=False
-                )
-                for dt, (lo, hi) in zip(datas, bounds, strict=True)
-            ]
-            total = c.gather(_tree_reduce(c, parts))
-            inertia = float(total["inertia"])
-            if not np.isfinite(inertia):
-                raise DataValidationError(
-                    "Input X contains NaN or infinity. Remove or impute those rows "
-                    "before clustering."
-                )
-            sums, weights = total["sums"], total["weights"]
-            strict = prev_digests == total["digests"]
-            prev_digests = total["digests"]
-            empty = np.flatnonzero(weights <= 1e-12 * n)
-            repaired = 0
-            if empty.size:
-                sums[empty] = 0.0
-                weights[empty] = 0.0
-                repaired = _repair(
-                    c, datas, bounds, centers_f, origin_f, eng, empty, sums, weights
-                )
-            if repaired:
-                # Relocated points changed label after the digest was taken.
-                prev_digests = None
-            new_centers = eng.update(sums, weights, centers, None)
-            shift = float(((new_centers - centers) ** 2).sum())
-            centers = new_centers
-            n_iter = it + 1
-            seconds = time.perf_counter() - t0
-            history.append(
-                {
-                    "iteration": n_iter,
-                    "inertia": inertia,
-                    "moved": 0 if strict else -1,
-                    "center_shift": shift,
-                    "empty_repaired": repaired,
-                    "seconds": seconds,
-                }
-            )
-            bar.set_postfix_str(
-                f"inertia={inertia:.5g} {seconds:.2f}s/it", refresh=False
-            )
-            bar.update(1)
-            if verbose >= 2:
-                logger.debug("dask k-means iteration %d: %s", n_iter, history[-1])
-            if (strict and repaired == 0) or shift <= tol_abs:
-                converged = True
-                bar.total = n_iter
-                bar.refresh()
-                break
-    finally:
-        bar.close()
-    # Labels and distances of the final centres, gathered in shard order.
-    centers_f = _put(c, centers)
-    out = c.gather(
-        [
-            c.submit(
-                _shard_assign, dt, lo, hi, centers_f, origin_f, eng.name, pure=False
-            )
-            for dt, (lo, hi) in zip(datas, bounds, strict=True)
-        ]
-    )
-    labels = np.concatenate([o[0] for o in out])
-    dist = np.concatenate([o[1] for o in out])
-    inertia = float(sum(float(np.sum(o[1], dtype=np.float64)) for o in out))
-    return centers, labels, dist, inertia, n_iter, converged, history
-
-
-def _repair(
-    c: Any,
-    datas: list[Any],
-    bounds: list[tuple[int, int]],
-    centers_f: Any,
-    origin_f: Any,
-    eng: Engine,
-    empty: npt.NDArray[np.intp],
-    sums: npt.NDArray[np.float64],
-    weights: npt.NDArray[np.float64],
-) -> int:
-    """Re-seed empty clusters exactly as the local driver's ``_relocate_empty``.
-
-    Each shard returns its farthest ``q`` points; the merged candidates (in
-    global index order) go through the local function, which picks by
-    decreasing distance, ties by index: the global top ``q`` are among them.
-    """
-    n = bounds[-1][1]
-    q = min(n, 4 * empty.size + 16)
-    got = c.gather(
-        [
-            c.submit(
-                _shard_farthest,
-                dt,
-                lo,
-                hi,
-                centers_f,
-                origin_f,
-                eng.name,
-                q,
-                pure=False,
-            )
-            for dt, (lo, hi) in zip(datas, bounds, strict=True)
-        ]
-    )
-    labels = np.concatenate([g[2] for g in got])
-    dist = np.concatenate([g[1] for g in got])
-    rows = np.concatenate([g[3] for g in got])
-    return _relocate_empty(rows, empty, sums, weights, labels, dist, None)

@@ -87,3 +87,20 @@ def test_annotation_smoke():
     assert out["final_accuracy"] == 1.0
     # clustering saves actions against one image, one action
     assert out["correct_labels_per_action"] > 1.0
+
+
+def test_distributed_smoke():
+    import pytest
+
+    pytest.importorskip("distributed")
+    out = _smoke("distributed.py")
+    rows = out["rows"]
+    assert {"local", "dask"} <= set(rows)  # dask-ml only when installed
+    assert rows["local"]["n_iter"] == rows["dask"]["n_iter"] == out["iters"]
+    # Same file, init and iterations: exact Lloyd on both backends, same SSE.
+    assert abs(out["ratios"]["dask_vs_local_sse_rel"]) < 1e-6
+    # Measured traffic: at least the centres out and the sums back, far from the data.
+    sent = rows["dask"]["bytes_sent_per_iter_median"]
+    th = out["theory_bytes_per_iter"]
+    assert th["centres_bytes"] + th["sums_counts_bytes"] <= sent < out["n"] * 128
+    assert {"client+scheduler", "worker0", "worker1"} <= set(rows["dask"]["peak_rss"])

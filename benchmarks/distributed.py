@@ -1,0 +1,661 @@
+"""Exact k-means on one machine vs a Dask cluster: clusterlens local, clusterlens
+Dask backend (LocalCluster), and dask-ml's ``KMeans``, side by side.
+
+Every method gets the same memory-mapped ``.npy`` of SIFT-like uint8
+descriptors (``benchmarks/_sift_like.py``), the same initial centres (k rows
+drawn with a seed) and the same number of Lloyd iterations (``tol=0``). Each
+method runs in a fresh child process with, for the Dask rows, a fresh
+LocalCluster (2 worker processes x 1 thread), so peak memory is per method.
+
+Measured per method: seconds per iteration (median, and every iteration),
+final SSE (recomputed here for every method the same way: clusterlens' exact
+assignment to the final centres, float64 sum), peak RSS of every process
+(the client process, which also hosts the LocalCluster's scheduler, and each
+worker; RSS counts the resident pages of the memory-mapped file too), and the
+bytes sent over the cluster's TCP connections during each iteration (every
+``distributed.comm.tcp.TCP.write`` in the client/scheduler process and in the
+workers is counted, with a timestamp, and attributed to the iteration whose
+time window contains it), next to the theoretical figure.
+
+dask-ml gets the data as a persisted float32 Dask array read by the workers
+from the same file (its ``KMeans`` casts its final centres to the input
+dtype, so uint8 input would truncate them), the initial centres as an
+``init=`` array, ``max_iter`` fixed and ``tol=0`` (its loop stops when the
+shift is ``< tol``, so it runs every iteration: checked with ``n_iter_``).
+Its per-iteration seconds come from its own "Lloyd loop" log timers.
+
+    python benchmarks/distributed.py              # 2,000,000 x 128, k=4,096, 5 iters
+    python benchmarks/distributed.py --smoke      # tiny, seconds (CI)
+    python benchmarks/distributed.py --constants  # the figures docs/scaling.md uses
+    python benchmarks/distributed.py --json       # JSON on stdout instead of tables
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+# This file shares its name with the ``distributed`` package: keep its folder
+# off the import path (Python puts a script's folder first).
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]
+
+METHODS = ("local", "dask", "dask-ml")
+
+
+# --------------------------------------------------------------------------- #
+# Helpers that also run inside the Dask workers (pickled by value)
+# --------------------------------------------------------------------------- #
+def _install_counter() -> bool:
+    """Count (time, bytes) of every TCP message this process sends."""
+    from distributed.comm import tcp
+
+    if getattr(tcp.TCP, "_clb_orig", None) is None:
+        orig = tcp.TCP.write
+        log: list[tuple[float, int]] = []
+
+        async def write(self, msg, serializers=None, on_error="message"):  # type: ignore[no-untyped-def]
+            n = await orig(self, msg, serializers=serializers, on_error=on_error)
+            log.append((time.monotonic(), int(n)))
+            return n
+
+        tcp.TCP._clb_orig = orig  # type: ignore[attr-defined]
+        tcp.TCP.write = write  # type: ignore[method-assign]
+        tcp._clb_log = log  # type: ignore[attr-defined]
+    return True
+
+
+def _sent_log() -> list[tuple[float, int]]:
+    from distributed.comm import tcp
+
+    return list(getattr(tcp, "_clb_log", []))
+
+
+def _peak_rss() -> int:
+    """Peak resident set size of this process, bytes (``VmHWM``).
+
+    Not ``ru_maxrss``: Linux carries that over ``exec`` from the parent, so a
+    fresh child would report its parent's peak.
+    """
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024
+
+
+def _rss_now() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def _load_f32(path: str, lo: int, hi: int) -> np.ndarray:
+    return np.asarray(np.load(path, mmap_mode="r")[lo:hi], dtype=np.float32)
+
+
+# --------------------------------------------------------------------------- #
+# Data and the shared SSE
+# --------------------------------------------------------------------------- #
+def make_data(data_dir: Path, n: int, k: int, seed: int) -> tuple[Path, Path]:
+    """The descriptor file (cached) and k initial centres (k distinct rows)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("_sift_like", HERE / "_sift_like.py")
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    write_sift_like = mod.write_sift_like
+
+    data_dir.mkdir(parents=True, exist_ok=True)
+    path = data_dir / f"sift_like_n{n}_seed{seed}.npy"
+    if not path.exists():
+        write_sift_like(path, n, seed)
+    X = np.load(path, mmap_mode="r")
+    rng = np.random.default_rng(seed + 1)
+    idx = np.sort(rng.choice(n, k, replace=False))
+    c0 = data_dir / f"init_n{n}_k{k}_seed{seed}.npy"
+    np.save(c0, np.asarray(X[idx], dtype=np.float64))
+    return path, c0
+
+
+def exact_sse(path: Path, centers: np.ndarray, threads: int) -> float:
+    """SSE of every row to its nearest centre: clusterlens' exact assignment,
+    distances summed in float64. The same code for every method."""
+    from clusterlens import config_context
+    from clusterlens.cluster._driver import assign_chunked
+    from clusterlens.cluster._engines import get_engine
+
+    X = np.load(path, mmap_mode="r")
+    eng = get_engine("numpy", {"dtype": X.dtype, "metric": "sqeuclidean"})
+    with config_context(n_threads=threads):
+        _, d2 = assign_chunked(X, np.asarray(centers, np.float64), eng)
+    return float(d2.astype(np.float64).sum())
+
+
+def _bounds(n: int, shard_rows: int) -> list[tuple[int, int]]:
+    return [(lo, min(n, lo + shard_rows)) for lo in range(0, n, shard_rows)]
+
+
+def _bytes_in(windows, logs) -> list[dict[str, int]]:
+    """Bytes sent by each process group within each (start, end) window."""
+    out = []
+    for lo, hi in windows:
+        row = {}
+        for name, log in logs.items():
+            row[name] = int(sum(b for t, b in log if lo <= t <= hi))
+        row["total"] = sum(row.values())
+        out.append(row)
+    return out
+
+
+# --------------------------------------------------------------------------- #
+# One method per child process
+# --------------------------------------------------------------------------- #
+def child_local(cfg: dict[str, Any]) -> dict[str, Any]:
+    from clusterlens import config_context
+    from clusterlens.cluster import kmeans
+
+    C0 = np.load(cfg["init"])
+    with config_context(n_threads=cfg["threads"]):
+        t = time.perf_counter()
+        res = kmeans(
+            cfg["data"],
+            cfg["k"],
+            mode="exact",
+            engine="numpy",
+            init=C0,
+            n_init=1,
+            max_iter=cfg["iters"],
+            tol=0.0,
+        )
+        wall = time.perf_counter() - t
+    np.save(cfg["out_centers"], np.asarray(res.centers, np.float64))
+    return {
+        "iter_seconds": [h["seconds"] for h in res.history],
+        "n_iter": int(res.n_iter),
+        "fit_wall_seconds": wall,
+        "own_inertia": float(res.inertia),
+        "peak_rss": {"process": _peak_rss()},
+        "processes": f"1 process x {cfg['threads']} threads",
+    }
+
+
+def _cluster(cfg: dict[str, Any]) -> tuple[Any, Any]:
+    from distributed import Client, LocalCluster
+
+    cluster = LocalCluster(
+        n_workers=cfg["workers"],
+        threads_per_worker=1,
+        processes=True,
+        dashboard_address=None,
+    )
+    client = Client(cluster)
+    client.run(_install_counter)
+    _install_counter()  # the client and the LocalCluster's scheduler live here
+    return cluster, client
+
+
+def _finish(client: Any, windows: list[tuple[float, float]]) -> dict[str, Any]:
+    wlogs = client.run(_sent_log)
+    logs = {"client+scheduler": _sent_log()}
+    for i, addr in enumerate(sorted(wlogs)):
+        logs[f"worker{i}"] = wlogs[addr]
+    peaks = client.run(_peak_rss)
+    peak = {"client+scheduler": _peak_rss()}
+    for i, addr in enumerate(sorted(peaks)):
+        peak[f"worker{i}"] = peaks[addr]
+    return {"bytes_per_iter": _bytes_in(windows, logs), "peak_rss": peak}
+
+
+def child_dask(cfg: dict[str, Any]) -> dict[str, Any]:
+    import clusterlens.distributed._dask as cd
+
+    C0 = np.load(cfg["init"])
+    cluster, client = _cluster(cfg)
+    try:
+        base = client.run(_rss_now)
+        # Iteration ends: the fit's progress bar is updated once per iteration.
+        marks: list[float] = []
+        orig = cd.progress
+
+        def marking_progress(*a: Any, **kw: Any) -> Any:
+            bar = orig(*a, **kw)
+            upd = bar.update
+
+            def update(n: int = 1) -> Any:
+                if n:  # (a resumed fit first advances by 0 or more)
+                    marks.append(time.monotonic())
+                return upd(n)
+
+            bar.update = update
+            return bar
+
+        cd.progress = marking_progress
+        kwargs: dict[str, Any] = {}
+        if cfg.get("shard_rows"):
+            kwargs["shard_rows"] = cfg["shard_rows"]
+        if cfg.get("mode", "exact") != "exact":
+            kwargs["mode"] = cfg["mode"]
+        t = time.perf_counter()
+        res = cd.dask_kmeans(
+            cfg["data"],
+            cfg["k"],
+            init=C0,
+            max_iter=cfg["iters"],
+            tol=0.0,
+            engine="numpy",
+            client=client,
+            **kwargs,
+        )
+        wall = time.perf_counter() - t
+        cd.progress = orig
+        secs = [h["seconds"] for h in res.history]
+        windows = [(m - s, m) for m, s in zip(marks, secs, strict=True)]
+        out = _finish(client, windows)
+        np.save(cfg["out_centers"], np.asarray(res.centers, np.float64))
+        shard_rows = cfg.get("shard_rows") or cd.DEFAULT_SHARD_ROWS
+        n_shards = len(_bounds(cfg["n"], shard_rows))
+        return {
+            "iter_seconds": secs,
+            "n_iter": int(res.n_iter),
+            "fit_wall_seconds": wall,
+            "own_inertia": float(res.inertia),
+            "worker_rss_at_start": sorted(base.values()),
+            "n_shards": n_shards,
+            "processes": f"{cfg['workers']} worker processes x 1 thread",
+            **out,
+        }
+    finally:
+        client.close()
+        cluster.close()
+
+
+def child_daskml(cfg: dict[str, Any]) -> dict[str, Any]:
+    import logging
+
+    import dask
+    import dask.array as da
+    from dask_ml.cluster import KMeans as DMKMeans
+
+    import clusterlens.distributed._dask as cd
+    from distributed import wait
+
+    C0 = np.load(cfg["init"]).astype(np.float32)
+    cluster, client = _cluster(cfg)
+    try:
+        base = client.run(_rss_now)
+        n, d = cfg["n"], C0.shape[1]
+        parts = [
+            da.from_delayed(
+                dask.delayed(_load_f32)(cfg["data"], lo, hi),
+                shape=(hi - lo, d),
+                dtype=np.float32,
+            )
+            for lo, hi in _bounds(n, cfg.get("shard_rows") or cd.DEFAULT_SHARD_ROWS)
+        ]
+        X = da.concatenate(parts).persist()
+        wait(X)
+
+        stamps: list[tuple[str, float]] = []
+
+        class Stamp(logging.Handler):
+            def emit(self, record: logging.LogRecord) -> None:
+                msg = record.getMessage()
+                if "Lloyd loop" in msg:
+                    stamps.append((msg.split()[0], time.monotonic()))
+
+        lg = logging.getLogger("dask_ml.cluster.k_means")
+        lg.setLevel(logging.INFO)
+        lg.addHandler(Stamp())
+        lg.propagate = False
+        km = DMKMeans(
+            n_clusters=cfg["k"], init=C0, max_iter=cfg["iters"], tol=0.0, n_init=1
+        )
+        t = time.perf_counter()
+        km.fit(X)
+        wall = time.perf_counter() - t
+        starts = [s for w, s in stamps if w == "Starting"]
+        ends = [s for w, s in stamps if w == "Finished"]
+        windows = list(zip(starts, ends, strict=True))
+        out = _finish(client, windows)
+        np.save(cfg["out_centers"], np.asarray(km.cluster_centers_, np.float64))
+        return {
+            "iter_seconds": [b - a for a, b in windows],
+            "n_iter": int(km.n_iter_),
+            "fit_wall_seconds": wall,
+            "own_inertia": float(km.inertia_),
+            "worker_rss_at_start": sorted(base.values()),
+            "processes": f"{cfg['workers']} worker processes x 1 thread",
+            "input": "persisted float32 dask array (same file, same shards)",
+            **out,
+        }
+    finally:
+        client.close()
+        cluster.close()
+
+
+CHILDREN = {"local": child_local, "dask": child_dask, "dask-ml": child_daskml}
+
+
+def run_child(method: str, cfg: dict[str, Any]) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="clb-dist-") as tmp:
+        cfgf = Path(tmp) / "cfg.json"
+        outf = Path(tmp) / "out.json"
+        cfg = {**cfg, "out_centers": str(Path(tmp) / "centers.npy")}
+        cfgf.write_text(json.dumps(cfg))
+        env = {**os.environ, "CLUSTERLENS_DISABLE_PROGRESS_BARS": "1"}
+        r = subprocess.run(
+            [sys.executable, __file__, "--child", method, str(cfgf), str(outf)],
+            capture_output=True,
+            text=True,
+            env=env,
+        )
+        if r.returncode != 0:
+            raise RuntimeError(f"{method} failed:\n{r.stderr[-4000:]}")
+        out = json.loads(outf.read_text())
+        out["centers"] = np.load(cfg["out_centers"])
+        return out
+
+
+# --------------------------------------------------------------------------- #
+# The comparison
+# --------------------------------------------------------------------------- #
+def theory_bytes(k: int, d: int, n_shards: int, workers: int) -> dict[str, int]:
+    c = k * d * 8
+    s = k * (d + 1) * 8
+    return {
+        "naive_per_shard": n_shards * (c + s),
+        # centres: client -> scheduler -> one worker -> each other worker;
+        # partials: at most one per cross-worker tree edge, then the total
+        # worker -> scheduler -> client.
+        "one_copy_per_worker": (1 + workers) * c + (workers - 1 + 2) * s,
+        "centres_bytes": c,
+        "sums_counts_bytes": s,
+    }
+
+
+def compare(args: argparse.Namespace) -> dict[str, Any]:
+    try:
+        import dask_ml  # noqa: F401
+
+        have_dml = True
+    except ImportError:
+        have_dml = False
+    data, init = make_data(Path(args.data_dir), args.n, args.k, args.seed)
+    cfg = {
+        "data": str(data),
+        "init": str(init),
+        "n": args.n,
+        "k": args.k,
+        "iters": args.iters,
+        "threads": args.threads,
+        "workers": args.workers,
+        "shard_rows": args.shard_rows,
+    }
+    methods = [m for m in args.methods.split(",") if m]
+    notes = []
+    if "dask-ml" in methods and not have_dml:
+        methods.remove("dask-ml")
+        notes.append("dask-ml is not installed: its row is skipped (extra 'bench')")
+    rows: dict[str, Any] = {}
+    for m in methods:
+        load = os.getloadavg()[0]
+        r = run_child(m, cfg)
+        r["load_before"] = load
+        r["load_after"] = os.getloadavg()[0]
+        r["sse"] = exact_sse(data, r.pop("centers"), args.threads)
+        r["s_per_iter"] = float(np.median(r["iter_seconds"]))
+        r["s_per_iter_mean"] = float(np.mean(r["iter_seconds"]))
+        if "bytes_per_iter" in r:
+            tot = [b["total"] for b in r["bytes_per_iter"]]
+            r["bytes_sent_per_iter_median"] = int(np.median(tot))
+        rows[m] = r
+    ratios: dict[str, float] = {}
+
+    def ratio(a: str, b: str, key: str) -> float:
+        return float(rows[a][key] / rows[b][key])
+
+    if "local" in rows and "dask" in rows:
+        ratios["dask_over_local_time"] = ratio("dask", "local", "s_per_iter")
+        ratios["dask_vs_local_sse_rel"] = ratio("dask", "local", "sse") - 1
+    if "dask" in rows and "dask-ml" in rows:
+        ratios["daskml_over_dask_time"] = ratio("dask-ml", "dask", "s_per_iter")
+        ratios["daskml_vs_dask_sse_rel"] = ratio("dask-ml", "dask", "sse") - 1
+    if "local" in rows and "dask-ml" in rows:
+        ratios["daskml_vs_local_sse_rel"] = ratio("dask-ml", "local", "sse") - 1
+    target = None
+    if "local" in rows and "dask" in rows:
+        target = {"dask_within_1.3x_local": ratios["dask_over_local_time"] <= 1.3}
+        if "dask-ml" in rows:
+            target["dask_faster_than_daskml"] = ratios["daskml_over_dask_time"] > 1.0
+            target["dask_sse_le_daskml"] = ratios["daskml_vs_dask_sse_rel"] >= -1e-6
+    n_shards = rows.get("dask", {}).get("n_shards") or len(
+        _bounds(args.n, args.shard_rows or 262_144)
+    )
+    return {
+        "n": args.n,
+        "d": 128,
+        "k": args.k,
+        "iters": args.iters,
+        "seed": args.seed,
+        "data": str(data),
+        "local_threads": args.threads,
+        "dask_workers": f"{args.workers} processes x 1 thread",
+        "uptime": os.popen("uptime").read().strip(),
+        "rows": rows,
+        "ratios": ratios,
+        "target": target,
+        "theory_bytes_per_iter": theory_bytes(args.k, 128, n_shards, args.workers),
+        "notes": notes,
+    }
+
+
+def _mb(b: float) -> str:
+    return f"{b / 2**20:,.1f} MiB"
+
+
+def print_compare(out: dict[str, Any]) -> None:
+    print(
+        f"Exact k-means, {out['n']:,} x {out['d']} uint8, k = {out['k']:,}, "
+        f"{out['iters']} iterations, same init; local: {out['local_threads']} threads, "
+        f"Dask: LocalCluster {out['dask_workers']}"
+    )
+    print(out["uptime"])
+    print(f"{'method':<9}{'s/iter':>9}{'(mean)':>9}{'n_iter':>7}{'SSE':>18}  load")
+    for m, r in out["rows"].items():
+        print(
+            f"{m:<9}{r['s_per_iter']:>9.2f}{r['s_per_iter_mean']:>9.2f}{r['n_iter']:>7}"
+            f"{r['sse']:>18.6e}  {r['load_before']:>4.2f}/{r['load_after']:.2f}"
+        )
+    print("\nPeak RSS per process (includes resident pages of the memmapped file):")
+    for m, r in out["rows"].items():
+        peaks = ", ".join(f"{p}={_mb(v)}" for p, v in r["peak_rss"].items())
+        print(f"  {m:<9}{peaks}")
+    print("\nBytes sent over TCP per iteration (measured, median over iterations):")
+    for m, r in out["rows"].items():
+        if "bytes_per_iter" not in r:
+            continue
+        med = {
+            p: float(np.median([b[p] for b in r["bytes_per_iter"]]))
+            for p in r["bytes_per_iter"][0]
+        }
+        parts = ", ".join(f"{p}={_mb(v)}" for p, v in med.items())
+        print(f"  {m:<9}{parts}")
+    th = out["theory_bytes_per_iter"]
+    print(
+        f"  theory: centres {_mb(th['centres_bytes'])}, sums+counts "
+        f"{_mb(th['sums_counts_bytes'])}; one copy per worker "
+        f"{_mb(th['one_copy_per_worker'])}; naive per shard "
+        f"{_mb(th['naive_per_shard'])}"
+    )
+    print("\nRatios:")
+    for key, v in out["ratios"].items():
+        print(f"  {key:<26}{v:+.6f}" if "sse" in key else f"  {key:<26}{v:.3f}")
+    if out["target"] is not None:
+        print("Target:", ", ".join(f"{k}={v}" for k, v in out["target"].items()))
+    for note in out["notes"]:
+        print("note:", note)
+
+
+# --------------------------------------------------------------------------- #
+# Constants for docs/scaling.md
+# --------------------------------------------------------------------------- #
+def _roundtrip(a: np.ndarray) -> np.ndarray:
+    return a + 0.0
+
+
+def _checksum(a: np.ndarray) -> float:
+    return float(a[0, 0])
+
+
+def constants(args: argparse.Namespace) -> dict[str, Any]:
+    """Per-core assignment throughput and per-byte transfer cost, measured here."""
+    from clusterlens import config_context
+    from clusterlens.cluster import kmeans
+    from distributed import Client, LocalCluster
+
+    data, _ = make_data(Path(args.data_dir), args.n, args.k, args.seed)
+    X = np.load(data, mmap_mode="r")
+    out: dict[str, Any] = {"uptime_start": os.popen("uptime").read().strip()}
+    d = X.shape[1]
+    rng = np.random.default_rng(7)
+
+    def fit(n: int, k: int, mode: str, iters: int, threads: int) -> dict[str, Any]:
+        Xs = np.ascontiguousarray(X[:n])
+        C0 = Xs[np.sort(rng.choice(n, k, replace=False))].astype(np.float64)
+        with config_context(n_threads=threads):
+            res = kmeans(Xs, k, mode=mode, init=C0, n_init=1, max_iter=iters, tol=0.0)
+        secs = [h["seconds"] for h in res.history]
+        return {
+            "n": n,
+            "k": k,
+            "d": d,
+            "mode": mode,
+            "threads": threads,
+            "iter_seconds": secs,
+            "history": res.history,
+        }
+
+    exact = []
+    for threads in (1, 2):
+        r = fit(args.const_n, 4096, "exact", 3, threads)
+        s = float(np.median(r["iter_seconds"]))
+        r.pop("history")
+        r["gflops"] = 2.0 * r["n"] * r["k"] * d / s / 1e9
+        r["gflops_per_thread"] = r["gflops"] / threads
+        exact.append(r)
+    out["exact"] = exact
+    large = []
+    for k in (4096, 16384):
+        r = fit(args.const_n, k, "large", 8, 1)
+        r["history_keys"] = sorted(r["history"][0])
+        r["s_per_point_iter"] = [s / r["n"] for s in r["iter_seconds"]]
+        r.pop("history")
+        large.append(r)
+    out["large"] = large
+
+    cluster = LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+    )
+    client = Client(cluster)
+    try:
+        w0, w1 = sorted(client.scheduler_info()["workers"])
+        ship = []
+        for kk in (4096, 65536, 262144):
+            a = np.random.default_rng(0).standard_normal((kk, d))
+            rt, w2w = [], []
+            for _ in range(3):
+                t = time.perf_counter()
+                client.submit(_roundtrip, a, workers=[w0], pure=False).result()
+                rt.append(time.perf_counter() - t)
+                f = client.submit(_roundtrip, a, workers=[w0], pure=False)
+                f.result()
+                t = time.perf_counter()
+                client.submit(_checksum, f, workers=[w1], pure=False).result()
+                w2w.append(time.perf_counter() - t)
+                del f
+            ship.append(
+                {
+                    "k": kk,
+                    "bytes": a.nbytes,
+                    "client_worker_roundtrip_s": min(rt),
+                    "worker_to_worker_s": min(w2w),
+                }
+            )
+        out["transfer"] = ship
+        b = np.array([s["bytes"] for s in ship], float)
+        out["roundtrip_s_per_byte"] = float(
+            np.polyfit(b, [s["client_worker_roundtrip_s"] for s in ship], 1)[0]
+        )
+        out["w2w_s_per_byte"] = float(
+            np.polyfit(b, [s["worker_to_worker_s"] for s in ship], 1)[0]
+        )
+    finally:
+        client.close()
+        cluster.close()
+    out["uptime_end"] = os.popen("uptime").read().strip()
+    return out
+
+
+# --------------------------------------------------------------------------- #
+def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "--child":
+        method, cfgf, outf = sys.argv[2:5]
+        cfg = json.loads(Path(cfgf).read_text())
+        Path(outf).write_text(json.dumps(CHILDREN[method](cfg)))
+        return
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--n", type=int, default=2_000_000)
+    ap.add_argument("--k", type=int, default=4096)
+    ap.add_argument("--iters", type=int, default=5)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=2, help="local backend threads")
+    ap.add_argument("--workers", type=int, default=2, help="LocalCluster workers")
+    ap.add_argument(
+        "--shard-rows",
+        type=int,
+        default=None,
+        help="rows per Dask shard (default: the library's)",
+    )
+    ap.add_argument("--methods", default=",".join(METHODS))
+    ap.add_argument("--data-dir", default="/tmp/clb")
+    ap.add_argument("--smoke", action="store_true")
+    ap.add_argument("--constants", action="store_true")
+    ap.add_argument("--const-n", type=int, default=250_000)
+    ap.add_argument("--json", action="store_true")
+    ap.add_argument("--save", default=None, help="also write the JSON there")
+    args = ap.parse_args()
+    tmp = None
+    if args.smoke:
+        args.n, args.k, args.iters, args.shard_rows = 20_000, 64, 2, 5_000
+        args.const_n = 20_000
+        tmp = tempfile.TemporaryDirectory(prefix="clb-dist-smoke-")
+        args.data_dir = tmp.name
+    try:
+        if args.constants:
+            out = constants(args)
+        else:
+            out = compare(args)
+    finally:
+        if tmp is not None:
+            tmp.cleanup()
+    if args.save:
+        Path(args.save).write_text(json.dumps(out, indent=1, default=float))
+    if args.json or args.constants:
+        print(json.dumps(out, indent=1, default=float))
+    else:
+        print_compare(out)
+
+
+if __name__ == "__main__":
+    main()

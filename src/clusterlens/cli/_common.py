@@ -11,10 +11,12 @@ import click
 F = TypeVar("F", bound=Callable[..., Any])
 
 __all__ = [
+    "backend_context",
     "backend_options",
     "checkpoint_options",
     "common_options",
     "descriptor_options",
+    "resolve_backend_options",
     "resolve_checkpoint",
     "verbosity",
 ]

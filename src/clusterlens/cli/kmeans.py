@@ -9,8 +9,10 @@ from typing import Literal
 import click
 import numpy as np
 
-from clusterlens._config import config_context
+from clusterlens._config import config_context, get_config
 from clusterlens.cli._common import (
+    backend_context,
+    backend_options,
     checkpoint_options,
     common_options,
     descriptor_options,
@@ -28,6 +30,8 @@ Examples:
   clusterlens kmeans X.npy -k 8 --init centers.npy --out km --format json
   clusterlens kmeans big.bvecs -k 4096 --checkpoint ckpt --out km
   clusterlens kmeans big.bvecs -k 4096 --out km --resume ckpt
+  clusterlens kmeans big.bvecs -k 4096 --out km --backend dask
+  clusterlens kmeans big.bvecs -k 4096 --out km --scheduler tcp://10.0.0.5:8786
   clusterlens kmeans ../shared/data/sift/coco128_sift_opencv.npz -k 256 --out sift-km
 """
 
@@ -88,6 +92,7 @@ Examples:
     help="MiB for chunk buffers (default 1024).",
 )
 @checkpoint_options()
+@backend_options
 @common_options()
 def kmeans(
     data: Path,
@@ -104,6 +109,8 @@ def kmeans(
     working_memory: float | None,
     checkpoint: Path | None,
     resume: str | None,
+    backend: str | None,
+    scheduler: str | None,
     out: Path,
     overwrite: bool,
     fmt: str,
@@ -149,6 +156,7 @@ def kmeans(
     with (
         staged_output_dir(out, overwrite=overwrite) as stage,
         config_context(**settings),
+        backend_context(backend, scheduler),
     ):
         km = KMeans(
             k,
@@ -163,7 +171,9 @@ def kmeans(
             resume=resuming,
             mode=mode,  # type: ignore[arg-type]
         )
-        km.fit(X)
+        # Dask workers open the file themselves when they can read it the same way
+        plain = format_in is None and key is None and dim == 128
+        km.fit(data if get_config()["backend"] == "dask" and plain else X)
         km.save(stage / "model")
         write_results(
             stage / "assignments.parquet",
@@ -179,6 +189,7 @@ def kmeans(
             "converged": km.converged_,
             "engine": km.engine_,
             "mode": km.mode_,
+            "backend": "dask" if km.engine_.startswith("dask:") else "local",
             "n_samples": X.shape[0],
             "n_features": X.shape[1],
             "dtype": str(X.dtype),
@@ -198,6 +209,8 @@ def kmeans(
                     "engine": engine,
                     "mode": mode,
                     "working_memory": working_memory,
+                    "backend": backend,
+                    "scheduler": scheduler,
                 },
                 "seed": seed,
                 "timings": {

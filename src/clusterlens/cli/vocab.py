@@ -7,9 +7,12 @@ from pathlib import Path
 import click
 
 from clusterlens.cli._common import (
+    backend_context,
+    backend_options,
     checkpoint_options,
     common_options,
     descriptor_options,
+    resolve_backend_options,
     resolve_checkpoint,
     verbosity,
 )
@@ -20,6 +23,7 @@ EXAMPLES = """
 Examples:
   clusterlens vocab ../shared/data/sift/coco128_sift_opencv.npz -k 1024 --out vocab
   clusterlens vocab oxford5k_sift.bin -k 16384 --sample 1000000 --max-iter 10 --out v
+  clusterlens vocab oxford5k_sift.bin -k 16384 --max-iter 10 --out v --backend dask
   clusterlens vocab sift.bvecs -k 4096 --out vocab --format json --quiet
   clusterlens vocab oxford5k.npy -k 131072 --max-iter 12 --checkpoint ck --out v
   clusterlens vocab oxford5k.npy -k 131072 --max-iter 12 --resume ck --out v
@@ -90,6 +94,7 @@ Examples:
 )
 @checkpoint_options()
 @descriptor_options
+@backend_options
 @common_options()
 def vocab(
     data: Path,
@@ -107,6 +112,8 @@ def vocab(
     format_in: str | None,
     dim: int,
     key: str | None,
+    backend: str | None,
+    scheduler: str | None,
     out: Path,
     overwrite: bool,
     fmt: str,
@@ -136,7 +143,12 @@ def vocab(
             f"-k {k} is larger than the number of descriptors to fit on ({n_fit} of "
             f"{data}). Use a smaller k or a larger --sample."
         )
-    with staged_output_dir(out, overwrite=overwrite) as stage:
+    backend = resolve_backend_options(backend, scheduler)
+    plain = format_in is None and key is None and dim == 128
+    with (
+        staged_output_dir(out, overwrite=overwrite) as stage,
+        backend_context(backend, scheduler),
+    ):
         summary = run_vocab(
             X,
             stage,
@@ -154,6 +166,9 @@ def vocab(
             random_state=seed,
             verbose=verbosity(quiet, fmt),
             command={"data": str(data)},
+            backend=backend,
+            # Dask workers open the file themselves when they read it the same way
+            source=data if backend == "dask" and plain else None,
         )
     if quiet and fmt != "json":
         return

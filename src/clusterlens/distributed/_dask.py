@@ -123,7 +123,7 @@ def dask_client(
             n_workers=n_workers,
             threads_per_worker=threads_per_worker,
             processes=True,
-            dashboard_address=None,
+            dashboard_address=":0",  # a free port: no clash with a running one
         ) as cluster,
         distributed.Client(cluster, set_as_default=False) as c,
     ):

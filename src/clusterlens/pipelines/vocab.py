@@ -50,13 +50,17 @@ def run_vocab(
     random_state: int = 0,
     verbose: int = 0,
     command: dict[str, Any] | None = None,
+    backend: str | None = None,
+    source: Any = None,
 ) -> dict[str, Any]:
     """Fit a vocabulary on X (or a sample), quantize every row, write the outputs.
 
     Writes ``vocab.npz`` + ``vocab.json``, ``assignments.parquet`` (``index``,
     ``word``, ``distance``: Euclidean to the word) and ``run.json`` (with the
     training mode, the quantizer and its measured agreement with an exact
-    search on 10,000 sampled descriptors).
+    search on 10,000 sampled descriptors). ``backend="dask"`` trains on a
+    Dask cluster; ``source`` is X's file, which the workers then read
+    themselves (else X's rows are scattered).
     """
     out = Path(out_dir)
     t0 = time.perf_counter()
@@ -74,7 +78,8 @@ def run_vocab(
         resume=resume,
         random_state=random_state,
         verbose=verbose,
-    ).fit(X)
+        backend=backend,
+    ).fit(X if source is None else source)
     t_fit = time.perf_counter() - t0
     if (
         quantizer == "auto"
@@ -135,6 +140,7 @@ def run_vocab(
                 "refresh_every": refresh_every,
                 "quantizer": quantizer,
                 "n_probe": n_probe,
+                "backend": "dask" if vocab.engine_.startswith("dask:") else "local",
             },
             "seed": random_state,
             "timings": {"fit_seconds": t_fit, "quantize_seconds": t_quant},

@@ -106,6 +106,10 @@ class VisualVocabulary(BaseEstimator):
         Continue training from the checkpoint in ``checkpoint_dir``.
     random_state : int, Generator or None, default=None
     verbose : int, default=0
+    backend : {"local", "dask"}, default=None
+        Where training runs (see :func:`~clusterlens.cluster.kmeans`); None:
+        the configured default. A descriptor file (or ``.npy`` memmap) fitted
+        whole is read by the Dask workers themselves.
 
     Attributes
     ----------
@@ -154,6 +158,7 @@ class VisualVocabulary(BaseEstimator):
         resume: bool = False,
         random_state: SeedLike = None,
         verbose: int = 0,
+        backend: str | None = None,
     ) -> None:
         self.n_words = n_words
         self.sample = sample
@@ -170,6 +175,7 @@ class VisualVocabulary(BaseEstimator):
         self.resume = resume
         self.random_state = random_state
         self.verbose = verbose
+        self.backend = backend
 
     def fit(self, X: Any, y: Any = None) -> VisualVocabulary:
         """Learn the words from descriptors (array, memmap or descriptor file)."""
@@ -180,11 +186,15 @@ class VisualVocabulary(BaseEstimator):
         )
         rng = check_random_state(self.random_state)
         t0 = time.perf_counter()
+        source: Any
         if sample is not None and sample < n:
             rows = np.sort(rng.choice(n, size=sample, replace=False))
             train = np.asarray(Xa[rows])  # only the sample is read; dtype kept
+            source = train
         else:
             train = Xa
+            # a file or .npy memmap as it is: Dask workers open it themselves
+            source = X if isinstance(X, str | os.PathLike | np.memmap) else Xa
         check_options(self.quantizer, "quantizer", "VisualVocabulary", _QUANTIZERS)
         n_words = check_int(self.n_words, "n_words", "VisualVocabulary", low=1)
         if n_words > train.shape[0]:
@@ -202,7 +212,7 @@ class VisualVocabulary(BaseEstimator):
         # an int seed for the fit, so that it can be checkpointed and resumed
         fit_seed = int(rng.integers(0, 2**31 - 1))
         res = kmeans(
-            train,
+            source,
             self.n_words,
             init=self.init,
             max_iter=self.max_iter,
@@ -215,6 +225,7 @@ class VisualVocabulary(BaseEstimator):
             refresh_every=self.refresh_every,
             checkpoint_dir=self.checkpoint_dir,
             resume=self.resume,
+            backend=self.backend,  # type: ignore[arg-type]
         )
         self.centers_ = res.centers
         self.inertia_ = res.inertia
@@ -302,10 +313,11 @@ class VisualVocabulary(BaseEstimator):
         if self.quantizer_ == "index":
             top, d2 = self._index().search(Xa, 1)
             return top[:, 0], d2
+        fitted = self.engine_.removeprefix("dask:")  # the engine that trained
         engine = get_engine(
             self.engine
             if self.engine != "auto"
-            else ("numpy" if self.engine_ == "large-k" else self.engine_)
+            else ("numpy" if fitted == "large-k" else fitted)
         )
         return assign_chunked(Xa, self.centers_.astype(np.float64), engine)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -42,8 +43,8 @@ def features() -> None:
 
 
 def _emit(
-    fmt: str, quiet: bool, kind: str, summary: dict, out: Path, files: str
-) -> None:  # type: ignore[type-arg]
+    fmt: str, quiet: bool, kind: str, summary: dict[str, Any], out: Path, files: str
+) -> None:
     if quiet and fmt != "json":
         return
     emit(

@@ -1,19 +1,34 @@
-"""Exact k-means (Lloyd) with the data sharded on a Dask cluster.
+"""k-means (exact and large-k) with the data sharded on a Dask cluster.
 
-The rows of X are cut into contiguous shards. Each iteration the client sends
-only the centres to the workers; one task per shard assigns its rows with the
-local engine (the same chunked code as :func:`clusterlens.cluster.kmeans`) and
-returns per-cluster float64 sums and counts, which are added pairwise along a
-binary tree fixed by shard index. The same data, shards and init therefore give
-bit-identical centres on every run, and the local backend's labels (its
-running sums, updated with the points that moved, differ by rounding only).
+``kmeans(..., backend="dask")``, ``KMeans(backend="dask")`` and
+:func:`dask_kmeans` run here. The rows of X are cut into contiguous shards.
+
+*Exact Lloyd.* Each iteration the client sends only the centres to the
+workers; one task per shard assigns its rows with the local engine (the same
+chunked code as the local driver) and returns per-cluster float64 sums and
+counts, which are added pairwise along a binary tree fixed by shard index.
+The same data, shards and init therefore give bit-identical centres on every
+run, and the local backend's labels (its running sums, updated with the
+points that moved, differ by rounding only).
+
+*Large-k mode.* Every pass of the local large-k driver is a function of each
+row, its kept candidate centres and (in a candidate pass) its cluster's
+candidate union over all rows. Each shard keeps its state on its worker (its
+rows sorted by label, their labels and candidates: a Dask future, never sent
+to the client); the client sends the centres, or in an index pass the
+two-level index over them, and receives the tree-reduced sums and counts; the
+per-cluster candidate unions are merged worker to worker. Labels equal the
+local driver's.
 
 Data from a file (``.npy``, ``.bvecs``, ``.fvecs``, Oxford ``.bin``) never goes
 through the client: each worker opens the file itself, memory-mapped, and reads
 its row range. An in-memory array is scattered to the workers once per fit
-(not replicated: use a file when workers may be lost).
-Every task is a pure function of (shard, centres), so a task lost with a worker
-is simply run again elsewhere by Dask and the fit ends as an undisturbed one.
+(not replicated: use a file when workers may be lost). Every task is a pure
+function of its inputs, so a task lost with a worker is run again elsewhere by
+Dask (a lost large-k state is rebuilt from its lineage) and the fit ends as an
+undisturbed one. Checkpoints: the client writes the centres; in the large-k
+mode each worker writes its shards' states next to them (a shared
+filesystem, as for the data).
 """
 
 from __future__ import annotations

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from clusterlens.exceptions import DataValidationError
+from clusterlens.exceptions import BackendError, DataValidationError
 from clusterlens.utils._fs import atomic_write_bytes
 from clusterlens.utils._progress import progress
 
@@ -96,7 +96,15 @@ def map_shards(
         try:
             for fut in distributed.as_completed(futures, loop=c.loop):
                 i = where[fut.key]
-                res = fut.result()
+                try:
+                    res = fut.result()
+                except distributed.KilledWorker as e:
+                    lo, hi = bounds[i]
+                    raise BackendError(
+                        f"Dask workers died again and again running {desc} items "
+                        f"{lo}:{hi} ({e}). Check the workers' memory and logs, or "
+                        "use smaller shards."
+                    ) from e
                 fut.release()
                 if consume is not None:
                     consume(i, res)
@@ -132,8 +140,10 @@ def save_part(path: str | os.PathLike[str], **arrays: npt.ArrayLike) -> Path:
     return atomic_write_bytes(path, buf.getvalue())
 
 
-def load_part(path: str | os.PathLike[str]) -> dict[str, npt.NDArray[Any]]:
-    """The arrays of a part file written by :func:`save_part`.
+def load_part(
+    path: str | os.PathLike[str], keys: Sequence[str] | None = None
+) -> dict[str, npt.NDArray[Any]]:
+    """The arrays (all, or those named in ``keys``) of a :func:`save_part` file.
 
     Raises
     ------
@@ -142,7 +152,7 @@ def load_part(path: str | os.PathLike[str]) -> dict[str, npt.NDArray[Any]]:
     """
     try:
         with np.load(os.fspath(path), allow_pickle=False) as z:
-            return {k: z[k] for k in z.files}
+            return {k: z[k] for k in (z.files if keys is None else keys)}
     except (OSError, ValueError, KeyError) as e:
         raise DataValidationError(
             f"Cannot read the shard file {str(path)!r} ({e}). Remove its work "

@@ -366,7 +366,7 @@ def _sift_dask(
     counts = []
     unreadable: list[int] = []
     for lo, hi in bounds:
-        z = load_part(part_path(parts, lo, hi))
+        z = load_part(part_path(parts, lo, hi), ("counts", "unreadable"))
         if z["counts"].shape != (hi - lo,):
             raise DataValidationError(
                 f"The shard file {str(part_path(parts, lo, hi))!r} holds "
@@ -379,7 +379,7 @@ def _sift_dask(
 
     def blocks() -> Iterator[tuple[npt.NDArray[np.uint8], npt.NDArray[np.float32]]]:
         for lo, hi in bounds:
-            z = load_part(part_path(parts, lo, hi))
+            z = load_part(part_path(parts, lo, hi), ("descriptors", "keypoints"))
             yield z["descriptors"], z["keypoints"]
 
     return offsets, unreadable, done, blocks()

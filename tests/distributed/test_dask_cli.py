@@ -73,8 +73,10 @@ def test_kmeans_on_a_scheduler_equals_local(address, sift, tmp_path, mode):
     assert run_json["parameters"]["scheduler"] == address
 
 
-def test_vocab_on_a_scheduler_equals_local(address, sift, tmp_path):
-    common = [sift, "-k", 48, "--max-iter", 5, "--seed", 1, "--format", "json"]
+@pytest.mark.parametrize("extra", [[], ["--sample", 5000]])
+def test_vocab_on_a_scheduler_equals_local(address, sift, tmp_path, extra):
+    """Whole-file fit, and a sampled fit whose rows the workers quantize."""
+    common = [sift, "-k", 48, "--max-iter", 5, "--seed", 1, "--format", "json", *extra]
     a = _json(run("vocab", *common, "--out", tmp_path / "a"))
     b = _json(
         run(

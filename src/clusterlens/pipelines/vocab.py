@@ -4,17 +4,39 @@ from __future__ import annotations
 
 import os
 import time
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
+from clusterlens._config import resolve_backend
 from clusterlens.io import write_results, write_run_json
 from clusterlens.vocab import VisualVocabulary
 from clusterlens.vocab._vocabulary import nearest_or_tied
 
 __all__ = ["run_vocab"]
+
+#: Descriptors per task when the Dask backend quantizes.
+_SHARD_ROWS = 1 << 19
+
+
+@lru_cache(maxsize=2)
+def _cached_vocab(stem: str, mtime_ns: int) -> VisualVocabulary:
+    """The vocabulary saved at ``stem``, loaded once per worker process."""
+    return VisualVocabulary.load(stem)
+
+
+def _quantize_rows(
+    lo: int, hi: int, path: str, stem: str
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
+    """Worker task: words and squared distances of descriptor rows ``lo:hi``."""
+    from clusterlens.io import open_descriptors
+
+    vocab = _cached_vocab(stem, os.stat(stem + ".npz").st_mtime_ns)
+    words, d2 = vocab.quantize(open_descriptors(path)[lo:hi])
+    return words.astype(np.int64), d2.astype(np.float32)
 
 
 def _agreement(
@@ -91,6 +113,32 @@ def run_vocab(
         words, d2 = vocab.labels_, vocab.distances_
         used = "fit"
         agreement = _agreement(vocab, X, words, random_state)
+    elif resolve_backend(backend) == "dask" and source is not None:
+        # shards of rows quantized by the workers, each reading its rows
+        # from the file and the vocabulary (saved first) itself
+        from clusterlens.distributed._map import map_shards, shard_bounds
+
+        vocab.save(out / "vocab")
+        words = np.empty(X.shape[0], np.int64)
+        d2 = np.empty(X.shape[0], np.float32)
+        bounds = shard_bounds(X.shape[0], _SHARD_ROWS)
+
+        def put(i: int, res: tuple[Any, Any]) -> None:
+            lo, hi = bounds[i]
+            words[lo:hi], d2[lo:hi] = res
+
+        map_shards(
+            _quantize_rows,
+            bounds,
+            str(Path(os.fspath(source)).resolve()),
+            str((out / "vocab").resolve()),
+            consume=put,
+            desc="quantize (dask)",
+            unit="desc",
+            verbose=verbose,
+        )
+        used = vocab.quantizer_
+        agreement = vocab.agreement(X, sample=10_000, random_state=random_state)
     else:
         words, d2 = vocab.quantize(X)
         used = vocab.quantizer_

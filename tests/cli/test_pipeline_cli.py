@@ -86,8 +86,14 @@ def test_end_to_end_on_real_photos(folder, tmp_path):
     assert set(res) >= {"index", "item_id", "label", "topic", "topic_prob", "cluster"}
     assert np.load(ws / "topics" / "divergence.npy").shape == (2, 2)
     p = _Imgs()
-    p.feed((ws / "topics" / "report.html").read_text(encoding="utf-8"))
+    html = (ws / "topics" / "report.html").read_text(encoding="utf-8")
+    p.feed(html)
     assert p.n_img == 10  # every photo is shown once as a thumbnail
+    # each topic's card names its most probable visual words (from topics.json)
+    info = json.loads((ws / "topics" / "topics.json").read_text())
+    for t in info:
+        if t["size"]:
+            assert f"top visual words: {t['top_words'][0]} (" in html
 
     # deterministic: the same seed gives the same topics
     r = run("topics", ws, "-k", 2, "--out", tmp_path / "again", "-q")

@@ -158,6 +158,18 @@ def run_topics(
             figures={k: v for k, v in summary.items() if k != "n_items"},
             params=params,
             title=f"LDA: {n_topics} topics over {n_words} visual words",
+            notes={
+                t: "top visual words: "
+                + ", ".join(
+                    f"{w} ({p:.3f})"
+                    for w, p in zip(
+                        tw[t][:8].tolist(),
+                        res.topic_word[t, tw[t][:8]].tolist(),
+                        strict=True,
+                    )
+                )
+                for t in range(n_topics)
+            },
         )
         outputs.append("report.html")
     write_run_json(

@@ -61,6 +61,7 @@ class _Cluster:
     mean_distance: str | None
     thumbs: list[_Thumb] = field(default_factory=list)
     n_hidden: int = 0
+    note: str | None = None
 
 
 @dataclass(frozen=True)
@@ -94,6 +95,7 @@ def build_cluster_report(
     class_names: Sequence[str] | Mapping[Any, str] | None = None,
     max_thumbnails: int = 40,
     thumb_size: int = 48,
+    notes: Mapping[int, str] | None = None,
 ) -> pathlib.Path:
     """Write a self-contained HTML report of a clustering of images.
 
@@ -160,6 +162,10 @@ def build_cluster_report(
         Longest side of a thumbnail in pixels. Smaller images (8x8 digits)
         are enlarged with nearest-neighbour sampling so the pixels stay sharp;
         larger ones are reduced with Lanczos filtering.
+
+    notes : mapping of int to str, default=None
+        A line of text shown on the card of each cluster id it names (an LDA
+        topic's top words, ...); escaped.
 
     Returns
     -------
@@ -244,6 +250,7 @@ def build_cluster_report(
                 mean_distance=mean_d,
                 thumbs=thumbs,
                 n_hidden=size - len(thumbs) if imgs is not None else 0,
+                note=(notes or {}).get(int(cluster_ids[c])),
             )
         )
 

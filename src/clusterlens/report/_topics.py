@@ -51,13 +51,14 @@ def build_workspace_report(
     max_thumbnails: int = 24,
     thumb_size: int = 64,
     n_jobs: int = 2,
+    notes: Mapping[int, str] | None = None,
 ) -> Path:
     """A report with one card per cluster (or topic) and a grid of its images.
 
     Only the thumbnails that are shown are decoded (the first
     ``max_thumbnails`` of each cluster, closest first), resized to
     ``thumb_size`` square; the card shows size, majority label and purity
-    when the workspace has labels.
+    when the workspace has labels, and ``notes[c]`` (a topic's top words).
     """
     pred = np.asarray(labels_pred, dtype=np.int64)
     dist = None if distances is None else np.asarray(distances, dtype=np.float64)
@@ -86,4 +87,5 @@ def build_workspace_report(
         title=title,
         max_thumbnails=max_thumbnails,
         thumb_size=thumb_size,
+        notes=notes,
     )

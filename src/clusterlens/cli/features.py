@@ -1,4 +1,4 @@
-"""``clusterlens features {sift,cnn,pixels}``: per-item features of a workspace."""
+"""``clusterlens features {sift,cnn,pixels,vae}``: per-item features of a workspace."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ Examples:
   clusterlens features sift mnist-ws --min-size 112 --rootsift
   clusterlens features cnn ws --batch-size 32
   clusterlens features pixels mnist-ws --size 28 --pca 50
+  clusterlens features vae mnist-ws --latent 16 --epochs 30
   clusterlens features sift ws --backend dask --scheduler tcp://host:8786
 """
 
@@ -288,4 +289,78 @@ def pixels(
         summary,
         dst,
         f"features.npy ({summary['dim']}-d), run.json",
+    )
+
+
+@features.command(epilog=EXAMPLES)
+@workspace_argument
+@click.option("--size", type=click.IntRange(min=2), default=28, show_default=True)
+@click.option(
+    "--mode",
+    type=click.Choice(["L", "RGB"]),
+    default="L",
+    show_default=True,
+    help="Grayscale (L) or colour pixels.",
+)
+@click.option(
+    "--latent",
+    type=click.IntRange(min=1),
+    default=16,
+    show_default=True,
+    help="Size of the latent space (the features).",
+)
+@click.option("--epochs", type=click.IntRange(min=1), default=30, show_default=True)
+@click.option(
+    "--batch-size", type=click.IntRange(min=1), default=128, show_default=True
+)
+@_JOBS
+@ws_options
+def vae(
+    ws: Path,
+    size: int,
+    mode: str,
+    latent: int,
+    epochs: int,
+    batch_size: int,
+    n_jobs: int,
+    out: Path | None,
+    overwrite: bool,
+    fmt: str,
+    quiet: bool,
+    seed: int,
+) -> None:
+    """A small VAE trained from scratch on the items' pixels; latent means.
+
+    The reference project's other clustering baseline (then: clusterlens
+    cluster WS --features vae). Writes OUT (default WS/features/vae):
+    features.npy, vae.npz + vae.json (the model and its loss per epoch) and
+    run.json.
+    """
+    from clusterlens.io import open_workspace
+    from clusterlens.pipelines.features import run_vae_features
+    from clusterlens.utils._fs import staged_output_dir
+
+    dst = stage_out(ws, out, "features", "vae")
+    wsp = open_workspace(ws)
+    with staged_output_dir(dst, overwrite=overwrite) as stage:
+        summary = run_vae_features(
+            wsp,
+            stage,
+            size=size,
+            mode=mode,
+            latent=latent,
+            epochs=epochs,
+            batch_size=batch_size,
+            n_jobs=n_jobs,
+            random_state=seed,
+            verbose=verbosity(quiet, fmt),
+            command={"ws": str(ws)},
+        )
+    _emit(
+        fmt,
+        quiet,
+        "vae",
+        summary,
+        dst,
+        f"features.npy ({summary['dim']}-d), vae.npz, vae.json, run.json",
     )

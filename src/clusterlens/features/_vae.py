@@ -39,6 +39,9 @@ FORMAT_VERSION = 1
 
 
 def _torch() -> Any:
+    # OpenMP threads spinning while they wait make small torch steps ~10x
+    # slower on a busy machine (see clusterlens.deep); no result changes.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     return import_optional("torch", extra="deep", feature="The VAE features")
 
 

@@ -143,3 +143,24 @@ def test_scheduler_with_local_backend_is_refused(sift, tmp_path):
         tmp_path / "km",
     )
     assert r.exit_code != 0 and "--scheduler needs --backend dask" in r.output
+
+
+def test_cluster_workspace_on_a_scheduler_equals_local(address, tmp_path):
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    src = tmp_path / "imgs"
+    for cls, level in (("dark", 50), ("mid", 128), ("bright", 205)):
+        (src / cls).mkdir(parents=True)
+        for i in range(10):
+            img = np.clip(level + rng.normal(0, 25, (12, 12)), 0, 255)
+            Image.fromarray(img.astype(np.uint8)).save(src / cls / f"{i}.png")
+    ws = tmp_path / "ws"
+    assert run("ingest", src, "--out", ws, "-q").exit_code == 0
+    assert run("features", "pixels", ws, "--size", 12, "-q").exit_code == 0
+    common = ["cluster", ws, "--features", "pixels", "-k", 3, "--format", "json"]
+    a = _json(run(*common, "--out", tmp_path / "a"))
+    b = _json(run(*common, "--scheduler", address, "--out", tmp_path / "b"))
+    assert a["backend"] == "local" and b["backend"] == "dask"
+    assert b["inertia"] == pytest.approx(a["inertia"], rel=1e-6)
+    assert b["accuracy"] == a["accuracy"] == 1.0

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from clusterlens.cli._common import backend_context, backend_options
 from clusterlens.cli._output import emit
 from clusterlens.cli._ws import stage_out, workspace_argument, ws_options
 from clusterlens.cli.topics import _scores_text
@@ -33,6 +34,7 @@ Examples:
 @click.option("--max-iter", type=click.IntRange(min=1), default=300, show_default=True)
 @click.option("--l2", is_flag=True, help="L2-normalise each feature row first.")
 @click.option("--no-report", is_flag=True, help="Skip report.html.")
+@backend_options
 @ws_options
 def cluster(
     ws: Path,
@@ -42,6 +44,8 @@ def cluster(
     max_iter: int,
     l2: bool,
     no_report: bool,
+    backend: str | None,
+    scheduler: str | None,
     out: Path | None,
     overwrite: bool,
     fmt: str,
@@ -59,7 +63,10 @@ def cluster(
 
     dst = stage_out(ws, out, "clusters", Path(features).name.replace(".npy", ""))
     wsp = open_workspace(ws)
-    with staged_output_dir(dst, overwrite=overwrite) as stage:
+    with (
+        backend_context(backend, scheduler),
+        staged_output_dir(dst, overwrite=overwrite) as stage,
+    ):
         summary = run_cluster_images(
             wsp,
             stage,

@@ -132,6 +132,7 @@ def run_cluster_images(
         "n_clusters": n_clusters,
         "inertia": float(km.inertia_),
         "n_iter": int(km.n_iter_),
+        "backend": "dask" if km.engine_.startswith("dask:") else "local",
         "seconds": seconds,
         "images_per_second": float(len(ws) / max(seconds, 1e-9)),
         **scores,

@@ -139,15 +139,23 @@ def test_streaming_pca_matches_sklearn_and_chunking():
     np.testing.assert_allclose(w.var(axis=0), 1.0, rtol=1e-3)
 
 
-def test_ivf_neighbors_recall_against_exact():
+@pytest.mark.parametrize(
+    "n, d, n_probe", [(5000, 8, 30), (20000, 32, 6)], ids=["8d-uniform", "32d-blobs"]
+)
+def test_cell_neighbors_recall_against_exact(n, d, n_probe):
     rng = np.random.default_rng(3)
-    Z = rng.normal(size=(5000, 8)).astype(np.float32)
+    Z = rng.normal(size=(n, d)).astype(np.float32)
+    if d > 8:  # clustered, as PCA features of labelled data are
+        Z += 3 * rng.normal(size=(40, d)).astype(np.float32)[rng.integers(0, 40, n)]
     exact = neighbor_labels(Z, 10).indices
-    approx = neighbor_labels(Z, 10, exact_max_samples=0, n_probe=16, seed=0)
+    approx = neighbor_labels(Z, 10, exact_max_samples=0, n_probe=n_probe, seed=0)
     assert "approximate" in approx.method
     hits = (exact[:, :, None] == approx.indices[:, None, :]).any(axis=2).mean()
-    assert hits >= 0.9, f"IVF recall {hits:.3f} < 0.9"
-    assert not (exact == np.arange(5000)[:, None]).any()  # self excluded
+    assert hits >= 0.9, f"cell-search recall {hits:.3f} < 0.9"
+    assert not (exact == np.arange(n)[:, None]).any()  # self excluded
+    assert not (approx.indices == np.arange(n)[:, None]).any()
+    again = neighbor_labels(Z, 10, exact_max_samples=0, n_probe=n_probe, seed=0)
+    np.testing.assert_array_equal(again.indices, approx.indices)
 
 
 # --------------------------------------------------------------------------- #

@@ -21,7 +21,7 @@ from clusterlens.label_issues._confident import (
 from clusterlens.label_issues._coreset import class_leverage, coreset_importance
 from clusterlens.label_issues._logreg import cross_val_pred_probs
 from clusterlens.label_issues._neighbors import neighbor_class_counts, neighbor_labels
-from clusterlens.label_issues._reduce import streaming_pca
+from clusterlens.label_issues._reduce import PCA_MAX_SAMPLES, streaming_pca
 from clusterlens.label_issues._validation import (
     check_pred_probs,
     check_weight,
@@ -225,6 +225,7 @@ def find_label_issues(
     *,
     pred_probs: ArrayLike | None = None,
     n_components: int = 256,
+    pca_max_samples: int | None = PCA_MAX_SAMPLES,
     n_folds: int = 5,
     max_train_samples: int | None = 100_000,
     max_iter: int = 60,
@@ -262,6 +263,9 @@ def find_label_issues(
         classes. ``None`` computes them by cross-validation.
     n_components : int, default=256
         PCA axes kept (streaming PCA, two passes over X).
+    pca_max_samples : int or None, default=131_072
+        Rows the PCA covariance is estimated from at most (a seeded sample;
+        every row is still projected). ``None`` uses every row.
     n_folds : int, default=5
         Cross-validation folds.
     max_train_samples : int or None, default=100_000
@@ -305,6 +309,9 @@ def find_label_issues(
     3
     """
     n_components = check_int(n_components, "n_components", _OWNER, low=1)
+    pca_max_samples = check_int(
+        pca_max_samples, "pca_max_samples", _OWNER, low=2, allow_none=True
+    )
     n_folds = check_int(n_folds, "n_folds", _OWNER, low=2)
     max_train_samples = check_int(
         max_train_samples, "max_train_samples", _OWNER, low=10, allow_none=True
@@ -341,7 +348,14 @@ def find_label_issues(
         )
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
-    proj = streaming_pca(Xm, n_components, verbose=verbose, name="features")
+    proj = streaming_pca(
+        Xm,
+        n_components,
+        max_samples=pca_max_samples,
+        seed=int(rng.integers(2**31 - 1)),
+        verbose=verbose,
+        name="features",
+    )
     timings["pca_seconds"] = time.perf_counter() - t0
     Zw = proj.whitened()
 
@@ -376,7 +390,9 @@ def find_label_issues(
 
     t = time.perf_counter()
     kz = proj.Z[:, : min(knn_components, proj.Z.shape[1])]
-    nb = neighbor_labels(kz, n_neighbors, seed=int(rng.integers(2**31 - 1)))
+    nb = neighbor_labels(
+        kz, n_neighbors, seed=int(rng.integers(2**31 - 1)), verbose=verbose
+    )
     nb_counts = neighbor_class_counts(nb.indices, y, k)
     disagreement = 1.0 - nb_counts[np.arange(n), y] / nb.indices.shape[1]
     timings["neighbors_seconds"] = time.perf_counter() - t

@@ -1,18 +1,33 @@
 """Cluster-then-label vs one image, one action: a simulated annotator replaying the app.
 
 The annotator knows the true labels but may only use the review app's actions
-(``clusterlens.app.ReviewStore``: name a cluster, reject an image, split a
-cluster, label single images), exactly what the page sends. Per cluster, in
-the app's order: a cluster mixing classes is split (2-means, one action); in
-a cluster that is nearly pure, every image of another class is rejected (one
-action each; it moves to its nearest other cluster) and the cluster is named
-(one action). Clusters that received rejected images are visited again; what
-is left at the end is labelled one image at a time. The baseline labels each
-image with one action (1 correct label per action at 100 %).
+(``clusterlens.app.ReviewStore``), exactly what the page sends: name a cluster
+(type a class, Enter), split a cluster (key ``s``: 2-means on its features),
+label images one at a time. It sees what the page shows: one cluster as a grid
+of at most ``PAGE`` thumbnails, closest to the centre first, outliers last.
+Per cluster, in the app's order:
 
-    python benchmarks/annotation.py                      # MNIST, all 70,000
-    python benchmarks/annotation.py --data PATH -k 500   # IDX, image folder, .npz
-    python benchmarks/annotation.py --smoke --json       # CI
+- a cluster larger than a page, or one showing at least ``--split-min``
+  images of another class than its majority, is split (up to ``--max-depth``
+  times) and both halves are visited;
+- otherwise the images of another class are labelled one by one (one action
+  each) unless there are at most ``--tolerate`` of them (a few stray digits
+  in a grid of hundreds are left: they stay wrong and count against the final
+  accuracy), and the cluster is named after its majority (one action).
+
+The baseline labels each image with one action (1 correct label per action,
+100 %). A second, careful annotator (``--tolerate 0``: every wrong image seen
+is fixed) is replayed on the same clusters for comparison.
+
+The clusters: k-means (``clusterlens.cluster.KMeans``) over-clustering the
+features of ``_annotation_features.py``: by default the trunk of a clusterlens
+IIC network (``--iic-model`` a saved ``IIC``; else one is trained here),
+averaged over 8 random views, PCA 64, then 3 rounds of 10-nearest-neighbour
+averaging.
+
+    nice -n 19 python benchmarks/annotation.py --iic-model iic   # MNIST, 70,000
+    python benchmarks/annotation.py --data PATH -k 300           # IDX, folder, .npz
+    python benchmarks/annotation.py --smoke --json               # CI
 """
 
 from __future__ import annotations
@@ -22,105 +37,147 @@ import json
 import sys
 import tempfile
 import time
-from collections import deque
+from collections import Counter, deque
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 MNIST = ROOT.parent / "shared" / "data" / "mnist"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+try:  # the thumbnails the page shows per cluster
+    from clusterlens.app._server import _PAGE as PAGE
+except ImportError:  # Flask missing: the page's constant
+    PAGE = 400
 
 
-def build(data_path, n_limit, k, pca, seed, work):
-    """Ingest, pixels + PCA features, k-means: a workspace the app can open."""
-    from clusterlens.features import fit_pca, pixel_features
-    from clusterlens.io import create_workspace, load_image_array
-    from clusterlens.pipelines.cluster_images import run_cluster_images
+def load(data_path: str, n_limit: int, seed: int) -> tuple[Any, Any]:
+    from clusterlens.io import load_image_array
 
-    t0 = time.perf_counter()
-    arr = load_image_array(
-        data_path,
-        size=(28, 28)
-        if Path(data_path).is_dir()
-        and not any("idx" in p.name for p in Path(data_path).iterdir())
-        else None,
-    )
+    p = Path(data_path)
+    folder = p.is_dir() and not any("idx" in q.name for q in p.iterdir())
+    arr = load_image_array(p, size=(28, 28) if folder else None)
     if arr.labels is None:
         sys.exit(f"{data_path} has no labels; the simulated annotator needs them.")
-    images, labels = arr.images, arr.labels.astype(np.int64)
+    images, labels = arr.images, np.asarray(arr.labels).astype(np.int64)
     if n_limit:
         rng = np.random.default_rng(seed)
         keep = np.sort(
             rng.choice(len(labels), min(n_limit, len(labels)), replace=False)
         )
         images, labels = images[keep], labels[keep]
+    return images, labels
+
+
+def build(images, labels, args, work: Path) -> tuple[Path, dict[str, Any]]:
+    """Features, k-means: a workspace the app can open."""
+    from _annotation_features import make_features
+    from clusterlens.io import create_workspace
+    from clusterlens.pipelines.cluster_images import run_cluster_images
+
     npz = work / "data.npz"
     np.savez(npz, images=images, labels=labels)
     ws_dir = work / "ws"
     ws_dir.mkdir()
     ws = create_workspace(npz, ws_dir)
-    X = pixel_features(images)
-    Z = fit_pca(X, pca, random_state=seed).transform(X)
-    feat = ws_dir / "features" / f"pixels-pca{pca}"
+    Z, info = make_features(
+        args.features,
+        images,
+        int(np.unique(labels).size),
+        pca=args.pca,
+        seed=args.seed,
+        iic_model=args.iic_model,
+        iic_epochs=args.iic_epochs,
+        iic_train_limit=args.iic_train_limit,
+        views=args.views,
+        smooth=args.smooth,
+        n_neighbours=args.neighbours,
+    )
+    feat = ws_dir / "features" / "annotation"
     feat.mkdir(parents=True)
-    np.save(feat / "features.npy", Z.astype(np.float32))
+    np.save(feat / "features.npy", Z)
     stage = ws_dir / "clusters" / "run"
     stage.mkdir(parents=True)
+    t0 = time.perf_counter()
     summary = run_cluster_images(
         ws,
         stage,
-        features=f"pixels-pca{pca}",
-        n_clusters=k,
+        features="annotation",
+        n_clusters=args.n_clusters,
         n_init=1,
-        max_iter=50,
-        random_state=seed,
+        max_iter=100,
+        random_state=args.seed,
         report=False,
     )
-    return ws_dir, labels, summary, time.perf_counter() - t0
+    info["kmeans_seconds"] = time.perf_counter() - t0
+    info["purity"] = summary.get("purity")
+    return ws_dir, info
 
 
-def annotate(ws_dir, truth, *, split_min, max_depth, seed):
-    """Replay the annotator through the store; returns the store and counts."""
+def annotate(
+    ws_dir: Path,
+    truth,
+    *,
+    store_path: Path,
+    split_min: int,
+    max_depth: int,
+    tolerate: int,
+    seed: int,
+) -> dict[str, Any]:
+    """Replay the annotator through the store; counts, accuracy, labels/action."""
     from clusterlens.app import open_review
 
-    _, store = open_review(ws_dir, random_state=seed)
-    counts = {"name_cluster": 0, "reject": 0, "split": 0, "label_items": 0}
+    t0 = time.perf_counter()
+    _, store = open_review(ws_dir, store=store_path, random_state=seed)
+    counts: Counter[str] = Counter(name_cluster=0, split=0, label_items=0)
     depth: dict[int, int] = {}
+    left_wrong = 0
     queue = deque(c["id"] for c in store.clusters())
-    for _ in range(3):  # passes: clusters that received rejected images are revisited
-        while queue:
-            c = queue.popleft()
-            items = store.cluster_items(c)
-            if items.size == 0:
-                continue
-            t = truth[items]
-            major = int(np.bincount(t).argmax())
-            wrong = items[t != major]
-            if (
-                wrong.size >= split_min
-                and depth.get(c, 0) < max_depth
-                and items.size > 2
-            ):
-                new = store.split(c)["new_cluster"]
-                counts["split"] += 1
-                depth[new] = depth[c] = depth.get(c, 0) + 1
-                queue.extendleft([new, c])
-                continue
+    while queue:
+        c = queue.popleft()
+        items = store.cluster_items(c)
+        if items.size == 0:
+            continue
+        shown = items[:PAGE]  # what the page shows, closest to the centre first
+        t = truth[shown]
+        major = int(np.bincount(t).argmax())
+        wrong = shown[t != major]
+        d = depth.get(c, 0)
+        if (
+            (items.size > PAGE or wrong.size >= split_min)
+            and d < max_depth
+            and items.size >= 4
+        ):
+            new = store.split(c)["new_cluster"]
+            counts["split"] += 1
+            depth[new] = depth[c] = d + 1
+            queue.extendleft([new, c])
+            continue
+        if wrong.size > tolerate:
             for i in wrong.tolist():
-                store.reject(i)
-                counts["reject"] += 1
-            labels = np.array(store.labels(), dtype=object)
-            if (labels[store.cluster_items(c)] == None).any():  # noqa: E711
-                store.name_cluster(c, str(major))
-                counts["name_cluster"] += 1
-        labels = np.array(store.labels(), dtype=object)
-        todo = sorted({int(c) for c in store.assignment()[labels == None]})  # noqa: E711
-        queue.extend(c for c in todo if c >= 0)
+                store.label_items([i], str(int(truth[i])))
+                counts["label_items"] += 1
+        else:
+            left_wrong += int(wrong.size)
+        store.name_cluster(c, str(major))
+        counts["name_cluster"] += 1
     labels = np.array(store.labels(), dtype=object)
-    for i in np.flatnonzero(labels == None).tolist():  # noqa: E711
-        store.label_items([i], str(int(truth[i])))
-        counts["label_items"] += 1
-    return store, counts
+    n_actions = store.n_actions()
+    store.close()
+    n = truth.size
+    correct = int((labels == truth.astype(str).astype(object)).sum())
+    return {
+        "tolerate": tolerate,
+        "actions": {**counts, "total": n_actions},
+        "correct_labels": correct,
+        "wrong_left_in_named_clusters": left_wrong,
+        "final_accuracy": correct / n,
+        "correct_labels_per_action": correct / max(n_actions, 1),
+        "speedup_actions": n / max(n_actions, 1),
+        "seconds": time.perf_counter() - t0,
+    }
 
 
 def main() -> None:
@@ -128,78 +185,124 @@ def main() -> None:
     ap.add_argument(
         "--data", default=str(MNIST), help="IDX folder, image folder or .npz"
     )
-    ap.add_argument("-k", "--n-clusters", type=int, default=1000)
-    ap.add_argument("--pca", type=int, default=50)
+    ap.add_argument("--features", choices=("iic", "pixels"), default="iic")
+    ap.add_argument(
+        "--iic-model", help="a saved clusterlens IIC (IIC.save / clusterlens iic --out)"
+    )
+    ap.add_argument("--iic-epochs", type=int, default=2, help="without --iic-model")
+    ap.add_argument(
+        "--iic-train-limit", type=int, default=20000, help="without --iic-model"
+    )
+    ap.add_argument(
+        "--views",
+        type=int,
+        default=1,
+        help="IIC views averaged per image (1: the clean view)",
+    )
+    ap.add_argument("--pca", type=int, default=64)
+    ap.add_argument("--smooth", type=int, default=3, help="rounds of k-NN averaging")
+    ap.add_argument("--neighbours", type=int, default=10)
+    ap.add_argument("-k", "--n-clusters", type=int, default=300)
     ap.add_argument(
         "--split-min",
         type=int,
-        default=6,
-        help="split a cluster when this many of its images are of another class",
+        default=10**9,
+        help="split a cluster showing this many images of another class",
     )
     ap.add_argument("--max-depth", type=int, default=3)
+    ap.add_argument(
+        "--tolerate",
+        type=int,
+        default=3,
+        help="leave a cluster's wrong images when it shows at most this many",
+    )
     ap.add_argument("--limit", type=int, default=0, help="use this many items")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--smoke", action="store_true", help="2,000 MNIST digits, k=40")
+    ap.add_argument(
+        "--smoke", action="store_true", help="2,000 MNIST digits, pixels, k=40"
+    )
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     if args.smoke:
-        args.limit, args.n_clusters = 2000, 40
+        args.limit, args.n_clusters, args.features, args.smooth = 2000, 40, "pixels", 1
+        args.split_min, args.tolerate = 6, 0
+    images, truth = load(args.data, args.limit, args.seed)
     with tempfile.TemporaryDirectory() as tmp:
-        ws_dir, truth, summary, t_build = build(
-            args.data, args.limit, args.n_clusters, args.pca, args.seed, Path(tmp)
-        )
         t0 = time.perf_counter()
-        store, counts = annotate(
-            ws_dir,
-            truth,
-            split_min=args.split_min,
-            max_depth=args.max_depth,
-            seed=args.seed,
-        )
-        t_ann = time.perf_counter() - t0
-        labels = np.array(store.labels(), dtype=object)
-        n_actions = store.n_actions()
-        store.close()
+        ws_dir, info = build(images, truth, args, Path(tmp))
+        t_build = time.perf_counter() - t0
+        runs = [
+            annotate(
+                ws_dir,
+                truth,
+                store_path=Path(tmp) / f"review-{tol}.sqlite",
+                split_min=args.split_min,
+                max_depth=args.max_depth,
+                tolerate=tol,
+                seed=args.seed,
+            )
+            for tol in dict.fromkeys([args.tolerate, 0])
+        ]
     n = truth.size
-    correct = int((labels == truth.astype(str).astype(object)).sum())
+    main_run = runs[0]
     out = {
         "data": args.data,
         "n_items": n,
         "n_clusters": args.n_clusters,
-        "features": f"pixels + PCA {args.pca}",
-        "cluster_purity": summary.get("purity"),
-        "actions": {**counts, "total": n_actions},
-        "correct_labels": correct,
-        "final_accuracy": correct / n,
-        "correct_labels_per_action": correct / max(n_actions, 1),
+        "features": info["features"],
+        "cluster_purity": info["purity"],
+        "page": PAGE,
+        "policy": {
+            "split_min": args.split_min,
+            "max_depth": args.max_depth,
+            "tolerate": args.tolerate,
+        },
+        **{
+            k: main_run[k]
+            for k in (
+                "actions",
+                "correct_labels",
+                "final_accuracy",
+                "correct_labels_per_action",
+                "speedup_actions",
+            )
+        },
+        "careful": runs[-1],
         "baseline": {
             "actions": n,
             "correct_labels_per_action": 1.0,
             "final_accuracy": 1.0,
         },
-        "speedup_actions": n / max(n_actions, 1),
         "target": {"correct_labels_per_action": 100, "final_accuracy": 0.995},
-        "seconds": {"build": t_build, "annotate": t_ann},
+        "seconds": {
+            "build": t_build,
+            **{k: v for k, v in info.items() if k.endswith("seconds")},
+            "annotate": main_run["seconds"],
+        },
     }
+    out["target_met"] = bool(
+        out["correct_labels_per_action"] >= 100 and out["final_accuracy"] >= 0.995
+    )
     if args.json:
         print(json.dumps(out, indent=1))
         return
-    print(
-        f"{n:,} items, k={args.n_clusters}, {out['features']}, k-means purity "
-        f"{out['cluster_purity']:.4f}"
-    )
-    print(f"actions: {counts} = {n_actions:,} in all")
-    print(
-        f"cluster-then-label: {out['correct_labels_per_action']:.1f} correct labels "
-        f"per action, final accuracy {out['final_accuracy']:.4%}"
-    )
+    print(f"{n:,} items, k={args.n_clusters}, {out['features']}")
+    print(f"k-means purity {out['cluster_purity']:.4f}; page of {PAGE} thumbnails")
+    for r in runs:
+        print(
+            f"annotator tolerating <= {r['tolerate']} wrong per cluster: "
+            f"{r['correct_labels_per_action']:.1f} correct labels per action, final "
+            f"accuracy {r['final_accuracy']:.4%}; actions {r['actions']}"
+        )
     print(
         f"baseline (one image, one action): 1.0 correct label per action, {n:,} "
-        f"actions; ratio {out['speedup_actions']:.1f}x fewer actions"
+        f"actions; {out['speedup_actions']:.1f}x fewer actions"
     )
-    met = out["correct_labels_per_action"] >= 100 and out["final_accuracy"] >= 0.995
-    print(f"target: >= 100 labels/action at >= 99.5 %: {'met' if met else 'NOT met'}")
-    print(f"time: build {t_build:.1f} s, annotate {t_ann:.1f} s")
+    print(
+        "target: >= 100 labels/action at >= 99.5 %: "
+        f"{'met' if out['target_met'] else 'NOT met'}"
+    )
+    print("seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in out["seconds"].items()))
 
 
 if __name__ == "__main__":

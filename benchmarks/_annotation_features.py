@@ -1,0 +1,169 @@
+"""Feature matrices for the annotation benchmark (what the clusters are made of).
+
+- ``pixels``: raw pixels + PCA (the quick baseline);
+- ``iic``: the penultimate layer (trunk) of a clusterlens IIC network, averaged
+  over random views of each image (the transformations IIC was trained to be
+  invariant to), L2-normalised, PCA;
+
+then, optionally, ``smooth`` rounds of k-nearest-neighbour averaging: each
+item's vector becomes the mean of its own and its ``n_neighbours - 1`` nearest
+neighbours' vectors (no label is used anywhere). Averaging pulls an item
+towards the dense part of the manifold it lies on, so k-means boundaries
+follow the data's neighbourhoods rather than cutting through them.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+
+def pixel_pca(images: npt.NDArray[Any], pca: int, seed: int) -> npt.NDArray[np.float32]:
+    from clusterlens.features import fit_pca, pixel_features
+
+    X = pixel_features(images)
+    return np.asarray(
+        fit_pca(X, min(pca, X.shape[1]), random_state=seed).transform(X),
+        dtype=np.float32,
+    )
+
+
+def train_iic(
+    images: npt.NDArray[Any],
+    n_classes: int,
+    *,
+    epochs: int,
+    train_limit: int,
+    seed: int,
+) -> Any:
+    """Train clusterlens IIC (labels never seen) on at most ``train_limit`` images."""
+    from clusterlens.deep import IIC
+
+    rng = np.random.default_rng(seed)
+    n = images.shape[0]
+    keep = np.sort(rng.choice(n, min(n, train_limit), replace=False))
+    model = IIC(
+        max(n_classes, 2), epochs=epochs, random_state=seed, device="cpu", verbose=1
+    )
+    return model.fit(images[keep])
+
+
+def iic_trunk_features(
+    model: Any, images: npt.NDArray[Any], *, views: int, seed: int, chunk: int = 2048
+) -> npt.NDArray[np.float32]:
+    """(n, d) mean of the L2-normalised trunk outputs of a fitted IIC over the
+    clean view and ``views - 1`` random views of every image."""
+    import torch
+
+    from clusterlens.deep._iic import as_image_tensor
+    from clusterlens.utils._progress import progress
+
+    x_all = as_image_tensor(images)
+    net, tf = model.net_, model.transforms_
+    device = next(net.parameters()).device
+    gen = torch.Generator().manual_seed(seed)
+    was_training = net.training
+    net.eval()
+    acc: Any = None
+    try:
+        with torch.inference_mode():
+            for v in progress(range(views), desc="IIC views", total=views):
+                out = []
+                for s in range(0, x_all.shape[0], chunk):
+                    x = x_all[s : s + chunk]
+                    x = tf.clean(x) if v == 0 else tf.random(x, gen)
+                    f = net.trunk(x.to(device)).float().cpu()
+                    out.append(f / f.norm(dim=1, keepdim=True).clamp_min(1e-12))
+                f = torch.cat(out)
+                acc = f if acc is None else acc + f
+    finally:
+        net.train(was_training)
+    T = (acc / views).numpy()
+    T /= np.maximum(np.linalg.norm(T, axis=1, keepdims=True), 1e-12)
+    return np.asarray(T, dtype=np.float32)
+
+
+def knn_smooth(
+    X: npt.NDArray[np.float32], rounds: int, n_neighbours: int
+) -> npt.NDArray[np.float32]:
+    """``rounds`` times: each row becomes the mean of its ``n_neighbours`` nearest
+    rows (itself included), neighbours found once on ``X``."""
+    if rounds <= 0:
+        return X
+    k = min(n_neighbours, X.shape[0])
+    X = np.ascontiguousarray(X, dtype=np.float32)
+    try:
+        import faiss
+
+        index = faiss.IndexFlatL2(X.shape[1])
+        index.add(X)
+        _, nn = index.search(X, k)
+    except ImportError:
+        from sklearn.neighbors import NearestNeighbors
+
+        nn = NearestNeighbors(n_neighbors=k).fit(X).kneighbors(X)[1]
+    for _ in range(rounds):
+        X = X[nn].mean(axis=1).astype(np.float32)
+    return X
+
+
+def make_features(
+    kind: str,
+    images: npt.NDArray[Any],
+    n_classes: int,
+    *,
+    pca: int,
+    seed: int,
+    iic_model: str | None = None,
+    iic_epochs: int = 2,
+    iic_train_limit: int = 20000,
+    views: int = 8,
+    smooth: int = 0,
+    n_neighbours: int = 10,
+) -> tuple[npt.NDArray[np.float32], dict[str, Any]]:
+    """The feature matrix of ``kind`` ("pixels" or "iic") and what made it."""
+    from clusterlens.features import fit_pca
+
+    t0 = time.perf_counter()
+    info: dict[str, Any] = {}
+    if kind == "pixels":
+        Z = pixel_pca(images, pca, seed)
+        desc = f"pixels + PCA {Z.shape[1]}"
+    else:
+        if iic_model:
+            from clusterlens.deep import IIC
+
+            model = IIC.load(Path(iic_model), device="cpu")
+            how = f"IIC model {iic_model}"
+        else:
+            model = train_iic(
+                images,
+                n_classes,
+                epochs=iic_epochs,
+                train_limit=iic_train_limit,
+                seed=seed,
+            )
+            how = (
+                f"IIC trained here ({iic_epochs} epoch(s) on "
+                f"{min(iic_train_limit, len(images)):,} images)"
+            )
+        info["iic_seconds"] = time.perf_counter() - t0
+        T = iic_trunk_features(model, images, views=views, seed=seed)
+        Z = np.asarray(
+            fit_pca(T, min(pca, T.shape[1]), random_state=seed).transform(T),
+            dtype=np.float32,
+        )
+        desc = (
+            f"{how}: trunk ({T.shape[1]}-d) averaged over {views} view(s), "
+            f"L2, PCA {Z.shape[1]}"
+        )
+    if smooth > 0:
+        Z = knn_smooth(Z, smooth, n_neighbours)
+        desc += f", {smooth} round(s) of {n_neighbours}-NN averaging"
+    info["features"] = desc
+    info["features_seconds"] = time.perf_counter() - t0
+    return Z, info

@@ -519,11 +519,17 @@ def _put(c: Any, x: Any) -> Any:
 
 
 def _tree_reduce(client: Any, futures: list[Any], op: Any = None) -> Any:
-    """Pairwise ``op`` along a binary tree fixed by shard index (deterministic)."""
+    """Pairwise ``op`` along a binary tree fixed by shard index (deterministic).
+
+    The combining tasks run before pending shard tasks (a higher priority), so
+    a worker holds a few partials at a time, not one per shard.
+    """
     op = _add if op is None else op
+    level = 0
     while len(futures) > 1:
+        level += 1
         nxt = [
-            client.submit(op, futures[i], futures[i + 1], pure=False)
+            client.submit(op, futures[i], futures[i + 1], pure=False, priority=level)
             for i in range(0, len(futures) - 1, 2)
         ]
         if len(futures) % 2:

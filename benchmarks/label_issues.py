@@ -13,7 +13,8 @@ cross-validated logistic regression on whitened PCA features) once; cleanlab's
 precision@k (k = number flipped); recall@m, m = the size of cleanlab's
 flagged set, for both sides (like with like: a set's recall grows with its
 size, and the two sides flag different numbers); AUROC of the ranking; each
-side's own flagged set (recall, precision, F1); seconds. cleanlab's ranking: its flagged set ordered by
+side's own flagged set (recall, precision, F1); seconds. cleanlab's
+ranking: its flagged set ordered by
 ``return_indices_ranked_by="self_confidence"``, then the rest by its
 normalized-margin label quality. The combination's weights were tuned on
 digits only (``--tune``) and are used unchanged on MNIST and COCO.

@@ -248,8 +248,8 @@ def find_label_issues(
     2. **Coreset importance**: the sensitivity of each sample for logistic
        regression within its class (leverage share + loss share + uniform).
     3. **Neighbour disagreement**: the share of the ``n_neighbors`` nearest
-       neighbours (faiss; exact up to 120,000 samples, IVF above) in the top
-       ``knn_components`` PCA axes that carry another label.
+       neighbours (faiss; exact up to 120,000 samples, cell-blocked above)
+       in the top ``knn_components`` PCA axes that carry another label.
 
     Parameters
     ----------
@@ -281,7 +281,8 @@ def find_label_issues(
     knn_weight, importance_weight : float in [0, 1]
         Weights of the combination (see :func:`combine_scores`).
     random_state : int, Generator or None
-        Seed of the folds, the subsets and the IVF training sample.
+        Seed of the PCA row sample, the folds, the subsets and the
+        neighbour cells.
     verbose : int, default=0
         Progress bars when > 0.
 

@@ -103,8 +103,8 @@ def fit_softmax(
         own = logits[y, cols]
         np.exp(logits, out=logits)
         s = logits.sum(axis=0)
-        loss = float(np.sum(np.log(s), dtype=np.float64) - np.sum(own, dtype=np.float64))
-        loss /= n
+        loss = np.sum(np.log(s), dtype=np.float64) - np.sum(own, dtype=np.float64)
+        loss = float(loss) / n
         logits *= 1.0 / s
         logits[y, cols] -= 1.0
         grad = np.empty((d + 1, k), dtype=np.float64)

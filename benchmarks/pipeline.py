@@ -12,7 +12,7 @@ Usage::
 
     nice -n 19 python benchmarks/pipeline.py                      # all three sets
     nice -n 19 python benchmarks/pipeline.py --sets hymenoptera
-    nice -n 19 python benchmarks/pipeline.py --sets mnist            # + IIC (>= 2,000 images)
+    nice -n 19 python benchmarks/pipeline.py --sets mnist         # + IIC (2,000+ items)
     nice -n 19 python benchmarks/pipeline.py --folder my_images/  # any labelled folder
     python benchmarks/pipeline.py --smoke --json                  # CI
 """

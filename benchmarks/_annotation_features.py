@@ -1,9 +1,8 @@
 """Feature matrices for the annotation benchmark (what the clusters are made of).
 
 - ``pixels``: raw pixels + PCA (the quick baseline);
-- ``iic``: the penultimate layer (trunk) of a clusterlens IIC network, averaged
-  over random views of each image (the transformations IIC was trained to be
-  invariant to), L2-normalised, PCA;
+- ``iic``: the penultimate layer (trunk) of a clusterlens IIC network
+  (``clusterlens.deep._embed.iic_trunk_features``), L2-normalised, PCA;
 
 then, optionally, ``smooth`` rounds of k-nearest-neighbour averaging: each
 item's vector becomes the mean of its own and its ``n_neighbours - 1`` nearest
@@ -52,41 +51,6 @@ def train_iic(
     return model.fit(images[keep])
 
 
-def iic_trunk_features(
-    model: Any, images: npt.NDArray[Any], *, views: int, seed: int, chunk: int = 2048
-) -> npt.NDArray[np.float32]:
-    """(n, d) mean of the L2-normalised trunk outputs of a fitted IIC over the
-    clean view and ``views - 1`` random views of every image."""
-    import torch
-
-    from clusterlens.deep._iic import as_image_tensor
-    from clusterlens.utils._progress import progress
-
-    x_all = as_image_tensor(images)
-    net, tf = model.net_, model.transforms_
-    device = next(net.parameters()).device
-    gen = torch.Generator().manual_seed(seed)
-    was_training = net.training
-    net.eval()
-    acc: Any = None
-    try:
-        with torch.inference_mode():
-            for v in progress(range(views), desc="IIC views", total=views):
-                out = []
-                for s in range(0, x_all.shape[0], chunk):
-                    x = x_all[s : s + chunk]
-                    x = tf.clean(x) if v == 0 else tf.random(x, gen)
-                    f = net.trunk(x.to(device)).float().cpu()
-                    out.append(f / f.norm(dim=1, keepdim=True).clamp_min(1e-12))
-                f = torch.cat(out)
-                acc = f if acc is None else acc + f
-    finally:
-        net.train(was_training)
-    T = (acc / views).numpy()
-    T /= np.maximum(np.linalg.norm(T, axis=1, keepdims=True), 1e-12)
-    return np.asarray(T, dtype=np.float32)
-
-
 def knn_smooth(
     X: npt.NDArray[np.float32], rounds: int, n_neighbours: int
 ) -> npt.NDArray[np.float32]:
@@ -121,11 +85,11 @@ def make_features(
     iic_model: str | None = None,
     iic_epochs: int = 2,
     iic_train_limit: int = 20000,
-    views: int = 8,
     smooth: int = 0,
     n_neighbours: int = 10,
 ) -> tuple[npt.NDArray[np.float32], dict[str, Any]]:
     """The feature matrix of ``kind`` ("pixels" or "iic") and what made it."""
+    from clusterlens.deep._embed import iic_trunk_features
     from clusterlens.features import fit_pca
 
     t0 = time.perf_counter()
@@ -152,15 +116,13 @@ def make_features(
                 f"{min(iic_train_limit, len(images)):,} images)"
             )
         info["iic_seconds"] = time.perf_counter() - t0
-        T = iic_trunk_features(model, images, views=views, seed=seed)
+        T = iic_trunk_features(model, images)
+        T /= np.maximum(np.linalg.norm(T, axis=1, keepdims=True), 1e-12)
         Z = np.asarray(
             fit_pca(T, min(pca, T.shape[1]), random_state=seed).transform(T),
             dtype=np.float32,
         )
-        desc = (
-            f"{how}: trunk ({T.shape[1]}-d) averaged over {views} view(s), "
-            f"L2, PCA {Z.shape[1]}"
-        )
+        desc = f"{how}: trunk ({T.shape[1]}-d), L2, PCA {Z.shape[1]}"
     if smooth > 0:
         Z = knn_smooth(Z, smooth, n_neighbours)
         desc += f", {smooth} round(s) of {n_neighbours}-NN averaging"

@@ -90,7 +90,6 @@ def build(images, labels, args, work: Path) -> tuple[Path, dict[str, Any]]:
         iic_model=args.iic_model,
         iic_epochs=args.iic_epochs,
         iic_train_limit=args.iic_train_limit,
-        views=args.views,
         smooth=args.smooth,
         n_neighbours=args.neighbours,
     )
@@ -201,12 +200,6 @@ def main() -> None:
     ap.add_argument("--iic-epochs", type=int, default=2, help="without --iic-model")
     ap.add_argument(
         "--iic-train-limit", type=int, default=20000, help="without --iic-model"
-    )
-    ap.add_argument(
-        "--views",
-        type=int,
-        default=1,
-        help="IIC views averaged per image (1: the clean view)",
     )
     ap.add_argument("--pca", type=int, default=128)
     ap.add_argument("--smooth", type=int, default=6, help="rounds of k-NN averaging")

@@ -3,9 +3,10 @@
 The annotator knows the true labels but may only use the review app's actions
 (``clusterlens.app.ReviewStore``), exactly what the page sends: name a cluster
 (type a class, Enter), split a cluster (key ``s``: 2-means on its features),
-label images one at a time. It sees what the page shows: one cluster as a grid
-of at most ``PAGE`` thumbnails, closest to the centre first, outliers last.
-Per cluster, in the app's order:
+label one image (shift-click it, type its class, Enter: "Label selected", one
+``label_items`` action per image). It sees what the page shows: one cluster as
+a grid of at most ``PAGE`` thumbnails, closest to the centre first, outliers
+last. Per cluster, in the app's order:
 
 - a cluster larger than a page, or one showing at least ``--split-min``
   images of another class than its majority, is split (up to ``--max-depth``

@@ -77,3 +77,36 @@ def test_label_reject_reload_export_in_chromium(server):
     assert {r["label"] for r in labelled} == {"zero <i>"}
     assert rows[rejected]["label"] == "" and rows[rejected]["cluster"] != "0"
     assert store.n_actions() == 2
+
+
+def test_shift_click_selects_and_labels_single_images_in_a_cluster(server):
+    url, store, _ws = server
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True)
+        page = browser.new_page()
+        page.goto(url + "/cluster/0")
+        figs = page.locator("figure.item")
+        n0 = figs.count()
+        a, b = (int(figs.nth(i).get_attribute("data-idx")) for i in (0, n0 - 1))
+        # shift-click selects (nothing is rejected), a second shift-click unselects
+        figs.nth(0).click(modifiers=["Shift"])
+        figs.nth(1).click(modifiers=["Shift"])
+        figs.nth(1).click(modifiers=["Shift"])
+        figs.nth(n0 - 1).click(modifiers=["Shift"])
+        assert page.locator("figure.picked").count() == 2
+        assert store.n_actions() == 0
+        page.fill("#fix-name", "seven")
+        with page.expect_navigation():
+            page.press("#fix-name", "Enter")
+        # one action labelled both images; naming the cluster keeps their label
+        assert store.n_actions() == 1
+        assert store.history(1)[0]["kind"] == "label_items"
+        page.fill("#name", "zero")
+        with page.expect_navigation():
+            page.press("#name", "Enter")
+        browser.close()
+    labels = store.labels()
+    assert labels[a] == labels[b] == "seven"
+    members = [int(i) for i in store.cluster_items(0)]
+    assert len(members) == n0 and {labels[i] for i in members} == {"seven", "zero"}
+    assert sum(labels[i] == "zero" for i in members) == n0 - 2

@@ -46,10 +46,21 @@
     grid.addEventListener("click", async (e) => {
       const fig = e.target.closest("figure.item");
       if (!fig) return;
+      if (e.shiftKey) { fig.classList.toggle("picked"); return; }  // select, no reject
       fig.classList.add("selected");
       await act({ kind: "reject", items: [Number(fig.dataset.idx)] });
       fig.remove();
       say("rejected item " + fig.dataset.idx);
+    });
+  }
+  const fixForm = document.getElementById("fix-form");
+  if (grid && fixForm) {
+    fixForm.addEventListener("submit", async (e) => {
+      e.preventDefault();
+      const items = [...grid.querySelectorAll("figure.picked")].map((f) => Number(f.dataset.idx));
+      const name = document.getElementById("fix-name").value.trim();
+      if (!items.length || !name) { say("shift-click images and type a label"); return; }
+      await act({ kind: "label_items", items: items, name: name }); location.reload();
     });
   }
   if (grid && view === "pool") {

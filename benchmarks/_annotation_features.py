@@ -85,6 +85,7 @@ def make_features(
     iic_model: str | None = None,
     iic_epochs: int = 2,
     iic_train_limit: int = 20000,
+    iic_save: str | None = None,
     smooth: int = 0,
     n_neighbours: int = 10,
 ) -> tuple[npt.NDArray[np.float32], dict[str, Any]]:
@@ -111,6 +112,8 @@ def make_features(
                 train_limit=iic_train_limit,
                 seed=seed,
             )
+            if iic_save:
+                model.save(iic_save)
             how = (
                 f"IIC trained here ({iic_epochs} epoch(s) on "
                 f"{min(iic_train_limit, len(images)):,} images)"

@@ -147,6 +147,14 @@ def test_cnn_features_cli(folder, tmp_path):
     assert X.shape == (10, 1280) and X.dtype == np.float32
     r = run("cluster", ws, "--features", "cnn", "-k", 2, "--format", "json")
     assert r.exit_code == 0, r.output
+    r = run(
+        "features", "cnn", ws, "--image-size", 64, "--flip", "--pca", 4, "--whiten",
+        "--out", ws / "features" / "cnn-flip", "-q",
+    )  # fmt: skip
+    assert r.exit_code == 0, r.output
+    info = json.loads((ws / "features" / "cnn-flip" / "run.json").read_text())
+    assert info["parameters"]["flip"] is True
+    assert np.load(ws / "features" / "cnn-flip" / "features.npy").shape == (10, 4)
 
 
 def test_tiny_images_keep_an_empty_histogram(tmp_path):
@@ -249,3 +257,55 @@ def test_ingest_coco_box_crops_and_idx(shared_data, tmp_path):
     assert r.exit_code == 0, r.output
     m = open_workspace(tmp_path / "m")
     assert len(m) == 10000 and m.read_item(0).shape == (28, 28)
+
+
+def test_cluster_ward_cli_equals_scikit_learn(folder, tmp_path):
+    """--method ward: scikit-learn's Ward labels, cluster means as the model."""
+    from sklearn.cluster import AgglomerativeClustering
+    from sklearn.metrics import adjusted_rand_score
+
+    ws = tmp_path / "ws"
+    assert run("ingest", folder, "--out", ws, "-q").exit_code == 0
+    assert run("features", "pixels", ws, "--size", 16, "--pca", 6, "-q").exit_code == 0
+    r = run(
+        "cluster", ws, "--features", "pixels-pca6", "-k", 3, "--l2",
+        "--method", "ward", "--format", "json",
+    )  # fmt: skip
+    assert r.exit_code == 0, r.output
+    info = json.loads(r.output)
+    assert info["method"] == "ward" and info["n_clusters"] == 3
+    X = np.load(ws / "features" / "pixels-pca6" / "features.npy").astype(np.float32)
+    X /= np.linalg.norm(X, axis=1, keepdims=True)
+    want = AgglomerativeClustering(3, linkage="ward").fit_predict(X)
+    out = ws / "clusters" / "pixels-pca6"
+    got = pq.read_table(out / "results.parquet").to_pydict()
+    assert adjusted_rand_score(want, got["cluster"]) == 1.0
+    model = np.load(out / "model.npz")
+    labels = np.asarray(got["cluster"])
+    for c in range(3):
+        np.testing.assert_allclose(
+            model["cluster_centers"][c], X[labels == c].mean(0), rtol=1e-5, atol=1e-6
+        )
+    np.testing.assert_allclose(
+        got["distance"],
+        np.linalg.norm(X - model["cluster_centers"][labels], axis=1),
+        rtol=1e-5,
+        atol=1e-6,
+    )
+    meta = json.loads((out / "model.json").read_text())
+    assert meta["format"] == "clusterlens.ward" and meta["params"]["linkage"] == "ward"
+    run_json = json.loads((out / "run.json").read_text())
+    assert run_json["parameters"]["method"] == "ward"
+
+
+def test_cluster_ward_refuses_too_many_items(folder, tmp_path, monkeypatch):
+    import clusterlens.pipelines.cluster_images as ci
+
+    ws = tmp_path / "ws"
+    assert run("ingest", folder, "--out", ws, "-q").exit_code == 0
+    assert run("features", "pixels", ws, "--size", 8, "-q").exit_code == 0
+    monkeypatch.setattr(ci, "WARD_MAX_ITEMS", 5)
+    r = run("cluster", ws, "--features", "pixels", "-k", 2, "--method", "ward")
+    assert r.exit_code == 1
+    assert "limit of 5" in r.output and "--method kmeans" in r.output
+    assert not (ws / "clusters" / "pixels").exists()

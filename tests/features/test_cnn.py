@@ -72,3 +72,16 @@ def test_bad_weights_file(tmp_path):
         DataValidationError, match="not an EfficientNet-Lite0 state dict"
     ):
         CnnEmbedder(p)
+
+
+def test_flip_averages_the_mirror_and_is_mirror_invariant(shared_data, tmp_path):
+    """flip=True is the mean of the image's and its mirror's embeddings."""
+    photos = _photos(shared_data, tmp_path, n=1)
+    plain = CnnEmbedder(image_size=64, fit="squash")
+    flip = CnnEmbedder(image_size=64, fit="squash", flip=True)
+    mirrored = [np.ascontiguousarray(p[:, ::-1]) for p in photos]
+    a, m = plain.embed(photos), plain.embed(mirrored)
+    assert not np.allclose(a, m, atol=1e-3)  # the network is not mirror-invariant
+    f = flip.embed(photos)
+    np.testing.assert_allclose(f, (a + m) / 2, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(flip.embed(mirrored), f, rtol=1e-4, atol=1e-4)

@@ -16,6 +16,7 @@ EXAMPLES = """
 Examples:
   clusterlens cluster ws --features bow -k 2
   clusterlens cluster ws --features cnn -k 2 --l2
+  clusterlens cluster coco-ws --features cnn-pca50 -k 21 --l2 --method ward
   clusterlens cluster mnist-ws --features ws/features/pixels-pca50 -k 10
 """
 
@@ -33,6 +34,15 @@ Examples:
 @click.option("--n-init", type=click.IntRange(min=1), default=10, show_default=True)
 @click.option("--max-iter", type=click.IntRange(min=1), default=300, show_default=True)
 @click.option("--l2", is_flag=True, help="L2-normalise each feature row first.")
+@click.option(
+    "--method",
+    type=click.Choice(["kmeans", "ward"]),
+    default="kmeans",
+    show_default=True,
+    help="k-means (the engine), or Ward-linkage agglomerative clustering "
+    "(scikit-learn; deterministic, memory quadratic in the items, at most "
+    "20,000).",
+)
 @click.option("--no-report", is_flag=True, help="Skip report.html.")
 @backend_options
 @ws_options
@@ -43,6 +53,7 @@ def cluster(
     n_init: int,
     max_iter: int,
     l2: bool,
+    method: str,
     no_report: bool,
     backend: str | None,
     scheduler: str | None,
@@ -52,7 +63,7 @@ def cluster(
     quiet: bool,
     seed: int,
 ) -> None:
-    """k-means the items of WS on one of their feature matrices.
+    """Cluster the items of WS (k-means or Ward) on one of their feature matrices.
 
     Writes OUT (default WS/clusters/<features>): results.parquet (index,
     item_id, label, cluster, distance), model.npz/json, report.html, run.json.
@@ -75,6 +86,7 @@ def cluster(
             n_init=n_init,
             max_iter=max_iter,
             l2_normalize=l2,
+            method=method,
             random_state=seed,
             report=not no_report,
             command={"ws": str(ws)},
@@ -85,7 +97,8 @@ def cluster(
         fmt,
         "clusterlens.cluster-images/1",
         {**summary, "out": str(dst.absolute())},
-        f"k-means: {summary['n_items']:,} items, {summary['n_features']}-d "
+        f"{'Ward' if method == 'ward' else 'k-means'}: {summary['n_items']:,} items, "
+        f"{summary['n_features']}-d "
         f"{features} features, {n_clusters} clusters, inertia {summary['inertia']:.6g}"
         f", {summary['seconds']:.2f} s.{_scores_text(summary)}\nWrote {dst}/",
     )

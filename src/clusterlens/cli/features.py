@@ -166,6 +166,12 @@ def sift(
     show_default=True,
     help="How an image becomes the square input.",
 )
+@click.option(
+    "--flip",
+    is_flag=True,
+    help="Average each embedding with its mirror image's (test-time "
+    "augmentation; twice the compute).",
+)
 @click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
 @_PCA
 @_WHITEN
@@ -177,6 +183,7 @@ def cnn(
     weights: Path | None,
     image_size: int,
     fit: str,
+    flip: bool,
     batch_size: int,
     pca: int | None,
     whiten: bool,
@@ -210,6 +217,7 @@ def cnn(
             weights=weights,
             image_size=image_size,
             fit=fit,
+            flip=flip,
             batch_size=batch_size,
             n_jobs=n_jobs,
             pca=pca,

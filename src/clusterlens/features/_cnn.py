@@ -42,6 +42,10 @@ class CnnEmbedder:
         the shorter side to ``image_size`` and cuts the middle square.
     n_threads : int, default=2
         torch intra-op threads while embedding (restored afterwards).
+    flip : bool, default=False
+        Test-time augmentation: each embedding is the mean of the image's and
+        its horizontal mirror's (twice the compute; the embedding becomes
+        invariant to left/right, as objects in photos are).
 
     Examples
     --------
@@ -60,10 +64,12 @@ class CnnEmbedder:
         image_size: int = 224,
         fit: str = "squash",
         n_threads: int = 2,
+        flip: bool = False,
     ) -> None:
         self.image_size = check_int(image_size, "image_size", "CnnEmbedder", low=32)
         self.fit = check_options(fit, "fit", "CnnEmbedder", _FITS)
         self.n_threads = check_int(n_threads, "n_threads", "CnnEmbedder", low=1)
+        self.flip = bool(flip)
         self._torch = import_optional("torch", extra="deep", feature="CNN features")
         # channels-last runs the depthwise convolutions about 2x faster on CPU
         self._model = build_efficientnet_lite0(weights).to(
@@ -93,7 +99,7 @@ class CnnEmbedder:
         return np.ascontiguousarray(((a - mean) / std).transpose(2, 0, 1))
 
     def embed_batch(self, batch: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
-        """Embed preprocessed inputs of shape (n, 3, S, S)."""
+        """Embed preprocessed inputs (n, 3, S, S); mirror-averaged with ``flip``."""
         torch = self._torch
         if batch.ndim != 4 or batch.shape[1] != 3:
             raise DataValidationError(
@@ -106,6 +112,8 @@ class CnnEmbedder:
                 x = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32))
                 x = x.contiguous(memory_format=torch.channels_last)
                 out = self._model.embed(x)
+                if self.flip:
+                    out = (out + self._model.embed(torch.flip(x, dims=[3]))) / 2
         finally:
             torch.set_num_threads(old)
         return np.asarray(out.numpy(), dtype=np.float32)

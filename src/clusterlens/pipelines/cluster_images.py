@@ -16,6 +16,10 @@ from clusterlens.io._workspace import Workspace
 
 __all__ = ["load_feature_matrix", "run_cluster_images", "scores_if_labelled"]
 
+METHODS: tuple[str, ...] = ("kmeans", "ward")
+# Ward keeps the (n, n) merge structure in memory: about 8 n^2 / 2 bytes
+WARD_MAX_ITEMS = 20_000
+
 
 def load_feature_matrix(ws: Workspace, features: str) -> tuple[Any, str]:
     """The (n_items, d) float32 matrix of a feature stage, and its path.
@@ -94,14 +98,28 @@ def run_cluster_images(
     n_init: int = 10,
     max_iter: int = 300,
     l2_normalize: bool = False,
+    method: str = "kmeans",
     random_state: int = 0,
     report: bool = True,
     verbose: int = 0,
     command: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """k-means on one feature matrix of the workspace; results, model, report."""
-    from clusterlens.cluster import KMeans
+    """Cluster one feature matrix of the workspace; results, model, report.
 
+    ``method="kmeans"`` is the engine's k-means (``n_init`` restarts);
+    ``method="ward"`` is scikit-learn's agglomerative clustering with Ward
+    linkage (deterministic; ``n_init``/``max_iter`` unused; at most
+    ``WARD_MAX_ITEMS`` items), whose model is the clusters' mean vectors and
+    whose ``distance`` column is each item's distance to its cluster's mean.
+    Ward merges by the least increase of within-cluster variance, so unlike
+    k-means it does not force clusters of similar spread: on the COCO box
+    crops (21 classes, person 38 %) it beats k-means on PCA-whitened,
+    L2-normalised CNN features (benchmarks/pipeline.py).
+    """
+    from clusterlens.cluster import KMeans
+    from clusterlens.utils.validation import check_options
+
+    method = check_options(method, "method", "run_cluster_images", METHODS)
     stage = Path(os.fspath(stage))
     X, src = load_feature_matrix(ws, features)
     X = np.ascontiguousarray(X, dtype=np.float32)
@@ -113,14 +131,23 @@ def run_cluster_images(
         norms = np.linalg.norm(X, axis=1, keepdims=True)
         X = X / np.where(norms > 0, norms, 1.0)
     t0 = time.perf_counter()
-    km = KMeans(
-        n_clusters, n_init=n_init, max_iter=max_iter, random_state=random_state
-    ).fit(X)
-    seconds = time.perf_counter() - t0
-    labels = np.asarray(km.labels_, dtype=np.int64)
-    d = np.asarray(km.transform(X))
-    dist = d[np.arange(d.shape[0]), labels].astype(np.float64)
-    km.save(stage / "model")
+    if method == "ward":
+        labels, centers = _ward(X, n_clusters)
+        seconds = time.perf_counter() - t0
+        dist = np.linalg.norm(X - centers[labels], axis=1).astype(np.float64)
+        inertia, n_iter, backend = float(np.sum(dist**2)), 0, "local"
+        _save_ward(stage / "model", centers, labels, n_clusters)
+    else:
+        km = KMeans(
+            n_clusters, n_init=n_init, max_iter=max_iter, random_state=random_state
+        ).fit(X)
+        seconds = time.perf_counter() - t0
+        labels = np.asarray(km.labels_, dtype=np.int64)
+        d = np.asarray(km.transform(X))
+        dist = d[np.arange(d.shape[0]), labels].astype(np.float64)
+        inertia, n_iter = float(km.inertia_), int(km.n_iter_)
+        backend = "dask" if km.engine_.startswith("dask:") else "local"
+        km.save(stage / "model")
     write_results(
         stage / "results.parquet",
         {**base_columns(ws), "cluster": labels, "distance": dist},
@@ -130,9 +157,10 @@ def run_cluster_images(
         "n_items": len(ws),
         "n_features": int(X.shape[1]),
         "n_clusters": n_clusters,
-        "inertia": float(km.inertia_),
-        "n_iter": int(km.n_iter_),
-        "backend": "dask" if km.engine_.startswith("dask:") else "local",
+        "method": method,
+        "inertia": inertia,
+        "n_iter": n_iter,
+        "backend": backend,
         "seconds": seconds,
         "images_per_second": float(len(ws) / max(seconds, 1e-9)),
         **scores,
@@ -144,6 +172,7 @@ def run_cluster_images(
         "n_init": n_init,
         "max_iter": max_iter,
         "l2_normalize": l2_normalize,
+        "method": method,
     }
     outputs = ["results.parquet", "model.npz", "model.json", "run.json"]
     if report:
@@ -156,7 +185,8 @@ def run_cluster_images(
             distances=dist,
             figures={k: v for k, v in summary.items() if k != "n_items"},
             params=params,
-            title=f"k-means on {features}: {n_clusters} clusters",
+            title=f"{'Ward' if method == 'ward' else 'k-means'} on {features}: "
+            f"{n_clusters} clusters",
         )
         outputs.append("report.html")
     write_run_json(
@@ -172,3 +202,50 @@ def run_cluster_images(
         },
     )
     return summary
+
+
+def _ward(
+    X: npt.NDArray[np.float32], n_clusters: int
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
+    """Ward-linkage agglomerative labels and the clusters' mean vectors."""
+    from sklearn.cluster import AgglomerativeClustering
+
+    n = X.shape[0]
+    if n > WARD_MAX_ITEMS:
+        raise DataValidationError(
+            f"--method ward needs memory quadratic in the items; {n:,} items is more "
+            f"than its limit of {WARD_MAX_ITEMS:,}. Use --method kmeans."
+        )
+    if n_clusters == 1:
+        labels = np.zeros(n, dtype=np.int64)
+    else:
+        ward = AgglomerativeClustering(n_clusters=n_clusters, linkage="ward")
+        labels = np.asarray(ward.fit_predict(X), dtype=np.int64)
+    counts = np.bincount(labels, minlength=n_clusters).astype(np.float64)
+    sums = np.zeros((n_clusters, X.shape[1]), dtype=np.float64)
+    np.add.at(sums, labels, X)
+    centers = (sums / np.maximum(counts, 1.0)[:, None]).astype(np.float32)
+    return labels, centers
+
+
+def _save_ward(
+    path: Path,
+    centers: npt.NDArray[np.float32],
+    labels: npt.NDArray[np.int64],
+    n_clusters: int,
+) -> None:
+    """``model.npz`` (cluster means, sizes) + ``model.json``; no pickle."""
+    from clusterlens.cluster._persist import write_model
+
+    write_model(
+        path,
+        {
+            "cluster_centers": centers,
+            "cluster_sizes": np.bincount(labels, minlength=n_clusters),
+        },
+        fmt="clusterlens.ward",
+        version=1,
+        params={"n_clusters": n_clusters, "linkage": "ward"},
+        attributes={"n_features_in": int(centers.shape[1])},
+        kind="AgglomerativeClustering",
+    )

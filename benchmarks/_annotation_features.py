@@ -54,25 +54,11 @@ def train_iic(
 def knn_smooth(
     X: npt.NDArray[np.float32], rounds: int, n_neighbours: int
 ) -> npt.NDArray[np.float32]:
-    """``rounds`` times: each row becomes the mean of its ``n_neighbours`` nearest
-    rows (itself included), neighbours found once on ``X``."""
-    if rounds <= 0:
-        return X
-    k = min(n_neighbours, X.shape[0])
-    X = np.ascontiguousarray(X, dtype=np.float32)
-    try:
-        import faiss
+    """``rounds`` of ``n_neighbours``-NN averaging: ``clusterlens.features.knn_smooth``
+    (``clusterlens features iic --smooth``)."""
+    from clusterlens.features import knn_smooth as smooth
 
-        index = faiss.IndexFlatL2(X.shape[1])
-        index.add(X)
-        _, nn = index.search(X, k)
-    except ImportError:
-        from sklearn.neighbors import NearestNeighbors
-
-        nn = NearestNeighbors(n_neighbors=k).fit(X).kneighbors(X)[1]
-    for _ in range(rounds):
-        X = X[nn].mean(axis=1).astype(np.float32)
-    return X
+    return smooth(X, rounds, n_neighbours)
 
 
 def make_features(

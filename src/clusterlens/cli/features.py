@@ -1,4 +1,4 @@
-"""``clusterlens features {sift,cnn,pixels,vae}``: per-item features of a workspace."""
+"""``clusterlens features sift|cnn|pixels|vae|iic``: per-item workspace features."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ Examples:
   clusterlens features cnn ws --batch-size 32
   clusterlens features pixels mnist-ws --size 28 --pca 50
   clusterlens features vae mnist-ws --latent 16 --epochs 30
+  clusterlens features iic mnist-ws --model iic/model --pca 128 --smooth 6
   clusterlens features sift ws --backend dask --scheduler tcp://host:8786
 """
 
@@ -371,4 +372,83 @@ def vae(
         summary,
         dst,
         f"features.npy ({summary['dim']}-d), vae.npz, vae.json, run.json",
+    )
+
+
+@features.command(epilog=EXAMPLES)
+@workspace_argument
+@click.option(
+    "--model",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="An IIC model written by 'clusterlens iic' (its model.npz/.json, no suffix).",
+)
+@click.option(
+    "--pca",
+    type=click.IntRange(min=1),
+    default=128,
+    show_default=True,
+    help="PCA components of the L2-normalised embeddings.",
+)
+@click.option(
+    "--smooth",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="Rounds of k-nearest-neighbour averaging (6 on MNIST for over-clustering).",
+)
+@click.option(
+    "--neighbors",
+    type=click.IntRange(min=1),
+    default=10,
+    show_default=True,
+    help="Neighbours averaged per round (the item itself included).",
+)
+@_JOBS
+@ws_options
+def iic(
+    ws: Path,
+    model: Path,
+    pca: int,
+    smooth: int,
+    neighbors: int,
+    n_jobs: int,
+    out: Path | None,
+    overwrite: bool,
+    fmt: str,
+    quiet: bool,
+    seed: int,
+) -> None:
+    """Embeddings of a trained IIC network (its penultimate layer) for every item.
+
+    Features to over-cluster and name in the review app:
+    clusterlens cluster WS --features iic -k 300, then clusterlens review WS.
+    Writes OUT (default WS/features/iic): features.npy, pca.npz/json, run.json.
+    """
+    from clusterlens.io import open_workspace
+    from clusterlens.pipelines.features import run_iic_features
+    from clusterlens.utils._fs import staged_output_dir
+
+    dst = stage_out(ws, out, "features", "iic")
+    wsp = open_workspace(ws)
+    with staged_output_dir(dst, overwrite=overwrite) as stage:
+        summary = run_iic_features(
+            wsp,
+            stage,
+            model=model,
+            pca=pca,
+            smooth=smooth,
+            n_neighbors=neighbors,
+            n_jobs=n_jobs,
+            random_state=seed,
+            verbose=verbosity(quiet, fmt),
+            command={"ws": str(ws)},
+        )
+    _emit(
+        fmt,
+        quiet,
+        "iic",
+        summary,
+        dst,
+        f"features.npy ({summary['dim']}-d), pca.npz, pca.json, run.json",
     )

@@ -6,6 +6,7 @@ from clusterlens.features._cnn import CnnEmbedder
 from clusterlens.features._effnet import build_efficientnet_lite0, default_weights_path
 from clusterlens.features._pixels import PcaModel, fit_pca, pixel_features
 from clusterlens.features._sift import SiftResult, resize_for_sift, sift_descriptors
+from clusterlens.features._smooth import knn_smooth
 from clusterlens.features._vae import VaeModel, fit_vae
 
 __all__ = [
@@ -17,6 +18,7 @@ __all__ = [
     "default_weights_path",
     "fit_pca",
     "fit_vae",
+    "knn_smooth",
     "pixel_features",
     "resize_for_sift",
     "sift_descriptors",

@@ -306,7 +306,8 @@ def child_daskml(cfg: dict[str, Any]) -> dict[str, Any]:
     from distributed import wait
 
     C0 = np.load(cfg["init"]).astype(np.float32)
-    with _cluster(cfg) as client:
+    # dask_client's Client is not the default one: make it current for dask-ml
+    with _cluster(cfg) as client, client.as_current():
         base = client.run(_rss_now)
         n, d = cfg["n"], C0.shape[1]
         parts = [

@@ -53,6 +53,7 @@ from clusterlens.cluster._driver import _relocate_empty
 from clusterlens.cluster._engines import get_engine
 from clusterlens.cluster._engines._base import Engine
 from clusterlens.cluster._kmeans import KMeansResult
+from clusterlens.distributed._map import shard_bounds
 from clusterlens.exceptions import (
     BackendError,
     DataValidationError,
@@ -583,9 +584,7 @@ class DaskData:
     ) -> None:
         self.source, self.X = source, X
         self.n, self.d = X.shape
-        self.bounds = [
-            (lo, min(self.n, lo + shard_rows)) for lo in range(0, self.n, shard_rows)
-        ]
+        self.bounds = shard_bounds(self.n, shard_rows)
         self._client_args = (client, scheduler, float(timeout))
 
     def __enter__(self) -> DaskData:

@@ -96,6 +96,7 @@ def test_vocab_on_a_scheduler_equals_local(address, sift, tmp_path, extra):
     np.testing.assert_array_equal(wa, wb)
     run_json = json.loads((tmp_path / "b" / "run.json").read_text())
     assert run_json["parameters"]["backend"] == "dask"
+    assert b["quantized_on"] == "dask" and a["quantized_on"] == "local"
 
 
 def test_unreachable_scheduler_one_line_no_output(sift, tmp_path):

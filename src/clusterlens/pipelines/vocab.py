@@ -112,6 +112,7 @@ def run_vocab(
         # candidates): measure how often that is the exact nearest word
         words, d2 = vocab.labels_, vocab.distances_
         used = "fit"
+        quantized_on = "dask" if vocab.engine_.startswith("dask:") else "local"
         agreement = _agreement(vocab, X, words, random_state)
     elif resolve_backend(backend) == "dask" and source is not None:
         # shards of rows quantized by the workers, each reading its rows
@@ -138,10 +139,12 @@ def run_vocab(
             verbose=verbose,
         )
         used = vocab.quantizer_
+        quantized_on = "dask"
         agreement = vocab.agreement(X, sample=10_000, random_state=random_state)
     else:
         words, d2 = vocab.quantize(X)
         used = vocab.quantizer_
+        quantized_on = "local"
         agreement = vocab.agreement(X, sample=10_000, random_state=random_state)
     t_quant = time.perf_counter() - t0 - t_fit
     vocab.save(out / "vocab")
@@ -165,6 +168,7 @@ def run_vocab(
         "n_iter": vocab.n_iter_,
         "mode": vocab.mode_,
         "quantizer": used,
+        "quantized_on": quantized_on,
         "quantizer_agreement": agreement,
         "empty_words": int((counts == 0).sum()),
         "largest_word_share": float(counts.max() / max(1, counts.sum())),

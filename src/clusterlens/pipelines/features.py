@@ -543,8 +543,6 @@ def run_cnn_features(
     n = len(ws)
     extra: dict[str, Any] = {}
     if which == "dask":
-        from clusterlens.distributed._map import map_shards, shard_bounds
-
         size = (
             -(-_default_shard_items(n) // batch_size) * batch_size
             if shard_items is None
@@ -552,29 +550,19 @@ def run_cnn_features(
         )
         extra = {"shard_items": size}
         X = np.zeros((n, CnnEmbedder.dim), dtype=np.float32)
-        bounds = shard_bounds(n, size)
-        bad = [0]
-
-        def _put(i: int, res: tuple[npt.NDArray[np.float32], int]) -> None:
-            lo, hi = bounds[i]
-            X[lo:hi] = res[0]
-            bad[0] += res[1]
-
-        map_shards(
+        unreadable = _gather_item_shards(
             _cnn_shard,
-            bounds,
+            X,
+            size,
             str(ws.root.resolve()),
             None if weights is None else str(Path(os.fspath(weights)).resolve()),
             image_size,
             fit,
             batch_size,
             flip,
-            consume=_put,
             desc="cnn (dask)",
-            unit="img",
             verbose=verbose,
         )
-        unreadable = bad[0]
     else:
         emb = CnnEmbedder(
             weights, image_size=image_size, fit=fit, n_threads=n_jobs, flip=flip
@@ -712,8 +700,6 @@ def run_pixel_features(
     n = len(ws)
     extra: dict[str, Any] = {}
     if which == "dask":
-        from clusterlens.distributed._map import map_shards, shard_bounds
-
         shard = (
             _default_shard_items(n)
             if shard_items is None
@@ -722,26 +708,16 @@ def run_pixel_features(
         extra = {"shard_items": shard}
         shape = (size, size) if mode == "L" else (size, size, 3)
         imgs = np.zeros((n, *shape), dtype=np.uint8)
-        bounds = shard_bounds(n, shard)
-        bad = [0]
-
-        def _put(i: int, res: tuple[npt.NDArray[np.uint8], int]) -> None:
-            lo, hi = bounds[i]
-            imgs[lo:hi] = res[0]
-            bad[0] += res[1]
-
-        map_shards(
+        unreadable = _gather_item_shards(
             _pixel_shard,
-            bounds,
+            imgs,
+            shard,
             str(ws.root.resolve()),
             size,
             mode,
-            consume=_put,
             desc="pixels (dask)",
-            unit="img",
             verbose=verbose,
         )
-        unreadable = bad[0]
     else:
         bar = progress(total=n, desc="pixels", unit="img", verbose=verbose)
         imgs, unreadable = _read_pixels(ws, 0, n, size, mode, n_jobs, bar.update)
@@ -776,6 +752,33 @@ def run_pixel_features(
         },
     )
     return summary
+
+
+def _gather_item_shards(
+    fn: Any,
+    out: npt.NDArray[Any],
+    shard: int,
+    *args: Any,
+    desc: str,
+    verbose: int,
+) -> int:
+    """Dask tasks ``fn(lo, hi, *args) -> (rows, unreadable)`` over shards of items.
+
+    Each shard's rows land in ``out[lo:hi]`` as it finishes; returns the
+    total unreadable count.
+    """
+    from clusterlens.distributed._map import map_shards, shard_bounds
+
+    bounds = shard_bounds(out.shape[0], shard)
+    bad = [0]
+
+    def put(i: int, res: tuple[npt.NDArray[Any], int]) -> None:
+        lo, hi = bounds[i]
+        out[lo:hi] = res[0]
+        bad[0] += res[1]
+
+    map_shards(fn, bounds, *args, consume=put, desc=desc, unit="img", verbose=verbose)
+    return bad[0]
 
 
 def _read_pixels(

@@ -191,3 +191,93 @@ def test_coarse_index_agreement_on_real_sift(shared_data):
     index = CoarseIndex(C - shift, shift=shift, n_probe=24)  # 24 of 91 groups
     top, _ = index.search(X, 1)
     assert np.mean(top[:, 0] == ref) >= 0.99
+
+
+def _numpy_twin(monkeypatch):
+    """Make the large-k code take its numpy path (as without numba)."""
+    import clusterlens.cluster._large as large
+
+    monkeypatch.setattr(large, "_kernels", lambda: None)
+
+
+def _state_after(X, k, iters, seed):
+    """The sorted rows and tables a fit holds after ``iters`` iterations."""
+    from clusterlens.cluster._large import _Rows, _storage_dtype, large_k_lloyd
+
+    init = X[np.random.default_rng(seed).choice(len(X), k, False)].astype(np.float64)
+    st = {}
+    large_k_lloyd(X, init, max_iter=iters, tol=0, on_iteration=lambda s: st.update(s=s))
+    s = st["s"]
+    rows = _Rows(s.shift, _storage_dtype(X.dtype))
+    return s, rows, rows.to_store(X[s.perm])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.uint8])
+@pytest.mark.parametrize("given_codes", [False, True])
+def test_candidate_kernel_matches_numpy_twin(
+    monkeypatch, global_random_seed, dtype, given_codes
+):
+    pytest.importorskip("numba")
+    from clusterlens.cluster._large import candidate_codes, candidate_pass
+
+    X = _mixture(global_random_seed, n=6000, n_comp=800)
+    if dtype == np.uint8:
+        X = np.clip(X * 8 + 128, 0, 255).astype(np.uint8)
+    k = 300
+    s, rows, Xs = _state_after(X, k, 2, global_random_seed)
+    codes = candidate_codes(s.labels, s.top, k) if given_codes else None
+    out = {}
+    for path in ("numba", "numpy"):
+        if path == "numpy":
+            _numpy_twin(monkeypatch)
+        acc = [(np.zeros((k, X.shape[1])), np.zeros(k, np.int64)) for _ in range(2)]
+        new, top, d2 = candidate_pass(
+            Xs, rows, s.labels, s.top, s.centers, acc, codes=codes
+        )
+        out[path] = (new, top, d2, acc[0][0] + acc[1][0], acc[0][1] + acc[1][1])
+    (n1, t1, d1, S1, c1), (n0, t0, d0, S0, c0) = out["numba"], out["numpy"]
+    np.testing.assert_array_equal(n1, n0)
+    np.testing.assert_array_equal(t1, t0)
+    np.testing.assert_array_equal(c1, c0)
+    np.testing.assert_allclose(S1, S0, rtol=1e-12, atol=1e-9)
+    # squared distances are 'x.x - best score' in float32 on both paths
+    np.testing.assert_allclose(d1, d0, rtol=1e-4, atol=1e-3 * float(d0.mean()))
+    # and they are the distances to the new labels' centres
+    C = s.centers + s.shift
+    ref = ((rows.f32(Xs).astype(np.float64) + s.shift - C[n1]) ** 2).sum(1)
+    np.testing.assert_allclose(d1, ref, rtol=1e-3, atol=1e-3 * float(ref.mean()))
+
+
+@pytest.mark.parametrize("with_extra", [False, True])
+def test_index_search_kernel_matches_numpy_twin(
+    monkeypatch, global_random_seed, with_extra
+):
+    pytest.importorskip("numba")
+    rng = np.random.default_rng(global_random_seed)
+    k, d, m = 900, 24, 5000
+    C = rng.normal(0, 3, (k, d))
+    F = (C[rng.integers(0, k, m)] + rng.standard_normal((m, d))).astype(np.float32)
+    extra = rng.integers(0, k, (m, 3)).astype(np.int32) if with_extra else None
+    index = CoarseIndex(C, n_probe=3, seed=global_random_seed)
+    ids1, d1 = index.search_f32(F, 3, extra=extra)
+    _numpy_twin(monkeypatch)
+    ids0, d0 = index.search_f32(F, 3, extra=extra)
+    np.testing.assert_array_equal(ids1, ids0)
+    np.testing.assert_allclose(d1, d0, rtol=1e-4, atol=1e-3)
+    if with_extra:  # a kept centre competes: the best is never worse than it
+        kept = ((F[:, None, :] - C[extra].astype(np.float32)) ** 2).sum(2).min(1)
+        assert np.all(d1 <= kept * (1 + 1e-4) + 1e-3)
+
+
+def test_take_rows_is_a_gather(monkeypatch):
+    from clusterlens.cluster._large import _take_rows
+
+    rng = np.random.default_rng(0)
+    src = rng.integers(0, 255, (1001, 7), dtype=np.uint8)
+    idx = rng.permutation(1001)
+    spare = np.empty_like(src)
+    out = _take_rows(src, idx, spare)
+    assert out is spare
+    np.testing.assert_array_equal(out, src[idx])
+    _numpy_twin(monkeypatch)
+    np.testing.assert_array_equal(_take_rows(src, idx, None), src[idx])

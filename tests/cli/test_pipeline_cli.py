@@ -157,6 +157,34 @@ def test_cnn_features_cli(folder, tmp_path):
     assert np.load(ws / "features" / "cnn-flip" / "features.npy").shape == (10, 4)
 
 
+def test_cnn_features_cli_with_an_exported_network(folder, tmp_path):
+    """--weights takes any CNN saved with torch.export; bad files exit cleanly."""
+    torch = pytest.importorskip("torch")
+    ws = tmp_path / "ws"
+    assert run("ingest", folder, "--out", ws, "-q").exit_code == 0
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 8, 3, stride=2), torch.nn.ReLU(), torch.nn.Conv2d(8, 5, 3)
+    ).eval()
+    model = tmp_path / "tiny.pt2"
+    batch = torch.export.Dim("batch", min=1)
+    ep = torch.export.export(
+        net, (torch.zeros(2, 3, 48, 48),), dynamic_shapes=({0: batch},)
+    )
+    torch.export.save(ep, str(model))
+    r = run("features", "cnn", ws, "--weights", model, "--image-size", 48, "-q")
+    assert r.exit_code == 0, r.output
+    assert np.load(ws / "features" / "cnn" / "features.npy").shape == (10, 5)
+    info = json.loads((ws / "features" / "cnn" / "run.json").read_text())
+    assert info["parameters"]["arch"] == "torch.export"
+    assert info["parameters"]["normalize"] == "imagenet"
+    junk = tmp_path / "junk.pth"
+    junk.write_bytes(b"not a model")
+    r = run("features", "cnn", ws, "--weights", junk, "--out", tmp_path / "o")
+    assert r.exit_code != 0 and "junk.pth" in r.output
+    assert "Traceback" not in r.output and not (tmp_path / "o").exists()
+
+
 def test_tiny_images_keep_an_empty_histogram(tmp_path):
     """Images too small for any keypoint are reported and kept (issue #8)."""
     src = tmp_path / "src"

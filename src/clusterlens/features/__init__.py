@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 from clusterlens.features._cnn import CnnEmbedder
-from clusterlens.features._effnet import build_efficientnet_lite0, default_weights_path
+from clusterlens.features._effnet import (
+    build_efficientnet_lite,
+    default_weights_path,
+    efficientnet_lite_blocks,
+)
 from clusterlens.features._pixels import PcaModel, fit_pca, pixel_features
 from clusterlens.features._sift import SiftResult, resize_for_sift, sift_descriptors
 from clusterlens.features._smooth import knn_smooth
@@ -14,8 +18,9 @@ __all__ = [
     "PcaModel",
     "SiftResult",
     "VaeModel",
-    "build_efficientnet_lite0",
+    "build_efficientnet_lite",
     "default_weights_path",
+    "efficientnet_lite_blocks",
     "fit_pca",
     "fit_vae",
     "knn_smooth",

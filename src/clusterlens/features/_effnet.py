@@ -221,7 +221,8 @@ def build_efficientnet_lite(weights: str | os.PathLike[str] | None = None) -> An
             self._blocks = nn.ModuleList(MBBlock(*b) for b in blocks)
             self._conv_head = SameConv(blocks[-1][4], head, 1, bias=False)
             self._bn1 = nn.BatchNorm2d(head, eps=_BN_EPS)
-            self._fc = nn.Linear(head, n_classes)
+            # a state dict without the classifier still embeds
+            self._fc = nn.Linear(head, n_classes) if n_classes else None
 
         def embed(self, x: Any) -> Any:
             x = F.relu6(self._bn0(self._conv_stem(x)))
@@ -231,6 +232,10 @@ def build_efficientnet_lite(weights: str | os.PathLike[str] | None = None) -> An
             return x.mean(dim=(2, 3))
 
         def forward(self, x: Any) -> Any:
+            if self._fc is None:
+                raise DataValidationError(
+                    "these EfficientNet-Lite weights have no classifier (_fc)."
+                )
             return self._fc(self.embed(x))
 
     path = Path(os.fspath(weights)) if weights is not None else default_weights_path()

@@ -23,6 +23,7 @@ from clusterlens._config import config_context
 from clusterlens.cli.main import cli
 from clusterlens.distributed import dask_client
 from clusterlens.distributed._map import map_shards, shard_bounds
+from clusterlens.exceptions import DataValidationError
 from clusterlens.io import create_workspace, open_workspace
 from clusterlens.pipelines import features as feat
 from clusterlens.pipelines.bow import run_bow
@@ -247,6 +248,36 @@ def test_cnn_dask_equals_local(small_ws, on_dask, tmp_path):
     np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-5)
     run = json.loads((tmp_path / "cd" / "run.json").read_text())["parameters"]
     assert run["backend"] == "dask" and run["shard_items"] == 12
+
+
+def test_cnn_dask_with_an_exported_network_equals_local(small_ws, on_dask, tmp_path):
+    """Workers load a torch.export file themselves; a bad file fails before any task."""
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(0)
+    conv = torch.nn.Conv2d(3, 6, 3, stride=2)
+    net = torch.nn.Sequential(conv, torch.nn.ReLU()).eval()
+    model = tmp_path / "net.pt2"
+    batch = torch.export.Dim("batch", min=1)
+    ep = torch.export.export(
+        net, (torch.zeros(2, 3, 32, 32),), dynamic_shapes=({0: batch},)
+    )
+    torch.export.save(ep, str(model))
+    kw = {"image_size": 32, "batch_size": 4, "weights": model}
+    for d in ("el", "ed"):
+        (tmp_path / d).mkdir()
+    feat.run_cnn_features(small_ws, tmp_path / "el", backend="local", **kw)
+    feat.run_cnn_features(small_ws, tmp_path / "ed", shard_items=12, **kw)
+    a = np.load(tmp_path / "el" / "features.npy")
+    b = np.load(tmp_path / "ed" / "features.npy")
+    assert a.shape == (24, 6) and np.abs(a).max() > 0.01
+    np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-5)
+    run = json.loads((tmp_path / "ed" / "run.json").read_text())["parameters"]
+    assert run["arch"] == "torch.export" and run["backend"] == "dask"
+    junk = tmp_path / "junk.pth"
+    junk.write_bytes(b"not a model")
+    (tmp_path / "ej").mkdir()
+    with pytest.raises(DataValidationError, match=r"junk\.pth"):
+        feat.run_cnn_features(small_ws, tmp_path / "ej", weights=junk, image_size=32)
 
 
 def _run(*args):

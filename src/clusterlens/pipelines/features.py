@@ -526,7 +526,7 @@ def run_cnn_features(
     ``flip`` averages each embedding with its mirror image's (test-time
     augmentation, twice the compute). ``weights`` and ``normalize`` are those
     of :class:`~clusterlens.features.CnnEmbedder` (an EfficientNet-Lite state
-    dict or a TorchScript module).
+    dict, or a network saved with ``torch.export`` or TorchScript).
 
     With ``backend="dask"`` (or that configured default) each shard of
     ``shard_items`` consecutive items (default: a multiple of ``batch_size``)
@@ -555,7 +555,7 @@ def run_cnn_features(
         wpath = None if weights is None else str(Path(os.fspath(weights)).resolve())
         # built here too: a bad weights file fails before any task is sent,
         # and the embedding width is known
-        emb = _cached_embedder(wpath, image_size, fit, flip, normalize)
+        emb = _cached_embedder(wpath, _stamp(wpath), image_size, fit, flip, normalize)
         X = np.zeros((n, emb.dim), dtype=np.float32)
         unreadable = _gather_item_shards(
             _cnn_shard,
@@ -659,15 +659,24 @@ def _cnn_embed(
     return X, unreadable
 
 
+def _stamp(weights: str | None) -> int:
+    """The weights file's mtime: a file rewritten in place is loaded again."""
+    return 0 if weights is None else _mtime(Path(weights))
+
+
 @lru_cache(maxsize=2)
 def _cached_embedder(
     weights: str | None,
+    stamp: int,
     image_size: int,
     fit: str,
     flip: bool = False,
     normalize: str = "auto",
 ) -> Any:
-    """The CNN, built once per worker process, on one torch thread."""
+    """The CNN, built once per worker process, on one torch thread.
+
+    ``stamp`` (the file's mtime) is only part of the cache key.
+    """
     from clusterlens.features import CnnEmbedder
 
     return CnnEmbedder(
@@ -693,7 +702,7 @@ def _cnn_shard(
 ) -> tuple[npt.NDArray[np.float32], int]:
     """Worker task: embeddings of items ``lo:hi`` and how many were unreadable."""
     ws = _cached_workspace(root, _mtime(Path(root) / "items.parquet"))
-    emb = _cached_embedder(weights, image_size, fit, flip, normalize)
+    emb = _cached_embedder(weights, _stamp(weights), image_size, fit, flip, normalize)
     return _cnn_embed(ws, emb, lo, hi, batch_size, 1)
 
 

@@ -39,6 +39,7 @@ def test_anchors_on_real_voc_boxes(tmp_path, shared_data):
     assert payload["n_boxes"] == 15662  # VOC 2007 trainval, difficult included
     assert payload["figures"]["mean_iou"] > 0.6 and payload["figures"]["bpr"] > 0.99
     assert sorted(p.name for p in out.iterdir()) == [
+        ".clusterlens-output.json",
         "anchors.cfg",
         "anchors.json",
         "anchors.yaml",

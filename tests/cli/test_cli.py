@@ -34,6 +34,7 @@ def test_kmeans_writes_every_output(tmp_path, data):
     r = run("kmeans", data, "-k", 3, "--out", out, "--seed", 1)
     assert r.exit_code == 0, r.output
     assert sorted(p.name for p in out.iterdir()) == [
+        ".clusterlens-output.json",
         "assignments.parquet",
         "model.json",
         "model.npz",
@@ -206,6 +207,7 @@ def test_demo_runs_and_report_parses(tmp_path):
     assert payload["accuracy"] > 0.6 and payload["nmi"] > 0.6
     names = sorted(p.name for p in out.iterdir())
     assert names == [
+        ".clusterlens-output.json",
         "assignments.parquet",
         "model.json",
         "model.npz",

@@ -73,6 +73,7 @@ def test_iic_writes_every_output(tmp_path, npz):
     r = run("iic", npz, "--k", 4, "--out", out, "--seed", 0, *FAST)
     assert r.exit_code == 0, r.output
     assert sorted(p.name for p in out.iterdir()) == [
+        ".clusterlens-output.json",
         "assignments.parquet",
         "model.json",
         "model.npz",

@@ -219,7 +219,9 @@ def create_app(
 
         dst = wsp.root / "export" / str(fmt)
         try:
-            with staged_output_dir(dst, overwrite=True) as stage:
+            with staged_output_dir(
+                dst, overwrite=True, kind=f"export/{fmt}", workspace=wsp.root
+            ) as stage:
                 summary = export_labels(
                     wsp,
                     store.labels(),

@@ -179,7 +179,9 @@ def anchors(
         filters["img_size"] = label_img_size
     source = list(data) if len(data) > 1 else data[0]
     table = read_boxes(source, **filters)  # validates before any output
-    with staged_output_dir(out, overwrite=overwrite) as stage:
+    with staged_output_dir(
+        out, overwrite=overwrite, kind="anchors", inputs=[*data, images_dir]
+    ) as stage:
         summary = run_anchors(
             table,
             stage,

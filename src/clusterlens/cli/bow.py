@@ -66,7 +66,13 @@ def bow(
     vocab = vocab_path if vocab_path is not None else ws / "vocab"
     with (
         backend_context(backend, scheduler),
-        staged_output_dir(dst, overwrite=overwrite) as stage,
+        staged_output_dir(
+            dst,
+            overwrite=overwrite,
+            kind="bow",
+            inputs=[vocab, sift_dir],
+            workspace=ws,
+        ) as stage,
     ):
         summary = run_bow(
             wsp,

@@ -76,7 +76,13 @@ def cluster(
     wsp = open_workspace(ws)
     with (
         backend_context(backend, scheduler),
-        staged_output_dir(dst, overwrite=overwrite) as stage,
+        staged_output_dir(
+            dst,
+            overwrite=overwrite,
+            kind="clusters",
+            inputs=[Path(features) if Path(features).exists() else None],
+            workspace=ws,
+        ) as stage,
     ):
         summary = run_cluster_images(
             wsp,

@@ -38,7 +38,7 @@ def demo(k: int, out: Path, overwrite: bool, fmt: str, quiet: bool, seed: int) -
     from clusterlens.pipelines.demo import run_demo
     from clusterlens.utils._fs import staged_output_dir
 
-    with staged_output_dir(out, overwrite=overwrite) as stage:
+    with staged_output_dir(out, overwrite=overwrite, kind="demo") as stage:
         summary = run_demo(
             stage, n_clusters=k, random_state=seed, verbose=verbosity(quiet, fmt)
         )

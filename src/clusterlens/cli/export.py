@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 
 from clusterlens.cli._output import emit
-from clusterlens.cli._ws import workspace_argument
+from clusterlens.cli._ws import workspace_argument, ws_inputs
 
 EXAMPLES = """
 \b
@@ -69,12 +70,19 @@ def export(
     """
     from clusterlens.app._data import open_review
     from clusterlens.io._export import export_labels
-    from clusterlens.utils._fs import staged_output_dir
+    from clusterlens.utils._fs import check_output_dir, staged_output_dir
 
     dst = out if out is not None else ws / "export" / export_format
+    guard: dict[str, Any] = {
+        "overwrite": overwrite,
+        "kind": f"export/{export_format}",
+        "inputs": [results, *ws_inputs(ws)],
+        "workspace": ws,
+    }
+    check_output_dir(dst, **guard)  # before the review store is opened
     data, store = open_review(ws, results=results, issues=None)
     try:
-        with staged_output_dir(dst, overwrite=overwrite) as stage:
+        with staged_output_dir(dst, **guard) as stage:
             summary = export_labels(
                 data.workspace,
                 store.labels(),

@@ -9,7 +9,7 @@ import click
 
 from clusterlens.cli._common import backend_context, backend_options, verbosity
 from clusterlens.cli._output import emit
-from clusterlens.cli._ws import stage_out, workspace_argument, ws_options
+from clusterlens.cli._ws import stage_out, workspace_argument, ws_inputs, ws_options
 
 EXAMPLES = """
 \b
@@ -116,16 +116,18 @@ def sift(
     owns rows offsets[i]:offsets[i+1]), keypoints.npy (x, y in [0, 1], size,
     angle) and run.json. Items without keypoints keep an empty row range.
     """
-    from clusterlens.exceptions import OutputExistsError
     from clusterlens.io import open_workspace
     from clusterlens.pipelines.features import run_sift_features
+    from clusterlens.utils._fs import check_output_dir
 
     dst = stage_out(ws, out, "features", "sift")
-    if dst.exists() and not overwrite:
-        raise OutputExistsError(
-            f"Output folder {dst} already exists. Pass --overwrite to replace it, or "
-            "choose another --out."
-        )
+    check_output_dir(
+        dst,
+        overwrite=overwrite,
+        kind="features/sift",
+        inputs=ws_inputs(ws),
+        workspace=ws,
+    )
     with backend_context(backend, scheduler):
         summary = run_sift_features(
             open_workspace(ws),
@@ -226,7 +228,13 @@ def cnn(
     wsp = open_workspace(ws)
     with (
         backend_context(backend, scheduler),
-        staged_output_dir(dst, overwrite=overwrite) as stage,
+        staged_output_dir(
+            dst,
+            overwrite=overwrite,
+            kind="features/cnn",
+            inputs=[weights, *ws_inputs(ws)],
+            workspace=ws,
+        ) as stage,
     ):
         summary = run_cnn_features(
             wsp,
@@ -294,7 +302,13 @@ def pixels(
     wsp = open_workspace(ws)
     with (
         backend_context(backend, scheduler),
-        staged_output_dir(dst, overwrite=overwrite) as stage,
+        staged_output_dir(
+            dst,
+            overwrite=overwrite,
+            kind="features/pixels",
+            inputs=ws_inputs(ws),
+            workspace=ws,
+        ) as stage,
     ):
         summary = run_pixel_features(
             wsp,
@@ -368,7 +382,13 @@ def vae(
 
     dst = stage_out(ws, out, "features", "vae")
     wsp = open_workspace(ws)
-    with staged_output_dir(dst, overwrite=overwrite) as stage:
+    with staged_output_dir(
+        dst,
+        overwrite=overwrite,
+        kind="features/vae",
+        inputs=ws_inputs(ws),
+        workspace=ws,
+    ) as stage:
         summary = run_vae_features(
             wsp,
             stage,
@@ -448,7 +468,13 @@ def iic(
 
     dst = stage_out(ws, out, "features", "iic")
     wsp = open_workspace(ws)
-    with staged_output_dir(dst, overwrite=overwrite) as stage:
+    with staged_output_dir(
+        dst,
+        overwrite=overwrite,
+        kind="features/iic",
+        inputs=[model, *ws_inputs(ws)],
+        workspace=ws,
+    ) as stage:
         summary = run_iic_features(
             wsp,
             stage,

@@ -234,7 +234,9 @@ def iic(
     tf_overrides = {key: v for key, v in tf_overrides.items() if v is not None}
     if tf_overrides:
         params["transform_overrides"] = tf_overrides
-    with staged_output_dir(out, overwrite=overwrite) as stage:
+    with staged_output_dir(
+        out, overwrite=overwrite, kind="iic", inputs=[data, checkpoint]
+    ) as stage:
         summary = run_iic(
             data,
             stage,
@@ -304,7 +306,12 @@ def iic_predict(
     from clusterlens.utils._fs import staged_output_dir
 
     hw = _parse_size(size)
-    with staged_output_dir(out, overwrite=overwrite) as stage:
+    with staged_output_dir(
+        out,
+        overwrite=overwrite,
+        kind="iic-predict",
+        inputs=[data, model, model.with_suffix(".npz"), model.with_suffix(".json")],
+    ) as stage:
         summary = run_iic_predict(
             model,
             data,

@@ -73,7 +73,9 @@ def ingest(
     from clusterlens.pipelines.ingest import run_ingest
     from clusterlens.utils._fs import staged_output_dir
 
-    with staged_output_dir(out, overwrite=overwrite) as stage:
+    with staged_output_dir(
+        out, overwrite=overwrite, kind="workspace", inputs=[source, images]
+    ) as stage:
         summary = run_ingest(
             source,
             stage,

@@ -154,7 +154,9 @@ def kmeans(
     settings = {} if working_memory is None else {"working_memory": working_memory}
     t0 = time.perf_counter()
     with (
-        staged_output_dir(out, overwrite=overwrite) as stage,
+        staged_output_dir(
+            out, overwrite=overwrite, kind="kmeans", inputs=[data, checkpoint]
+        ) as stage,
         config_context(**settings),
         backend_context(backend, scheduler),
     ):

@@ -134,8 +134,14 @@ def label_issues(
         read_labels,
         run_label_issues,
     )
-    from clusterlens.utils._fs import staged_output_dir
+    from clusterlens.utils._fs import check_output_dir, staged_output_dir
 
+    guard: dict[str, Any] = {
+        "overwrite": overwrite,
+        "kind": "label-issues",
+        "inputs": [*data, images_dir, box_features, pred_probs],
+    }
+    check_output_dir(out, **guard)  # before the crops are embedded
     verbose = verbosity(quiet, fmt)
     boxes = None
     class_names = None
@@ -176,7 +182,7 @@ def label_issues(
             raise DataValidationError(
                 f"Cannot read --pred-probs {str(pred_probs)!r}: {e}."
             ) from e
-    with staged_output_dir(out, overwrite=overwrite) as stage:
+    with staged_output_dir(out, **guard) as stage:
         summary = run_label_issues(
             X,
             labels,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
 from typing import Any
@@ -111,8 +112,17 @@ def _register() -> None:
 _register()
 
 
+def _terminate(signum: int, frame: Any) -> None:
+    """SIGTERM ends the run as Ctrl-C does: staging folders are removed."""
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; returns the exit code (0 ok, 1 handled error, 2 usage)."""
+    import signal
+
+    with contextlib.suppress(ValueError):  # not the main thread
+        signal.signal(signal.SIGTERM, _terminate)
     try:
         cli.main(args=argv, prog_name="clusterlens", standalone_mode=True)
     except SystemExit as e:

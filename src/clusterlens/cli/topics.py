@@ -87,7 +87,9 @@ def topics(
 
     dst = stage_out(ws, out, "topics")
     wsp = open_workspace(ws)
-    with staged_output_dir(dst, overwrite=overwrite) as stage:
+    with staged_output_dir(
+        dst, overwrite=overwrite, kind="topics", inputs=[bow_dir], workspace=ws
+    ) as stage:
         summary = run_topics(
             wsp,
             stage,

@@ -146,7 +146,9 @@ def vocab(
     backend = resolve_backend_options(backend, scheduler)
     plain = format_in is None and key is None and dim == 128
     with (
-        staged_output_dir(out, overwrite=overwrite) as stage,
+        staged_output_dir(
+            out, overwrite=overwrite, kind="vocab", inputs=[data, checkpoint]
+        ) as stage,
         backend_context(backend, scheduler),
     ):
         summary = run_vocab(

@@ -424,7 +424,7 @@ def _write_sift(
         )
     from clusterlens.utils._fs import staged_output_dir
 
-    with staged_output_dir(out, overwrite=True) as stage:
+    with staged_output_dir(out, overwrite=True, kind="features/sift") as stage:
         desc = np.lib.format.open_memmap(
             stage / "descriptors.npy", mode="w+", dtype=np.uint8, shape=(n_desc, 128)
         )

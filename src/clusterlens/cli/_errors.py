@@ -13,7 +13,7 @@ from clusterlens.exceptions import (
     OutputExistsError,
 )
 
-__all__ = ["DEBUG_ENV", "HINT", "format_error"]
+__all__ = ["DEBUG_ENV", "HINT", "format_error", "format_unexpected"]
 
 DEBUG_ENV = "CLUSTERLENS_DEBUG"
 HINT = f"hint: set {DEBUG_ENV}=1 for a traceback"
@@ -58,6 +58,24 @@ def format_error(e: BaseException) -> str:
         if isinstance(e, typ):
             return f"Error ({kind}): {fmt(e)}\n{HINT}"
     return f"Error: {e}\n{HINT}"
+
+
+def format_unexpected(e: BaseException) -> str:
+    """One line for an error no check caught: a clusterlens bug to report.
+
+    ``EOFError`` is what reading an empty or cut-off file raises deep inside a
+    reader; name it so (click would print a bare "Aborted!").
+    """
+    what = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    if isinstance(e, EOFError):
+        return (
+            f"Error (invalid input): a file ended early ({what}): an input is empty "
+            f"or cut off. Check the files given to this command.\n{HINT}"
+        )
+    return (
+        f"Error (unexpected): {type(e).__name__}: {what}. This is a bug in "
+        f"clusterlens; rerun with {DEBUG_ENV}=1 and report the traceback."
+    )
 
 
 def debug_enabled() -> bool:

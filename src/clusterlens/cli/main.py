@@ -9,7 +9,12 @@ from typing import Any
 
 import click
 
-from clusterlens.cli._errors import HANDLED, debug_enabled, format_error
+from clusterlens.cli._errors import (
+    HANDLED,
+    debug_enabled,
+    format_error,
+    format_unexpected,
+)
 
 __all__ = ["cli", "main"]
 
@@ -46,6 +51,15 @@ class _Group(click.Group):
                 err=True,
             )
             ctx.exit(130)
+        except (click.exceptions.ClickException, click.exceptions.Exit):
+            raise  # usage errors and exits: click reports them itself
+        except click.exceptions.Abort:
+            raise
+        except Exception as e:  # a bug: still one line, never a traceback
+            if debug_enabled():
+                raise
+            click.echo(format_unexpected(e), err=True)
+            ctx.exit(1)
 
 
 def _version() -> str:

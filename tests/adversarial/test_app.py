@@ -17,8 +17,8 @@ from click.testing import CliRunner
 
 pytest.importorskip("flask")
 
-from clusterlens.app import create_app  # noqa: E402
-from clusterlens.cli.main import cli  # noqa: E402
+from clusterlens.app import create_app
+from clusterlens.cli.main import cli
 
 
 def _ws(tmp_path, *, n_per=20, features=True):
@@ -105,8 +105,10 @@ def test_concurrent_writers_every_acknowledged_action_is_stored(tmp_path):
     def work(t):
         for i in range(n_actions):
             item = (t * 20 + i) % 60
-            if i % 25 == 7:  # a refused action: must leave nothing behind
+            if i % 25 == 7:  # refused actions must leave nothing behind:
                 payload = {"kind": "label_items", "items": [item], "name": "  "}
+            elif i % 25 == 19:  # ... refused inside the store's transaction too
+                payload = {"kind": "label_items", "items": [item, 60], "name": "x"}
             elif i % 3 == 0:
                 payload = {"kind": "name_cluster", "cluster": t, "name": f"c{t}-{i}"}
             else:
@@ -128,7 +130,7 @@ def test_concurrent_writers_every_acknowledged_action_is_stored(tmp_path):
     finally:
         srv.close()
         app.config["STORE"].close()
-    n_refused = n_threads * len([i for i in range(n_actions) if i % 25 == 7])
+    n_refused = n_threads * len([i for i in range(n_actions) if i % 25 in (7, 19)])
     assert statuses.count(400) == n_refused
     assert statuses.count(200) == n_threads * n_actions - n_refused, {
         s: statuses.count(s) for s in set(statuses)
@@ -162,7 +164,7 @@ def test_store_one_connection_per_thread(tmp_path):
                 store.label_items([(t * 7 + i) % 60], f"{t}-{i}")
                 store.labels()
                 store.history(3)
-        except Exception as e:  # noqa: BLE001 - collected for the assertion
+        except Exception as e:  # collected for the assertion
             errors.append(e)
 
     ts = [threading.Thread(target=work, args=(t,)) for t in range(3)]
@@ -315,13 +317,15 @@ def test_export_format_is_validated_before_touching_the_disk(app_ws, fmt):
 def test_request_body_is_limited(app_ws):
     from clusterlens.app._server import MAX_BODY_BYTES
 
-    app, ws = app_ws
+    app, _ = app_ws
     store = app.config["STORE"]
     c = app.test_client()
     assert app.config["MAX_CONTENT_LENGTH"] == MAX_BODY_BYTES <= 8 * 2**20
-    big = b'{"kind": "label_items", "name": "x", "items": [' + b"1," * (
-        MAX_BODY_BYTES // 2
-    ) + b"1]}"
+    big = (
+        b'{"kind": "label_items", "name": "x", "items": ['
+        + b"1," * (MAX_BODY_BYTES // 2)
+        + b"1]}"
+    )
     r = c.post("/api/action", data=big, content_type="application/json")
     msg = _error(r, 413)
     assert f"{MAX_BODY_BYTES:,}" in msg
@@ -460,8 +464,17 @@ def test_export_of_an_unreviewed_workspace_creates_no_store(tmp_path):
     rows = (out / "labels.csv").read_text().splitlines()
     assert len(rows) == 61  # every item, with its cluster, no label
     r = CliRunner().invoke(
-        cli, ["export", str(ws), "--format", "csv", "--out", str(tmp_path / "o2"),
-              "--print", "json"],
+        cli,
+        [
+            "export",
+            str(ws),
+            "--format",
+            "csv",
+            "--out",
+            str(tmp_path / "o2"),
+            "--print",
+            "json",
+        ],
     )
     assert r.exit_code == 0 and json.loads(r.stdout)["n_labelled"] == 0
     assert not (ws / "review.sqlite").exists()

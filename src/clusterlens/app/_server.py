@@ -41,9 +41,7 @@ _PAGE = 400  # thumbnails per page
 MAX_BODY_BYTES = 2 * 1024 * 1024
 
 _LOOPBACK_NAMES = ("localhost", "127.0.0.1", "[::1]")
-_ACTIONS = (
-    "name_cluster, reject, label_items, merge, split, resolve_suspect or undo"
-)
+_ACTIONS = "name_cluster, reject, label_items, merge, split, resolve_suspect or undo"
 
 
 class _Refused(Exception):
@@ -167,13 +165,13 @@ def _json_body(request: Any) -> dict[str, Any]:
             400, f"The request body is not UTF-8 text (bad byte at offset {e.start})."
         ) from e
     if not text.strip():
-        raise _Refused(400, 'The request body is empty; send a JSON object.')
+        raise _Refused(400, "The request body is empty; send a JSON object.")
     try:
         body = json.loads(text, parse_constant=_no_constant, parse_float=_finite)
     except RecursionError as e:
         raise _Refused(
-            400, "The request body is not a valid action: its JSON is nested too "
-            "deeply."
+            400,
+            "The request body is not a valid action: its JSON is nested too deeply.",
         ) from e
     except ValueError as e:  # json.JSONDecodeError, too-long integers, Infinity
         raise _Refused(400, f"The request body is not valid JSON: {e}.") from e
@@ -312,6 +310,7 @@ def create_app(
                 f"Refused a {site} {req.method} request: only the review app's "
                 "own page can change the review.",
             )
+
     env = jinja2.Environment(
         loader=jinja2.PackageLoader("clusterlens.app", "templates"),
         autoescape=True,
@@ -443,7 +442,7 @@ def create_app(
             raise _Refused(
                 400,
                 f"'at' must be a cluster id of this review, \"pool\" or "
-                f"\"suspects\"; got {_short(at)}.",
+                f'"suspects"; got {_short(at)}.',
             )
         store.set_cursor(at)
         return flask.jsonify({"cursor": store.cursor()})
@@ -505,9 +504,7 @@ class _Body:
         if key in self.body:
             return self.body[key]
         if default is _MISSING:
-            raise _Refused(
-                400, f"The {self.kind!r} action needs {key!r} ({what})."
-            )
+            raise _Refused(400, f"The {self.kind!r} action needs {key!r} ({what}).")
         return default
 
     def integer(self, key: str, default: Any = _MISSING) -> int:

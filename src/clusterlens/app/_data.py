@@ -263,13 +263,20 @@ def open_review(
     issues: str | os.PathLike[str] | None = None,
     store: str | os.PathLike[str] | None = None,
     random_state: int = 0,
+    create: bool = True,
 ) -> tuple[ReviewData, Any]:
     """Load a workspace's clustering and open (or create) its ``review.sqlite``.
+
+    Parameters
+    ----------
+    create : bool, default=True
+        Whether to create the store when it does not exist yet; if False, a
+        missing store gives ``store=None`` and no file is written.
 
     Returns
     -------
     data : ReviewData
-    store : ReviewStore
+    store : ReviewStore or None
     """
     from clusterlens.app._store import ReviewStore
 
@@ -279,6 +286,8 @@ def open_review(
         if store is not None
         else data.workspace.root / STORE_NAME
     )
+    if not create and not path.exists():
+        return data, None
     st = ReviewStore(
         path,
         cluster=data.cluster,

@@ -5,18 +5,24 @@ cluster's name, each suspect's decision) and the log of actions that led there.
 Every action runs in one ``BEGIN IMMEDIATE`` transaction in WAL mode with
 ``synchronous=FULL``: a crash, a killed server or a closed tab loses nothing,
 and two writers (two browser tabs, two processes) are serialised by SQLite, so
-the last write wins and the file stays consistent. Each logged action keeps the
+the last write wins and the file stays consistent. Each thread gets its own
+connection (a connection's transaction is never shared by two request
+threads), so an action the store acknowledged is committed and an action that
+raised left nothing behind. Each logged action keeps the
 rows it changed as they were before, which is what :meth:`ReviewStore.undo`
 restores.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import sqlite3
+import threading
 import time
+import weakref
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -63,6 +69,22 @@ def _check_name(name: object) -> str:
             f"A label name must be at most 200 characters; got {len(name)}."
         )
     return name
+
+
+class _Connection:
+    """One thread's connection: closed when its thread ends (and its local goes)."""
+
+    __slots__ = ("__weakref__", "con")
+
+    def __init__(self, con: sqlite3.Connection) -> None:
+        self.con = con
+
+    def close(self) -> None:
+        with contextlib.suppress(sqlite3.ProgrammingError):  # closed already
+            self.con.close()
+
+    def __del__(self) -> None:
+        self.close()
 
 
 class ReviewStore:
@@ -123,21 +145,25 @@ class ReviewStore:
         )
         self._features = features
         self.random_state = random_state
-        self._con = sqlite3.connect(
-            self.path, timeout=30.0, isolation_level=None, check_same_thread=False
-        )
+        # One connection per thread (a request thread of the web app, a worker):
+        # sqlite3 connections hold one transaction at a time, so sharing one
+        # across threads nests BEGINs and commits other threads' writes.
+        self._local = threading.local()
+        self._conns: weakref.WeakSet[_Connection] = weakref.WeakSet()
+        self._closed = False
+        # Guards the in-memory copy of the items (shared by the threads) and
+        # serialises this process's actions (SQLite serialises processes).
+        self._lock = threading.RLock()
         try:
             self._con.execute("PRAGMA journal_mode=WAL")
         except sqlite3.DatabaseError as e:
-            self._con.close()
+            self.close()
             raise DataValidationError(
                 f"{str(self.path)!r} is not a review store ({e}). Move it away "
                 "to start a new review."
             ) from e
-        self._con.execute("PRAGMA synchronous=FULL")
-        self._con.execute("PRAGMA busy_timeout=30000")
         self._create(init, suspects, source)
-        self._version = -1
+        self._version: tuple[int, int] | None = None
         self._cluster = np.empty(0, dtype=np.int64)
         self._label: npt.NDArray[Any] = np.empty(0, dtype=object)
         self._manual = np.empty(0, dtype=bool)
@@ -210,25 +236,71 @@ class ReviewStore:
             )
         con.execute("COMMIT")
 
-    def _data_version(self) -> int:
-        return int(self._con.execute("PRAGMA data_version").fetchone()[0])
+    @property
+    def _con(self) -> sqlite3.Connection:
+        """This thread's connection (opened on its first use)."""
+        held = getattr(self._local, "held", None)
+        if held is None:
+            if self._closed:
+                raise sqlite3.ProgrammingError(
+                    f"The review store {str(self.path)!r} is closed."
+                )
+            con = sqlite3.connect(
+                self.path, timeout=30.0, isolation_level=None, check_same_thread=False
+            )
+            con.execute("PRAGMA busy_timeout=30000")
+            con.execute("PRAGMA synchronous=FULL")
+            held = _Connection(con)
+            self._local.held = held
+            with self._lock:
+                self._conns.add(held)
+        return held.con
+
+    def _revision(self) -> tuple[int, int]:
+        """Changes whenever an action or an undo commits (in any process)."""
+        rev, last = self._con.execute(
+            "SELECT (SELECT value FROM meta WHERE key = 'rev'), "
+            "(SELECT MAX(id) FROM actions)"
+        ).fetchone()
+        return int(rev or 0), int(last or 0)
+
+    def _bump_revision(self) -> tuple[int, int]:
+        """Count one more change; call inside the action's transaction."""
+        self._con.execute(
+            "INSERT INTO meta VALUES ('rev', '1') ON CONFLICT(key) DO UPDATE "
+            "SET value = CAST(value AS INTEGER) + 1"
+        )
+        return self._revision()
 
     def _reload(self) -> None:
-        """Re-read the items when another connection committed since last time."""
-        v = self._data_version()
-        if v == self._version:
-            return
-        rows = self._con.execute(
-            "SELECT cluster, label, manual FROM items ORDER BY idx"
-        ).fetchall()
-        self._cluster = np.array([r[0] for r in rows], dtype=np.int64)
-        self._label = np.array([r[1] for r in rows], dtype=object)
-        self._manual = np.array([bool(r[2]) for r in rows], dtype=bool)
-        self._version = v
+        """Re-read the items when an action committed since last time."""
+        with self._lock:
+            con = self._con
+            own = not con.in_transaction
+            if own:  # one read snapshot: the revision and the rows agree
+                con.execute("BEGIN")
+            try:
+                v = self._revision()
+                if v == self._version:
+                    return
+                rows = con.execute(
+                    "SELECT cluster, label, manual FROM items ORDER BY idx"
+                ).fetchall()
+            finally:
+                if own:
+                    con.execute("COMMIT")
+            self._cluster = np.array([r[0] for r in rows], dtype=np.int64)
+            self._label = np.array([r[1] for r in rows], dtype=object)
+            self._manual = np.array([bool(r[2]) for r in rows], dtype=bool)
+            self._version = v
 
     def close(self) -> None:
-        """Close the connection (the file keeps everything)."""
-        self._con.close()
+        """Close every thread's connection (the file keeps everything)."""
+        with self._lock:
+            self._closed = True
+            for held in list(self._conns):
+                held.close()
+            self._local.held = None
 
     def __enter__(self) -> ReviewStore:
         return self
@@ -267,35 +339,44 @@ class ReviewStore:
         ]
         return snap
 
-    def _begin(self) -> None:
-        self._con.execute("BEGIN IMMEDIATE")
+    def _begin(self) -> sqlite3.Connection:
+        """Take the write lock (call under ``self._lock``)."""
+        con = self._con
+        con.execute("BEGIN IMMEDIATE")
         self._reload()  # under the write lock: decisions use the newest state
-
-    def _commit(self, kind: str, args: dict[str, Any], snap: dict[str, Any]) -> int:
-        cur = self._con.execute(
-            "INSERT INTO actions(ts, kind, args, undo) VALUES (?, ?, ?, ?)",
-            (time.time(), kind, json.dumps(args, default=_plain), json.dumps(snap)),
-        )
-        self._con.execute("COMMIT")
-        self._version = self._data_version()
-        return int(cur.lastrowid or 0)
+        return con
 
     def _run(self, kind: str, args: dict[str, Any], fn: Any) -> dict[str, Any]:
-        """Run ``fn() -> (items, clusters, suspects, writes)`` as one action."""
-        self._begin()
-        try:
-            items, clusters, suspects, writes, result = fn()
-            snap = self._snapshot(items, clusters, suspects)
-            for sql, rows in writes:
-                self._con.executemany(sql, rows)
-            action_id = self._commit(kind, args, snap)
-        except BaseException:
-            if self._con.in_transaction:
-                self._con.execute("ROLLBACK")
-            self._version = -1
-            self._reload()
-            raise
-        self._reload_rows(items)
+        """Run ``fn() -> (items, clusters, suspects, writes)`` as one action.
+
+        Returns only once the action is committed; raises with nothing applied.
+        """
+        with self._lock:
+            con = self._begin()
+            try:
+                items, clusters, suspects, writes, result = fn()
+                snap = self._snapshot(items, clusters, suspects)
+                for sql, rows in writes:
+                    con.executemany(sql, rows)
+                cur = con.execute(
+                    "INSERT INTO actions(ts, kind, args, undo) VALUES (?, ?, ?, ?)",
+                    (
+                        time.time(),
+                        kind,
+                        json.dumps(args, default=_plain),
+                        json.dumps(snap),
+                    ),
+                )
+                action_id = int(cur.lastrowid or 0)
+                version = self._bump_revision()
+                self._reload_rows(items)
+                con.execute("COMMIT")
+            except BaseException:
+                if con.in_transaction:
+                    con.execute("ROLLBACK")
+                self._version = None  # the copy may hold rolled-back rows
+                raise
+            self._version = version
         return {"action": action_id, "kind": kind, **result}
 
     def _reload_rows(self, items: Iterable[int]) -> None:
@@ -613,46 +694,48 @@ class ReviewStore:
                 f"The 'n' parameter of undo must be an int in the range [1, inf). "
                 f"Got {n!r} instead."
             )
-        con = self._con
-        self._begin()
-        touched: list[int] = []
         out = []
-        try:
-            rows = con.execute(
-                "SELECT id, kind, args, undo FROM actions WHERE undone = 0 "
-                "ORDER BY id DESC LIMIT ?",
-                (n,),
-            ).fetchall()
-            for aid, kind, args, undo in rows:
-                snap = json.loads(undo)
-                con.executemany(
-                    "UPDATE items SET cluster = ?, label = ?, manual = ? WHERE idx = ?",
-                    [(c, lab, m, i) for i, c, lab, m in snap["items"]],
-                )
-                touched += [r[0] for r in snap["items"]]
-                con.executemany(
-                    "UPDATE clusters SET name = ?, merged_into = ? WHERE id = ?",
-                    [(name, mi, cid) for cid, name, mi in snap["clusters"]],
-                )
-                con.executemany(
-                    "DELETE FROM clusters WHERE id = ?",
-                    [(c,) for c in snap["new_clusters"]],
-                )
-                con.executemany(
-                    "UPDATE suspects SET status = ? WHERE idx = ?",
-                    [(st, i) for i, st in snap["suspects"]],
-                )
-                con.execute("UPDATE actions SET undone = 1 WHERE id = ?", (aid,))
-                out.append({"action": aid, "kind": kind, "args": json.loads(args)})
-            con.execute("COMMIT")
-        except BaseException:
-            if con.in_transaction:
-                con.execute("ROLLBACK")
-            raise
-        finally:
-            self._version = -1
-            self._reload()
+        with self._lock:
+            con = self._begin()
+            try:
+                rows = con.execute(
+                    "SELECT id, kind, args, undo FROM actions WHERE undone = 0 "
+                    "ORDER BY id DESC LIMIT ?",
+                    (n,),
+                ).fetchall()
+                for aid, kind, args, undo in rows:
+                    self._undo_one(con, aid, json.loads(undo))
+                    out.append({"action": aid, "kind": kind, "args": json.loads(args)})
+                if rows:
+                    self._bump_revision()
+                con.execute("COMMIT")
+            except BaseException:
+                if con.in_transaction:
+                    con.execute("ROLLBACK")
+                raise
+            finally:
+                self._version = None  # re-read on next use
         return out
+
+    @staticmethod
+    def _undo_one(con: sqlite3.Connection, aid: int, snap: dict[str, Any]) -> None:
+        con.executemany(
+            "UPDATE items SET cluster = ?, label = ?, manual = ? WHERE idx = ?",
+            [(c, lab, m, i) for i, c, lab, m in snap["items"]],
+        )
+        con.executemany(
+            "UPDATE clusters SET name = ?, merged_into = ? WHERE id = ?",
+            [(name, mi, cid) for cid, name, mi in snap["clusters"]],
+        )
+        con.executemany(
+            "DELETE FROM clusters WHERE id = ?",
+            [(c,) for c in snap["new_clusters"]],
+        )
+        con.executemany(
+            "UPDATE suspects SET status = ? WHERE idx = ?",
+            [(st, i) for i, st in snap["suspects"]],
+        )
+        con.execute("UPDATE actions SET undone = 1 WHERE id = ?", (aid,))
 
     # ------------------------------------------------------------------ #
     # navigation (remembered, not an undoable action)
@@ -684,49 +767,54 @@ class ReviewStore:
     def cluster_items(self, cluster: int) -> npt.NDArray[np.int64]:
         """Items of a cluster (or of the pool, -1): closest to the centre first,
         outliers last."""
-        self._reload()
-        members = np.flatnonzero(self._cluster == int(cluster))
-        order = np.argsort(self._grid_distance(members, int(cluster)), kind="stable")
-        return members[order].astype(np.int64)
+        with self._lock:
+            self._reload()
+            members = np.flatnonzero(self._cluster == int(cluster))
+            dist = self._grid_distance(members, int(cluster))
+            order = np.argsort(dist, kind="stable")
+            return members[order].astype(np.int64)
 
     def clusters(self) -> list[dict[str, Any]]:
         """Every live cluster: ``id``, ``name``, ``size``, ``n_unlabelled``."""
-        self._reload()
-        live = self._live_clusters()
-        names = dict(
-            self._con.execute(
-                "SELECT id, name FROM clusters WHERE merged_into IS NULL"
-            ).fetchall()
-        )
-        ids = np.asarray(live, dtype=np.int64)
-        pos = np.searchsorted(ids, self._cluster)
-        ok = (self._cluster >= 0) & (pos < ids.size)
-        ok[ok] = ids[pos[ok]] == self._cluster[ok]
-        size = np.bincount(pos[ok], minlength=ids.size)
-        unl = np.bincount(
-            pos[ok],
-            weights=np.equal(self._label[ok], None).astype(np.float64),  # type: ignore[call-overload]
-            minlength=ids.size,
-        )
-        return [
-            {
-                "id": int(c),
-                "name": names.get(int(c)),
-                "size": int(size[j]),
-                "n_unlabelled": int(unl[j]),
-            }
-            for j, c in enumerate(live)
-        ]
+        with self._lock:
+            self._reload()
+            live = self._live_clusters()
+            names = dict(
+                self._con.execute(
+                    "SELECT id, name FROM clusters WHERE merged_into IS NULL"
+                ).fetchall()
+            )
+            ids = np.asarray(live, dtype=np.int64)
+            pos = np.searchsorted(ids, self._cluster)
+            ok = (self._cluster >= 0) & (pos < ids.size)
+            ok[ok] = ids[pos[ok]] == self._cluster[ok]
+            size = np.bincount(pos[ok], minlength=ids.size)
+            unl = np.bincount(
+                pos[ok],
+                weights=np.equal(self._label[ok], None).astype(np.float64),  # type: ignore[call-overload]
+                minlength=ids.size,
+            )
+            return [
+                {
+                    "id": int(c),
+                    "name": names.get(int(c)),
+                    "size": int(size[j]),
+                    "n_unlabelled": int(unl[j]),
+                }
+                for j, c in enumerate(live)
+            ]
 
     def labels(self) -> list[str | None]:
         """The label of each item (None: not labelled yet)."""
-        self._reload()
-        return list(self._label.tolist())
+        with self._lock:
+            self._reload()
+            return list(self._label.tolist())
 
     def assignment(self) -> npt.NDArray[np.int64]:
         """The current cluster of each item (-1: the pool)."""
-        self._reload()
-        return self._cluster.copy()
+        with self._lock:
+            self._reload()
+            return self._cluster.copy()
 
     def cluster_names(self) -> dict[int, str | None]:
         """The name of every cluster, merged ones included."""
@@ -775,13 +863,14 @@ class ReviewStore:
 
     def progress(self) -> dict[str, int]:
         """``n_items``, ``n_labelled``, ``n_pool``, ``n_actions``."""
-        self._reload()
-        return {
-            "n_items": self.n_items,
-            "n_labelled": int((self._label != None).sum()),  # noqa: E711
-            "n_pool": int((self._cluster == POOL).sum()),
-            "n_actions": self.n_actions(),
-        }
+        with self._lock:
+            self._reload()
+            return {
+                "n_items": self.n_items,
+                "n_labelled": int((self._label != None).sum()),  # noqa: E711
+                "n_pool": int((self._cluster == POOL).sum()),
+                "n_actions": self.n_actions(),
+            }
 
 
 def _plain(o: Any) -> Any:

@@ -68,7 +68,9 @@ def export(
     Unlabelled items are left out of COCO annotations and the ImageFolder tree;
     Label Studio tasks carry their cluster's name as a prediction.
     """
-    from clusterlens.app._data import open_review
+    import numpy as np
+
+    from clusterlens.app._data import STORE_NAME, open_review
     from clusterlens.io._export import export_labels
     from clusterlens.utils._fs import check_output_dir, staged_output_dir
 
@@ -80,22 +82,41 @@ def export(
         "workspace": ws,
     }
     check_output_dir(dst, **guard)  # before the review store is opened
-    data, store = open_review(ws, results=results, issues=None)
+    # never creates WS/review.sqlite: exporting is not reviewing
+    data, store = open_review(ws, results=results, issues=None, create=False)
+    if store is None:
+        labels: list[str | None] = [None] * len(data)
+        assignment = data.cluster
+        names: dict[int, str | None] = {
+            int(c): None for c in np.unique(data.cluster[data.cluster >= 0])
+        }
+        if not quiet:
+            click.echo(
+                f"note: {ws / STORE_NAME} does not exist (nothing reviewed yet): "
+                "exporting the clusters without labels. Label them first with: "
+                f"clusterlens review {ws}",
+                err=True,
+            )
+    else:
+        labels = store.labels()
+        assignment = store.assignment()
+        names = store.cluster_names()
     try:
         with staged_output_dir(dst, **guard) as stage:
             summary = export_labels(
                 data.workspace,
-                store.labels(),
+                labels,
                 stage,
                 fmt=export_format,
-                cluster=store.assignment(),
-                cluster_names=store.cluster_names(),
+                cluster=assignment,
+                cluster_names=names,
                 copy=copy,
                 final=dst,
                 verbose=0 if quiet or fmt == "json" else 1,
             )
     finally:
-        store.close()
+        if store is not None:
+            store.close()
     if quiet and fmt != "json":
         return
     emit(

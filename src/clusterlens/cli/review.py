@@ -41,7 +41,9 @@ def serve(app: Any, host: str, port: int) -> None:
     "--host",
     default="127.0.0.1",
     show_default=True,
-    help="Address to bind; anything but 127.0.0.1 exposes the app to the network.",
+    help="Address to bind; anything but 127.0.0.1 exposes the app to the network. "
+    "The app answers only requests addressed to this host and port (or localhost, "
+    "on a loopback address; any IP address or this machine's name on 0.0.0.0).",
 )
 @click.option("--port", type=click.IntRange(0, 65535), default=8765, show_default=True)
 @click.option(
@@ -61,12 +63,20 @@ def review(
     images that do not belong, merge, split, settle label-issue suspects.
 
     Every action is saved at once to WS/review.sqlite; reopening resumes.
+    Only the app's own page can change the review: requests from other sites or
+    for other host names get 403, and a request body is at most 2 MiB.
     Export the labels with: clusterlens export WS --format csv
     """
     from clusterlens.app._server import create_app
 
     app = create_app(
-        ws, results=results, issues=issues, thumb_size=thumb_size, random_state=seed
+        ws,
+        results=results,
+        issues=issues,
+        thumb_size=thumb_size,
+        random_state=seed,
+        host=host,
+        port=port or None,  # --port 0: a free port, known only once bound
     )
     store = app.config["STORE"]
     p = store.progress()

@@ -19,6 +19,10 @@
     return out;
   }
   const act = (payload) => post("/api/action", payload);
+  // remember where the annotator is (GET requests change nothing on the server)
+  if (view === "cluster" ? cluster !== null : view === "pool" || view === "suspects") {
+    post("/api/cursor", { at: view === "cluster" ? cluster : view }).catch(() => {});
+  }
   const go = (id) => { if (id !== "") location.href = "/cluster/" + id; };
 
   const nameForm = document.getElementById("name-form");

@@ -1,0 +1,414 @@
+"""``clusterlens explore``: from an image source to everything a person must look at.
+
+One call runs, on the workspace the stages share: ingest -> CNN embeddings
+-> scan (hashes, image properties) -> neighbours (once) -> duplicates ->
+outliers -> quality -> map -> search index -> sample to label -> clusters
+(over-clustered for labelling) -> label issues (when the items carry labels)
+-> ``WS/report.html``. Every stage writes its own folder through a staging
+folder and records a fingerprint of its inputs; a rerun reuses each stage
+that is done and still valid, so an interrupted run continues where it
+stopped and a second run costs seconds.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from clusterlens.exceptions import DataValidationError, OutputExistsError
+from clusterlens.io._workspace import Workspace, open_workspace
+from clusterlens.utils._fs import output_kind, staged_output_dir
+from clusterlens.utils._progress import progress
+
+__all__ = ["STAGES", "auto_clusters", "run_explore"]
+
+STAGES = (
+    "ingest",
+    "embeddings",
+    "scan",
+    "neighbors",
+    "duplicates",
+    "outliers",
+    "quality",
+    "map",
+    "index",
+    "sample",
+    "clusters",
+    "label-issues",
+    "report",
+)
+
+
+def auto_clusters(n_items: int) -> int:
+    """Over-clustering for labelling: about ``sqrt(n / 2)`` clusters, 2 to 500.
+
+    Clusters meant to be named in bulk should be purer than the classes are
+    many: a few hundred items per cluster at most, each checkable at a glance.
+    """
+    return int(min(500, max(2, round(math.sqrt(n_items / 2)))))
+
+
+def _run_json(folder: Path) -> dict[str, Any] | None:
+    try:
+        run = json.loads((folder / "run.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return run if isinstance(run, dict) else None
+
+
+def _is_workspace(p: Path) -> bool:
+    return p.is_dir() and (p / "workspace.json").is_file()
+
+
+def _same_source(ws_dir: Path, source: Path, boxes: bool) -> bool:
+    try:
+        meta = json.loads((ws_dir / "workspace.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    if not isinstance(meta, dict):
+        return False
+    same = str(meta.get("source", "")) == str(source.resolve())
+    return same and (str(meta.get("kind", "")) == "coco-boxes") == bool(boxes)
+
+
+def _open_or_ingest(
+    source: Path,
+    out: Path | None,
+    *,
+    overwrite: bool,
+    ingest_args: dict[str, Any],
+    verbose: int,
+) -> tuple[Workspace, str]:
+    """The workspace to explore, and "reused" / "ingested"."""
+    from clusterlens.pipelines.ingest import run_ingest
+
+    if _is_workspace(source) and (out is None or out.resolve() == source.resolve()):
+        return open_workspace(source), "reused"
+    if out is None:
+        raise DataValidationError(
+            f"{source} is not a workspace: give --out WS, the folder to create."
+        )
+    if out.exists() and _is_workspace(out) and not overwrite:
+        if _same_source(out, source, bool(ingest_args.get("boxes"))):
+            return open_workspace(out), "reused"
+        raise OutputExistsError(
+            f"{out} is a workspace of another source; explore {source} into a new "
+            "--out, or pass --overwrite to replace that workspace."
+        )
+    images = ingest_args.get("images")
+    with staged_output_dir(
+        out, overwrite=overwrite, kind="workspace", inputs=[source, images]
+    ) as stage:
+        run_ingest(source, stage, verbose=verbose, **ingest_args)
+    return open_workspace(out), "ingested"
+
+
+def _stage(
+    ws: Workspace,
+    folder: Path,
+    kind: str,
+    want: Any,
+    fn: Callable[[Path], dict[str, Any]],
+    *,
+    key: str = "fingerprint",
+) -> tuple[dict[str, Any], bool]:
+    """Run ``fn`` into ``folder`` unless it holds a valid result already.
+
+    Returns (its summary, whether it was reused).
+    """
+    run = _run_json(folder) if output_kind(folder) == kind else None
+    if run is not None and want is not None and run.get(key) == want:
+        return dict(run.get("results", {})), True
+    with staged_output_dir(
+        folder, overwrite=True, kind=kind, workspace=ws.root
+    ) as stage:
+        return fn(stage), False
+
+
+def _embeddings_valid(ws: Workspace, image_size: int) -> bool:
+    folder = ws.root / "features" / "cnn"
+    run = _run_json(folder)
+    if run is None or output_kind(folder) != "features/cnn":
+        return False
+    params = run.get("parameters", {})
+    if not isinstance(params, dict) or params.get("pca"):
+        return False
+    if int(params.get("image_size", -1)) != int(image_size):
+        return False
+    try:
+        X = np.load(folder / "features.npy", mmap_mode="r")
+    except (OSError, ValueError, EOFError):
+        return False
+    return X.ndim == 2 and X.shape[0] == len(ws)
+
+
+def run_explore(
+    source: str | os.PathLike[str],
+    out: str | os.PathLike[str] | None = None,
+    *,
+    n_clusters: int | None = None,
+    budget: int | None = None,
+    threshold: float | None = None,
+    image_size: int = 224,
+    boxes: bool = False,
+    images: str | os.PathLike[str] | None = None,
+    split: str | None = None,
+    overwrite: bool = False,
+    n_jobs: int = 2,
+    random_state: int = 0,
+    verbose: int = 0,
+) -> dict[str, Any]:
+    """Explore ``source`` (an image source, or a workspace) into a workspace.
+
+    Parameters
+    ----------
+    source : path
+        Anything ``clusterlens ingest`` reads, or an existing workspace.
+    out : path, optional
+        The workspace to create or continue (default: ``source`` when it is a
+        workspace). An existing workspace of the same source is continued;
+        one of another source needs ``overwrite``.
+    n_clusters : int, optional
+        Clusters to make (default :func:`auto_clusters`).
+    budget : int, optional
+        Items in the sample to label (default ``curate.default_budget``).
+    threshold : float, optional
+        Near-duplicate cosine similarity (default
+        ``curate.DEFAULT_NEAR_THRESHOLD``).
+    image_size : int, default=224
+        CNN input side.
+
+    Returns
+    -------
+    dict
+        Per stage: its summary and whether it was reused; ``report``: the path.
+    """
+    from clusterlens.pipelines import curate as cv
+    from clusterlens.pipelines.cluster_images import run_cluster_images
+    from clusterlens.pipelines.features import run_cnn_features
+
+    t0 = time.perf_counter()
+    source = Path(os.fspath(source))
+    out_p = None if out is None else Path(os.fspath(out))
+    bar = progress(total=len(STAGES), desc="explore", unit="stage", verbose=verbose)
+    inner = max(0, verbose)
+    done: dict[str, Any] = {}
+    reused: list[str] = []
+
+    def step(name: str) -> None:
+        bar.set_postfix_str(name)
+
+    def finish(name: str, summary: dict[str, Any], was_reused: bool) -> None:
+        done[name] = summary
+        if was_reused:
+            reused.append(name)
+        bar.update(1)
+
+    try:
+        step("ingest")
+        ws, how = _open_or_ingest(
+            source,
+            out_p,
+            overwrite=overwrite,
+            ingest_args={
+                "boxes": boxes,
+                "images": images,
+                "split": split,
+                "n_jobs": n_jobs,
+            },
+            verbose=inner,
+        )
+        finish("ingest", {"n_items": len(ws), "how": how}, how == "reused")
+        if len(ws) < 2:
+            raise DataValidationError(
+                f"{ws.root} holds {len(ws)} item; explore needs at least 2."
+            )
+
+        step("embeddings")
+        emb_dir = ws.root / "features" / "cnn"
+        if _embeddings_valid(ws, image_size):
+            finish("embeddings", _run_json(emb_dir).get("results", {}), True)  # type: ignore[union-attr]
+        else:
+            with staged_output_dir(
+                emb_dir, overwrite=True, kind="features/cnn", workspace=ws.root
+            ) as stage:
+                s = run_cnn_features(
+                    ws,
+                    stage,
+                    image_size=image_size,
+                    n_jobs=n_jobs,
+                    random_state=random_state,
+                    verbose=inner,
+                    command={"command": "explore", "ws": str(ws.root)},
+                )
+            finish("embeddings", s, False)
+
+        def view(name: str, params: dict[str, Any], fn: Callable[..., Any]) -> None:
+            step(name)
+            want = cv.stage_fingerprint(ws, name, params)
+            s, r = _stage(ws, ws.root / name, name, want, fn)
+            finish(name, s, r)
+
+        cmd = {"command": "explore"}
+        view(
+            "scan",
+            {},
+            lambda st: cv.run_scan(ws, st, n_jobs=n_jobs, verbose=inner, command=cmd),
+        )
+        view(
+            "neighbors",
+            {"n_neighbors": cv.N_NEIGHBORS},
+            lambda st: cv.run_neighbors(
+                ws, st, random_state=random_state, verbose=inner, command=cmd
+            ),
+        )
+        thr = threshold
+        if thr is None:
+            from clusterlens.curate import DEFAULT_NEAR_THRESHOLD
+
+            thr = DEFAULT_NEAR_THRESHOLD
+        view(
+            "duplicates",
+            {"threshold": float(thr)},
+            lambda st: cv.run_duplicates(ws, st, threshold=thr, command=cmd),
+        )
+        from clusterlens.curate import DEFAULT_OUTLIER_Z
+
+        view(
+            "outliers",
+            {"n_neighbors": 5, "z_threshold": DEFAULT_OUTLIER_Z},
+            lambda st: cv.run_outliers(ws, st, command=cmd),
+        )
+        view("quality", {}, lambda st: cv.run_quality(ws, st, command=cmd))
+        view(
+            "map",
+            {"method": "auto", "seed": random_state},
+            lambda st: cv.run_map(ws, st, random_state=random_state, command=cmd),
+        )
+        view(
+            "index",
+            {"seed": random_state},
+            lambda st: cv.run_index(ws, st, random_state=random_state, command=cmd),
+        )
+        view(
+            "sample",
+            {"budget": budget},
+            lambda st: cv.run_sample(ws, st, budget=budget, command=cmd),
+        )
+
+        step("clusters")
+        k = auto_clusters(len(ws)) if n_clusters is None else int(n_clusters)
+        if k > len(ws):
+            raise DataValidationError(
+                f"-k {k} is larger than the {len(ws):,} items of {ws.root}."
+            )
+        cparams = {"k": k, "seed": random_state, "n_init": 3}
+        cwant = {**cv.features_fingerprint(ws), "params": cparams}
+        s, r = _stage(
+            ws,
+            ws.root / "clusters" / "cnn",
+            "clusters",
+            cwant,
+            lambda st: _clusters(ws, st, k, random_state, cwant, run_cluster_images),
+            key="explore_fingerprint",
+        )
+        finish("clusters", s, r)
+
+        step("label-issues")
+        labels = ws.labels
+        if labels is not None and (labels >= 0).all() and np.unique(labels).size >= 2:
+            lwant = {**cv.features_fingerprint(ws), "seed": random_state}
+            s, r = _stage(
+                ws,
+                ws.root / "label-issues",
+                "label-issues",
+                lwant,
+                lambda st: _label_issues(ws, st, random_state, lwant),
+                key="explore_fingerprint",
+            )
+            finish("label-issues", s, r)
+        else:
+            why = (
+                "the items carry no labels"
+                if labels is None or (labels < 0).all()
+                else "only some items carry labels"
+                if (labels < 0).any()
+                else "all items carry one label"
+            )
+            finish("label-issues", {"skipped": why}, False)
+
+        step("report")
+        from clusterlens.report._explore import build_explore_report
+
+        report = build_explore_report(ws, ws.root / "report.html")
+        finish("report", {"path": str(report)}, False)
+    finally:
+        bar.close()
+    seconds = time.perf_counter() - t0
+    return {
+        "workspace": str(ws.root.resolve()),
+        "n_items": len(ws),
+        "stages": done,
+        "reused": reused,
+        "report": str(ws.root / "report.html"),
+        "seconds": seconds,
+        "images_per_second": float(len(ws) / max(seconds, 1e-9)),
+    }
+
+
+def _clusters(
+    ws: Workspace,
+    stage: Path,
+    k: int,
+    seed: int,
+    fingerprint: dict[str, Any],
+    run_cluster_images: Callable[..., dict[str, Any]],
+) -> dict[str, Any]:
+    s = run_cluster_images(
+        ws,
+        stage,
+        features="cnn",
+        n_clusters=k,
+        n_init=3,
+        l2_normalize=True,
+        random_state=seed,
+        command={"command": "explore", "ws": str(ws.root)},
+    )
+    _add_fingerprint(stage, fingerprint)
+    return s
+
+
+def _label_issues(
+    ws: Workspace, stage: Path, seed: int, fingerprint: dict[str, Any]
+) -> dict[str, Any]:
+    from clusterlens.pipelines.curate import embeddings
+    from clusterlens.pipelines.label_issues import run_label_issues
+
+    X = np.asarray(embeddings(ws), dtype=np.float32)
+    s = run_label_issues(
+        X,
+        np.asarray(ws.labels, dtype=np.int64),
+        stage,
+        class_name=None,
+        class_names=ws.class_names,
+        random_state=seed,
+        command={"command": "explore", "ws": str(ws.root)},
+    )
+    _add_fingerprint(stage, fingerprint)
+    return s
+
+
+def _add_fingerprint(stage: Path, fingerprint: dict[str, Any]) -> None:
+    """Record what an existing stage's run.json was computed from."""
+    from clusterlens.utils._fs import atomic_write_text
+
+    run = _run_json(stage) or {}
+    run["explore_fingerprint"] = json.loads(json.dumps(fingerprint))
+    atomic_write_text(stage / "run.json", json.dumps(run, indent=2) + "\n")

@@ -1,0 +1,154 @@
+"""Curation views on planted cases with known answers: duplicates, outliers,
+the map, search by example and the covering sample."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from clusterlens.curate import (
+    SimilarityIndex,
+    embed_2d,
+    find_duplicates,
+    outlier_scores,
+    select_sample,
+)
+from clusterlens.exceptions import InvalidParameterError
+from clusterlens.features._knn import knn_graph, l2_normalize
+
+
+def planted(seed=0, n_clusters=6, per=40, d=32):
+    """Tight clusters, a few near copies, exact copies and one outlier."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(n_clusters, d)) * 3
+    X = np.repeat(centres, per, axis=0) + rng.normal(size=(n_clusters * per, d))
+    y = np.repeat(np.arange(n_clusters), per)
+    src = np.array([3, 50, 120])
+    near = X[src] + 0.01 * rng.normal(size=(3, d))
+    exact = X[[7, 8]]
+    odd = rng.normal(size=(1, d)) * 0.2 + 40 * np.eye(d)[0]
+    X = np.vstack([X, near, exact, odd]).astype(np.float32)
+    return X, y, src
+
+
+def test_knn_graph_equals_brute_force():
+    X, *_ = planted()
+    g = knn_graph(X, 5)
+    D = ((X[:, None, :] - X[None, :, :]) ** 2).sum(-1)
+    np.fill_diagonal(D, np.inf)
+    np.testing.assert_allclose(
+        np.sort(D, axis=1)[:, :5], g.distances, rtol=1e-3, atol=1e-2
+    )
+    E = l2_normalize(X)
+    ge = knn_graph(E, 3)
+    np.testing.assert_allclose(
+        ge.similarities[:, 0], (E * E[ge.indices[:, 0]]).sum(1), atol=1e-4
+    )
+
+
+def test_duplicates_group_copies_with_their_source():
+    X, _, src = planted()
+    n0 = 240
+    E = l2_normalize(X)
+    g = knn_graph(E, 10)
+    hashes = np.array([f"h{i}" for i in range(len(X))], dtype=object)
+    hashes[n0 + 3] = hashes[7]
+    hashes[n0 + 4] = hashes[8]
+    dup = find_duplicates(
+        g.indices, g.similarities, hashes=hashes, embeddings=E, threshold=0.995
+    )
+    for j, s in enumerate(src):
+        assert dup.group[s] >= 0 and dup.group[s] == dup.group[n0 + j]
+    assert dup.group[7] == dup.group[n0 + 3] >= 0
+    assert {dup.kind[7], dup.kind[n0 + 3]} == {"keep", "exact"}
+    assert dup.n_groups == 5 and dup.n_redundant == 5
+    assert (dup.group >= 0).sum() == 10  # nothing else is grouped
+    assert dup.representative.sum() == 5
+    # each group has exactly one representative, with similarity 1
+    for gid in range(dup.n_groups):
+        m = dup.group == gid
+        assert dup.representative[m].sum() == 1
+    assert np.all(dup.similarity[dup.representative] == 1.0)
+    # the preferred (e.g. larger) copy is kept
+    pref = np.zeros(len(X))
+    pref[n0] = 10
+    dup2 = find_duplicates(g.indices, g.similarities, threshold=0.995, preference=pref)
+    assert dup2.representative[n0] and not dup2.representative[src[0]]
+    with pytest.raises(InvalidParameterError, match=r"\(0, 1\]"):
+        find_duplicates(g.indices, g.similarities, threshold=1.5)
+
+
+def test_outlier_ranks_first_and_duplicates_do_not_hide_one():
+    X, *_ = planted()
+    E = l2_normalize(X)
+    g = knn_graph(E, 10)
+    o = outlier_scores(g.similarities)
+    assert o.rank[0] == len(X) - 1
+    assert o.flag[len(X) - 1] and o.flag.sum() <= 3
+    assert o.score[len(X) - 1] == o.score.min()
+    # an outlier with a copy of itself still ranks first when its
+    # duplicates are excluded from the neighbours
+    X2 = np.vstack([X, X[-1:]])
+    E2 = l2_normalize(X2)
+    g2 = knn_graph(E2, 10)
+    plain = outlier_scores(g2.similarities)
+    dup = find_duplicates(g2.indices, g2.similarities, threshold=0.999)
+    same = dup.group[g2.indices] == dup.group[:, None]
+    ex = same & (dup.group[:, None] >= 0)
+    fixed = outlier_scores(g2.similarities, exclude=ex)
+    assert set(fixed.rank[:2]) == {len(X2) - 1, len(X2) - 2}
+    assert plain.z[-1] < fixed.z[-1]
+
+
+def test_sample_covers_every_cluster_before_a_second_pick():
+    X, y, _ = planted()
+    n0 = 240
+    Xc, yc = X[:n0], y
+    s = select_sample(Xc, 6)
+    assert sorted(yc[s.indices]) == list(range(6))
+    assert np.all(np.diff(s.radius) <= 1e-6)  # coverage only improves
+    again = select_sample(Xc, 6)
+    np.testing.assert_array_equal(s.indices, again.indices)
+    ok = np.ones(n0, bool)
+    ok[yc == 2] = False  # e.g. junk: never picked
+    s2 = select_sample(Xc, 5, eligible=ok)
+    assert 2 not in yc[s2.indices] and s2.covered_by[yc == 2].max() == -1
+    with pytest.raises(InvalidParameterError, match="between 1 and the 200"):
+        select_sample(Xc, 201, eligible=ok)
+
+
+def test_index_finds_own_copy_first_and_ivf_recall(tmp_path):
+    X, _, src = planted()
+    idx = SimilarityIndex.build(X)
+    ids, sims = idx.search(X[240], k=3)
+    assert ids[0, 0] in (240, src[0]) and set(ids[0, :2]) == {240, src[0]}
+    idx.save(tmp_path / "flat", features="features.npy")
+    back = SimilarityIndex.load(tmp_path / "flat", features=X)
+    np.testing.assert_array_equal(back.search(X[:5], 4)[0], idx.search(X[:5], 4)[0])
+    rng = np.random.default_rng(1)
+    Y = (
+        rng.normal(size=(50, 16))[rng.integers(0, 50, 5000)]
+        + 0.3 * rng.normal(size=(5000, 16))
+    ).astype(np.float32)
+    ivf = SimilarityIndex.build(Y, exact_max=100)
+    assert ivf.kind == "ivf" and ivf.recall >= 0.9
+    ivf.save(tmp_path / "ivf", features="f.npy")
+    back = SimilarityIndex.load(tmp_path / "ivf")
+    assert back.kind == "ivf" and back.search(Y[:3], 5)[0].shape == (3, 5)
+
+
+def test_map_is_deterministic_and_separates_clusters():
+    X, y, _ = planted()
+    E = l2_normalize(X[:240])
+    g = knn_graph(E, 15)
+    m = embed_2d(E, neighbors=(g.indices, g.distances), random_state=0)
+    assert m.xy.shape == (240, 2) and m.xy.min() >= 0 and m.xy.max() <= 1
+    m2 = embed_2d(E, neighbors=(g.indices, g.distances), random_state=0)
+    np.testing.assert_array_equal(m.xy, m2.xy)
+    # clusters stay apart on the map: each point's nearest map neighbour
+    # shares its cluster
+    D = ((m.xy[:, None] - m.xy[None]) ** 2).sum(-1)
+    np.fill_diagonal(D, np.inf)
+    assert (y[D.argmin(1)] == y).mean() > 0.95
+    tiny = embed_2d(E[:10])
+    assert tiny.method.startswith("pca")

@@ -21,6 +21,7 @@ __all__ = ["cli", "main"]
 EXAMPLES = """
 \b
 Examples:
+  clusterlens explore photos/ --out ws
   clusterlens demo --out demo-out
   clusterlens kmeans descriptors.npy -k 1024 --out runs/km --seed 0
   clusterlens kmeans sift.fvecs -k 256 --out km --format json --quiet
@@ -96,6 +97,7 @@ def _register() -> None:
     from clusterlens.cli.cluster import cluster
     from clusterlens.cli.demo import demo
     from clusterlens.cli.evaluate import evaluate
+    from clusterlens.cli.explore import VIEW_COMMANDS, explore
     from clusterlens.cli.export import export
     from clusterlens.cli.features import features
     from clusterlens.cli.iic import iic, iic_predict
@@ -121,6 +123,9 @@ def _register() -> None:
     cli.add_command(evaluate)
     cli.add_command(review)
     cli.add_command(export)
+    cli.add_command(explore)
+    for command in VIEW_COMMANDS:
+        cli.add_command(command)
 
 
 _register()

@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test setup setup-test lint bench-smoke clean
+.PHONY: demo test setup setup-test browser lint bench-smoke clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -12,8 +12,19 @@ $(BIN)/python:
 setup: $(BIN)/python
 	$(BIN)/python -m pip install --quiet .
 
-setup-test: $(BIN)/python
+setup-test: $(BIN)/python browser
 	$(BIN)/python -m pip install --quiet -e . --group test
+
+# The browser tests drive Debian's Chromium (Playwright never downloads one).
+# Installed through apt when missing and we are root (as CI is); otherwise the
+# browser tests skip, except under CI=true where a missing browser fails them.
+browser:
+	@command -v chromium >/dev/null 2>&1 || [ -x /usr/bin/chromium ] || \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+	      apt-get install -y -qq --no-install-recommends chromium >/dev/null) || \
+	    echo "warning: could not install chromium; browser tests will not run"; \
+	  else echo "note: install chromium (apt-get install chromium) for the browser tests"; fi
 
 demo: setup
 	$(BIN)/clusterlens demo --out clusterlens-demo --overwrite

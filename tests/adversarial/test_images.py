@@ -169,9 +169,7 @@ def test_features_fail_when_the_image_root_moved(ws16, tmp_path, stage, monkeypa
     else:
         args = _stage_args(stage)
     r = _run("features", stage, ws, *args)
-    line = _assert_one_clean_error(
-        r, str(ws), str(src.resolve()), "clusterlens ingest"
-    )
+    line = _assert_one_clean_error(r, str(ws), str(src.resolve()), "clusterlens ingest")
     assert "16 of 16 items" in line
     assert "too small or blank" not in line
     assert not (ws / "features" / stage).exists()
@@ -196,7 +194,9 @@ def test_one_unreadable_item_is_reported_by_every_stage(
         victim.unlink()
     else:
         victim.write_bytes(victim.read_bytes()[:60])  # truncated PNG
-    r, warned = _run_warned("features", stage, ws, *_stage_args(stage), "--format", "json")
+    r, warned = _run_warned(
+        "features", stage, ws, *_stage_args(stage), "--format", "json"
+    )
     assert r.exit_code == 0, r.output
     assert "Traceback" not in r.output
     assert "1 of 16 items" in warned and str(victim) in warned, warned
@@ -214,7 +214,7 @@ def test_one_unreadable_item_is_reported_by_every_stage(
 def test_a_stage_with_most_items_unreadable_fails(ws16, stage):
     """#17 row 12: more than half of the items unreadable -> exit 1, no output."""
     src, ws = ws16
-    gone = sorted((src / "dog").iterdir()) + [src / "cat" / "cat00.png"]
+    gone = [*sorted((src / "dog").iterdir()), src / "cat" / "cat00.png"]
     for p in gone:
         p.unlink()
     r = _run("features", stage, ws, *_stage_args(stage))
@@ -288,9 +288,7 @@ def _pixels_of(tmp_path: Path, files: dict[str, np.ndarray]) -> np.ndarray:
 
 def test_16bit_png_is_scaled_by_its_bit_depth(tmp_path):
     """#17 row 14: 16-bit values v become round(v / 257), not v * 255 / max."""
-    files = {
-        f"g{v}.png": np.full((8, 8), v, np.uint16) for v in (0, 257, 32896, 65535)
-    }
+    files = {f"g{v}.png": np.full((8, 8), v, np.uint16) for v in (0, 257, 32896, 65535)}
     X = _pixels_of(tmp_path, files)  # uint16 arrays are saved as 16-bit PNG
     want = np.array([0, 1, 128, 255]) / 255.0  # sorted: g0, g257, g32896, g65535
     np.testing.assert_allclose(X[:, 0], want, atol=1e-6)
@@ -352,7 +350,9 @@ def test_reingest_skips_nested_clusterlens_outputs(tmp_path):
     exported = src / "export"
     shutil.copytree(src / "cat", exported / "cat")
     (exported / ".clusterlens-output.json").write_text("{}")
-    r, warned = _run_warned("ingest", src, "--out", tmp_path / "ws2", "--format", "json")
+    r, warned = _run_warned(
+        "ingest", src, "--out", tmp_path / "ws2", "--format", "json"
+    )
     assert r.exit_code == 0, r.output
     info = json.loads(r.stdout)
     assert info["n_items"] == 16
@@ -444,7 +444,9 @@ def test_features_report_a_decompression_bomb_as_unreadable(ws16, stage):
     """#17 row 16: an image replaced by a bomb after ingest."""
     src, ws = ws16
     _bomb_png(src / "dog" / "dog01.png")
-    r, warned = _run_warned("features", stage, ws, *_stage_args(stage), "--format", "json")
+    r, warned = _run_warned(
+        "features", stage, ws, *_stage_args(stage), "--format", "json"
+    )
     assert r.exit_code == 0, r.output
     assert "Traceback" not in r.output
     res = json.loads((ws / "features" / stage / "run.json").read_text())["results"]

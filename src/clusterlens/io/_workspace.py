@@ -723,9 +723,7 @@ def create_workspace(
             DataQualityWarning,
             stacklevel=2,
         )
-        atomic_write_text(
-            dst / "skipped.txt", "\n".join(p for p, _ in skipped) + "\n"
-        )
+        atomic_write_text(dst / "skipped.txt", "\n".join(p for p, _ in skipped) + "\n")
     table = {"index": np.arange(n, dtype=np.int64), **cols}
     table["item_id"] = table["item_id"].astype(str)
     table["path"] = table["path"].astype(str)

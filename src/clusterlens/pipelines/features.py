@@ -430,7 +430,7 @@ def _write_sift(
         )
     if empty.size:
         warnings.warn(
-            f"{empty.size} of {n_readable} readable items have no SIFT keypoint "
+            f"{empty.size} of {n} items have no SIFT keypoint although readable "
             f"(too small or blank; first: item {int(empty[0])}, "
             f"{ws.item_path(int(empty[0]))!r}); they are kept with an empty "
             "histogram. --min-size enlarges small images.",

@@ -249,6 +249,17 @@ def test_ingest_with_most_files_unreadable_fails(tmp_path):
     assert _snapshot(src) == before
 
 
+def test_iic_on_a_folder_of_mostly_broken_images_fails(tmp_path):
+    """#17 row 12: ``clusterlens iic FOLDER`` reads images by the same rule."""
+    pytest.importorskip("torch")
+    src = _folder(tmp_path / "photos", n_per_class=1)
+    for i in range(3):
+        (src / "dog" / f"junk{i}.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
+    r = _run("iic", src, "--k", 2, "--epochs", 1, "--out", tmp_path / "iic")
+    _assert_one_clean_error(r, "3 of the 5 image files", str(src), "junk0.png")
+    assert not (tmp_path / "iic").exists() and _partials(tmp_path) == []
+
+
 # --------------------------------------------------------------------------- #
 # Row 13: a symlink loop
 # --------------------------------------------------------------------------- #

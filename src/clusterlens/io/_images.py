@@ -498,7 +498,7 @@ def decode_image(path: PathLike, *, mode: str | None = None) -> Any:
     """
     from PIL import Image
 
-    p = os.fspath(path)
+    p = str(os.fspath(path))  # a plain str (not np.str_) for Pillow's messages
     try:
         st = os.stat(p)
     except OSError as e:
@@ -543,9 +543,7 @@ def _decode_reason(e: BaseException) -> str:
         return "Pillow cannot identify it as an image (corrupt, or not an image)"
     if isinstance(e, OSError) and e.strerror:
         return e.strerror
-    text = str(e).strip() or type(e).__name__
-    # Pillow names the file in some messages; the caller names it already.
-    return text.replace("np.str_(", "(")
+    return str(e).strip() or type(e).__name__
 
 
 def read_image(

@@ -241,6 +241,16 @@ def _is_within(path: str, root: str) -> bool:
         return False
 
 
+def _identity(st: os.stat_result, path: str) -> tuple[Any, ...]:
+    """What makes a file or folder the same one: device and inode, or real path.
+
+    (Some file systems report inode 0 for everything; the path is used there.)
+    """
+    if st.st_ino:
+        return (st.st_dev, st.st_ino)
+    return ("path", os.path.realpath(path))
+
+
 def _is_output_dir(path: str) -> bool:
     return any(os.path.isfile(os.path.join(path, m)) for m in OUTPUT_MARKERS)
 
@@ -257,12 +267,12 @@ def _walk_images(
     clusterlens output folders below ``root`` are skipped.
     """
     real_root = os.path.realpath(root)
-    visited: set[tuple[int, int]] = set()
+    visited: set[tuple[Any, ...]] = set()
     skipped: list[tuple[Path, str]] = []
     outputs: list[Path] = []
     # real file -> (is a link, relative parts); the first real path wins
-    found: dict[tuple[int, int], tuple[bool, tuple[str, ...]]] = {}
-    order: list[tuple[int, int]] = []
+    found: dict[tuple[Any, ...], tuple[bool, tuple[str, ...]]] = {}
+    order: list[tuple[Any, ...]] = []
     broken: list[tuple[str, ...]] = []
     n_dup = 0
 
@@ -270,8 +280,7 @@ def _walk_images(
         skipped.append((Path(e.filename or root), f"cannot list it: {e.strerror}"))
 
     try:
-        st_root = os.stat(root)
-        visited.add((st_root.st_dev, st_root.st_ino))
+        visited.add(_identity(os.stat(root), str(root)))
     except OSError as e:
         _onerror(e)
     for dirpath, dirnames, filenames in os.walk(
@@ -288,7 +297,7 @@ def _walk_images(
                 st = os.stat(full)
             except OSError:
                 continue
-            ident = (st.st_dev, st.st_ino)
+            ident = _identity(st, full)
             if ident in visited:
                 continue
             if _is_output_dir(full):
@@ -313,7 +322,7 @@ def _walk_images(
                     (Path(full), f"{_file_kind(st.st_mode)}, not a regular file")
                 )
                 continue
-            ident = (st.st_dev, st.st_ino)
+            ident = _identity(st, full)
             link = os.path.islink(full)
             prev = found.get(ident)
             if prev is None:
@@ -444,10 +453,10 @@ def _to_8bit(img: Any) -> Any:
         arr = np.asarray(img)
         if arr.ndim != 2:
             return img.convert("RGB")
-        if mode == "I" and arr.size and (arr.min() < 0 or arr.max() > 65535):
+        if arr.size and (arr.min() < 0 or arr.max() > 65535):
             raise ValueError(
-                f"32-bit integer pixels in [{arr.min()}, {arr.max()}] are outside "
-                "the 16-bit range [0, 65535]; convert the image to 8 bits first"
+                f"integer pixels in [{arr.min()}, {arr.max()}] are outside the "
+                "16-bit range [0, 65535]; convert the image to 8 bits first"
             )
         scaled = (arr.astype(np.uint32) * 255 + 32767) // 65535
         return Image.fromarray(scaled.astype(np.uint8))

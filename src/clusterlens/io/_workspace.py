@@ -62,6 +62,7 @@ import json
 import logging
 import os
 import time
+import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -323,8 +324,6 @@ def unreadable_report(
             f"unreadable (more than half; first: {first['path']!r}: "
             f"{first['reason']}). {_fix_hint(ws)}"
         )
-    import warnings
-
     listed = describe_unreadable(
         [(u["path"], u["reason"]) for u in named], limit=_N_NAMED
     )
@@ -645,10 +644,16 @@ def create_workspace(
     Raises
     ------
     DataValidationError
-        If the source is missing, empty, or of an unknown kind.
-    """
-    import warnings
+        If the source is missing, empty, or of an unknown kind, or more than
+        half of its image files are unreadable.
 
+    Warns
+    -----
+    DataQualityWarning
+        When image files are unreadable (fewer than half: they are skipped and
+        listed in ``skipped.txt``), or sub-folders are clusterlens outputs
+        (skipped and counted).
+    """
     t0 = time.perf_counter()
     src = Path(os.fspath(source))
     dst = Path(os.fspath(out))

@@ -450,9 +450,10 @@ def test_ingest_coco_skips_a_decompression_bomb(tmp_path, boxes):
     assert "im0.png" in warned and "pixel" in warned, warned
 
 
-@pytest.mark.parametrize("stage", ["pixels", "sift"])
-def test_features_report_a_decompression_bomb_as_unreadable(ws16, stage):
+@pytest.mark.parametrize("stage", ["pixels", "sift", "cnn", "vae"])
+def test_features_report_a_decompression_bomb_as_unreadable(ws16, stage, monkeypatch):
     """#17 row 16: an image replaced by a bomb after ingest."""
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
     src, ws = ws16
     _bomb_png(src / "dog" / "dog01.png")
     r, warned = _run_warned(

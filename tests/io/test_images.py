@@ -102,9 +102,9 @@ def test_corrupt_images_are_skipped_and_counted(tmp_path):
         data = load_image_array(tmp_path)
     assert len(data) == 1 and data.skipped[0].endswith("bad.jpg")
     (tmp_path / "ok" / "good.png").unlink()
-    with (
-        pytest.warns(DataQualityWarning),
-        pytest.raises(DataValidationError, match="could be decoded"),
+    # more than half unreadable: an error naming the first file and why (#17)
+    with pytest.raises(
+        DataValidationError, match=r"1 of the 1 image files.*bad\.jpg.*cannot identify"
     ):
         load_image_array(tmp_path)
 

@@ -43,7 +43,15 @@ _JOBS = click.option(
 
 @click.group(epilog=EXAMPLES)
 def features() -> None:
-    """Compute features of every item of a workspace (WS/features/<kind>/)."""
+    """Compute features of every item of a workspace (WS/features/<kind>/).
+
+    Items whose image cannot be read (moved, deleted, corrupt, over the pixel
+    limit) are counted and the first few named, with the reason, in a warning
+    and in run.json (unreadable_items, unreadable); they get zero features
+    (no descriptors for sift). When more than half of the items are
+    unreadable the stage fails and writes nothing: move the images back, or
+    re-run clusterlens ingest.
+    """
 
 
 def _emit(

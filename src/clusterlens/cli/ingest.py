@@ -68,7 +68,12 @@ def ingest(
     SOURCE is an image folder (sub-folders name labels, a train/val/test level
     above them names splits), a COCO instances JSON (whole images, or --boxes
     for one item per box), an MNIST-style IDX folder, or an .npz with
-    'images'. Unreadable images are listed in OUT/skipped.txt and counted.
+    'images'. Unreadable images (corrupt, over 178,956,970 pixels, or not
+    regular files) are listed in OUT/skipped.txt and counted; more than half
+    unreadable is an error. Sub-folders that are clusterlens outputs (holding
+    workspace.json or .clusterlens-output.json) are skipped and counted, and
+    each real file is read once, however many links lead to it. 16-bit images
+    are scaled to 8 bits by 255/65535, float images in [0, 1] by 255.
     """
     from clusterlens.pipelines.ingest import run_ingest
     from clusterlens.utils._fs import staged_output_dir
@@ -89,13 +94,15 @@ def ingest(
         )
     if quiet and fmt != "json":
         return
+    n_out = summary.get("n_skipped_output_folders", 0)
+    outputs = f", {n_out} clusterlens output folder(s) skipped" if n_out else ""
     emit(
         fmt,
         "clusterlens.ingest/1",
         {**summary, "out": str(out.absolute())},
         f"Ingested {summary['n_items']:,} items ({summary['kind']}; "
         f"{summary['n_labelled']:,} labelled in {summary['n_classes']} classes; "
-        f"{summary['n_skipped']} unreadable skipped) at "
+        f"{summary['n_skipped']} unreadable skipped{outputs}) at "
         f"{summary['images_per_second']:,.0f} images/s.\nWrote {out}/: items.parquet, "
         "workspace.json",
     )

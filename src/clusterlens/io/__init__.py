@@ -15,7 +15,10 @@ from clusterlens.io._descriptors import (
     write_oxford_bin,
 )
 from clusterlens.io._images import (
+    MAX_IMAGE_PIXELS,
     ImageArray,
+    UnreadableImageError,
+    decode_image,
     list_image_folder,
     load_image_array,
     read_idx,
@@ -25,11 +28,14 @@ from clusterlens.io._results import read_results, write_results, write_run_json
 from clusterlens.io._workspace import Workspace, create_workspace, open_workspace
 
 __all__ = [
+    "MAX_IMAGE_PIXELS",
     "BoxTable",
     "ImageArray",
+    "UnreadableImageError",
     "Workspace",
     "as_matrix",
     "create_workspace",
+    "decode_image",
     "list_image_folder",
     "load_image_array",
     "open_descriptors",

@@ -4,6 +4,23 @@ One reader per source (DESIGN.md "Sources"): :func:`load_image_array` returns an
 :class:`ImageArray` whatever the source, and :func:`list_image_folder` /
 :func:`read_image` are the building blocks the workspace ``ingest`` stage uses to
 list a folder without decoding every image up front.
+
+Every stage decodes image files through one function, :func:`decode_image`,
+which applies the same rules everywhere (issue #17):
+
+- only regular files are opened (a FIFO or device named ``x.jpg`` is
+  unreadable, never opened: opening a FIFO blocks);
+- an image whose header declares more than :data:`MAX_IMAGE_PIXELS` pixels
+  (178,956,970: Pillow's default decompression-bomb limit) is unreadable;
+- pixels become 8-bit by the image's mode: 16-bit images (``I;16*``, and
+  ``I`` holding values in [0, 65535], how Pillow opens 16-bit PNG and PGM)
+  are scaled by 255 / 65535; float images (``F``) in [0, 1] are multiplied by
+  255 and float images in [0, 255] are rounded; any other float range, NaN or
+  infinity makes the image unreadable (never a guessed min-max stretch).
+
+An unreadable file raises :class:`UnreadableImageError`, a
+``DataValidationError`` that is also an ``OSError``, with the path and the
+reason.
 """
 
 from __future__ import annotations
@@ -11,6 +28,9 @@ from __future__ import annotations
 import gzip
 import logging
 import os
+import re
+import stat
+import struct
 import warnings
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -32,8 +52,13 @@ from clusterlens.utils.validation import check_int, check_options
 
 __all__ = [
     "IMAGE_SUFFIXES",
+    "MAX_IMAGE_PIXELS",
+    "MAX_UNREADABLE_FRACTION",
+    "OUTPUT_MARKERS",
     "ImageArray",
     "ImageFolderListing",
+    "UnreadableImageError",
+    "decode_image",
     "list_image_folder",
     "load_image_array",
     "read_idx",
@@ -69,6 +94,50 @@ _IDX_DTYPES: dict[int, str] = {
     0x0E: ">f8",
 }
 _N_NAMED_SKIPS = 5
+
+#: Images whose header declares more pixels than this are not decoded (they are
+#: unreadable). Pillow's default decompression-bomb limit, fixed here so that a
+#: change of ``PIL.Image.MAX_IMAGE_PIXELS`` elsewhere does not change it.
+MAX_IMAGE_PIXELS = 178_956_970
+
+#: A stage fails when more than this fraction of its items is unreadable;
+#: fewer are counted, named in a ``DataQualityWarning`` and in ``run.json``.
+MAX_UNREADABLE_FRACTION = 0.5
+
+#: A sub-folder holding one of these files is a clusterlens output (a
+#: workspace, an export, a run); walking a source folder skips it.
+OUTPUT_MARKERS: tuple[str, ...] = ("workspace.json", ".clusterlens-output.json")
+
+
+class UnreadableImageError(DataValidationError, OSError):
+    """An image file that cannot be decoded; ``path`` and ``reason`` say why.
+
+    Both a ``DataValidationError`` and an ``OSError``, so callers that skip
+    undecodable files (``except OSError``) keep working.
+    """
+
+    def __init__(self, path: PathLike, reason: str) -> None:
+        self.path = os.fspath(path)
+        self.reason = reason
+        super().__init__(f"Cannot read image {str(self.path)!r}: {reason}.")
+        self.filename = self.path
+
+    def __reduce__(self) -> tuple[Any, ...]:  # picklable (Dask workers)
+        return (type(self), (self.path, self.reason))
+
+
+def describe_unreadable(
+    bad: Sequence[tuple[str, str]], limit: int = _N_NAMED_SKIPS
+) -> str:
+    """``'a.png' (reason); 'b.png' (reason) and 3 more`` for a warning."""
+    named = "; ".join(f"{str(p)!r} ({r})" for p, r in bad[:limit])
+    more = f" and {len(bad) - limit} more" if len(bad) > limit else ""
+    return named + more
+
+
+def too_many_unreadable(n_bad: int, n_total: int) -> bool:
+    """The shared rule: more than :data:`MAX_UNREADABLE_FRACTION` unreadable."""
+    return n_bad > MAX_UNREADABLE_FRACTION * n_total
 
 
 @dataclass(frozen=True)
@@ -129,6 +198,15 @@ class ImageFolderListing:
     split : list of str or None
         The split folder above the class folder ("train", "val", ...), or ``""``
         where there is none; None when no file has one.
+    skipped : list of (Path, str)
+        Entries named like images that are not read, with the reason: files
+        that are not regular files (FIFOs, devices, sockets) and sub-folders
+        that cannot be listed.
+    output_dirs : list of Path
+        Sub-folders left out because they are clusterlens outputs (they hold
+        ``workspace.json`` or ``.clusterlens-output.json``).
+    n_duplicates : int
+        Files reached twice (through symbolic or hard links) and listed once.
     """
 
     root: Path
@@ -136,18 +214,140 @@ class ImageFolderListing:
     labels: npt.NDArray[np.int64] | None
     class_names: list[str] | None
     split: list[str] | None
+    skipped: list[tuple[Path, str]] = field(default_factory=list)
+    output_dirs: list[Path] = field(default_factory=list)
+    n_duplicates: int = 0
 
 
 # --------------------------------------------------------------------------- #
 # Folders
 # --------------------------------------------------------------------------- #
+def _file_kind(mode: int) -> str:
+    if stat.S_ISFIFO(mode):
+        return "a FIFO"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    if stat.S_ISDIR(mode):
+        return "a folder"
+    return "a special file"
+
+
+def _is_within(path: str, root: str) -> bool:
+    try:
+        return os.path.commonpath([path, root]) == root
+    except ValueError:  # different drives
+        return False
+
+
+def _identity(st: os.stat_result, path: str) -> tuple[Any, ...]:
+    """What makes a file or folder the same one: device and inode, or real path.
+
+    (Some file systems report inode 0 for everything; the path is used there.)
+    """
+    if st.st_ino:
+        return (st.st_dev, st.st_ino)
+    return ("path", os.path.realpath(path))
+
+
+def _is_output_dir(path: str) -> bool:
+    return any(os.path.isfile(os.path.join(path, m)) for m in OUTPUT_MARKERS)
+
+
+def _walk_images(
+    root: Path,
+) -> tuple[list[tuple[str, ...]], list[tuple[Path, str]], list[Path], int]:
+    """Relative parts of every image file under ``root``, each real file once.
+
+    Symbolic links to folders inside the tree are not followed (the folder is
+    walked itself); links to folders outside it are followed, each real folder
+    once, so a link loop ends. Files reached twice (links) are listed once,
+    under their own path when they have one. Hidden entries are ignored;
+    clusterlens output folders below ``root`` are skipped.
+    """
+    real_root = os.path.realpath(root)
+    visited: set[tuple[Any, ...]] = set()
+    skipped: list[tuple[Path, str]] = []
+    outputs: list[Path] = []
+    # real file -> (is a link, relative parts); the first real path wins
+    found: dict[tuple[Any, ...], tuple[bool, tuple[str, ...]]] = {}
+    order: list[tuple[Any, ...]] = []
+    broken: list[tuple[str, ...]] = []
+    n_dup = 0
+
+    def _onerror(e: OSError) -> None:
+        skipped.append((Path(e.filename or root), f"cannot list it: {e.strerror}"))
+
+    try:
+        visited.add(_identity(os.stat(root), str(root)))
+    except OSError as e:
+        _onerror(e)
+    for dirpath, dirnames, filenames in os.walk(
+        root, followlinks=True, onerror=_onerror
+    ):
+        keep: list[str] = []
+        for d in sorted(dirnames):
+            full = os.path.join(dirpath, d)
+            if d.startswith("."):
+                continue
+            if os.path.islink(full) and _is_within(os.path.realpath(full), real_root):
+                continue  # leads back into the tree: walked as itself
+            try:
+                st = os.stat(full)
+            except OSError:
+                continue
+            ident = _identity(st, full)
+            if ident in visited:
+                continue
+            if _is_output_dir(full):
+                outputs.append(Path(full))
+                continue
+            visited.add(ident)
+            keep.append(d)
+        dirnames[:] = keep
+        rel_dir = Path(dirpath).relative_to(root).parts
+        for name in filenames:
+            if name.startswith(".") or Path(name).suffix.lower() not in IMAGE_SUFFIXES:
+                continue
+            full = os.path.join(dirpath, name)
+            rel = (*rel_dir, name)
+            try:
+                st = os.stat(full)
+            except OSError:
+                broken.append(rel)  # a dangling link: unreadable when decoded
+                continue
+            if not stat.S_ISREG(st.st_mode):
+                skipped.append(
+                    (Path(full), f"{_file_kind(st.st_mode)}, not a regular file")
+                )
+                continue
+            ident = _identity(st, full)
+            link = os.path.islink(full)
+            prev = found.get(ident)
+            if prev is None:
+                found[ident] = (link, rel)
+                order.append(ident)
+                continue
+            n_dup += 1
+            if prev[0] and not link:
+                found[ident] = (link, rel)
+    rels = [found[k][1] for k in order] + broken
+    return rels, skipped, outputs, n_dup
+
+
 def list_image_folder(root: PathLike) -> ImageFolderListing:
     """List the images under ``root``; class sub-folders become labels.
 
     A file's label is its immediate parent folder (relative to ``root``); a
     folder named like a split (train, val, validation, test, ...) just above
     the class folder gives the file's split. Hidden files and folders are
-    ignored.
+    ignored, and so are sub-folders that are clusterlens outputs (holding
+    ``workspace.json`` or ``.clusterlens-output.json``; ``root`` itself is
+    always listed). Symbolic links to folders outside the tree are followed,
+    links back into it are not, and each real file is listed once. Entries
+    that are not regular files (a FIFO named ``x.jpg``) are not listed but
+    reported in ``skipped``.
 
     Parameters
     ----------
@@ -169,26 +369,33 @@ def list_image_folder(root: PathLike) -> ImageFolderListing:
             f"Image folder {str(root)!r} does not exist or is not a folder. "
             "Pass a folder of images (class sub-folders become labels)."
         )
-    rels: list[tuple[str, ...]] = []
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        rel_dir = Path(dirpath).relative_to(root).parts
-        for name in filenames:
-            if name.startswith("."):
-                continue
-            if Path(name).suffix.lower() in IMAGE_SUFFIXES:
-                rels.append((*rel_dir, name))
+    rels, skipped, outputs, n_dup = _walk_images(root)
     if not rels:
+        found = ""
+        if skipped:
+            found = f" {len(skipped)} entries were not readable files, e.g. " + (
+                describe_unreadable([(str(p), r) for p, r in skipped], 1) + "."
+            )
+        if outputs:
+            found += (
+                f" {len(outputs)} clusterlens output folder(s) were skipped, e.g. "
+                f"{str(outputs[0])!r}."
+            )
         raise DataValidationError(
             f"Image folder {str(root)!r} holds no image files (looked for "
-            f"{', '.join(IMAGE_SUFFIXES)} in it and its sub-folders). "
+            f"{', '.join(IMAGE_SUFFIXES)} in it and its sub-folders).{found} "
             "Check the path, or extract the archive first."
         )
     rels.sort()
     paths = [root.joinpath(*r) for r in rels]
     parents = [r[-2] if len(r) >= 2 else None for r in rels]
+    extra: dict[str, Any] = {
+        "skipped": skipped,
+        "output_dirs": outputs,
+        "n_duplicates": n_dup,
+    }
     if all(p is None for p in parents):
-        return ImageFolderListing(root, paths, None, None, None)
+        return ImageFolderListing(root, paths, None, None, None, **extra)
     class_names = sorted({p for p in parents if p is not None})
     index = {name: i for i, name in enumerate(class_names)}
     labels = np.array([index[p] if p is not None else -1 for p in parents], np.int64)
@@ -196,16 +403,156 @@ def list_image_folder(root: PathLike) -> ImageFolderListing:
         r[-3] if len(r) >= 3 and r[-3].lower() in _SPLIT_NAMES else "" for r in rels
     ]
     split = splits if any(splits) else None
-    return ImageFolderListing(root, paths, labels, class_names, split)
+    return ImageFolderListing(root, paths, labels, class_names, split, **extra)
 
 
 def _native_mode(pil_mode: str) -> str:
     """``"L"`` for single-channel PIL modes, ``"RGB"`` for the rest."""
     return (
         "L"
-        if pil_mode in ("1", "L", "I", "I;16", "I;16B", "I;16L", "F", "LA")
+        if pil_mode in ("1", "L", "I", "I;16", "I;16B", "I;16L", "I;16N", "F", "LA")
         else "RGB"
     )
+
+
+def float_to_uint8(arr: npt.NDArray[Any]) -> npt.NDArray[np.uint8]:
+    """Float pixels to uint8: [0, 1] times 255, [0, 255] rounded.
+
+    Raises
+    ------
+    ValueError
+        If a value is NaN or infinite, or the values are in neither range
+        (the message is the reason, to be prefixed with what was read).
+    """
+    if arr.size == 0:
+        return np.zeros(arr.shape, np.uint8)
+    finite = np.isfinite(arr)
+    if not finite.all():
+        n_nan = int(np.isnan(arr).sum())
+        n_inf = int((~finite).sum()) - n_nan
+        raise ValueError(
+            f"pixels must be finite; found {n_nan} NaN and {n_inf} infinite values"
+        )
+    lo, hi = float(arr.min()), float(arr.max())
+    if lo >= 0.0 and hi <= 1.0:
+        return np.round(arr * arr.dtype.type(255)).astype(np.uint8)
+    if lo >= 0.0 and hi <= 255.0:
+        return np.round(arr).astype(np.uint8)
+    raise ValueError(
+        f"float pixels in [{lo:g}, {hi:g}] fit neither [0, 1] nor [0, 255]; "
+        "convert the image to 8 bits (or scale it to [0, 1]) first"
+    )
+
+
+def _to_8bit(img: Any) -> Any:
+    """A PIL image in an 8-bit mode; 16-bit and float pixels scaled by mode."""
+    from PIL import Image
+
+    mode = img.mode
+    if mode.startswith("I;16") or mode == "I":
+        arr = np.asarray(img)
+        if arr.ndim != 2:
+            return img.convert("RGB")
+        if arr.size and (arr.min() < 0 or arr.max() > 65535):
+            raise ValueError(
+                f"integer pixels in [{arr.min()}, {arr.max()}] are outside the "
+                "16-bit range [0, 65535]; convert the image to 8 bits first"
+            )
+        scaled = (arr.astype(np.uint32) * 255 + 32767) // 65535
+        return Image.fromarray(scaled.astype(np.uint8))
+    if mode == "F":
+        return Image.fromarray(float_to_uint8(np.asarray(img, dtype=np.float64)))
+    return img
+
+
+# What a corrupt file can make Pillow's decoders raise.
+_DECODE_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,
+    SyntaxError,
+    ValueError,
+    EOFError,
+    struct.error,
+    IndexError,
+    KeyError,
+    TypeError,
+    ZeroDivisionError,
+)
+
+
+def decode_image(path: PathLike, *, mode: str | None = None) -> Any:
+    """Decode one image file to a PIL image in mode "L" or "RGB".
+
+    The one decoding function every stage uses (see the module docstring
+    for its rules: regular files only, at most :data:`MAX_IMAGE_PIXELS`
+    pixels, 16-bit and float pixels scaled by the image's mode).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The image file.
+    mode : {"L", "RGB"} or None, default=None
+        The mode to return; None keeps single-channel images grayscale and
+        makes everything else RGB.
+
+    Returns
+    -------
+    image : PIL.Image.Image
+        Fully decoded, detached from the file.
+
+    Raises
+    ------
+    UnreadableImageError
+        If the file is missing, not a regular file, too large, corrupt, or
+        holds pixels that cannot be made 8-bit.
+    """
+    from PIL import Image
+
+    p = str(os.fspath(path))  # a plain str (not np.str_) for Pillow's messages
+    try:
+        st = os.stat(p)
+    except OSError as e:
+        raise UnreadableImageError(p, e.strerror or str(e)) from e
+    if not stat.S_ISREG(st.st_mode):
+        raise UnreadableImageError(
+            p, f"{_file_kind(st.st_mode)}, not a regular file; only files are read"
+        )
+    try:
+        with Image.open(p) as img:
+            n_pixels = img.width * img.height
+            if n_pixels > MAX_IMAGE_PIXELS:
+                raise UnreadableImageError(
+                    p,
+                    f"its header declares {img.width}x{img.height} = {n_pixels:,} "
+                    f"pixels, over the limit of {MAX_IMAGE_PIXELS:,} pixels "
+                    "(a decompression bomb, or an image to shrink first)",
+                )
+            img.load()
+            eight = _to_8bit(img)
+            target = mode if mode is not None else _native_mode(img.mode)
+            return eight.convert(target)
+    except UnreadableImageError:
+        raise
+    except Image.DecompressionBombError as e:
+        found = re.search(r"\((\d+) pixels\)", str(e))
+        declared = f"{int(found.group(1)):,}" if found else "too many"
+        raise UnreadableImageError(
+            p,
+            f"its header declares {declared} pixels, over the limit of "
+            f"{MAX_IMAGE_PIXELS:,} pixels (a decompression bomb, or an image "
+            "to shrink first)",
+        ) from e
+    except _DECODE_ERRORS as e:
+        raise UnreadableImageError(p, _decode_reason(e)) from e
+
+
+def _decode_reason(e: BaseException) -> str:
+    from PIL import UnidentifiedImageError
+
+    if isinstance(e, UnidentifiedImageError):
+        return "Pillow cannot identify it as an image (corrupt, or not an image)"
+    if isinstance(e, OSError) and e.strerror:
+        return e.strerror
+    return str(e).strip() or type(e).__name__
 
 
 def read_image(
@@ -214,7 +561,7 @@ def read_image(
     mode: str | None = None,
     size: tuple[int, int] | None = None,
 ) -> npt.NDArray[np.uint8]:
-    """Decode one image file to a uint8 array.
+    """Decode one image file to a uint8 array (through :func:`decode_image`).
 
     Parameters
     ----------
@@ -232,26 +579,16 @@ def read_image(
 
     Raises
     ------
-    OSError
-        If the file cannot be decoded (PIL's ``UnidentifiedImageError`` or a
-        truncated file); callers that skip corrupt files catch it.
+    UnreadableImageError
+        If the file cannot be decoded (an ``OSError`` and a
+        ``DataValidationError``); callers that skip corrupt files catch it.
     """
     from PIL import Image
 
-    with Image.open(os.fspath(path)) as img:
-        img.load()
-        target = mode if mode is not None else _native_mode(img.mode)
-        if img.mode == "I;16" or img.mode == "I" or img.mode == "F":
-            arr = np.asarray(img, dtype=np.float64)
-            hi = float(arr.max()) if arr.size else 0.0
-            scale = 255.0 / hi if hi > 255 else 1.0
-            img8 = Image.fromarray(np.clip(arr * scale, 0, 255).astype(np.uint8), "L")
-            out = img8.convert(target) if target != "L" else img8
-        else:
-            out = img.convert(target) if img.mode != target else img
-        if size is not None:
-            out = out.resize((size[1], size[0]), Image.Resampling.BILINEAR)
-        return np.asarray(out, dtype=np.uint8).copy()
+    out = decode_image(path, mode=mode)
+    if size is not None:
+        out = out.resize((size[1], size[0]), Image.Resampling.BILINEAR)
+    return np.asarray(out, dtype=np.uint8).copy()
 
 
 def _check_size(size: Any, owner: str) -> tuple[int, int] | None:
@@ -280,11 +617,14 @@ def _load_folder(
     if split is not None:
         listing = _select_split(listing, split)
 
+    reasons: dict[Path, str] = {}
+
     def _one(p: Path) -> npt.NDArray[np.uint8] | None:
         try:
             return read_image(p, mode=mode, size=size)
-        except (OSError, SyntaxError, ValueError) as e:
-            logger.debug("skipping %s: %s", p, e)
+        except UnreadableImageError as e:
+            logger.debug("skipping %s: %s", p, e.reason)
+            reasons[p] = e.reason
             return None
 
     bar = progress(total=len(listing.paths), desc="images", unit="img", verbose=verbose)
@@ -295,22 +635,33 @@ def _load_folder(
             bar.update(1)
     bar.close()
     keep = np.array([a is not None for a in arrays], dtype=bool)
-    skipped = [str(p) for p, k in zip(listing.paths, keep, strict=True) if not k]
-    if skipped:
-        named = ", ".join(repr(s) for s in skipped[:_N_NAMED_SKIPS])
-        more = f" and {len(skipped) - _N_NAMED_SKIPS} more" if len(skipped) > 5 else ""
+    bad = [(str(p), r) for p, r in listing.skipped] + [
+        (str(p), reasons[p]) for p, k in zip(listing.paths, keep, strict=True) if not k
+    ]
+    skipped = [p for p, _ in bad]
+    n_files = len(arrays) + len(listing.skipped)
+    if listing.output_dirs:
         warnings.warn(
-            f"Skipped {len(skipped)} of {len(arrays)} image files under "
-            f"{str(root)!r} that could not be decoded: {named}{more}.",
+            f"Skipped {len(listing.output_dirs)} clusterlens output folder(s) under "
+            f"{str(root)!r} (they hold {' or '.join(OUTPUT_MARKERS)}), e.g. "
+            f"{str(listing.output_dirs[0])!r}.",
+            DataQualityWarning,
+            stacklevel=3,
+        )
+    if bad and too_many_unreadable(len(bad), n_files):
+        raise DataValidationError(
+            f"{len(bad)} of the {n_files} image files under {str(root)!r} could not "
+            f"be decoded (more than half; first: {bad[0][0]!r}: {bad[0][1]}). "
+            "Check that they are real images, or remove the broken ones."
+        )
+    if bad:
+        warnings.warn(
+            f"Skipped {len(bad)} of {n_files} image files under {str(root)!r} "
+            f"that could not be decoded: {describe_unreadable(bad)}.",
             DataQualityWarning,
             stacklevel=3,
         )
     good = [a for a in arrays if a is not None]
-    if not good:
-        raise DataValidationError(
-            f"None of the {len(arrays)} image files under {str(root)!r} could be "
-            "decoded. Check that they are real images."
-        )
     if (
         mode is None
         and any(a.ndim == 3 for a in good)
@@ -475,9 +826,22 @@ def _load_npz(source: Path) -> ImageArray:
         )
     if images.ndim == 4 and images.shape[3] == 4:
         images = images[..., :3]
+    if images.dtype.kind == "f":
+        try:
+            images = float_to_uint8(images)
+        except ValueError as e:
+            raise DataValidationError(
+                f"{str(source)!r}: its 'images' array cannot be read as 8-bit "
+                f"pixels: {e}. "
+                "Save finite values in [0, 1] or [0, 255] (e.g. with "
+                "np.nan_to_num), or uint8."
+            ) from e
+    elif images.dtype.kind not in "iub":
+        raise DataValidationError(
+            f"'images' in {str(source)!r} must be uint8, integers in [0, 255] or "
+            f"floats; got {images.dtype}."
+        )
     if images.dtype != np.uint8:
-        if images.dtype.kind == "f" and images.size and float(images.max()) <= 1.0:
-            images = np.round(images * 255.0)
         if images.size and (images.min() < 0 or images.max() > 255):
             raise DataValidationError(
                 f"'images' in {str(source)!r} must be uint8 (or values in [0, 255]); "
@@ -657,4 +1021,7 @@ def _select_split(listing: ImageFolderListing, split: str) -> ImageFolderListing
         labels=listing.labels[idx] if listing.labels is not None else None,
         class_names=listing.class_names,
         split=[names[i] for i in idx],
+        skipped=listing.skipped,
+        output_dirs=listing.output_dirs,
+        n_duplicates=listing.n_duplicates,
     )

@@ -28,7 +28,9 @@ through a staging folder, so a folder that exists is complete. Layout::
                               array_row   int64, row of images.npy (-1 when
                                           the item is read from `path`)
       images.npy            uint8 (n, H, W[, 3]); only for IDX / .npz sources
-      skipped.txt           files that could not be decoded (one per line)
+      skipped.txt           files that could not be decoded (one per line;
+                            workspace.json "skipped" gives the reasons of
+                            the first few)
       features/sift/        descriptors.npy  uint8 (n_descriptors, 128)
                             offsets.npy      int64 (n_items + 1,): item i owns
                                              rows offsets[i]:offsets[i+1]
@@ -60,6 +62,7 @@ import json
 import logging
 import os
 import time
+import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -71,15 +74,28 @@ import numpy.typing as npt
 from clusterlens.exceptions import DataQualityWarning, DataValidationError
 from clusterlens.io._images import (
     IMAGE_SUFFIXES,
+    OUTPUT_MARKERS,
+    UnreadableImageError,
     _is_idx_images,
+    _native_mode,
+    decode_image,
+    describe_unreadable,
     list_image_folder,
     load_image_array,
+    too_many_unreadable,
 )
 from clusterlens.io._results import read_results, write_results, write_run_json
 from clusterlens.typing import PathLike
 from clusterlens.utils._fs import atomic_write_text
 
-__all__ = ["WORKSPACE_SCHEMA", "Workspace", "create_workspace", "open_workspace"]
+__all__ = [
+    "WORKSPACE_SCHEMA",
+    "Workspace",
+    "check_image_root",
+    "create_workspace",
+    "open_workspace",
+    "unreadable_report",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -131,6 +147,13 @@ class Workspace:
     def _array(self) -> npt.NDArray[np.uint8]:
         return np.load(self.root / _ARRAY, mmap_mode="r")
 
+    def item_path(self, i: int) -> str:
+        """Where item ``i``'s pixels come from: its image file, or an array row."""
+        row = int(self.items["array_row"][i])
+        if row >= 0:
+            return f"{self.root / _ARRAY} row {row}"
+        return str(self.image_root / str(self.items["path"][i]))
+
     def read_item(
         self,
         i: int,
@@ -140,10 +163,15 @@ class Workspace:
     ) -> npt.NDArray[np.uint8]:
         """Pixels of item ``i`` (crop applied), uint8 (H, W) or (H, W, 3).
 
+        Image files are decoded by :func:`clusterlens.io.decode_image` (the
+        rules every stage shares: regular files only, a pixel limit, 16-bit
+        and float pixels scaled by the image's mode).
+
         Raises
         ------
-        OSError
-            If the image file cannot be decoded.
+        UnreadableImageError
+            If the image file cannot be decoded (an ``OSError`` and a
+            ``DataValidationError``; ``reason`` says why).
         """
         from PIL import Image
 
@@ -151,11 +179,11 @@ class Workspace:
         if row >= 0:
             arr = np.asarray(self._array()[row])
             img = Image.fromarray(arr)
+            target = mode if mode is not None else _native_mode(img.mode)
+            if img.mode != target:
+                img = img.convert(target)
         else:
-            path = self.image_root / str(self.items["path"][i])
-            with Image.open(path) as f:
-                f.load()
-                img = f.copy()
+            img = decode_image(self.image_root / str(self.items["path"][i]), mode=mode)
         x, y, w, h = (float(self.items[c][i]) for c in _BBOX)
         if np.isfinite(w):
             box = (
@@ -165,14 +193,25 @@ class Workspace:
                 max(int(np.ceil(y + h)), int(np.floor(y)) + 1),
             )
             img = img.crop(box)
-        target = (
-            mode if mode is not None else ("L" if img.mode in ("L", "1") else "RGB")
-        )
-        if img.mode != target:
-            img = img.convert(target)
         if size is not None:
             img = img.resize((size[1], size[0]), Image.Resampling.BILINEAR)
         return np.asarray(img, dtype=np.uint8).copy()
+
+    def item_problem(self, i: int) -> str | None:
+        """Why item ``i`` cannot be read now (decodes it), or None when it can."""
+        try:
+            self.read_item(i)
+        except UnreadableImageError as e:
+            return e.reason
+        except (OSError, ValueError) as e:
+            return str(e)
+        return None
+
+    def missing_image_root(self) -> Path | None:
+        """The image folder, when items are read from it and it does not exist."""
+        if (self.items["array_row"] < 0).any() and not self.image_root.is_dir():
+            return self.image_root
+        return None
 
     def iter_items(
         self,
@@ -185,16 +224,16 @@ class Workspace:
         """Yield ``(index, pixels)`` in order; ``pixels`` is None when unreadable.
 
         ``n_jobs`` threads decode ahead (PIL releases the GIL while decoding).
+        Unreadable items are logged at DEBUG; stages count them and report
+        them with :func:`unreadable_report`.
         """
         from concurrent.futures import ThreadPoolExecutor
 
         def _one(i: int) -> tuple[int, npt.NDArray[np.uint8] | None]:
             try:
                 return i, self.read_item(i, mode=mode, size=size)
-            except (OSError, SyntaxError, ValueError) as e:
-                logger.warning(
-                    "item %d (%s) unreadable: %s", i, self.items["path"][i], e
-                )
+            except (OSError, ValueError) as e:
+                logger.debug("item %d (%s) unreadable: %s", i, self.item_path(i), e)
                 return i, None
 
         idx = [int(i) for i in indices]
@@ -203,6 +242,99 @@ class Workspace:
             return
         with ThreadPoolExecutor(max_workers=n_jobs) as pool:
             yield from pool.map(_one, idx)
+
+
+_N_NAMED = 5
+
+
+def _fix_hint(ws: Workspace) -> str:
+    root = ws.missing_image_root()
+    if root is not None:
+        return (
+            f"Their image folder {str(root)!r} (image_root in "
+            f"{str(ws.root / _META)!r}) does not exist: move the images back "
+            "there, or re-run `clusterlens ingest` on their new location."
+        )
+    return (
+        "Restore those files (or move the images back), or re-run "
+        "`clusterlens ingest` to leave the unreadable ones out."
+    )
+
+
+def check_image_root(ws: Workspace, stage: str) -> None:
+    """Fail at once when the workspace's image folder is gone (issue #17 row 11).
+
+    Raises
+    ------
+    DataValidationError
+        If items are read from ``image_root`` and it does not exist, naming
+        the workspace, the count and the first missing file.
+    """
+    root = ws.missing_image_root()
+    if root is None:
+        return
+    from_files = np.flatnonzero(ws.items["array_row"] < 0)
+    raise DataValidationError(
+        f"{stage}: {from_files.size} of {len(ws)} items of workspace "
+        f"{str(ws.root)!r} are unreadable (first: "
+        f"{ws.item_path(int(from_files[0]))!r}). {_fix_hint(ws)}"
+    )
+
+
+def unreadable_report(
+    ws: Workspace,
+    stage: str,
+    unreadable: Sequence[int] | npt.NDArray[np.integer[Any]],
+    *,
+    outcome: str,
+    stacklevel: int = 2,
+) -> dict[str, Any]:
+    """Apply the unreadable-item rule shared by every stage (issue #17 row 12).
+
+    No unreadable item: nothing. More than half of the items unreadable
+    (:data:`clusterlens.io.MAX_UNREADABLE_FRACTION`): fail. Otherwise warn,
+    naming the first few items with the reason. Returns the fields for
+    ``run.json``'s results: ``unreadable_items`` (the count) and
+    ``unreadable`` (index, item_id, path and reason of the first few).
+
+    Raises
+    ------
+    DataValidationError
+        If more than half of the items are unreadable.
+    """
+    bad = sorted({int(i) for i in unreadable})
+    named: list[dict[str, Any]] = []
+    for i in bad[:_N_NAMED]:
+        named.append(
+            {
+                "index": i,
+                "item_id": str(ws.items["item_id"][i]),
+                "path": ws.item_path(i),
+                "reason": ws.item_problem(i) or "unreadable while the stage ran",
+            }
+        )
+    summary = {"unreadable_items": len(bad), "unreadable": named}
+    if not bad:
+        return summary
+    n = len(ws)
+    if too_many_unreadable(len(bad), n):
+        first = named[0]
+        raise DataValidationError(
+            f"{stage}: {len(bad)} of {n} items of workspace {str(ws.root)!r} are "
+            f"unreadable (more than half; first: {first['path']!r}: "
+            f"{first['reason']}). {_fix_hint(ws)}"
+        )
+    listed = describe_unreadable(
+        [(u["path"], u["reason"]) for u in named], limit=_N_NAMED
+    )
+    more = f" and {len(bad) - len(named)} more" if len(bad) > len(named) else ""
+    warnings.warn(
+        f"{stage}: {len(bad)} of {n} items of workspace {str(ws.root)!r} are "
+        f"unreadable and {outcome}: {listed}{more}. {_fix_hint(ws)}",
+        DataQualityWarning,
+        stacklevel=stacklevel + 1,
+    )
+    return summary
 
 
 _BBOX = ("bbox_x", "bbox_y", "bbox_w", "bbox_h")
@@ -245,25 +377,26 @@ def _empty_bbox(n: int) -> dict[str, npt.NDArray[np.float64]]:
 
 def _probe_sizes(
     paths: Sequence[Path], n_jobs: int, verbose: int
-) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.bool_]]:
-    """Width, height and decodability of each file (decodes fully: finds corruption)."""
-    from concurrent.futures import ThreadPoolExecutor
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], list[str | None]]:
+    """Width, height and why each file is unreadable (None: readable).
 
-    from PIL import Image
+    Decodes fully (finds corruption), through the decoding function every
+    stage uses, so what ingest keeps the features stages can read.
+    """
+    from concurrent.futures import ThreadPoolExecutor
 
     from clusterlens.utils._progress import progress
 
-    def _one(p: Path) -> tuple[int, int, bool]:
+    def _one(p: Path) -> tuple[int, int, str | None]:
         try:
-            with Image.open(p) as img:
-                img.load()
-                return img.width, img.height, True
-        except (OSError, SyntaxError, ValueError) as e:
-            logger.debug("unreadable %s: %s", p, e)
-            return 0, 0, False
+            img = decode_image(p)
+        except UnreadableImageError as e:
+            logger.debug("unreadable %s: %s", p, e.reason)
+            return 0, 0, e.reason
+        return img.width, img.height, None
 
     bar = progress(total=len(paths), desc="ingest", unit="img", verbose=verbose)
-    out: list[tuple[int, int, bool]] = []
+    out: list[tuple[int, int, str | None]] = []
     with ThreadPoolExecutor(max_workers=max(1, n_jobs)) as pool:
         for r in pool.map(_one, paths):
             out.append(r)
@@ -271,15 +404,31 @@ def _probe_sizes(
     bar.close()
     w = np.array([r[0] for r in out], dtype=np.int64)
     h = np.array([r[1] for r in out], dtype=np.int64)
-    ok = np.array([r[2] for r in out], dtype=bool)
-    return w, h, ok
+    return w, h, [r[2] for r in out]
+
+
+def _relative(p: Path, root: Path) -> str:
+    try:
+        return str(p.relative_to(root))
+    except ValueError:
+        return str(p)
 
 
 def _ingest_folder(src: Path, n_jobs: int, verbose: int) -> dict[str, Any]:
     listing = list_image_folder(src)
-    w, h, ok = _probe_sizes(listing.paths, n_jobs, verbose)
+    if listing.n_duplicates:
+        logger.info(
+            "%d files under %s are reached twice (links); each is listed once",
+            listing.n_duplicates,
+            src,
+        )
+    w, h, why = _probe_sizes(listing.paths, n_jobs, verbose)
+    ok = np.array([r is None for r in why], dtype=bool)
     rel = [str(p.relative_to(src)) for p in listing.paths]
-    skipped = [r for r, k in zip(rel, ok, strict=True) if not k]
+    skipped = sorted(
+        [(_relative(p, src), r) for p, r in listing.skipped]
+        + [(r, y) for r, y in zip(rel, why, strict=True) if y is not None]
+    )
     keep = np.flatnonzero(ok)
     n = keep.size
     names = listing.class_names or []
@@ -303,6 +452,8 @@ def _ingest_folder(src: Path, n_jobs: int, verbose: int) -> dict[str, Any]:
         "class_names": listing.class_names,
         "columns": cols,
         "skipped": skipped,
+        "n_files": len(listing.paths) + len(listing.skipped),
+        "output_dirs": [_relative(p, src) for p in listing.output_dirs],
     }
 
 
@@ -402,8 +553,8 @@ def _ingest_coco(
         class_names = None
         kind = "coco"
     unique_paths = sorted(set(cols["path"].tolist()))
-    _, _, ok = _probe_sizes([image_dir / p for p in unique_paths], n_jobs, verbose)
-    bad = {p for p, k in zip(unique_paths, ok, strict=True) if not k}
+    _, _, why = _probe_sizes([image_dir / p for p in unique_paths], n_jobs, verbose)
+    bad = {p: y for p, y in zip(unique_paths, why, strict=True) if y is not None}
     keep_rows = np.array([p not in bad for p in cols["path"]], dtype=bool)
     cols = {k: v[keep_rows] for k, v in cols.items()}
     return {
@@ -411,7 +562,9 @@ def _ingest_coco(
         "image_root": str(image_dir.resolve()),
         "class_names": class_names,
         "columns": cols,
-        "skipped": sorted(bad),
+        "skipped": sorted(bad.items()),
+        "n_files": len(unique_paths),
+        "output_dirs": [],
     }
 
 
@@ -442,6 +595,8 @@ def _ingest_array(src: Path, kind: str, out: Path) -> dict[str, Any]:
         "class_names": names,
         "columns": cols,
         "skipped": [],
+        "n_files": n,
+        "output_dirs": [],
     }
 
 
@@ -489,10 +644,16 @@ def create_workspace(
     Raises
     ------
     DataValidationError
-        If the source is missing, empty, or of an unknown kind.
-    """
-    import warnings
+        If the source is missing, empty, or of an unknown kind, or more than
+        half of its image files are unreadable.
 
+    Warns
+    -----
+    DataQualityWarning
+        When image files are unreadable (fewer than half: they are skipped and
+        listed in ``skipped.txt``), or sub-folders are clusterlens outputs
+        (skipped and counted).
+    """
     t0 = time.perf_counter()
     src = Path(os.fspath(source))
     dst = Path(os.fspath(out))
@@ -540,17 +701,34 @@ def create_workspace(
             )
         cols = {k: v[keep] for k, v in cols.items()}
     n = int(cols["label"].shape[0])
+    skipped: list[tuple[str, str]] = info["skipped"]
+    if skipped and too_many_unreadable(len(skipped), info["n_files"]):
+        first, why = skipped[0]
+        raise DataValidationError(
+            f"{len(skipped)} of {info['n_files']} image files of {str(src)!r} are "
+            f"unreadable (more than half; first: {first!r}: {why}). Check that "
+            "they are real image files and readable, or remove the broken ones."
+        )
     if n == 0:
         raise DataValidationError(f"No readable image in {str(src)!r}.")
-    skipped = info["skipped"]
-    if skipped:
+    outputs: list[str] = info["output_dirs"]
+    if outputs:
         warnings.warn(
-            f"Skipped {len(skipped)} unreadable image file(s) of {str(src)!r} "
-            f"(listed in skipped.txt), e.g. {skipped[0]!r}.",
+            f"Skipped {len(outputs)} clusterlens output folder(s) under "
+            f"{str(src)!r} (holding {' or '.join(OUTPUT_MARKERS)}): "
+            f"{', '.join(repr(o) for o in outputs[:5])}"
+            f"{f' and {len(outputs) - 5} more' if len(outputs) > 5 else ''}.",
             DataQualityWarning,
             stacklevel=2,
         )
-        atomic_write_text(dst / "skipped.txt", "\n".join(skipped) + "\n")
+    if skipped:
+        warnings.warn(
+            f"Skipped {len(skipped)} unreadable image file(s) of {str(src)!r} "
+            f"(listed in skipped.txt): {describe_unreadable(skipped)}.",
+            DataQualityWarning,
+            stacklevel=2,
+        )
+        atomic_write_text(dst / "skipped.txt", "\n".join(p for p, _ in skipped) + "\n")
     table = {"index": np.arange(n, dtype=np.int64), **cols}
     table["item_id"] = table["item_id"].astype(str)
     table["path"] = table["path"].astype(str)
@@ -566,6 +744,8 @@ def create_workspace(
         "class_names": info["class_names"],
         "n_labelled": int((table["label"] >= 0).sum()),
         "n_skipped": len(skipped),
+        "skipped": [{"path": p, "reason": r} for p, r in skipped[:20]],
+        "n_skipped_output_folders": len(outputs),
         "seconds": time.perf_counter() - t0,
     }
     write_run_json(dst / _META, meta)

@@ -19,7 +19,7 @@ import numpy.typing as npt
 
 from clusterlens.exceptions import DataQualityWarning, DataValidationError
 from clusterlens.io._results import write_run_json
-from clusterlens.io._workspace import Workspace
+from clusterlens.io._workspace import Workspace, check_image_root, unreadable_report
 from clusterlens.utils._fs import atomic_write_text
 from clusterlens.utils._progress import progress
 from clusterlens.utils.validation import check_int
@@ -73,7 +73,7 @@ def _sift_item(
     try:
         img = ws.read_item(i, mode="L")
     except (OSError, SyntaxError, ValueError) as e:
-        logger.warning("item %d unreadable: %s", i, e)
+        logger.debug("item %d unreadable: %s", i, e)
         return np.empty((0, 128), np.uint8), np.empty((0, 4), np.float32), False
     r = sift_descriptors(
         img,
@@ -130,6 +130,7 @@ def run_sift_features(
     """
     from clusterlens._config import resolve_backend
 
+    check_image_root(ws, "features sift")
     out = Path(os.fspath(out))
     n = len(ws)
     params = {
@@ -159,11 +160,20 @@ def run_sift_features(
         )
         run_params = {**params, "backend": "local", "n_jobs": n_jobs}
     seconds = time.perf_counter() - t0
+    try:
+        report = unreadable_report(
+            ws, "features sift", unreadable, outcome="have no descriptors"
+        )
+    except DataValidationError:
+        # a rerun after the images are restored must read them again
+        shutil.rmtree(work, ignore_errors=True)
+        raise
     summary = _write_sift(
         out,
         ws,
         offsets,
         unreadable,
+        report,
         blocks,
         run_params=run_params,
         seconds=seconds,
@@ -396,6 +406,7 @@ def _write_sift(
     ws: Workspace,
     offsets: npt.NDArray[np.int64],
     unreadable: list[int],
+    report: dict[str, Any],
     blocks: Iterator[tuple[npt.NDArray[np.uint8], npt.NDArray[np.float32]]],
     *,
     run_params: dict[str, Any],
@@ -407,18 +418,22 @@ def _write_sift(
     n = len(ws)
     n_desc = int(offsets[-1])
     counts = np.diff(offsets)
-    empty = np.flatnonzero(counts == 0)
+    readable = np.ones(n, dtype=bool)
+    readable[np.asarray(unreadable, dtype=np.int64)] = False
+    empty = np.flatnonzero((counts == 0) & readable)
+    n_readable = int(readable.sum())
     if n_desc == 0:
         raise DataValidationError(
-            f"No SIFT keypoint was found in any of the {n} items of {str(ws.root)!r} "
-            "(images too small or blank). Enlarge small images with --min-size, "
-            "e.g. --min-size 128."
+            f"No SIFT keypoint was found in any of the {n_readable} readable items "
+            f"of {str(ws.root)!r} (images too small or blank). Enlarge small "
+            "images with --min-size, e.g. --min-size 128."
         )
     if empty.size:
         warnings.warn(
-            f"{empty.size} of {n} items have no SIFT keypoint (too small or blank; "
-            f"first: item {int(empty[0])}); they are kept with an empty histogram. "
-            "--min-size enlarges small images.",
+            f"{empty.size} of {n} items have no SIFT keypoint although readable "
+            f"(too small or blank; first: item {int(empty[0])}, "
+            f"{ws.item_path(int(empty[0]))!r}); they are kept with an empty "
+            "histogram. --min-size enlarges small images.",
             DataQualityWarning,
             stacklevel=3,
         )
@@ -451,7 +466,7 @@ def _write_sift(
             "n_descriptors": n_desc,
             "mean_keypoints": float(counts.mean()),
             "items_without_keypoints": int(empty.size),
-            "unreadable_items": len(unreadable),
+            **report,
             "seconds": seconds,
             "images_per_second": float((n - done) / max(seconds, 1e-9)),
             "resumed_from_item": done,
@@ -540,6 +555,7 @@ def run_cnn_features(
     from clusterlens._config import resolve_backend
     from clusterlens.features import CnnEmbedder
 
+    check_image_root(ws, "features cnn")
     stage = Path(os.fspath(stage))
     which = resolve_backend(backend)
     t0 = time.perf_counter()
@@ -583,11 +599,14 @@ def run_cnn_features(
         bar = progress(total=n, desc="cnn", unit="img", verbose=verbose)
         X, unreadable = _cnn_embed(ws, emb, 0, n, batch_size, n_jobs, bar.update)
         bar.close()
+    report = unreadable_report(
+        ws, "features cnn", unreadable, outcome="get a zero feature row"
+    )
     seconds = time.perf_counter() - t0
     info = _write_dense(stage, X, pca=pca, whiten=whiten, random_state=random_state)
     summary = {
         "n_items": n,
-        "unreadable_items": unreadable,
+        **report,
         "seconds": seconds,
         "images_per_second": float(n / max(seconds, 1e-9)),
         **info,
@@ -630,10 +649,10 @@ def _cnn_embed(
     batch_size: int,
     n_jobs: int,
     update: Any = None,
-) -> tuple[npt.NDArray[np.float32], int]:
-    """Embeddings of items ``lo:hi`` (zero rows for unreadable ones) and their count."""
+) -> tuple[npt.NDArray[np.float32], list[int]]:
+    """Embeddings of items ``lo:hi`` (zero rows for unreadable ones), and those."""
     X = np.zeros((hi - lo, emb.dim), dtype=np.float32)
-    unreadable = 0
+    unreadable: list[int] = []
     batch_idx: list[int] = []
     batch: list[npt.NDArray[np.float32]] = []
 
@@ -647,7 +666,7 @@ def _cnn_embed(
 
     for i, img in ws.iter_items(range(lo, hi), mode="RGB", n_jobs=n_jobs):
         if img is None:
-            unreadable += 1
+            unreadable.append(i)
             if update is not None:
                 update(1)
             continue
@@ -699,8 +718,8 @@ def _cnn_shard(
     batch_size: int,
     flip: bool = False,
     normalize: str = "auto",
-) -> tuple[npt.NDArray[np.float32], int]:
-    """Worker task: embeddings of items ``lo:hi`` and how many were unreadable."""
+) -> tuple[npt.NDArray[np.float32], list[int]]:
+    """Worker task: embeddings of items ``lo:hi`` and the unreadable ones."""
     ws = _cached_workspace(root, _mtime(Path(root) / "items.parquet"))
     emb = _cached_embedder(weights, _stamp(weights), image_size, fit, flip, normalize)
     return _cnn_embed(ws, emb, lo, hi, batch_size, 1)
@@ -729,6 +748,7 @@ def run_pixel_features(
     from clusterlens._config import resolve_backend
     from clusterlens.features import pixel_features
 
+    check_image_root(ws, "features pixels")
     stage = Path(os.fspath(stage))
     which = resolve_backend(backend)
     t0 = time.perf_counter()
@@ -757,12 +777,15 @@ def run_pixel_features(
         bar = progress(total=n, desc="pixels", unit="img", verbose=verbose)
         imgs, unreadable = _read_pixels(ws, 0, n, size, mode, n_jobs, bar.update)
         bar.close()
+    report = unreadable_report(
+        ws, "features pixels", unreadable, outcome="get zero pixels"
+    )
     X = pixel_features(imgs)
     seconds = time.perf_counter() - t0
     info = _write_dense(stage, X, pca=pca, whiten=whiten, random_state=random_state)
     summary = {
         "n_items": n,
-        "unreadable_items": unreadable,
+        **report,
         "seconds": seconds,
         "images_per_second": float(n / max(seconds, 1e-9)),
         **info,
@@ -796,24 +819,24 @@ def _gather_item_shards(
     *args: Any,
     desc: str,
     verbose: int,
-) -> int:
+) -> list[int]:
     """Dask tasks ``fn(lo, hi, *args) -> (rows, unreadable)`` over shards of items.
 
     Each shard's rows land in ``out[lo:hi]`` as it finishes; returns the
-    total unreadable count.
+    indices of the unreadable items, sorted.
     """
     from clusterlens.distributed._map import map_shards, shard_bounds
 
     bounds = shard_bounds(out.shape[0], shard)
-    bad = [0]
+    bad: list[int] = []
 
-    def put(i: int, res: tuple[npt.NDArray[Any], int]) -> None:
+    def put(i: int, res: tuple[npt.NDArray[Any], list[int]]) -> None:
         lo, hi = bounds[i]
         out[lo:hi] = res[0]
-        bad[0] += res[1]
+        bad.extend(int(j) for j in res[1])
 
     map_shards(fn, bounds, *args, consume=put, desc=desc, unit="img", verbose=verbose)
-    return bad[0]
+    return sorted(bad)
 
 
 def _read_pixels(
@@ -824,15 +847,15 @@ def _read_pixels(
     mode: str,
     n_jobs: int,
     update: Any = None,
-) -> tuple[npt.NDArray[np.uint8], int]:
-    """Items ``lo:hi`` resized (zeros for unreadable ones) and the unreadable count."""
+) -> tuple[npt.NDArray[np.uint8], list[int]]:
+    """Items ``lo:hi`` resized (zeros for unreadable ones), and the unreadable ones."""
     shape = (size, size) if mode == "L" else (size, size, 3)
     imgs = np.zeros((hi - lo, *shape), dtype=np.uint8)
-    unreadable = 0
+    unreadable: list[int] = []
     it = ws.iter_items(range(lo, hi), mode=mode, size=(size, size), n_jobs=n_jobs)
     for i, img in it:
         if img is None:
-            unreadable += 1
+            unreadable.append(i)
         else:
             imgs[i - lo] = img
         if update is not None:
@@ -842,8 +865,8 @@ def _read_pixels(
 
 def _pixel_shard(
     lo: int, hi: int, root: str, size: int, mode: str
-) -> tuple[npt.NDArray[np.uint8], int]:
-    """Worker task: the resized pixels of items ``lo:hi`` and the unreadable count."""
+) -> tuple[npt.NDArray[np.uint8], list[int]]:
+    """Worker task: the resized pixels of items ``lo:hi`` and the unreadable ones."""
     ws = _cached_workspace(root, _mtime(Path(root) / "items.parquet"))
     return _read_pixels(ws, lo, hi, size, mode, 1)
 
@@ -870,12 +893,16 @@ def run_vae_features(
     """
     from clusterlens.features import fit_vae, pixel_features
 
+    check_image_root(ws, "features vae")
     stage = Path(os.fspath(stage))
     t0 = time.perf_counter()
     n = len(ws)
     bar = progress(total=n, desc="pixels", unit="img", verbose=verbose)
     imgs, unreadable = _read_pixels(ws, 0, n, size, mode, n_jobs, bar.update)
     bar.close()
+    report = unreadable_report(
+        ws, "features vae", unreadable, outcome="are trained on as zero pixels"
+    )
     X = pixel_features(imgs)
     t_read = time.perf_counter() - t0
     model = fit_vae(
@@ -892,7 +919,7 @@ def run_vae_features(
     seconds = time.perf_counter() - t0
     summary = {
         "n_items": n,
-        "unreadable_items": unreadable,
+        **report,
         "raw_dim": int(X.shape[1]),
         "dim": int(Z.shape[1]),
         "final_loss": model.history[-1]["loss"],
@@ -950,6 +977,7 @@ def run_iic_features(
     from clusterlens.deep._embed import iic_trunk_features
     from clusterlens.features import knn_smooth
 
+    check_image_root(ws, "features iic")
     stage = Path(os.fspath(stage))
     t0 = time.perf_counter()
     net = IIC.load(Path(os.fspath(model)), device="cpu")
@@ -965,6 +993,9 @@ def run_iic_features(
         ws, 0, n, h, "L" if c == 1 else "RGB", n_jobs, bar.update
     )
     bar.close()
+    report = unreadable_report(
+        ws, "features iic", unreadable, outcome="are embedded as zero pixels"
+    )
     T = iic_trunk_features(net, imgs)
     T /= np.maximum(np.linalg.norm(T, axis=1, keepdims=True), 1e-12)
     info = _write_dense(
@@ -980,7 +1011,7 @@ def run_iic_features(
     seconds = time.perf_counter() - t0
     summary = {
         "n_items": n,
-        "unreadable_items": unreadable,
+        **report,
         "seconds": seconds,
         "images_per_second": float(n / max(seconds, 1e-9)),
         **info,

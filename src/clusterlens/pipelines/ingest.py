@@ -42,6 +42,7 @@ def run_ingest(
         "n_classes": len(meta["class_names"] or []),
         "n_labelled": meta["n_labelled"],
         "n_skipped": meta["n_skipped"],
+        "n_skipped_output_folders": meta.get("n_skipped_output_folders", 0),
         "seconds": secs,
         "images_per_second": float(meta["n_items"] / max(secs, 1e-9)),
     }

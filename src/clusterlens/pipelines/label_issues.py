@@ -260,8 +260,17 @@ def coco_box_samples(annotations: PathLike, images_dir: PathLike) -> BoxSamples:
 def crop_images(
     boxes: BoxSamples, size: int = 32, *, verbose: int = 0
 ) -> npt.NDArray[np.uint8]:
-    """Every box cropped from its image and resized to ``size x size`` RGB."""
+    """Every box cropped from its image and resized to ``size x size`` RGB.
+
+    Raises
+    ------
+    DataValidationError
+        If an image cannot be decoded (every box needs its crop), naming the
+        file and why (see :func:`clusterlens.io.decode_image`).
+    """
     from PIL import Image
+
+    from clusterlens.io._images import UnreadableImageError, decode_image
 
     out = np.empty((len(boxes), size, size, 3), dtype=np.uint8)
     order = np.argsort(boxes.image_path, kind="stable")
@@ -271,18 +280,24 @@ def crop_images(
     for s, e in progress(
         list(zip(starts, ends, strict=True)), desc="crops", verbose=verbose
     ):
-        with Image.open(paths[s]) as im:
-            rgb = im.convert("RGB")
-            for i in order[s:e]:
-                x, y, w, h = boxes.bbox[i]
-                box = (
-                    int(np.floor(x)),
-                    int(np.floor(y)),
-                    int(np.ceil(x + w)),
-                    int(np.ceil(y + h)),
-                )
-                crop = rgb.crop(box).resize((size, size), Image.Resampling.BILINEAR)
-                out[i] = np.asarray(crop, dtype=np.uint8)
+        path = str(paths[s])  # a plain str: messages show the path, not np.str_
+        try:
+            rgb = decode_image(path, mode="RGB")
+        except UnreadableImageError as err:
+            raise DataValidationError(
+                f"Cannot crop the {e - s} box(es) of image {path!r}: {err.reason}. "
+                "Fix or replace the image, or remove its annotations."
+            ) from err
+        for i in order[s:e]:
+            x, y, w, h = boxes.bbox[i]
+            box = (
+                int(np.floor(x)),
+                int(np.floor(y)),
+                int(np.ceil(x + w)),
+                int(np.ceil(y + h)),
+            )
+            crop = rgb.crop(box).resize((size, size), Image.Resampling.BILINEAR)
+            out[i] = np.asarray(crop, dtype=np.uint8)
     return out
 
 

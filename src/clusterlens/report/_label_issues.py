@@ -76,8 +76,9 @@ def box_panels(image_path: str, bbox: Sequence[float], label: str) -> list[Any]:
     """
     from PIL import Image, ImageDraw
 
-    with Image.open(image_path) as im:
-        raw = im.convert("RGB")
+    from clusterlens.io._images import decode_image
+
+    raw = decode_image(str(image_path), mode="RGB")  # OSError when unreadable
     x, y, w, h = (float(v) for v in bbox)
     x0, y0, x1, y1 = round(x), round(y), round(x + w), round(y + h)
     mask = Image.new("RGB", raw.size, (0, 0, 0))

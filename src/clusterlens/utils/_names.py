@@ -16,8 +16,11 @@ _CLI_NAMES: ContextVar[Mapping[str, str] | None] = ContextVar(
 
 @contextlib.contextmanager
 def cli_names(names: Mapping[str, str]) -> Iterator[None]:
-    """Within this block, messages name keyword ``k`` as the flag ``names[k]``."""
-    token = _CLI_NAMES.set(dict(names))
+    """Within this block, messages name keyword ``k`` as ``names[k]`` (a flag).
+
+    Nested blocks add to (and may override) the names of the outer ones.
+    """
+    token = _CLI_NAMES.set({**(_CLI_NAMES.get() or {}), **names})
     try:
         yield
     finally:

@@ -282,14 +282,14 @@ def test_anchors_clip_a_coco_box_wider_than_its_image(tmp_path):
     path = coco(tmp_path / "in" / "a.json",
                 [[10, 10, 100000, 20], [0, 0, 50, 40], [5, 5, 30, 60]])  # fmt: skip
     out = tmp_path / "anchors"
-    r = run("anchors", path, "-k", 2, "--n-init", 1, "--normalized", "--out", out,
+    r = run("anchors", path, "-k", 2, "--n-init", 1, "--levels", 1, "--normalized", "--out", out,
             "--format", "json", "--quiet")  # fmt: skip
     assert r.exit_code == 0, r.output
     boxes = pq.read_table(out / "boxes.parquet").to_pydict()
-    assert max(boxes["w"]) == pytest.approx(630.0)
+    assert max(boxes["w"]) == pytest.approx(630.0 / 640.0)  # --normalized
     summary = json.loads(r.stdout)
-    assert np.max(summary["anchors"]) <= 1.0
-    assert summary["n_clipped"] == 1 and summary["n_dropped"] == 0
+    assert np.max(summary["anchors"]) <= 640.0  # not 100000 * 640 / 640
+    assert summary["n_clipped"] == 1 and summary["n_outside"] == 0
 
 
 def test_anchors_drop_a_voc_box_outside_its_image_and_say_so(tmp_path):
@@ -301,14 +301,15 @@ def test_anchors_drop_a_voc_box_outside_its_image_and_say_so(tmp_path):
         ("cat", (20, 30, 120, 200)),
     ])  # fmt: skip
     out = tmp_path / "anchors"
-    r = run("anchors", xml, "-k", 2, "--n-init", 1, "--out", out,
+    r = run("anchors", xml, "-k", 2, "--n-init", 1, "--levels", 1, "--out", out,
             "--format", "json", "--quiet")  # fmt: skip
     assert r.exit_code == 0, r.output
     summary = json.loads(r.stdout)
     assert summary["n_boxes"] == 2
-    assert summary["n_clipped"] == 1 and summary["n_dropped"] == 1
+    assert summary["n_clipped"] == 1 and summary["n_outside"] == 1
     boxes = pq.read_table(out / "boxes.parquet").to_pydict()
-    assert max(boxes["w"]) <= 500
+    # x from 9 (0-based) to 500, letterboxed from 500 to 640 pixels
+    assert max(boxes["w"]) == pytest.approx(491 * 640 / 500)
 
 
 def test_anchors_all_boxes_outside_the_image_is_a_clear_error(tmp_path):
@@ -349,7 +350,7 @@ def test_ingest_boxes_clips_and_drops_like_the_readers(tmp_path):
     assert len(items["item_id"]) == 2
     assert max(x + w for x, w in zip(items["bbox_x"], items["bbox_w"], strict=True)) <= 64
     summary = json.loads(r.stdout)
-    assert summary["n_clipped"] == 1 and summary["n_dropped"] == 1
+    assert summary["n_clipped"] == 1 and summary["n_outside"] == 1
 
 
 # --------------------------------------------------------------------------- #
@@ -509,8 +510,8 @@ def test_voc_infinite_coordinate_is_reported_as_not_finite(tmp_path):
 
 
 def test_huge_finite_coco_size_is_not_called_nan_or_infinity(tmp_path):
+    """1e38 is finite: say what is wrong with it (it was 'NaN or infinity')."""
     path = coco(tmp_path / "a.json", [[0, 0, 50, 40]], size=(int(1e38), 480))
-    r = run("anchors", path, "--out", tmp_path / "a")
-    line = one_line_error(r, "a.json", kind="invalid input")
+    r = run("anchors", path, "-k", 1, "--levels", 1, "--out", tmp_path / "a")
+    line = one_line_error(r, "a.json", "larger than any image", kind="invalid input")
     assert "NaN" not in line and "infinit" not in line, line
-    assert "too large" in line or "out of range" in line, line

@@ -61,6 +61,7 @@ _ALIASES: dict[str, tuple[str, ...]] = {
     "img_size": ("label_img_size",),
     "images_dir": ("images_dir", "images"),
     "n_threads": ("threads",),
+    "n_anchors": ("k",),
     "random_state": ("seed",),
 }
 

@@ -203,8 +203,14 @@ def anchors(
     rows = "\n".join(
         f"  {i:>2}  {w:8.1f} {h:8.1f}" for i, (w, h) in enumerate(summary["anchors"])
     )
+    fixed = ""
+    if table.n_clipped or table.n_outside:
+        fixed = (
+            f" ({table.n_clipped:,} clipped to their image, {table.n_outside:,} "
+            "outside it dropped)"
+        )
     human = (
-        f"{summary['n_boxes']:,} boxes ({table.source}); anchors in "
+        f"{summary['n_boxes']:,} boxes{fixed} ({table.source}); anchors in "
         f"{summary['units']}, sorted by area:\n   #         w        h\n{rows}\n"
         f"mean IoU {f['mean_iou']:.4f}  BPR {f['bpr']:.4f}  anchors above thr "
         f"{f['aat']:.2f}  fitness {f['fitness']:.4f}\n\n"

@@ -17,6 +17,8 @@ from clusterlens.io._boxes import (
     _check_dir,
     _check_min_size,
     _read_text,
+    _report_clipping,
+    clip_boxes,
 )
 from clusterlens.typing import PathLike
 from clusterlens.utils._names import arg, arg_name
@@ -327,9 +329,21 @@ def read_yolo_boxes(
 
     img_w = file_w[f_arr]
     img_h = file_h[f_arr]
+    half = xywh[:, 2:] / 2
+    scale = np.column_stack((img_w, img_h, img_w, img_h))
+    corners = np.column_stack((xywh[:, :2] - half, xywh[:, :2] + half)) * scale
+    box, clipped, outside = clip_boxes(corners, img_w, img_h)
+
+    def describe(i: int) -> str:
+        return (
+            f"{str(files[f_arr[i]])!r}, line {line_nos[i]}, on a "
+            f"{img_w[i]:g}x{img_h[i]:g} image"
+        )
+
+    _report_clipping(where, clipped, outside, describe)
     return _apply_filters(
-        w=xywh[:, 2] * img_w,
-        h=xywh[:, 3] * img_h,
+        w=box[:, 2] - box[:, 0],
+        h=box[:, 3] - box[:, 1],
         img_w=img_w,
         img_h=img_h,
         category=c_arr,
@@ -340,4 +354,6 @@ def read_yolo_boxes(
         categories=categories,
         min_size=min_size,
         empty_hint="",
+        outside=outside,
+        clipped=clipped,
     )

@@ -42,6 +42,8 @@ def run_ingest(
         "n_classes": len(meta["class_names"] or []),
         "n_labelled": meta["n_labelled"],
         "n_skipped": meta["n_skipped"],
+        "n_clipped": int(meta.get("n_clipped", 0)),
+        "n_outside": int(meta.get("n_outside", 0)),
         "seconds": secs,
         "images_per_second": float(meta["n_items"] / max(secs, 1e-9)),
     }

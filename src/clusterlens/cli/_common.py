@@ -72,6 +72,7 @@ def _scheduler_callback(ctx: Any, param: Any, value: str | None) -> str | None:
     except ValueError as e:
         raise click.BadParameter(str(e), ctx=ctx, param=param) from e
 
+
 __all__ = [
     "DEVICE",
     "MAX_THREADS",

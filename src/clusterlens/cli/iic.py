@@ -161,8 +161,7 @@ def _size_mode(f: Any) -> Any:
     "--input-size",
     type=click.IntRange(min=8, max=MAX_INPUT_SIZE),
     default=None,
-    help="Network input side, 8 to 256 pixels (default 24 for 28-px grey, 32 "
-    "for RGB).",
+    help="Network input side, 8 to 256 pixels (default 24 for 28-px grey, 32 for RGB).",
 )
 @_size_mode
 @click.option(

@@ -258,8 +258,10 @@ def _parse_coco(
         where,
         clipped,
         outside,
-        lambda i: f"{_ann_name(anns, i)}, bbox={anns[i].get('bbox')!r} on a "
-        f"{img_w[i]:g}x{img_h[i]:g} image",
+        lambda i: (
+            f"{_ann_name(anns, i)}, bbox={anns[i].get('bbox')!r} on a "
+            f"{img_w[i]:g}x{img_h[i]:g} image"
+        ),
     )
     w, h = xyxy[:, 2] - xyxy[:, 0], xyxy[:, 3] - xyxy[:, 1]
     crowd = np.fromiter((bool(a.get("iscrowd", 0)) for a in anns), dtype=bool, count=n)

@@ -232,9 +232,11 @@ def read_voc_boxes(
         where,
         clipped,
         outside,
-        lambda i: f"object {obj_no[i]} of {str(files[file_idx[i]])!r}, xmin, ymin, "
-        f"xmax, ymax = {', '.join(f'{c:g}' for c in xyxy[i])} on a "
-        f"{img_w[i]:g}x{img_h[i]:g} image",
+        lambda i: (
+            f"object {obj_no[i]} of {str(files[file_idx[i]])!r}, xmin, ymin, "
+            f"xmax, ymax = {', '.join(f'{c:g}' for c in xyxy[i])} on a "
+            f"{img_w[i]:g}x{img_h[i]:g} image"
+        ),
     )
     w, h = box[:, 2] - box[:, 0], box[:, 3] - box[:, 1]
     uniq, category = np.unique(np.asarray(names, dtype=np.str_), return_inverse=True)

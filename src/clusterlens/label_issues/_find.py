@@ -12,7 +12,6 @@ import numpy as np
 import numpy.typing as npt
 
 from clusterlens.exceptions import DataQualityWarning, DataValidationError
-from clusterlens.utils._names import arg_name
 from clusterlens.io._descriptors import as_matrix
 from clusterlens.label_issues._confident import (
     confident_joint,
@@ -29,6 +28,7 @@ from clusterlens.label_issues._validation import (
     encode_labels,
 )
 from clusterlens.typing import ArrayLike, PathLike, SeedLike
+from clusterlens.utils._names import arg_name
 from clusterlens.utils.validation import check_int, check_random_state, check_real
 
 __all__ = [

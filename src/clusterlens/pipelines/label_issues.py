@@ -231,8 +231,7 @@ def coco_box_samples(annotations: PathLike, images_dir: PathLike) -> BoxSamples:
         outside = int(np.count_nonzero(~cols["crowd"] & cols["outside"]))
         why = f" ({outside} lie wholly outside their image)" if outside else ""
         raise DataValidationError(
-            f"COCO annotation file {str(path)!r} has no non-crowd boxes to rank"
-            f"{why}."
+            f"COCO annotation file {str(path)!r} has no non-crowd boxes to rank{why}."
         )
     anns = [a for a, k in zip(data["annotations"], keep, strict=True) if k]
     xyxy = np.asarray(cols["xyxy"], dtype=np.float64)[keep]

@@ -26,6 +26,7 @@ from clusterlens.exceptions import (
     InvalidParameterError,
     NotFittedError,
 )
+from clusterlens.utils._names import arg
 from clusterlens.utils._progress import progress
 from clusterlens.utils.validation import (
     check_int,
@@ -119,12 +120,35 @@ def _resolve_device(device: str) -> torch.device:
             device = str(cfg)
         else:
             return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if not isinstance(device, str):
+        raise InvalidParameterError(
+            "The 'device' parameter of IIC must be a str such as 'cpu', 'cuda' or "
+            f"'auto'. Got {device!r} instead."
+        )
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise InvalidParameterError(
-            f"device={device!r} was asked for but CUDA is not available here. "
-            "Use device='cpu' or 'auto'."
+            f"{arg('device', repr(device))} was asked for but CUDA is not "
+            f"available here. Use {arg('device', 'cpu')} or "
+            f"{arg('device', 'auto')}."
         )
-    return torch.device(device)
+    try:
+        return torch.device(device)
+    except RuntimeError as e:
+        raise InvalidParameterError(
+            f"{arg('device', repr(device))} is not a torch device. Use 'auto', "
+            "'cpu', 'cuda', 'cuda:N' or 'mps'."
+        ) from e
+
+
+def _check_finite_loss(value: float, lr: float, epoch: int, batch: int) -> None:
+    """Stop a diverging run: a non-finite loss only ever gives NaN weights."""
+    if np.isfinite(value):
+        return
+    raise InvalidParameterError(
+        f"IIC training diverged: the loss became {value} at epoch {epoch}, batch "
+        f"{batch}, with a learning rate of {lr:g}. Lower the learning rate, "
+        f"e.g. {arg('lr', '2e-3')} (the default)."
+    )
 
 
 class IIC(ClusterMixin, BaseEstimator):  # type: ignore[misc]
@@ -389,9 +413,11 @@ class IIC(ClusterMixin, BaseEstimator):  # type: ignore[misc]
                         heads if self.aux_mode == "joint" else [heads[b % len(heads)]]
                     )
                     xb = images[perm[b * bs : (b + 1) * bs]].to(device)
-                    for head, per_head in self._step(
-                        net, opt, xb, step_heads, gen
-                    ).items():
+                    losses = self._step(net, opt, xb, step_heads, gen)
+                    for head, per_head in losses.items():
+                        _check_finite_loss(
+                            float(per_head.sum()), self.lr, epoch + 1, b + 1
+                        )
                         sums[head] += per_head
                         counts[head] += 1
                     bar.update(1)
@@ -400,6 +426,8 @@ class IIC(ClusterMixin, BaseEstimator):  # type: ignore[misc]
                         bar.set_postfix_str(f"loss {running:.4f}")
                 entry = self._epoch_entry(epoch, heads, sums, counts)
                 proba = self._predict_all(images, all_heads=True)  # (n, h, k)
+                if not np.isfinite(proba).all():  # the last step broke the weights
+                    _check_finite_loss(float("nan"), self.lr, epoch + 1, n_batches)
                 self.head_ = int(entry["head"])
                 self.labels_ = proba[:, self.head_].argmax(axis=1).astype(np.int64)
                 entry["n_clusters_used"] = int(np.unique(self.labels_).size)

@@ -15,6 +15,7 @@ import numpy.typing as npt
 from clusterlens.exceptions import DataValidationError
 from clusterlens.typing import PathLike
 from clusterlens.utils._chunking import gen_batches, get_chunk_n_rows
+from clusterlens.utils._names import arg
 from clusterlens.utils.validation import check_int, check_options
 
 __all__ = [
@@ -114,7 +115,7 @@ def _resolve_format(path: Path, format: str | None) -> str:
     raise DataValidationError(
         f"Cannot tell the descriptor format of {str(path)!r} from its suffix "
         f"({shown}).{hint} Supported formats: {_FORMAT_HELP}. Rename the file or "
-        "pass format=... explicitly."
+        f"pass {arg('format')} explicitly."
     )
 
 
@@ -239,7 +240,7 @@ def _open_npy(path: Path, size: int) -> np.ndarray:
     except ValueError as e:
         raise DataValidationError(
             f"{str(path)!r} is not a valid .npy file ({e}). Expected a file written "
-            "by numpy.save; pass format=... if it is in another format."
+            f"by numpy.save; pass {arg('format')} if it is in another format."
         ) from e
     if dtype.hasobject or dtype.kind not in _NUMERIC_KINDS:
         raise DataValidationError(

@@ -489,32 +489,42 @@ def _ingest_coco(
                 f"{str(src.parent / 'images')!r} and {str(src.parent)!r}). Pass "
                 "--images DIR."
             )
-    cats = sorted(data.get("categories", []), key=lambda c: c["id"])
-    cat_index = {c["id"]: i for i, c in enumerate(cats)}
-    names = [str(c["name"]) for c in cats]
     images = {im["id"]: im for im in data["images"]}
-    anns = [a for a in data.get("annotations", []) if not a.get("iscrowd", 0)]
+    clip_counts = {"n_clipped": 0, "n_outside": 0}
     if boxes:
-        wh = np.array([a["bbox"][2:4] for a in anns], dtype=np.float64).reshape(-1, 2)
-        keep = np.flatnonzero((wh >= max(min_box_size, 1.0)).all(axis=1))
-        anns = [anns[i] for i in keep]
-        counts = np.bincount(
-            [cat_index[a["category_id"]] for a in anns], minlength=len(names)
-        )
-        anns = [
-            a for a in anns if counts[cat_index[a["category_id"]]] >= min_class_count
-        ]
-        if not anns:
+        # The shared COCO parser: every annotation is checked (an unknown
+        # category_id or image_id is an error naming the file and annotation
+        # id, as for anchors and label-issues) and every box is clipped to its
+        # image, those wholly outside it dropped and counted.
+        from clusterlens.io._boxes_coco import _load_coco, _parse_coco
+
+        parsed, names = _parse_coco(src, _load_coco(src), "")
+        anns_all = data["annotations"]
+        xyxy = np.asarray(parsed["xyxy"], dtype=np.float64)
+        wh = xyxy[:, 2:] - xyxy[:, :2]
+        ok = ~parsed["crowd"] & ~parsed["outside"]
+        clip_counts = {
+            "n_clipped": int(np.count_nonzero(ok & parsed["clipped"])),
+            "n_outside": int(np.count_nonzero(~parsed["crowd"] & parsed["outside"])),
+        }
+        ok &= (wh >= max(min_box_size, 1.0)).all(axis=1)
+        cat_of = np.asarray(parsed["category"], dtype=np.int64)
+        counts = np.bincount(cat_of[ok], minlength=len(names))
+        ok &= counts[cat_of] >= min_class_count
+        rows = np.flatnonzero(ok)
+        if not rows.size:
             raise DataValidationError(
-                f"No box of {str(src)!r} is left with min_box_size={min_box_size} "
-                f"and min_class_count={min_class_count}. Lower them."
+                f"No box of {str(src)!r} is left with --min-box-size {min_box_size} "
+                f"and --min-class-count {min_class_count}. Lower them."
             )
-        used = sorted({cat_index[a["category_id"]] for a in anns})
-        remap = {old: new for new, old in enumerate(used)}
-        class_names = [names[i] for i in used]
+        anns = [anns_all[i] for i in rows.tolist()]
+        used = np.unique(cat_of[rows])
+        remap = np.full(len(names), -1, dtype=np.int64)
+        remap[used] = np.arange(used.size)
+        class_names = [names[i] for i in used.tolist()]
         imgs = [images[a["image_id"]] for a in anns]
-        label = np.array([remap[cat_index[a["category_id"]]] for a in anns], np.int64)
-        bb = np.array([a["bbox"] for a in anns], dtype=np.float64)
+        label = remap[cat_of[rows]]
+        bb = np.column_stack((xyxy[rows, :2], wh[rows]))
         cols: dict[str, Any] = {
             "item_id": np.array(
                 [
@@ -558,6 +568,7 @@ def _ingest_coco(
     keep_rows = np.array([p not in bad for p in cols["path"]], dtype=bool)
     cols = {k: v[keep_rows] for k, v in cols.items()}
     return {
+        **clip_counts,
         "kind": kind,
         "image_root": str(image_dir.resolve()),
         "class_names": class_names,
@@ -746,6 +757,9 @@ def create_workspace(
         "n_skipped": len(skipped),
         "skipped": [{"path": p, "reason": r} for p, r in skipped[:20]],
         "n_skipped_output_folders": len(outputs),
+        # boxes clipped to their image / dropped wholly outside it (--boxes)
+        "n_clipped": int(info.get("n_clipped", 0)),
+        "n_outside": int(info.get("n_outside", 0)),
         "seconds": time.perf_counter() - t0,
     }
     write_run_json(dst / _META, meta)

@@ -188,7 +188,7 @@ class BoxSamples:
         Category index into ``class_names``.
     class_names : tuple of str
     bbox : ndarray of shape (n, 4)
-        ``[x, y, w, h]`` in pixels (COCO convention).
+        ``[x, y, w, h]`` in pixels (COCO convention), clipped to the image.
     image_path : ndarray of shape (n,), str
     image_id, annotation_id : ndarray of shape (n,), str
     img_w, img_h : ndarray of shape (n,)
@@ -224,12 +224,17 @@ def coco_box_samples(annotations: PathLike, images_dir: PathLike) -> BoxSamples:
     path = Path(annotations)
     data = _load_coco(path)
     cols, names = _parse_coco(path, data, "")
-    keep = ~cols["crowd"]
+    # boxes are clipped to their image and dropped when wholly outside it
+    # (the rule of every box reader; _parse_coco warns about both)
+    keep = ~cols["crowd"] & ~cols["outside"]
     if not keep.any():
+        outside = int(np.count_nonzero(~cols["crowd"] & cols["outside"]))
+        why = f" ({outside} lie wholly outside their image)" if outside else ""
         raise DataValidationError(
-            f"COCO annotation file {str(path)!r} has no non-crowd boxes to rank."
+            f"COCO annotation file {str(path)!r} has no non-crowd boxes to rank{why}."
         )
     anns = [a for a, k in zip(data["annotations"], keep, strict=True) if k]
+    xyxy = np.asarray(cols["xyxy"], dtype=np.float64)[keep]
     images = {im["id"]: im for im in data["images"]}
     root = Path(images_dir)
     if not root.is_dir():
@@ -248,7 +253,7 @@ def coco_box_samples(annotations: PathLike, images_dir: PathLike) -> BoxSamples:
     return BoxSamples(
         labels=cols["category"][keep].astype(np.int64),
         class_names=tuple(names),
-        bbox=np.asarray([a["bbox"] for a in anns], dtype=np.float64).reshape(-1, 4),
+        bbox=np.column_stack((xyxy[:, :2], xyxy[:, 2:] - xyxy[:, :2])),
         image_path=np.asarray([str(root / f) for f in files], dtype=np.str_),
         image_id=cols["image_id"][keep].astype(np.str_),
         annotation_id=np.asarray([str(a.get("id", "")) for a in anns], dtype=np.str_),

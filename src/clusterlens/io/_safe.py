@@ -78,6 +78,8 @@ def describe_error(e: BaseException, kind: str) -> str:
     if isinstance(e, json.JSONDecodeError):
         return f"it is not valid JSON: {e.msg} at line {e.lineno} column {e.colno}"
     msg = _first_line(e)
+    if "Object arrays cannot be loaded" in msg:
+        return "it holds Python objects, which are never unpickled"
     if "pickled" in msg or "Failed to interpret" in msg:
         return f"it is not a NumPy {kind} file"
     if "magic bytes" in msg or "Parquet file size is 0" in msg:
@@ -310,8 +312,8 @@ def load_sparse(path: PathLike, *, what: str, fix: str) -> Any:
         raise _fail(p, what, describe_error(e, ".npz"), fix) from e
     except (*CORRUPT_ERRORS, TypeError) as e:
         reason = describe_error(e, ".npz")
-        if isinstance(e, KeyError):
-            reason = "it is not a scipy sparse matrix (no 'format' entry)"
+        if isinstance(e, KeyError) or "sparse" in str(e):
+            reason = "it is not a scipy sparse matrix (scipy.sparse.save_npz)"
         raise _fail(p, what, reason, fix) from e
     if m.data.size and not np.isfinite(m.data).all():
         bad = int(np.count_nonzero(~np.isfinite(m.data)))

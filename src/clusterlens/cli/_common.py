@@ -165,13 +165,28 @@ def checkpoint_options(every: str = "iteration") -> Callable[[F], F]:
 def resolve_checkpoint(
     checkpoint: Path | None, resume: str | None
 ) -> tuple[Path | None, bool]:
-    """The checkpoint folder and whether to resume, from the two options."""
+    """The checkpoint folder and whether to resume, from the two options.
+
+    Resuming needs an existing folder: it is never created, and a file is
+    refused (usage errors, exit code 2).
+    """
     if resume is None:
         return checkpoint, False
     folder = Path(resume) if resume else checkpoint
     if folder is None:
         raise click.BadParameter(
             "give the checkpoint folder: --resume DIR, or --checkpoint DIR --resume",
+            param_hint="--resume",
+        )
+    if not folder.is_dir():
+        found = (
+            "it is a file, not a checkpoint folder"
+            if folder.exists()
+            else "the folder does not exist"
+        )
+        raise click.BadParameter(
+            f"no checkpoint in {str(folder)!r}: {found}. Give the folder a previous "
+            "run wrote its checkpoint to (its --checkpoint DIR)",
             param_hint="--resume",
         )
     return folder, True

@@ -13,6 +13,7 @@ import numpy as np
 import numpy.typing as npt
 
 from clusterlens.exceptions import DataValidationError
+from clusterlens.io._safe import CORRUPT_ERRORS, describe_error
 from clusterlens.typing import PathLike
 from clusterlens.utils._chunking import gen_batches, get_chunk_n_rows
 from clusterlens.utils._names import arg
@@ -286,10 +287,12 @@ def _open_npz(path: Path, key: str | None) -> np.ndarray:
     """One 2-D numeric array of an ``.npz`` archive, loaded into memory."""
     try:
         archive = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as e:
+        if isinstance(archive, np.ndarray):
+            raise ValueError("it holds one .npy array, not an .npz archive")
+    except (OSError, *CORRUPT_ERRORS) as e:
         raise DataValidationError(
-            f"{str(path)!r} is not a readable .npz archive ({e}). Expected a file "
-            "written by numpy.savez."
+            f"{str(path)!r} is not a readable .npz archive "
+            f"({describe_error(e, '.npz')}). Expected a file written by numpy.savez."
         ) from e
     with archive:
         names = list(archive.files)
@@ -307,8 +310,18 @@ def _open_npz(path: Path, key: str | None) -> np.ndarray:
         try:
             X = archive[key]
         except ValueError as e:
+            if "pickle" not in str(e):
+                raise DataValidationError(
+                    f"Array {key!r} of {str(path)!r} is damaged "
+                    f"({describe_error(e, '.npz')}). Re-export the file."
+                ) from e
             raise DataValidationError(
                 f"Array {key!r} of {str(path)!r} cannot be read without pickle ({e})."
+            ) from e
+        except CORRUPT_ERRORS as e:
+            raise DataValidationError(
+                f"Array {key!r} of {str(path)!r} is damaged "
+                f"({describe_error(e, '.npz')}). Re-export the file."
             ) from e
     if X.dtype.hasobject or X.dtype.kind not in _NUMERIC_KINDS or X.ndim != 2:
         raise DataValidationError(

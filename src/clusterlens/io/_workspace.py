@@ -85,6 +85,7 @@ from clusterlens.io._images import (
     too_many_unreadable,
 )
 from clusterlens.io._results import read_results, write_results, write_run_json
+from clusterlens.io._safe import invalid_file, load_npy, read_json
 from clusterlens.typing import PathLike
 from clusterlens.utils._fs import atomic_write_text
 
@@ -103,6 +104,19 @@ WORKSPACE_SCHEMA = "clusterlens.workspace/1"
 _ITEMS = "items.parquet"
 _META = "workspace.json"
 _ARRAY = "images.npy"
+_REINGEST = "re-create the workspace with `clusterlens ingest SOURCE --out WS`"
+#: Columns every reader of ``items.parquet`` relies on.
+_COLUMNS = (
+    "index",
+    "item_id",
+    "path",
+    "label",
+    "array_row",
+    "bbox_x",
+    "bbox_y",
+    "bbox_w",
+    "bbox_h",
+)
 
 
 @dataclass(frozen=True)
@@ -145,7 +159,7 @@ class Workspace:
         return Path(self.meta.get("image_root", ""))
 
     def _array(self) -> npt.NDArray[np.uint8]:
-        return np.load(self.root / _ARRAY, mmap_mode="r")
+        return _load_array(self.root)
 
     def item_path(self, i: int) -> str:
         """Where item ``i``'s pixels come from: its image file, or an array row."""
@@ -355,17 +369,86 @@ def open_workspace(path: PathLike) -> Workspace:
             f"{str(root)!r} is not a clusterlens workspace (no {_ITEMS} and {_META}). "
             "Create one with: clusterlens ingest SOURCE --out WS"
         )
-    try:
-        meta = json.loads(meta_file.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as e:
-        raise DataValidationError(f"Cannot read {str(meta_file)!r}: {e}.") from e
+    meta = read_json(meta_file, what="workspace file", fix=_REINGEST)
     if meta.get("schema") != WORKSPACE_SCHEMA:
         raise DataValidationError(
             f"{str(meta_file)!r} has schema {meta.get('schema')!r}; expected "
             f"{WORKSPACE_SCHEMA!r}. Re-run clusterlens ingest."
         )
-    items = read_results(root / _ITEMS)
+    for key, typ, name in (
+        ("image_root", str, "a string"),
+        ("class_names", (list, type(None)), "a list or null"),
+    ):
+        if key in meta and not isinstance(meta[key], typ):
+            raise DataValidationError(
+                invalid_file(
+                    meta_file,
+                    "workspace file",
+                    f"{key!r} is {type(meta[key]).__name__}, expected {name}",
+                    _REINGEST,
+                )
+            )
+    items = read_results(
+        root / _ITEMS, what="workspace items table", fix=_REINGEST, columns=_COLUMNS
+    )
+    problem = next(
+        (
+            f"its {c!r} column holds {items[c].dtype}, not integers"
+            for c in ("index", "label", "array_row")
+            if items[c].dtype.kind not in "iu"
+        ),
+        None,
+    )
+    if problem is None and not np.array_equal(
+        items["index"], np.arange(items["index"].shape[0])
+    ):
+        problem = "its 'index' column is not 0, 1, ..., n_items - 1"
+    if problem is not None:
+        raise DataValidationError(
+            invalid_file(root / _ITEMS, "workspace items table", problem, _REINGEST)
+        )
+    rows = items["array_row"]
+    if rows.size and (rows >= 0).any():
+        # Check the pixels of array sources now: a missing or damaged
+        # images.npy fails here with its name, not at the first item read.
+        if not (root / _ARRAY).is_file():
+            raise DataValidationError(
+                f"Workspace {str(root)!r} has no {_ARRAY}, but its items are read "
+                f"from it; {_REINGEST}."
+            )
+        arr = _load_array(root)
+        if rows.size and int(rows.max()) >= arr.shape[0]:
+            raise DataValidationError(
+                invalid_file(
+                    root / _ARRAY,
+                    "workspace image array",
+                    f"it holds {arr.shape[0]} images but items.parquet refers to "
+                    f"row {int(rows.max())}",
+                    _REINGEST,
+                )
+            )
     return Workspace(root=root, meta=meta, items=items)
+
+
+def _load_array(root: Path) -> npt.NDArray[np.uint8]:
+    """``images.npy`` of a workspace, memory-mapped and checked."""
+    arr = load_npy(
+        root / _ARRAY,
+        what="workspace image array",
+        fix=_REINGEST,
+        mmap=True,
+        kinds="u",
+    )
+    if arr.ndim not in (3, 4):
+        raise DataValidationError(
+            invalid_file(
+                root / _ARRAY,
+                "workspace image array",
+                f"it has shape {arr.shape}, expected (n, height, width[, 3])",
+                _REINGEST,
+            )
+        )
+    return arr
 
 
 # --------------------------------------------------------------------------- #

@@ -24,8 +24,8 @@ def _class_names(run_dir: Path) -> list[str] | None:
         meta = json.loads((ws / "workspace.json").read_text(encoding="utf-8"))
     except (OSError, ValueError, KeyError, TypeError):
         return None
-    names = meta.get("class_names")
-    return [str(x) for x in names] if names else None
+    names = meta.get("class_names") if isinstance(meta, dict) else None
+    return [str(x) for x in names] if isinstance(names, list) and names else None
 
 
 def _int_column(values: Any, path: Any, column: str) -> npt.NDArray[np.int64]:
@@ -95,7 +95,12 @@ def evaluate_run(
             f"{str(p)!r} has no results.parquet. Pass the folder of a cluster or "
             "topics run."
         )
-    res = read_results(path)
+    res = read_results(
+        path,
+        what="results table",
+        fix="re-create it by running again the clusterlens cluster, topics or iic "
+        "command that wrote it",
+    )
     col = column or ("cluster" if "cluster" in res else "topic")
     if col not in res:
         raise DataValidationError(
@@ -104,7 +109,12 @@ def evaluate_run(
     pred = _int_column(res[col], path, col)
     names: list[str] | None = None
     if labels is not None:
-        lab = read_results(labels)
+        lab = read_results(
+            labels,
+            what="labels table given to --labels",
+            fix="pass a Parquet file with 'index' and 'label' columns, such as a "
+            "workspace's items.parquet",
+        )
         if "label" not in lab or "index" not in lab:
             raise DataValidationError(
                 f"{str(labels)!r} needs 'index' and 'label' columns."

@@ -16,6 +16,7 @@ import numpy.typing as npt
 
 from clusterlens.exceptions import DataValidationError
 from clusterlens.io import write_results, write_run_json
+from clusterlens.io._safe import load_npy, read_parquet
 from clusterlens.label_issues import (
     SCORE_COLUMNS,
     LabelIssues,
@@ -108,26 +109,23 @@ def read_labels(path: PathLike) -> npt.NDArray[Any]:
     if not p.is_file():
         raise DataValidationError(f"Labels file {str(p)!r} does not exist.")
     suffix = p.suffix.lower()
+    fix = "save the labels again (one per row of the features)"
     if suffix == ".npy":
-        try:
-            return np.load(p, allow_pickle=False)
-        except ValueError as e:
-            raise DataValidationError(
-                f"Cannot read labels {str(p)!r}: {e}. Save them as a numeric or "
-                "string array (no objects)."
-            ) from e
+        return load_npy(
+            p,
+            what="labels file",
+            fix=fix + " as a numeric or string array, no objects",
+        )
     if suffix == ".parquet":
-        import pyarrow.parquet as pq
-
-        table = pq.read_table(p)
-        cols = table.column_names
+        table = read_parquet(p, what="labels Parquet", fix=fix)
+        cols = list(table)
         name = "label" if "label" in cols else (cols[0] if len(cols) == 1 else None)
         if name is None:
             raise DataValidationError(
                 f"Labels Parquet {str(p)!r} has columns {cols}; name the label "
                 "column 'label' or keep only one column."
             )
-        return table[name].to_numpy(zero_copy_only=False)
+        return table[name]
     if suffix in (".csv", ".txt"):
         import csv
 

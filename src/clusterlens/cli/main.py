@@ -166,12 +166,25 @@ def _terminate(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
 
 
+def _one_line_warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    line: str | None = None,
+) -> str:
+    """Warnings as one line a user reads (``Warning: ...``), not file:line + source."""
+    return f"Warning: {message}\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; returns the exit code (0 ok, 1 handled error, 2 usage)."""
     import signal
+    import warnings
 
     with contextlib.suppress(ValueError):  # not the main thread
         signal.signal(signal.SIGTERM, _terminate)
+    warnings.formatwarning = _one_line_warning  # type: ignore[assignment]
     try:
         cli.main(args=argv, prog_name="clusterlens", standalone_mode=True)
     except SystemExit as e:

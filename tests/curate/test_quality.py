@@ -1,9 +1,8 @@
-"""Image-quality issues: hand-made cases, planted issues in real photos, CIFAR-10, errors."""
+"""Image-quality issues: by-hand cases, planted issues in real photos, CIFAR-10."""
 
 from __future__ import annotations
 
 import functools
-import io
 import tarfile
 from pathlib import Path
 
@@ -60,7 +59,9 @@ def _cifar(root: Path, per_class: int = 100) -> tuple[np.ndarray, ...]:
 
 def _jpeg(image: np.ndarray, quality: int = 90) -> np.ndarray:
     """Round-trip through JPEG, as a planted file on disk would be."""
-    ok, buf = cv2.imencode(".jpg", image[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, quality])
+    ok, buf = cv2.imencode(
+        ".jpg", image[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, quality]
+    )
     assert ok
     return _decode(buf.tobytes())
 
@@ -121,8 +122,12 @@ def test_scores_are_one_half_on_each_absolute_cutoff():
     n = 3
     props = {k: np.ones(n) for k in PROPERTY_NAMES}
     props["sharpness"] = np.array([0.0, DEFAULT_THRESHOLDS["blurry_sharpness"], 5.0])
-    props["brightness_p99"] = np.array([0.0, DEFAULT_THRESHOLDS["dark_brightness_p99"], 1])
-    props["brightness_p05"] = np.array([1.0, DEFAULT_THRESHOLDS["bright_brightness_p05"], 0])
+    props["brightness_p99"] = np.array(
+        [0.0, DEFAULT_THRESHOLDS["dark_brightness_p99"], 1]
+    )
+    props["brightness_p05"] = np.array(
+        [1.0, DEFAULT_THRESHOLDS["bright_brightness_p05"], 0]
+    )
     props["entropy"] = np.array([0.0, DEFAULT_THRESHOLDS["low_information_entropy"], 6])
     r = quality_issues(props)
     for t in ("blurry", "dark", "bright", "low_information"):
@@ -200,7 +205,10 @@ def test_thresholds_override():
     ("image", "match"),
     [
         (np.zeros((4, 4), np.float32), "dtype uint8; got float32"),
-        (np.zeros((4, 4, 2), np.uint8), r"shape \(height, width\).*got shape \(4, 4, 2\)"),
+        (
+            np.zeros((4, 4, 2), np.uint8),
+            r"shape \(height, width\).*got shape \(4, 4, 2\)",
+        ),
         (np.zeros((4,), np.uint8), r"got shape \(4,\)"),
         (np.zeros((0, 4, 3), np.uint8), "must not be empty"),
         ([[1, 2]], "numpy array of dtype uint8; got list"),
@@ -213,7 +221,9 @@ def test_image_properties_rejects_bad_images(image, match):
 
 def test_quality_issues_rejects_bad_props_and_thresholds():
     props = properties_table([image_properties(np.zeros((4, 4), np.uint8))] * 2)
-    with pytest.raises(InvalidParameterError, match="Did you mean 'dark_brightness_p99'"):
+    with pytest.raises(
+        InvalidParameterError, match="Did you mean 'dark_brightness_p99'"
+    ):
         quality_issues(props, thresholds={"dark_brightness_p9": 0.3})
     with pytest.raises(InvalidParameterError, match=r"must be a float in the range"):
         quality_issues(props, thresholds={"blurry_sharpness": -1})
@@ -229,8 +239,12 @@ def test_quality_issues_rejects_bad_props_and_thresholds():
     bad = dict(props, contrast=np.array([0.1, np.nan]))
     with pytest.raises(DataValidationError, match="first at index 1"):
         quality_issues(bad)
-    with pytest.raises(DataValidationError, match=r"properties\[1\] lacks 'size'"):
-        properties_table([image_properties(np.zeros((2, 2), np.uint8)), {"height": 1.0}])
+    with pytest.raises(
+        DataValidationError, match=r"properties\[1\] lacks 'width', 'aspect'"
+    ):
+        properties_table(
+            [image_properties(np.zeros((2, 2), np.uint8)), {"height": 1.0}]
+        )
 
 
 # --------------------------------------------------------------------------- #
@@ -260,7 +274,7 @@ def _planted(photos):
     for i in range(3):
         gray = cv2.cvtColor(photos[34 + i], cv2.COLOR_RGB2GRAY)
         add("grayscale", np.repeat(gray[:, :, None], 3, axis=2))
-    h, w = photos[37].shape[:2]
+    h = photos[37].shape[0]
     add("odd_aspect_ratio", photos[37][h // 2 - h // 14 : h // 2 + h // 14])  # ~7:1
     add("odd_size", cv2.resize(photos[38], (32, 24), interpolation=cv2.INTER_AREA))
     return images, np.array(kinds)
@@ -274,11 +288,15 @@ def test_planted_issues_in_real_photos_are_flagged(shared_data):
         hit = r.issues[kind][kinds == kind]
         assert hit.all(), f"{kind}: {int((~hit).sum())} of {hit.size} planted missed"
         # the matching rule is the only one: nothing else is planted on them
-        others = [t for t in ISSUE_TYPES if t != kind and r.issues[t][kinds == kind].any()]
+        others = [
+            t for t in ISSUE_TYPES if t != kind and r.issues[t][kinds == kind].any()
+        ]
         assert not others, f"{kind} images also flagged {others}"
     # Clean photos: measured 0 of 40 flagged (over all 396 hymenoptera photos: 2
     # flags, 0.5 %: one white-background photo 'bright', one black-and-white
-    # photo 'grayscale', both true to their rule). Allowed: 5 %.
+    # photo 'grayscale', both true to their rule). Allowed: 5 %. Planted, on 60
+    # random photos each: blur sigma 3/4/5 found 100/98/98 %, x0.15/x0.25 dark
+    # 98/100 %, faded 60/70/80 % to white 97/100/100 %, flat + noise 100 %.
     clean_fp = r.any_issue[kinds == "clean"].mean()
     assert clean_fp <= 0.05, f"clean false-positive rate {clean_fp:.3f} > 0.05"
 
@@ -290,28 +308,33 @@ def test_dark_and_flat_images_are_not_blurry(shared_data):
     r = _result([*photos, *dark, *flat])
     assert r.issues["dark"][20:40].all()
     assert not r.issues["blurry"].any()
-    # darkening keeps the sharpness property within 25 %
+    # Darkening keeps the sharpness property within a factor 2 (measured: 0.59 to
+    # 1.3 times; rounding to 38 grey levels costs some fine detail), far from the
+    # blurry cut-off either way.
     s = properties_table([image_properties(p) for p in [*photos, *dark]])["sharpness"]
-    np.testing.assert_allclose(s[20:], s[:20], rtol=0.25)
+    np.testing.assert_allclose(s[20:], s[:20], rtol=0.5)
+    assert (s[20:] > 1.25 * DEFAULT_THRESHOLDS["blurry_sharpness"]).all()
 
 
 def test_blurry_score_is_monotone_in_blur(shared_data):
-    # Strictly monotone up to sigma 5 at the original size (measured on 100 of
-    # 100 photos); past it the ratio reaches the floor set by uint8 rounding
-    # (about 0.4, score 0.25) and may wobble there, still flagged.
+    # Strictly monotone up to sigma 3 at the working size; past it the ratio
+    # reaches the floor set by uint8 rounding (about 0.45, score 0.27) and may
+    # wobble there, still flagged.
     for photo in _hymenoptera(shared_data)[:8]:
-        blurred = [cv2.GaussianBlur(photo, (0, 0), s) for s in (1, 2, 3, 5, 8)]
+        blurred = [cv2.GaussianBlur(photo, (0, 0), s) for s in (0.7, 1.5, 3, 5, 8)]
         r = _result([photo, *blurred])
         score = r.scores["blurry"]
-        assert (np.diff(score[:5]) < 0).all(), score
-        assert score[5] < 0.5, score
+        assert (np.diff(score[:4]) < 0).all(), score
+        assert (score[3:] < 0.5).all(), score
 
 
 def test_darker_and_brighter_scores_are_monotone(shared_data):
     photo = _hymenoptera(shared_data)[5]
     dark = [np.round(photo * f).astype(np.uint8) for f in (1.0, 0.6, 0.35, 0.2, 0.1)]
-    bright = [np.round(photo * (1 - t) + 255 * t).astype(np.uint8)
-              for t in (0.0, 0.3, 0.5, 0.7, 0.9)]
+    bright = [
+        np.round(photo * (1 - t) + 255 * t).astype(np.uint8)
+        for t in (0.0, 0.3, 0.5, 0.7, 0.9)
+    ]
     r = _result(dark + bright)
     assert (np.diff(r.scores["dark"][:5]) < 0).all()
     assert (np.diff(r.scores["bright"][5:]) < 0).all()
@@ -330,11 +353,17 @@ def test_deterministic_and_independent_of_collection_order(shared_data):
 
 
 def test_resolution_does_not_change_blur_verdict(shared_data):
-    """A photo and its 2x upscale-then-measure-at-256 copy agree on blurriness."""
-    photo = _hymenoptera(shared_data)[3]
-    big = cv2.resize(photo, None, fx=2, fy=2, interpolation=cv2.INTER_LANCZOS4)
-    s = properties_table([image_properties(photo), image_properties(big)])["sharpness"]
-    assert s[1] == pytest.approx(s[0], rel=0.25)
+    """A photo and its 2x upscale (measured after downscaling to 512 px) agree."""
+    for photo in _hymenoptera(shared_data)[1:6]:
+        big = cv2.resize(photo, None, fx=2, fy=2, interpolation=cv2.INTER_LANCZOS4)
+        pair = [
+            photo,
+            big,
+            cv2.GaussianBlur(photo, (0, 0), 3),
+            cv2.GaussianBlur(big, (0, 0), 6),
+        ]
+        r = _result(pair)
+        np.testing.assert_array_equal(r.issues["blurry"], [False, False, True, True])
 
 
 # --------------------------------------------------------------------------- #
@@ -347,11 +376,19 @@ def test_cifar10_tiny_images_are_not_all_blurry_or_low_information(shared_data):
     planted_blur = [cv2.GaussianBlur(images[i], (0, 0), 2.0) for i in rng.choice(n, 20)]
     r = _result(images + [_jpeg(b) for b in planted_blur])
     clean = slice(0, n)
-    # Measured on these 300 (airplane, automobile, bird): blurry 0, low_information
-    # 0, odd size / aspect 0; on 2,000 CIFAR-10 images 1 blurry (0.05 %).
-    for t, limit in [("blurry", 0.02), ("low_information", 0.02), ("dark", 0.02),
-                     ("bright", 0.02), ("odd_size", 0.0), ("odd_aspect_ratio", 0.0)]:
+    # Measured on these 300 (airplane, automobile, bird): 0 flags of every type
+    # but grayscale (8, true black-and-white pictures, not asserted); on 2,000
+    # CIFAR-10 training images: 1 blurry, 1 bright (0.05 % each), 29 grayscale.
+    for t, limit in [
+        ("blurry", 0.02),
+        ("low_information", 0.02),
+        ("dark", 0.02),
+        ("bright", 0.02),
+        ("odd_size", 0.0),
+        ("odd_aspect_ratio", 0.0),
+    ]:
         rate = r.issues[t][clean].mean()
         assert rate <= limit, f"{t}: {rate:.3f} of clean 32x32 images flagged"
-    # Gaussian blur sigma=2 on a 32x32 image is found (measured 20 of 20).
+    # Gaussian blur sigma=2 on a 32x32 image then JPEG q90 is found (measured on
+    # all 300: 99.3 %).
     assert r.issues["blurry"][n:].mean() >= 0.9

@@ -3,7 +3,9 @@ built from a small real workspace with planted duplicates, junk and issues."""
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import io
 import json
 import os
 import re
@@ -595,7 +597,8 @@ def test_page_is_self_contained(report):
     for url in page.urls:
         assert not re.match(r"^(?:[a-z][a-z0-9+.-]*:)?//", url, re.I), url
         assert (
-            url.startswith(("data:image/png;base64,", "data:image/jpeg;base64,", "#"))
+            re.match(r"data:image/(png|jpeg|webp);base64,[A-Za-z0-9+/=]+$", url)
+            or url.startswith("#")
             or (ws.root / url).is_file()
         ), url
     assert "http://" not in text and "https://" not in text
@@ -755,3 +758,62 @@ def test_map_hover_shows_thumbnail_and_select_recolours(report):
         assert page.url.endswith("#duplicates")
         browser.close()
     assert errors == []
+
+
+def test_ingest_only_workspace_of_digits(tmp_path):
+    """Nothing computed but a map: every other view says how to compute it."""
+    from click.testing import CliRunner
+    from PIL import Image
+    from sklearn.datasets import load_digits
+
+    from clusterlens.cli.main import cli
+    from clusterlens.io import open_workspace
+    from clusterlens.io._results import write_results
+    from clusterlens.report._explore import build_explore_report
+
+    digits = load_digits()
+    images = (digits.images[:30] * 15).astype(np.uint8)
+    np.savez(tmp_path / "digits.npz", images=images)
+    ws_dir = tmp_path / "my ws"
+    r = CliRunner().invoke(
+        cli, ["ingest", str(tmp_path / "digits.npz"), "--out", str(ws_dir), "-q"]
+    )
+    assert r.exit_code == 0, r.output
+    ws = open_workspace(ws_dir)
+    rng = np.random.default_rng(0)
+    (ws_dir / "map").mkdir()
+    write_results(
+        ws_dir / "map" / "map.parquet",
+        {
+            "index": np.arange(30),
+            "item_id": np.asarray(ws.items["item_id"]).astype(str),
+            "x": rng.random(30),
+            "y": rng.random(30),
+        },
+    )
+    out = build_explore_report(ws, ws_dir / "report.html")
+    page, _ = parse(out)
+    t = tiles(page)
+    quoted = f"'{ws_dir}'"
+    for view in ("duplicates", "outliers", "quality", "sample"):
+        assert "missing" in t[view].classes
+        assert f"not computed: run clusterlens {view} {quoted}" in t[view].text()
+        assert "not computed" in page.root.by_id(view).text()
+    assert f"run clusterlens explore {quoted}" in t["clusters"].text()
+    assert "no labels" in t["label-issues"].text()
+    assert int(t["junk"].attrs["data-count"]) == 0
+    assert "Every file was read" in page.root.by_id("junk").text()
+    # the map: 30 points, digits as sharp PNG thumbnails, colour by issue only
+    assert len(page.root.by_id("map-svg").find_all("circle", cls="pt")) == 30
+    data = json.loads(page.root.by_id("map-data").text())
+    for src in data["thumbs"]:  # lossless: only the digits' 17 grey levels
+        head, b64 = src.split(",", 1)
+        assert head in ("data:image/png;base64", "data:image/webp;base64")
+        with Image.open(io.BytesIO(base64.b64decode(b64))) as im:
+            assert np.unique(np.asarray(im.convert("L"))).size <= 17
+    opts = {
+        o.attrs["value"]: "disabled" not in o.attrs
+        for o in page.root.by_id("map-colour").find_all("option")
+    }
+    assert opts == {"cluster": False, "label": False, "issue": True}
+    assert data["modes"]["issue"]["legend"] == [["clean", "#9fb7d0", 30]]

@@ -574,21 +574,28 @@ def test_map_has_one_point_per_item_and_a_colour_select(report):
     assert names.count("duplicate copy") >= 1
 
 
-def test_map_is_capped_and_says_so(explored, tmp_path):
-    from clusterlens.io import open_workspace
+def test_map_is_capped_and_says_so(report, tmp_path):
     from clusterlens.report._explore import build_explore_report
 
-    ws = open_workspace(explored[0])
-    out = build_explore_report(ws, tmp_path / "r.html", max_map_points=6)
-    page, _ = parse(out)
-    assert len(page.root.by_id("map-svg").find_all("circle", cls="pt")) == 6
-    assert "Showing 6 of 17 items" in " ".join(page.root.by_id("map").text().split())
-    assert int(tiles(page)["map"].attrs["data-count"]) == 6
-    data = json.loads(page.root.by_id("map-data").text())
-    # flagged items are kept in the sample of points
-    issue = data["modes"]["issue"]
-    kept = {issue["names"][k] for k in issue["codes"]}
-    assert {"unreadable", "duplicate copy"} <= kept
+    ws, _, full_page, _ = report
+    full = json.loads(full_page.root.by_id("map-data").text())["modes"]["issue"]
+    flagged = {
+        str(ws.items["item_id"][i])
+        for i, k in enumerate(full["codes"])
+        if full["names"][k] != "clean"
+    }
+    assert len(flagged) == 5  # 1 unreadable, 2 quality issues, 2 duplicate copies
+    for cap, at_least in [(12, 5), (6, 3)]:
+        out = build_explore_report(ws, tmp_path / "r.html", max_map_points=cap)
+        page, _ = parse(out)
+        assert len(page.root.by_id("map-svg").find_all("circle", cls="pt")) == cap
+        said = " ".join(page.root.by_id("map").text().split())
+        assert f"Showing {cap} of 17 items" in said
+        assert int(tiles(page)["map"].attrs["data-count"]) == cap
+        ids = json.loads(page.root.by_id("map-data").text())["ids"]
+        assert len(set(ids)) == cap
+        # flagged items are drawn first, up to half of the points
+        assert len(flagged & set(ids)) >= at_least
 
 
 def test_page_is_self_contained(report):

@@ -200,8 +200,9 @@ def build_explore_report(
     max_sample : int, default=120
         Picks of the sample shown (all are in ``sample/sample.csv``).
     max_map_points : int, default=5000
-        Points drawn on the map; above it a random sample that keeps every
-        flagged item is drawn, and the page says so.
+        Points drawn on the map; above it a random sample is drawn, and the
+        page says so. Flagged items (unreadable, quality issue, outlier,
+        duplicate copy) are drawn first, up to half of the points.
     max_rows : int, default=200
         Rows of the skipped and unreadable tables.
     thumb_size, map_thumb_size : int, default=64 and 48
@@ -746,14 +747,14 @@ def _map(
     drawn = np.arange(n)
     sampled = n > max_points
     if sampled:
+        # flagged items first (they are what a person looks for), but at most
+        # half the points, so the sample still shows the collection's shape
         rng = np.random.default_rng(seed)
-        flagged_idx = np.flatnonzero(issue < len(_ISSUES) - 1)
-        if flagged_idx.size >= max_points:
-            drawn = np.sort(rng.choice(flagged_idx, max_points, replace=False))
-        else:
-            rest = np.flatnonzero(issue == len(_ISSUES) - 1)
-            extra = rng.choice(rest, max_points - flagged_idx.size, replace=False)
-            drawn = np.sort(np.concatenate([flagged_idx, extra]))
+        flagged = np.flatnonzero(issue < len(_ISSUES) - 1)
+        keep = rng.permutation(flagged)[: max_points // 2]
+        rest = np.setdiff1d(np.arange(n), keep, assume_unique=True)
+        extra = rng.choice(rest, max_points - keep.size, replace=False)
+        drawn = np.sort(np.concatenate([keep, extra]))
 
     modes: dict[str, dict[str, Any]] = {}
     avail: list[tuple[str, str, bool]] = []

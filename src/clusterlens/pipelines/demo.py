@@ -193,8 +193,7 @@ def build_demo_folder(dest: str | os.PathLike[str]) -> dict[str, Any]:
 
     from PIL import Image, ImageFilter, ImageOps
 
-    dest = Path(os.fspath(dest))
-    photos = dest / "photos"
+    photos = Path(os.fspath(dest))
     photos.mkdir(parents=True, exist_ok=True)
     files = demo_photo_files()
     for p in files:

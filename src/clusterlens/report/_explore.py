@@ -688,6 +688,19 @@ def _tiles(
                 "ok",
             )
         )
+    elif li.state == "missing" and _explore_skip(ws, "label-issues"):
+        why = _explore_skip(ws, "label-issues")
+        tiles.append(
+            _Tile(
+                "label-issues",
+                "label issues",
+                "—",
+                None,
+                f"skipped: {why}",
+                None,
+                "none",
+            )
+        )
     elif ws.labels is None and li.state == "missing":
         tiles.append(
             _Tile("label-issues", "label issues", "—", None, "no labels", None, "none")
@@ -695,6 +708,18 @@ def _tiles(
     else:
         tiles.append(missing("label-issues", "label issues", None))
     return tiles
+
+
+def _explore_skip(ws: Workspace, stage: str) -> str | None:
+    """Why ``clusterlens explore`` skipped ``stage`` (from ``WS/explore.json``)."""
+    import json
+
+    try:
+        run = json.loads((ws.root / "explore.json").read_text(encoding="utf-8"))
+        why = run["stages"][stage]["skipped"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return str(why) if why else None
 
 
 #: Views with a report of their own, relative to the workspace.

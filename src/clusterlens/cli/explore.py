@@ -65,7 +65,7 @@ _SEED = click.option(
     "--threshold",
     type=click.FloatRange(min=0, max=1, min_open=True),
     default=None,
-    help="Near-duplicate cosine similarity of the embeddings (default 0.92).",
+    help="Near-duplicate cosine similarity of the embeddings (default 0.90).",
 )
 @click.option(
     "--image-size",
@@ -236,7 +236,7 @@ def scan(ws: Path, n_jobs: int, fmt: str, quiet: bool) -> None:
     "--threshold",
     type=click.FloatRange(min=0, max=1, min_open=True),
     default=None,
-    help="Near-duplicate cosine similarity of the CNN embeddings (default 0.92: "
+    help="Near-duplicate cosine similarity of the CNN embeddings (default 0.90: "
     "resized, recompressed, mirrored or re-exposed copies pass it, different "
     "photos of one subject rarely do).",
 )

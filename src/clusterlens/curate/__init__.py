@@ -4,9 +4,12 @@ search by example and a sample that covers it."""
 from __future__ import annotations
 
 from clusterlens.curate._duplicates import (
+    DEFAULT_CANDIDATE_THRESHOLD,
     DEFAULT_NEAR_THRESHOLD,
+    DEFAULT_THUMB_THRESHOLD,
     DuplicateGroups,
     find_duplicates,
+    thumbnail,
 )
 from clusterlens.curate._index import EXACT_INDEX_MAX, SimilarityIndex
 from clusterlens.curate._map import Map2D, embed_2d
@@ -27,9 +30,11 @@ from clusterlens.curate._quality import (
 from clusterlens.curate._sample import CoverageSample, select_sample
 
 __all__ = [
+    "DEFAULT_CANDIDATE_THRESHOLD",
     "DEFAULT_NEAR_THRESHOLD",
     "DEFAULT_OUTLIER_Z",
     "DEFAULT_THRESHOLDS",
+    "DEFAULT_THUMB_THRESHOLD",
     "EXACT_INDEX_MAX",
     "ISSUE_TYPES",
     "PROPERTY_NAMES",
@@ -46,4 +51,5 @@ __all__ = [
     "properties_table",
     "quality_issues",
     "select_sample",
+    "thumbnail",
 ]

@@ -123,6 +123,9 @@ class UnreadableImageError(DataValidationError, OSError):
         super().__init__(f"Cannot read image {str(self.path)!r}: {reason}.")
         self.filename = self.path
 
+    def __str__(self) -> str:  # OSError's would be "[Errno None] None: path"
+        return f"Cannot read image {str(self.path)!r}: {self.reason}."
+
     def __reduce__(self) -> tuple[Any, ...]:  # picklable (Dask workers)
         return (type(self), (self.path, self.reason))
 

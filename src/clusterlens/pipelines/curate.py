@@ -254,6 +254,7 @@ def run_scan(
     reason; the files ``ingest`` skipped are listed in the junk view from
     ``WS/skipped.txt``.
     """
+    from clusterlens.curate._duplicates import THUMB_SIDE, thumbnail
     from clusterlens.curate._quality import image_properties
 
     stage = Path(os.fspath(stage))
@@ -265,13 +266,17 @@ def run_scan(
     props: list[dict[str, float] | None] = [None] * n
     cache: dict[str, str] = {}
 
+    thumbs = np.zeros((n, THUMB_SIDE, THUMB_SIDE), dtype=np.uint8)
+
     def one(i: int) -> tuple[int, str, dict[str, float] | None, str]:
         try:
             h = _content_hash(ws, i, cache)
             img = ws.read_item(i)
+            thumbs[i] = thumbnail(img)
             return i, h, image_properties(img), ""
         except Exception as e:  # any decoder failure makes the item unreadable
-            return i, "", None, f"{type(e).__name__}: {e}".splitlines()[0][:200]
+            why = getattr(e, "reason", None) or f"{type(e).__name__}: {e}"
+            return i, "", None, str(why).splitlines()[0][:200]
 
     bar = progress(total=n, desc="scan", unit="img", verbose=verbose, leave=False)
     from concurrent.futures import ThreadPoolExecutor
@@ -303,6 +308,7 @@ def run_scan(
             dtype=np.float64,
         )
     write_results(stage / "scan.parquet", cols)
+    np.save(stage / "thumbs.npy", thumbs)
     seconds = time.perf_counter() - t0
     summary = {
         "n_items": n,
@@ -318,7 +324,7 @@ def run_scan(
         {"n_jobs": n_jobs},
         summary,
         command,
-        ["scan.parquet"],
+        ["scan.parquet", "thumbs.npy"],
     )
     return summary
 
@@ -435,7 +441,12 @@ def run_duplicates(
     command: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Exact (content hash) and near (embedding) duplicate groups."""
-    from clusterlens.curate import DEFAULT_NEAR_THRESHOLD, find_duplicates
+    from clusterlens.curate import (
+        DEFAULT_CANDIDATE_THRESHOLD,
+        DEFAULT_NEAR_THRESHOLD,
+        DEFAULT_THUMB_THRESHOLD,
+        find_duplicates,
+    )
 
     stage = Path(os.fspath(stage))
     t0 = time.perf_counter()
@@ -445,12 +456,14 @@ def run_duplicates(
     E = _normalized(ws)
     scan = _scan_columns(ws)
     hashes = scan["hash"] if scan is not None else None
+    thumbs = _scan_thumbs(ws) if scan is not None else None
     dup = find_duplicates(
         idx,
         1.0 - dist / 2.0,
         hashes=hashes,
         embeddings=E,
         threshold=thr,
+        thumbnails=thumbs,
         preference=_pixel_area(ws),
     )
     write_results(
@@ -480,15 +493,28 @@ def run_duplicates(
         stage_fingerprint(ws, "duplicates", {"threshold": thr}),
         {
             "threshold": thr,
-            "meaning": "cosine similarity of L2-normalised CNN embeddings at or "
-            "above which two items are near duplicates; equal content hashes "
-            "are exact duplicates",
+            "thumbnails": thumbs is not None,
+            "meaning": "near duplicates: cosine similarity of the L2-normalised CNN "
+            f"embeddings >= {thr:g}, or >= {DEFAULT_CANDIDATE_THRESHOLD:g} with "
+            f"16x16 grayscale thumbnails correlating >= {DEFAULT_THUMB_THRESHOLD:g} "
+            "(as-is or mirrored); exact duplicates: equal content hashes",
         },
         summary,
         command,
         ["duplicates.parquet"],
     )
     return summary
+
+
+def _scan_thumbs(ws: Workspace) -> npt.NDArray[np.uint8] | None:
+    """``WS/scan/thumbs.npy`` (duplicate thumbnails), or None if absent or stale."""
+    from clusterlens.io._safe import load_npy
+
+    p = ws.root / "scan" / "thumbs.npy"
+    if not p.is_file():
+        return None
+    T = load_npy(p, what="duplicate thumbnails", fix="clusterlens scan WS")
+    return T if T.ndim == 3 and T.shape[0] == len(ws) else None
 
 
 def _scan_columns(ws: Workspace) -> dict[str, Any] | None:

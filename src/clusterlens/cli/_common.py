@@ -82,10 +82,36 @@ __all__ = [
     "checkpoint_options",
     "common_options",
     "descriptor_options",
+    "format_option",
+    "quiet_option",
     "resolve_backend_options",
     "resolve_checkpoint",
+    "seed_option",
     "verbosity",
 ]
+
+
+#: ``--seed``: every random choice of the command.
+seed_option = click.option(
+    "--seed",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="Seed for every random choice; the same seed gives the same output.",
+)
+#: ``-q/--quiet``.
+quiet_option = click.option(
+    "-q", "--quiet", is_flag=True, help="No progress bar and no summary text."
+)
+#: ``--format human|json`` (the command receives ``fmt``).
+format_option = click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["human", "json"]),
+    default="human",
+    show_default=True,
+    help="What to print on stdout (json implies no progress).",
+)
 
 
 def common_options(
@@ -102,24 +128,9 @@ def common_options(
     required = default_out is None if out_required is None else out_required
 
     def deco(f: F) -> F:
-        f = click.option(
-            "--seed",
-            type=click.IntRange(min=0),
-            default=0,
-            show_default=True,
-            help="Seed for every random choice; the same seed gives the same output.",
-        )(f)
-        f = click.option(
-            "-q", "--quiet", is_flag=True, help="No progress bar and no summary text."
-        )(f)
-        f = click.option(
-            "--format",
-            "fmt",
-            type=click.Choice(["human", "json"]),
-            default="human",
-            show_default=True,
-            help="What to print on stdout (json implies no progress).",
-        )(f)
+        f = seed_option(f)
+        f = quiet_option(f)
+        f = format_option(f)
         f = click.option(
             "--overwrite", is_flag=True, help="Replace the output folder if it exists."
         )(f)

@@ -8,7 +8,12 @@ from typing import Any
 
 import click
 
-from clusterlens.cli._common import verbosity
+from clusterlens.cli._common import (
+    format_option,
+    quiet_option,
+    seed_option,
+    verbosity,
+)
 from clusterlens.cli._output import emit
 from clusterlens.cli._ws import workspace_argument
 
@@ -21,22 +26,9 @@ Examples:
   clusterlens review ws
 """
 
-_FMT = click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["human", "json"]),
-    default="human",
-    show_default=True,
-    help="What to print on stdout (json implies no progress).",
-)
-_QUIET = click.option("-q", "--quiet", is_flag=True, help="No progress and no summary.")
-_SEED = click.option(
-    "--seed",
-    type=click.IntRange(min=0),
-    default=0,
-    show_default=True,
-    help="Seed for every random choice; the same seed gives the same output.",
-)
+_FMT = format_option
+_QUIET = quiet_option
+_SEED = seed_option
 
 
 @click.command(epilog=EXAMPLES)

@@ -57,6 +57,7 @@ class SimilarityIndex:
         n, d = E.shape
         if n < 1:
             raise DataValidationError("Cannot build a search index over no items.")
+        index: Any
         if n <= exact_max:
             index = faiss.IndexFlatIP(d)
             index.add(E)
@@ -66,9 +67,7 @@ class SimilarityIndex:
         train = E[np.sort(rng.choice(n, size=min(n, 64 * nlist), replace=False))]
         quant = faiss.IndexFlatIP(d)
         index = faiss.IndexIVFFlat(quant, d, nlist, faiss.METRIC_INNER_PRODUCT)
-        cp = faiss.ClusteringParameters()
-        cp.seed = int(rng.integers(2**31 - 1))
-        index.cp = cp
+        index.cp.seed = int(rng.integers(2**31 - 1))
         index.train(train)
         index.add(E)
         probe = 16
@@ -138,6 +137,7 @@ class SimilarityIndex:
                 f"{folder / 'index.json'} is not a valid search index ({e}); "
                 "rebuild it with: clusterlens explore WS."
             ) from e
+        index: Any
         if kind == "ivf":
             try:
                 index = faiss.read_index(str(folder / "index.faiss"))

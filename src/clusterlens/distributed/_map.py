@@ -26,7 +26,7 @@ import numpy as np
 import numpy.typing as npt
 
 from clusterlens.exceptions import BackendError, DataValidationError
-from clusterlens.io._safe import CORRUPT_ERRORS, describe_error
+from clusterlens.io._safe import READ_ERRORS, describe_error
 from clusterlens.utils._fs import atomic_write_bytes
 from clusterlens.utils._progress import progress
 
@@ -154,7 +154,7 @@ def load_part(
     try:
         with np.load(os.fspath(path), allow_pickle=False) as z:
             return {k: z[k] for k in (z.files if keys is None else keys)}
-    except (OSError, *CORRUPT_ERRORS) as e:
+    except READ_ERRORS as e:
         raise DataValidationError(
             f"Cannot read the shard file {str(path)!r} ({describe_error(e, '.npz')})."
             " Remove its work folder and run again."

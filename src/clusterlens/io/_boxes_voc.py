@@ -227,7 +227,7 @@ def read_voc_boxes(
     # 1-based inclusive corners -> 0-based [x0, x1) pixels, clipped to the image
     img_w, img_h = sizes[f_arr, 0], sizes[f_arr, 1]
     zero_based = xyxy - np.array([1.0, 1.0, 0.0, 0.0])
-    box, clipped, outside = clip_boxes(zero_based, img_w, img_h)
+    clipped_box, clipped, outside = clip_boxes(zero_based, img_w, img_h)
     _report_clipping(
         where,
         clipped,
@@ -238,7 +238,8 @@ def read_voc_boxes(
             f"{img_w[i]:g}x{img_h[i]:g} image"
         ),
     )
-    w, h = box[:, 2] - box[:, 0], box[:, 3] - box[:, 1]
+    w = clipped_box[:, 2] - clipped_box[:, 0]
+    h = clipped_box[:, 3] - clipped_box[:, 1]
     uniq, category = np.unique(np.asarray(names, dtype=np.str_), return_inverse=True)
     image_ids = np.asarray([p.stem for p in files], dtype=np.str_)
     return _apply_filters(

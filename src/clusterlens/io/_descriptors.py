@@ -13,7 +13,7 @@ import numpy as np
 import numpy.typing as npt
 
 from clusterlens.exceptions import DataValidationError
-from clusterlens.io._safe import CORRUPT_ERRORS, describe_error
+from clusterlens.io._safe import CORRUPT_ERRORS, READ_ERRORS, describe_error
 from clusterlens.typing import PathLike
 from clusterlens.utils._chunking import gen_batches, get_chunk_n_rows
 from clusterlens.utils._names import arg
@@ -289,7 +289,7 @@ def _open_npz(path: Path, key: str | None) -> np.ndarray:
         archive = np.load(path, allow_pickle=False)
         if isinstance(archive, np.ndarray):
             raise ValueError("it holds one .npy array, not an .npz archive")
-    except (OSError, *CORRUPT_ERRORS) as e:
+    except READ_ERRORS as e:
         raise DataValidationError(
             f"{str(path)!r} is not a readable .npz archive "
             f"({describe_error(e, '.npz')}). Expected a file written by numpy.savez."

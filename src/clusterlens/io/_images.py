@@ -46,7 +46,11 @@ from clusterlens.exceptions import (
     DataValidationError,
     InvalidParameterError,
 )
-from clusterlens.io._safe import CORRUPT_ERRORS, describe_error, invalid_file
+from clusterlens.io._safe import (
+    READ_ERRORS,
+    describe_error,
+    invalid_file,
+)
 from clusterlens.typing import PathLike
 from clusterlens.utils._progress import progress
 from clusterlens.utils.validation import check_int, check_options
@@ -824,7 +828,7 @@ def _load_npz(source: Path) -> ImageArray:
             names = (
                 [str(c) for c in data["class_names"]] if "class_names" in keys else None
             )
-    except (OSError, *CORRUPT_ERRORS) as e:
+    except READ_ERRORS as e:
         if isinstance(e, DataValidationError):
             raise
         reason = "the file is empty" if _empty(source) else describe_error(e, ".npz")

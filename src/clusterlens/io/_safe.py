@@ -119,6 +119,9 @@ CORRUPT_ERRORS: tuple[type[BaseException], ...] = (
     zipfile.BadZipFile,
     zlib.error,
 )
+#: The same, and OSError: anything reading a damaged file may raise.
+READ_ERRORS: tuple[type[BaseException], ...] = (OSError, *CORRUPT_ERRORS)
+_SPARSE_ERRORS: tuple[type[BaseException], ...] = (*CORRUPT_ERRORS, TypeError)
 
 
 def read_json(path: PathLike, *, what: str, fix: str, expect: type = dict) -> Any:
@@ -141,10 +144,10 @@ def read_json(path: PathLike, *, what: str, fix: str, expect: type = dict) -> An
         raise _fail(p, what, describe_error(e, "JSON"), fix) from e
     wrong_bool = isinstance(value, bool) and expect is not bool
     if not isinstance(value, expect) or wrong_bool:
-        wanted = {dict: "a JSON object", list: "a JSON array"}.get(
-            expect, expect.__name__
-        )
-        found = {dict: "an object", list: "an array", str: "a string"}.get(
+        names: dict[type, str] = {dict: "a JSON object", list: "a JSON array"}
+        wanted = names.get(expect, expect.__name__)
+        kinds: dict[type, str] = {dict: "an object", list: "an array", str: "a string"}
+        found = kinds.get(
             type(value), "null" if value is None else f"the value {value!r}"
         )
         raise _fail(p, what, f"expected {wanted}, found {found}", fix)
@@ -305,7 +308,7 @@ def load_sparse(path: PathLike, *, what: str, fix: str) -> Any:
         if _is_access_error(e):
             raise
         raise _fail(p, what, describe_error(e, ".npz"), fix) from e
-    except (*CORRUPT_ERRORS, TypeError) as e:
+    except _SPARSE_ERRORS as e:
         reason = describe_error(e, ".npz")
         if isinstance(e, KeyError) or "sparse" in str(e):
             reason = "it is not a scipy sparse matrix (scipy.sparse.save_npz)"

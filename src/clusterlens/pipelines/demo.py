@@ -169,7 +169,7 @@ def demo_photo_files() -> list[Path]:
     import sklearn.datasets
 
     roots = [
-        Path(os.fspath(skdata.__file__)).parent,
+        Path(os.fspath(str(skdata.__file__))).parent,
         Path(os.fspath(sklearn.datasets.__file__)).parent / "images",
     ]
     files = []

@@ -331,11 +331,22 @@ def create_app(
         )
         prv = ids[pos - 1] if pos > 0 else None
         labels = store.labels()
+        captions = extra.pop("captions", None)
+        extra.setdefault("curation", None)
         html = page.render(
             view=view,
             current=current,
             clusters=clusters,
-            items=[{"index": int(i), "label": labels[int(i)]} for i in items[:_PAGE]],
+            items=[
+                {
+                    "index": int(i),
+                    "label": labels[int(i)],
+                    "caption": captions[k] if captions is not None else "",
+                }
+                for k, i in enumerate(items[:_PAGE])
+            ],
+            views=_view_links(),
+            has_report=(wsp.root / "report.html").is_file(),
             n_hidden=max(0, int(items.size) - _PAGE),
             next_id=nxt,
             prev_id=prv,
@@ -383,6 +394,47 @@ def create_app(
             np.array([s["index"] for s in sus], dtype=np.int64),
             suspects=sus[:_PAGE],
         )
+
+    def _view_links() -> list[dict[str, Any]]:
+        from clusterlens.app._views import available_views
+
+        return [{"name": v, "title": v} for v in available_views(wsp)]
+
+    @app.get("/view/<name>")
+    def curation_view(name: str) -> Any:
+        from clusterlens.app._views import VIEWS, load_view
+
+        if name not in VIEWS or not (wsp.root / VIEWS[name][0]).is_file():
+            flask.abort(404)
+        try:
+            v = load_view(wsp, name)
+        except ClusterlensError as e:
+            return flask.Response(str(e), status=409, mimetype="text/plain")
+        return _render(
+            "curate",
+            None,
+            v.indices,
+            captions=v.captions,
+            curation=v,
+        )
+
+    #: The explore report and the two reports it links to (nothing else).
+    _REPORTS = ("report.html", "clusters/cnn/report.html", "label-issues/report.html")
+
+    @app.get("/report/")
+    @app.get("/report/<path:rel>")
+    def report(rel: str = "report.html") -> Any:
+        if rel not in _REPORTS or not (wsp.root / rel).is_file():
+            flask.abort(404)
+        resp = flask.Response(
+            (wsp.root / rel).read_bytes(), mimetype="text/html; charset=utf-8"
+        )
+        # self-contained pages: inline style, script and data: images only
+        resp.headers["Content-Security-Policy"] = (
+            "default-src 'none'; img-src data:; style-src 'unsafe-inline'; "
+            "script-src 'unsafe-inline'"
+        )
+        return resp
 
     @app.get("/static/<name>")
     def static_file(name: str) -> Any:

@@ -67,7 +67,7 @@
       await act({ kind: "label_items", items: items, name: name }); location.reload();
     });
   }
-  if (grid && view === "pool") {
+  if (grid && (view === "pool" || view === "curate")) {
     grid.addEventListener("click", (e) => {
       const fig = e.target.closest("figure.item");
       if (fig) fig.classList.toggle("selected");

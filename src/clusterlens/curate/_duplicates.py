@@ -320,7 +320,8 @@ def find_duplicates(
             raise DataValidationError(
                 f"hashes must have one entry per item ({n}); got shape {h.shape}."
             )
-        known = np.array([bool(x) for x in h], dtype=bool)
+        known = (h != "") & (h != None)  # noqa: E711 (elementwise)
+        known = np.asarray(known, dtype=bool)
         _, key = np.unique(np.where(known, h, "").astype(str), return_inverse=True)
         key = np.where(known, key, key.max(initial=0) + 1 + np.arange(n))
         _, ex = np.unique(key, return_inverse=True)

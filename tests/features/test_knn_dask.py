@@ -81,9 +81,10 @@ def test_approximate_dask_equals_local_same_seed(npy, on_dask, seed):
     ref = knn_graph(X, 8, backend="local", **kw)
     assert ref.method.startswith("approximate")
     _same(knn_graph(path, 8, shard_rows=1_000, **kw), ref)
-    _same(knn_graph(X, 8, n_lists=20, n_probe=3, **kw), knn_graph(
-        X, 8, n_lists=20, n_probe=3, backend="local", **kw
-    ))
+    _same(
+        knn_graph(X, 8, n_lists=20, n_probe=3, **kw),
+        knn_graph(X, 8, n_lists=20, n_probe=3, backend="local", **kw),
+    )
 
 
 def test_approximate_recall_against_exact(npy, on_dask):
@@ -191,8 +192,16 @@ def test_explore_on_a_scheduler_gives_the_local_neighbors(
     ws = tmp_path / "ws"
     address = client.scheduler_info()["address"]
     r = run(
-        "explore", tiny_folder, "--out", ws, "--image-size", 32, "--scheduler",
-        address, "--format", "json",
+        "explore",
+        tiny_folder,
+        "--out",
+        ws,
+        "--image-size",
+        32,
+        "--scheduler",
+        address,
+        "--format",
+        "json",
     )
     assert r.exit_code == 0, r.output
     assert _params(ws, "features/cnn")["backend"] == "dask"

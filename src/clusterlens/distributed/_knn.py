@@ -26,6 +26,7 @@ task result Dask can rebuild.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 from collections import OrderedDict
@@ -181,7 +182,9 @@ def _cells_task(
         return _search_cells(c0, c1, plan, rows_of, kk, _threads())
 
 
-def _row_shards(n: int, shard_rows: int | None, block_rows: int) -> list[tuple[int, int]]:
+def _row_shards(
+    n: int, shard_rows: int | None, block_rows: int
+) -> list[tuple[int, int]]:
     """Contiguous shards of whole blocks (the last one ends at ``n``)."""
     if shard_rows is None:
         shard_rows = -(-n // _TASKS)
@@ -190,12 +193,14 @@ def _row_shards(n: int, shard_rows: int | None, block_rows: int) -> list[tuple[i
     return [(lo, min(n, lo + size)) for lo in range(0, n, size)]
 
 
-def _cell_shards(bounds: npt.NDArray[np.int64], shard_rows: int) -> list[tuple[int, int]]:
+def _cell_shards(
+    bounds: npt.NDArray[np.int64], shard_rows: int
+) -> list[tuple[int, int]]:
     """Contiguous ranges of cells of about ``shard_rows`` rows each."""
     nlist = bounds.shape[0] - 1
     cuts = np.searchsorted(bounds, np.arange(shard_rows, bounds[-1], shard_rows))
     edges = np.unique(np.concatenate([[0], np.clip(cuts, 1, nlist), [nlist]]))
-    return [(int(a), int(b)) for a, b in zip(edges[:-1], edges[1:], strict=True)]
+    return [(int(a), int(b)) for a, b in itertools.pairwise(edges)]
 
 
 def dask_knn_search(
@@ -267,8 +272,9 @@ def dask_knn_search(
             verbose=verbose,
         )
         plan = _cell_plan(centres, assign, n_probe)
-        del assign
-        cells = _cell_shards(plan.bounds, -(-n // _TASKS) if shard_rows is None else int(shard_rows))
+        cells = _cell_shards(
+            plan.bounds, -(-n // _TASKS) if shard_rows is None else int(shard_rows)
+        )
 
         def put_cells(i: int, res: Any) -> None:
             c0, c1 = cells[i]

@@ -389,9 +389,7 @@ def _search_cells(
         lo, hi = int(bounds[c]) - base, int(bounds[c + 1]) - base
         if hi == lo:
             return
-        cand = np.concatenate(
-            [np.arange(bounds[p], bounds[p + 1]) for p in probes[c]]
-        )
+        cand = np.concatenate([np.arange(bounds[p], bounds[p + 1]) for p in probes[c]])
         db = np.concatenate([rows_of(int(p)) for p in probes[c]])
         dd, nn = faiss.knn(rows_of(c), db, kk)
         found = np.where(nn >= 0, cand[np.maximum(nn, 0)], -1)

@@ -382,7 +382,9 @@ def run_neighbors(
             raise DataValidationError(
                 f"{ws.root} has {E.shape[0]} item; the views need at least 2."
             )
-        g = knn_graph(E, n_neighbors, seed=random_state, backend="local", verbose=verbose)
+        g = knn_graph(
+            E, n_neighbors, seed=random_state, backend="local", verbose=verbose
+        )
         n = int(E.shape[0])
     np.savez(stage / "neighbors.npz", indices=g.indices, distances=g.distances)
     summary = {

@@ -58,7 +58,8 @@ def npy(tmp_path_factory):
 
 def _same(g, ref):
     np.testing.assert_array_equal(g.indices, ref.indices)
-    np.testing.assert_array_equal(g.distances, ref.distances)
+    # the same faiss calls on the same rows: equal up to float rounding
+    np.testing.assert_allclose(g.distances, ref.distances, rtol=0, atol=1e-6)
     assert g.method == ref.method
     assert g.backend == "dask" and ref.backend == "local"
 
@@ -136,7 +137,7 @@ def test_killed_worker_mid_search_gives_undisturbed_result(client, tmp_path):
     assert not th.is_alive()
     assert "err" not in out, out.get("err")
     np.testing.assert_array_equal(out["res"].indices, ref.indices)
-    np.testing.assert_array_equal(out["res"].distances, ref.distances)
+    np.testing.assert_allclose(out["res"].distances, ref.distances, atol=1e-6)
     client.wait_for_workers(2, timeout=60)  # the nanny restarted it
     assert victim not in client.run(os.getpid).values()
 
@@ -223,8 +224,9 @@ def test_view_with_backend_dask_recomputes_the_same_graph(local_ws, tmp_path):
     r = run("duplicates", ws, "--backend", "dask", "-q")
     assert r.exit_code == 0, r.output
     assert _params(ws, "neighbors")["backend"] == "dask"
-    for a, b in zip(_graph(ws), _graph(local_ws), strict=True):
-        np.testing.assert_array_equal(a, b)
+    (idx, dist), (ref_idx, ref_dist) = _graph(ws), _graph(local_ws)
+    np.testing.assert_array_equal(idx, ref_idx)
+    np.testing.assert_allclose(dist, ref_dist, rtol=0, atol=1e-6)
 
 
 def test_scheduler_with_local_backend_is_refused(local_ws):

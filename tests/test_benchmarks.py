@@ -104,3 +104,18 @@ def test_distributed_smoke():
     th = out["theory_bytes_per_iter"]
     assert th["centres_bytes"] + th["sums_counts_bytes"] <= sent < out["n"] * 128
     assert {"client+scheduler", "worker0", "worker1"} <= set(rows["dask"]["peak_rss"])
+
+
+def test_knn_scale_smoke():
+    import pytest
+
+    pytest.importorskip("distributed")
+    out = _smoke("knn_scale.py")
+    assert set(out["rows"]) == {"local", "dask"}
+    assert out["rows"]["local"]["method"].startswith("approximate")
+    # the Dask search equals the local one (distances up to rounding)
+    assert out["equal"]["indices_fraction"] == 1.0
+    assert out["equal"]["distances_max_abs_diff"] <= 1e-6
+    for r in out["rows"].values():
+        assert r["seconds"] > 0 and r["peak_tree_rss"] >= r["peak_tree_pss"] > 0
+    assert out["ratios"]["dask_over_local_seconds"] > 0

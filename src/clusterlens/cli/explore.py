@@ -9,6 +9,8 @@ from typing import Any
 import click
 
 from clusterlens.cli._common import (
+    backend_context,
+    backend_options,
     format_option,
     quiet_option,
     seed_option,
@@ -82,6 +84,7 @@ _SEED = seed_option
 @click.option(
     "--n-jobs", type=click.IntRange(min=1, max=64), default=2, show_default=True
 )
+@backend_options
 @_FMT
 @_QUIET
 @_SEED
@@ -97,6 +100,8 @@ def explore(
     split: str | None,
     overwrite: bool,
     n_jobs: int,
+    backend: str | None,
+    scheduler: str | None,
     fmt: str,
     quiet: bool,
     seed: int,
@@ -108,24 +113,27 @@ def explore(
     embeddings, duplicates, outliers, image-quality issues, a 2-D map, a search
     index, a sample to label, clusters and (with labels) label issues, and
     writes WS/report.html. A rerun reuses every stage that is done and valid.
+    With --backend dask (or --scheduler) the CNN embeddings, the neighbour
+    search and the clusters run on a Dask cluster.
     """
     from clusterlens.pipelines.explore import run_explore
 
-    summary = run_explore(
-        source,
-        out,
-        n_clusters=n_clusters,
-        budget=budget,
-        threshold=threshold,
-        image_size=image_size,
-        boxes=boxes,
-        images=images,
-        split=split,
-        overwrite=overwrite,
-        n_jobs=n_jobs,
-        random_state=seed,
-        verbose=verbosity(quiet, fmt),
-    )
+    with backend_context(backend, scheduler):
+        summary = run_explore(
+            source,
+            out,
+            n_clusters=n_clusters,
+            budget=budget,
+            threshold=threshold,
+            image_size=image_size,
+            boxes=boxes,
+            images=images,
+            split=split,
+            overwrite=overwrite,
+            n_jobs=n_jobs,
+            random_state=seed,
+            verbose=verbosity(quiet, fmt),
+        )
     if quiet and fmt != "json":
         return
     st = summary["stages"]
@@ -166,6 +174,8 @@ def _run_view(
     fmt: str,
     human: Callable[[dict[str, Any], Path], str],
     quiet: bool,
+    backend: str | None = None,
+    scheduler: str | None = None,
     **kwargs: Any,
 ) -> None:
     from clusterlens.io import open_workspace
@@ -173,7 +183,10 @@ def _run_view(
 
     wsp = open_workspace(ws)
     dst = ws / name
-    with staged_output_dir(dst, overwrite=True, kind=name, workspace=ws) as stage:
+    with (
+        backend_context(backend, scheduler),
+        staged_output_dir(dst, overwrite=True, kind=name, workspace=ws) as stage,
+    ):
         summary = fn(
             wsp,
             stage,
@@ -188,9 +201,15 @@ def _run_view(
     )
 
 
+#: The views that compute WS/neighbors when it is missing (the heavy search).
+_NEIGHBOR_VIEWS = ("duplicates", "outliers", "map")
+
+
 def _view_command(name: str, help_text: str) -> Callable[[Any], Any]:
     def deco(f: Any) -> Any:
         f = _SEED(_QUIET(_FMT(f))) if name in ("map", "index") else _QUIET(_FMT(f))
+        if name in _NEIGHBOR_VIEWS:
+            f = backend_options(f)
         return click.command(name=name, help=help_text)(workspace_argument(f))
 
     return deco
@@ -232,7 +251,14 @@ def scan(ws: Path, n_jobs: int, fmt: str, quiet: bool) -> None:
     "resized, recompressed, mirrored or re-exposed copies pass it, different "
     "photos of one subject rarely do).",
 )
-def duplicates(ws: Path, threshold: float | None, fmt: str, quiet: bool) -> None:
+def duplicates(
+    ws: Path,
+    threshold: float | None,
+    backend: str | None,
+    scheduler: str | None,
+    fmt: str,
+    quiet: bool,
+) -> None:
     from clusterlens.pipelines.curate import run_duplicates
 
     _run_view(
@@ -245,6 +271,8 @@ def duplicates(ws: Path, threshold: float | None, fmt: str, quiet: bool) -> None
             f"exact copies); {s['n_redundant']:,} items could go.\nWrote {d}/"
         ),
         quiet,
+        backend,
+        scheduler,
         threshold=threshold,
     )
 
@@ -257,7 +285,14 @@ def duplicates(ws: Path, threshold: float | None, fmt: str, quiet: bool) -> None
     default=None,
     help="Flag items this many robust standard deviations out (default 3.5).",
 )
-def outliers(ws: Path, z_threshold: float | None, fmt: str, quiet: bool) -> None:
+def outliers(
+    ws: Path,
+    z_threshold: float | None,
+    backend: str | None,
+    scheduler: str | None,
+    fmt: str,
+    quiet: bool,
+) -> None:
     from clusterlens.pipelines.curate import run_outliers
 
     _run_view(
@@ -269,6 +304,8 @@ def outliers(ws: Path, z_threshold: float | None, fmt: str, quiet: bool) -> None
             f"{s['n_outliers']:,} outliers of {s['n_items']:,} items.\nWrote {d}/"
         ),
         quiet,
+        backend,
+        scheduler,
         z_threshold=z_threshold,
     )
 
@@ -289,7 +326,14 @@ def quality(ws: Path, fmt: str, quiet: bool) -> None:
 
 
 @_view_command("map", "A 2-D map of the embeddings (UMAP; PCA for tiny sets).")
-def map_(ws: Path, fmt: str, quiet: bool, seed: int) -> None:
+def map_(
+    ws: Path,
+    backend: str | None,
+    scheduler: str | None,
+    fmt: str,
+    quiet: bool,
+    seed: int,
+) -> None:
     from clusterlens.pipelines.curate import run_map
 
     _run_view(
@@ -299,6 +343,8 @@ def map_(ws: Path, fmt: str, quiet: bool, seed: int) -> None:
         fmt,
         lambda s, d: f"Map of {s['n_items']:,} items ({s['method']}).\nWrote {d}/",
         quiet,
+        backend,
+        scheduler,
         random_state=seed,
     )
 

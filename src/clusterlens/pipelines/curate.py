@@ -338,25 +338,60 @@ def run_neighbors(
     *,
     n_neighbors: int = N_NEIGHBORS,
     random_state: int = 0,
+    backend: str | None = None,
     verbose: int = 0,
     command: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The k-NN graph of the L2-normalised embeddings, saved for every view."""
+    """The k-NN graph of the L2-normalised embeddings, saved for every view.
+
+    ``backend`` ("local" or "dask"; None: the configured default) says where
+    the search runs. On Dask each worker memory-maps the embeddings file of
+    the workspace itself (same path on every worker) and normalises the rows
+    it reads; the graph equals the local backend's.
+    """
+    from clusterlens._config import resolve_backend
     from clusterlens.features._knn import knn_graph
 
     stage = Path(os.fspath(stage))
+    which = resolve_backend(backend)
     t0 = time.perf_counter()
-    E = _normalized(ws)
-    if E.shape[0] < 2:
-        raise DataValidationError(
-            f"{ws.root} has {E.shape[0]} item; the views need at least 2."
+    if which == "dask":
+        X = embeddings(ws)
+        if X.shape[0] < 2:
+            raise DataValidationError(
+                f"{ws.root} has {X.shape[0]} item; the views need at least 2."
+            )
+        try:
+            g = knn_graph(
+                _emb_path(ws).resolve(),
+                n_neighbors,
+                seed=random_state,
+                normalize=True,
+                backend="dask",
+                verbose=verbose,
+            )
+        except DataValidationError as e:
+            raise DataValidationError(
+                f"{e} Recompute the embeddings with: clusterlens features cnn "
+                f"{ws.root} --overwrite"
+            ) from e
+        n = int(X.shape[0])
+    else:
+        E = _normalized(ws)
+        if E.shape[0] < 2:
+            raise DataValidationError(
+                f"{ws.root} has {E.shape[0]} item; the views need at least 2."
+            )
+        g = knn_graph(
+            E, n_neighbors, seed=random_state, backend="local", verbose=verbose
         )
-    g = knn_graph(E, n_neighbors, seed=random_state, verbose=verbose)
+        n = int(E.shape[0])
     np.savez(stage / "neighbors.npz", indices=g.indices, distances=g.distances)
     summary = {
-        "n_items": int(E.shape[0]),
+        "n_items": n,
         "n_neighbors": int(g.indices.shape[1]),
         "method": g.method,
+        "backend": g.backend,
         "seconds": time.perf_counter() - t0,
     }
     _write_run(
@@ -364,7 +399,7 @@ def run_neighbors(
         "neighbors",
         ws,
         stage_fingerprint(ws, "neighbors", {"n_neighbors": n_neighbors}),
-        {"n_neighbors": n_neighbors, "metric": "cosine"},
+        {"n_neighbors": n_neighbors, "metric": "cosine", "backend": g.backend},
         summary,
         command,
         ["neighbors.npz"],

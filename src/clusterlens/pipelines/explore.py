@@ -12,11 +12,12 @@ stopped and a second run costs seconds.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -163,6 +164,7 @@ def run_explore(
     overwrite: bool = False,
     n_jobs: int = 2,
     random_state: int = 0,
+    backend: str | None = None,
     verbose: int = 0,
 ) -> dict[str, Any]:
     """Explore ``source`` (an image source, or a workspace) into a workspace.
@@ -184,12 +186,71 @@ def run_explore(
         ``curate.DEFAULT_NEAR_THRESHOLD``).
     image_size : int, default=224
         CNN input side.
+    backend : {"local", "dask"}, default=None
+        Where the heavy stages run (the CNN embeddings, the neighbour search,
+        the clusters' k-means); None: the configured default. With "dask"
+        and neither a configured ``scheduler`` nor a current client, one
+        LocalCluster is started for the whole run and closed at its end.
 
     Returns
     -------
     dict
         Per stage: its summary and whether it was reused; ``report``: the path.
     """
+    from clusterlens._config import config_context, resolve_backend
+
+    which = resolve_backend(backend)
+    with config_context(backend=which), _one_cluster(which):
+        return _explore(
+            source,
+            out,
+            n_clusters=n_clusters,
+            budget=budget,
+            threshold=threshold,
+            image_size=image_size,
+            boxes=boxes,
+            images=images,
+            split=split,
+            overwrite=overwrite,
+            n_jobs=n_jobs,
+            random_state=random_state,
+            backend=which,
+            verbose=verbose,
+        )
+
+
+@contextlib.contextmanager
+def _one_cluster(backend: str) -> Iterator[None]:
+    """On Dask without a scheduler or a current client: one LocalCluster for
+    every stage (as the current client), instead of one per stage."""
+    from clusterlens._config import get_config
+
+    if backend != "dask" or get_config()["scheduler"] is not None:
+        yield
+        return
+    from clusterlens.distributed import dask_client
+
+    with dask_client() as c, c.as_current():
+        yield
+
+
+def _explore(
+    source: str | os.PathLike[str],
+    out: str | os.PathLike[str] | None,
+    *,
+    n_clusters: int | None,
+    budget: int | None,
+    threshold: float | None,
+    image_size: int,
+    boxes: bool,
+    images: str | os.PathLike[str] | None,
+    split: str | None,
+    overwrite: bool,
+    n_jobs: int,
+    random_state: int,
+    backend: str,
+    verbose: int,
+) -> dict[str, Any]:
     from clusterlens.pipelines import curate as cv
     from clusterlens.pipelines.cluster_images import run_cluster_images
     from clusterlens.pipelines.features import run_cnn_features
@@ -245,6 +306,7 @@ def run_explore(
                     image_size=image_size,
                     n_jobs=n_jobs,
                     random_state=random_state,
+                    backend=backend,
                     verbose=inner,
                     command={"command": "explore", "ws": str(ws.root)},
                 )
@@ -266,7 +328,12 @@ def run_explore(
             "neighbors",
             {"n_neighbors": cv.N_NEIGHBORS},
             lambda st: cv.run_neighbors(
-                ws, st, random_state=random_state, verbose=inner, command=cmd
+                ws,
+                st,
+                random_state=random_state,
+                backend=backend,
+                verbose=inner,
+                command=cmd,
             ),
         )
         thr = threshold

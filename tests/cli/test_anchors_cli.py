@@ -162,7 +162,7 @@ def test_malformed_yolo_line_names_file_and_line(tmp_path, yolo_dir):
         (["-k", "5000"], "distinct box sizes"),
         (["--levels", "12"], "levels"),
         (["--evaluate", "10,13,16"], "pairs"),
-        (["--min-size", "100000"], "min_size"),
+        (["--min-size", "100000"], "--min-size 100000"),
     ],
 )
 def test_bad_requests_one_clear_message(tmp_path, shared_data, args, match):

@@ -55,9 +55,9 @@ def planted(tmp_path_factory, request):
     plan["exact"] = (a.name, a_copy.name)
     img = Image.open(b).convert("RGB")
     w, h = img.size
-    img.crop((w // 10, h // 10, w - w // 10, h - h // 10)).resize((w // 2, h // 2)).save(
-        src / b.parent.name / "copy_crop.jpg", quality=70
-    )
+    img.crop((w // 10, h // 10, w - w // 10, h - h // 10)).resize(
+        (w // 2, h // 2)
+    ).save(src / b.parent.name / "copy_crop.jpg", quality=70)
     ImageOps.mirror(Image.open(c).convert("RGB")).save(
         src / c.parent.name / "copy_flip.jpg"
     )
@@ -91,8 +91,16 @@ def _ids(ws):
 
 def test_explore_writes_every_view_and_a_report(explored):
     ws, summary, _ = explored
-    for name in ("scan", "neighbors", "duplicates", "outliers", "quality", "map",
-                 "index", "sample"):
+    for name in (
+        "scan",
+        "neighbors",
+        "duplicates",
+        "outliers",
+        "quality",
+        "map",
+        "index",
+        "sample",
+    ):
         assert (ws / name / "run.json").is_file(), name
     assert (ws / "clusters" / "cnn" / "results.parquet").is_file()
     assert (ws / "label-issues" / "label_issues.parquet").is_file()  # ants / bees
@@ -143,14 +151,26 @@ def test_similar_finds_the_copy_first(explored, planted):
 
 def test_rerun_reuses_everything_and_redoes_what_is_missing(explored):
     ws, _, _ = explored
-    before = {p: hashlib.sha1(p.read_bytes()).hexdigest()
-              for p in ws.rglob("*.parquet")}
+    before = {
+        p: hashlib.sha1(p.read_bytes()).hexdigest() for p in ws.rglob("*.parquet")
+    }
     r = run("explore", ws, "--image-size", 128, "--format", "json")
     assert r.exit_code == 0, r.output
     s = json.loads(r.output)
-    assert set(s["reused"]) >= {"ingest", "embeddings", "scan", "neighbors",
-                                "duplicates", "outliers", "quality", "map", "index",
-                                "sample", "clusters", "label-issues"}
+    assert set(s["reused"]) >= {
+        "ingest",
+        "embeddings",
+        "scan",
+        "neighbors",
+        "duplicates",
+        "outliers",
+        "quality",
+        "map",
+        "index",
+        "sample",
+        "clusters",
+        "label-issues",
+    }
     shutil.rmtree(ws / "map")
     r = run("explore", ws, "--image-size", 128, "--format", "json")
     s = json.loads(r.output)

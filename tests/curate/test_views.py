@@ -120,7 +120,7 @@ def test_sample_covers_every_cluster_before_a_second_pick():
 def test_index_finds_own_copy_first_and_ivf_recall(tmp_path):
     X, _, src = planted()
     idx = SimilarityIndex.build(X)
-    ids, sims = idx.search(X[240], k=3)
+    ids, _ = idx.search(X[240], k=3)
     assert ids[0, 0] in (240, src[0]) and set(ids[0, :2]) == {240, src[0]}
     idx.save(tmp_path / "flat", features="features.npy")
     back = SimilarityIndex.load(tmp_path / "flat", features=X)

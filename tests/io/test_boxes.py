@@ -100,7 +100,7 @@ def yolo_root(tmp_path: Path) -> Path:
     root = tmp_path / "ds"
     labels = root / "labels"
     labels.mkdir(parents=True)
-    (labels / "a.txt").write_text("0 0.5 0.5 0.1 0.2\n1 0.2 0.3 0.5 0.25\n")
+    (labels / "a.txt").write_text("0 0.5 0.5 0.1 0.2\n1 0.3 0.3 0.5 0.25\n")
     (labels / "b.txt").write_text("1 0.5 0.5 0.3 0.1\n\n")
     (labels / "c.txt").write_text("")
     _make_image(root / "images" / "a.jpg", (640, 480))

@@ -241,3 +241,20 @@ def test_errors():
         find_label_issues(X, y, pred_probs=np.full((50, 3), 1 / 3))
     with pytest.raises(InvalidParameterError, match="knn_weight"):
         find_label_issues(X, y, knn_weight=2.0)
+
+
+@pytest.mark.parametrize("value", [0.0, 1.0, 0.1, 1e4])
+def test_constant_features_are_a_data_error_not_linalgerror(value):
+    """Issue #17 row 31: all-constant features raised numpy's LinAlgError."""
+    X = np.full((60, 5), value, dtype=np.float32)
+    y = np.repeat([0, 1, 2], 20)
+    with pytest.raises(DataValidationError, match="features are constant"):
+        find_label_issues(X, y, random_state=0)
+
+
+def test_nearly_constant_features_with_an_offset_still_rank():
+    rng = np.random.default_rng(0)
+    y = np.repeat([0, 1, 2], 20)
+    X = 1000.0 + rng.normal(scale=0.5, size=(60, 5)) + y[:, None]
+    res = find_label_issues(X.astype(np.float32), y, random_state=0)
+    assert len(res) == 60

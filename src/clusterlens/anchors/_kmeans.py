@@ -20,6 +20,7 @@ from clusterlens.anchors._metrics import (
 from clusterlens.cluster import kmeans
 from clusterlens.exceptions import DataValidationError, NotFittedError
 from clusterlens.typing import ArrayLike, SeedLike
+from clusterlens.utils._names import arg
 from clusterlens.utils.validation import (
     check_int,
     check_options,
@@ -172,7 +173,8 @@ default="k-means++"
     n_distinct = _count_distinct(b, n_anchors)
     if n_anchors > n_distinct:
         raise DataValidationError(
-            f"n_anchors={n_anchors} is larger than the number of distinct box sizes "
+            f"{arg('n_anchors', str(n_anchors))} is larger than the number of "
+            "distinct box sizes "
             f"({n_distinct} among {b.shape[0]} boxes). Ask for at most {n_distinct} "
             "anchors, or use more boxes."
         )

@@ -14,6 +14,7 @@ import numpy.typing as npt
 
 from clusterlens.exceptions import DataValidationError
 from clusterlens.io._results import read_results
+from clusterlens.io._safe import load_npy
 from clusterlens.io._workspace import Workspace, open_workspace
 
 __all__ = ["ReviewData", "find_results", "load_review_data", "open_review"]
@@ -128,7 +129,12 @@ def _load_features(ws: Workspace, run: dict[str, Any] | None) -> Any:
     if not p.is_file():
         logger.info("features %s of the results are gone; no feature actions", p)
         return None
-    X = np.load(p, mmap_mode="r")
+    X = load_npy(
+        p,
+        what="feature matrix",
+        fix="re-run the clusterlens features command that wrote it",
+        mmap=True,
+    )
     if X.ndim != 2 or X.shape[0] != len(ws):
         return None
     return np.ascontiguousarray(X, dtype=np.float32)
@@ -149,7 +155,11 @@ def load_suspects(
     """
     p = Path(os.fspath(path))
     _check_schema(p, _read_run_json(p.parent), (ISSUES_SCHEMA,))
-    cols = read_results(p)
+    cols = read_results(
+        p,
+        what="label-issues table given to --issues",
+        fix="re-create it with `clusterlens label-issues`, or pass another --issues",
+    )
     need = {"index", "label", "suggested_label", "issue_rank"}
     if not need <= set(cols):
         raise DataValidationError(
@@ -211,10 +221,12 @@ def load_review_data(
         )
     run = _read_run_json(path.parent)
     _check_schema(path, run, KNOWN_RESULT_SCHEMAS)
-    try:
-        cols = read_results(path)
-    except (OSError, ValueError) as e:
-        raise DataValidationError(f"Cannot read results {str(path)!r}: {e}.") from e
+    cols = read_results(
+        path,
+        what="results table",
+        fix="re-run the clusterlens cluster, topics or iic command that wrote it, "
+        "or pass another --results",
+    )
     col = "cluster" if "cluster" in cols else ("topic" if "topic" in cols else None)
     if "index" not in cols or col is None:
         raise DataValidationError(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -10,9 +11,74 @@ import click
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+#: Upper bound of thread-count options: more threads than this only thrash.
+MAX_THREADS = 256
+
+_DEVICE_RE = re.compile(r"(auto|cpu|mps|cuda(:\d+)?)")
+_SCHEME_RE = re.compile(r"(tcp|tls|ucx|ws|wss)://")
+
+
+class _DeviceType(click.ParamType):
+    """``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``mps`` (checked at parse time)."""
+
+    name = "device"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> str:
+        text = str(value).strip().lower()
+        if not _DEVICE_RE.fullmatch(text):
+            self.fail(
+                f"{value!r} is not a device. Use auto (CUDA when present), cpu, "
+                "cuda, cuda:N (the N-th GPU) or mps.",
+                param,
+                ctx,
+            )
+        return text
+
+    def get_metavar(self, param: Any, ctx: Any = None) -> str:
+        return "[auto|cpu|cuda|cuda:N|mps]"
+
+
+#: The type of ``--device`` options.
+DEVICE = _DeviceType()
+
+
+def check_scheduler_address(address: str) -> str:
+    """``address`` if it reads as a Dask scheduler address, else ``ValueError``.
+
+    Accepted: ``[tcp|tls|ucx|ws|wss]://host:port``, ``host:port`` and
+    ``inproc://name``; the port is an int in [1, 65535].
+    """
+    text = address.strip()
+    if text.startswith("inproc://") and len(text) > len("inproc://"):
+        return address
+    rest = _SCHEME_RE.sub("", text, count=1) if _SCHEME_RE.match(text) else text
+    host, sep, port = rest.rpartition(":")
+    ok = bool(sep and host and "/" not in rest and port.isdigit())
+    if ok and not 1 <= int(port) <= 65535:
+        ok = False
+    if not ok:
+        raise ValueError(
+            f"{address!r} is not a scheduler address; expected tcp://HOST:PORT "
+            "(e.g. tcp://10.0.0.5:8786) or HOST:PORT, as `dask scheduler` prints it."
+        )
+    return address
+
+
+def _scheduler_callback(ctx: Any, param: Any, value: str | None) -> str | None:
+    if value is None:
+        return None
+    try:
+        return check_scheduler_address(value)
+    except ValueError as e:
+        raise click.BadParameter(str(e), ctx=ctx, param=param) from e
+
+
 __all__ = [
+    "DEVICE",
+    "MAX_THREADS",
     "backend_context",
     "backend_options",
+    "check_scheduler_address",
     "checkpoint_options",
     "common_options",
     "descriptor_options",
@@ -99,13 +165,28 @@ def checkpoint_options(every: str = "iteration") -> Callable[[F], F]:
 def resolve_checkpoint(
     checkpoint: Path | None, resume: str | None
 ) -> tuple[Path | None, bool]:
-    """The checkpoint folder and whether to resume, from the two options."""
+    """The checkpoint folder and whether to resume, from the two options.
+
+    Resuming needs an existing folder: it is never created, and a file is
+    refused (usage errors, exit code 2).
+    """
     if resume is None:
         return checkpoint, False
     folder = Path(resume) if resume else checkpoint
     if folder is None:
         raise click.BadParameter(
             "give the checkpoint folder: --resume DIR, or --checkpoint DIR --resume",
+            param_hint="--resume",
+        )
+    if not folder.is_dir():
+        found = (
+            "it is a file, not a checkpoint folder"
+            if folder.exists()
+            else "the folder does not exist"
+        )
+        raise click.BadParameter(
+            f"no checkpoint in {str(folder)!r}: {found}. Give the folder a previous "
+            "run wrote its checkpoint to (its --checkpoint DIR)",
             param_hint="--resume",
         )
     return folder, True
@@ -121,6 +202,7 @@ def backend_options(f: F) -> F:
         "--scheduler",
         default=None,
         metavar="ADDRESS",
+        callback=_scheduler_callback,
         help="A running dask.distributed scheduler (tcp://host:8786) for "
         "--backend dask; without it a local Dask cluster is started and closed.",
     )(f)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 
+import click
+
 from clusterlens.exceptions import (
     ClusterlensError,
     DataValidationError,
@@ -13,17 +15,27 @@ from clusterlens.exceptions import (
     OutputExistsError,
 )
 
-__all__ = ["DEBUG_ENV", "HINT", "format_error", "format_unexpected"]
+__all__ = [
+    "COMMAND_KEY",
+    "DEBUG_ENV",
+    "HINT",
+    "flag_names",
+    "format_error",
+    "format_unexpected",
+    "interrupted_message",
+]
 
 DEBUG_ENV = "CLUSTERLENS_DEBUG"
 HINT = f"hint: set {DEBUG_ENV}=1 for a traceback"
+#: ``ctx.meta`` key of the command that runs (set by ``cli.main``).
+COMMAND_KEY = "clusterlens.command"
 
 
-def _plain(e: BaseException) -> str:
+def _plain(e: BaseException, command: click.Command | None = None) -> str:
     return str(e)
 
 
-def _os_error(e: BaseException) -> str:
+def _os_error(e: BaseException, command: click.Command | None = None) -> str:
     assert isinstance(e, OSError)
     name = f" {e.filename}" if e.filename else ""
     return (
@@ -31,15 +43,62 @@ def _os_error(e: BaseException) -> str:
     )
 
 
-def _memory(e: BaseException) -> str:
-    return (
-        "out of memory. Lower the working memory (--working-memory MiB) or use "
-        "a smaller input."
-    )
+def _memory(e: BaseException, command: click.Command | None = None) -> str:
+    names = flag_names(command)
+    fixes = []
+    if "working_memory" in names:
+        fixes.append(f"lower the working memory ({names['working_memory']} MiB)")
+    if "batch_size" in names:
+        fixes.append(f"use a smaller {names['batch_size']}")
+    fixes.append("use a smaller input")
+    fix = ", ".join(fixes[:-1]) + (" or " if len(fixes) > 1 else "") + fixes[-1]
+    return f"out of memory. {fix[0].upper()}{fix[1:]}."
 
+
+# Library keyword -> CLI parameter names that set it, tried in order (a flag of
+# the same name as the keyword is used otherwise).
+_ALIASES: dict[str, tuple[str, ...]] = {
+    "format": ("format_in",),
+    "img_size": ("label_img_size",),
+    "images_dir": ("images_dir", "images"),
+    "n_threads": ("threads",),
+    "n_anchors": ("k",),
+    "random_state": ("seed",),
+}
+
+
+def flag_names(command: click.Command | None) -> dict[str, str]:
+    """Library keyword -> the flag of ``command`` that sets it (``--format-in``)."""
+    if command is None:
+        return {}
+    flags: dict[str, str] = {}
+    for p in command.params:
+        if isinstance(p, click.Option) and p.name:
+            long = [o for o in p.opts if o.startswith("--")] or list(p.opts)
+            flags[p.name] = max(long, key=len)
+    for kwarg, params in _ALIASES.items():
+        for name in params:
+            if name in flags:
+                flags[kwarg] = flags[name]
+                break
+    return flags
+
+
+def interrupted_message(command: click.Command | None) -> str:
+    """What Ctrl-C prints: the --checkpoint hint only where the command has one."""
+    names = flag_names(command)
+    if "checkpoint" in names:
+        return (
+            f"Interrupted; no output was written (a {names['checkpoint']} folder is "
+            "kept: rerun with --resume to continue)."
+        )
+    return "Interrupted; no output was written."
+
+
+_Formatter = Callable[[BaseException, click.Command | None], str]
 
 # Ordered: the first matching type wins, so subclasses come first.
-_FORMATTERS: list[tuple[type[BaseException], str, Callable[[BaseException], str]]] = [
+_FORMATTERS: list[tuple[type[BaseException], str, _Formatter]] = [
     (OutputExistsError, "output exists", _plain),
     (MissingDependencyError, "missing dependency", _plain),
     (InvalidParameterError, "invalid parameter", _plain),
@@ -52,11 +111,14 @@ _FORMATTERS: list[tuple[type[BaseException], str, Callable[[BaseException], str]
 HANDLED: tuple[type[BaseException], ...] = tuple(t for t, _, _ in _FORMATTERS)
 
 
-def format_error(e: BaseException) -> str:
-    """``Error (kind): message`` plus the debug hint, for a handled error."""
+def format_error(e: BaseException, command: click.Command | None = None) -> str:
+    """``Error (kind): message`` plus the debug hint, for a handled error.
+
+    ``command`` is the command that ran, if known: hints name only its flags.
+    """
     for typ, kind, fmt in _FORMATTERS:
         if isinstance(e, typ):
-            return f"Error ({kind}): {fmt(e)}\n{HINT}"
+            return f"Error ({kind}): {fmt(e, command)}\n{HINT}"
     return f"Error: {e}\n{HINT}"
 
 

@@ -29,6 +29,21 @@ def _csv(value: str | None) -> list[str] | None:
     return [v.strip() for v in value.split(",") if v.strip()]
 
 
+def _refuse_duplicates(data: tuple[Path, ...]) -> None:
+    """The same file twice would count each of its boxes twice: a usage error."""
+    seen: dict[Path, Path] = {}
+    for p in data:
+        key = p.resolve()
+        if key in seen:
+            same = "" if str(seen[key]) == str(p) else f" and {str(p)!r}"
+            raise click.BadParameter(
+                f"{str(seen[key])!r}{same} name the same file ({key}) twice; its "
+                "boxes would count twice. Give each annotation file once.",
+                param_hint="DATA",
+            )
+        seen[key] = p
+
+
 @click.command(epilog=EXAMPLES)
 @click.argument(
     "data",
@@ -166,6 +181,7 @@ def anchors(
     from clusterlens.pipelines import run_anchors
     from clusterlens.utils._fs import staged_output_dir
 
+    _refuse_duplicates(data)
     given = parse_anchors(evaluate) if evaluate is not None else None
     filters: dict[str, object] = {"min_size": min_size}
     if categories is not None:
@@ -205,8 +221,14 @@ def anchors(
     rows = "\n".join(
         f"  {i:>2}  {w:8.1f} {h:8.1f}" for i, (w, h) in enumerate(summary["anchors"])
     )
+    fixed = ""
+    if table.n_clipped or table.n_outside:
+        fixed = (
+            f" ({table.n_clipped:,} clipped to their image, {table.n_outside:,} "
+            "outside it dropped)"
+        )
     human = (
-        f"{summary['n_boxes']:,} boxes ({table.source}); anchors in "
+        f"{summary['n_boxes']:,} boxes{fixed} ({table.source}); anchors in "
         f"{summary['units']}, sorted by area:\n   #         w        h\n{rows}\n"
         f"mean IoU {f['mean_iou']:.4f}  BPR {f['bpr']:.4f}  anchors above thr "
         f"{f['aat']:.2f}  fitness {f['fitness']:.4f}\n\n"

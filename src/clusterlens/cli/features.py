@@ -183,7 +183,12 @@ def sift(
     "EfficientNet-Lite weights and imagenet for other networks.",
 )
 @click.option(
-    "--image-size", type=click.IntRange(min=32), default=224, show_default=True
+    "--image-size",
+    type=click.IntRange(min=32, max=1024),
+    default=224,
+    show_default=True,
+    help="Side of the square network input, 32 to 1024 pixels (EfficientNet-"
+    "Lite0 to Lite4 were trained at 224 to 300).",
 )
 @click.option(
     "--fit",

@@ -9,6 +9,8 @@ from typing import Any
 import click
 
 from clusterlens.cli._common import (
+    DEVICE,
+    MAX_THREADS,
     checkpoint_options,
     common_options,
     resolve_checkpoint,
@@ -26,6 +28,10 @@ Examples:
   clusterlens iic digits.npz --k 10 --epochs 10 --checkpoint ckpt --resume --out iic
   clusterlens iic-predict iic/model new_digits.npz --out iic-new
 """
+
+#: Largest --input-size: IIC's networks are small, and the activations of a
+#: batch grow with the square of the side (24 to 64 is what the paper uses).
+MAX_INPUT_SIZE = 256
 
 PREDICT_EXAMPLES = """
 \b
@@ -153,23 +159,24 @@ def _size_mode(f: Any) -> Any:
 )
 @click.option(
     "--input-size",
-    type=click.IntRange(min=8),
+    type=click.IntRange(min=8, max=MAX_INPUT_SIZE),
     default=None,
-    help="Network input side (default 24 for 28-px grey, 32 for RGB).",
+    help="Network input side, 8 to 256 pixels (default 24 for 28-px grey, 32 for RGB).",
 )
 @_size_mode
 @click.option(
     "--device",
+    type=DEVICE,
     default="auto",
     show_default=True,
-    help="cpu, cuda or auto (CUDA when present).",
+    help="cpu, cuda, cuda:N, mps or auto (CUDA when present).",
 )
 @click.option(
     "--threads",
-    type=click.IntRange(min=1),
+    type=click.IntRange(min=1, max=MAX_THREADS),
     default=2,
     show_default=True,
-    help="torch CPU threads.",
+    help="torch CPU threads (1 to 256).",
 )
 @checkpoint_options("epoch")
 @common_options()
@@ -279,9 +286,10 @@ def iic(
 @_size_mode
 @click.option(
     "--device",
+    type=DEVICE,
     default="auto",
     show_default=True,
-    help="cpu, cuda or auto (CUDA when present).",
+    help="cpu, cuda, cuda:N, mps or auto (CUDA when present).",
 )
 @common_options()
 def iic_predict(

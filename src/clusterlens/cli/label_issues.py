@@ -135,6 +135,7 @@ def label_issues(
         run_label_issues,
     )
     from clusterlens.utils._fs import check_output_dir, staged_output_dir
+    from clusterlens.utils._names import cli_names
 
     guard: dict[str, Any] = {
         "overwrite": overwrite,
@@ -143,6 +144,7 @@ def label_issues(
     }
     check_output_dir(out, **guard)  # before the crops are embedded
     verbose = verbosity(quiet, fmt)
+    features_name = "the box features"
     boxes = None
     class_names = None
     if len(data) == 1 and data[0].suffix.lower() == ".json":
@@ -155,6 +157,7 @@ def label_issues(
         class_names = list(boxes.class_names)
         labels: Any = boxes.labels
         if box_features is not None:
+            features_name = f"--features {str(box_features)!r}"
             X: Any = read_features(box_features)
             if X.shape[0] != len(boxes):
                 raise DataValidationError(
@@ -164,8 +167,10 @@ def label_issues(
                 )
         else:
             X = crop_features(boxes, crop_size, verbose=verbose)
+            features_name = "the box crops"
         source = {"annotations": str(data[0]), "images": str(images_dir)}
     elif len(data) == 2:
+        features_name = f"FEATURES {str(data[0])!r}"
         X = read_features(data[0])
         labels = read_labels(data[1])
         source = {"features": str(data[0]), "labels": str(data[1])}
@@ -183,23 +188,24 @@ def label_issues(
                 f"Cannot read --pred-probs {str(pred_probs)!r}: {e}."
             ) from e
     with staged_output_dir(out, **guard) as stage:
-        summary = run_label_issues(
-            X,
-            labels,
-            stage,
-            pred_probs=probs,
-            class_name=None if class_name == "all" else class_name,
-            top=top,
-            export=export,
-            boxes=boxes,
-            class_names=class_names,
-            random_state=seed,
-            verbose=verbose,
-            command={"data": [str(p) for p in data], "source": source},
-            n_folds=folds,
-            n_neighbors=neighbors,
-            n_components=components,
-        )
+        with cli_names({"features": features_name}):
+            summary = run_label_issues(
+                X,
+                labels,
+                stage,
+                pred_probs=probs,
+                class_name=None if class_name == "all" else class_name,
+                top=top,
+                export=export,
+                boxes=boxes,
+                class_names=class_names,
+                random_state=seed,
+                verbose=verbose,
+                command={"data": [str(p) for p in data], "source": source},
+                n_folds=folds,
+                n_neighbors=neighbors,
+                n_components=components,
+            )
     if quiet and fmt != "json":
         return
     mc = summary["most_confused"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import sys
 from typing import Any
@@ -10,10 +11,13 @@ from typing import Any
 import click
 
 from clusterlens.cli._errors import (
+    COMMAND_KEY,
     HANDLED,
     debug_enabled,
+    flag_names,
     format_error,
     format_unexpected,
+    interrupted_message,
 )
 
 __all__ = ["cli", "main"]
@@ -43,14 +47,10 @@ class _Group(click.Group):
         except HANDLED as e:
             if debug_enabled():
                 raise
-            click.echo(format_error(e), err=True)
+            click.echo(format_error(e, ctx.meta.get(COMMAND_KEY)), err=True)
             ctx.exit(1)
         except KeyboardInterrupt:
-            click.echo(
-                "Interrupted; no output was written (a --checkpoint folder is kept: "
-                "rerun with --resume to continue).",
-                err=True,
-            )
+            click.echo(interrupted_message(ctx.meta.get(COMMAND_KEY)), err=True)
             ctx.exit(130)
         except (click.exceptions.ClickException, click.exceptions.Exit):
             raise  # usage errors and exits: click reports them itself
@@ -61,6 +61,34 @@ class _Group(click.Group):
                 raise
             click.echo(format_unexpected(e), err=True)
             ctx.exit(1)
+
+
+def _instrument(cmd: click.Command) -> None:
+    """Make ``cmd`` (and a group's subcommands) record itself while it runs.
+
+    The running command is kept in ``ctx.meta`` (shared by all contexts) for
+    the error hints, and library messages name its flags (``--format-in``,
+    not ``format=``) through :func:`clusterlens.utils._names.cli_names`.
+    """
+    if isinstance(cmd, click.Group):
+        for sub in cmd.commands.values():
+            _instrument(sub)
+        return
+    callback = cmd.callback
+    if callback is None or getattr(callback, "_clusterlens_instrumented", False):
+        return
+
+    @functools.wraps(callback)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        from clusterlens.utils._names import cli_names
+
+        ctx = click.get_current_context()
+        ctx.meta[COMMAND_KEY] = ctx.command
+        with cli_names(flag_names(ctx.command)):
+            return callback(*args, **kwargs)
+
+    run._clusterlens_instrumented = True  # type: ignore[attr-defined]
+    cmd.callback = run
 
 
 def _version() -> str:
@@ -126,6 +154,8 @@ def _register() -> None:
     cli.add_command(explore)
     for command in VIEW_COMMANDS:
         cli.add_command(command)
+    for command in cli.commands.values():
+        _instrument(command)
 
 
 _register()
@@ -136,12 +166,25 @@ def _terminate(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
 
 
+def _one_line_warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    line: str | None = None,
+) -> str:
+    """Warnings as one line a user reads (``Warning: ...``), not file:line + source."""
+    return f"Warning: {message}\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; returns the exit code (0 ok, 1 handled error, 2 usage)."""
     import signal
+    import warnings
 
     with contextlib.suppress(ValueError):  # not the main thread
         signal.signal(signal.SIGTERM, _terminate)
+    warnings.formatwarning = _one_line_warning  # type: ignore[assignment]
     try:
         cli.main(args=argv, prog_name="clusterlens", standalone_mode=True)
     except SystemExit as e:

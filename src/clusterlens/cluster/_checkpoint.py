@@ -5,7 +5,10 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import math
 import os
+import re
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,7 +31,12 @@ __all__ = [
 ]
 
 FORMAT = "clusterlens.lloyd-checkpoint"
-FORMAT_VERSION = 1
+# 2: checkpoint.json carries ``meta_sha256``, the digest of its own content.
+FORMAT_VERSION = 2
+_KINDS = ("exact", "large", "dask-exact", "dask-large")
+_ARRAYS_NAME = re.compile(r"checkpoint-\d{6,}\.npz")
+_PART_NAME = re.compile(r"dask-parts-\d{6,}/part-\d{5,}\.npz")
+_FIX = "start the fit again without --resume (or in a new --checkpoint folder)"
 
 
 @dataclass
@@ -97,38 +105,148 @@ def save_arrays(
     os.replace(tmp, d / name)
     meta["arrays"] = name
     meta["npz_sha256"] = h.hexdigest()
-    atomic_write_text(d / "checkpoint.json", json.dumps(meta, default=float))
+    meta = json.loads(json.dumps(meta, default=float))  # plain JSON types only
+    meta["meta_sha256"] = _meta_digest(meta)
+    atomic_write_text(d / "checkpoint.json", json.dumps(meta))
     for old in d.glob("checkpoint-*.npz"):  # only once the JSON names the new one
         if old.name != name:
             old.unlink(missing_ok=True)
 
 
+def _meta_digest(meta: dict[str, Any]) -> str:
+    """SHA-256 of the checkpoint JSON's content, less the digest itself."""
+    body = {k: v for k, v in meta.items() if k != "meta_sha256"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_str_list(v: Any) -> bool:
+    return isinstance(v, list) and all(isinstance(x, str) for x in v)
+
+
+def _is_number(v: Any) -> bool:
+    """A finite JSON number (not a bool)."""
+    return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _schema_problem(meta: dict[str, Any]) -> str | None:
+    """What is wrong with a checkpoint's JSON, or None (see :func:`save_arrays`)."""
+    it = meta.get("iteration")
+    if not _is_int(it) or it < 0:
+        return f"'iteration' is {it!r}, expected an integer >= 0"
+    kind = meta.get("kind", "exact")
+    if kind not in _KINDS:
+        return f"'kind' is {kind!r}, expected one of {', '.join(_KINDS)}"
+    if not isinstance(meta.get("fingerprint"), str):
+        return "'fingerprint' is missing"
+    name = meta.get("arrays")
+    if not isinstance(name, str) or not _ARRAYS_NAME.fullmatch(name):
+        return f"'arrays' is {name!r}, expected a name like checkpoint-000001.npz"
+    if not isinstance(meta.get("npz_sha256"), str):
+        return "'npz_sha256' is missing"
+    history = meta.get("history", [])
+    if not isinstance(history, list) or not all(isinstance(h, dict) for h in history):
+        return "'history' is not a list of per-iteration objects"
+    # One entry per iteration done, numbered 1..iteration.
+    if len(history) != it:
+        return f"'iteration' is {it} but 'history' holds {len(history)} iterations"
+    wrong = next(
+        (i for i, h in enumerate(history) if h.get("iteration") != i + 1), None
+    )
+    if wrong is not None:
+        return (
+            f"history entry {wrong} is iteration {history[wrong].get('iteration')!r}, "
+            f"expected {wrong + 1}"
+        )
+    if not isinstance(meta.get("converged", False), bool):
+        return f"'converged' is {meta.get('converged')!r}, expected true or false"
+    if kind == "dask-exact" and not _is_str_list(meta.get("digests", [])):
+        return "'digests' is not a list of strings"
+    if kind == "dask-large":
+        parts = meta.get("parts")
+        if not isinstance(parts, list) or not all(
+            _is_str_list(p) and len(p) == 2 and _PART_NAME.fullmatch(p[0])
+            for p in parts
+        ):
+            return "'parts' is not a list of [dask-parts-N/part-M.npz, digest]"
+    if kind == "exact":
+        best, best_it = meta.get("best_inertia"), meta.get("best_it")
+        if not _is_number(best) or best < 0:
+            return f"'best_inertia' is {best!r}, expected a finite number >= 0"
+        if not _is_int(best_it) or not 0 <= best_it <= max(it - 1, 0):
+            return (
+                f"'best_it' is {best_it!r}, expected an integer in "
+                f"[0, {max(it - 1, 0)}]"
+            )
+    return None
+
+
 def load_arrays(
     directory: str | os.PathLike[str], fp: str
 ) -> tuple[dict[str, npt.NDArray[Any]], dict[str, Any]]:
-    """Read a checkpoint, checking it is whole and belongs to this data and fit."""
+    """Read a checkpoint, checking it is whole and belongs to this data and fit.
+
+    The JSON is checked against its schema and, from format version 2 on,
+    against its own digest; the arrays against theirs.
+
+    Raises
+    ------
+    DataValidationError
+        If ``directory`` holds no checkpoint, or one that is damaged, edited,
+        or written for other data or parameters.
+    """
+    from clusterlens.io._safe import invalid_file, read_json
+
     d = Path(directory)
-    try:
-        meta = json.loads((d / "checkpoint.json").read_text())
-        data = (d / str(meta.get("arrays", "checkpoint.npz"))).read_bytes()
-    except (OSError, ValueError) as e:
+    json_path = d / "checkpoint.json"
+    if not d.is_dir() or not json_path.is_file():
         raise DataValidationError(
-            f"No readable checkpoint in {d} ({e}). Point --resume at the folder a "
-            "previous run wrote its checkpoint to."
-        ) from e
-    if (
-        meta.get("format") != FORMAT
-        or int(meta.get("format_version", 0)) > FORMAT_VERSION
-    ):
-        raise DataValidationError(
-            f"{d / 'checkpoint.json'} is not a checkpoint we read."
+            f"No readable checkpoint in {d} (no checkpoint.json"
+            f"{'' if d.is_dir() else '; the folder does not exist'}). Point "
+            "--resume at the folder a previous run wrote its checkpoint to."
         )
-    if hashlib.sha256(data).hexdigest() != meta.get("npz_sha256"):
+    meta = read_json(json_path, what="k-means checkpoint", fix=_FIX)
+    if meta.get("format") != FORMAT:
+        raise DataValidationError(
+            f"{json_path} is not a k-means checkpoint (format "
+            f"{meta.get('format')!r}); {_FIX}."
+        )
+    version = meta.get("format_version")
+    if not _is_int(version) or version < 1:
+        problem: str | None = f"'format_version' is {version!r}"
+    elif version > FORMAT_VERSION:
+        raise DataValidationError(
+            f"{json_path} was written by a newer clusterlens (format version "
+            f"{version} > {FORMAT_VERSION}). Upgrade clusterlens, or {_FIX}."
+        )
+    elif version >= 2 and meta.get("meta_sha256") != _meta_digest(meta):
+        problem = "its content does not match its digest: it was edited or damaged"
+    else:
+        problem = _schema_problem(meta)
+    if problem is not None:
+        raise DataValidationError(
+            invalid_file(json_path, "k-means checkpoint", problem, _FIX)
+        )
+    npz_path = d / meta["arrays"]
+    if not npz_path.is_file():
+        raise DataValidationError(
+            invalid_file(
+                json_path,
+                "k-means checkpoint",
+                f"its arrays file {meta['arrays']} is missing",
+                _FIX,
+            )
+        )
+    data = npz_path.read_bytes()
+    if hashlib.sha256(data).hexdigest() != meta["npz_sha256"]:
         raise DataValidationError(
             f"The checkpoint in {d} is corrupt (its arrays do not match their digest). "
             "Start the fit again without resuming."
         )
-    if meta.get("fingerprint") != fp:
+    if meta["fingerprint"] != fp:
         raise DataValidationError(
             f"The checkpoint in {d} was written for other data or parameters "
             "(fingerprint mismatch). Resume with the same data, k, init, seed and "
@@ -137,8 +255,10 @@ def load_arrays(
     try:
         with np.load(io.BytesIO(data), allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}
-    except (OSError, ValueError) as e:
-        raise DataValidationError(f"The checkpoint in {d} is unreadable ({e}).") from e
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as e:
+        raise DataValidationError(
+            invalid_file(npz_path, "k-means checkpoint", str(e), _FIX)
+        ) from e
     return arrays, meta
 
 

@@ -372,7 +372,14 @@ def _kmeans(
                 "Checkpoints cover one run: use n_init=1 and an int random_state."
             )
         ckpt = Path(checkpoint_dir)
-        ckpt.mkdir(parents=True, exist_ok=True)
+        if not resume:
+            ckpt.mkdir(parents=True, exist_ok=True)
+        elif not ckpt.is_dir():  # resuming never creates the folder
+            what = "it is a file, not a folder" if ckpt.exists() else "no such folder"
+            raise DataValidationError(
+                f"No readable checkpoint in {ckpt} ({what}). Resume from the folder a "
+                "previous run wrote its checkpoint to."
+            )
         fp = fingerprint(
             X,
             {

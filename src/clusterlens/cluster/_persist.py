@@ -72,13 +72,23 @@ def write_model(
 
 
 def read_model(
-    path: str | os.PathLike[str], *, fmt: str, version: int, what: str
+    path: str | os.PathLike[str],
+    *,
+    fmt: str,
+    version: int,
+    what: str,
+    fix: str | None = None,
+    keys: tuple[str, ...] = (),
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Read a pair written by :func:`write_model`: ``(meta, arrays)``.
 
     Accepts any format version up to ``version`` (newer fields are ignored by
-    the caller) and names the file and the fix in every error.
+    the caller) and names the file and the fix in every error: an empty,
+    truncated or damaged file of the pair raises DataValidationError.
     """
+    from clusterlens.io._safe import invalid_file, load_npz, read_json
+
+    fix = fix or f"write the {what} again with the clusterlens command that made it"
     npz_path, json_path = model_paths(path)
     for p in (npz_path, json_path):
         if not p.is_file():
@@ -86,27 +96,34 @@ def read_model(
                 f"Model file {p} not found: a saved {what} is a pair {npz_path.name} + "
                 f"{json_path.name}. Check the path."
             )
-    try:
-        meta = json.loads(json_path.read_text())
-    except (OSError, ValueError) as e:
+    meta = read_json(json_path, what=f"{what} description", fix=fix)
+    if meta.get("format") != fmt:
         raise DataValidationError(
-            f"{json_path} is not a readable clusterlens model file: {e}"
-        ) from e
-    if not isinstance(meta, dict) or meta.get("format") != fmt:
-        raise DataValidationError(
-            f"{json_path} is not a clusterlens {what} (format "
-            f"{meta.get('format') if isinstance(meta, dict) else None!r})."
+            f"{json_path} is not a clusterlens {what} (format {meta.get('format')!r})."
         )
-    if int(meta.get("format_version", 0)) > version:
+    fv = meta.get("format_version", 0)
+    problem = None
+    if not isinstance(fv, int) or isinstance(fv, bool):
+        problem = f"format_version is {fv!r}, not an integer"
+    else:
+        problem = next(
+            (
+                f"{key!r} is {type(meta[key]).__name__}, expected an object"
+                for key in ("params", "attributes")
+                if key in meta and not isinstance(meta[key], dict)
+            ),
+            None,
+        )
+    if problem is not None:
+        raise DataValidationError(
+            invalid_file(json_path, f"{what} description", problem, fix)
+        )
+    if fv > version:
         raise DataValidationError(
             f"{json_path} was written by a newer clusterlens (format version "
             f"{meta['format_version']} > {version}). Upgrade clusterlens."
         )
-    try:
-        with np.load(npz_path, allow_pickle=False) as z:
-            arrays = {k: z[k] for k in z.files}
-    except (OSError, ValueError) as e:
-        raise DataValidationError(f"{npz_path} is not a readable .npz file: {e}") from e
+    arrays = load_npz(npz_path, what=what, fix=fix, keys=keys)
     return meta, arrays
 
 
@@ -147,7 +164,12 @@ def save_kmeans(model: KMeans, path: str | os.PathLike[str]) -> tuple[Path, Path
 def load_kmeans(cls: type[KMeans], path: str | os.PathLike[str]) -> KMeans:
     """Read a model written by :func:`save_kmeans` (any format version <= ours)."""
     meta, arrays = read_model(
-        path, fmt=FORMAT, version=FORMAT_VERSION, what="k-means model"
+        path,
+        fmt=FORMAT,
+        version=FORMAT_VERSION,
+        what="k-means model",
+        fix="save the model again (KMeans.save, or clusterlens kmeans)",
+        keys=("cluster_centers_",),
     )
     params = dict(meta.get("params", {}))
     if params.get("init") == "array":

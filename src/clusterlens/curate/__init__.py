@@ -1,4 +1,5 @@
-"""Curation views of a collection: duplicates, outliers, a 2-D map, search, a sample."""
+"""Curation views of a collection: duplicates, outliers, image quality, a 2-D map,
+search by example and a sample that covers it."""
 
 from __future__ import annotations
 
@@ -14,19 +15,35 @@ from clusterlens.curate._outliers import (
     OutlierScores,
     outlier_scores,
 )
+from clusterlens.curate._quality import (
+    DEFAULT_THRESHOLDS,
+    ISSUE_TYPES,
+    PROPERTY_NAMES,
+    QualityResult,
+    image_properties,
+    properties_table,
+    quality_issues,
+)
 from clusterlens.curate._sample import CoverageSample, select_sample
 
 __all__ = [
     "DEFAULT_NEAR_THRESHOLD",
     "DEFAULT_OUTLIER_Z",
+    "DEFAULT_THRESHOLDS",
     "EXACT_INDEX_MAX",
+    "ISSUE_TYPES",
+    "PROPERTY_NAMES",
     "CoverageSample",
     "DuplicateGroups",
     "Map2D",
     "OutlierScores",
+    "QualityResult",
     "SimilarityIndex",
     "embed_2d",
     "find_duplicates",
+    "image_properties",
     "outlier_scores",
+    "properties_table",
+    "quality_issues",
     "select_sample",
 ]

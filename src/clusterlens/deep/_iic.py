@@ -17,7 +17,7 @@ from sklearn.base import BaseEstimator, ClusterMixin
 
 from clusterlens._config import get_config
 from clusterlens.cluster._checkpoint import fingerprint
-from clusterlens.cluster._persist import read_model, write_model
+from clusterlens.cluster._persist import model_paths, read_model, write_model
 from clusterlens.deep._loss import iid_loss
 from clusterlens.deep._nets import BACKBONES, IICNet
 from clusterlens.deep._transforms import Transforms, default_transforms
@@ -26,6 +26,8 @@ from clusterlens.exceptions import (
     InvalidParameterError,
     NotFittedError,
 )
+from clusterlens.io._safe import invalid_file
+from clusterlens.utils._names import arg
 from clusterlens.utils._progress import progress
 from clusterlens.utils.validation import (
     check_int,
@@ -119,12 +121,35 @@ def _resolve_device(device: str) -> torch.device:
             device = str(cfg)
         else:
             return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if not isinstance(device, str):
+        raise InvalidParameterError(
+            "The 'device' parameter of IIC must be a str such as 'cpu', 'cuda' or "
+            f"'auto'. Got {device!r} instead."
+        )
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise InvalidParameterError(
-            f"device={device!r} was asked for but CUDA is not available here. "
-            "Use device='cpu' or 'auto'."
+            f"{arg('device', repr(device))} was asked for but CUDA is not "
+            f"available here. Use {arg('device', 'cpu')} or "
+            f"{arg('device', 'auto')}."
         )
-    return torch.device(device)
+    try:
+        return torch.device(device)
+    except RuntimeError as e:
+        raise InvalidParameterError(
+            f"{arg('device', repr(device))} is not a torch device. Use 'auto', "
+            "'cpu', 'cuda', 'cuda:N' or 'mps'."
+        ) from e
+
+
+def _check_finite_loss(value: float, lr: float, epoch: int, batch: int) -> None:
+    """Stop a diverging run: a non-finite loss only ever gives NaN weights."""
+    if np.isfinite(value):
+        return
+    raise InvalidParameterError(
+        f"IIC training diverged: the loss became {value} at epoch {epoch}, batch "
+        f"{batch}, with a learning rate of {lr:g}. Lower the learning rate, "
+        f"e.g. {arg('lr', '2e-3')} (the default)."
+    )
 
 
 class IIC(ClusterMixin, BaseEstimator):  # type: ignore[misc]
@@ -389,9 +414,11 @@ class IIC(ClusterMixin, BaseEstimator):  # type: ignore[misc]
                         heads if self.aux_mode == "joint" else [heads[b % len(heads)]]
                     )
                     xb = images[perm[b * bs : (b + 1) * bs]].to(device)
-                    for head, per_head in self._step(
-                        net, opt, xb, step_heads, gen
-                    ).items():
+                    losses = self._step(net, opt, xb, step_heads, gen)
+                    for head, per_head in losses.items():
+                        _check_finite_loss(
+                            float(per_head.sum()), self.lr, epoch + 1, b + 1
+                        )
                         sums[head] += per_head
                         counts[head] += 1
                     bar.update(1)
@@ -400,6 +427,8 @@ class IIC(ClusterMixin, BaseEstimator):  # type: ignore[misc]
                         bar.set_postfix_str(f"loss {running:.4f}")
                 entry = self._epoch_entry(epoch, heads, sums, counts)
                 proba = self._predict_all(images, all_heads=True)  # (n, h, k)
+                if not np.isfinite(proba).all():  # the last step broke the weights
+                    _check_finite_loss(float("nan"), self.lr, epoch + 1, n_batches)
                 self.head_ = int(entry["head"])
                 self.labels_ = proba[:, self.head_].argmax(axis=1).astype(np.int64)
                 entry["n_clusters_used"] = int(np.unique(self.labels_).size)
@@ -556,22 +585,35 @@ class IIC(ClusterMixin, BaseEstimator):  # type: ignore[misc]
     @classmethod
     def load(cls, path: str | os.PathLike[str], *, device: str = "auto") -> IIC:
         """Read a model written by :meth:`save`."""
+        fix = "train and save it again with `clusterlens iic` (IIC.save)"
         meta, arrays = read_model(
-            path, fmt=MODEL_FORMAT, version=FORMAT_VERSION, what="IIC model"
+            path, fmt=MODEL_FORMAT, version=FORMAT_VERSION, what="IIC model", fix=fix
         )
-        params = dict(meta["params"])
-        tf = params.pop("transforms", None)
-        attrs = meta["attributes"]
-        model = cls(**params, device=device)
-        model.transforms = None if tf is None else Transforms.from_dict(tf)
-        model._build(tuple(attrs["image_shape"]))  # type: ignore[arg-type]
-        model.transforms_ = Transforms.from_dict(attrs["transforms"])
+        json_path = model_paths(path)[1]
+        try:
+            params = dict(meta["params"])
+            tf = params.pop("transforms", None)
+            attrs = meta["attributes"]
+            unknown = sorted(set(params) - set(cls().get_params()))
+            if unknown:
+                raise ValueError(f"unknown parameters {', '.join(unknown)}")
+            model = cls(**params, device=device)
+            model._validate_params()
+            model.transforms = None if tf is None else Transforms.from_dict(tf)
+            shape = _image_shape(attrs["image_shape"])
+            model._build(shape)
+            model.transforms_ = Transforms.from_dict(attrs["transforms"])
+            model.head_ = _int_in(attrs["head"], "head", 0, model.n_heads - 1)
+            model.history_ = _history(attrs["history"])
+            model.n_epochs_ = _int_in(attrs["n_epochs"], "n_epochs", 0, None)
+        except (KeyError, TypeError, ValueError) as e:
+            reason = f"no {e}" if isinstance(e, KeyError) else str(e).rstrip(".")
+            raise DataValidationError(
+                invalid_file(json_path, "IIC model description", reason, fix)
+            ) from e
         _load_state(model.net_, arrays, "model/", path)
         model.net_.to(_resolve_device(device))
         model.device_ = str(_resolve_device(device))
-        model.head_ = int(attrs["head"])
-        model.history_ = list(attrs["history"])
-        model.n_epochs_ = int(attrs["n_epochs"])
         return model
 
     # ------------------------------------------------------------------ #
@@ -614,37 +656,108 @@ class IIC(ClusterMixin, BaseEstimator):  # type: ignore[misc]
                 f"No IIC checkpoint in {self.checkpoint_dir} to resume from. Run "
                 "once without --resume (with this checkpoint folder) first."
             )
-        meta, arrays = read_model(
-            path, fmt=CKPT_FORMAT, version=FORMAT_VERSION, what="IIC checkpoint"
+        fix = (
+            "start again without resuming (leave out --resume), or in a new "
+            "checkpoint folder"
         )
-        attrs = meta["attributes"]
+        meta, arrays = read_model(
+            path,
+            fmt=CKPT_FORMAT,
+            version=FORMAT_VERSION,
+            what="IIC checkpoint",
+            fix=fix,
+            keys=("rng/torch",),
+        )
+        json_path = model_paths(path)[1]
+        try:
+            attrs = meta["attributes"]
+            history = _history(attrs["history"])
+            done = _int_in(attrs["n_epochs"], "n_epochs", 1, None)
+            if done != len(history):
+                raise ValueError(
+                    f"'n_epochs' is {done} but 'history' holds {len(history)} epochs"
+                )
+            if not isinstance(attrs["optim_scalars"], dict) or not isinstance(
+                attrs["optim_param_groups"], list
+            ):
+                raise ValueError("the optimizer state is not an object and a list")
+        except (KeyError, TypeError, ValueError) as e:
+            reason = f"no {e}" if isinstance(e, KeyError) else str(e).rstrip(".")
+            raise DataValidationError(
+                invalid_file(json_path, "IIC checkpoint description", reason, fix)
+            ) from e
         if attrs.get("fingerprint") != fp:
             raise DataValidationError(
                 f"The checkpoint in {self.checkpoint_dir} was written for other data "
                 "or other parameters; resume with the same data and options, or use "
                 "a new checkpoint folder."
             )
+        if done > self.epochs:
+            raise InvalidParameterError(
+                f"The checkpoint in {self.checkpoint_dir} has {done} epochs done, more "
+                f"than epochs={self.epochs} (--epochs on the command line): resume "
+                f"with epochs >= {done} to continue it, or start again in a new "
+                "checkpoint folder."
+            )
         _load_state(self.net_, arrays, "model/", path)
-        state: dict[int, dict[str, Any]] = {}
-        for key, val in arrays.items():
-            if key.startswith("optim/"):
-                _, idx, name = key.split("/", 2)
-                state.setdefault(int(idx), {})[name] = torch.from_numpy(val)
-        for key, val in attrs["optim_scalars"].items():
-            idx, name = key.split("/", 1)
-            state.setdefault(int(idx), {})[name] = val
-        groups = attrs["optim_param_groups"]
-        for g in groups:
-            if "betas" in g:
-                g["betas"] = tuple(g["betas"])
-        opt.load_state_dict({"state": state, "param_groups": groups})
-        gen.set_state(torch.from_numpy(arrays["rng/torch"].astype(np.uint8)))
-        self.history_ = list(attrs["history"])
-        done = int(attrs["n_epochs"])
+        try:
+            state: dict[int, dict[str, Any]] = {}
+            for key, val in arrays.items():
+                if key.startswith("optim/"):
+                    _, idx, name = key.split("/", 2)
+                    state.setdefault(int(idx), {})[name] = torch.from_numpy(val)
+            for key, val in attrs["optim_scalars"].items():
+                idx, name = key.split("/", 1)
+                state.setdefault(int(idx), {})[name] = val
+            groups = attrs["optim_param_groups"]
+            for g in groups:
+                if "betas" in g:
+                    g["betas"] = tuple(g["betas"])
+            opt.load_state_dict({"state": state, "param_groups": groups})
+            gen.set_state(torch.from_numpy(arrays["rng/torch"].astype(np.uint8)))
+        except (KeyError, TypeError, ValueError, RuntimeError) as e:
+            raise DataValidationError(
+                invalid_file(
+                    path.with_name(CKPT_NAME + ".npz"),
+                    "IIC checkpoint",
+                    f"its optimizer or random state cannot be restored: {e}",
+                    fix,
+                )
+            ) from e
+        self.history_ = history
         if self.history_:
             self.head_ = int(self.history_[-1]["head"])
         logger.info("Resumed IIC from %s after epoch %d", path, done)
         return done
+
+
+def _int_in(value: Any, name: str, low: int, high: int | None) -> int:
+    """``value`` as an int in ``[low, high]``; ValueError naming ``name`` otherwise."""
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise ValueError(f"{name!r} is {value!r}, not an integer")
+    if value < low or (high is not None and value > high):
+        upper = "" if high is None else f" and <= {high}"
+        raise ValueError(f"{name!r} is {value}, expected >= {low}{upper}")
+    return value
+
+
+def _image_shape(value: Any) -> tuple[int, int, int]:
+    if not isinstance(value, list) or len(value) != 3:
+        raise ValueError(f"'image_shape' is {value!r}, not [height, width, channels]")
+    h, w, c = (_int_in(v, "image_shape", 1, None) for v in value)
+    if c not in (1, 3):
+        raise ValueError(f"'image_shape' has {c} channels, expected 1 or 3")
+    return h, w, c
+
+
+def _history(value: Any) -> list[dict[str, Any]]:
+    """Per-epoch entries: epoch i (1-based) with its chosen sub-head."""
+    if not isinstance(value, list) or not all(isinstance(h, dict) for h in value):
+        raise ValueError("'history' is not a list of per-epoch objects")
+    for i, h in enumerate(value):
+        _int_in(h.get("epoch"), f"history[{i}].epoch", i + 1, i + 1)
+        _int_in(h.get("head"), f"history[{i}].head", 0, None)
+    return list(value)
 
 
 def _load_state(

@@ -26,6 +26,7 @@ import numpy as np
 import numpy.typing as npt
 
 from clusterlens.exceptions import BackendError, DataValidationError
+from clusterlens.io._safe import CORRUPT_ERRORS, describe_error
 from clusterlens.utils._fs import atomic_write_bytes
 from clusterlens.utils._progress import progress
 
@@ -153,8 +154,8 @@ def load_part(
     try:
         with np.load(os.fspath(path), allow_pickle=False) as z:
             return {k: z[k] for k in (z.files if keys is None else keys)}
-    except (OSError, ValueError, KeyError) as e:
+    except (OSError, *CORRUPT_ERRORS) as e:
         raise DataValidationError(
-            f"Cannot read the shard file {str(path)!r} ({e}). Remove its work "
-            "folder and run again."
+            f"Cannot read the shard file {str(path)!r} ({describe_error(e, '.npz')})."
+            " Remove its work folder and run again."
         ) from e

@@ -25,6 +25,7 @@ from clusterlens.features._effnet import (
     INPUT_STD,
     build_efficientnet_lite,
 )
+from clusterlens.utils._names import arg_name
 from clusterlens.utils._optional import import_optional
 from clusterlens.utils.validation import check_int, check_options
 
@@ -144,6 +145,11 @@ class CnnEmbedder:
         mean, std = _NORMALIZE[self.normalize]
         self._mean = np.asarray(mean, np.float32)
         self._std = np.asarray(std, np.float32)
+        self._label = (
+            "the default EfficientNet-Lite0 weights"
+            if weights is None
+            else f"{arg_name('weights')} {os.fspath(weights)!r}"
+        )
         self.dim = self._probe_dim(weights)
 
     def preprocess(self, image: npt.NDArray[np.uint8]) -> npt.NDArray[np.float32]:
@@ -184,9 +190,28 @@ class CnnEmbedder:
                 raise DataValidationError(
                     f"CNN {str(weights)!r} fails on a (2, 3, {s}, {s}) input "
                     f"(export it with a dynamic batch dimension and this "
-                    f"--image-size): {msg}"
+                    f"{arg_name('image_size')}): {msg}"
                 ) from e
+        if int(out.shape[1]) < 1:
+            raise DataValidationError(
+                f"{self._label} gives 0-wide embeddings (output shape "
+                f"{tuple(out.shape)} for 2 images); the network must return at "
+                "least one feature per image. Export the layer before the empty one."
+            )
+        self._check_finite(out, "a blank image")
         return int(out.shape[1])
+
+    def _check_finite(self, out: Any, what: str) -> None:
+        """Raise if an embedding holds NaN or infinity (broken weights)."""
+        torch = self._torch
+        bad = ~torch.isfinite(out).all(dim=1)
+        if bool(bad.any()):
+            raise DataValidationError(
+                f"{self._label} gives embeddings that are not finite (NaN or "
+                f"infinity) for {int(bad.sum())} of {len(out)} inputs ({what}). "
+                "The weights are broken (e.g. saved from a diverged training "
+                "run) or the network does not fit this input; check the file."
+            )
 
     def _forward(self, x: Any) -> Any:
         """Embeddings (n, D) of a normalised batch (n, 3, S, S) tensor."""
@@ -217,6 +242,7 @@ class CnnEmbedder:
                 out = self._forward(x)
                 if self.flip:
                     out = (out + self._forward(torch.flip(x, dims=[3]))) / 2
+                self._check_finite(out, "images of this batch")
         finally:
             torch.set_num_threads(old)
         return np.asarray(out.numpy(), dtype=np.float32)

@@ -100,17 +100,27 @@ class PcaModel:
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> PcaModel:
         """Read a model written by :meth:`save`."""
-        import json
+        from clusterlens.io._safe import invalid_file, load_npz, read_json
 
         p = Path(os.fspath(path))
-        meta = json.loads(p.with_suffix(".json").read_text(encoding="utf-8"))
-        with np.load(p.with_suffix(".npz"), allow_pickle=False) as d:
-            return cls(
-                d["mean"],
-                d["components"],
-                d["explained_variance"],
-                bool(meta["whiten"]),
+        fix = "save the model again with PcaModel.save (clusterlens features --pca)"
+        meta = read_json(p.with_suffix(".json"), what="PCA model description", fix=fix)
+        d = load_npz(
+            p.with_suffix(".npz"),
+            what="PCA model",
+            fix=fix,
+            keys=("mean", "components", "explained_variance"),
+        )
+        if not isinstance(meta.get("whiten"), bool):
+            raise DataValidationError(
+                invalid_file(
+                    p.with_suffix(".json"),
+                    "PCA model description",
+                    "'whiten' is not true or false",
+                    fix,
+                )
             )
+        return cls(d["mean"], d["components"], d["explained_variance"], meta["whiten"])
 
 
 def fit_pca(

@@ -153,22 +153,26 @@ class VaeModel:
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> VaeModel:
         """Read a model written by :meth:`save`."""
+        from clusterlens.io._safe import invalid_file, load_npz, read_json
+
         p = Path(os.fspath(path))
-        try:
-            meta = json.loads(p.with_suffix(".json").read_text())
-            with np.load(p.with_suffix(".npz"), allow_pickle=False) as z:
-                state = {k: z[k] for k in z.files}
-        except (OSError, ValueError) as e:
-            raise DataValidationError(f"Cannot read a VAE at {p} ({e}).") from e
+        fix = "save the model again with VaeModel.save"
+        meta = read_json(p.with_suffix(".json"), what="VAE model description", fix=fix)
         if meta.get("format") != FORMAT:
             raise DataValidationError(f"{p.with_suffix('.json')} is not a VAE model.")
-        return cls(
-            meta["n_features"],
-            meta["latent"],
-            tuple(meta["hidden"]),
-            state,
-            meta.get("history"),
-        )
+        state = load_npz(p.with_suffix(".npz"), what="VAE model", fix=fix)
+        try:
+            return cls(
+                meta["n_features"],
+                meta["latent"],
+                tuple(meta["hidden"]),
+                state,
+                meta.get("history"),
+            )
+        except (KeyError, TypeError, ValueError, RuntimeError) as e:
+            raise DataValidationError(
+                invalid_file(p.with_suffix(".npz"), "VAE model", str(e), fix)
+            ) from e
 
 
 def _check_pixels(X: npt.ArrayLike, name: str) -> npt.NDArray[np.float32]:

@@ -6,7 +6,8 @@ import dataclasses
 import difflib
 import logging
 import os
-from collections.abc import Sequence
+import warnings
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,11 +15,22 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from clusterlens.exceptions import DataValidationError, InvalidParameterError
+from clusterlens.exceptions import (
+    DataQualityWarning,
+    DataValidationError,
+    InvalidParameterError,
+)
 from clusterlens.typing import ArrayLike, PathLike
+from clusterlens.utils._names import arg
 from clusterlens.utils.validation import check_int, check_real
 
-__all__ = ["BoxTable", "read_boxes"]
+__all__ = [
+    "CLIP_TOLERANCE",
+    "MAX_IMAGE_SIDE",
+    "BoxTable",
+    "clip_boxes",
+    "read_boxes",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -64,6 +76,11 @@ class BoxTable:
         several COCO files are merged).
     source : str, default=""
         Human-readable description of where the boxes were read from.
+    n_clipped : int, default=0
+        Boxes the reader clipped to their image (they reached more than
+        :data:`CLIP_TOLERANCE` pixels past its border); see :func:`clip_boxes`.
+    n_outside : int, default=0
+        Boxes the reader dropped because they lie wholly outside their image.
 
     Raises
     ------
@@ -95,6 +112,8 @@ class BoxTable:
     category_names: tuple[str, ...]
     image_id: npt.NDArray[np.str_]
     source: str = ""
+    n_clipped: int = 0
+    n_outside: int = 0
 
     def __post_init__(self) -> None:
         cols: dict[str, Any] = {
@@ -132,6 +151,15 @@ class BoxTable:
                     f"(first at index {int(np.argmax(wrong))}). Drop those rows "
                     "before building the BoxTable."
                 )
+        for k in ("img_w", "img_h"):
+            big = cols[k] > MAX_IMAGE_SIDE
+            if big.any():
+                i = int(np.argmax(big))
+                raise DataValidationError(
+                    f"BoxTable.{k} must be at most {MAX_IMAGE_SIDE:,} pixels, larger "
+                    f"than any image; {int(big.sum())} rows are bigger (first at "
+                    f"index {i}: {cols[k][i]:g}). Fix the image sizes."
+                )
         cat = cols["category"]
         out = (cat < 0) | (cat >= len(names))
         if out.any():
@@ -145,6 +173,8 @@ class BoxTable:
             object.__setattr__(self, k, v)
         object.__setattr__(self, "category_names", names)
         object.__setattr__(self, "source", str(self.source))
+        object.__setattr__(self, "n_clipped", int(self.n_clipped))
+        object.__setattr__(self, "n_outside", int(self.n_outside))
 
     def __len__(self) -> int:
         """Return the number of boxes."""
@@ -332,6 +362,110 @@ def _bbox_wh(bboxes: list[Any]) -> tuple[FloatArray, FloatArray]:
     return arr[:, 2].copy(), arr[:, 3].copy()
 
 
+def _bbox_xywh(bboxes: list[Any]) -> FloatArray:
+    """COCO ``[x, y, w, h]`` boxes as an (n, 4) array; NaN rows if malformed."""
+    n = len(bboxes)
+    try:
+        arr = np.asarray(bboxes, dtype=np.float64)
+        if arr.shape != (n, 4):
+            raise ValueError("ragged")
+    except (TypeError, ValueError):
+        arr = np.array(
+            [
+                [_float_or_nan(x) for x in b]
+                if isinstance(b, list | tuple) and len(b) == 4
+                else [float("nan")] * 4
+                for b in bboxes
+            ],
+            dtype=np.float64,
+        ).reshape(n, 4)
+    return arr
+
+
+#: Largest image side, in pixels, a box reader accepts: 2**24, the largest
+#: range of integers float32 holds exactly (a bigger size is a typo, and breaks
+#: the float32 IoU arithmetic of anchor k-means).
+MAX_IMAGE_SIDE = 2**24
+
+#: Pixels a box may reach past its image's border without being counted as
+#: clipped (annotation tools round, and VOC's 1-based corners reach W + 1).
+CLIP_TOLERANCE = 1.0
+
+
+def clip_boxes(
+    xyxy: ArrayLike, img_w: ArrayLike, img_h: ArrayLike
+) -> tuple[FloatArray, npt.NDArray[np.bool_], npt.NDArray[np.bool_]]:
+    """Clip boxes to their image: the one rule of every box reader.
+
+    Parameters
+    ----------
+    xyxy : array-like of shape (n_boxes, 4)
+        ``[x0, y0, x1, y1]`` corners in pixels, 0-based, ``x1``/``y1``
+        exclusive (a COCO box is ``[x, y, x + w, y + h]``).
+    img_w, img_h : array-like of shape (n_boxes,)
+        Size of each box's image in pixels.
+
+    Returns
+    -------
+    xyxy : ndarray of shape (n_boxes, 4)
+        The corners clipped to ``[0, img_w] x [0, img_h]``.
+    clipped : ndarray of shape (n_boxes,), bool
+        Boxes that reached more than :data:`CLIP_TOLERANCE` pixels past the
+        image (and still overlap it): readers count and report them.
+    outside : ndarray of shape (n_boxes,), bool
+        Boxes with no area left inside the image: readers drop them, count
+        them and report them.
+
+    Examples
+    --------
+    >>> xyxy, clipped, outside = clip_boxes(
+    ...     [[10, 10, 100000, 30], [700, 0, 800, 10], [0, 0, 640.5, 10]],
+    ...     [640, 640, 640], [480, 480, 480])
+    >>> xyxy[0].tolist(), clipped.tolist(), outside.tolist()
+    ([10.0, 10.0, 640.0, 30.0], [True, False, False], [False, True, False])
+    """
+    box = np.asarray(xyxy, dtype=np.float64).reshape(-1, 4)
+    w = np.asarray(img_w, dtype=np.float64).reshape(-1)
+    h = np.asarray(img_h, dtype=np.float64).reshape(-1)
+    out = np.empty_like(box)
+    np.clip(box[:, 0], 0.0, w, out=out[:, 0])
+    np.clip(box[:, 2], 0.0, w, out=out[:, 2])
+    np.clip(box[:, 1], 0.0, h, out=out[:, 1])
+    np.clip(box[:, 3], 0.0, h, out=out[:, 3])
+    outside = (out[:, 2] - out[:, 0] <= 0) | (out[:, 3] - out[:, 1] <= 0)
+    moved = np.abs(out - box).max(axis=1) > CLIP_TOLERANCE
+    return out, moved & ~outside, outside
+
+
+def _report_clipping(
+    where: str,
+    clipped: npt.NDArray[np.bool_],
+    outside: npt.NDArray[np.bool_],
+    describe: Callable[[int], str],
+) -> None:
+    """Warn once about boxes clipped to (or dropped outside) their image."""
+    parts = []
+    if clipped.any():
+        i = int(np.argmax(clipped))
+        parts.append(
+            f"{int(clipped.sum())} box(es) reach past their image and were clipped "
+            f"to it (first: {describe(i)})"
+        )
+    if outside.any():
+        i = int(np.argmax(outside))
+        parts.append(
+            f"{int(outside.sum())} box(es) lie wholly outside their image and were "
+            f"dropped (first: {describe(i)})"
+        )
+    if parts:
+        warnings.warn(
+            f"{where}: {'; '.join(parts)}. Check the image sizes and box "
+            "coordinates of the annotations.",
+            DataQualityWarning,
+            stacklevel=3,
+        )
+
+
 def _resolve_categories(
     categories: Sequence[str] | str, available: Sequence[str], where: str
 ) -> tuple[str, ...]:
@@ -387,10 +521,14 @@ def _apply_filters(
     categories: Sequence[str] | str | None,
     min_size: float,
     empty_hint: str,
+    outside: npt.NDArray[np.bool_] | None = None,
+    clipped: npt.NDArray[np.bool_] | None = None,
 ) -> BoxTable:
     """Apply the flag filters, then categories, then ``min_size``; build the table.
 
     ``flag_steps`` holds ``(drop_mask, description)`` pairs (crowd, difficult).
+    ``outside`` and ``clipped`` come from :func:`clip_boxes`: boxes outside
+    their image are dropped first; both counts are kept in the table.
     Raises a data error saying what each filter removed when nothing is left.
     """
     n_total = int(w.shape[0])
@@ -398,6 +536,11 @@ def _apply_filters(
         raise DataValidationError(f"{source} holds no boxes. {empty_hint}")
     keep = np.ones(n_total, dtype=bool)
     removed: list[tuple[int, str]] = []
+    n_outside = 0
+    if outside is not None and outside.any():
+        n_outside = int(np.count_nonzero(outside))
+        removed.append((n_outside, "the image bounds (wholly outside their image)"))
+        keep &= ~outside
     for drop, description in flag_steps:
         removed.append((int(np.count_nonzero(keep & drop)), description))
         keep &= ~drop
@@ -407,7 +550,7 @@ def _apply_filters(
         category = _category_lut(names, wanted)[category]
         drop = category < 0
         removed.append(
-            (int(np.count_nonzero(keep & drop)), f"categories={list(wanted)!r}")
+            (int(np.count_nonzero(keep & drop)), arg("categories", repr(list(wanted))))
         )
         keep &= ~drop
         out_names = wanted
@@ -416,7 +559,7 @@ def _apply_filters(
         removed.append(
             (
                 int(np.count_nonzero(keep & drop)),
-                f"min_size={min_size!r} (w or h < {min_size!r} px)",
+                f"{arg('min_size', repr(min_size))} (w or h < {min_size!r} px)",
             )
         )
         keep &= ~drop
@@ -446,6 +589,8 @@ def _apply_filters(
         category_names=out_names,
         image_id=image_id if all_kept else image_id[keep],
         source=source,
+        n_clipped=0 if clipped is None else int(np.count_nonzero(keep & clipped)),
+        n_outside=n_outside,
     )
 
 

@@ -14,17 +14,21 @@ import numpy as np
 from clusterlens.exceptions import DataValidationError
 from clusterlens.io._boxes import (
     _MAX_LISTED,
+    MAX_IMAGE_SIDE,
     BoxTable,
     IntArray,
     _apply_filters,
     _as_path,
-    _bbox_wh,
+    _bbox_xywh,
     _check_file,
     _check_min_size,
     _float_column,
     _read_text,
+    _report_clipping,
+    clip_boxes,
 )
 from clusterlens.typing import PathLike
+from clusterlens.utils._names import arg_name
 
 __all__ = ["read_coco_boxes"]
 
@@ -211,9 +215,20 @@ def _parse_coco(
             f"{int(no_size.sum())} annotated images are like this. Boxes need their "
             "image's size: add positive 'width' and 'height' to these image records."
         )
+    huge = used & ((img_w_all > MAX_IMAGE_SIDE) | (img_h_all > MAX_IMAGE_SIDE))
+    if huge.any():
+        j = int(np.argmax(huge))
+        im = images[j]
+        raise DataValidationError(
+            f"{where}: image id {im['id']!r} (file_name {im.get('file_name')!r}) is "
+            f"{im.get('width')!r} x {im.get('height')!r} pixels, larger than any "
+            f"image (at most {MAX_IMAGE_SIDE:,} a side); {int(huge.sum())} "
+            "annotated images are like this. Fix their 'width' and 'height'."
+        )
 
-    w, h = _bbox_wh([a.get("bbox") for a in anns])
-    malformed = ~(np.isfinite(w) & np.isfinite(h))
+    xywh = _bbox_xywh([a.get("bbox") for a in anns])
+    w, h = xywh[:, 2], xywh[:, 3]
+    malformed = ~np.isfinite(xywh).all(axis=1)
     w_bad = ~malformed & (w <= 0)
     h_bad = ~malformed & (h <= 0)
     bad = malformed | w_bad | h_bad
@@ -235,19 +250,44 @@ def _parse_coco(
             "height] in pixels; fix or remove these annotations."
         )
 
+    img_w, img_h = img_w_all[rows], img_h_all[rows]
+    xyxy, clipped, outside = clip_boxes(
+        np.column_stack((xywh[:, :2], xywh[:, :2] + xywh[:, 2:])), img_w, img_h
+    )
+    _report_clipping(
+        where,
+        clipped,
+        outside,
+        lambda i: (
+            f"{_ann_name(anns, i)}, bbox={anns[i].get('bbox')!r} on a "
+            f"{img_w[i]:g}x{img_h[i]:g} image"
+        ),
+    )
+    w, h = xyxy[:, 2] - xyxy[:, 0], xyxy[:, 3] - xyxy[:, 1]
     crowd = np.fromiter((bool(a.get("iscrowd", 0)) for a in anns), dtype=bool, count=n)
     ids = np.array([f"{prefix}{k}" for k in img_keys], dtype=np.str_)
     cols = {
         "w": w,
         "h": h,
-        "img_w": img_w_all[rows],
-        "img_h": img_h_all[rows],
+        "img_w": img_w,
+        "img_h": img_h,
+        "clipped": clipped,
+        "outside": outside,
+        "xyxy": xyxy,
         "category": cat,
         "image_id": ids[rows] if n else np.zeros(0, dtype=np.str_),
         "crowd": crowd,
         "n_images": len(images),
     }
     return cols, names
+
+
+def _crowd_filter() -> str:
+    """How a message names the crowd filter: the flag that turns it off."""
+    flag = arg_name("include_crowd")
+    if flag == "include_crowd":
+        return "include_crowd=False"
+    return f"being iscrowd (pass {flag} to keep them)"
 
 
 def _file_labels(paths: Sequence[Path]) -> list[str]:
@@ -362,7 +402,9 @@ def read_coco_boxes(
         names=names,
         image_id=cat("image_id").astype(np.str_, copy=False),
         source=source,
-        flag_steps=[] if include_crowd else [(crowd, "include_crowd=False")],
+        flag_steps=[] if include_crowd else [(crowd, _crowd_filter())],
+        outside=cat("outside"),
+        clipped=cat("clipped"),
         categories=categories,
         min_size=min_size,
         empty_hint=(

@@ -11,11 +11,14 @@ import numpy as np
 
 from clusterlens.exceptions import DataValidationError
 from clusterlens.io._boxes import (
+    MAX_IMAGE_SIDE,
     BoxTable,
     _apply_filters,
     _as_path,
     _check_dir,
     _check_min_size,
+    _report_clipping,
+    clip_boxes,
 )
 from clusterlens.typing import PathLike
 
@@ -80,6 +83,11 @@ def _parse_voc(path: Path) -> tuple[float, float, list[tuple[str, bool, list[flo
             f"{where} has no valid image size ({got}). Boxes need their image's "
             "size: add <size><width>W</width><height>H</height></size> with the "
             "image's size in pixels."
+        )
+    if max(width, height) > MAX_IMAGE_SIDE:
+        raise DataValidationError(
+            f"{where} gives an image size of {width:g} x {height:g} pixels, larger "
+            f"than any image (at most {MAX_IMAGE_SIDE:,} a side). Fix its <size>."
         )
     objects = []
     for j, obj in enumerate(root.findall("object"), start=1):
@@ -190,26 +198,54 @@ def read_voc_boxes(
     xyxy = np.asarray(coords, dtype=np.float64).reshape(-1, 4)
     w = xyxy[:, 2] - xyxy[:, 0] + 1.0
     h = xyxy[:, 3] - xyxy[:, 1] + 1.0
-    bad = ~(np.isfinite(w) & np.isfinite(h) & (w > 0) & (h > 0))
+    infinite = ~np.isfinite(xyxy).all(axis=1)
+    bad = infinite | ~((w > 0) & (h > 0))
     if bad.any():
         i = int(np.argmax(bad))
-        n_w = int(np.count_nonzero(~(w > 0)))
-        n_h = int(np.count_nonzero(~(h > 0)))
+        n_inf = int(np.count_nonzero(infinite))
+        n_w = int(np.count_nonzero(~infinite & ~(w > 0)))
+        n_h = int(np.count_nonzero(~infinite & ~(h > 0)))
+        counts = [
+            (n_w, "have w <= 0"),
+            (n_h, "have h <= 0"),
+            (n_inf, "have a coordinate that is not finite"),
+        ]
+        said = [f"{k} {what}" for k, what in counts if k]
+        said[0] = said[0].replace(" have", " objects have", 1)
+        rule = (
+            "box corners must be finite numbers"
+            if n_inf
+            else "boxes must have positive width and height"
+        )
         raise DataValidationError(
-            f"boxes must have positive width and height; in {where}, {n_w} objects "
-            f"have w <= 0 and {n_h} have h <= 0 (first: object {obj_no[i]} of "
-            f"{str(files[file_idx[i]])!r}, xmin, ymin, xmax, ymax = "
-            f"{', '.join(f'{c:g}' for c in xyxy[i])}). VOC boxes need xmin <= xmax "
-            "and ymin <= ymax; fix or remove these objects."
+            f"{rule}; in {where}, {' and '.join(said)} (first: object {obj_no[i]} "
+            f"of {str(files[file_idx[i]])!r}, xmin, ymin, xmax, ymax = "
+            f"{', '.join(f'{c:g}' for c in xyxy[i])}). VOC boxes need finite "
+            "xmin <= xmax and ymin <= ymax; fix or remove these objects."
         )
     f_arr = np.asarray(file_idx, dtype=np.intp)
+    # 1-based inclusive corners -> 0-based [x0, x1) pixels, clipped to the image
+    img_w, img_h = sizes[f_arr, 0], sizes[f_arr, 1]
+    zero_based = xyxy - np.array([1.0, 1.0, 0.0, 0.0])
+    box, clipped, outside = clip_boxes(zero_based, img_w, img_h)
+    _report_clipping(
+        where,
+        clipped,
+        outside,
+        lambda i: (
+            f"object {obj_no[i]} of {str(files[file_idx[i]])!r}, xmin, ymin, "
+            f"xmax, ymax = {', '.join(f'{c:g}' for c in xyxy[i])} on a "
+            f"{img_w[i]:g}x{img_h[i]:g} image"
+        ),
+    )
+    w, h = box[:, 2] - box[:, 0], box[:, 3] - box[:, 1]
     uniq, category = np.unique(np.asarray(names, dtype=np.str_), return_inverse=True)
     image_ids = np.asarray([p.stem for p in files], dtype=np.str_)
     return _apply_filters(
         w=w,
         h=h,
-        img_w=sizes[f_arr, 0],
-        img_h=sizes[f_arr, 1],
+        img_w=img_w,
+        img_h=img_h,
         category=category.astype(np.int64).reshape(-1),
         names=[str(u) for u in uniq],
         image_id=image_ids[f_arr],
@@ -222,4 +258,6 @@ def read_voc_boxes(
         categories=categories,
         min_size=min_size,
         empty_hint="",
+        outside=outside,
+        clipped=clipped,
     )

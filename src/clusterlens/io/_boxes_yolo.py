@@ -17,8 +17,11 @@ from clusterlens.io._boxes import (
     _check_dir,
     _check_min_size,
     _read_text,
+    _report_clipping,
+    clip_boxes,
 )
 from clusterlens.typing import PathLike
+from clusterlens.utils._names import arg, arg_name
 from clusterlens.utils.validation import check_int
 
 __all__ = ["read_yolo_boxes"]
@@ -85,8 +88,8 @@ def _image_size(path: Path, label: Path) -> tuple[float, float]:
     except (OSError, ValueError, Image.DecompressionBombError) as e:
         raise DataValidationError(
             f"Cannot read the size of image {str(path)!r} (the image of YOLO label "
-            f"file {str(label)!r}): {e}. Replace the image, or pass img_size=... "
-            "if all images share one size."
+            f"file {str(label)!r}): {e}. Replace the image, or pass "
+            f"{arg('img_size')} if all images share one size."
         ) from e
     if orientation in _EXIF_TRANSPOSED:
         w, h = h, w
@@ -180,9 +183,10 @@ def read_yolo_boxes(
     size = _check_img_size(img_size)
     if size is not None and images_dir is not None:
         raise InvalidParameterError(
-            "read_yolo_boxes takes images_dir (read each image's size) or img_size "
-            "(one size for all images), not both. Got "
-            f"images_dir={str(images_dir)!r} and img_size={img_size!r}."
+            f"Pass {arg_name('images_dir')} (read each image's size) or "
+            f"{arg_name('img_size')} (one size for all images), not both. Got "
+            f"{arg('images_dir', repr(str(images_dir)))} and "
+            f"{arg('img_size', repr(img_size))}."
         )
     labels = _as_path(labels_dir, "labels_dir")
     _check_dir(labels, "YOLO labels directory")
@@ -303,8 +307,8 @@ def read_yolo_boxes(
             raise DataValidationError(
                 f"Cannot find the images of {where}: {looked}. YOLO boxes are "
                 "normalised to [0, 1], so each image's size in pixels is needed. "
-                "Pass images_dir=... (the folder of the images), or img_size=640 "
-                "(or (width, height)) if all images share one size."
+                f"Pass {arg('images_dir', 'DIR')} (the folder of the images), or "
+                f"{arg('img_size', '640')} if all images share one size."
             )
         index = _index_images(img_dir)
         missing = [
@@ -316,8 +320,8 @@ def read_yolo_boxes(
                 f"{len(missing)} YOLO label files have no image with the same name in "
                 f"{str(img_dir)!r} (tried {', '.join(_IMAGE_SUFFIXES)}); first: "
                 f"{str(first)!r} -> {str(img_dir / keys[missing[0]])!r}.*. Pass "
-                "images_dir=... pointing at the images, or img_size=... if all "
-                "images share one size."
+                f"{arg('images_dir', 'DIR')} pointing at the images, or "
+                f"{arg('img_size')} if all images share one size."
             )
         for i in np.flatnonzero(has_boxes).tolist():
             file_w[i], file_h[i] = _image_size(index[keys[i]], files[i])
@@ -325,9 +329,21 @@ def read_yolo_boxes(
 
     img_w = file_w[f_arr]
     img_h = file_h[f_arr]
+    half = xywh[:, 2:] / 2
+    scale = np.column_stack((img_w, img_h, img_w, img_h))
+    corners = np.column_stack((xywh[:, :2] - half, xywh[:, :2] + half)) * scale
+    box, clipped, outside = clip_boxes(corners, img_w, img_h)
+
+    def describe(i: int) -> str:
+        return (
+            f"{str(files[f_arr[i]])!r}, line {line_nos[i]}, on a "
+            f"{img_w[i]:g}x{img_h[i]:g} image"
+        )
+
+    _report_clipping(where, clipped, outside, describe)
     return _apply_filters(
-        w=xywh[:, 2] * img_w,
-        h=xywh[:, 3] * img_h,
+        w=box[:, 2] - box[:, 0],
+        h=box[:, 3] - box[:, 1],
         img_w=img_w,
         img_h=img_h,
         category=c_arr,
@@ -338,4 +354,6 @@ def read_yolo_boxes(
         categories=categories,
         min_size=min_size,
         empty_hint="",
+        outside=outside,
+        clipped=clipped,
     )

@@ -13,8 +13,10 @@ import numpy as np
 import numpy.typing as npt
 
 from clusterlens.exceptions import DataValidationError
+from clusterlens.io._safe import CORRUPT_ERRORS, describe_error
 from clusterlens.typing import PathLike
 from clusterlens.utils._chunking import gen_batches, get_chunk_n_rows
+from clusterlens.utils._names import arg
 from clusterlens.utils.validation import check_int, check_options
 
 __all__ = [
@@ -114,7 +116,7 @@ def _resolve_format(path: Path, format: str | None) -> str:
     raise DataValidationError(
         f"Cannot tell the descriptor format of {str(path)!r} from its suffix "
         f"({shown}).{hint} Supported formats: {_FORMAT_HELP}. Rename the file or "
-        "pass format=... explicitly."
+        f"pass {arg('format')} explicitly."
     )
 
 
@@ -239,7 +241,7 @@ def _open_npy(path: Path, size: int) -> np.ndarray:
     except ValueError as e:
         raise DataValidationError(
             f"{str(path)!r} is not a valid .npy file ({e}). Expected a file written "
-            "by numpy.save; pass format=... if it is in another format."
+            f"by numpy.save; pass {arg('format')} if it is in another format."
         ) from e
     if dtype.hasobject or dtype.kind not in _NUMERIC_KINDS:
         raise DataValidationError(
@@ -285,10 +287,12 @@ def _open_npz(path: Path, key: str | None) -> np.ndarray:
     """One 2-D numeric array of an ``.npz`` archive, loaded into memory."""
     try:
         archive = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as e:
+        if isinstance(archive, np.ndarray):
+            raise ValueError("it holds one .npy array, not an .npz archive")
+    except (OSError, *CORRUPT_ERRORS) as e:
         raise DataValidationError(
-            f"{str(path)!r} is not a readable .npz archive ({e}). Expected a file "
-            "written by numpy.savez."
+            f"{str(path)!r} is not a readable .npz archive "
+            f"({describe_error(e, '.npz')}). Expected a file written by numpy.savez."
         ) from e
     with archive:
         names = list(archive.files)
@@ -306,8 +310,18 @@ def _open_npz(path: Path, key: str | None) -> np.ndarray:
         try:
             X = archive[key]
         except ValueError as e:
+            if "pickle" not in str(e):
+                raise DataValidationError(
+                    f"Array {key!r} of {str(path)!r} is damaged "
+                    f"({describe_error(e, '.npz')}). Re-export the file."
+                ) from e
             raise DataValidationError(
                 f"Array {key!r} of {str(path)!r} cannot be read without pickle ({e})."
+            ) from e
+        except CORRUPT_ERRORS as e:
+            raise DataValidationError(
+                f"Array {key!r} of {str(path)!r} is damaged "
+                f"({describe_error(e, '.npz')}). Re-export the file."
             ) from e
     if X.dtype.hasobject or X.dtype.kind not in _NUMERIC_KINDS or X.ndim != 2:
         raise DataValidationError(

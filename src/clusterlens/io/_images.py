@@ -46,6 +46,7 @@ from clusterlens.exceptions import (
     DataValidationError,
     InvalidParameterError,
 )
+from clusterlens.io._safe import CORRUPT_ERRORS, describe_error, invalid_file
 from clusterlens.typing import PathLike
 from clusterlens.utils._progress import progress
 from clusterlens.utils.validation import check_int, check_options
@@ -799,6 +800,13 @@ def _load_idx(source: Path, split: str | None) -> ImageArray:
     )
 
 
+def _empty(path: Path) -> bool:
+    try:
+        return path.stat().st_size == 0
+    except OSError:
+        return False
+
+
 def _load_npz(source: Path) -> ImageArray:
     try:
         with np.load(source, allow_pickle=False) as data:
@@ -813,8 +821,18 @@ def _load_npz(source: Path) -> ImageArray:
             names = (
                 [str(c) for c in data["class_names"]] if "class_names" in keys else None
             )
-    except (OSError, ValueError) as e:
-        raise DataValidationError(f"Cannot read {str(source)!r} as .npz: {e}.") from e
+    except (OSError, *CORRUPT_ERRORS) as e:
+        if isinstance(e, DataValidationError):
+            raise
+        reason = "the file is empty" if _empty(source) else describe_error(e, ".npz")
+        raise DataValidationError(
+            invalid_file(
+                source,
+                "images .npz file",
+                reason,
+                "write it with numpy.savez(path, images=..., labels=...)",
+            )
+        ) from e
     if images.ndim == 4 and images.shape[3] == 1:
         images = images[..., 0]
     if images.ndim not in (3, 4) or (

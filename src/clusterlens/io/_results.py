@@ -37,16 +37,29 @@ def write_results(
         raise DataValidationError(f"Result columns differ in length: {lengths}.")
     table = pa.table({name: pa.array(a) for name, a in arrays.items()})
     sink = pa.BufferOutputStream()
-    pq.write_table(table, sink, compression="zstd")
+    # Page checksums let readers tell a damaged file from a valid one.
+    pq.write_table(table, sink, compression="zstd", write_page_checksum=True)
     return atomic_write_bytes(path, sink.getvalue().to_pybytes())
 
 
-def read_results(path: str | os.PathLike[str]) -> dict[str, npt.NDArray[Any]]:
-    """Read a results Parquet file back as a dict of numpy arrays."""
-    import pyarrow.parquet as pq
+def read_results(
+    path: str | os.PathLike[str],
+    *,
+    what: str = "results table",
+    fix: str = "re-create it by running again the command that wrote it",
+    columns: tuple[str, ...] = (),
+) -> dict[str, npt.NDArray[Any]]:
+    """Read a results Parquet file back as a dict of numpy arrays.
 
-    table = pq.read_table(path)
-    return {name: table[name].to_numpy() for name in table.column_names}
+    Raises
+    ------
+    DataValidationError
+        If the file is empty, truncated or not Parquet (the message names it,
+        ``what`` it should be and ``fix``), or lacks one of ``columns``.
+    """
+    from clusterlens.io._safe import read_parquet
+
+    return read_parquet(path, what=what, fix=fix, columns=columns)
 
 
 def versions() -> dict[str, str]:

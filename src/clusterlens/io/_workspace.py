@@ -85,6 +85,7 @@ from clusterlens.io._images import (
     too_many_unreadable,
 )
 from clusterlens.io._results import read_results, write_results, write_run_json
+from clusterlens.io._safe import invalid_file, load_npy, read_json
 from clusterlens.typing import PathLike
 from clusterlens.utils._fs import atomic_write_text
 
@@ -103,6 +104,19 @@ WORKSPACE_SCHEMA = "clusterlens.workspace/1"
 _ITEMS = "items.parquet"
 _META = "workspace.json"
 _ARRAY = "images.npy"
+_REINGEST = "re-create the workspace with `clusterlens ingest SOURCE --out WS`"
+#: Columns every reader of ``items.parquet`` relies on.
+_COLUMNS = (
+    "index",
+    "item_id",
+    "path",
+    "label",
+    "array_row",
+    "bbox_x",
+    "bbox_y",
+    "bbox_w",
+    "bbox_h",
+)
 
 
 @dataclass(frozen=True)
@@ -145,7 +159,7 @@ class Workspace:
         return Path(self.meta.get("image_root", ""))
 
     def _array(self) -> npt.NDArray[np.uint8]:
-        return np.load(self.root / _ARRAY, mmap_mode="r")
+        return _load_array(self.root)
 
     def item_path(self, i: int) -> str:
         """Where item ``i``'s pixels come from: its image file, or an array row."""
@@ -355,17 +369,86 @@ def open_workspace(path: PathLike) -> Workspace:
             f"{str(root)!r} is not a clusterlens workspace (no {_ITEMS} and {_META}). "
             "Create one with: clusterlens ingest SOURCE --out WS"
         )
-    try:
-        meta = json.loads(meta_file.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as e:
-        raise DataValidationError(f"Cannot read {str(meta_file)!r}: {e}.") from e
+    meta = read_json(meta_file, what="workspace file", fix=_REINGEST)
     if meta.get("schema") != WORKSPACE_SCHEMA:
         raise DataValidationError(
             f"{str(meta_file)!r} has schema {meta.get('schema')!r}; expected "
             f"{WORKSPACE_SCHEMA!r}. Re-run clusterlens ingest."
         )
-    items = read_results(root / _ITEMS)
+    for key, typ, name in (
+        ("image_root", str, "a string"),
+        ("class_names", (list, type(None)), "a list or null"),
+    ):
+        if key in meta and not isinstance(meta[key], typ):
+            raise DataValidationError(
+                invalid_file(
+                    meta_file,
+                    "workspace file",
+                    f"{key!r} is {type(meta[key]).__name__}, expected {name}",
+                    _REINGEST,
+                )
+            )
+    items = read_results(
+        root / _ITEMS, what="workspace items table", fix=_REINGEST, columns=_COLUMNS
+    )
+    problem = next(
+        (
+            f"its {c!r} column holds {items[c].dtype}, not integers"
+            for c in ("index", "label", "array_row")
+            if items[c].dtype.kind not in "iu"
+        ),
+        None,
+    )
+    if problem is None and not np.array_equal(
+        items["index"], np.arange(items["index"].shape[0])
+    ):
+        problem = "its 'index' column is not 0, 1, ..., n_items - 1"
+    if problem is not None:
+        raise DataValidationError(
+            invalid_file(root / _ITEMS, "workspace items table", problem, _REINGEST)
+        )
+    rows = items["array_row"]
+    if rows.size and (rows >= 0).any():
+        # Check the pixels of array sources now: a missing or damaged
+        # images.npy fails here with its name, not at the first item read.
+        if not (root / _ARRAY).is_file():
+            raise DataValidationError(
+                f"Workspace {str(root)!r} has no {_ARRAY}, but its items are read "
+                f"from it; {_REINGEST}."
+            )
+        arr = _load_array(root)
+        if rows.size and int(rows.max()) >= arr.shape[0]:
+            raise DataValidationError(
+                invalid_file(
+                    root / _ARRAY,
+                    "workspace image array",
+                    f"it holds {arr.shape[0]} images but items.parquet refers to "
+                    f"row {int(rows.max())}",
+                    _REINGEST,
+                )
+            )
     return Workspace(root=root, meta=meta, items=items)
+
+
+def _load_array(root: Path) -> npt.NDArray[np.uint8]:
+    """``images.npy`` of a workspace, memory-mapped and checked."""
+    arr = load_npy(
+        root / _ARRAY,
+        what="workspace image array",
+        fix=_REINGEST,
+        mmap=True,
+        kinds="u",
+    )
+    if arr.ndim not in (3, 4):
+        raise DataValidationError(
+            invalid_file(
+                root / _ARRAY,
+                "workspace image array",
+                f"it has shape {arr.shape}, expected (n, height, width[, 3])",
+                _REINGEST,
+            )
+        )
+    return arr
 
 
 # --------------------------------------------------------------------------- #
@@ -489,32 +572,42 @@ def _ingest_coco(
                 f"{str(src.parent / 'images')!r} and {str(src.parent)!r}). Pass "
                 "--images DIR."
             )
-    cats = sorted(data.get("categories", []), key=lambda c: c["id"])
-    cat_index = {c["id"]: i for i, c in enumerate(cats)}
-    names = [str(c["name"]) for c in cats]
     images = {im["id"]: im for im in data["images"]}
-    anns = [a for a in data.get("annotations", []) if not a.get("iscrowd", 0)]
+    clip_counts = {"n_clipped": 0, "n_outside": 0}
     if boxes:
-        wh = np.array([a["bbox"][2:4] for a in anns], dtype=np.float64).reshape(-1, 2)
-        keep = np.flatnonzero((wh >= max(min_box_size, 1.0)).all(axis=1))
-        anns = [anns[i] for i in keep]
-        counts = np.bincount(
-            [cat_index[a["category_id"]] for a in anns], minlength=len(names)
-        )
-        anns = [
-            a for a in anns if counts[cat_index[a["category_id"]]] >= min_class_count
-        ]
-        if not anns:
+        # The shared COCO parser: every annotation is checked (an unknown
+        # category_id or image_id is an error naming the file and annotation
+        # id, as for anchors and label-issues) and every box is clipped to its
+        # image, those wholly outside it dropped and counted.
+        from clusterlens.io._boxes_coco import _load_coco, _parse_coco
+
+        parsed, names = _parse_coco(src, _load_coco(src), "")
+        anns_all = data["annotations"]
+        xyxy = np.asarray(parsed["xyxy"], dtype=np.float64)
+        wh = xyxy[:, 2:] - xyxy[:, :2]
+        ok = ~parsed["crowd"] & ~parsed["outside"]
+        clip_counts = {
+            "n_clipped": int(np.count_nonzero(ok & parsed["clipped"])),
+            "n_outside": int(np.count_nonzero(~parsed["crowd"] & parsed["outside"])),
+        }
+        ok &= (wh >= max(min_box_size, 1.0)).all(axis=1)
+        cat_of = np.asarray(parsed["category"], dtype=np.int64)
+        counts = np.bincount(cat_of[ok], minlength=len(names))
+        ok &= counts[cat_of] >= min_class_count
+        rows = np.flatnonzero(ok)
+        if not rows.size:
             raise DataValidationError(
-                f"No box of {str(src)!r} is left with min_box_size={min_box_size} "
-                f"and min_class_count={min_class_count}. Lower them."
+                f"No box of {str(src)!r} is left with --min-box-size {min_box_size} "
+                f"and --min-class-count {min_class_count}. Lower them."
             )
-        used = sorted({cat_index[a["category_id"]] for a in anns})
-        remap = {old: new for new, old in enumerate(used)}
-        class_names = [names[i] for i in used]
+        anns = [anns_all[i] for i in rows.tolist()]
+        used = np.unique(cat_of[rows])
+        remap = np.full(len(names), -1, dtype=np.int64)
+        remap[used] = np.arange(used.size)
+        class_names = [names[i] for i in used.tolist()]
         imgs = [images[a["image_id"]] for a in anns]
-        label = np.array([remap[cat_index[a["category_id"]]] for a in anns], np.int64)
-        bb = np.array([a["bbox"] for a in anns], dtype=np.float64)
+        label = remap[cat_of[rows]]
+        bb = np.column_stack((xyxy[rows, :2], wh[rows]))
         cols: dict[str, Any] = {
             "item_id": np.array(
                 [
@@ -558,6 +651,7 @@ def _ingest_coco(
     keep_rows = np.array([p not in bad for p in cols["path"]], dtype=bool)
     cols = {k: v[keep_rows] for k, v in cols.items()}
     return {
+        **clip_counts,
         "kind": kind,
         "image_root": str(image_dir.resolve()),
         "class_names": class_names,
@@ -746,6 +840,9 @@ def create_workspace(
         "n_skipped": len(skipped),
         "skipped": [{"path": p, "reason": r} for p, r in skipped[:20]],
         "n_skipped_output_folders": len(outputs),
+        # boxes clipped to their image / dropped wholly outside it (--boxes)
+        "n_clipped": int(info.get("n_clipped", 0)),
+        "n_outside": int(info.get("n_outside", 0)),
         "seconds": time.perf_counter() - t0,
     }
     write_run_json(dst / _META, meta)

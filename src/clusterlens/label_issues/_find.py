@@ -28,6 +28,7 @@ from clusterlens.label_issues._validation import (
     encode_labels,
 )
 from clusterlens.typing import ArrayLike, PathLike, SeedLike
+from clusterlens.utils._names import arg_name
 from clusterlens.utils.validation import check_int, check_random_state, check_real
 
 __all__ = [
@@ -219,6 +220,19 @@ def most_confused_class(
     return int(p), int(t), float(cm[t, p])
 
 
+def _check_varying(proj: Any, n: int) -> None:
+    """Raise if every row of the features is the same (up to float rounding)."""
+    Z = proj.Z
+    spread = float(np.abs(Z - Z[:1]).max()) if Z.size else 0.0
+    scale = max(1.0, float(np.abs(proj.mean).max()))
+    if spread <= 1e-6 * scale:
+        raise DataValidationError(
+            f"{arg_name('features')} are constant: all {n} rows are the same, so "
+            "nothing tells the classes apart. Check that this is the feature "
+            "matrix you meant (not, e.g., an all-zero array or a failed export)."
+        )
+
+
 def find_label_issues(
     X: ArrayLike | PathLike,
     labels: ArrayLike,
@@ -358,6 +372,7 @@ def find_label_issues(
         name="features",
     )
     timings["pca_seconds"] = time.perf_counter() - t0
+    _check_varying(proj, n)
     Zw = proj.whitened()
 
     iters: list[int] = []

@@ -59,7 +59,10 @@ def _lda_init(
     # Within-class scatter = E[z z^T] - sum_k pi_k mu_k mu_k^T.
     sw = (Z.T @ Z).astype(np.float64) / n - (means.T * counts) @ means / n
     sw = (sw + sw.T) / 2
-    sw = (1 - shrink) * sw + shrink * np.eye(d) * (np.trace(sw) / d)
+    level = np.trace(sw) / d
+    if not level > 0:  # no within-class spread at all: fall back to the identity
+        level = 1.0
+    sw = (1 - shrink) * sw + shrink * np.eye(d) * level
     W = np.linalg.solve(sw, means.T)  # (d, k)
     # A class absent from the training rows gets a tiny prior, not log(0).
     prior = np.maximum(counts, 0.5) / counts.sum()

@@ -220,6 +220,9 @@ def run_anchors(
         "yolov5_yaml": format_yolov5_yaml(anchors_px, levels),
         "levels": [np.round(lv, 2).tolist() for lv in split_levels(anchors_px, levels)],
         "n_boxes": len(table),
+        # boxes the reader clipped to their image / dropped outside it
+        "n_clipped": table.n_clipped,
+        "n_outside": table.n_outside,
         "n_iter": n_iter,
     }
     write_run_json(

@@ -12,6 +12,7 @@ import numpy as np
 
 from clusterlens.exceptions import DataValidationError
 from clusterlens.io._results import write_run_json
+from clusterlens.io._safe import invalid_file, load_npy
 from clusterlens.io._workspace import Workspace
 from clusterlens.utils._progress import progress
 from clusterlens.utils.validation import check_int
@@ -35,14 +36,38 @@ def load_sift(ws: Workspace, sift_dir: str | os.PathLike[str] | None = None) -> 
             f"{str(d)!r} holds no SIFT features (descriptors.npy, offsets.npy, "
             "keypoints.npy). Run: clusterlens features sift WS"
         )
-    desc = np.load(files[0], mmap_mode="r")
-    offsets = np.load(files[1])
+    fix = "re-create it with `clusterlens features sift WS`"
+    desc = load_npy(
+        files[0], what="SIFT descriptor file", fix=fix, mmap=True, ndim=2, kinds="u"
+    )
+    offsets = load_npy(files[1], what="SIFT offsets file", fix=fix, ndim=1, kinds="iu")
+    kp = load_npy(
+        files[2], what="SIFT keypoints file", fix=fix, mmap=True, ndim=2, kinds="f"
+    )
     if offsets.shape != (len(ws) + 1,):
         raise DataValidationError(
             f"SIFT features in {str(d)!r} are for {offsets.shape[0] - 1} items but the "
             f"workspace has {len(ws)}. Re-run clusterlens features sift."
         )
-    return desc, offsets, np.load(files[2], mmap_mode="r"), d
+    n = desc.shape[0]
+    if (
+        desc.shape[1] != 128
+        or kp.shape != (n, 4)
+        or offsets[0] != 0
+        or offsets[-1] != n
+        or (np.diff(offsets) < 0).any()
+    ):
+        raise DataValidationError(
+            invalid_file(
+                d,
+                "SIFT features folder",
+                f"descriptors {desc.shape}, keypoints {kp.shape} and offsets from "
+                f"{int(offsets[0])} to {int(offsets[-1])} do not agree (expected "
+                "(n, 128), (n, 4) and non-decreasing offsets from 0 to n)",
+                fix,
+            )
+        )
+    return desc, offsets, kp, d
 
 
 def load_vocabulary(path: str | os.PathLike[str]) -> Any:

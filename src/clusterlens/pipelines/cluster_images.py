@@ -12,6 +12,7 @@ import numpy.typing as npt
 
 from clusterlens.exceptions import DataValidationError
 from clusterlens.io._results import write_results, write_run_json
+from clusterlens.io._safe import invalid_file, load_npy, load_sparse
 from clusterlens.io._workspace import Workspace
 
 __all__ = ["load_feature_matrix", "run_cluster_images", "scores_if_labelled"]
@@ -19,6 +20,7 @@ __all__ = ["load_feature_matrix", "run_cluster_images", "scores_if_labelled"]
 METHODS: tuple[str, ...] = ("kmeans", "ward")
 # Ward keeps the (n, n) merge structure in memory: about 8 n^2 / 2 bytes
 WARD_MAX_ITEMS = 20_000
+_WHAT = "feature matrix given to --features"
 
 
 def load_feature_matrix(ws: Workspace, features: str) -> tuple[Any, str]:
@@ -28,8 +30,6 @@ def load_feature_matrix(ws: Workspace, features: str) -> tuple[Any, str]:
     "pixels" (``WS/features/<name>/features.npy``), a stage folder, or an
     ``.npy`` / ``.npz`` file.
     """
-    import scipy.sparse as sp
-
     if features == "bow":
         p = ws.root / "bow" / "tfidf.npz"
     elif features in ("cnn", "pixels", "sift"):
@@ -54,10 +54,24 @@ def load_feature_matrix(ws: Workspace, features: str) -> tuple[Any, str]:
             f"No features at {str(p)!r}. Run the stage that writes it first "
             "(clusterlens features cnn|pixels WS, or clusterlens bow WS)."
         )
+    fix = (
+        "re-create it with the stage that writes it (clusterlens features cnn|pixels "
+        "WS, or clusterlens bow WS), or pass --features a .npy / .npz matrix"
+    )
     if p.suffix == ".npz":
-        X = sp.load_npz(p).toarray().astype(np.float32)
+        X = load_sparse(p, what=_WHAT, fix=fix)
+        X = X.toarray().astype(np.float32)
     else:
-        X = np.load(p, mmap_mode="r")
+        X = load_npy(p, what=_WHAT, fix=fix, mmap=True)
+        if X.dtype.kind not in "fiu":
+            raise DataValidationError(
+                invalid_file(
+                    p,
+                    _WHAT,
+                    f"it holds {X.dtype} values, not numbers",
+                    fix,
+                )
+            )
     if X.ndim != 2 or X.shape[0] != len(ws):
         raise DataValidationError(
             f"Features {str(p)!r} have shape {X.shape}; expected ({len(ws)}, d) for "

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from clusterlens.exceptions import DataValidationError
 from clusterlens.io._results import read_results
@@ -23,8 +24,36 @@ def _class_names(run_dir: Path) -> list[str] | None:
         meta = json.loads((ws / "workspace.json").read_text(encoding="utf-8"))
     except (OSError, ValueError, KeyError, TypeError):
         return None
-    names = meta.get("class_names")
-    return [str(x) for x in names] if names else None
+    names = meta.get("class_names") if isinstance(meta, dict) else None
+    return [str(x) for x in names] if isinstance(names, list) and names else None
+
+
+def _int_column(values: Any, path: Any, column: str) -> npt.NDArray[np.int64]:
+    """A cluster or label column as int64; NaN or fractional values are errors."""
+    arr = np.asarray(values)
+    if arr.dtype.kind in "iub":
+        return arr.astype(np.int64, copy=False)
+    if arr.dtype.kind != "f":
+        raise DataValidationError(
+            f"Column {column!r} of {str(path)!r} must hold integer ids; it has "
+            f"dtype {arr.dtype}."
+        )
+    missing = ~np.isfinite(arr)
+    if missing.any():
+        i = int(np.argmax(missing))
+        raise DataValidationError(
+            f"Column {column!r} of {str(path)!r} has {int(missing.sum())} missing "
+            f"(NaN or infinite) values (first at row {i}); every row needs an "
+            "integer id (-1 marks an unknown label). Fix or drop those rows."
+        )
+    fractional = arr != np.round(arr)
+    if fractional.any():
+        i = int(np.argmax(fractional))
+        raise DataValidationError(
+            f"Column {column!r} of {str(path)!r} must hold integer ids; "
+            f"{int(fractional.sum())} values are not (first at row {i}: {arr[i]!r})."
+        )
+    return arr.astype(np.int64)
 
 
 def evaluate_run(
@@ -66,25 +95,42 @@ def evaluate_run(
             f"{str(p)!r} has no results.parquet. Pass the folder of a cluster or "
             "topics run."
         )
-    res = read_results(path)
+    res = read_results(
+        path,
+        what="results table",
+        fix="re-create it by running again the clusterlens cluster, topics or iic "
+        "command that wrote it",
+    )
     col = column or ("cluster" if "cluster" in res else "topic")
     if col not in res:
         raise DataValidationError(
             f"{str(path)!r} has no {col!r} column (columns: {', '.join(res)})."
         )
-    pred = np.asarray(res[col], dtype=np.int64)
+    pred = _int_column(res[col], path, col)
     names: list[str] | None = None
     if labels is not None:
-        lab = read_results(labels)
+        lab = read_results(
+            labels,
+            what="labels table given to --labels",
+            fix="pass a Parquet file with 'index' and 'label' columns, such as a "
+            "workspace's items.parquet",
+        )
         if "label" not in lab or "index" not in lab:
             raise DataValidationError(
                 f"{str(labels)!r} needs 'index' and 'label' columns."
             )
-        table = np.full(int(max(lab["index"].max(), res["index"].max())) + 1, -1)
-        table[lab["index"]] = lab["label"]
-        true = table[res["index"]]
+        lab_index = _int_column(lab["index"], labels, "index")
+        res_index = _int_column(res["index"], path, "index")
+        if min(lab_index.min(initial=0), res_index.min(initial=0)) < 0:
+            raise DataValidationError(
+                f"Column 'index' of {str(labels)!r} or {str(path)!r} has negative "
+                "values; indexes are row numbers >= 0."
+            )
+        table = np.full(int(max(lab_index.max(), res_index.max())) + 1, -1)
+        table[lab_index] = _int_column(lab["label"], labels, "label")
+        true = table[res_index]
     elif "label" in res:
-        true = np.asarray(res["label"], dtype=np.int64)
+        true = _int_column(res["label"], path, "label")
         names = _class_names(path.parent)
     else:
         raise DataValidationError(

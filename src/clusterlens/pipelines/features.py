@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import itertools
 import json
 import logging
 import os
@@ -44,16 +46,76 @@ def _work_dir(out: Path) -> Path:
     return out.parent / f".{out.name}.work"
 
 
+def _state_digest(state: dict[str, Any]) -> str:
+    body = {k: v for k, v in state.items() if k != "digest"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+
+
+def _write_state(work: Path, state: dict[str, Any]) -> None:
+    """Write ``state.json`` atomically, with the digest of its content."""
+    body = {k: v for k, v in state.items() if k != "digest"}
+    atomic_write_text(
+        work / "state.json", json.dumps({**body, "digest": _state_digest(body)})
+    )
+
+
+def _state_problem(state: Any, n_items: int) -> str | None:
+    """What is wrong with a work folder's ``state.json`` content, or None."""
+    if not isinstance(state, dict):
+        return f"state.json holds {type(state).__name__}, not an object"
+    if state.get("digest") != _state_digest(state):
+        return "state.json does not match its digest (edited or damaged)"
+    layout = state.get("layout")
+    if not isinstance(layout, dict):
+        return "state.json names no layout"
+    if layout.get("backend") != "local":
+        return None  # the Dask layout keeps its progress in checked part files
+    off = state.get("offsets")
+    if (
+        not isinstance(off, list)
+        or not off
+        or not all(isinstance(x, int) and not isinstance(x, bool) for x in off)
+        or off[0] != 0
+        or len(off) > n_items + 1
+        or any(b < a for a, b in itertools.pairwise(off))
+    ):
+        return "its offsets are not a non-decreasing list of integers from 0"
+    bad = state.get("unreadable")
+    if not isinstance(bad, list) or not all(
+        isinstance(i, int) and 0 <= i < len(off) - 1 for i in bad
+    ):
+        return "its list of unreadable items is not a list of done items"
+    return None
+
+
+def _damaged(work: Path, why: str) -> None:
+    warnings.warn(
+        f"The SIFT work folder {str(work)!r} of an interrupted run is damaged "
+        f"({why}); starting over from the first item.",
+        DataQualityWarning,
+        stacklevel=3,
+    )
+
+
 def _load_state(
     work: Path, params: dict[str, Any], layout: dict[str, Any]
 ) -> dict[str, Any] | None:
-    """The saved state of an interrupted run with these parameters and layout."""
+    """The saved state of an interrupted run with these parameters and layout.
+
+    None means start over: no state, another run's state, or a damaged one
+    (which is said in a DataQualityWarning).
+    """
     state_file = work / "state.json"
     if not state_file.is_file():
         return None
     try:
         state = json.loads(state_file.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    except (OSError, ValueError) as e:
+        _damaged(work, f"state.json is unreadable: {e}")
+        return None
+    problem = _state_problem(state, int(params["n_items"]))
+    if problem is not None:
+        _damaged(work, problem)
         return None
     if state.get("params") != params:
         logger.info("SIFT work folder %s is from other parameters; starting over", work)
@@ -84,6 +146,13 @@ def _sift_item(
         detector=det,
     )
     return r.descriptors, r.keypoints, True
+
+
+def _size(p: Path) -> int:
+    try:
+        return p.stat().st_size
+    except OSError:
+        return 0
 
 
 def _default_shard_items(n: int) -> int:
@@ -203,6 +272,19 @@ def _sift_local(
     n = len(ws)
     layout = {"backend": "local"}
     state = _load_state(work, params, layout) if resume else None
+    if state is not None:
+        # The raw files must hold at least the rows the state counts (a crash
+        # may have appended more, dropped below); fewer means they were cut.
+        n_rows = int(state["offsets"][-1])
+        short = [
+            f"{name} has {size} bytes, fewer than the {n_rows * row_bytes} of its "
+            f"{n_rows} rows"
+            for name, row_bytes in (("descriptors.raw", 128), ("keypoints.raw", 16))
+            if (size := _size(work / name)) < n_rows * row_bytes
+        ]
+        if short:
+            _damaged(work, short[0])
+            state = None
     if state is None:
         shutil.rmtree(work, ignore_errors=True)
         work.mkdir(parents=True)
@@ -213,7 +295,7 @@ def _sift_local(
             "desc_bytes": 0,
             "unreadable": [],
         }
-        atomic_write_text(work / "state.json", json.dumps(state))
+        _write_state(work, state)
     done = len(state["offsets"]) - 1
     if done:
         logger.info("resuming SIFT at item %d of %d", done, n)
@@ -255,7 +337,7 @@ def _sift_local(
                 fk.flush()
                 os.fsync(fd.fileno())
                 os.fsync(fk.fileno())
-                atomic_write_text(work / "state.json", json.dumps(state))
+                _write_state(work, state)
                 bar.update(len(idx))
     finally:
         cv2.setNumThreads(old_threads)
@@ -359,9 +441,7 @@ def _sift_dask(
     if state is None:
         shutil.rmtree(work, ignore_errors=True)
         (work / "shards").mkdir(parents=True)
-        atomic_write_text(
-            work / "state.json", json.dumps({"params": params, "layout": layout})
-        )
+        _write_state(work, {"params": params, "layout": layout})
     parts = work / "shards"
     bounds = shard_bounds(n, shard_items)
     todo = [(lo, hi) for lo, hi in bounds if not part_path(parts, lo, hi).is_file()]

@@ -43,6 +43,8 @@ def run_ingest(
         "n_labelled": meta["n_labelled"],
         "n_skipped": meta["n_skipped"],
         "n_skipped_output_folders": meta.get("n_skipped_output_folders", 0),
+        "n_clipped": int(meta.get("n_clipped", 0)),
+        "n_outside": int(meta.get("n_outside", 0)),
         "seconds": secs,
         "images_per_second": float(meta["n_items"] / max(secs, 1e-9)),
     }

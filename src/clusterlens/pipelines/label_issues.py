@@ -16,6 +16,7 @@ import numpy.typing as npt
 
 from clusterlens.exceptions import DataValidationError
 from clusterlens.io import write_results, write_run_json
+from clusterlens.io._safe import load_npy, read_parquet
 from clusterlens.label_issues import (
     SCORE_COLUMNS,
     LabelIssues,
@@ -108,26 +109,23 @@ def read_labels(path: PathLike) -> npt.NDArray[Any]:
     if not p.is_file():
         raise DataValidationError(f"Labels file {str(p)!r} does not exist.")
     suffix = p.suffix.lower()
+    fix = "save the labels again (one per row of the features)"
     if suffix == ".npy":
-        try:
-            return np.load(p, allow_pickle=False)
-        except ValueError as e:
-            raise DataValidationError(
-                f"Cannot read labels {str(p)!r}: {e}. Save them as a numeric or "
-                "string array (no objects)."
-            ) from e
+        return load_npy(
+            p,
+            what="labels file",
+            fix=fix + " as a numeric or string array, no objects",
+        )
     if suffix == ".parquet":
-        import pyarrow.parquet as pq
-
-        table = pq.read_table(p)
-        cols = table.column_names
+        table = read_parquet(p, what="labels Parquet", fix=fix)
+        cols = list(table)
         name = "label" if "label" in cols else (cols[0] if len(cols) == 1 else None)
         if name is None:
             raise DataValidationError(
                 f"Labels Parquet {str(p)!r} has columns {cols}; name the label "
                 "column 'label' or keep only one column."
             )
-        return table[name].to_numpy(zero_copy_only=False)
+        return table[name]
     if suffix in (".csv", ".txt"):
         import csv
 
@@ -188,7 +186,7 @@ class BoxSamples:
         Category index into ``class_names``.
     class_names : tuple of str
     bbox : ndarray of shape (n, 4)
-        ``[x, y, w, h]`` in pixels (COCO convention).
+        ``[x, y, w, h]`` in pixels (COCO convention), clipped to the image.
     image_path : ndarray of shape (n,), str
     image_id, annotation_id : ndarray of shape (n,), str
     img_w, img_h : ndarray of shape (n,)
@@ -224,12 +222,17 @@ def coco_box_samples(annotations: PathLike, images_dir: PathLike) -> BoxSamples:
     path = Path(annotations)
     data = _load_coco(path)
     cols, names = _parse_coco(path, data, "")
-    keep = ~cols["crowd"]
+    # boxes are clipped to their image and dropped when wholly outside it
+    # (the rule of every box reader; _parse_coco warns about both)
+    keep = ~cols["crowd"] & ~cols["outside"]
     if not keep.any():
+        outside = int(np.count_nonzero(~cols["crowd"] & cols["outside"]))
+        why = f" ({outside} lie wholly outside their image)" if outside else ""
         raise DataValidationError(
-            f"COCO annotation file {str(path)!r} has no non-crowd boxes to rank."
+            f"COCO annotation file {str(path)!r} has no non-crowd boxes to rank{why}."
         )
     anns = [a for a, k in zip(data["annotations"], keep, strict=True) if k]
+    xyxy = np.asarray(cols["xyxy"], dtype=np.float64)[keep]
     images = {im["id"]: im for im in data["images"]}
     root = Path(images_dir)
     if not root.is_dir():
@@ -248,7 +251,7 @@ def coco_box_samples(annotations: PathLike, images_dir: PathLike) -> BoxSamples:
     return BoxSamples(
         labels=cols["category"][keep].astype(np.int64),
         class_names=tuple(names),
-        bbox=np.asarray([a["bbox"] for a in anns], dtype=np.float64).reshape(-1, 4),
+        bbox=np.column_stack((xyxy[:, :2], xyxy[:, 2:] - xyxy[:, :2])),
         image_path=np.asarray([str(root / f) for f in files], dtype=np.str_),
         image_id=cols["image_id"][keep].astype(np.str_),
         annotation_id=np.asarray([str(a.get("id", "")) for a in anns], dtype=np.str_),

@@ -12,6 +12,7 @@ import numpy as np
 
 from clusterlens.exceptions import DataValidationError
 from clusterlens.io._results import write_results, write_run_json
+from clusterlens.io._safe import invalid_file, load_npy, load_sparse, read_json
 from clusterlens.io._workspace import Workspace
 from clusterlens.pipelines.cluster_images import base_columns, scores_if_labelled
 from clusterlens.utils._fs import atomic_write_text
@@ -42,8 +43,6 @@ def run_topics(
     ``topics.json`` (top words and top images per topic), ``run.json`` and
     ``report.html``.
     """
-    import scipy.sparse as sp
-
     from clusterlens.topics import aggregate_cells, fit_lda, symmetric_kl, top_words
     from clusterlens.vocab import spatial_cells
 
@@ -53,7 +52,19 @@ def run_topics(
         raise DataValidationError(
             f"{str(bdir)!r} holds no bag of words (counts.npz). Run: clusterlens bow WS"
         )
-    counts = sp.load_npz(bdir / "counts.npz").tocsr()
+    rebow = "re-create it with `clusterlens bow WS`"
+    counts = load_sparse(
+        bdir / "counts.npz", what="bag-of-words count matrix", fix=rebow
+    )
+    if counts.data.size and (counts.data < 0).any():
+        raise DataValidationError(
+            invalid_file(
+                bdir / "counts.npz",
+                "bag-of-words count matrix",
+                f"{int((counts.data < 0).sum())} count(s) are negative",
+                rebow,
+            )
+        )
     if counts.shape[0] != len(ws):
         raise DataValidationError(
             f"The bag of words in {str(bdir)!r} has {counts.shape[0]} rows but the "
@@ -62,11 +73,48 @@ def run_topics(
     n_words = counts.shape[1]
     t0 = time.perf_counter()
     if spatial:
-        bow_run = json.loads((bdir / "run.json").read_text(encoding="utf-8"))
-        sift_dir = Path(bow_run["parameters"]["sift"])
-        offsets = np.load(sift_dir / "offsets.npy")
-        kp = np.load(sift_dir / "keypoints.npy", mmap_mode="r")
-        words = np.load(bdir / "words.npy")
+        bow_run = read_json(bdir / "run.json", what="bag-of-words run file", fix=rebow)
+        sift_dir = bow_run.get("parameters", {}).get("sift")
+        if not isinstance(sift_dir, str):
+            raise DataValidationError(
+                invalid_file(
+                    bdir / "run.json",
+                    "bag-of-words run file",
+                    "it does not name the SIFT folder (parameters.sift)",
+                    rebow,
+                )
+            )
+        sift_dir = Path(sift_dir)
+        resift = "re-create it with `clusterlens features sift WS`"
+        offsets = load_npy(
+            sift_dir / "offsets.npy",
+            what="SIFT offsets file",
+            fix=resift,
+            ndim=1,
+            kinds="iu",
+        )
+        kp = load_npy(
+            sift_dir / "keypoints.npy",
+            what="SIFT keypoints file",
+            fix=resift,
+            mmap=True,
+            ndim=2,
+            kinds="f",
+        )
+        words = load_npy(
+            bdir / "words.npy", what="visual-word file", fix=rebow, ndim=1, kinds="iu"
+        )
+        if (
+            offsets.shape[0] != len(ws) + 1
+            or int(offsets[-1]) != words.shape[0]
+            or kp.shape != (words.shape[0], 4)
+        ):
+            raise DataValidationError(
+                f"The SIFT features in {str(sift_dir)!r} ({offsets.shape[0] - 1} "
+                f"items, {kp.shape[0]} keypoints) do not match the bag of words in "
+                f"{str(bdir)!r} ({len(ws)} items, {words.shape[0]} words). Re-run "
+                "clusterlens features sift WS, then clusterlens bow WS."
+            )
         docs, item = spatial_cells(words, offsets, kp[:, :2], n_words, spatial)
         res = fit_lda(
             docs,

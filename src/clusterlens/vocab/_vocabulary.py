@@ -381,16 +381,38 @@ class VisualVocabulary(BaseEstimator):
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> VisualVocabulary:
         """Read a vocabulary written by :meth:`save`."""
-        from clusterlens.cluster._persist import read_model
+        from clusterlens.cluster._persist import model_paths, read_model
+        from clusterlens.io._safe import invalid_file
 
+        fix = "build it again with `clusterlens vocab` (or VisualVocabulary.save)"
         meta, arrays = read_model(
-            path, fmt=FORMAT, version=FORMAT_VERSION, what="visual vocabulary"
+            path,
+            fmt=FORMAT,
+            version=FORMAT_VERSION,
+            what="visual vocabulary",
+            fix=fix,
+            keys=("centers",),
         )
-        if "centers" not in arrays:
-            raise DataValidationError(
-                f"The vocabulary at {path} has no 'centers' array."
-            )
         centers = arrays["centers"]
+        if centers.ndim != 2 or centers.dtype.kind not in "fiu" or not centers.size:
+            raise DataValidationError(
+                invalid_file(
+                    model_paths(path)[0],
+                    "visual vocabulary",
+                    f"its 'centers' array has shape {centers.shape} and dtype "
+                    f"{centers.dtype}, expected a non-empty 2-D numeric array",
+                    fix,
+                )
+            )
+        if not np.isfinite(centers).all():
+            raise DataValidationError(
+                invalid_file(
+                    model_paths(path)[0],
+                    "visual vocabulary",
+                    "its 'centers' hold NaN or infinity",
+                    fix,
+                )
+            )
         valid = cls().get_params()
         params = {k: v for k, v in meta.get("params", {}).items() if k in valid}
         if params.get("init") == "array":
@@ -398,12 +420,32 @@ class VisualVocabulary(BaseEstimator):
         vocab = cls(**params)
         attrs = meta.get("attributes", {})
         vocab.centers_ = centers
-        vocab.inertia_ = float(attrs.get("inertia_", np.nan))
-        vocab.n_iter_ = int(attrs.get("n_iter_", 0))
-        vocab.engine_ = str(attrs.get("engine_", "numpy"))
-        vocab.mode_ = str(attrs.get("mode_", "exact"))
-        vocab.n_features_in_ = int(attrs.get("n_features_in_", centers.shape[1]))
-        vocab.n_fit_samples_ = int(attrs.get("n_fit_samples_", 0))
-        vocab.fit_seconds_ = float(attrs.get("fit_seconds_", 0.0))
-        vocab.history_ = list(attrs.get("history_", []))
+        try:
+            vocab.inertia_ = float(attrs.get("inertia_", np.nan))
+            vocab.n_iter_ = int(attrs.get("n_iter_", 0))
+            vocab.engine_ = str(attrs.get("engine_", "numpy"))
+            vocab.mode_ = str(attrs.get("mode_", "exact"))
+            vocab.n_features_in_ = int(attrs.get("n_features_in_", centers.shape[1]))
+            vocab.n_fit_samples_ = int(attrs.get("n_fit_samples_", 0))
+            vocab.fit_seconds_ = float(attrs.get("fit_seconds_", 0.0))
+            vocab.history_ = list(attrs.get("history_", []))
+        except (TypeError, ValueError, OverflowError) as e:
+            raise DataValidationError(
+                invalid_file(
+                    model_paths(path)[1],
+                    "visual vocabulary description",
+                    f"an attribute has a wrong value: {e}",
+                    fix,
+                )
+            ) from e
+        if vocab.n_features_in_ != centers.shape[1]:
+            raise DataValidationError(
+                invalid_file(
+                    model_paths(path)[1],
+                    "visual vocabulary description",
+                    f"n_features_in_ is {vocab.n_features_in_} but the centres "
+                    f"have {centers.shape[1]} features",
+                    fix,
+                )
+            )
         return vocab

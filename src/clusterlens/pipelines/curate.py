@@ -589,7 +589,7 @@ def run_quality(
         score = np.full(len(ws), np.nan, dtype=np.float32)
         flag = np.zeros(len(ws), dtype=bool)
         score[ok] = res.scores[t]
-        flag[ok] = res.flags[t]
+        flag[ok] = res.issues[t]
         cols[f"{t}_score"] = score
         cols[t] = flag
         any_issue |= flag

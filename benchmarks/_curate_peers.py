@@ -1,4 +1,4 @@
-"""Run one peer curation tool (fastdup or cleanvision) on a folder; write its results as JSON.
+"""Run fastdup or cleanvision on a folder; write its results as JSON.
 
 Run with the peers' own virtual environment (fastdup pins numpy<2 and an old
 scikit-learn, so it cannot share clusterlens's)::
@@ -54,7 +54,10 @@ def _fastdup(folder: str, *, sweep: bool) -> dict:
             else [
                 [_name(a), _name(b), float(s)]
                 for a, b, s in zip(
-                    sim["filename_from"], sim["filename_to"], sim["distance"], strict=True
+                    sim["filename_from"],
+                    sim["filename_to"],
+                    sim["distance"],
+                    strict=True,
                 )
             ]
         )
@@ -116,7 +119,9 @@ def _cleanvision(folder: str, *, sweep: bool) -> dict:
     df = lab.issues
     cols = [c for c in df.columns if c.endswith("_score") or c.startswith("is_")]
     table = {
-        _name(f): {c: (bool(v) if c.startswith("is_") else float(v)) for c, v in row.items()}
+        _name(f): {
+            c: (bool(v) if c.startswith("is_") else float(v)) for c, v in row.items()
+        }
         for f, row in zip(df.index, df[cols].to_dict("records"), strict=True)
     }
     return {
@@ -126,7 +131,9 @@ def _cleanvision(folder: str, *, sweep: bool) -> dict:
         "exact_sets": [
             [_name(f) for f in s] for s in lab.info["exact_duplicates"]["sets"]
         ],
-        "near_sets": [[_name(f) for f in s] for s in lab.info["near_duplicates"]["sets"]],
+        "near_sets": [
+            [_name(f) for f in s] for s in lab.info["near_duplicates"]["sets"]
+        ],
     }
 
 

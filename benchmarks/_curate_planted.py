@@ -1,4 +1,4 @@
-"""Planted curation sets for benchmarks/curate.py: base photos plus known copies, degradations and strangers.
+"""Planted curation sets: base photos plus known copies, degradations, strangers.
 
 ``build_planted`` writes one flat folder of JPEGs with opaque, shuffled names
 (``img_000123.jpg``) and a ``truth.json`` that says what each file is:
@@ -100,7 +100,9 @@ def camvid_images(n: int, seed: int) -> list[Image.Image]:
             key=lambda m: m.name,
         )
         rng = np.random.default_rng(seed)
-        pick = np.sort(rng.choice(len(members), size=min(n, len(members)), replace=False))
+        pick = np.sort(
+            rng.choice(len(members), size=min(n, len(members)), replace=False)
+        )
         out = []
         for i in pick:
             raw = tf.extractfile(members[i]).read()  # type: ignore[union-attr]
@@ -111,7 +113,9 @@ def camvid_images(n: int, seed: int) -> list[Image.Image]:
 def _idx(path: Path) -> np.ndarray:
     raw = gzip.decompress(path.read_bytes())
     ndim = raw[3]
-    shape = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
+    shape = tuple(
+        int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)
+    )
     return np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim).reshape(shape)
 
 
@@ -204,7 +208,7 @@ def build_planted(
     ood: str = "camvid",
     seed: int = 0,
 ) -> dict[str, Any]:
-    """Write the planted set into ``out/images`` and ``out/truth.json``; return the truth.
+    """Write the set into ``out/images`` and ``out/truth.json``; return the truth.
 
     ``base``: (name, JPEG bytes) of the base photos. Counts: :data:`COUNTS`
     times ``scale`` (default :func:`default_scale`), rounded, at least 1.

@@ -10,7 +10,7 @@ $(BIN)/python:
 	$(BIN)/python -m pip install --quiet --upgrade "pip>=25.1"
 
 setup: $(BIN)/python
-	$(BIN)/python -m pip install --quiet .
+	$(BIN)/python -m pip install --quiet ".[demo]"
 
 setup-test: $(BIN)/python browser
 	$(BIN)/python -m pip install --quiet -e . --group test
@@ -27,7 +27,7 @@ browser:
 	  else echo "note: install chromium (apt-get install chromium) for the browser tests"; fi
 
 demo: setup
-	$(BIN)/clusterlens demo --out clusterlens-demo --overwrite
+	$(BIN)/clusterlens demo --out clusterlens-demo
 
 test: setup-test
 	$(BIN)/python -m pytest

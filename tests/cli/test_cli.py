@@ -200,7 +200,7 @@ class _Sections(HTMLParser):
 
 def test_demo_runs_and_report_parses(tmp_path):
     out = tmp_path / "demo"
-    r = run("demo", "--out", out, "--format", "json")
+    r = run("demo", "--digits", "--out", out, "--format", "json")
     assert r.exit_code == 0, r.output
     payload = json.loads(r.stdout)
     assert payload["schema"] == "clusterlens.demo/1"

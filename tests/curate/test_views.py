@@ -152,3 +152,23 @@ def test_map_is_deterministic_and_separates_clusters():
     assert (y[D.argmin(1)] == y).mean() > 0.95
     tiny = embed_2d(E[:10])
     assert tiny.method.startswith("pca")
+
+
+def test_duplicate_groups_never_chain():
+    """A ~ B and B ~ C, but A and C are far: C only joins a group led by B."""
+    ang = np.deg2rad([0.0, 20.0, 40.0])
+    E = np.stack([np.cos(ang), np.sin(ang), np.zeros(3)], axis=1).astype(np.float32)
+    E = np.vstack([E, [[0, 0, 1]]]).astype(np.float32)
+    g = knn_graph(E, 3)
+    thr = float(np.cos(np.deg2rad(25.0)))
+    a_first = find_duplicates(
+        g.indices, g.similarities, threshold=thr, preference=[3, 2, 1, 0], embeddings=E
+    )
+    assert a_first.group[0] == a_first.group[1] >= 0
+    assert a_first.group[2] == -1 and a_first.group[3] == -1
+    assert np.all(a_first.similarity[a_first.group >= 0] >= thr)
+    b_first = find_duplicates(
+        g.indices, g.similarities, threshold=thr, preference=[1, 3, 2, 0]
+    )
+    assert b_first.group[0] == b_first.group[1] == b_first.group[2] >= 0
+    assert b_first.representative[1]

@@ -335,6 +335,12 @@ def test_cli_unreachable_scheduler_fails_fast_with_one_line(small_ws, tmp_path):
     assert len(errors) == 1 and "Cannot reach the Dask scheduler" in errors[0]
     assert not (tmp_path / "x").exists()
     r = _run(
-        "features", "sift", small_ws.root, "--backend", "local", "--scheduler", "x"
+        "features",
+        "sift",
+        small_ws.root,
+        "--backend",
+        "local",
+        "--scheduler",
+        "tcp://h:1",
     )
     assert r.exit_code == 2 and "--scheduler needs --backend dask" in r.output

@@ -59,12 +59,43 @@ class DuplicateGroups:
         return int(((self.group >= 0) & ~self.representative).sum())
 
 
-def _components(n: int, a: npt.NDArray[np.int64], b: npt.NDArray[np.int64]) -> Any:
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import connected_components
+def _leaders(
+    n: int,
+    a: npt.NDArray[np.int64],
+    b: npt.NDArray[np.int64],
+    pref: npt.NDArray[np.float64],
+    tie: npt.NDArray[np.int64],
+) -> npt.NDArray[np.int64]:
+    """Leader of each of ``n`` nodes linked by edges ``a[i] - b[i]``.
 
-    g = coo_matrix((np.ones(a.size, dtype=np.int8), (a, b)), shape=(n, n))
-    return connected_components(g, directed=False)[1].astype(np.int64)
+    Nodes are taken best first (highest ``pref``, then lowest ``tie``); an
+    unassigned node with links becomes a leader and takes every unassigned
+    node linked to it. Unlike connected components this never chains: every
+    member is linked to its leader itself. The loop runs over linked nodes
+    only (duplicates are few), each visiting its own links.
+    """
+    from scipy.sparse import coo_matrix
+
+    leader = np.arange(n, dtype=np.int64)
+    same = a == b
+    a, b = a[~same], b[~same]
+    if a.size == 0:
+        return leader
+    adj = coo_matrix(
+        (np.ones(2 * a.size, dtype=np.int8), (np.r_[a, b], np.r_[b, a])), shape=(n, n)
+    ).tocsr()
+    linked = np.flatnonzero(np.diff(adj.indptr) > 0)
+    linked = linked[np.lexsort((tie[linked], -pref[linked]))]
+    assigned = np.zeros(n, dtype=bool)
+    for v in linked:
+        if assigned[v]:
+            continue
+        assigned[v] = True
+        nbrs = adj.indices[adj.indptr[v] : adj.indptr[v + 1]]
+        take = nbrs[~assigned[nbrs]]
+        leader[take] = v
+        assigned[take] = True
+    return leader
 
 
 def find_duplicates(
@@ -78,12 +109,15 @@ def find_duplicates(
 ) -> DuplicateGroups:
     """Group items that are copies of each other.
 
-    Two items are linked when they have the same content hash (exact
-    duplicates), or when one is among the other's nearest neighbours with a
-    cosine similarity of at least ``threshold`` (near duplicates). Groups are
-    the connected components of these links. Each group keeps one
-    representative: the member with the highest ``preference`` (e.g. pixel
-    count, so the largest copy is kept), ties to the lowest index.
+    Items with the same content hash are exact duplicates of each other.
+    Two items are near duplicates when one is among the other's nearest
+    neighbours with a cosine similarity of at least ``threshold``. Groups
+    are formed leader-first: taking items best first (highest
+    ``preference``, e.g. pixel count, so the largest copy is kept; ties to
+    the lowest index), an item not yet in a group that has near duplicates
+    leads a new group of itself, its exact copies and every near duplicate of
+    it not yet taken (with their exact copies). The leader is the group's
+    representative.
 
     Parameters
     ----------
@@ -108,11 +142,11 @@ def find_duplicates(
 
     Notes
     -----
-    Connected components can chain: A ~ B and B ~ C put A and C in one group
-    even if A and C are less similar. Each member's similarity to the
-    representative is reported so a reviewer sees how far a member is; with
-    the default threshold chains are short (the planted tests check that
-    distinct photos stay apart). Cost: ``O(n k)`` after the k-NN search.
+    Unlike connected components (fastdup's grouping), leader grouping never
+    chains: A ~ B and B ~ C do not put A and C together unless one of them is
+    the leader, so every member passed the threshold against its
+    representative (or is its exact copy). Cost: ``O(n k)`` after the k-NN
+    search.
     """
     nb = np.asarray(neighbors, dtype=np.int64)
     sim = np.asarray(similarities, dtype=np.float32)
@@ -130,40 +164,41 @@ def find_duplicates(
     rows = np.repeat(np.arange(n, dtype=np.int64), nb.shape[1])
     keep = (sim.ravel() >= threshold) & (nb.ravel() >= 0) & (nb.ravel() != rows)
     a, b = rows[keep], nb.ravel()[keep]
-    exact_key: npt.NDArray[np.int64] | None = None
+    # exact classes: items with one content hash are one node
+    ex = np.arange(n, dtype=np.int64)
     if hashes is not None:
         h = np.asarray(hashes, dtype=object)
         if h.shape != (n,):
             raise DataValidationError(
                 f"hashes must have one entry per item ({n}); got shape {h.shape}."
             )
-        known = np.array([bool(x) for x in h])
-        _, exact_key = np.unique(np.where(known, h, ""), return_inverse=True)
-        exact_key = np.where(known, exact_key, -1 - np.arange(n))
-        order = np.argsort(exact_key, kind="stable")
-        same = exact_key[order][1:] == exact_key[order][:-1]
-        a = np.concatenate([a, order[:-1][same]])
-        b = np.concatenate([b, order[1:][same]])
-    comp = _components(n, a, b)
-    sizes = np.bincount(comp, minlength=n)
-    in_group = sizes[comp] > 1
+        known = np.array([bool(x) for x in h], dtype=bool)
+        _, key = np.unique(np.where(known, h, "").astype(str), return_inverse=True)
+        key = np.where(known, key, key.max(initial=0) + 1 + np.arange(n))
+        _, ex = np.unique(key, return_inverse=True)
+        ex = ex.astype(np.int64)
+    n_cls = int(ex.max()) + 1 if n else 0
     pref = (
         np.zeros(n) if preference is None else np.asarray(preference, dtype=np.float64)
     )
-    # representative: highest preference, then lowest index, per component
-    order = np.lexsort((np.arange(n), -pref, comp))
+    # each class's best item (highest preference, then lowest index)
+    order = np.lexsort((np.arange(n), -pref, ex))
     first = np.ones(n, dtype=bool)
-    first[1:] = comp[order][1:] != comp[order][:-1]
-    rep_of_comp = np.full(n, -1, dtype=np.int64)
-    rep_of_comp[comp[order][first]] = order[first]
-    rep = rep_of_comp[comp]
+    first[1:] = ex[order][1:] != ex[order][:-1]
+    cls_rep = np.empty(n_cls, dtype=np.int64)
+    cls_rep[ex[order][first]] = order[first]
+    leader = _leaders(n_cls, ex[a], ex[b], pref[cls_rep], cls_rep)
+    rep = cls_rep[leader[ex]]
+    sizes = np.bincount(rep, minlength=n)
+    in_group = sizes[rep] > 1
     representative = in_group & (rep == np.arange(n))
     # group ids: largest groups first, then by representative index
-    gcomps = np.unique(comp[in_group])
-    gorder = np.lexsort((rep_of_comp[gcomps], -sizes[gcomps]))
+    reps = np.flatnonzero(representative)
+    gorder = np.lexsort((reps, -sizes[reps]))
     gid = np.full(n, -1, dtype=np.int64)
-    gid[gcomps[gorder]] = np.arange(gcomps.size)
-    group = np.where(in_group, gid[comp], -1)
+    gid[reps[gorder]] = np.arange(reps.size)
+    group = np.where(in_group, gid[rep], -1)
+    exact_key = ex
     similarity = np.full(n, np.nan, dtype=np.float32)
     if embeddings is not None:
         E = np.asarray(embeddings, dtype=np.float32)

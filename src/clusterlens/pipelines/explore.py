@@ -346,6 +346,22 @@ def run_explore(
 
         step("report")
         from clusterlens.report._explore import build_explore_report
+        from clusterlens.utils._fs import atomic_write_text
+
+        atomic_write_text(
+            ws.root / "explore.json",
+            json.dumps(
+                {
+                    "schema": "clusterlens.explore/1",
+                    "stages": done,
+                    "reused": reused,
+                    "seconds": time.perf_counter() - t0,
+                },
+                indent=2,
+                default=str,
+            )
+            + "\n",
+        )
 
         report = build_explore_report(ws, ws.root / "report.html")
         finish("report", {"path": str(report)}, False)

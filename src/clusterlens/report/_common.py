@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["css", "fmt_number", "fmt_value", "template", "version"]
+__all__ = ["css", "fmt_number", "fmt_value", "static_text", "template", "version"]
 
 
 def fmt_number(v: float) -> str:
@@ -44,6 +44,21 @@ def css() -> Any:
     )
     # Our own file, inlined verbatim (autoescape would turn ">" into "&gt;").
     return Markup(css)
+
+
+@functools.cache
+def static_text(name: str) -> Any:
+    """``static/NAME`` (our own script or style), to inline verbatim."""
+    from markupsafe import Markup
+
+    text = (
+        resources.files("clusterlens.report")
+        .joinpath("static", name)
+        .read_text(encoding="utf-8")
+    )
+    if "</" in text:  # would end the <script>/<style> element early
+        raise ValueError(f"static/{name} must not contain '</'.")
+    return Markup(text)
 
 
 def version() -> str:

@@ -1,0 +1,129 @@
+"""Thumbnails for the explore report: decode each shown item once, encode small."""
+
+from __future__ import annotations
+
+import base64
+import functools
+import io
+import logging
+import math
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from clusterlens.io._workspace import Workspace
+
+__all__ = ["thumbnails"]
+
+logger = logging.getLogger(__name__)
+
+
+# --------------------------------------------------------------------------- #
+# Thumbnails: decode each shown item once, encode as the smaller of PNG/JPEG
+# --------------------------------------------------------------------------- #
+def _item_sizes(
+    ws: Workspace,
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    w = np.asarray(ws.items["width"], dtype=np.float64)
+    h = np.asarray(ws.items["height"], dtype=np.float64)
+    bw = np.asarray(ws.items.get("bbox_w", np.full(w.shape, np.nan)), dtype=np.float64)
+    bh = np.asarray(ws.items.get("bbox_h", np.full(h.shape, np.nan)), dtype=np.float64)
+    crop = np.isfinite(bw) & np.isfinite(bh)
+    return np.where(crop, bw, w), np.where(crop, bh, h)
+
+
+def _fit(w: float, h: float, side: int) -> tuple[int, int]:
+    """(width, height) with the longest side ``side``, aspect kept."""
+    if not (math.isfinite(w) and math.isfinite(h)) or w <= 0 or h <= 0:
+        return side, side
+    f = side / max(w, h)
+    return max(1, round(w * f)), max(1, round(h * f))
+
+
+@functools.cache
+def _lossy_format() -> str:
+    """WebP where Pillow writes it (half the bytes of JPEG at 48 px), else JPEG."""
+    from PIL import features
+
+    return "WEBP" if features.check("webp") else "JPEG"
+
+
+def _encode(img: Any, quality: int) -> str:
+    """Data URI of ``img``: lossless unless lossy is clearly smaller.
+
+    Photos come out lossy (WebP, or JPEG without it); flat images such as
+    digits stay lossless (PNG or lossless WebP), so their pixels stay sharp.
+    """
+    rgb = img.convert("RGB")
+    fmt = _lossy_format()
+
+    def save(form: str, **kw: Any) -> bytes:
+        buf = io.BytesIO()
+        rgb.save(buf, format=form, **kw)
+        return buf.getvalue()
+
+    if fmt == "WEBP":
+        lossy = (save("WEBP", quality=quality, method=4), "webp")
+    else:
+        lossy = (save("JPEG", quality=quality, optimize=True), "jpeg")
+    lossless = (save("PNG", optimize=True), "png")
+    if fmt == "WEBP" and len(lossless[0]) < 3 * len(lossy[0]):  # a flat image
+        alt = (save("WEBP", lossless=True, quality=100, method=4), "webp")
+        lossless = min(lossless, alt, key=lambda t: len(t[0]))
+    data, mime = lossy if len(lossy[0]) < 0.8 * len(lossless[0]) else lossless
+    return f"data:image/{mime};base64," + base64.b64encode(data).decode("ascii")
+
+
+def thumbnails(
+    ws: Workspace,
+    indices: Sequence[int],
+    side: int,
+    map_side: int,
+    gallery: set[int],
+    on_map: set[int],
+    n_jobs: int,
+) -> dict[int, tuple[tuple[str, int, int] | None, tuple[str, int, int] | None]]:
+    """``{i: (gallery thumb, map thumb)}``; each ``(data URI, width, height)``."""
+    from PIL import Image
+
+    W, H = _item_sizes(ws)
+
+    def one(i: int) -> tuple[int, Any]:
+        w, h = _fit(float(W[i]), float(H[i]), side)
+        small = math.isfinite(W[i]) and 0 < max(W[i], H[i]) < side
+        try:
+            # small images (digits) are enlarged below with sharp pixels
+            px = ws.read_item(i, mode="RGB", size=None if small else (h, w))
+        except (OSError, SyntaxError, ValueError) as e:
+            logger.warning("explore report: item %d unreadable: %s", i, e)
+            return i, None
+        img = Image.fromarray(px)
+
+        def scaled(long_side: int) -> tuple[Any, int, int]:
+            sw, sh = _fit(img.size[0], img.size[1], long_side)
+            if (sw, sh) == img.size:
+                return img, sw, sh
+            up = max(img.size) < long_side  # enlarge with sharp pixels
+            how = Image.Resampling.NEAREST if up else Image.Resampling.LANCZOS
+            return img.resize((sw, sh), how), sw, sh
+
+        thumb = mthumb = None
+        if i in gallery:
+            g, gw, gh = scaled(side)
+            thumb = (_encode(g, 85), gw, gh)
+        if i in on_map:
+            m, mw, mh = scaled(map_side)
+            mthumb = (_encode(m, 75), mw, mh)
+        return i, (thumb, mthumb)
+
+    out: dict[int, Any] = {}
+    chunk = 256  # bounds the decoded images held at once
+    with ThreadPoolExecutor(max_workers=n_jobs) as pool:
+        for start in range(0, len(indices), chunk):
+            for i, got in pool.map(one, indices[start : start + chunk]):
+                if got is not None:
+                    out[i] = got
+    return out

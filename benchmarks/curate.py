@@ -44,7 +44,8 @@ Scoring (the same rules for all tools):
   file at outlier_percentile 0.05; no low-information flag; cleanvision has
   no outlier view). "best": the best F1 over every threshold of the tool's
   score (clusterlens: the quality scores, the outlier rank, and the
-  duplicate groups recomputed at cosine thresholds 0.70-0.995; fastdup: blur,
+  duplicate groups recomputed by ``find_duplicates`` from the workspace's
+  neighbours and hashes at cosine thresholds 0.70-0.995; fastdup: blur,
   mean, stdv (low information), nearest-neighbour similarity (outliers) and
   pair similarity, from a second, untimed run that reports pairs down to 0.5
   and every image's outlier score; cleanvision: its issue scores, and the
@@ -83,6 +84,8 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+# score with this checkout's clusterlens, the one the explore processes run
+sys.path.insert(0, str(REPO / "src"))
 
 import _curate_planted as planted  # noqa: E402
 
@@ -340,9 +343,13 @@ def score_clusterlens(t: Truth, ws: Path) -> dict[str, Any]:
     with np.load(ws / "neighbors" / "neighbors.npz") as z:
         nb, dist = z["indices"], z["distances"]
     hashes = pq.read_table(ws / "scan" / "scan.parquet").to_pydict()["hash"]
+    # the representative preference explore uses: pixel count
+    area = np.asarray(items["width"], float) * np.asarray(items["height"], float)
     best: dict[str, Any] | None = None
     for thr in np.round(np.arange(0.70, 0.9951, 0.005), 3):
-        dup = find_duplicates(nb, 1.0 - dist / 2.0, hashes=hashes, threshold=float(thr))
+        dup = find_duplicates(
+            nb, 1.0 - dist / 2.0, hashes=hashes, threshold=float(thr), preference=area
+        )
         g = np.empty(t.n, dtype=np.int64)
         g[order] = dup.group
         m = {**group_pair_metrics(t, g), "threshold": float(thr)}
@@ -730,6 +737,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--smoke", action="store_true", help="A tiny run for CI.")
     ap.add_argument("--json", action="store_true", help="Print JSON on stdout.")
+    ap.add_argument(
+        "--out", type=Path, default=None, help="Also write the JSON here, set by set."
+    )
     args = ap.parse_args(argv)
     if args.knn_child:
         n, d, seed, out = args.knn_child.split(",", 3)
@@ -759,6 +769,8 @@ def main(argv: list[str] | None = None) -> int:
                 tools=tuple(args.tools),
             )
             result["sets"].append(r)
+            if args.out:
+                args.out.write_text(json.dumps(result, indent=2))
             if not args.json:
                 _print(r)
         if not args.no_knn:
@@ -769,6 +781,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"\n== neighbour search, {n:,} x 512 ==")
                 for k, v in r.items():
                     print(f"  {k}: {v:.3f}" if isinstance(v, float) else f"  {k}: {v}")
+    if args.out:
+        args.out.write_text(json.dumps(result, indent=2))
     if args.json:
         print(json.dumps(result, indent=2))
     return 0

@@ -119,3 +119,45 @@ def test_knn_scale_smoke():
     for r in out["rows"].values():
         assert r["seconds"] > 0 and r["peak_tree_rss"] >= r["peak_tree_pss"] > 0
     assert out["ratios"]["dask_over_local_seconds"] > 0
+
+
+def test_curate_smoke():
+    """benchmarks/curate.py --smoke: clusterlens explore on a tiny planted set (#18).
+
+    fastdup and cleanvision run only where their separate environment exists
+    (.venv-peers); without it they are skipped and the output says so.
+    """
+    out = _smoke("curate.py")
+    s = out["sets"][0]
+    assert s["set"] == "cifar10" and s["n_base"] == 60
+    assert (
+        s["n_items"]
+        == 60 + s["counts"]["exact"] + s["counts"]["near"] + s["counts"]["ood"]
+    )
+    us = s["tools"]["clusterlens"]
+    assert us["seconds"] > 0 and us["peak_rss_mib"] > 0
+    assert (
+        set(us["default"])
+        == set(us["best"])
+        == {
+            "duplicates",
+            "blurry",
+            "dark",
+            "bright",
+            "low_information",
+            "outliers",
+        }
+    )
+    # byte copies are found by their content hash, whatever the embeddings say
+    assert us["default"]["duplicates"]["recall_by_kind"]["exact"] == 1.0
+    for view, m in us["best"].items():
+        assert 0.0 <= m["f1"] <= 1.0, view
+    # the duplicate sweep includes the default threshold, the outlier sweep
+    # the default flags' order: the best is at least the default
+    for view in ("duplicates", "outliers"):
+        assert us["best"][view]["f1"] >= us["default"][view]["f1"] - 1e-9, view
+    for tool in ("fastdup", "cleanvision"):
+        assert tool in s["tools"] or tool in s["skipped"]
+    knn = out["knn"]
+    assert knn["method"].startswith("approximate") and knn["recall_at_15"] > 0.3
+    assert knn["planted_near_copies_found"] > 0.9

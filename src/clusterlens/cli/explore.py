@@ -79,7 +79,8 @@ _SEED = seed_option
 @click.option(
     "--overwrite",
     is_flag=True,
-    help="Replace --out if it is a workspace of another source.",
+    help="Start over: replace the workspace --out (even one of another source) "
+    "instead of continuing it.",
 )
 @click.option(
     "--n-jobs", type=click.IntRange(min=1, max=64), default=2, show_default=True

@@ -216,6 +216,25 @@ def test_view_commands_on_a_workspace(explored):
     assert len(tasks) == 5 and Path(tasks[0]["data"]["image"]).is_file()
 
 
+def test_a_changed_folder_is_not_continued_silently(planted, tmp_path):
+    _, src, _ = planted
+    ws = tmp_path / "ws"
+    r = run("explore", src, "--out", ws, "--image-size", 64, "-q", "-k", 2)
+    assert r.exit_code == 0, r.output
+    extra = src / "bees" / "zz_new.png"
+    Image.new("RGB", (40, 40), (9, 99, 9)).save(extra)
+    try:
+        r = run("explore", src, "--out", ws, "--image-size", 64, "-q", "-k", 2)
+        assert r.exit_code == 1 and "1 new and 0 missing" in r.output
+        assert "--overwrite" in r.output and "Traceback" not in r.output
+    finally:
+        extra.unlink()
+    r = run(
+        "explore", src, "--out", ws, "--image-size", 64, "--format", "json", "-k", 2
+    )
+    assert r.exit_code == 0 and "embeddings" in json.loads(r.output)["reused"]
+
+
 def bad(r, *words):
     assert r.exit_code != 0, r.output
     assert "Traceback" not in r.output

@@ -98,7 +98,9 @@ def _open_or_ingest(
         )
     if out.exists() and _is_workspace(out) and not overwrite:
         if _same_source(out, source, bool(ingest_args.get("boxes"))):
-            return open_workspace(out), "reused"
+            ws = open_workspace(out)
+            _check_folder_unchanged(ws, source, out)
+            return ws, "reused"
         raise OutputExistsError(
             f"{out} is a workspace of another source; explore {source} into a new "
             "--out, or pass --overwrite to replace that workspace."
@@ -109,6 +111,34 @@ def _open_or_ingest(
     ) as stage:
         run_ingest(source, stage, verbose=verbose, **ingest_args)
     return open_workspace(out), "ingested"
+
+
+def _check_folder_unchanged(ws: Workspace, source: Path, out: Path) -> None:
+    """Refuse to continue a folder's workspace when the folder's files changed.
+
+    Continuing would show views of a collection that no longer exists; a new
+    ingest would drop the review of the old one, so the user decides.
+    """
+    if ws.meta.get("kind") != "folder" or not source.is_dir():
+        return
+    from clusterlens.io._images import list_image_folder
+
+    listing = list_image_folder(source)
+    now = {p.relative_to(listing.root).as_posix() for p in listing.paths}
+    now |= {p.relative_to(listing.root).as_posix() for p, _ in listing.skipped}
+    have = {str(p) for p in ws.items["path"]}
+    skipped = ws.root / "skipped.txt"  # every file ingest could not read
+    if skipped.is_file():
+        have |= {ln for ln in skipped.read_text(encoding="utf-8").splitlines() if ln}
+    new, gone = sorted(now - have), sorted(have - now)
+    if new or gone:
+        first = (new or gone)[0]
+        raise DataValidationError(
+            f"{source} has changed since {out} was made ({len(new)} new and "
+            f"{len(gone)} missing image files; first: {first}). Explore it into a "
+            "new --out, or pass --overwrite to start this workspace over (its "
+            "review labels are lost)."
+        )
 
 
 def _stage(

@@ -386,12 +386,20 @@ def score_clusterlens(t: Truth, ws: Path) -> dict[str, Any]:
     with np.load(ws / "neighbors" / "neighbors.npz") as z:
         nb, dist = z["indices"], z["distances"]
     hashes = pq.read_table(ws / "scan" / "scan.parquet").to_pydict()["hash"]
+    thumbs_file = ws / "scan" / "thumbs.npy"
+    thumbs = np.load(thumbs_file) if thumbs_file.is_file() else None
     # the representative preference explore uses: pixel count
     area = np.asarray(items["width"], float) * np.asarray(items["height"], float)
     best: dict[str, Any] | None = None
     for thr in np.round(np.arange(0.70, 0.9951, 0.005), 3):
+        # the embedding threshold swept; the thumbnail checks as explore runs them
         dup = find_duplicates(
-            nb, 1.0 - dist / 2.0, hashes=hashes, threshold=float(thr), preference=area
+            nb,
+            1.0 - dist / 2.0,
+            hashes=hashes,
+            threshold=float(thr),
+            thumbnails=thumbs,
+            preference=area,
         )
         g = np.empty(t.n, dtype=np.int64)
         g[order] = dup.group

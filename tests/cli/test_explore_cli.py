@@ -270,3 +270,17 @@ def test_bad_input_is_refused_and_leaves_the_workspace(explored, tmp_path):
     X = np.load(other / "features" / "cnn" / "features.npy")
     np.save(other / "features" / "cnn" / "features.npy", X[:-2])
     bad(run("duplicates", other), "no longer match")
+
+
+@pytest.mark.parametrize(
+    ("side", "expected"), [(32, 160), (48, 192), (64, 224), (500, 224)]
+)
+def test_image_size_follows_the_items(tmp_path, side, expected):
+    from clusterlens.io import create_workspace
+    from clusterlens.pipelines.explore import auto_image_size
+
+    images = np.zeros((4, side, side + 7, 3), dtype=np.uint8)
+    np.savez(tmp_path / "x.npz", images=images)
+    (tmp_path / "ws").mkdir()
+    ws = create_workspace(tmp_path / "x.npz", tmp_path / "ws")
+    assert auto_image_size(ws) == expected

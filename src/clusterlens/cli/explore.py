@@ -64,9 +64,9 @@ _SEED = seed_option
 @click.option(
     "--image-size",
     type=click.IntRange(min=32, max=1024),
-    default=224,
-    show_default=True,
-    help="CNN input side in pixels.",
+    default=None,
+    help="CNN input side in pixels (default: 224; for images under 56 px a side, "
+    "four times their side, at least 160).",
 )
 @click.option("--boxes", is_flag=True, help="COCO: one item per box crop.")
 @click.option(
@@ -95,7 +95,7 @@ def explore(
     n_clusters: int | None,
     budget: int | None,
     threshold: float | None,
-    image_size: int,
+    image_size: int | None,
     boxes: bool,
     images: Path | None,
     split: str | None,

@@ -28,7 +28,7 @@ from clusterlens.io._workspace import Workspace, open_workspace
 from clusterlens.utils._fs import output_kind, staged_output_dir
 from clusterlens.utils._progress import progress
 
-__all__ = ["STAGES", "auto_clusters", "run_explore"]
+__all__ = ["STAGES", "auto_clusters", "auto_image_size", "run_explore"]
 
 STAGES = (
     "ingest",
@@ -54,6 +54,27 @@ def auto_clusters(n_items: int) -> int:
     many: a few hundred items per cluster at most, each checkable at a glance.
     """
     return int(min(500, max(2, round(math.sqrt(n_items / 2)))))
+
+
+def auto_image_size(ws: Workspace) -> int:
+    """The CNN input side for the items' size: 224 px, less for tiny images.
+
+    Items whose median shorter side is under 56 px (CIFAR's 32, icons, small
+    crops) are embedded at four times that side, at least 160 px: upsampling a
+    32-px image to 224 costs twice the compute of 160 for the same
+    neighbourhoods (CIFAR-10, 1,500 test images: 10-NN label purity 0.577 at
+    both 224 and 160 px, 0.552 at 128).
+    """
+    w = np.asarray(ws.items["bbox_w"], dtype=np.float64)
+    h = np.asarray(ws.items["bbox_h"], dtype=np.float64)
+    W = np.asarray(ws.items["width"], dtype=np.float64)
+    H = np.asarray(ws.items["height"], dtype=np.float64)
+    short = np.where(np.isfinite(w), np.minimum(w, h), np.minimum(W, H))
+    short = short[np.isfinite(short) & (short > 0)]
+    if short.size == 0:
+        return 224
+    side = 32 * round(4 * float(np.median(short)) / 32)
+    return int(min(224, max(160, side)))
 
 
 def _run_json(folder: Path) -> dict[str, Any] | None:
@@ -187,7 +208,7 @@ def run_explore(
     n_clusters: int | None = None,
     budget: int | None = None,
     threshold: float | None = None,
-    image_size: int = 224,
+    image_size: int | None = None,
     boxes: bool = False,
     images: str | os.PathLike[str] | None = None,
     split: str | None = None,
@@ -214,8 +235,8 @@ def run_explore(
     threshold : float, optional
         Near-duplicate cosine similarity (default
         ``curate.DEFAULT_NEAR_THRESHOLD``).
-    image_size : int, default=224
-        CNN input side.
+    image_size : int, optional
+        CNN input side (default :func:`auto_image_size`).
     backend : {"local", "dask"}, default=None
         Where the heavy stages run (the CNN embeddings, the neighbour search,
         the clusters' k-means); None: the configured default. With "dask"
@@ -271,7 +292,7 @@ def _explore(
     n_clusters: int | None,
     budget: int | None,
     threshold: float | None,
-    image_size: int,
+    image_size: int | None,
     boxes: bool,
     images: str | os.PathLike[str] | None,
     split: str | None,
@@ -323,6 +344,8 @@ def _explore(
             )
 
         step("embeddings")
+        if image_size is None:
+            image_size = auto_image_size(ws)
         emb_dir = ws.root / "features" / "cnn"
         if _embeddings_valid(ws, image_size):
             finish("embeddings", _run_json(emb_dir).get("results", {}), True)  # type: ignore[union-attr]

@@ -38,3 +38,15 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip("../shared/data is not present beside the repository")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def _onnx_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One cache of exported ONNX models for the whole session."""
+    return tmp_path_factory.mktemp("xdg-cache")
+
+
+@pytest.fixture(autouse=True)
+def _private_cache(monkeypatch: pytest.MonkeyPatch, _onnx_cache: Path) -> None:
+    """Exported ONNX models go to a per-session folder, never to ~/.cache."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(_onnx_cache))

@@ -912,6 +912,8 @@ def _workspace_embedder(
         fit=str(params.get("fit", "squash")),
         flip=bool(params.get("flip", False)),
         normalize=str(params.get("normalize", "auto")),
+        # ONNX Runtime only where it made the embeddings (its export is cached)
+        runtime="torch" if params.get("runtime", "torch") == "torch" else "auto",
         n_threads=1,
     )
 

@@ -604,6 +604,7 @@ def run_cnn_features(
     fit: str = "squash",
     flip: bool = False,
     normalize: str = "auto",
+    runtime: str = "auto",
     batch_size: int = 32,
     n_jobs: int = 2,
     pca: int | None = None,
@@ -616,12 +617,14 @@ def run_cnn_features(
 ) -> dict[str, Any]:
     """Embed every workspace item with the CNN into ``stage/features.npy``.
 
-    Images are decoded by ``n_jobs`` threads while torch runs the network on
+    Images are decoded by ``n_jobs`` threads while the network runs on
     ``n_jobs`` threads. Unreadable items get a zero row and are counted.
     ``flip`` averages each embedding with its mirror image's (test-time
-    augmentation, twice the compute). ``weights`` and ``normalize`` are those
-    of :class:`~clusterlens.features.CnnEmbedder` (an EfficientNet-Lite state
-    dict, or a network saved with ``torch.export`` or TorchScript).
+    augmentation, twice the compute). ``weights``, ``normalize`` and
+    ``runtime`` are those of :class:`~clusterlens.features.CnnEmbedder` (an
+    EfficientNet-Lite state dict, or a network saved with ``torch.export`` or
+    TorchScript; torch or ONNX Runtime, "auto" taking ONNX Runtime when it is
+    installed). ``run.json`` records the runtime that ran.
 
     With ``backend="dask"`` (or that configured default) each shard of
     ``shard_items`` consecutive items (default: a multiple of ``batch_size``)
@@ -651,7 +654,9 @@ def run_cnn_features(
         wpath = None if weights is None else str(Path(os.fspath(weights)).resolve())
         # built here too: a bad weights file fails before any task is sent,
         # and the embedding width is known
-        emb = _cached_embedder(wpath, _stamp(wpath), image_size, fit, flip, normalize)
+        emb = _cached_embedder(
+            wpath, _stamp(wpath), image_size, fit, flip, normalize, runtime
+        )
         X = np.zeros((n, emb.dim), dtype=np.float32)
         unreadable = _gather_item_shards(
             _cnn_shard,
@@ -664,6 +669,7 @@ def run_cnn_features(
             batch_size,
             flip,
             normalize,
+            runtime,
             desc="cnn (dask)",
             verbose=verbose,
         )
@@ -675,6 +681,7 @@ def run_cnn_features(
             n_threads=n_jobs,
             flip=flip,
             normalize=normalize,
+            runtime=runtime,
         )
         bar = progress(total=n, desc="cnn", unit="img", verbose=verbose)
         X, unreadable = _cnn_embed(ws, emb, 0, n, batch_size, n_jobs, bar.update)
@@ -707,6 +714,7 @@ def run_cnn_features(
                 "fit": fit,
                 "flip": flip,
                 "normalize": emb.normalize,
+                "runtime": emb.runtime,
                 "batch_size": batch_size,
                 "n_jobs": n_jobs,
                 "pca": pca,
@@ -771,8 +779,9 @@ def _cached_embedder(
     fit: str,
     flip: bool = False,
     normalize: str = "auto",
+    runtime: str = "auto",
 ) -> Any:
-    """The CNN, built once per worker process, on one torch thread.
+    """The CNN, built once per worker process, on one thread.
 
     ``stamp`` (the file's mtime) is only part of the cache key.
     """
@@ -785,6 +794,7 @@ def _cached_embedder(
         n_threads=1,
         flip=flip,
         normalize=normalize,
+        runtime=runtime,
     )
 
 
@@ -798,10 +808,13 @@ def _cnn_shard(
     batch_size: int,
     flip: bool = False,
     normalize: str = "auto",
+    runtime: str = "auto",
 ) -> tuple[npt.NDArray[np.float32], list[int]]:
     """Worker task: embeddings of items ``lo:hi`` and the unreadable ones."""
     ws = _cached_workspace(root, _mtime(Path(root) / "items.parquet"))
-    emb = _cached_embedder(weights, _stamp(weights), image_size, fit, flip, normalize)
+    emb = _cached_embedder(
+        weights, _stamp(weights), image_size, fit, flip, normalize, runtime
+    )
     return _cnn_embed(ws, emb, lo, hi, batch_size, 1)
 
 

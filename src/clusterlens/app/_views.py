@@ -49,8 +49,9 @@ def _duplicates(ws: Workspace) -> CurationView:
     # group by group, the copy to keep first, then the most similar
     order = members[np.lexsort((-sim[members], ~rep[members], group[members]))]
     captions = [
-        f"group {group[i]} · keep" if rep[i] else f"group {group[i]} · {kind[i]} "
-        f"{sim[i]:.2f}"
+        f"group {group[i]} · keep"
+        if rep[i]
+        else f"group {group[i]} · {kind[i]} {sim[i]:.2f}"
         for i in order
     ]
     n_groups = int(group.max()) + 1 if members.size else 0
@@ -73,8 +74,10 @@ def _outliers(ws: Workspace) -> CurationView:
     order = np.argsort(rank, kind="stable")
     n_show = max(int(flag.sum()), min(48, order.size))
     order = order[:n_show]
-    captions = [f"{'outlier' if flag[i] else 'rank ' + str(rank[i] + 1)} · z {z[i]:.1f}"
-                for i in order]
+    captions = [
+        f"{'outlier' if flag[i] else 'rank ' + str(rank[i] + 1)} · z {z[i]:.1f}"
+        for i in order
+    ]
     return CurationView(
         "outliers",
         "Outliers",

@@ -14,6 +14,7 @@ is several times faster on CPUs (see ``_onnx.py``).
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import zipfile
@@ -23,7 +24,11 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from clusterlens.exceptions import DataValidationError, MissingDependencyError
+from clusterlens.exceptions import (
+    DataValidationError,
+    InvalidParameterError,
+    MissingDependencyError,
+)
 from clusterlens.features._effnet import (
     INPUT_MEAN,
     INPUT_STD,
@@ -38,7 +43,9 @@ __all__ = ["CnnEmbedder"]
 logger = logging.getLogger(__name__)
 
 _FITS: tuple[str, ...] = ("squash", "center-crop")
-_RUNTIMES: tuple[str, ...] = ("auto", "torch", "onnx")
+_RUNTIMES: tuple[str, ...] = ("auto", "torch", "onnx", "onnx-int8")
+# int8 must keep embeddings close to float's on its own calibration images
+_INT8_MIN_COSINE = 0.95
 # per-channel (mean, std) on [0, 1] pixels
 _NORMALIZE: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
     # the TF-Lite EfficientNet-Lite weights: (pixel - 127) / 128 on 0..255
@@ -96,16 +103,22 @@ class CnnEmbedder:
         EfficientNet-Lite weights expect; "imagenet" is torchvision's mean/std.
         "auto" takes "inception" for EfficientNet-Lite state dicts and
         "imagenet" for other networks.
-    runtime : {"auto", "torch", "onnx"}, default="auto"
+    runtime : {"auto", "torch", "onnx", "onnx-int8"}, default="auto"
         What runs the network: "torch" runs it in torch; "onnx" exports it
         once to an ONNX file (cached in ``cache_dir``) and runs that with ONNX
         Runtime on ``n_threads`` CPU threads (several times faster; the
         embeddings equal torch's to float rounding); "auto" is "onnx" when
         onnxruntime is installed and the export works, else "torch" (the
-        reason is logged at INFO).
+        reason is logged at INFO); "onnx-int8" (opt-in) runs an int8 copy,
+        statically quantised on ``calibration`` (about 1.7x faster again;
+        embeddings within a cosine of about 0.97-0.995 of float's, so not
+        interchangeable with them).
     cache_dir : path, default=None
         Folder of the exported ONNX files; None is
         ``$XDG_CACHE_HOME/clusterlens/onnx`` (``~/.cache/clusterlens/onnx``).
+    calibration : sequence of uint8 images, default=None
+        With ``runtime="onnx-int8"`` (where it is required): images of the data
+        itself (about 64) on which the int8 activation ranges are calibrated.
 
     Attributes
     ----------
@@ -138,6 +151,7 @@ class CnnEmbedder:
         normalize: str = "auto",
         runtime: str = "auto",
         cache_dir: str | os.PathLike[str] | None = None,
+        calibration: Any = None,
     ) -> None:
         self.image_size = check_int(image_size, "image_size", "CnnEmbedder", low=32)
         self.fit = check_options(fit, "fit", "CnnEmbedder", _FITS)
@@ -147,6 +161,11 @@ class CnnEmbedder:
             normalize, "normalize", "CnnEmbedder", ("auto", *_NORMALIZE)
         )
         runtime = check_options(runtime, "runtime", "CnnEmbedder", _RUNTIMES)
+        if runtime == "onnx-int8" and (calibration is None or len(calibration) == 0):
+            raise InvalidParameterError(
+                "CnnEmbedder(runtime='onnx-int8') needs calibration images (about "
+                "64 of the data set) to set the int8 ranges; got none."
+            )
         torch = self._torch = import_optional(
             "torch", extra="deep", feature="CNN features"
         )
@@ -182,7 +201,7 @@ class CnnEmbedder:
         self.onnx_path: Path | None = None
         self._ort: Any = None
         if runtime != "torch":
-            self._start_onnx(runtime, cache_dir)
+            self._start_onnx(runtime, cache_dir, calibration)
 
     def preprocess(self, image: npt.NDArray[np.uint8]) -> npt.NDArray[np.float32]:
         """One uint8 image (H, W[, 3]) to a normalised (3, S, S) float32 array."""
@@ -234,7 +253,7 @@ class CnnEmbedder:
         self._check_finite(self._probe_out, "a blank image")
         return int(out.shape[1])
 
-    def _start_onnx(self, runtime: str, cache_dir: Any) -> None:
+    def _start_onnx(self, runtime: str, cache_dir: Any, calibration: Any) -> None:
         """Export to (or find in the cache) the ONNX model and open a session.
 
         With ``runtime="auto"`` any failure leaves torch running the network
@@ -242,6 +261,8 @@ class CnnEmbedder:
         """
         try:
             self._ort = self._onnx_session(cache_dir)
+            if runtime == "onnx-int8":
+                self._ort = self._int8_session(cache_dir, calibration)
         except Exception as e:  # the exporter and onnxruntime raise many types
             if runtime != "auto":
                 if isinstance(e, (MissingDependencyError, DataValidationError)):
@@ -253,7 +274,7 @@ class CnnEmbedder:
                 ) from e
             logger.info("CnnEmbedder(runtime='auto'): using torch, because %s", e)
             return
-        self.runtime = "onnx"
+        self.runtime = "onnx-int8" if runtime == "onnx-int8" else "onnx"
         self.onnx_path = self._ort.path
         logger.info("CnnEmbedder: ONNX Runtime runs %s (%s)", self.arch, self.onnx_path)
 
@@ -306,6 +327,56 @@ class CnnEmbedder:
                 "embeddings on a blank image"
             )
         return ort_net
+
+    def _int8_session(self, cache_dir: Any, calibration: Any) -> Any:
+        """An int8 ``OrtNet`` quantised from the float one on ``calibration``.
+
+        A new quantisation must keep the calibration images' embeddings
+        within a cosine of ``_INT8_MIN_COSINE`` of float's.
+        """
+        from clusterlens.features._onnx import (
+            OrtNet,
+            cached_model,
+            default_cache_dir,
+            file_digest,
+            model_key,
+            quantize_int8,
+        )
+
+        float_net = self._ort
+        x = np.stack([self.preprocess(img) for img in calibration])
+        record = {
+            "float_sha256": file_digest(float_net.path),
+            "calibration_sha256": hashlib.sha256(x.tobytes()).hexdigest(),
+            "n_calibration": len(x),
+            "quantization": "static QDQ, per-channel int8 weights, uint8 min/max",
+        }
+        folder = default_cache_dir() if cache_dir is None else Path(cache_dir)
+        path, made = cached_model(
+            folder,
+            model_key(**record),
+            lambda p: quantize_int8(float_net.path, x, p),
+            what=f"{self._label} (int8)",
+            record=record,
+        )
+        net = OrtNet(path, self.n_threads)
+        if made:
+            f = np.concatenate(
+                [_pool(float_net(x[i : i + 16])) for i in range(0, len(x), 16)]
+            )
+            q = np.concatenate(
+                [_pool(net(x[i : i + 16])) for i in range(0, len(x), 16)]
+            )
+            den = np.linalg.norm(f, axis=1) * np.linalg.norm(q, axis=1)
+            cos = float(np.mean((f * q).sum(1) / np.maximum(den, 1e-12)))
+            if not cos >= _INT8_MIN_COSINE:
+                path.unlink(missing_ok=True)
+                raise DataValidationError(
+                    f"int8 quantisation of {self._label} keeps the calibration "
+                    f"images' embeddings at a mean cosine of {cos:.3f} to float's "
+                    f"(< {_INT8_MIN_COSINE}); use runtime='onnx'."
+                )
+        return net
 
     def _check_finite(self, out: npt.NDArray[np.float32], what: str) -> None:
         """Raise if an embedding holds NaN or infinity (broken weights)."""

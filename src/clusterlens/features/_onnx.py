@@ -42,6 +42,7 @@ __all__ = [
     "export_onnx",
     "file_digest",
     "model_key",
+    "quantize_int8",
 ]
 
 logger = logging.getLogger(__name__)
@@ -217,3 +218,66 @@ class OrtNet:
 
     def __call__(self, x: npt.NDArray[np.float32]) -> npt.NDArray[Any]:
         return np.asarray(self._session.run(None, {self._input: x})[0])
+
+
+def quantize_int8(
+    float_path: Path,
+    calibration: npt.NDArray[np.float32],
+    path: Path,
+    *,
+    input_name: str = "x",
+    batch_size: int = 8,
+) -> None:
+    """Write an int8 copy of an ONNX model to ``path`` (static, QDQ).
+
+    Weights are quantised per output channel to int8, activations to uint8
+    with ranges calibrated (min/max) on ``calibration`` (n, 3, S, S), the
+    preprocessed inputs of a sample of the data itself.
+    """
+    import_optional("onnx", extra="deep", feature="CnnEmbedder(runtime='onnx-int8')")
+    q = import_optional(
+        "onnxruntime.quantization",
+        extra="deep",
+        feature="CnnEmbedder(runtime='onnx-int8')",
+    )
+    shapes = import_optional(
+        "onnxruntime.quantization.shape_inference",
+        extra="deep",
+        feature="CnnEmbedder(runtime='onnx-int8')",
+    )
+
+    class Batches(q.CalibrationDataReader):  # type: ignore[misc, name-defined]
+        def __init__(self) -> None:
+            self.start = 0
+
+        def get_next(self) -> dict[str, npt.NDArray[np.float32]] | None:
+            if self.start >= len(calibration):
+                return None
+            stop = self.start + batch_size
+            batch = np.ascontiguousarray(calibration[self.start : stop])
+            self.start = stop
+            return {input_name: batch}
+
+    root = logging.getLogger()
+    level = root.level
+    try:
+        root.setLevel(logging.ERROR)  # the quantiser logs through the root logger
+        with tempfile.TemporaryDirectory(dir=path.parent) as tmp:
+            pre = Path(tmp) / "pre.onnx"
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                shapes.quant_pre_process(
+                    str(float_path), str(pre), skip_symbolic_shape=True
+                )
+                q.quantize_static(
+                    str(pre),
+                    str(path),
+                    Batches(),
+                    quant_format=q.QuantFormat.QDQ,
+                    per_channel=True,
+                    activation_type=q.QuantType.QUInt8,
+                    weight_type=q.QuantType.QInt8,
+                    calibrate_method=q.CalibrationMethod.MinMax,
+                )
+    finally:
+        root.setLevel(level)

@@ -128,7 +128,8 @@ class CnnEmbedder:
         ``efficientnet-lite0`` ... ``efficientnet-lite4``, ``torch.export``
         or ``torchscript``.
     runtime : str
-        What runs the network: "torch" or "onnx" ("auto" resolved).
+        What runs the network: "torch", "onnx" or "onnx-int8" ("auto"
+        resolved).
     onnx_path : Path or None
         The ONNX file ONNX Runtime runs (None for torch).
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -40,13 +41,13 @@ def shared_data() -> Path:
     return SHARED_DATA
 
 
-@pytest.fixture(scope="session")
-def _onnx_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One cache of exported ONNX models for the whole session."""
-    return tmp_path_factory.mktemp("xdg-cache")
+@pytest.fixture(scope="session", autouse=True)
+def _private_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Exported ONNX models go to a per-session folder, never to ~/.cache.
 
-
-@pytest.fixture(autouse=True)
-def _private_cache(monkeypatch: pytest.MonkeyPatch, _onnx_cache: Path) -> None:
-    """Exported ONNX models go to a per-session folder, never to ~/.cache."""
-    monkeypatch.setenv("XDG_CACHE_HOME", str(_onnx_cache))
+    Session-wide and set before any other fixture, so that the worker
+    processes of module-scoped Dask clusters inherit it too.
+    """
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("xdg-cache")))
+        yield

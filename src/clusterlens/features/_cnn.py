@@ -6,10 +6,15 @@ saved with ``torch.export.save`` (or, older, ``torch.jit.save``), whose output
 is the embedding: (n, D), or (n, C, H, W) feature maps that are averaged over
 H and W. An exported network needs a dynamic batch dimension
 (``dynamic_shapes``) and must have been exported in eval mode.
+
+The network runs in torch, or (``runtime="onnx"``, and by default when
+onnxruntime is installed) exported once to ONNX and run by ONNX Runtime, which
+is several times faster on CPUs (see ``_onnx.py``).
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import zipfile
@@ -19,7 +24,11 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from clusterlens.exceptions import DataValidationError
+from clusterlens.exceptions import (
+    DataValidationError,
+    InvalidParameterError,
+    MissingDependencyError,
+)
 from clusterlens.features._effnet import (
     INPUT_MEAN,
     INPUT_STD,
@@ -34,6 +43,9 @@ __all__ = ["CnnEmbedder"]
 logger = logging.getLogger(__name__)
 
 _FITS: tuple[str, ...] = ("squash", "center-crop")
+_RUNTIMES: tuple[str, ...] = ("auto", "torch", "onnx", "onnx-int8")
+# int8 must keep embeddings close to float's on its own calibration images
+_INT8_MIN_COSINE = 0.95
 # per-channel (mean, std) on [0, 1] pixels
 _NORMALIZE: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
     # the TF-Lite EfficientNet-Lite weights: (pixel - 127) / 128 on 0..255
@@ -91,6 +103,22 @@ class CnnEmbedder:
         EfficientNet-Lite weights expect; "imagenet" is torchvision's mean/std.
         "auto" takes "inception" for EfficientNet-Lite state dicts and
         "imagenet" for other networks.
+    runtime : {"auto", "torch", "onnx", "onnx-int8"}, default="auto"
+        What runs the network: "torch" runs it in torch; "onnx" exports it
+        once to an ONNX file (cached in ``cache_dir``) and runs that with ONNX
+        Runtime on ``n_threads`` CPU threads (several times faster; the
+        embeddings equal torch's to float rounding); "auto" is "onnx" when
+        onnxruntime is installed and the export works, else "torch" (the
+        reason is logged at INFO); "onnx-int8" (opt-in) runs an int8 copy,
+        statically quantised on ``calibration`` (about 1.7x faster again;
+        embeddings within a cosine of about 0.97-0.995 of float's, so not
+        interchangeable with them).
+    cache_dir : path, default=None
+        Folder of the exported ONNX files; None is
+        ``$XDG_CACHE_HOME/clusterlens/onnx`` (``~/.cache/clusterlens/onnx``).
+    calibration : sequence of uint8 images, default=None
+        With ``runtime="onnx-int8"`` (where it is required): images of the data
+        itself (about 64) on which the int8 activation ranges are calibrated.
 
     Attributes
     ----------
@@ -99,6 +127,11 @@ class CnnEmbedder:
     arch : str
         ``efficientnet-lite0`` ... ``efficientnet-lite4``, ``torch.export``
         or ``torchscript``.
+    runtime : str
+        What runs the network: "torch", "onnx" or "onnx-int8" ("auto"
+        resolved).
+    onnx_path : Path or None
+        The ONNX file ONNX Runtime runs (None for torch).
 
     Examples
     --------
@@ -117,6 +150,9 @@ class CnnEmbedder:
         n_threads: int = 2,
         flip: bool = False,
         normalize: str = "auto",
+        runtime: str = "auto",
+        cache_dir: str | os.PathLike[str] | None = None,
+        calibration: Any = None,
     ) -> None:
         self.image_size = check_int(image_size, "image_size", "CnnEmbedder", low=32)
         self.fit = check_options(fit, "fit", "CnnEmbedder", _FITS)
@@ -125,13 +161,22 @@ class CnnEmbedder:
         normalize = check_options(
             normalize, "normalize", "CnnEmbedder", ("auto", *_NORMALIZE)
         )
+        runtime = check_options(runtime, "runtime", "CnnEmbedder", _RUNTIMES)
+        if runtime == "onnx-int8" and (calibration is None or len(calibration) == 0):
+            raise InvalidParameterError(
+                "CnnEmbedder(runtime='onnx-int8') needs calibration images (about "
+                "64 of the data set) to set the int8 ranges; got none."
+            )
         torch = self._torch = import_optional(
             "torch", extra="deep", feature="CNN features"
         )
         kind = "state_dict" if weights is None else weights_format(weights)
+        self._program: Any = None
         if weights is not None and kind != "state_dict":
             self.arch = "torch.export" if kind == "export" else "torchscript"
-            self._model = _load_program(torch, Path(os.fspath(weights)), kind)
+            loaded = _load_program(torch, Path(os.fspath(weights)), kind)
+            self._model = loaded if kind == "torchscript" else loaded.module()
+            self._program = loaded  # what is exported to ONNX
             self._embed = self._model
             self.normalize = "imagenet" if normalize == "auto" else normalize
         else:
@@ -150,7 +195,14 @@ class CnnEmbedder:
             if weights is None
             else f"{arg_name('weights')} {os.fspath(weights)!r}"
         )
+        self._kind = kind
+        self._weights = weights
         self.dim = self._probe_dim(weights)
+        self.runtime = "torch"
+        self.onnx_path: Path | None = None
+        self._ort: Any = None
+        if runtime != "torch":
+            self._start_onnx(runtime, cache_dir, calibration)
 
     def preprocess(self, image: npt.NDArray[np.uint8]) -> npt.NDArray[np.float32]:
         """One uint8 image (H, W[, 3]) to a normalised (3, S, S) float32 array."""
@@ -198,13 +250,138 @@ class CnnEmbedder:
                 f"{tuple(out.shape)} for 2 images); the network must return at "
                 "least one feature per image. Export the layer before the empty one."
             )
-        self._check_finite(out, "a blank image")
+        self._probe_out = np.asarray(out.numpy(), dtype=np.float32)
+        self._check_finite(self._probe_out, "a blank image")
         return int(out.shape[1])
 
-    def _check_finite(self, out: Any, what: str) -> None:
-        """Raise if an embedding holds NaN or infinity (broken weights)."""
+    def _start_onnx(self, runtime: str, cache_dir: Any, calibration: Any) -> None:
+        """Export to (or find in the cache) the ONNX model and open a session.
+
+        With ``runtime="auto"`` any failure leaves torch running the network
+        and says why at INFO.
+        """
+        try:
+            self._ort = self._onnx_session(cache_dir)
+            if runtime == "onnx-int8":
+                self._ort = self._int8_session(cache_dir, calibration)
+        except Exception as e:  # the exporter and onnxruntime raise many types
+            if runtime != "auto":
+                if isinstance(e, (MissingDependencyError, DataValidationError)):
+                    raise
+                msg = str(e).strip().splitlines()[0] if str(e).strip() else repr(e)
+                raise DataValidationError(
+                    f"{self._label} cannot run in ONNX Runtime (export or "
+                    f"session failed: {msg}); use runtime='torch'."
+                ) from e
+            logger.info("CnnEmbedder(runtime='auto'): using torch, because %s", e)
+            return
+        self.runtime = "onnx-int8" if runtime == "onnx-int8" else "onnx"
+        self.onnx_path = self._ort.path
+        logger.info("CnnEmbedder: ONNX Runtime runs %s (%s)", self.arch, self.onnx_path)
+
+    def _onnx_session(self, cache_dir: Any) -> Any:
+        """An ``OrtNet`` of this network, checked against torch on the probe."""
+        from clusterlens.features._effnet import default_weights_path
+        from clusterlens.features._onnx import (
+            OrtNet,
+            cached_model,
+            default_cache_dir,
+            export_onnx,
+            file_digest,
+            model_key,
+        )
+
         torch = self._torch
-        bad = ~torch.isfinite(out).all(dim=1)
+        import_optional(
+            "onnxruntime", extra="deep", feature="CnnEmbedder(runtime='onnx')"
+        )
+        wpath = default_weights_path() if self._weights is None else self._weights
+        if self._kind == "state_dict":
+            net, kind = _embed_module(torch, self._model).eval(), "module"
+        else:
+            net, kind = self._program, self._kind
+        exporter = "torchscript" if kind == "torchscript" else "dynamo"
+        record = {
+            "weights": os.fspath(wpath),
+            "weights_sha256": file_digest(wpath),
+            "kind": kind,
+            "image_size": self.image_size,
+            "torch": str(torch.__version__),
+            "exporter": exporter,
+        }
+        folder = default_cache_dir() if cache_dir is None else Path(cache_dir)
+        path, _ = cached_model(
+            folder,
+            model_key(**record),
+            lambda p: export_onnx(torch, net, kind, self.image_size, p),
+            what=self._label,
+            record=record,
+        )
+        ort_net = OrtNet(path, self.n_threads)
+        x = np.zeros((2, 3, self.image_size, self.image_size), np.float32)
+        got = _pool(ort_net(x))
+        want = self._probe_out
+        scale = max(1.0, float(np.abs(want).max()))
+        if got.shape != want.shape or not np.abs(got - want).max() <= 1e-3 * scale:
+            raise DataValidationError(
+                f"the ONNX export of {self._label} ({path}) does not give torch's "
+                "embeddings on a blank image"
+            )
+        return ort_net
+
+    def _int8_session(self, cache_dir: Any, calibration: Any) -> Any:
+        """An int8 ``OrtNet`` quantised from the float one on ``calibration``.
+
+        A new quantisation must keep the calibration images' embeddings
+        within a cosine of ``_INT8_MIN_COSINE`` of float's.
+        """
+        from clusterlens.features._onnx import (
+            OrtNet,
+            cached_model,
+            default_cache_dir,
+            file_digest,
+            model_key,
+            quantize_int8,
+        )
+
+        float_net = self._ort
+        x = np.stack([self.preprocess(img) for img in calibration])
+        record = {
+            "float_sha256": file_digest(float_net.path),
+            "calibration_sha256": hashlib.sha256(x.tobytes()).hexdigest(),
+            "n_calibration": len(x),
+            "quantization": "static QDQ, per-channel int8 weights, uint8 min/max",
+        }
+        folder = default_cache_dir() if cache_dir is None else Path(cache_dir)
+        path, made = cached_model(
+            folder,
+            model_key(**record),
+            lambda p: quantize_int8(float_net.path, x, p),
+            what=f"{self._label} (int8)",
+            record=record,
+        )
+        net = OrtNet(path, self.n_threads)
+        if made:
+            f = np.concatenate(
+                [_pool(float_net(x[i : i + 16])) for i in range(0, len(x), 16)]
+            )
+            q = np.concatenate(
+                [_pool(net(x[i : i + 16])) for i in range(0, len(x), 16)]
+            )
+            den = np.linalg.norm(f, axis=1) * np.linalg.norm(q, axis=1)
+            cos = float(np.mean((f * q).sum(1) / np.maximum(den, 1e-12)))
+            if not cos >= _INT8_MIN_COSINE:
+                path.unlink(missing_ok=True)
+                raise DataValidationError(
+                    f"int8 quantisation of {self._label} keeps the calibration "
+                    f"images' embeddings at a mean cosine of {cos:.3f} to float's "
+                    f"(< {_INT8_MIN_COSINE}); use runtime='onnx'."
+                )
+        return net
+
+    def _check_finite(self, out: npt.NDArray[np.float32], what: str) -> None:
+        """Raise if an embedding holds NaN or infinity (broken weights)."""
+        bad = ~np.isfinite(out).all(axis=1)
         if bool(bad.any()):
             raise DataValidationError(
                 f"{self._label} gives embeddings that are not finite (NaN or "
@@ -233,6 +410,14 @@ class CnnEmbedder:
             raise DataValidationError(
                 f"batch must have shape (n, 3, S, S); got {batch.shape}."
             )
+        if self._ort is not None:
+            x = np.ascontiguousarray(batch, dtype=np.float32)
+            res = _pool(self._ort(x))
+            if self.flip:
+                mirror = _pool(self._ort(np.ascontiguousarray(x[..., ::-1])))
+                res = ((res + mirror) / 2).astype(np.float32, copy=False)
+            self._check_finite(res, "images of this batch")
+            return res
         old = torch.get_num_threads()
         torch.set_num_threads(self.n_threads)
         try:
@@ -242,10 +427,11 @@ class CnnEmbedder:
                 out = self._forward(x)
                 if self.flip:
                     out = (out + self._forward(torch.flip(x, dims=[3]))) / 2
-                self._check_finite(out, "images of this batch")
+                res = np.asarray(out.numpy(), dtype=np.float32)
         finally:
             torch.set_num_threads(old)
-        return np.asarray(out.numpy(), dtype=np.float32)
+        self._check_finite(res, "images of this batch")
+        return res
 
     def embed(self, images: Any, *, batch_size: int = 32) -> npt.NDArray[np.float32]:
         """Embed a sequence of uint8 images, ``batch_size`` at a time."""
@@ -271,13 +457,34 @@ class CnnEmbedder:
             return np.asarray(self._model(torch.from_numpy(batch)).numpy())
 
 
+def _pool(out: npt.NDArray[Any]) -> npt.NDArray[np.float32]:
+    """(n, D) embeddings of an ONNX output: feature maps are averaged over H, W."""
+    if out.ndim == 4:
+        out = out.mean(axis=(2, 3))
+    return np.asarray(out, dtype=np.float32)
+
+
+def _embed_module(torch: Any, model: Any) -> Any:
+    """``model.embed`` as a module's forward, for the ONNX exporter."""
+
+    class Embed(torch.nn.Module):  # type: ignore[misc, name-defined]
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = model
+
+        def forward(self, x: Any) -> Any:
+            return self.net.embed(x)
+
+    return Embed()
+
+
 def _load_program(torch: Any, path: Path, kind: str) -> Any:
-    """A ``torch.export`` or TorchScript module on the CPU; a clear error if not."""
+    """A ``torch.export`` program or TorchScript module; a clear error if not."""
     what = "torch.export program" if kind == "export" else "TorchScript module"
     try:
         if kind == "export":
             # captured as exported (export in eval mode): no .eval() to call
-            return torch.export.load(str(path)).module()
+            return torch.export.load(str(path))
         return torch.jit.load(str(path), map_location="cpu").eval()
     except Exception as e:  # torch raises many types for a bad archive
         msg = str(e).strip().splitlines()[0] if str(e).strip() else repr(e)

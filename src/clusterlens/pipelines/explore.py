@@ -1,8 +1,8 @@
 """``clusterlens explore``: from an image source to everything a person must look at.
 
 One call runs, on the workspace the stages share: ingest -> CNN embeddings
--> scan (hashes, image properties) -> neighbours (once) -> duplicates ->
-outliers -> quality -> map -> search index -> sample to label -> clusters
+-> scan (hashes, image properties) -> neighbours (once) -> quality ->
+duplicates -> outliers -> map -> search index -> sample to label -> clusters
 (over-clustered for labelling) -> label issues (when the items carry labels)
 -> ``WS/report.html``. Every stage writes its own folder through a staging
 folder and records a fingerprint of its inputs; a rerun reuses each stage
@@ -35,9 +35,9 @@ STAGES = (
     "embeddings",
     "scan",
     "neighbors",
+    "quality",
     "duplicates",
     "outliers",
-    "quality",
     "map",
     "index",
     "sample",
@@ -389,6 +389,7 @@ def _explore(
                 command=cmd,
             ),
         )
+        view("quality", {}, lambda st: cv.run_quality(ws, st, command=cmd))
         thr = threshold
         if thr is None:
             from clusterlens.curate import DEFAULT_NEAR_THRESHOLD
@@ -406,7 +407,6 @@ def _explore(
             {"n_neighbors": 5, "z_threshold": DEFAULT_OUTLIER_Z},
             lambda st: cv.run_outliers(ws, st, command=cmd),
         )
-        view("quality", {}, lambda st: cv.run_quality(ws, st, command=cmd))
         view(
             "map",
             {"method": "auto", "seed": random_state},

@@ -251,9 +251,10 @@ def find_duplicates(
     hashes : array-like of shape (n_samples,), optional
         A content hash per item (``""`` or None for unknown); equal hashes
         are exact duplicates whatever the embeddings say.
-    embeddings : array-like of shape (n_samples, n_features), optional
-        L2-normalised embeddings, to report each member's similarity to its
-        representative (otherwise the best similarity along the links).
+    embeddings : ndarray or memmap of shape (n_samples, n_features), optional
+        The embeddings (normalised here, member rows only), to report each
+        member's cosine similarity to its representative (otherwise the best
+        similarity along the links).
     threshold : float, default=DEFAULT_NEAR_THRESHOLD
         The near-duplicate cosine similarity on the embeddings alone, in
         (0, 1].
@@ -350,11 +351,18 @@ def find_duplicates(
     exact_key = ex
     similarity = np.full(n, np.nan, dtype=np.float32)
     if embeddings is not None:
-        E = np.asarray(embeddings, dtype=np.float32)
+        from clusterlens.features._knn import l2_normalize
+
+        # only the group members' rows are read (a memory map stays on disk)
+        emb = (
+            embeddings if isinstance(embeddings, np.ndarray) else np.asarray(embeddings)
+        )
         members = np.flatnonzero(in_group)
         for lo in range(0, members.size, 65_536):
             m = members[lo : lo + 65_536]
-            similarity[m] = np.einsum("ij,ij->i", E[m], E[rep[m]])
+            a = l2_normalize(np.asarray(emb[m], dtype=np.float32))
+            b = l2_normalize(np.asarray(emb[rep[m]], dtype=np.float32))
+            similarity[m] = np.einsum("ij,ij->i", a, b)
     else:
         best = np.where(nb == rep[:, None], sim, -np.inf).max(axis=1)
         similarity[in_group] = np.where(np.isfinite(best), best, threshold)[in_group]

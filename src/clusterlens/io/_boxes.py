@@ -342,26 +342,6 @@ def _float_column(values: list[Any]) -> FloatArray:
     return np.array([_float_or_nan(v) for v in values], dtype=np.float64)
 
 
-def _bbox_wh(bboxes: list[Any]) -> tuple[FloatArray, FloatArray]:
-    """Width and height columns of COCO ``[x, y, w, h]`` boxes; NaN if malformed."""
-    n = len(bboxes)
-    try:
-        arr = np.asarray(bboxes, dtype=np.float64)
-        if arr.shape != (n, 4):
-            raise ValueError("ragged")
-    except (TypeError, ValueError):
-        arr = np.array(
-            [
-                [_float_or_nan(x) for x in b]
-                if isinstance(b, list | tuple) and len(b) == 4
-                else [float("nan")] * 4
-                for b in bboxes
-            ],
-            dtype=np.float64,
-        ).reshape(n, 4)
-    return arr[:, 2].copy(), arr[:, 3].copy()
-
-
 def _bbox_xywh(bboxes: list[Any]) -> FloatArray:
     """COCO ``[x, y, w, h]`` boxes as an (n, 4) array; NaN rows if malformed."""
     n = len(bboxes)

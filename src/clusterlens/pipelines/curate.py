@@ -488,7 +488,7 @@ def run_duplicates(
     thr = DEFAULT_NEAR_THRESHOLD if threshold is None else float(threshold)
     _ensure_neighbors(ws, verbose)
     idx, dist = load_neighbors(ws)
-    E = _normalized(ws)
+    E = embeddings(ws)  # memory-mapped: find_duplicates reads group members only
     scan = _scan_columns(ws)
     hashes = scan["hash"] if scan is not None else None
     thumbs = _scan_thumbs(ws) if scan is not None else None

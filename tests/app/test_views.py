@@ -138,3 +138,17 @@ def test_label_the_sample_in_chromium(tmp_path):
     labels = store.labels()
     assert [labels[i] for i in picked] == ["blob", "blob"]
     assert sum(x == "blob" for x in labels) == 2
+
+
+def test_empty_views_say_so(client):
+    c, _, ws = client
+    page = c.get("/suspects").get_data(as_text=True)
+    assert "No label-issue suspects" in page
+    import pyarrow.parquet as pq
+
+    t = pq.read_table(ws / "sample" / "sample.parquet").to_pydict()
+    t["pick"] = [-1] * len(t["pick"])
+    import pyarrow as pa
+
+    pq.write_table(pa.table(t), ws / "sample" / "sample.parquet")
+    assert "Nothing in this view" in c.get("/view/sample").get_data(as_text=True)

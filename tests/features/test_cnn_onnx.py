@@ -191,7 +191,53 @@ def test_damaged_cached_model_is_exported_again(damage, tmp_path, monkeypatch):
         b = CnnEmbedder(path, image_size=32, runtime="onnx", cache_dir=cache)
     assert len(calls) == 1 and b.runtime == "onnx"
     np.testing.assert_allclose(b.embed(imgs), want, rtol=1e-6, atol=1e-7)
-    assert _onnx._cache_problem(model, model.with_suffix(".json")) is None
+    assert _onnx.cache_problem(model, model.with_suffix(".json")) is None
+
+
+def test_checked_default_model_opens_without_torch(shared_data, tmp_path):
+    """Once exported and checked, the default network runs without torch.
+
+    A new process finds the record's ``checked_dim`` and opens the cached
+    model in ONNX Runtime alone (torch is never imported) with the same
+    embeddings; a record without that mark, or a damaged model, goes the
+    torch way again (export, check, mark).
+    """
+    import subprocess
+
+    photos = np.stack([np.asarray(p)[:96, :96] for p in _photos(shared_data, tmp_path)])
+    cache = tmp_path / "cache"
+    a = CnnEmbedder(image_size=64, runtime="onnx", cache_dir=cache)
+    want = a.embed(photos)
+    meta = a.onnx_path.with_suffix(".json")
+    assert json.loads(meta.read_text())["checked_dim"] == 1280
+    np.save(tmp_path / "photos.npy", photos)
+    code = (
+        "import sys, numpy as np\n"
+        "from clusterlens.features import CnnEmbedder\n"
+        f"e = CnnEmbedder(image_size=64, cache_dir={str(cache)!r})\n"
+        "assert e.runtime == 'onnx' and e.dim == 1280, (e.runtime, e.dim)\n"
+        "assert 'torch' not in sys.modules, 'torch was imported'\n"
+        f"np.save({str(tmp_path / 'got.npy')!r}, "
+        f"e.embed(np.load({str(tmp_path / 'photos.npy')!r})))\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-2000:]
+    np.testing.assert_array_equal(np.load(tmp_path / "got.npy"), want)
+
+    # an unmarked record: torch checks the model again and marks it
+    info = json.loads(meta.read_text())
+    del info["checked_dim"]
+    meta.write_text(json.dumps(info))
+    b = CnnEmbedder(image_size=64, runtime="onnx", cache_dir=cache)
+    assert b._model is not None and b.runtime == "onnx"
+    assert json.loads(meta.read_text())["checked_dim"] == 1280
+    # a damaged model behind a marked record is not trusted: exported again
+    model = b.onnx_path
+    model.write_bytes(model.read_bytes()[:1000])
+    with pytest.warns(DataQualityWarning, match="is damaged"):
+        c = CnnEmbedder(image_size=64, runtime="onnx", cache_dir=cache)
+    assert c._model is not None and c.runtime == "onnx"
+    np.testing.assert_allclose(c.embed(photos), want, rtol=1e-5, atol=1e-6)
 
 
 def test_onnx_without_onnxruntime(tmp_path, monkeypatch, caplog):

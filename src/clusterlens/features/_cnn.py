@@ -167,10 +167,38 @@ class CnnEmbedder:
                 "CnnEmbedder(runtime='onnx-int8') needs calibration images (about "
                 "64 of the data set) to set the int8 ranges; got none."
             )
+        self._kind = "state_dict" if weights is None else weights_format(weights)
+        self._weights = weights
+        self._normalize_arg = normalize
+        self._label = (
+            "the default EfficientNet-Lite0 weights"
+            if weights is None
+            else f"{arg_name('weights')} {os.fspath(weights)!r}"
+        )
+        self._torch: Any = None
+        self._model: Any = None
+        self.runtime = "torch"
+        self.onnx_path: Path | None = None
+        self._ort: Any = None
+        if runtime in ("auto", "onnx") and weights is None:
+            # the default network already exported and checked: ONNX Runtime
+            # alone, without importing torch (seconds of every short run)
+            if self._open_checked_onnx(cache_dir):
+                return
+        self._build_torch()
+        self.dim = self._probe_dim(weights)
+        if runtime != "torch":
+            self._start_onnx(runtime, cache_dir, calibration)
+
+    def _build_torch(self) -> None:
+        """Load the network in torch (once; the ONNX fast path never does)."""
+        if self._model is not None:
+            return
+        weights, kind = self._weights, self._kind
+        normalize = self._normalize_arg
         torch = self._torch = import_optional(
             "torch", extra="deep", feature="CNN features"
         )
-        kind = "state_dict" if weights is None else weights_format(weights)
         self._program: Any = None
         if weights is not None and kind != "state_dict":
             self.arch = "torch.export" if kind == "export" else "torchscript"
@@ -178,31 +206,97 @@ class CnnEmbedder:
             self._model = loaded if kind == "torchscript" else loaded.module()
             self._program = loaded  # what is exported to ONNX
             self._embed = self._model
-            self.normalize = "imagenet" if normalize == "auto" else normalize
+            self._set_normalize("imagenet" if normalize == "auto" else normalize)
         else:
             model = build_efficientnet_lite(weights)
             self.arch = str(model.arch)
             self._model = model
             self._embed = model.embed
-            self.normalize = "inception" if normalize == "auto" else normalize
+            self._set_normalize("inception" if normalize == "auto" else normalize)
         # channels-last runs the depthwise convolutions about 2x faster on CPU
         self._model = self._model.to(memory_format=torch.channels_last)
-        mean, std = _NORMALIZE[self.normalize]
+
+    def _set_normalize(self, normalize: str) -> None:
+        self.normalize = normalize
+        mean, std = _NORMALIZE[normalize]
         self._mean = np.asarray(mean, np.float32)
         self._std = np.asarray(std, np.float32)
-        self._label = (
-            "the default EfficientNet-Lite0 weights"
-            if weights is None
-            else f"{arg_name('weights')} {os.fspath(weights)!r}"
+
+    def _default_onnx_record(self, torch_version: str) -> dict[str, Any]:
+        """The cache record of the default network's ONNX export."""
+        from clusterlens.features._effnet import default_weights_path
+        from clusterlens.features._onnx import file_digest
+
+        wpath = default_weights_path()
+        return {
+            "weights": os.fspath(wpath),
+            "weights_sha256": file_digest(wpath),
+            "kind": "module",
+            "image_size": self.image_size,
+            "torch": torch_version,
+            "exporter": "dynamo",
+        }
+
+    def _open_checked_onnx(self, cache_dir: Any) -> bool:
+        """Open the default network's cached ONNX model without torch.
+
+        Only a model whose record says it was checked against torch's
+        embeddings (``checked_dim``, written after that check passed) and
+        whose file still has the recorded SHA-256 is used; anything else
+        (no cache yet, another torch, a damaged file, onnxruntime missing)
+        returns False and the torch path exports and checks it as before.
+        """
+        import importlib.metadata
+        import importlib.util
+        import json
+
+        from clusterlens.features._onnx import (
+            OrtNet,
+            cache_problem,
+            default_cache_dir,
+            model_key,
         )
-        self._kind = kind
-        self._weights = weights
-        self.dim = self._probe_dim(weights)
-        self.runtime = "torch"
-        self.onnx_path: Path | None = None
-        self._ort: Any = None
-        if runtime != "torch":
-            self._start_onnx(runtime, cache_dir, calibration)
+
+        if importlib.util.find_spec("onnxruntime") is None:
+            return False
+        try:
+            torch_version = importlib.metadata.version("torch")
+            record = self._default_onnx_record(torch_version)
+        except (
+            importlib.metadata.PackageNotFoundError,
+            MissingDependencyError,
+            OSError,
+        ):
+            return False
+        folder = default_cache_dir() if cache_dir is None else Path(cache_dir)
+        key = model_key(**record)
+        model, meta = folder / f"{key}.onnx", folder / f"{key}.json"
+        try:
+            info = json.loads(meta.read_text(encoding="utf-8"))
+            dim = int(info["checked_dim"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return False
+        if cache_problem(model, meta) is not None:
+            return False
+        try:
+            net = OrtNet(model, self.n_threads)
+            s = self.image_size
+            out = _pool(net(np.zeros((2, 3, s, s), np.float32)))
+        except Exception as e:  # onnxruntime raises many types; torch decides
+            logger.info("CnnEmbedder: cached ONNX model unusable (%s)", e)
+            return False
+        if out.shape != (2, dim) or not np.isfinite(out).all():
+            return False
+        self.arch = "efficientnet-lite0"
+        self._set_normalize(
+            "inception" if self._normalize_arg == "auto" else self._normalize_arg
+        )
+        self.dim = dim
+        self._ort = net
+        self.runtime = "onnx"
+        self.onnx_path = model
+        logger.info("CnnEmbedder: ONNX Runtime runs %s (%s)", self.arch, model)
+        return True
 
     def preprocess(self, image: npt.NDArray[np.uint8]) -> npt.NDArray[np.float32]:
         """One uint8 image (H, W[, 3]) to a normalised (3, S, S) float32 array."""
@@ -288,6 +382,7 @@ class CnnEmbedder:
             default_cache_dir,
             export_onnx,
             file_digest,
+            mark_checked,
             model_key,
         )
 
@@ -327,6 +422,8 @@ class CnnEmbedder:
                 f"the ONNX export of {self._label} ({path}) does not give torch's "
                 "embeddings on a blank image"
             )
+        if self._weights is None:
+            mark_checked(path.with_suffix(".json"), int(got.shape[1]))
         return ort_net
 
     def _int8_session(self, cache_dir: Any, calibration: Any) -> Any:
@@ -446,6 +543,7 @@ class CnnEmbedder:
 
     def classify(self, images: Any) -> npt.NDArray[np.float32]:
         """ImageNet logits (n, 1000): a check that the weights loaded right."""
+        self._build_torch()
         torch = self._torch
         if not self.arch.startswith("efficientnet"):
             raise DataValidationError(

@@ -37,10 +37,12 @@ from clusterlens.utils._optional import import_optional
 
 __all__ = [
     "OrtNet",
+    "cache_problem",
     "cached_model",
     "default_cache_dir",
     "export_onnx",
     "file_digest",
+    "mark_checked",
     "model_key",
     "quantize_int8",
 ]
@@ -79,7 +81,7 @@ def model_key(**parts: Any) -> str:
     return hashlib.sha256(body.encode()).hexdigest()[:32]
 
 
-def _cache_problem(model: Path, meta: Path) -> str | None:
+def cache_problem(model: Path, meta: Path) -> str | None:
     """Why a cached model cannot be used (None: it can)."""
     try:
         info = json.loads(meta.read_text(encoding="utf-8"))
@@ -112,7 +114,7 @@ def cached_model(
     """
     model, meta = folder / f"{key}.onnx", folder / f"{key}.json"
     if model.exists() or meta.exists():
-        problem = _cache_problem(model, meta)
+        problem = cache_problem(model, meta)
         if problem is None:
             logger.debug("%s: cached ONNX model %s", what, model)
             return model, False
@@ -138,6 +140,19 @@ def cached_model(
     atomic_write_text(meta, json.dumps({**(record or {}), "sha256": digest}, indent=1))
     logger.info("%s: exported to ONNX at %s", what, model)
     return model, True
+
+
+def mark_checked(meta: Path, dim: int) -> None:
+    """Note in a model's record that its embeddings (``dim`` wide) were
+    checked against torch's, so later runs may open it without torch."""
+    try:
+        info = json.loads(meta.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return
+    if not isinstance(info, dict) or info.get("checked_dim") == dim:
+        return
+    with contextlib.suppress(OSError):
+        atomic_write_text(meta, json.dumps({**info, "checked_dim": dim}, indent=1))
 
 
 @contextlib.contextmanager

@@ -225,6 +225,10 @@ class OrtNet:
         so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         so.log_severity_level = 3  # errors only: the library prints nothing
+        # idle threads sleep instead of spinning: the decode threads share the
+        # cores (CNN stage on 3,000 CIFAR images: 25-30 % less CPU time,
+        # less wall time on a busy machine)
+        so.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.path = path
         self._session = ort.InferenceSession(
             str(path), so, providers=["CPUExecutionProvider"]

@@ -25,7 +25,7 @@ __all__ = ["box_panels", "build_label_issue_report"]
 
 logger = logging.getLogger(__name__)
 
-_PANEL = 220  # longest side of a gallery panel, pixels
+_PANEL = 160  # longest side of a gallery panel, pixels
 _MIN_CROP = 96  # a crop's long side is enlarged to this at least
 
 
@@ -79,7 +79,7 @@ def box_panels(
     the CNN saw it, and is enlarged to at least 96 pixels so a small object
     can be seen; the image shows the box and its given label (the
     notebook's panel); the mask is the notebook's white box on black.
-    Returns three PIL images at most ``220`` pixels on their long side.
+    Returns three PIL images at most ``160`` pixels on their long side.
     """
     from PIL import Image, ImageDraw
 

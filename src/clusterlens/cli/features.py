@@ -216,6 +216,14 @@ def sift(
     help="Average each embedding with its mirror image's (test-time "
     "augmentation; twice the compute).",
 )
+@click.option(
+    "--box-margin",
+    type=click.FloatRange(min=0, max=2),
+    default=0.1,
+    show_default=True,
+    help="Box workspaces (ingest --boxes): context kept around each box, as a "
+    "fraction of its width (height) on each side, clipped to the image.",
+)
 @click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
 @_PCA
 @_WHITEN
@@ -230,6 +238,7 @@ def cnn(
     image_size: int,
     fit: str,
     flip: bool,
+    box_margin: float,
     batch_size: int,
     pca: int | None,
     whiten: bool,
@@ -272,6 +281,7 @@ def cnn(
             image_size=image_size,
             fit=fit,
             flip=flip,
+            box_margin=box_margin,
             batch_size=batch_size,
             n_jobs=n_jobs,
             pca=pca,

@@ -178,8 +178,14 @@ class Workspace:
         mode: str | None = None,
         size: tuple[int, int] | None = None,
         margin: float = 0.0,
+        min_size: tuple[int, int] | None = None,
     ) -> npt.NDArray[np.uint8]:
         """Pixels of item ``i`` (crop applied), uint8 (H, W) or (H, W, 3).
+
+        ``size`` (height, width) resizes the result; ``min_size`` (height,
+        width) says the caller needs no more pixels than that (a whole JPEG
+        image is decoded at a reduced DCT scale still at least that large,
+        see :func:`clusterlens.io.decode_image`; a box crop is decoded whole).
 
         ``margin`` widens a box item's crop by that fraction of the box's
         width (height) on the left and right (top and bottom), clipped to the
@@ -206,7 +212,15 @@ class Workspace:
             if img.mode != target:
                 img = img.convert(target)
         else:
-            img = decode_image(self.image_root / str(self.items["path"][i]), mode=mode)
+            x, y, w, h = (float(self.items[c][i]) for c in _BBOX)
+            img = decode_image(
+                self.image_root / str(self.items["path"][i]),
+                mode=mode,
+                # a crop's box is in full-resolution pixels: decoded whole
+                min_size=None
+                if min_size is None or np.isfinite(w)
+                else (min_size[1], min_size[0]),
+            )
         x, y, w, h = (float(self.items[c][i]) for c in _BBOX)
         if np.isfinite(w):
             if margin > 0:
@@ -249,6 +263,7 @@ class Workspace:
         size: tuple[int, int] | None = None,
         n_jobs: int = 1,
         margin: float = 0.0,
+        min_size: tuple[int, int] | None = None,
     ) -> Iterator[tuple[int, npt.NDArray[np.uint8] | None]]:
         """Yield ``(index, pixels)`` in order; ``pixels`` is None when unreadable.
 
@@ -260,7 +275,9 @@ class Workspace:
 
         def _one(i: int) -> tuple[int, npt.NDArray[np.uint8] | None]:
             try:
-                return i, self.read_item(i, mode=mode, size=size, margin=margin)
+                return i, self.read_item(
+                    i, mode=mode, size=size, margin=margin, min_size=min_size
+                )
             except (OSError, ValueError) as e:
                 logger.debug("item %d (%s) unreadable: %s", i, self.item_path(i), e)
                 return i, None

@@ -904,8 +904,13 @@ def similar_items(
         from clusterlens.io._images import read_image
 
         path = Path(os.fspath(image))  # type: ignore[arg-type]
+        embedder = embed or _workspace_embedder(ws)
+        # decoded as the items were (a JPEG at its smallest DCT scale >= input)
+        side = getattr(embedder, "image_size", None)
         try:
-            pixels = read_image(path, mode="RGB")
+            pixels = read_image(
+                path, mode="RGB", min_size=None if side is None else (side, side)
+            )
         except FileNotFoundError as e:
             raise DataValidationError(f"Query image {path} does not exist.") from e
         except Exception as e:  # PIL raises several types for a bad file
@@ -913,7 +918,7 @@ def similar_items(
                 f"Query image {path} cannot be decoded ({type(e).__name__}: {e}). "
                 "Give a JPEG, PNG or other image PIL reads."
             ) from e
-        q = (embed or _workspace_embedder(ws))(pixels)
+        q = embedder(pixels)
         query = {"image": str(path)}
     ids, sims = index.search(q, k + (1 if item is not None else 0))
     ids, sims = ids[0], sims[0]
@@ -983,4 +988,5 @@ def _workspace_embedder(
         batch = np.stack([emb.preprocess(pixels)])
         return np.asarray(emb.embed_batch(batch), dtype=np.float32)
 
+    embed.image_size = emb.image_size  # type: ignore[attr-defined]
     return embed

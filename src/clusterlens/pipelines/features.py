@@ -782,7 +782,9 @@ def _cnn_embed(
     from concurrent.futures import ThreadPoolExecutor
 
     def _prepared(i: int) -> tuple[int, npt.NDArray[np.float32] | None]:
-        for j, img in ws.iter_items([i], mode="RGB", margin=margin):
+        # a JPEG decodes at the smallest DCT scale still >= the network's input
+        side = (emb.image_size, emb.image_size)
+        for j, img in ws.iter_items([i], mode="RGB", margin=margin, min_size=side):
             return j, None if img is None else emb.preprocess(img)
         return i, None  # unreachable: iter_items yields one pair per index
 

@@ -103,7 +103,12 @@ def thumbnails(
         small = math.isfinite(W[i]) and 0 < max(W[i], H[i]) < side
         try:
             # small images (digits) are enlarged below with sharp pixels
-            px = ws.read_item(i, mode="RGB", size=None if small else (h, w))
+            px = ws.read_item(
+                i,
+                mode="RGB",
+                size=None if small else (h, w),
+                min_size=None if small else (h, w),
+            )
         except (OSError, SyntaxError, ValueError) as e:
             logger.warning("explore report: item %d unreadable: %s", i, e)
             return i, None

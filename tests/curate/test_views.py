@@ -13,7 +13,7 @@ from clusterlens.curate import (
     outlier_scores,
     select_sample,
 )
-from clusterlens.exceptions import InvalidParameterError
+from clusterlens.exceptions import DataValidationError, InvalidParameterError
 from clusterlens.features._knn import knn_graph, l2_normalize
 
 
@@ -213,3 +213,28 @@ def test_thumbnail_similarity_equals_pair_by_pair_reference():
     assert _thumb_similarity(T, np.array([3]), np.array([8]), crops=False)[0] == (
         pytest.approx(1.0, abs=1e-5)
     )
+
+
+def test_exact_only_items_are_grouped_with_exact_copies_only():
+    """Low-information items (exact_only) never form near-duplicate groups,
+    though their embeddings are as close as copies; byte copies still group."""
+    X, _, src = planted()
+    n0 = 240
+    E = l2_normalize(X)
+    g = knn_graph(E, 10)
+    hashes = np.array([f"h{i}" for i in range(len(X))], dtype=object)
+    hashes[n0 + 3] = hashes[7]
+    flat = np.zeros(len(X), dtype=bool)
+    flat[[src[0], n0, 7, n0 + 3]] = True  # a near pair and an exact pair
+    base = find_duplicates(g.indices, g.similarities, hashes=hashes, threshold=0.995)
+    assert base.group[src[0]] == base.group[n0] >= 0
+    dup = find_duplicates(
+        g.indices, g.similarities, hashes=hashes, threshold=0.995, exact_only=flat
+    )
+    assert dup.group[src[0]] == -1 and dup.group[n0] == -1
+    assert dup.group[7] == dup.group[n0 + 3] >= 0
+    assert dup.kind[n0 + 3] in ("exact", "keep")
+    others = ~np.isin(np.arange(len(X)), [src[0], n0])
+    assert ((dup.group >= 0) == (base.group >= 0))[others].all()
+    with pytest.raises(DataValidationError, match="exact_only must have one entry"):
+        find_duplicates(g.indices, g.similarities, exact_only=flat[:-1])

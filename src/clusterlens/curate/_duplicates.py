@@ -232,6 +232,7 @@ def find_duplicates(
     candidate_threshold: float = DEFAULT_CANDIDATE_THRESHOLD,
     thumb_threshold: float = DEFAULT_THUMB_THRESHOLD,
     preference: npt.ArrayLike | None = None,
+    exact_only: npt.ArrayLike | None = None,
 ) -> DuplicateGroups:
     """Group items that are copies of each other.
 
@@ -274,6 +275,10 @@ def find_duplicates(
         The thumbnail correlation that confirms a candidate pair.
     preference : array-like of shape (n_samples,), optional
         Higher is a better representative.
+    exact_only : array-like of shape (n_samples,), bool, optional
+        Items whose embedding says nothing of their content (low-information
+        images: every flat colour looks alike to the network): they are
+        grouped with their exact copies only, never as near duplicates.
 
     Returns
     -------
@@ -302,6 +307,14 @@ def find_duplicates(
     n = nb.shape[0]
     rows = np.repeat(np.arange(n, dtype=np.int64), nb.shape[1])
     valid = (nb.ravel() >= 0) & (nb.ravel() != rows)
+    if exact_only is not None:
+        flat = np.asarray(exact_only, dtype=bool)
+        if flat.shape != (n,):
+            raise DataValidationError(
+                f"exact_only must have one entry per item ({n}); got shape "
+                f"{flat.shape}."
+            )
+        valid &= ~flat[rows] & ~flat[np.maximum(nb.ravel(), 0)]
     keep = valid & (sim.ravel() >= threshold)
     if thumbnails is not None:
         T = np.asarray(thumbnails)

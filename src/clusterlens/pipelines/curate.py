@@ -500,6 +500,7 @@ def run_duplicates(
         threshold=thr,
         thumbnails=thumbs,
         preference=_keep_preference(ws),
+        exact_only=_low_information(ws),
     )
     write_results(
         stage / "duplicates.parquet",
@@ -531,14 +532,25 @@ def run_duplicates(
             "thumbnails": thumbs is not None,
             "meaning": "near duplicates: cosine similarity of the L2-normalised CNN "
             f"embeddings >= {thr:g}, or >= {DEFAULT_CANDIDATE_THRESHOLD:g} with "
-            f"16x16 grayscale thumbnails correlating >= {DEFAULT_THUMB_THRESHOLD:g} "
-            "(as-is or mirrored); exact duplicates: equal content hashes",
+            f"small grayscale thumbnails correlating >= {DEFAULT_THUMB_THRESHOLD:g} "
+            "(as-is or mirrored, or one a crop of the other); exact duplicates: "
+            "equal content hashes; low-information images: exact copies only",
         },
         summary,
         command,
         ["duplicates.parquet"],
     )
     return summary
+
+
+def _low_information(ws: Workspace) -> npt.NDArray[np.bool_] | None:
+    """Items the quality view flags low_information (None before it ran)."""
+    if not (ws.root / "quality" / "quality.parquet").is_file():
+        return None
+    q = read_stage_table(ws, "quality", "quality.parquet")
+    if "low_information" not in q:
+        return None
+    return np.asarray(q["low_information"], dtype=bool)
 
 
 def _keep_preference(ws: Workspace) -> npt.NDArray[np.float64]:

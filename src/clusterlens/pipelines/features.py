@@ -802,7 +802,7 @@ def _cnn_embed(
             batch.clear()
 
     with ThreadPoolExecutor(max_workers=max(1, n_jobs)) as pool:
-        for i, x in pool.map(_prepared, range(lo, hi)):
+        for i, x in _bounded_map(pool, _prepared, range(lo, hi), 2 * batch_size):
             if x is None:
                 unreadable.append(i)
                 if update is not None:
@@ -814,6 +814,33 @@ def _cnn_embed(
                 _flush()
         _flush()
     return X, unreadable
+
+
+def _bounded_map(pool: Any, fn: Any, items: Any, ahead: int) -> Any:
+    """``pool.map(fn, items)`` with at most ``ahead`` results in flight.
+
+    ``Executor.map`` submits every item at once: when decoding outruns the
+    network (small images), every prepared input would wait in memory (100,000
+    CIFAR-sized inputs at 160 px: 30 GB). Here the decode threads stay
+    ``ahead`` items in front of the consumer, in order.
+    """
+    from collections import deque
+
+    it = iter(items)
+    pending: deque[Any] = deque()
+    for item in it:
+        pending.append(pool.submit(fn, item))
+        if len(pending) >= ahead:
+            break
+    while pending:
+        out = pending.popleft().result()
+        nxt = next(it, _END)
+        if nxt is not _END:
+            pending.append(pool.submit(fn, nxt))
+        yield out
+
+
+_END = object()
 
 
 def _stamp(weights: str | None) -> int:

@@ -979,7 +979,9 @@ def _workspace_embedder(
     recorded = params.get("runtime", "torch")
     # ONNX Runtime only where it made the embeddings (its export is cached);
     # int8 must be int8, calibrated on the same images as before
-    runtime = {"torch": "torch", "onnx-int8": "onnx-int8"}.get(recorded, "auto")
+    runtime = {"torch": "torch", "onnx-int8": "onnx-int8", "onnx": "onnx"}.get(
+        recorded, "auto"
+    )
     calibration = None
     if runtime == "onnx-int8":
         from clusterlens.pipelines.features import cnn_calibration

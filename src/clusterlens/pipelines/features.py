@@ -731,6 +731,7 @@ def run_cnn_features(
                 "flip": flip,
                 "normalize": emb.normalize,
                 "runtime": emb.runtime,
+                "precision": emb.precision,
                 "batch_size": batch_size,
                 "box_margin": float(box_margin) if _has_boxes(ws) else None,
                 "n_jobs": n_jobs,

@@ -37,25 +37,9 @@ PKG = "clusterlens"
 
 # Today's known violations, each with its reason. The goal is an empty list:
 # remove an entry when it is fixed (an entry that no longer occurs fails).
-_DASK = "the Dask k-means driver reuses the local driver's guts (issue #22)"
 _KNN = "the Dask kNN search reuses the local one's cell plan (issue #22)"
-ALLOWED_CLUSTER_DISTRIBUTED: dict[str, str] = {
-    "clusterlens.cluster._kmeans": "kmeans(backend='dask') opens DaskData itself",
-}
+ALLOWED_CLUSTER_DISTRIBUTED: dict[str, str] = {}
 ALLOWED_PRIVATE: dict[tuple[str, str], str] = {
-    **{
-        ("clusterlens.distributed._dask", f"clusterlens.cluster.{m}:{n}"): _DASK
-        for m, n in [
-            ("_driver", "_relocate_empty"),
-            ("_kmeans", "_kmeans"),
-            ("_large", "_CHUNK"),
-            ("_large", "_Rows"),
-            ("_large", "_farthest"),
-            ("_large", "_n_threads"),
-            ("_large", "_sorted_sums"),
-            ("_large", "_storage_dtype"),
-        ]
-    },
     **{
         ("clusterlens.distributed._knn", f"clusterlens.features._knn:{n}"): _KNN
         for n in [
@@ -86,16 +70,6 @@ ALLOWED_CYCLES: dict[frozenset[str], str] = {
         f"clusterlens.io.{m}"
         for m in ("_boxes", "_boxes_coco", "_boxes_voc", "_boxes_yolo")
     ): "read_boxes dispatches to the readers, which share _boxes' helpers",
-    frozenset(
-        [
-            "clusterlens.cluster._checkpoint",
-            "clusterlens.cluster._driver",
-            "clusterlens.cluster._kmeans",
-            "clusterlens.cluster._large",
-            "clusterlens.distributed._dask",
-            "clusterlens.distributed._map",
-        ]
-    ): "four Lloyd loops: kmeans() picks one, Dask's reuse the local guts",
     frozenset(["clusterlens.distributed._knn", "clusterlens.features._knn"]): (
         "knn_search(backend='dask') calls the Dask search, which reuses the local one"
     ),

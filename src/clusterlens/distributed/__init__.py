@@ -1,7 +1,12 @@
-"""Scale-out backends: the same fits with the data sharded on a Dask cluster."""
+"""Scale-out backends: the same fits with the data sharded on a Dask cluster.
+
+Importing this package registers the ``"dask"`` k-means backend
+(:class:`DaskBackend`) with :func:`clusterlens.cluster.register_backend`.
+"""
 
 from __future__ import annotations
 
-from clusterlens.distributed._dask import dask_client, dask_kmeans
+from clusterlens.distributed._client import dask_client
+from clusterlens.distributed._kmeans import DaskBackend, dask_kmeans
 
-__all__ = ["dask_client", "dask_kmeans"]
+__all__ = ["DaskBackend", "dask_client", "dask_kmeans"]

@@ -39,7 +39,7 @@ import numpy as np
 import numpy.typing as npt
 
 from clusterlens._config import get_config
-from clusterlens.distributed._dask import (
+from clusterlens.distributed._client import (
     _file_source,
     _FileSource,
     _put,

@@ -30,7 +30,7 @@ from clusterlens.io._boxes import (
 from clusterlens.typing import PathLike
 from clusterlens.utils._names import arg_name
 
-__all__ = ["read_coco_boxes"]
+__all__ = ["load_coco_json", "parse_coco", "read_coco_boxes"]
 
 logger = logging.getLogger(__name__)
 
@@ -38,7 +38,7 @@ logger = logging.getLogger(__name__)
 # --------------------------------------------------------------------------- #
 # COCO
 # --------------------------------------------------------------------------- #
-def _load_coco(path: Path) -> dict[str, Any]:
+def load_coco_json(path: Path) -> dict[str, Any]:
     """Load one COCO instances file and check its top-level structure."""
     _check_file(path, "COCO annotation file")
     text = _read_text(path, "COCO annotation file")
@@ -135,7 +135,7 @@ def _check_unique(ids: list[Any], key: str, where: str) -> None:
     )
 
 
-def _parse_coco(
+def parse_coco(
     path: Path, data: dict[str, Any], prefix: str
 ) -> tuple[dict[str, Any], list[str]]:
     """Columns of one COCO file (before filtering) and its category names."""
@@ -378,7 +378,7 @@ def read_coco_boxes(
     name_pos: dict[str, int] = {}
     parts: list[dict[str, Any]] = []
     for path, prefix in zip(path_list, prefixes, strict=True):
-        cols, file_names = _parse_coco(path, _load_coco(path), prefix)
+        cols, file_names = parse_coco(path, load_coco_json(path), prefix)
         for name in file_names:
             if name not in name_pos:
                 name_pos[name] = len(names)
@@ -412,3 +412,8 @@ def read_coco_boxes(
             "the right file (image_info_*.json files have no annotations)."
         ),
     )
+
+
+# the names before issue #22, for code written since
+_load_coco = load_coco_json
+_parse_coco = parse_coco

@@ -579,9 +579,9 @@ def _ingest_coco(
         # category_id or image_id is an error naming the file and annotation
         # id, as for anchors and label-issues) and every box is clipped to its
         # image, those wholly outside it dropped and counted.
-        from clusterlens.io._boxes_coco import _load_coco, _parse_coco
+        from clusterlens.io._boxes_coco import load_coco_json, parse_coco
 
-        parsed, names = _parse_coco(src, _load_coco(src), "")
+        parsed, names = parse_coco(src, load_coco_json(src), "")
         anns_all = data["annotations"]
         xyxy = np.asarray(parsed["xyxy"], dtype=np.float64)
         wh = xyxy[:, 2:] - xyxy[:, :2]

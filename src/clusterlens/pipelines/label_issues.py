@@ -217,7 +217,8 @@ def coco_box_samples(annotations: PathLike, images_dir: PathLike) -> BoxSamples:
         If the file is not a valid COCO instances file, has no non-crowd box,
         or an image it needs is missing from ``images_dir``.
     """
-    from clusterlens.io._boxes_coco import _load_coco, _parse_coco
+    from clusterlens.io._boxes_coco import load_coco_json as _load_coco
+    from clusterlens.io._boxes_coco import parse_coco as _parse_coco
 
     path = Path(annotations)
     data = _load_coco(path)

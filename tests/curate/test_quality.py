@@ -392,3 +392,26 @@ def test_cifar10_tiny_images_are_not_all_blurry_or_low_information(shared_data):
     # Gaussian blur sigma=2 on a 32x32 image then JPEG q90 is found (measured on
     # all 300: 99.3 %).
     assert r.issues["blurry"][n:].mean() >= 0.9
+
+
+def test_washed_out_photos_are_low_information_not_dark(shared_data):
+    """A mid-grey photo with its luma's standard deviation cut to 1.2 % of the
+    range (grey levels spread over a few histogram bins: entropy can stay above
+    2 bits) is low_information; a photo darkened x0.15 (contrast as low) stays
+    dark, its exposure the problem."""
+    photos = _hymenoptera(shared_data)[:12]
+    washed = []
+    for p in photos[:6]:
+        f = p.astype(np.float64)
+        k = 0.012 / image_properties(p)["contrast"]
+        washed.append(np.round(128 + k * (f - f.mean())).astype(np.uint8))
+    dark = [np.round(p * 0.15).astype(np.uint8) for p in photos[6:]]
+    r = _result([*photos, *washed, *dark])
+    props = properties_table([image_properties(w) for w in washed])
+    assert (props["entropy"] > DEFAULT_THRESHOLDS["low_information_entropy"]).any()
+    assert r.issues["low_information"][12:18].all()
+    assert not r.issues["dark"][12:18].any() and not r.issues["bright"][12:18].any()
+    assert r.issues["dark"][18:].all() and not r.issues["low_information"][18:].any()
+    assert not r.any_issue[:12].any()
+    lo = r.scores["low_information"]
+    assert lo[12:18].max() < 0.5 < lo[:12].min()

@@ -13,7 +13,7 @@ from clusterlens.curate import (
     outlier_scores,
     select_sample,
 )
-from clusterlens.exceptions import InvalidParameterError
+from clusterlens.exceptions import DataValidationError, InvalidParameterError
 from clusterlens.features._knn import knn_graph, l2_normalize
 
 
@@ -172,3 +172,69 @@ def test_duplicate_groups_never_chain():
     )
     assert b_first.group[0] == b_first.group[1] == b_first.group[2] >= 0
     assert b_first.representative[1]
+
+
+def test_thumbnail_similarity_equals_pair_by_pair_reference():
+    """The per-image crop banks (and the mirrored whole instead of mirrored
+    crops) give what comparing each pair directly gives: the best Pearson
+    correlation of one whole thumbnail with the other's crops, itself or
+    mirrored, both ways round; NaN for a flat thumbnail."""
+    from clusterlens.curate._duplicates import _crop_maps, _thumb_similarity
+
+    rng = np.random.default_rng(3)
+    T = rng.integers(0, 256, (40, 24, 24), dtype=np.uint8)
+    T[7] = 90  # flat
+    T[8] = T[3][:, ::-1]  # a mirror copy
+    a = rng.integers(0, 40, 300)
+    b = rng.integers(0, 40, 300)
+    a[:2], b[:2] = [3, 7], [8, 1]
+    maps = _crop_maps().astype(np.float64)
+
+    def corr(u, v):
+        u, v = u - u.mean(), v - v.mean()
+        return float(u @ v / max(np.linalg.norm(u) * np.linalg.norm(v), 1e-12))
+
+    for crops in (False, True):
+        got = _thumb_similarity(T, a, b, crops=crops, chunk=64)
+        for k in range(a.size):
+            x, y = T[a[k]].astype(np.float64), T[b[k]].astype(np.float64)
+            if x.std() < 2.0 or y.std() < 2.0:  # _FLAT_STD
+                assert np.isnan(got[k])
+                continue
+            best = -1.0
+            pairs = ((x, y), (y, x)) if crops else ((x, y),)
+            for p, q in pairs:
+                whole = maps[0] @ p.ravel()
+                for qq in (q, q[:, ::-1]):
+                    bank = (maps if crops else maps[:1]) @ qq.ravel()
+                    best = max(best, *(corr(whole, c) for c in bank))
+            assert got[k] == pytest.approx(best, abs=1e-5)
+        assert np.isnan(got[1])  # (7, 1): 7 is flat
+    assert _thumb_similarity(T, np.array([3]), np.array([8]), crops=False)[0] == (
+        pytest.approx(1.0, abs=1e-5)
+    )
+
+
+def test_exact_only_items_are_grouped_with_exact_copies_only():
+    """Low-information items (exact_only) never form near-duplicate groups,
+    though their embeddings are as close as copies; byte copies still group."""
+    X, _, src = planted()
+    n0 = 240
+    E = l2_normalize(X)
+    g = knn_graph(E, 10)
+    hashes = np.array([f"h{i}" for i in range(len(X))], dtype=object)
+    hashes[n0 + 3] = hashes[7]
+    flat = np.zeros(len(X), dtype=bool)
+    flat[[src[0], n0, 7, n0 + 3]] = True  # a near pair and an exact pair
+    base = find_duplicates(g.indices, g.similarities, hashes=hashes, threshold=0.995)
+    assert base.group[src[0]] == base.group[n0] >= 0
+    dup = find_duplicates(
+        g.indices, g.similarities, hashes=hashes, threshold=0.995, exact_only=flat
+    )
+    assert dup.group[src[0]] == -1 and dup.group[n0] == -1
+    assert dup.group[7] == dup.group[n0 + 3] >= 0
+    assert dup.kind[n0 + 3] in ("exact", "keep")
+    others = ~np.isin(np.arange(len(X)), [src[0], n0])
+    assert ((dup.group >= 0) == (base.group >= 0))[others].all()
+    with pytest.raises(DataValidationError, match="exact_only must have one entry"):
+        find_duplicates(g.indices, g.similarities, exact_only=flat[:-1])

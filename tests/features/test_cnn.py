@@ -224,3 +224,32 @@ def test_network_with_a_wrong_output_or_fixed_batch_is_a_clear_error(tmp_path):
     torch.export.save(torch.export.export(conv, (torch.zeros(1, 3, 32, 32),)), fixed)
     with pytest.raises(DataValidationError, match="dynamic batch dimension"):
         _cnn(fixed, image_size=32)
+
+
+def test_decode_runs_a_bounded_distance_ahead_of_the_network():
+    """The CNN stage's decode threads keep at most ``ahead`` inputs in flight
+    (Executor.map would decode every image before the network takes one),
+    and yield them in order."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from clusterlens.pipelines.features import _bounded_map
+
+    lock = threading.Lock()
+    state = {"done": 0, "taken": 0, "most": 0}
+
+    def work(i):
+        with lock:
+            state["done"] += 1
+            state["most"] = max(state["most"], state["done"] - state["taken"])
+        return i * i
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        got = []
+        for v in _bounded_map(pool, work, range(500), 8):
+            with lock:
+                state["taken"] += 1
+            got.append(v)
+    assert got == [i * i for i in range(500)]
+    assert state["most"] <= 8 + 1
+    assert list(_bounded_map(ThreadPoolExecutor(1), work, [], 8)) == []

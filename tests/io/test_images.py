@@ -198,3 +198,29 @@ def test_real_hymenoptera_subset(shared_data, tmp_path):
     assert data.images.shape == (6, 48, 64, 3)
     assert sorted(data.split or []) == ["train"] * 3 + ["val"] * 3
     assert data.labels is not None and int(data.labels.sum()) == 3
+
+
+def test_min_size_decodes_a_jpeg_at_a_reduced_dct_scale(tmp_path):
+    """min_size: the smallest JPEG DCT scale still >= it in both sides (close
+    to the whole decode shrunk); PNG and box crops decode whole."""
+    from clusterlens.io._images import decode_image, read_image
+
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:480, 0:640]
+    base = np.stack([xx % 256, yy % 256, (xx + yy) % 256], -1).astype(np.uint8)
+    px = np.clip(base + rng.integers(0, 8, base.shape), 0, 255).astype(np.uint8)
+    Image.fromarray(px).save(tmp_path / "a.jpg", quality=95)
+    Image.fromarray(px).save(tmp_path / "a.png")
+    assert decode_image(tmp_path / "a.jpg").size == (640, 480)
+    for want, got in [
+        ((60, 60), (80, 60)),
+        ((64, 64), (160, 120)),
+        ((224, 224), (320, 240)),
+        ((400, 100), (640, 480)),
+    ]:
+        assert decode_image(tmp_path / "a.jpg", min_size=want).size == got
+    assert decode_image(tmp_path / "a.png", min_size=(64, 64)).size == (640, 480)
+    small = read_image(tmp_path / "a.jpg", size=(60, 80), min_size=(60, 80))
+    whole = read_image(tmp_path / "a.jpg", size=(60, 80))
+    assert small.shape == whole.shape == (60, 80, 3)
+    assert np.abs(small.astype(int) - whole.astype(int)).mean() < 6

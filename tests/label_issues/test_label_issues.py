@@ -258,3 +258,76 @@ def test_nearly_constant_features_with_an_offset_still_rank():
     X = 1000.0 + rng.normal(scale=0.5, size=(60, 5)) + y[:, None]
     res = find_label_issues(X.astype(np.float32), y, random_state=0)
     assert len(res) == 60
+
+
+# --------------------------------------------------------------------------- #
+# The flagged set: confident learning's noise-rate estimate (issue #23)
+# --------------------------------------------------------------------------- #
+def test_estimate_issue_counts_matches_cleanlab_calibrated_joint(global_random_seed):
+    """Per class: the off-diagonal mass of cleanlab's calibrated confident joint."""
+    from cleanlab.count import calibrate_confident_joint, compute_confident_joint
+
+    from clusterlens.label_issues import estimate_issue_counts
+
+    labels, p = _probs(np.random.default_rng(global_random_seed), n=600, k=6)
+    joint, _, _ = confident_joint(labels, p)
+    ours = estimate_issue_counts(labels, joint, min_examples_per_class=0)
+    cal = calibrate_confident_joint(compute_confident_joint(labels, p), labels)
+    ref = cal.sum(axis=1) - cal.diagonal()
+    # cleanlab rounds each row preserving its total; we round the off-diagonal
+    # sum: at most one sample apart per class.
+    assert np.abs(ours - ref).max() <= 1, (ours, ref)
+    assert abs(int(ours.sum()) - int(ref.sum())) <= 3
+
+
+def test_estimate_issue_counts_by_hand_and_cap():
+    from clusterlens.label_issues import estimate_issue_counts
+
+    labels = np.array([0] * 6 + [1] * 4)
+    # row 0: 4 counted as 0, 1 as 1 -> calibrated to 6 samples: 1.2 off
+    # row 1: every counted sample guessed 0 -> all 4 off, capped at 4 - 1
+    joint = np.array([[4, 1], [2, 1]])
+    assert estimate_issue_counts(labels, joint).tolist() == [1, 3]
+    assert estimate_issue_counts(labels, joint, min_examples_per_class=0).tolist() == [
+        1,
+        3,
+    ]
+    joint = np.array([[4, 1], [3, 0]])
+    assert estimate_issue_counts(labels, joint, min_examples_per_class=0).tolist() == [
+        1,
+        4,
+    ]
+    assert estimate_issue_counts(labels, joint).tolist() == [1, 3]
+
+
+def test_flagged_share_is_the_estimated_noise_rate(digits_flipped, digits_result):
+    """#23: the flagged set keeps the share confident learning estimates."""
+    res = digits_result
+    n = len(res)
+    est = res.info["estimated_noise_rate"]
+    assert res.is_label_issue.sum() == round(est * n)
+    assert res.info["flag_rate"] == pytest.approx(res.is_label_issue.mean())
+    # 10 % planted: the estimate is near it, not a multiple of it
+    assert 0.07 <= est <= 0.15, est
+    # flagged = the worst label_quality of each class
+    for c in range(10):
+        members = np.flatnonzero(res.labels == c)
+        worst = members[np.argsort(res.label_quality[members], kind="stable")]
+        m = int(res.is_label_issue[members].sum())
+        assert res.is_label_issue[worst[:m]].all()
+
+
+@pytest.mark.parametrize("frac", [0.0, 0.2])
+def test_flagged_share_follows_the_noise_on_separable_classes(global_random_seed, frac):
+    """Clean separable data flags (almost) nothing; 20 % flips flag about 20 %."""
+    rng = np.random.default_rng(global_random_seed)
+    k, per = 4, 150
+    centres = rng.normal(0, 6, size=(k, 8))
+    y = np.repeat(np.arange(k), per)
+    X = centres[y] + rng.normal(size=(y.size, 8))
+    noisy = y.copy()
+    idx = rng.choice(y.size, size=round(frac * y.size), replace=False)
+    noisy[idx] = (y[idx] + rng.integers(1, k, size=idx.size)) % k
+    res = find_label_issues(X, noisy, n_folds=3, random_state=0)
+    share = res.is_label_issue.mean()
+    assert abs(share - frac) <= 0.04, f"flagged share {share:.3f} vs {frac} flipped"

@@ -8,6 +8,7 @@ import click
 
 from clusterlens.cli._common import common_options, verbosity
 from clusterlens.cli._output import emit
+from clusterlens.io._boxes import MIN_BOX_SIZE
 
 EXAMPLES = """
 \b
@@ -123,9 +124,10 @@ def _refuse_duplicates(data: tuple[Path, ...]) -> None:
 @click.option(
     "--min-size",
     type=click.FloatRange(min=0),
-    default=0.0,
+    default=MIN_BOX_SIZE,
     show_default=True,
-    help="Drop boxes narrower or lower than this many pixels.",
+    help="Drop boxes narrower or lower than this many pixels (the default of "
+    "ingest --boxes and label-issues too).",
 )
 @click.option(
     "--images",
@@ -228,7 +230,8 @@ def anchors(
             "outside it dropped)"
         )
     human = (
-        f"{summary['n_boxes']:,} boxes{fixed} ({table.source}); anchors in "
+        f"{summary['n_boxes']:,} boxes{fixed} ({table.source}; "
+        f"{summary['box_filter']['summary']}); anchors in "
         f"{summary['units']}, sorted by area:\n   #         w        h\n{rows}\n"
         f"mean IoU {f['mean_iou']:.4f}  BPR {f['bpr']:.4f}  anchors above thr "
         f"{f['aat']:.2f}  fitness {f['fitness']:.4f}\n\n"

@@ -8,6 +8,7 @@ import click
 
 from clusterlens.cli._common import common_options, verbosity
 from clusterlens.cli._output import emit
+from clusterlens.io._boxes import MIN_BOX_SIZE
 
 EXAMPLES = """
 \b
@@ -36,9 +37,16 @@ Examples:
 @click.option(
     "--min-box-size",
     type=click.FloatRange(min=0),
-    default=8.0,
+    default=MIN_BOX_SIZE,
     show_default=True,
-    help="COCO boxes: drop boxes smaller than this many pixels on a side.",
+    help="COCO boxes: drop boxes smaller than this many pixels on a side (the "
+    "default of label-issues and anchors too).",
+)
+@click.option(
+    "--include-crowd",
+    is_flag=True,
+    help="COCO boxes: keep iscrowd=1 boxes (dropped by default, as label-issues "
+    "and anchors do).",
 )
 @click.option(
     "--min-class-count",
@@ -56,6 +64,7 @@ def ingest(
     split: str | None,
     min_box_size: float,
     min_class_count: int,
+    include_crowd: bool,
     n_jobs: int,
     out: Path,
     overwrite: bool,
@@ -89,11 +98,15 @@ def ingest(
             split=split,
             min_box_size=min_box_size,
             min_class_count=min_class_count,
+            include_crowd=include_crowd,
             n_jobs=n_jobs,
             verbose=verbosity(quiet, fmt),
         )
     if quiet and fmt != "json":
         return
+    bf = summary.get("box_filter")
+    if bf is not None and fmt != "json":
+        click.echo(f"Boxes: {bf['summary']}.", err=True)
     n_out = summary.get("n_skipped_output_folders", 0)
     outputs = f", {n_out} clusterlens output folder(s) skipped" if n_out else ""
     emit(

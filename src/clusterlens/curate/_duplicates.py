@@ -111,28 +111,36 @@ def _thumb_similarity(
 
     The better of b as-is and mirrored; with ``crops`` also each against the
     other's crops (:func:`_crop_maps`), both ways round.
+
+    Each image's crop bank is computed once per chunk of pairs (an image is
+    in many pairs), and never for its mirror image: the crop offsets are
+    symmetric, so the best correlation of a mirrored image's crops with a
+    whole thumbnail equals that of the image's own crops with the mirrored
+    whole thumbnail (the max runs over all crops either way).
     """
     maps = _crop_maps()
     if not crops:
         maps = maps[:1]
     K, o2, i2 = maps.shape
+    side = THUMB_OUT
     flat_maps = maps.reshape(K * o2, i2)
     out = np.full(a.size, np.nan)
     for lo in range(0, a.size, chunk):
         ia, ib = a[lo : lo + chunk], b[lo : lo + chunk]
-        ta = np.asarray(T[ia], dtype=np.float32)
-        tb = np.asarray(T[ib], dtype=np.float32)
-        flat = (ta.std(axis=(1, 2)) < _FLAT_STD) | (tb.std(axis=(1, 2)) < _FLAT_STD)
+        u, inv = np.unique(np.r_[ia, ib], return_inverse=True)
+        pa, pb = inv[: ia.size], inv[ia.size :]
+        tu = np.asarray(T[u], dtype=np.float32).reshape(u.size, -1)
+        flat_u = tu.reshape(u.size, T.shape[1], T.shape[2]).std(axis=(1, 2)) < _FLAT_STD
+        bank = _standardize((tu @ flat_maps.T).reshape(u.size, K, o2))
+        whole = bank[:, 0]  # crop 0 is the whole thumbnail
+        mirror = whole.reshape(u.size, side, side)[:, :, ::-1].reshape(u.size, o2)
         best = np.full(ia.size, -1.0, dtype=np.float32)
-        for x, y in ((ta, tb), (tb, ta)):
-            whole = _standardize(x.reshape(x.shape[0], -1) @ maps[0].T)
-            for yy in (y, y[:, :, ::-1]):
-                bank = yy.reshape(yy.shape[0], -1) @ flat_maps.T
-                bank = _standardize(bank.reshape(-1, K, o2))
-                best = np.maximum(best, np.einsum("nkd,nd->nk", bank, whole).max(1))
+        for x, y in ((pa, pb), (pb, pa)):
+            for w in (whole, mirror):
+                best = np.maximum(best, np.einsum("nkd,nd->nk", bank[y], w[x]).max(1))
             if not crops:
                 break
-        out[lo : lo + chunk] = np.where(flat, np.nan, best)
+        out[lo : lo + chunk] = np.where(flat_u[pa] | flat_u[pb], np.nan, best)
     return out
 
 
@@ -224,6 +232,7 @@ def find_duplicates(
     candidate_threshold: float = DEFAULT_CANDIDATE_THRESHOLD,
     thumb_threshold: float = DEFAULT_THUMB_THRESHOLD,
     preference: npt.ArrayLike | None = None,
+    exact_only: npt.ArrayLike | None = None,
 ) -> DuplicateGroups:
     """Group items that are copies of each other.
 
@@ -266,6 +275,10 @@ def find_duplicates(
         The thumbnail correlation that confirms a candidate pair.
     preference : array-like of shape (n_samples,), optional
         Higher is a better representative.
+    exact_only : array-like of shape (n_samples,), bool, optional
+        Items whose embedding says nothing of their content (low-information
+        images: every flat colour looks alike to the network): they are
+        grouped with their exact copies only, never as near duplicates.
 
     Returns
     -------
@@ -294,6 +307,14 @@ def find_duplicates(
     n = nb.shape[0]
     rows = np.repeat(np.arange(n, dtype=np.int64), nb.shape[1])
     valid = (nb.ravel() >= 0) & (nb.ravel() != rows)
+    if exact_only is not None:
+        flat = np.asarray(exact_only, dtype=bool)
+        if flat.shape != (n,):
+            raise DataValidationError(
+                f"exact_only must have one entry per item ({n}); got shape "
+                f"{flat.shape}."
+            )
+        valid &= ~flat[rows] & ~flat[np.maximum(nb.ravel(), 0)]
     keep = valid & (sim.ravel() >= threshold)
     if thumbnails is not None:
         T = np.asarray(thumbnails)

@@ -101,6 +101,12 @@ DEFAULT_THRESHOLDS: dict[str, float] = {
     # <= 1.7 (std 2), 2.0-2.5 (std 5). Clean photos >= 3.0; photos darkened
     # x 0.15 or faded 85 % to white: 1st percentile 2.2.
     "low_information_entropy": 2.0,
+    # ... or the luma's standard deviation below this fraction of the range:
+    # 0.02 is about 5 of 255 grey levels, under what a viewer sees as structure
+    # (one flat tone however it is spread). Clean photos: 1st percentile 0.08
+    # (CIFAR-10 and hymenoptera); darkened x 0.15 or faded 85 % to white keep
+    # 0.02-0.09 and are dark / bright instead.
+    "low_information_contrast": 0.02,
     # odd_aspect_ratio: |log(aspect / median aspect)| above
     # max(log(min_factor), z * robust sigma of log aspect).
     "odd_aspect_ratio_min_factor": 3.0,
@@ -124,7 +130,9 @@ _RULES: dict[str, str] = {
     "bright": "5th percentile of the luma > {bright_brightness_p05:g} (even the "
     "shadows are light), and not low_information",
     "low_information": "entropy of the smoothed 64-px thumbnail's luma histogram "
-    "< {low_information_entropy:g} bits (almost one flat tone)",
+    "< {low_information_entropy:g} bits, or the luma's standard deviation < "
+    "{low_information_contrast:g} of the range on an image neither dark nor bright "
+    "(almost one flat tone)",
     "odd_aspect_ratio": "width/height differs from the collection's median by a "
     "factor above max({odd_aspect_ratio_min_factor:g}, exp({odd_aspect_ratio_z:g} "
     "robust sigmas of log aspect))",
@@ -542,8 +550,14 @@ def quality_issues(
       percentiles of the luma (cleanvision's dark rule uses the same percentile at
       0.37; its light rule asks ``p05 > 0.95`` and so misses photos faded half way
       to white).
-    - low_information: ``entropy < 2`` bits, absolute; the thumbnail's
-      smoothing makes noise on a flat colour count as no information.
+    - low_information: ``entropy < 2`` bits or ``contrast < 0.02``, absolute;
+      the thumbnail's smoothing makes noise on a flat colour count as no
+      information, and the contrast cut catches a washed-out image whose few
+      grey levels are spread over many histogram bins (a photo at a tenth of
+      its contrast: 3-4 bits, std under 0.02). The contrast cut does not apply
+      to a dark or bright image (its exposure flattened it: flagged dark or
+      bright, which a fix of the exposure undoes). The score is the lower of
+      the two rules' scores.
     - odd_aspect_ratio, odd_size: relative to the collection, because what is odd
       depends on it (a 32x32 image is normal in CIFAR-10, odd among photos): the
       absolute log deviation from the median is compared with
@@ -580,8 +594,6 @@ def quality_issues(
     issues: dict[str, npt.NDArray[np.bool_]] = {}
     info: dict[str, Any] = {"n_images": n}
 
-    scores["low_information"] = _low_is_bad(p["entropy"], t["low_information_entropy"])
-    low_info = p["entropy"] < t["low_information_entropy"]
     scores["blurry"] = _low_is_bad(p["sharpness"], t["blurry_sharpness"])
     scores["dark"] = _low_is_bad(p["brightness_p99"], t["dark_brightness_p99"])
     bright_cut = t["bright_brightness_p05"]
@@ -589,6 +601,20 @@ def quality_issues(
         scores["bright"] = np.ones(n)
     else:
         scores["bright"] = _low_is_bad(1.0 - p["brightness_p05"], 1.0 - bright_cut)
+    # low contrast on a dark or bright image is its exposure's doing: flagged
+    # dark / bright, where brightening or darkening it brings the photo back
+    exposed = (p["brightness_p99"] >= t["dark_brightness_p99"]) & (
+        p["brightness_p05"] <= bright_cut
+    )
+    scores["low_information"] = np.minimum(
+        _low_is_bad(p["entropy"], t["low_information_entropy"]),
+        np.where(
+            exposed, _low_is_bad(p["contrast"], t["low_information_contrast"]), 1.0
+        ),
+    )
+    low_info = (p["entropy"] < t["low_information_entropy"]) | (
+        exposed & (p["contrast"] < t["low_information_contrast"])
+    )
     issues["low_information"] = low_info
     issues["blurry"] = (p["sharpness"] < t["blurry_sharpness"]) & ~low_info
     issues["dark"] = (p["brightness_p99"] < t["dark_brightness_p99"]) & ~low_info

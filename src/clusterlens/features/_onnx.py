@@ -38,11 +38,15 @@ from clusterlens.utils._optional import import_optional
 
 __all__ = [
     "OrtNet",
+    "OvNet",
+    "cache_problem",
     "cached_model",
     "default_cache_dir",
     "export_onnx",
     "file_digest",
+    "mark_checked",
     "model_key",
+    "openvino_available",
     "quantize_int8",
 ]
 
@@ -80,7 +84,7 @@ def model_key(**parts: Any) -> str:
     return hashlib.sha256(body.encode()).hexdigest()[:32]
 
 
-def _cache_problem(model: Path, meta: Path) -> str | None:
+def cache_problem(model: Path, meta: Path) -> str | None:
     """Why a cached model cannot be used (None: it can)."""
     try:
         info = json.loads(meta.read_text(encoding="utf-8"))
@@ -113,7 +117,7 @@ def cached_model(
     """
     model, meta = folder / f"{key}.onnx", folder / f"{key}.json"
     if model.exists() or meta.exists():
-        problem = _cache_problem(model, meta)
+        problem = cache_problem(model, meta)
         if problem is None:
             logger.debug("%s: cached ONNX model %s", what, model)
             return model, False
@@ -139,6 +143,26 @@ def cached_model(
     atomic_write_text(meta, json.dumps({**(record or {}), "sha256": digest}, indent=1))
     logger.info("%s: exported to ONNX at %s", what, model)
     return model, True
+
+
+def mark_checked(meta: Path, dim: int, probe: npt.ArrayLike | None = None) -> None:
+    """Note in a model's record that its embeddings (``dim`` wide) were
+    checked against torch's, so later runs may open it without torch; with
+    the float embeddings of the seeded probe inputs (``probe``), what a
+    runtime of another precision is checked against then."""
+    try:
+        info = json.loads(meta.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return
+    if not isinstance(info, dict):
+        return
+    new = {**info, "checked_dim": dim}
+    if probe is not None:
+        new["checked_probe"] = np.asarray(probe, dtype=np.float64).round(7).tolist()
+    if new == info:
+        return
+    with contextlib.suppress(OSError):
+        atomic_write_text(meta, json.dumps(new, indent=1))
 
 
 @contextlib.contextmanager
@@ -211,6 +235,10 @@ class OrtNet:
         so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         so.log_severity_level = 3  # errors only: the library prints nothing
+        # idle threads sleep instead of spinning: the decode threads share the
+        # cores (CNN stage on 3,000 CIFAR images: 25-30 % less CPU time,
+        # less wall time on a busy machine)
+        so.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.path = path
         self._session = ort.InferenceSession(
             str(path), so, providers=["CPUExecutionProvider"]
@@ -219,6 +247,51 @@ class OrtNet:
 
     def __call__(self, x: npt.NDArray[np.float32]) -> npt.NDArray[Any]:
         return np.asarray(self._session.run(None, {self._input: x})[0])
+
+
+def openvino_available() -> bool:
+    """Whether the OpenVINO runtime is installed (``pip install openvino``)."""
+    import importlib.util
+
+    return importlib.util.find_spec("openvino") is not None
+
+
+class OvNet:
+    """An ONNX model compiled by OpenVINO for the CPU: ``net(x) -> output``.
+
+    The precision is bfloat16 where the CPU computes it natively (AMX or
+    AVX-512 BF16: OpenVINO's own default there), float32 elsewhere;
+    ``precision`` says which. On this project's 2-core Sapphire Rapids
+    machine, EfficientNet-Lite0 at 224 px: 2.3x less CPU time per image than
+    ONNX Runtime in float32; embeddings at a median cosine of 0.997 to
+    float32's (0.95 at worst on real photos; the 5 nearest neighbours 92-95 %
+    the same).
+    """
+
+    def __init__(self, path: Path, n_threads: int, precision: str = "auto") -> None:
+        ov = import_optional("openvino", extra="deep", feature="CNN on OpenVINO")
+        core = ov.Core()
+        caps = core.get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+        if precision == "auto":
+            precision = "bf16" if "BF16" in caps else "f32"
+        model = core.read_model(str(path))
+        self.precision = precision
+        self.path = path
+        self._compiled = core.compile_model(
+            model,
+            "CPU",
+            {
+                "INFERENCE_NUM_THREADS": str(int(n_threads)),
+                "INFERENCE_PRECISION_HINT": precision,
+                "PERFORMANCE_HINT": "LATENCY",
+                "NUM_STREAMS": "1",
+            },
+        )
+        self._request = self._compiled.create_infer_request()
+
+    def __call__(self, x: npt.NDArray[np.float32]) -> npt.NDArray[Any]:
+        out = self._request.infer({0: np.ascontiguousarray(x, dtype=np.float32)})
+        return np.array(out[0], dtype=np.float32, copy=True)
 
 
 def quantize_int8(

@@ -27,8 +27,10 @@ from clusterlens.utils.validation import check_int, check_real
 __all__ = [
     "CLIP_TOLERANCE",
     "MAX_IMAGE_SIDE",
+    "MIN_BOX_SIZE",
     "BoxTable",
     "clip_boxes",
+    "describe_dropped",
     "read_boxes",
 ]
 
@@ -81,6 +83,13 @@ class BoxTable:
         :data:`CLIP_TOLERANCE` pixels past its border); see :func:`clip_boxes`.
     n_outside : int, default=0
         Boxes the reader dropped because they lie wholly outside their image.
+    n_read : int, default=-1
+        Boxes in the source before any filter (-1: not recorded).
+    dropped : tuple of (str, int, str), default=()
+        What each filter removed, in the order applied: ``(key, count,
+        reason)`` with ``key`` one of ``"outside"``, ``"crowd"``,
+        ``"difficult"``, ``"categories"``, ``"small"``; see
+        :func:`describe_dropped`.
 
     Raises
     ------
@@ -114,6 +123,8 @@ class BoxTable:
     source: str = ""
     n_clipped: int = 0
     n_outside: int = 0
+    n_read: int = -1
+    dropped: tuple[tuple[str, int, str], ...] = ()
 
     def __post_init__(self) -> None:
         cols: dict[str, Any] = {
@@ -175,6 +186,12 @@ class BoxTable:
         object.__setattr__(self, "source", str(self.source))
         object.__setattr__(self, "n_clipped", int(self.n_clipped))
         object.__setattr__(self, "n_outside", int(self.n_outside))
+        object.__setattr__(self, "n_read", int(self.n_read))
+        object.__setattr__(
+            self,
+            "dropped",
+            tuple((str(k), int(c), str(r)) for k, c, r in self.dropped),
+        )
 
     def __len__(self) -> int:
         """Return the number of boxes."""
@@ -367,6 +384,12 @@ def _bbox_xywh(bboxes: list[Any]) -> FloatArray:
 #: the float32 IoU arithmetic of anchor k-means).
 MAX_IMAGE_SIDE = 2**24
 
+#: Smallest width and height, in pixels of the original image, of a box that
+#: ``ingest --boxes``, ``label-issues`` and ``anchors`` keep by default: a box
+#: under one pixel has no pixel to crop. The same default everywhere, so every
+#: command counts the same boxes of a file (issue #23).
+MIN_BOX_SIZE = 1.0
+
 #: Pixels a box may reach past its image's border without being counted as
 #: clipped (annotation tools round, and VOC's 1-based corners reach W + 1).
 CLIP_TOLERANCE = 1.0
@@ -487,6 +510,68 @@ def _category_lut(available: Sequence[str], wanted: Sequence[str]) -> IntArray:
     return lut
 
 
+def describe_dropped(
+    n_read: int, n_kept: int, dropped: Sequence[tuple[str, int, str]]
+) -> str:
+    """One sentence saying how many boxes were kept and what each filter dropped.
+
+    Examples
+    --------
+    >>> describe_dropped(939, 929, [("crowd", 10, "iscrowd=1"), ("small", 0, "")])
+    'kept 929 of 939 boxes: dropped 10 (iscrowd=1)'
+    >>> describe_dropped(5, 5, [])
+    'kept all 5 boxes'
+    """
+    parts = [f"{c:,} ({r})" for _, c, r in dropped if c]
+    if not parts:
+        return f"kept all {n_kept:,} boxes"
+    return f"kept {n_kept:,} of {n_read:,} boxes: dropped {', '.join(parts)}"
+
+
+def _min_size_reason(min_size: float) -> str:
+    return f"w or h under {min_size!r} px, {arg('min_size', repr(min_size))}"
+
+
+def _filter_boxes(
+    *,
+    w: FloatArray,
+    h: FloatArray,
+    outside: npt.NDArray[np.bool_] | None,
+    flag_steps: Sequence[tuple[str, npt.NDArray[np.bool_], str]],
+    category_drop: npt.NDArray[np.bool_] | None,
+    category_reason: str,
+    min_size: float,
+) -> tuple[npt.NDArray[np.bool_], list[tuple[str, int, str]]]:
+    """The box filters every command shares, in order: the image bounds, the
+    flags (crowd, difficult), categories, ``min_size``.
+
+    Returns the kept mask and ``(key, count, reason)`` per filter (each count
+    among the boxes the filters before it kept).
+    """
+    keep = np.ones(w.shape[0], dtype=bool)
+    removed: list[tuple[str, int, str]] = []
+    if outside is not None and outside.any():
+        removed.append(
+            ("outside", int(np.count_nonzero(outside)), "wholly outside their image")
+        )
+        keep &= ~outside
+    for key, drop, description in flag_steps:
+        removed.append((key, int(np.count_nonzero(keep & drop)), description))
+        keep &= ~drop
+    if category_drop is not None:
+        removed.append(
+            ("categories", int(np.count_nonzero(keep & category_drop)), category_reason)
+        )
+        keep &= ~category_drop
+    if min_size > 0:
+        drop = (w < min_size) | (h < min_size)
+        removed.append(
+            ("small", int(np.count_nonzero(keep & drop)), _min_size_reason(min_size))
+        )
+        keep &= ~drop
+    return keep, removed
+
+
 def _apply_filters(
     *,
     w: FloatArray,
@@ -497,7 +582,7 @@ def _apply_filters(
     names: Sequence[str],
     image_id: npt.NDArray[np.str_],
     source: str,
-    flag_steps: Sequence[tuple[npt.NDArray[np.bool_], str]],
+    flag_steps: Sequence[tuple[str, npt.NDArray[np.bool_], str]],
     categories: Sequence[str] | str | None,
     min_size: float,
     empty_hint: str,
@@ -506,46 +591,37 @@ def _apply_filters(
 ) -> BoxTable:
     """Apply the flag filters, then categories, then ``min_size``; build the table.
 
-    ``flag_steps`` holds ``(drop_mask, description)`` pairs (crowd, difficult).
-    ``outside`` and ``clipped`` come from :func:`clip_boxes`: boxes outside
-    their image are dropped first; both counts are kept in the table.
-    Raises a data error saying what each filter removed when nothing is left.
+    ``flag_steps`` holds ``(key, drop_mask, description)`` triples (crowd,
+    difficult). ``outside`` and ``clipped`` come from :func:`clip_boxes`:
+    boxes outside their image are dropped first; both counts are kept in the
+    table, with what every filter dropped (``BoxTable.dropped``). Raises a
+    data error saying what each filter removed when nothing is left.
     """
     n_total = int(w.shape[0])
     if n_total == 0:
         raise DataValidationError(f"{source} holds no boxes. {empty_hint}")
-    keep = np.ones(n_total, dtype=bool)
-    removed: list[tuple[int, str]] = []
-    n_outside = 0
-    if outside is not None and outside.any():
-        n_outside = int(np.count_nonzero(outside))
-        removed.append((n_outside, "the image bounds (wholly outside their image)"))
-        keep &= ~outside
-    for drop, description in flag_steps:
-        removed.append((int(np.count_nonzero(keep & drop)), description))
-        keep &= ~drop
     out_names = tuple(names)
+    category_drop = None
+    category_reason = ""
     if categories is not None:
         wanted = _resolve_categories(categories, names, source)
         category = _category_lut(names, wanted)[category]
-        drop = category < 0
-        removed.append(
-            (int(np.count_nonzero(keep & drop)), arg("categories", repr(list(wanted))))
-        )
-        keep &= ~drop
+        category_drop = category < 0
+        category_reason = f"not in {arg('categories', repr(list(wanted)))}"
         out_names = wanted
-    if min_size > 0:
-        drop = (w < min_size) | (h < min_size)
-        removed.append(
-            (
-                int(np.count_nonzero(keep & drop)),
-                f"{arg('min_size', repr(min_size))} (w or h < {min_size!r} px)",
-            )
-        )
-        keep &= ~drop
+    keep, removed = _filter_boxes(
+        w=w,
+        h=h,
+        outside=outside,
+        flag_steps=flag_steps,
+        category_drop=category_drop,
+        category_reason=category_reason,
+        min_size=min_size,
+    )
+    n_outside = next((c for k, c, _ in removed if k == "outside"), 0)
     n_kept = int(np.count_nonzero(keep))
     if n_kept == 0:
-        parts = ", ".join(f"{k} by {d}" for k, d in removed if k)
+        parts = ", ".join(f"{c} by {_by(k, r)}" for k, c, r in removed if c)
         raise DataValidationError(
             f"No boxes left from {source} after filtering: {n_total} boxes read, "
             f"removed {parts}. Relax these filters."
@@ -571,7 +647,20 @@ def _apply_filters(
         source=source,
         n_clipped=0 if clipped is None else int(np.count_nonzero(keep & clipped)),
         n_outside=n_outside,
+        n_read=n_total,
+        dropped=tuple(removed),
     )
+
+
+def _by(key: str, reason: str) -> str:
+    """How the 'nothing left' message names a filter."""
+    if key == "outside":
+        return "the image bounds (wholly outside their image)"
+    if key == "small":
+        return reason.split(", ", 1)[-1] + " (" + reason.split(", ", 1)[0] + ")"
+    if key == "categories":
+        return reason.removeprefix("not in ")
+    return reason
 
 
 def _check_min_size(min_size: Any, owner: str) -> float:

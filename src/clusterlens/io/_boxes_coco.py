@@ -15,6 +15,7 @@ from clusterlens.exceptions import DataValidationError
 from clusterlens.io._boxes import (
     _MAX_LISTED,
     MAX_IMAGE_SIDE,
+    MIN_BOX_SIZE,
     BoxTable,
     IntArray,
     _apply_filters,
@@ -22,6 +23,7 @@ from clusterlens.io._boxes import (
     _bbox_xywh,
     _check_file,
     _check_min_size,
+    _filter_boxes,
     _float_column,
     _read_text,
     _report_clipping,
@@ -30,7 +32,7 @@ from clusterlens.io._boxes import (
 from clusterlens.typing import PathLike
 from clusterlens.utils._names import arg_name
 
-__all__ = ["load_coco_json", "parse_coco", "read_coco_boxes"]
+__all__ = ["coco_box_rows", "read_coco_boxes"]
 
 logger = logging.getLogger(__name__)
 
@@ -38,7 +40,7 @@ logger = logging.getLogger(__name__)
 # --------------------------------------------------------------------------- #
 # COCO
 # --------------------------------------------------------------------------- #
-def load_coco_json(path: Path) -> dict[str, Any]:
+def _load_coco(path: Path) -> dict[str, Any]:
     """Load one COCO instances file and check its top-level structure."""
     _check_file(path, "COCO annotation file")
     text = _read_text(path, "COCO annotation file")
@@ -135,7 +137,7 @@ def _check_unique(ids: list[Any], key: str, where: str) -> None:
     )
 
 
-def parse_coco(
+def _parse_coco(
     path: Path, data: dict[str, Any], prefix: str
 ) -> tuple[dict[str, Any], list[str]]:
     """Columns of one COCO file (before filtering) and its category names."""
@@ -287,7 +289,7 @@ def _crowd_filter() -> str:
     flag = arg_name("include_crowd")
     if flag == "include_crowd":
         return "include_crowd=False"
-    return f"being iscrowd (pass {flag} to keep them)"
+    return f"iscrowd=1, {flag} keeps them"
 
 
 def _file_labels(paths: Sequence[Path]) -> list[str]:
@@ -378,7 +380,7 @@ def read_coco_boxes(
     name_pos: dict[str, int] = {}
     parts: list[dict[str, Any]] = []
     for path, prefix in zip(path_list, prefixes, strict=True):
-        cols, file_names = parse_coco(path, load_coco_json(path), prefix)
+        cols, file_names = _parse_coco(path, _load_coco(path), prefix)
         for name in file_names:
             if name not in name_pos:
                 name_pos[name] = len(names)
@@ -402,7 +404,7 @@ def read_coco_boxes(
         names=names,
         image_id=cat("image_id").astype(np.str_, copy=False),
         source=source,
-        flag_steps=[] if include_crowd else [(crowd, _crowd_filter())],
+        flag_steps=[] if include_crowd else [("crowd", crowd, _crowd_filter())],
         outside=cat("outside"),
         clipped=cat("clipped"),
         categories=categories,
@@ -414,6 +416,59 @@ def read_coco_boxes(
     )
 
 
-# the names before issue #22, for code written since
-_load_coco = load_coco_json
-_parse_coco = parse_coco
+def coco_box_rows(
+    path: PathLike,
+    *,
+    include_crowd: bool = False,
+    min_size: float = MIN_BOX_SIZE,
+) -> tuple[dict[str, Any], dict[str, Any], list[str], Any, list[tuple[str, int, str]]]:
+    """The boxes of one COCO file that the commands keep, with the raw records.
+
+    The filters of :func:`read_coco_boxes` (the image bounds, crowd,
+    ``min_size``) applied by the same code, so ``ingest --boxes``,
+    ``label-issues`` and ``anchors`` keep the same boxes of a file.
+
+    Returns
+    -------
+    data : dict
+        The parsed JSON.
+    cols : dict
+        Per-annotation columns of the shared parser (``xyxy`` clipped to the
+        image, ``category``, ``image_id``, ``img_w``, ``img_h``, ...).
+    names : list of str
+        Category names (``cols["category"]`` indexes them).
+    keep : ndarray of shape (n_annotations,), bool
+        The boxes kept.
+    dropped : list of (key, count, reason)
+        What each filter removed (see :func:`describe_dropped`).
+
+    Raises
+    ------
+    DataValidationError
+        If the file is not a valid COCO instances file, or no box is left.
+    """
+    min_size = _check_min_size(min_size, "coco_box_rows")
+    p = _as_path(path, "path")
+    data = _load_coco(p)
+    cols, names = _parse_coco(p, data, "")
+    if not cols["crowd"].size:
+        raise DataValidationError(
+            f"COCO annotation file {str(p)!r} has no annotations (it lists "
+            f"{cols['n_images']} images); check that it is the right file."
+        )
+    keep, dropped = _filter_boxes(
+        w=cols["w"],
+        h=cols["h"],
+        outside=cols["outside"],
+        flag_steps=[] if include_crowd else [("crowd", cols["crowd"], _crowd_filter())],
+        category_drop=None,
+        category_reason="",
+        min_size=min_size,
+    )
+    if not keep.any():
+        parts = ", ".join(f"{c} ({r})" for _, c, r in dropped if c)
+        raise DataValidationError(
+            f"No box of COCO annotation file {str(p)!r} is left: "
+            f"{cols['crowd'].size} read, dropped {parts}. Relax these filters."
+        )
+    return data, cols, names, keep, dropped

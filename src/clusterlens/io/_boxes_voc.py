@@ -254,7 +254,13 @@ def read_voc_boxes(
         flag_steps=(
             []
             if include_difficult
-            else [(np.asarray(difficult, dtype=bool), "include_difficult=False")]
+            else [
+                (
+                    "difficult",
+                    np.asarray(difficult, dtype=bool),
+                    "include_difficult=False",
+                )
+            ]
         ),
         categories=categories,
         min_size=min_size,

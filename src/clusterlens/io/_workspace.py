@@ -72,6 +72,7 @@ import numpy as np
 import numpy.typing as npt
 
 from clusterlens.exceptions import DataQualityWarning, DataValidationError
+from clusterlens.io._boxes import MIN_BOX_SIZE
 from clusterlens.io._images import (
     IMAGE_SUFFIXES,
     OUTPUT_MARKERS,
@@ -88,8 +89,10 @@ from clusterlens.io._results import read_results, write_results, write_run_json
 from clusterlens.io._safe import invalid_file, load_npy, read_json
 from clusterlens.typing import PathLike
 from clusterlens.utils._fs import atomic_write_text
+from clusterlens.utils._names import cli_names
 
 __all__ = [
+    "CROP_MARGIN",
     "WORKSPACE_SCHEMA",
     "Workspace",
     "check_image_root",
@@ -174,8 +177,20 @@ class Workspace:
         *,
         mode: str | None = None,
         size: tuple[int, int] | None = None,
+        margin: float = 0.0,
+        min_size: tuple[int, int] | None = None,
     ) -> npt.NDArray[np.uint8]:
         """Pixels of item ``i`` (crop applied), uint8 (H, W) or (H, W, 3).
+
+        ``size`` (height, width) resizes the result; ``min_size`` (height,
+        width) says the caller needs no more pixels than that (a whole JPEG
+        image is decoded at a reduced DCT scale still at least that large,
+        see :func:`clusterlens.io.decode_image`; a box crop is decoded whole).
+
+        ``margin`` widens a box item's crop by that fraction of the box's
+        width (height) on the left and right (top and bottom), clipped to the
+        image: the context around the object (:data:`CROP_MARGIN` is what
+        ``features cnn`` uses). Whole-image items ignore it.
 
         Image files are decoded by :func:`clusterlens.io.decode_image` (the
         rules every stage shares: regular files only, a pixel limit, 16-bit
@@ -197,9 +212,22 @@ class Workspace:
             if img.mode != target:
                 img = img.convert(target)
         else:
-            img = decode_image(self.image_root / str(self.items["path"][i]), mode=mode)
+            x, y, w, h = (float(self.items[c][i]) for c in _BBOX)
+            img = decode_image(
+                self.image_root / str(self.items["path"][i]),
+                mode=mode,
+                # a crop's box is in full-resolution pixels: decoded whole
+                min_size=None
+                if min_size is None or np.isfinite(w)
+                else (min_size[1], min_size[0]),
+            )
         x, y, w, h = (float(self.items[c][i]) for c in _BBOX)
         if np.isfinite(w):
+            if margin > 0:
+                x0, y0 = max(0.0, x - margin * w), max(0.0, y - margin * h)
+                x1 = min(float(img.width), x + w + margin * w)
+                y1 = min(float(img.height), y + h + margin * h)
+                x, y, w, h = x0, y0, max(x1 - x0, 0.0), max(y1 - y0, 0.0)
             box = (
                 int(np.floor(x)),
                 int(np.floor(y)),
@@ -234,6 +262,8 @@ class Workspace:
         mode: str | None = None,
         size: tuple[int, int] | None = None,
         n_jobs: int = 1,
+        margin: float = 0.0,
+        min_size: tuple[int, int] | None = None,
     ) -> Iterator[tuple[int, npt.NDArray[np.uint8] | None]]:
         """Yield ``(index, pixels)`` in order; ``pixels`` is None when unreadable.
 
@@ -245,7 +275,9 @@ class Workspace:
 
         def _one(i: int) -> tuple[int, npt.NDArray[np.uint8] | None]:
             try:
-                return i, self.read_item(i, mode=mode, size=size)
+                return i, self.read_item(
+                    i, mode=mode, size=size, margin=margin, min_size=min_size
+                )
             except (OSError, ValueError) as e:
                 logger.debug("item %d (%s) unreadable: %s", i, self.item_path(i), e)
                 return i, None
@@ -352,6 +384,11 @@ def unreadable_report(
 
 
 _BBOX = ("bbox_x", "bbox_y", "bbox_w", "bbox_h")
+
+#: Context ``features cnn`` keeps around a box item: 10 % of the box's width
+#: (height) on each side, clipped to the image, as the crops of the coreset
+#: notebook (issue #23) keep some surroundings of the object.
+CROP_MARGIN = 0.1
 
 
 def open_workspace(path: PathLike) -> Workspace:
@@ -547,6 +584,7 @@ def _ingest_coco(
     boxes: bool,
     min_box_size: float,
     min_class_count: int,
+    include_crowd: bool = False,
     n_jobs: int,
     verbose: int,
 ) -> dict[str, Any]:
@@ -574,32 +612,51 @@ def _ingest_coco(
             )
     images = {im["id"]: im for im in data["images"]}
     clip_counts = {"n_clipped": 0, "n_outside": 0}
+    box_filter: dict[str, Any] | None = None
     if boxes:
-        # The shared COCO parser: every annotation is checked (an unknown
-        # category_id or image_id is an error naming the file and annotation
-        # id, as for anchors and label-issues) and every box is clipped to its
-        # image, those wholly outside it dropped and counted.
-        from clusterlens.io._boxes_coco import load_coco_json, parse_coco
+        # The shared COCO parser and box filters: every annotation is checked
+        # (an unknown category_id or image_id is an error naming the file and
+        # annotation id) and the boxes kept are those anchors and label-issues
+        # keep (inside the image, not crowd, at least min_box_size a side).
+        from clusterlens.io._boxes import describe_dropped
+        from clusterlens.io._boxes_coco import coco_box_rows
 
-        parsed, names = parse_coco(src, load_coco_json(src), "")
+        with cli_names({"min_size": "--min-box-size"}):
+            _, parsed, names, ok, dropped = coco_box_rows(
+                src, include_crowd=include_crowd, min_size=min_box_size
+            )
         anns_all = data["annotations"]
         xyxy = np.asarray(parsed["xyxy"], dtype=np.float64)
         wh = xyxy[:, 2:] - xyxy[:, :2]
-        ok = ~parsed["crowd"] & ~parsed["outside"]
         clip_counts = {
             "n_clipped": int(np.count_nonzero(ok & parsed["clipped"])),
             "n_outside": int(np.count_nonzero(~parsed["crowd"] & parsed["outside"])),
         }
-        ok &= (wh >= max(min_box_size, 1.0)).all(axis=1)
         cat_of = np.asarray(parsed["category"], dtype=np.int64)
         counts = np.bincount(cat_of[ok], minlength=len(names))
-        ok &= counts[cat_of] >= min_class_count
+        rare = ok & (counts[cat_of] < min_class_count)
+        if min_class_count > 1:
+            dropped.append(
+                (
+                    "rare",
+                    int(np.count_nonzero(rare)),
+                    f"categories with under {min_class_count} boxes, --min-class-count",
+                )
+            )
+        ok &= ~rare
         rows = np.flatnonzero(ok)
         if not rows.size:
             raise DataValidationError(
                 f"No box of {str(src)!r} is left with --min-box-size {min_box_size} "
                 f"and --min-class-count {min_class_count}. Lower them."
             )
+        box_filter = {
+            "n_read": int(ok.size),
+            "dropped": [{"filter": k, "count": c, "reason": r} for k, c, r in dropped],
+            "summary": describe_dropped(int(ok.size), int(rows.size), dropped),
+            "min_box_size": float(min_box_size),
+            "include_crowd": bool(include_crowd),
+        }
         anns = [anns_all[i] for i in rows.tolist()]
         used = np.unique(cat_of[rows])
         remap = np.full(len(names), -1, dtype=np.int64)
@@ -652,6 +709,7 @@ def _ingest_coco(
     cols = {k: v[keep_rows] for k, v in cols.items()}
     return {
         **clip_counts,
+        "box_filter": box_filter,
         "kind": kind,
         "image_root": str(image_dir.resolve()),
         "class_names": class_names,
@@ -701,8 +759,9 @@ def create_workspace(
     boxes: bool = False,
     images: PathLike | None = None,
     split: str | None = None,
-    min_box_size: float = 8.0,
+    min_box_size: float = MIN_BOX_SIZE,
     min_class_count: int = 1,
+    include_crowd: bool = False,
     n_jobs: int = 2,
     verbose: int = 0,
 ) -> Workspace:
@@ -723,10 +782,13 @@ def create_workspace(
         JSON, or the JSON's folder).
     split : str, default=None
         Keep only this split (folder or IDX sources).
-    min_box_size : float, default=8.0
-        COCO boxes: drop boxes narrower or lower than this many pixels.
+    min_box_size : float, default=MIN_BOX_SIZE (1.0)
+        COCO boxes: drop boxes narrower or lower than this many pixels (the
+        default of ``label-issues`` and ``anchors`` too).
     min_class_count : int, default=1
         COCO boxes: drop categories with fewer boxes than this.
+    include_crowd : bool, default=False
+        COCO boxes: keep ``iscrowd=1`` boxes.
     n_jobs : int, default=2
         Threads decoding images to check them.
     verbose : int, default=0
@@ -763,6 +825,7 @@ def create_workspace(
             boxes=boxes,
             min_box_size=min_box_size,
             min_class_count=min_class_count,
+            include_crowd=include_crowd,
             n_jobs=n_jobs,
             verbose=verbose,
         )
@@ -845,5 +908,7 @@ def create_workspace(
         "n_outside": int(info.get("n_outside", 0)),
         "seconds": time.perf_counter() - t0,
     }
+    if info.get("box_filter") is not None:
+        meta["box_filter"] = info["box_filter"]
     write_run_json(dst / _META, meta)
     return open_workspace(dst)

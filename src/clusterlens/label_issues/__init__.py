@@ -5,6 +5,7 @@ from __future__ import annotations
 from clusterlens.label_issues._confident import (
     confident_joint,
     confident_thresholds,
+    estimate_issue_counts,
     normalized_margin,
     self_confidence,
 )
@@ -29,6 +30,7 @@ __all__ = [
     "confident_thresholds",
     "coreset_importance",
     "cross_val_pred_probs",
+    "estimate_issue_counts",
     "find_label_issues",
     "most_confused_class",
     "normalized_margin",

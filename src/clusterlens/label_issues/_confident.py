@@ -8,6 +8,7 @@ import numpy.typing as npt
 __all__ = [
     "confident_joint",
     "confident_thresholds",
+    "estimate_issue_counts",
     "normalized_margin",
     "self_confidence",
 ]
@@ -107,3 +108,44 @@ def confident_joint(
     np.fill_diagonal(joint, np.maximum(joint.diagonal(), 1))
     flag = counted & (guess != labels)
     return joint.astype(np.int64), flag, guess
+
+
+def estimate_issue_counts(
+    labels: npt.NDArray[np.int64],
+    joint: npt.NDArray[np.int64],
+    *,
+    min_examples_per_class: int = 1,
+) -> npt.NDArray[np.int64]:
+    """Confident learning's estimate of the mislabelled samples of each class.
+
+    Each row of the confident ``joint`` is calibrated to the number of
+    samples given that label (the confident joint only counts samples some
+    class is confident about); the off-diagonal mass of row ``i`` is then the
+    estimated number of samples labelled ``i`` whose true label is another
+    (cleanlab's ``calibrate_confident_joint`` and
+    ``num_label_issues(estimation_method="off_diagonal_calibrated")``, per
+    class). At most ``count_i - min_examples_per_class`` per class, as
+    cleanlab's ``find_label_issues``.
+
+    Returns
+    -------
+    counts : ndarray of shape (n_classes,), int64
+        Summed over classes and divided by ``n_samples``: the estimated noise
+        rate.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> labels = np.array([0] * 6 + [1] * 4)
+    >>> joint = np.array([[4, 1], [0, 2]])  # 3 of the 10 samples not counted
+    >>> estimate_issue_counts(labels, joint).tolist()
+    [1, 0]
+    """
+    k = joint.shape[0]
+    counts = np.bincount(labels, minlength=k).astype(np.float64)
+    rows = np.maximum(joint.sum(axis=1), 1).astype(np.float64)
+    calibrated = joint / rows[:, None] * counts[:, None]
+    off = counts - calibrated.diagonal()
+    est = np.floor(off + 0.5).astype(np.int64)
+    cap = np.maximum(counts.astype(np.int64) - min_examples_per_class, 0)
+    return np.clip(est, 0, cap)

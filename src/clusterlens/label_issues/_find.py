@@ -15,6 +15,7 @@ from clusterlens.exceptions import DataQualityWarning, DataValidationError
 from clusterlens.io._descriptors import as_matrix
 from clusterlens.label_issues._confident import (
     confident_joint,
+    estimate_issue_counts,
     normalized_margin,
     self_confidence,
 )
@@ -65,9 +66,10 @@ SCORE_COLUMNS: dict[str, str] = {
     "importance percentile; lower = more suspicious",
     "suggested_label": "arg-max of the blended probabilities: the label a "
     "relabeller is offered",
-    "is_label_issue": "flagged: per given class, as many samples as the confident "
-    "joint counts off its diagonal (the larger count of pred_probs' and the "
-    "blended probabilities' joints), the lowest label_quality first",
+    "is_label_issue": "flagged: per given class, as many samples as confident "
+    "learning estimates are mislabelled (the off-diagonal row mass of the "
+    "calibrated confident joint of the blended probabilities), the lowest "
+    "label_quality first; the flagged share is the estimated noise rate",
     "issue_rank": "rank by label_quality, 1 = most likely wrong",
     "class_rank": "rank by label_quality within the given class, 1 = most likely "
     "wrong in its class",
@@ -422,12 +424,10 @@ def find_label_issues(
         knn_weight=knn_weight,
         importance_weight=importance_weight,
     )
-    _, blend_flag, _ = confident_joint(y, blend)
+    blend_joint, _, _ = confident_joint(y, blend)
     issue_rank = _rank(quality)
     class_rank = _class_rank(quality, y)
-    n_flag = np.maximum(
-        np.bincount(y[blend_flag], minlength=k), np.bincount(y[cj_flag], minlength=k)
-    )
+    n_flag = estimate_issue_counts(y, blend_joint)
     is_issue = class_rank <= n_flag[y]
     timings["combine_seconds"] = time.perf_counter() - t
     info = {
@@ -445,6 +445,9 @@ def find_label_issues(
         "knn_weight": knn_weight,
         "importance_weight": importance_weight,
         "cross_validated_accuracy": float(np.mean(predicted == y)),
+        "estimated_noise_rate": float(n_flag.sum() / n),
+        "n_flagged": int(is_issue.sum()),
+        "flag_rate": float(is_issue.mean()),
         "timings": timings,
     }
     logger.info("Scored %d samples: %s", n, info)

@@ -22,7 +22,7 @@ from clusterlens.anchors import (
 from clusterlens.anchors._metrics import best_anchor, check_boxes, figures_from_best
 from clusterlens.exceptions import DataValidationError
 from clusterlens.io import write_results, write_run_json
-from clusterlens.io._boxes import BoxTable
+from clusterlens.io._boxes import BoxTable, describe_dropped
 from clusterlens.report import build_anchor_report
 from clusterlens.utils._fs import atomic_write_text
 
@@ -223,6 +223,17 @@ def run_anchors(
         # boxes the reader clipped to their image / dropped outside it
         "n_clipped": table.n_clipped,
         "n_outside": table.n_outside,
+        "box_filter": {
+            "n_read": table.n_read if table.n_read >= 0 else len(table),
+            "dropped": [
+                {"filter": k, "count": c, "reason": r} for k, c, r in table.dropped
+            ],
+            "summary": describe_dropped(
+                table.n_read if table.n_read >= 0 else len(table),
+                len(table),
+                table.dropped,
+            ),
+        },
         "n_iter": n_iter,
     }
     write_run_json(

@@ -500,6 +500,7 @@ def run_duplicates(
         threshold=thr,
         thumbnails=thumbs,
         preference=_keep_preference(ws),
+        exact_only=_low_information(ws),
     )
     write_results(
         stage / "duplicates.parquet",
@@ -531,14 +532,25 @@ def run_duplicates(
             "thumbnails": thumbs is not None,
             "meaning": "near duplicates: cosine similarity of the L2-normalised CNN "
             f"embeddings >= {thr:g}, or >= {DEFAULT_CANDIDATE_THRESHOLD:g} with "
-            f"16x16 grayscale thumbnails correlating >= {DEFAULT_THUMB_THRESHOLD:g} "
-            "(as-is or mirrored); exact duplicates: equal content hashes",
+            f"small grayscale thumbnails correlating >= {DEFAULT_THUMB_THRESHOLD:g} "
+            "(as-is or mirrored, or one a crop of the other); exact duplicates: "
+            "equal content hashes; low-information images: exact copies only",
         },
         summary,
         command,
         ["duplicates.parquet"],
     )
     return summary
+
+
+def _low_information(ws: Workspace) -> npt.NDArray[np.bool_] | None:
+    """Items the quality view flags low_information (None before it ran)."""
+    if not (ws.root / "quality" / "quality.parquet").is_file():
+        return None
+    q = read_stage_table(ws, "quality", "quality.parquet")
+    if "low_information" not in q:
+        return None
+    return np.asarray(q["low_information"], dtype=bool)
 
 
 def _keep_preference(ws: Workspace) -> npt.NDArray[np.float64]:
@@ -904,8 +916,13 @@ def similar_items(
         from clusterlens.io._images import read_image
 
         path = Path(os.fspath(image))  # type: ignore[arg-type]
+        embedder = embed or _workspace_embedder(ws)
+        # decoded as the items were (a JPEG at its smallest DCT scale >= input)
+        side = getattr(embedder, "image_size", None)
         try:
-            pixels = read_image(path, mode="RGB")
+            pixels = read_image(
+                path, mode="RGB", min_size=None if side is None else (side, side)
+            )
         except FileNotFoundError as e:
             raise DataValidationError(f"Query image {path} does not exist.") from e
         except Exception as e:  # PIL raises several types for a bad file
@@ -913,7 +930,7 @@ def similar_items(
                 f"Query image {path} cannot be decoded ({type(e).__name__}: {e}). "
                 "Give a JPEG, PNG or other image PIL reads."
             ) from e
-        q = (embed or _workspace_embedder(ws))(pixels)
+        q = embedder(pixels)
         query = {"image": str(path)}
     ids, sims = index.search(q, k + (1 if item is not None else 0))
     ids, sims = ids[0], sims[0]
@@ -962,7 +979,9 @@ def _workspace_embedder(
     recorded = params.get("runtime", "torch")
     # ONNX Runtime only where it made the embeddings (its export is cached);
     # int8 must be int8, calibrated on the same images as before
-    runtime = {"torch": "torch", "onnx-int8": "onnx-int8"}.get(recorded, "auto")
+    runtime = {"torch": "torch", "onnx-int8": "onnx-int8", "onnx": "onnx"}.get(
+        recorded, "auto"
+    )
     calibration = None
     if runtime == "onnx-int8":
         from clusterlens.pipelines.features import cnn_calibration
@@ -983,4 +1002,5 @@ def _workspace_embedder(
         batch = np.stack([emb.preprocess(pixels)])
         return np.asarray(emb.embed_batch(batch), dtype=np.float32)
 
+    embed.image_size = emb.image_size  # type: ignore[attr-defined]
     return embed

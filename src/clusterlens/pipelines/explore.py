@@ -184,6 +184,39 @@ def _stage(
         return fn(stage), False
 
 
+class _Background:
+    """``fn()`` in a daemon thread; ``result()`` waits and returns or raises.
+
+    A daemon, so Ctrl-C in the main thread stops the run at once; a staging
+    folder the thread leaves behind is removed by the next run into the
+    workspace (its process is gone).
+    """
+
+    def __init__(self, fn: Callable[[], Any]) -> None:
+        import threading
+
+        self._value: Any = None
+        self._error: BaseException | None = None
+
+        def run() -> None:
+            try:
+                self._value = fn()
+            except BaseException as e:  # handed to the main thread
+                self._error = e
+
+        self._thread = threading.Thread(target=run, name="explore-scan", daemon=True)
+        self._thread.start()
+
+    def wait(self) -> None:
+        self._thread.join()
+
+    def result(self) -> Any:
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return self._value
+
+
 def _embeddings_valid(ws: Workspace, image_size: int) -> bool:
     folder = ws.root / "features" / "cnn"
     run = _run_json(folder)
@@ -343,27 +376,46 @@ def _explore(
                 f"{ws.root} holds {len(ws)} item; explore needs at least 2."
             )
 
-        step("embeddings")
-        if image_size is None:
-            image_size = auto_image_size(ws)
-        emb_dir = ws.root / "features" / "cnn"
-        if _embeddings_valid(ws, image_size):
-            finish("embeddings", _run_json(emb_dir).get("results", {}), True)  # type: ignore[union-attr]
-        else:
-            with staged_output_dir(
-                emb_dir, overwrite=True, kind="features/cnn", workspace=ws.root
-            ) as stage:
-                s = run_cnn_features(
-                    ws,
-                    stage,
-                    image_size=image_size,
-                    n_jobs=n_jobs,
-                    random_state=random_state,
-                    backend=backend,
-                    verbose=inner,
-                    command={"command": "explore", "ws": str(ws.root)},
-                )
-            finish("embeddings", s, False)
+        cmd = {"command": "explore"}
+        # The scan (content hashes, image properties) needs no embeddings: it
+        # decodes the images in a thread beside the CNN stage, filling what
+        # the network leaves of the cores (CIFAR-10: the decode threads wait
+        # on the network most of the time).
+        scan = _Background(
+            lambda: _stage(
+                ws,
+                ws.root / "scan",
+                "scan",
+                cv.stage_fingerprint(ws, "scan", {}),
+                lambda st: cv.run_scan(ws, st, n_jobs=n_jobs, verbose=0, command=cmd),
+            )
+        )
+
+        try:
+            step("embeddings")
+            if image_size is None:
+                image_size = auto_image_size(ws)
+            emb_dir = ws.root / "features" / "cnn"
+            if _embeddings_valid(ws, image_size):
+                finish("embeddings", _run_json(emb_dir).get("results", {}), True)  # type: ignore[union-attr]
+            else:
+                with staged_output_dir(
+                    emb_dir, overwrite=True, kind="features/cnn", workspace=ws.root
+                ) as stage:
+                    s = run_cnn_features(
+                        ws,
+                        stage,
+                        image_size=image_size,
+                        n_jobs=n_jobs,
+                        random_state=random_state,
+                        backend=backend,
+                        verbose=inner,
+                        command={"command": "explore", "ws": str(ws.root)},
+                    )
+                finish("embeddings", s, False)
+        except Exception:
+            scan.wait()  # a failed run leaves no half-written scan behind
+            raise
 
         def view(name: str, params: dict[str, Any], fn: Callable[..., Any]) -> None:
             step(name)
@@ -371,12 +423,8 @@ def _explore(
             s, r = _stage(ws, ws.root / name, name, want, fn)
             finish(name, s, r)
 
-        cmd = {"command": "explore"}
-        view(
-            "scan",
-            {},
-            lambda st: cv.run_scan(ws, st, n_jobs=n_jobs, verbose=inner, command=cmd),
-        )
+        step("scan")
+        finish("scan", *scan.result())
         view(
             "neighbors",
             {"n_neighbors": cv.N_NEIGHBORS},

@@ -21,7 +21,12 @@ import numpy.typing as npt
 
 from clusterlens.exceptions import DataQualityWarning, DataValidationError
 from clusterlens.io._results import write_run_json
-from clusterlens.io._workspace import Workspace, check_image_root, unreadable_report
+from clusterlens.io._workspace import (
+    CROP_MARGIN,
+    Workspace,
+    check_image_root,
+    unreadable_report,
+)
 from clusterlens.utils._fs import atomic_write_text
 from clusterlens.utils._progress import progress
 from clusterlens.utils.validation import check_int
@@ -612,10 +617,15 @@ def run_cnn_features(
     random_state: int = 0,
     backend: str | None = None,
     shard_items: int | None = None,
+    box_margin: float = CROP_MARGIN,
     verbose: int = 0,
     command: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Embed every workspace item with the CNN into ``stage/features.npy``.
+
+    A box item (a ``--boxes`` workspace) is cropped with ``box_margin`` of
+    the box's width (height) on each side, clipped to its image (see
+    :meth:`Workspace.read_item`): the object with some context.
 
     Images are decoded by ``n_jobs`` threads while the network runs on
     ``n_jobs`` threads. Unreadable items get a zero row and are counted.
@@ -672,6 +682,7 @@ def run_cnn_features(
             normalize,
             runtime,
             root,
+            float(box_margin),
             desc="cnn (dask)",
             verbose=verbose,
         )
@@ -687,7 +698,9 @@ def run_cnn_features(
             calibration=cnn_calibration(ws) if runtime == "onnx-int8" else None,
         )
         bar = progress(total=n, desc="cnn", unit="img", verbose=verbose)
-        X, unreadable = _cnn_embed(ws, emb, 0, n, batch_size, n_jobs, bar.update)
+        X, unreadable = _cnn_embed(
+            ws, emb, 0, n, batch_size, n_jobs, bar.update, margin=box_margin
+        )
         bar.close()
     report = unreadable_report(
         ws, "features cnn", unreadable, outcome="get a zero feature row"
@@ -718,7 +731,9 @@ def run_cnn_features(
                 "flip": flip,
                 "normalize": emb.normalize,
                 "runtime": emb.runtime,
+                "precision": emb.precision,
                 "batch_size": batch_size,
+                "box_margin": float(box_margin) if _has_boxes(ws) else None,
                 "n_jobs": n_jobs,
                 "pca": pca,
                 "whiten": whiten,
@@ -730,6 +745,11 @@ def run_cnn_features(
         },
     )
     return summary
+
+
+def _has_boxes(ws: Workspace) -> bool:
+    """Whether some item of ``ws`` is a box crop (finite ``bbox_w``)."""
+    return bool(np.isfinite(np.asarray(ws.items["bbox_w"], dtype=np.float64)).any())
 
 
 def cnn_calibration(ws: Workspace, n: int = 64) -> list[npt.NDArray[np.uint8]]:
@@ -752,6 +772,7 @@ def _cnn_embed(
     batch_size: int,
     n_jobs: int,
     update: Any = None,
+    margin: float = 0.0,
 ) -> tuple[npt.NDArray[np.float32], list[int]]:
     """Embeddings of items ``lo:hi`` (zero rows for unreadable ones), and those.
 
@@ -762,7 +783,9 @@ def _cnn_embed(
     from concurrent.futures import ThreadPoolExecutor
 
     def _prepared(i: int) -> tuple[int, npt.NDArray[np.float32] | None]:
-        for j, img in ws.iter_items([i], mode="RGB"):
+        # a JPEG decodes at the smallest DCT scale still >= the network's input
+        side = (emb.image_size, emb.image_size)
+        for j, img in ws.iter_items([i], mode="RGB", margin=margin, min_size=side):
             return j, None if img is None else emb.preprocess(img)
         return i, None  # unreachable: iter_items yields one pair per index
 
@@ -780,7 +803,7 @@ def _cnn_embed(
             batch.clear()
 
     with ThreadPoolExecutor(max_workers=max(1, n_jobs)) as pool:
-        for i, x in pool.map(_prepared, range(lo, hi)):
+        for i, x in _bounded_map(pool, _prepared, range(lo, hi), 2 * batch_size):
             if x is None:
                 unreadable.append(i)
                 if update is not None:
@@ -792,6 +815,33 @@ def _cnn_embed(
                 _flush()
         _flush()
     return X, unreadable
+
+
+def _bounded_map(pool: Any, fn: Any, items: Any, ahead: int) -> Any:
+    """``pool.map(fn, items)`` with at most ``ahead`` results in flight.
+
+    ``Executor.map`` submits every item at once: when decoding outruns the
+    network (small images), every prepared input would wait in memory (100,000
+    CIFAR-sized inputs at 160 px: 30 GB). Here the decode threads stay
+    ``ahead`` items in front of the consumer, in order.
+    """
+    from collections import deque
+
+    it = iter(items)
+    pending: deque[Any] = deque()
+    for item in it:
+        pending.append(pool.submit(fn, item))
+        if len(pending) >= ahead:
+            break
+    while pending:
+        out = pending.popleft().result()
+        nxt = next(it, _END)
+        if nxt is not _END:
+            pending.append(pool.submit(fn, nxt))
+        yield out
+
+
+_END = object()
 
 
 def _stamp(weights: str | None) -> int:
@@ -847,6 +897,7 @@ def _cnn_shard(
     normalize: str = "auto",
     runtime: str = "auto",
     calibration_root: str | None = None,
+    margin: float = 0.0,
 ) -> tuple[npt.NDArray[np.float32], list[int]]:
     """Worker task: embeddings of items ``lo:hi`` and the unreadable ones."""
     ws = _cached_workspace(root, _mtime(Path(root) / "items.parquet"))
@@ -860,7 +911,7 @@ def _cnn_shard(
         runtime,
         calibration_root,
     )
-    return _cnn_embed(ws, emb, lo, hi, batch_size, 1)
+    return _cnn_embed(ws, emb, lo, hi, batch_size, 1, margin=margin)
 
 
 def run_pixel_features(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from clusterlens.io._boxes import MIN_BOX_SIZE
 from clusterlens.io._workspace import create_workspace
 
 __all__ = ["run_ingest"]
@@ -17,8 +18,9 @@ def run_ingest(
     boxes: bool = False,
     images: str | os.PathLike[str] | None = None,
     split: str | None = None,
-    min_box_size: float = 8.0,
+    min_box_size: float = MIN_BOX_SIZE,
     min_class_count: int = 1,
+    include_crowd: bool = False,
     n_jobs: int = 2,
     verbose: int = 0,
 ) -> dict[str, Any]:
@@ -31,11 +33,13 @@ def run_ingest(
         split=split,
         min_box_size=min_box_size,
         min_class_count=min_class_count,
+        include_crowd=include_crowd,
         n_jobs=n_jobs,
         verbose=verbose,
     )
     meta = ws.meta
     secs = float(meta["seconds"])
+    extra = {"box_filter": meta["box_filter"]} if "box_filter" in meta else {}
     return {
         "n_items": meta["n_items"],
         "kind": meta["kind"],
@@ -47,4 +51,5 @@ def run_ingest(
         "n_outside": int(meta.get("n_outside", 0)),
         "seconds": secs,
         "images_per_second": float(meta["n_items"] / max(secs, 1e-9)),
+        **extra,
     }

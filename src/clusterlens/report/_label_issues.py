@@ -24,7 +24,8 @@ __all__ = ["BoxSamplesLike", "box_panels", "build_label_issue_report"]
 
 logger = logging.getLogger(__name__)
 
-_PANEL = 220  # longest side of a gallery panel, pixels
+_PANEL = 160  # longest side of a gallery panel, pixels
+_MIN_CROP = 96  # a crop's long side is enlarged to this at least
 
 
 class BoxSamplesLike(Protocol):
@@ -83,10 +84,16 @@ def _png(img: Any) -> str:
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
-def box_panels(image_path: str, bbox: Sequence[float], label: str) -> list[Any]:
-    """The notebook's three panels for one box: mask, raw image, image + box + label.
+def box_panels(
+    image_path: str, bbox: Sequence[float], label: str, *, margin: float = 0.1
+) -> list[Any]:
+    """Three panels for one box: its crop, the image with the box, the box mask.
 
-    Returns three PIL images at most ``220`` pixels on their long side.
+    The crop keeps ``margin`` of the box's width (height) on each side, as
+    the CNN saw it, and is enlarged to at least 96 pixels so a small object
+    can be seen; the image shows the box and its given label (the
+    notebook's panel); the mask is the notebook's white box on black.
+    Returns three PIL images at most ``160`` pixels on their long side.
     """
     from PIL import Image, ImageDraw
 
@@ -97,6 +104,11 @@ def box_panels(image_path: str, bbox: Sequence[float], label: str) -> list[Any]:
     x0, y0, x1, y1 = round(x), round(y), round(x + w), round(y + h)
     mask = Image.new("RGB", raw.size, (0, 0, 0))
     ImageDraw.Draw(mask).rectangle([x0, y0, x1, y1], fill=(255, 255, 255))
+    cx0 = max(0, int(np.floor(x - margin * w)))
+    cy0 = max(0, int(np.floor(y - margin * h)))
+    cx1 = min(raw.size[0], max(int(np.ceil(x + w + margin * w)), cx0 + 1))
+    cy1 = min(raw.size[1], max(int(np.ceil(y + h + margin * h)), cy0 + 1))
+    crop = raw.crop((cx0, cy0, cx1, cy1))
     boxed = raw.copy()
     draw = ImageDraw.Draw(boxed)
     lw = max(2, round(max(raw.size) / 200))
@@ -107,7 +119,13 @@ def box_panels(image_path: str, bbox: Sequence[float], label: str) -> list[Any]:
     draw.text((x0 + 3, ty), label, fill=(255, 255, 255))
     factor = _PANEL / max(raw.size)
     size = (max(1, round(raw.size[0] * factor)), max(1, round(raw.size[1] * factor)))
-    return [p.resize(size, Image.Resampling.LANCZOS) for p in (mask, raw, boxed)]
+    cf = min(_PANEL / max(crop.size), max(1.0, _MIN_CROP / max(crop.size)))
+    csize = (max(1, round(crop.size[0] * cf)), max(1, round(crop.size[1] * cf)))
+    return [
+        crop.resize(csize, Image.Resampling.LANCZOS),
+        boxed.resize(size, Image.Resampling.LANCZOS),
+        mask.resize(size, Image.Resampling.LANCZOS),
+    ]
 
 
 def _histogram(values: npt.NDArray[np.float64], title: str) -> _Histogram | None:
@@ -147,6 +165,7 @@ def _rows(
     idx: npt.NDArray[np.int64],
     names: Sequence[str],
     boxes: BoxSamplesLike | None,
+    margin: float,
 ) -> list[_Row]:
     rows = []
     for i in idx.tolist():
@@ -156,7 +175,9 @@ def _rows(
             try:
                 panels = [
                     _png(p)
-                    for p in box_panels(str(boxes.image_path[i]), boxes.bbox[i], label)
+                    for p in box_panels(
+                        str(boxes.image_path[i]), boxes.bbox[i], label, margin=margin
+                    )
                 ]
             except OSError as e:  # an unreadable image: keep the row, say why
                 logger.warning("Cannot draw box %d: %s", i, e)
@@ -189,6 +210,7 @@ def build_label_issue_report(
     boxes: BoxSamplesLike | None = None,
     title: str = "clusterlens label issues",
     figures: Mapping[str, Any] | None = None,
+    margin: float = 0.1,
 ) -> Path:
     """Write the self-contained label-issue report.
 
@@ -196,9 +218,10 @@ def build_label_issue_report(
     the combined label quality over ``members`` (the class shown); the
     confident joint's largest off-diagonal entries; galleries of the
     ``top_idx`` (most likely wrong first) and ``bottom_idx`` samples, each
-    row with its scores and, for boxes, the notebook's three panels (box
-    mask, raw image, image with the box and its label). Everything is
-    inlined: no scripts, no external URLs.
+    row with its scores and, for boxes, three panels (the crop with
+    ``margin`` around the box, the image with the box and its label, the
+    notebook's box mask). Everything is inlined: no scripts, no external
+    URLs.
     """
     joint = res.confident_joint.copy()
     np.fill_diagonal(joint, 0)
@@ -219,8 +242,8 @@ def build_label_issue_report(
             res.label_quality[members], "Combined label quality (low = suspicious)"
         ),
         pairs=pairs,
-        top=_rows(res, top_idx, names, boxes),
-        bottom=_rows(res, bottom_idx, names, boxes),
+        top=_rows(res, top_idx, names, boxes, margin),
+        bottom=_rows(res, bottom_idx, names, boxes, margin),
         has_panels=boxes is not None,
         version=version(),
     )

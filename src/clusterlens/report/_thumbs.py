@@ -45,36 +45,43 @@ def _fit(w: float, h: float, side: int) -> tuple[int, int]:
 
 @functools.cache
 def _lossy_format() -> str:
-    """WebP where Pillow writes it (half the bytes of JPEG at 48 px), else JPEG."""
+    """WebP where Pillow writes it (about half the bytes of JPEG at 48 px)."""
     from PIL import features
 
     return "WEBP" if features.check("webp") else "JPEG"
 
 
-def _encode(img: Any, quality: int) -> str:
-    """Data URI of ``img``: lossless unless lossy is clearly smaller.
+#: An image with at most this many distinct colours is "flat" (digits,
+#: drawings, screenshots): stored lossless, so its pixels stay sharp. Photos
+#: shrunk to a thumbnail have hundreds to thousands.
+FLAT_COLOURS = 256
 
-    Photos come out lossy (WebP, or JPEG without it); flat images such as
-    digits stay lossless (PNG or lossless WebP), so their pixels stay sharp.
+
+def _encode(img: Any, quality: int) -> str:
+    """Data URI of ``img``: lossless for a flat image, lossy for a photo.
+
+    One encoding per thumbnail, chosen by counting colours (encoding both
+    ways and keeping the smaller took 5x longer, the lossless WebP attempt
+    most of it). Lossy is WebP at its fastest effort (``method=0``: 0.6 ms
+    for 48 px, about 1.3x the bytes of ``method=4`` at 1.7x the speed), or
+    JPEG where Pillow has no WebP; lossless is PNG.
     """
     rgb = img.convert("RGB")
-    fmt = _lossy_format()
-
-    def save(form: str, **kw: Any) -> bytes:
-        buf = io.BytesIO()
-        rgb.save(buf, format=form, **kw)
-        return buf.getvalue()
-
-    if fmt == "WEBP":
-        lossy = (save("WEBP", quality=quality, method=4), "webp")
+    a = np.asarray(rgb)
+    packed = (a[..., 0].astype(np.uint32) << 16) | (a[..., 1].astype(np.uint32) << 8)
+    n_colours = np.unique(packed | a[..., 2]).size
+    buf = io.BytesIO()
+    if n_colours <= FLAT_COLOURS:
+        rgb.save(buf, format="PNG")
+        mime = "png"
+    elif _lossy_format() == "WEBP":
+        rgb.save(buf, format="WEBP", quality=quality, method=0)
+        mime = "webp"
     else:
-        lossy = (save("JPEG", quality=quality, optimize=True), "jpeg")
-    lossless = (save("PNG", optimize=True), "png")
-    if fmt == "WEBP" and len(lossless[0]) < 3 * len(lossy[0]):  # a flat image
-        alt = (save("WEBP", lossless=True, quality=100, method=4), "webp")
-        lossless = min(lossless, alt, key=lambda t: len(t[0]))
-    data, mime = lossy if len(lossy[0]) < 0.8 * len(lossless[0]) else lossless
-    return f"data:image/{mime};base64," + base64.b64encode(data).decode("ascii")
+        rgb.save(buf, format="JPEG", quality=quality)
+        mime = "jpeg"
+    data = base64.b64encode(buf.getvalue()).decode("ascii")
+    return f"data:image/{mime};base64,{data}"
 
 
 def thumbnails(
@@ -96,7 +103,12 @@ def thumbnails(
         small = math.isfinite(W[i]) and 0 < max(W[i], H[i]) < side
         try:
             # small images (digits) are enlarged below with sharp pixels
-            px = ws.read_item(i, mode="RGB", size=None if small else (h, w))
+            px = ws.read_item(
+                i,
+                mode="RGB",
+                size=None if small else (h, w),
+                min_size=None if small else (h, w),
+            )
         except (OSError, SyntaxError, ValueError) as e:
             logger.warning("explore report: item %d unreadable: %s", i, e)
             return i, None

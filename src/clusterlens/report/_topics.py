@@ -64,8 +64,9 @@ def build_workspace_report(
     dist = None if distances is None else np.asarray(distances, dtype=np.float64)
     idx = shown_items(pred, dist, max_thumbnails)
     thumbs = np.zeros((pred.shape[0], thumb_size, thumb_size, 3), dtype=np.uint8)
+    square = (thumb_size, thumb_size)
     for i, img in ws.iter_items(
-        idx, mode="RGB", size=(thumb_size, thumb_size), n_jobs=n_jobs
+        idx, mode="RGB", size=square, min_size=square, n_jobs=n_jobs
     ):
         if img is not None:
             thumbs[i] = img

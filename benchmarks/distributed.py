@@ -235,15 +235,32 @@ def _finish(client: Any, windows: list[tuple[float, float]]) -> dict[str, Any]:
     return {"bytes_per_iter": _bytes_in(windows, logs), "peak_rss": peak}
 
 
-def child_dask(cfg: dict[str, Any]) -> dict[str, Any]:
-    import clusterlens.distributed._dask as cd
+def _dask_modules(mode: str = "exact") -> tuple[Any, Any]:
+    """The Dask k-means module, and the module whose loop draws the progress bar.
 
+    Since issue #22 the one Lloyd loop of each mode lives in ``cluster/``
+    (``_driver`` for the exact mode, ``_large_driver`` for large-k); before,
+    ``distributed/_dask.py`` had its own loops.
+    """
+    try:
+        import clusterlens.cluster._driver as exact
+        import clusterlens.cluster._large_driver as large
+        import clusterlens.distributed._kmeans as cd
+    except ImportError:
+        import clusterlens.distributed._dask as cd
+
+        return cd, cd
+    return cd, (exact if mode == "exact" else large)
+
+
+def child_dask(cfg: dict[str, Any]) -> dict[str, Any]:
+    cd, loop = _dask_modules(cfg.get("mode", "exact"))
     C0 = np.load(cfg["init"])
     with _cluster(cfg) as client:
         base = client.run(_rss_now)
         # Iteration ends: the fit's progress bar is updated once per iteration.
         marks: list[float] = []
-        orig = cd.progress
+        orig = loop.progress
 
         def marking_progress(*a: Any, **kw: Any) -> Any:
             bar = orig(*a, **kw)
@@ -257,7 +274,7 @@ def child_dask(cfg: dict[str, Any]) -> dict[str, Any]:
             bar.update = update
             return bar
 
-        cd.progress = marking_progress
+        loop.progress = marking_progress
         kwargs: dict[str, Any] = {}
         if cfg.get("shard_rows"):
             kwargs["shard_rows"] = cfg["shard_rows"]
@@ -276,7 +293,7 @@ def child_dask(cfg: dict[str, Any]) -> dict[str, Any]:
             **kwargs,
         )
         wall = time.perf_counter() - t
-        cd.progress = orig
+        loop.progress = orig
         secs = [h["seconds"] for h in res.history]
         windows = [(m - s, m) for m, s in zip(marks, secs, strict=True)]
         out = _finish(client, windows)
@@ -302,8 +319,9 @@ def child_daskml(cfg: dict[str, Any]) -> dict[str, Any]:
     import dask.array as da
     from dask_ml.cluster import KMeans as DMKMeans
 
-    import clusterlens.distributed._dask as cd
     from distributed import wait
+
+    cd, _ = _dask_modules()
 
     C0 = np.load(cfg["init"]).astype(np.float32)
     # dask_client's Client is not the default one: make it current for dask-ml

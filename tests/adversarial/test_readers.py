@@ -404,7 +404,7 @@ def test_bad_checkpoint_json_is_refused(km_checkpoint, tmp_path, field, redigest
     An edit is caught by the digest; a re-digested edit (or an old, digest-less
     file) by the schema, which ties ``iteration`` to the history.
     """
-    from clusterlens.cluster._checkpoint import _meta_digest
+    from clusterlens.io._checkpoint import _meta_digest
 
     X, orig = km_checkpoint
     ckpt = tmp_path / "ck"

@@ -202,7 +202,9 @@ def _numpy_twin(monkeypatch):
 
 def _state_after(X, k, iters, seed):
     """The sorted rows and tables a fit holds after ``iters`` iterations."""
-    from clusterlens.cluster._large import _Rows, _storage_dtype, large_k_lloyd
+    from clusterlens.cluster._large import Rows as _Rows
+    from clusterlens.cluster._large import storage_dtype as _storage_dtype
+    from clusterlens.cluster._large_driver import large_k_lloyd
 
     init = X[np.random.default_rng(seed).choice(len(X), k, False)].astype(np.float64)
     st = {}

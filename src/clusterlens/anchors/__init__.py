@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from clusterlens.anchors._export import (
+from clusterlens.anchors._iou import IoUEngine, IoUMedianEngine, iou_wh, ratio_metric
+from clusterlens.anchors._kmeans import AnchorKMeans, AnchorResult, anchor_boxes
+from clusterlens.anchors._metrics import evaluate_anchors, group_mean
+from clusterlens.io._anchors import (
     anchors_json,
     format_darknet_cfg,
     format_yolov5_yaml,
     parse_anchors,
     split_levels,
 )
-from clusterlens.anchors._iou import IoUEngine, IoUMedianEngine, iou_wh, ratio_metric
-from clusterlens.anchors._kmeans import AnchorKMeans, AnchorResult, anchor_boxes
-from clusterlens.anchors._metrics import evaluate_anchors, group_mean
 
 __all__ = [
     "AnchorKMeans",

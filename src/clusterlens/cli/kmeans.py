@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Literal
 
@@ -122,9 +121,9 @@ def kmeans(
     Writes OUT/model.npz + model.json, OUT/assignments.parquet (index, cluster,
     distance) and OUT/run.json.
     """
-    from clusterlens.cluster import KMeans
     from clusterlens.exceptions import InvalidParameterError
-    from clusterlens.io import open_descriptors, write_results, write_run_json
+    from clusterlens.io import open_descriptors
+    from clusterlens.pipelines.kmeans import OUTPUTS, run_kmeans
     from clusterlens.utils._fs import staged_output_dir
 
     checkpoint, resuming = resolve_checkpoint(checkpoint, resume)
@@ -152,7 +151,6 @@ def kmeans(
             "Use a smaller k."
         )
     settings = {} if working_memory is None else {"working_memory": working_memory}
-    t0 = time.perf_counter()
     with (
         staged_output_dir(
             out, overwrite=overwrite, kind="kmeans", inputs=[data, checkpoint]
@@ -160,74 +158,31 @@ def kmeans(
         config_context(**settings),
         backend_context(backend, scheduler),
     ):
-        km = KMeans(
-            k,
+        # Dask workers open the file themselves when they can read it the same way
+        plain = format_in is None and key is None and dim == 128
+        results = run_kmeans(
+            X,
+            stage,
+            n_clusters=k,
             init=init_v,
             n_init=n_init_v,
             max_iter=max_iter,
             tol=tol,
             engine=engine,
-            random_state=seed,
-            verbose=verbosity(quiet, fmt),
+            mode=mode,
             checkpoint_dir=checkpoint,
             resume=resuming,
-            mode=mode,  # type: ignore[arg-type]
-        )
-        # Dask workers open the file themselves when they can read it the same way
-        plain = format_in is None and key is None and dim == 128
-        km.fit(data if get_config()["backend"] == "dask" and plain else X)
-        km.save(stage / "model")
-        write_results(
-            stage / "assignments.parquet",
-            {
-                "index": np.arange(X.shape[0], dtype=np.int64),
-                "cluster": km.labels_,
-                "distance": np.sqrt(km.distances_.astype(np.float64)),
+            random_state=seed,
+            verbose=verbosity(quiet, fmt),
+            command={"data": str(data)},
+            parameters={
+                "init": init,
+                "n_init": n_init,
+                "working_memory": working_memory,
+                "backend": backend,
+                "scheduler": scheduler,
             },
-        )
-        results = {
-            "inertia": km.inertia_,
-            "n_iter": km.n_iter_,
-            "converged": km.converged_,
-            "engine": km.engine_,
-            "mode": km.mode_,
-            "backend": "dask" if km.engine_.startswith("dask:") else "local",
-            "n_samples": X.shape[0],
-            "n_features": X.shape[1],
-            "dtype": str(X.dtype),
-        }
-        write_run_json(
-            stage / "run.json",
-            {
-                "schema": "clusterlens.kmeans/1",
-                "command": "kmeans",
-                "data": str(data),
-                "parameters": {
-                    "n_clusters": k,
-                    "init": init,
-                    "n_init": n_init,
-                    "max_iter": max_iter,
-                    "tol": tol,
-                    "engine": engine,
-                    "mode": mode,
-                    "working_memory": working_memory,
-                    "backend": backend,
-                    "scheduler": scheduler,
-                },
-                "seed": seed,
-                "timings": {
-                    "total_seconds": time.perf_counter() - t0,
-                    "iteration_seconds": [h["seconds"] for h in km.history_],
-                },
-                "results": results,
-                "history": km.history_,
-                "outputs": [
-                    "model.npz",
-                    "model.json",
-                    "assignments.parquet",
-                    "run.json",
-                ],
-            },
+            source=data if get_config()["backend"] == "dask" and plain else None,
         )
     if not quiet or fmt == "json":
         emit(
@@ -235,7 +190,8 @@ def kmeans(
             "clusterlens.kmeans/1",
             {**results, "out": str(out.absolute())},
             f"k-means: {X.shape[0]} x {X.shape[1]} {X.dtype} into k={k} "
-            f"({km.engine_} engine): inertia {km.inertia_:.6g} after {km.n_iter_} "
-            f"iterations{'' if km.converged_ else ' (max-iter reached)'}.\n"
-            f"Wrote {out}/: model.npz, model.json, assignments.parquet, run.json",
+            f"({results['engine']} engine): inertia {results['inertia']:.6g} after "
+            f"{results['n_iter']} iterations"
+            f"{'' if results['converged'] else ' (max-iter reached)'}.\n"
+            f"Wrote {out}/: {', '.join(OUTPUTS)}",
         )

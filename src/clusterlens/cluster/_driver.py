@@ -1,11 +1,17 @@
-"""The one k-means loop: chunked passes, convergence, empty clusters, history."""
+"""The one exact Lloyd loop, and its local passes (threads over row chunks).
+
+:func:`exact_loop` owns the iteration, convergence, ``history``, progress
+bar, checkpoints and empty-cluster repair; it asks an
+:class:`~clusterlens.cluster._backend.ExactPasses` for each pass, wherever
+the rows are. :class:`LocalExactPasses` answers in this process.
+"""
 
 from __future__ import annotations
 
 import itertools
 import logging
 import time
-from collections.abc import Callable
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -16,13 +22,24 @@ import numpy.typing as npt
 from threadpoolctl import threadpool_limits
 
 from clusterlens._config import effective_n_threads, get_config
-from clusterlens.cluster._checkpoint import LloydState
+from clusterlens.cluster._backend import ExactPass, ExactPasses, FarthestRows
 from clusterlens.cluster._engines._base import Engine
-from clusterlens.exceptions import DataValidationError
+from clusterlens.exceptions import ConvergenceWarning, DataValidationError
 from clusterlens.utils._chunking import gen_batches
 from clusterlens.utils._progress import progress
 
-__all__ = ["ChunkPlan", "data_stats", "lloyd", "plan_chunks"]
+__all__ = [
+    "ChunkPlan",
+    "LloydResult",
+    "LocalExactPasses",
+    "assign_chunked",
+    "data_stats",
+    "exact_loop",
+    "lloyd",
+    "plan_chunks",
+    "relocate_empty",
+    "warn_few_clusters",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -125,7 +142,7 @@ class _Workspace:
 
 @dataclass
 class LloydResult:
-    """What one run of :func:`lloyd` found (internal)."""
+    """What one run of :func:`exact_loop` found (internal)."""
 
     centers: npt.NDArray[np.float64]
     labels: npt.NDArray[np.int64]
@@ -194,7 +211,7 @@ def _run_pass(
     return inertia, int(sum(r[1] for r in results))
 
 
-def _relocate_empty(
+def relocate_empty(
     X: npt.NDArray[Any],
     empty: npt.NDArray[np.intp],
     sums: npt.NDArray[np.float64],
@@ -207,7 +224,8 @@ def _relocate_empty(
 
     Deterministic: candidates are taken by decreasing distance, ties by
     index. A point is moved only if its cluster keeps other points, so a
-    repair never empties another cluster. Returns the number repaired.
+    repair never empties another cluster. ``labels`` and ``dist`` of a moved
+    point are set to its new cluster and 0. Returns the number repaired.
     """
     n = dist.shape[0]
     q = min(n, 4 * empty.size + 16)
@@ -233,41 +251,74 @@ def _relocate_empty(
     return repaired
 
 
-def lloyd(
-    X: npt.NDArray[Any],
+def _repair(
+    passes: ExactPasses,
+    empty: npt.NDArray[np.intp],
+    sums: npt.NDArray[np.float64],
+    weights: npt.NDArray[np.float64],
+) -> int:
+    """Empty clusters take the farthest rows the backend reports (see above).
+
+    Each backend returns at least the ``q`` farthest rows (ties: lower
+    index), so :func:`relocate_empty` picks among them exactly as it would
+    among all rows.
+    """
+    q = min(passes.n_samples, 4 * empty.size + 16)
+    far = passes.farthest(q)
+    before = far.labels.copy()
+    repaired = relocate_empty(
+        far.rows, empty, sums, weights, far.labels, far.dist, far.weights
+    )
+    if repaired:
+        moved = np.flatnonzero(far.labels != before)
+        passes.relabel(far.index[moved], far.labels[moved])
+    return repaired
+
+
+def warn_few_clusters(labels: npt.NDArray[Any], n_clusters: int) -> None:
+    """Warn when a fit found fewer distinct clusters than asked."""
+    n_distinct = int(np.unique(labels).size)
+    if n_distinct < n_clusters:
+        warnings.warn(
+            f"Number of distinct clusters ({n_distinct}) found smaller than "
+            f"n_clusters ({n_clusters}). Possibly due to duplicate points in X.",
+            ConvergenceWarning,
+            stacklevel=3,
+        )
+
+
+def exact_loop(
+    passes: ExactPasses,
     centers_init: npt.NDArray[np.float64],
     *,
     engine: Engine,
     max_iter: int,
     tol: float,
-    sample_weight: npt.NDArray[np.float64] | None = None,
     verbose: int = 0,
     desc: str = "k-means",
     leave: bool = True,
-    resume: LloydState | None = None,
-    on_iteration: Callable[[LloydState], None] | None = None,
+    checkpoint: Any = None,
 ) -> LloydResult:
-    """Lloyd's algorithm over X in chunks, with the engine's distance and update.
+    """Lloyd's algorithm, the passes answered by ``passes`` (any backend).
 
     Parameters
     ----------
-    X : {ndarray, memmap} of shape (n_samples, n_features)
-        Any numeric dtype; chunks are converted by the engine, never X whole.
+    passes : ExactPasses
+        The rows, wherever they are (this process, Dask workers).
     centers_init : ndarray of shape (n_clusters, n_features), float64
     engine : Engine
+        Its :meth:`~Engine.update` turns the sums into centres.
     max_iter : int
     tol : float
         Absolute tolerance on the squared centre shift summed over clusters.
-    sample_weight : ndarray of shape (n_samples,) or None
     verbose : int
         1 shows a progress bar with inertia, moved points and seconds per
         iteration; 2 also logs each iteration at DEBUG.
-    resume : LloydState, optional
-        Continue from this state (``centers_init`` is then ignored): the fit
-        ends as the uninterrupted one would, bit for bit.
-    on_iteration : callable, optional
-        Called with the :class:`LloydState` after every iteration (to write
-        a checkpoint).
+    checkpoint : Checkpoint, optional
+        Written after every iteration (:class:`clusterlens.io.Checkpoint`);
+        with ``checkpoint.resume`` the fit continues from it
+        (``centers_init`` is then ignored) and ends as the uninterrupted one
+        would, bit for bit.
 
     Notes
     -----
@@ -279,96 +330,74 @@ def lloyd(
     never rises between iterations; for engines whose update does not
     minimise their loss (``Engine.monotone = False``, e.g. the mean under
     1 - IoU) the best centres seen are returned and the fit stops after
-    ``_PATIENCE`` iterations without a new best. Incremental engines keep
-    running per-cluster sums, updated with the points that changed cluster.
+    ``_PATIENCE`` iterations without a new best. With an incremental engine
+    a backend may keep running per-cluster sums, updated with the points
+    that changed cluster (re-summed every ``_RESUM`` iterations). An empty
+    cluster takes the point farthest from its centre
+    (:func:`relocate_empty`).
     """
-    n, d = X.shape
-    k = centers_init.shape[0]
-    plan = plan_chunks(n, d, k, X.dtype, engine)
-    wdtype = engine.working_dtype(X.dtype)
-    T = plan.n_threads
-    ws = _Workspace(
-        labels=np.zeros(n, dtype=np.int64),
-        prev=np.full(n, -1, dtype=np.int64),
-        dist=np.zeros(n, dtype=wdtype),
-        sums=np.zeros((T, k, d)),
-        weights=np.zeros((T, k)),
-    )
+    k, d = centers_init.shape
     centers = np.array(centers_init, dtype=np.float64, order="C")
     history: list[dict[str, Any]] = []
     converged = strict = False
     inertia = np.inf
     n_iter = 0
+    best_inertia, best_centers, best_it = np.inf, centers, 0
+    # Running per-cluster sums: after a full pass, each iteration only adds
+    # the points that changed cluster (few, once the fit settles); a full
+    # re-sum every _RESUM iterations bounds the rounding drift.
+    origin = centers.mean(axis=0)
+    sums = np.zeros((k, d))
+    weights = np.zeros(k)
+    start = 0
     bar = progress(total=max_iter, desc=desc, verbose=verbose, unit="iter", leave=leave)
-    with ExitStack() as stack:
-        pool = None
-        if T > 1:
-            # Threads over chunks, one BLAS thread each (no oversubscription).
-            stack.enter_context(threadpool_limits(1, user_api="blas"))
-            pool = stack.enter_context(ThreadPoolExecutor(T))
+    if checkpoint is not None and checkpoint.resume:
+        arrays, meta = checkpoint.load()
+        checkpoint.check_kind(meta, passes.kind)
+        start = int(meta["iteration"])
+        centers = np.array(arrays["centers"], dtype=np.float64)
+        origin = arrays["origin"].copy()
+        if "sums" in arrays:
+            sums, weights = arrays["sums"].copy(), arrays["weights"].copy()
+        best_inertia = float(meta.get("best_inertia", np.inf))
+        best_it = int(meta.get("best_it", 0))
+        best_centers = np.array(arrays.get("best_centers", centers), dtype=np.float64)
+        history = list(meta.get("history", []))
+        passes.restore(arrays, meta)
+        n_iter = start
+        bar.update(start)
+        if meta.get("converged", False):  # nothing left but the final assignment
+            converged, max_iter = True, start
+    w_total = passes.total_weight
+    with passes, ExitStack() as stack:
         stack.callback(bar.close)
-        best_inertia, best_centers, best_it = np.inf, centers, 0
-        # Running per-cluster sums: after a full pass, each iteration only adds
-        # the points that changed cluster (few, once the fit settles); a full
-        # re-sum every _RESUM iterations bounds the rounding drift.
-        origin = centers.mean(axis=0)
-        sums = np.zeros((k, d))
-        weights = np.zeros(k)
-        start = 0
-        if resume is not None:
-            start = resume.iteration
-            centers = np.array(resume.centers, dtype=np.float64)
-            ws.prev[:] = resume.labels
-            sums, weights = resume.sums.copy(), resume.weights.copy()
-            origin = resume.origin.copy()
-            best_inertia, best_it = resume.best_inertia, resume.best_it
-            best_centers = np.array(resume.best_centers, dtype=np.float64)
-            history = list(resume.history)
-            n_iter = start
-            bar.update(start)
-            if resume.converged:  # nothing left but the final assignment
-                converged, max_iter = True, start
-        w_total = float(n if sample_weight is None else sample_weight.sum())
         for it in range(start, max_iter):
             t0 = time.perf_counter()
-            state = engine.prepare(centers, X.dtype, origin)
-            delta = engine.incremental and it % _RESUM != 0
-            inertia, moved = _run_pass(
-                X,
-                engine,
-                state,
-                plan,
-                pool,
-                ws,
-                sample_weight,
-                accumulate=True,
-                delta=delta,
-            )
+            delta = passes.incremental and it % _RESUM != 0
+            p = passes.step(centers, origin, delta=delta)
+            inertia = p.inertia
             if inertia < best_inertia:
                 best_inertia, best_centers, best_it = inertia, centers, it
-            part_w = ws.weights.sum(axis=0) if T > 1 else ws.weights[0].copy()
-            part = engine.finalize(
-                ws.sums.sum(axis=0) if T > 1 else ws.sums[0].copy(), part_w, state
-            )
-            if delta:
-                sums += part
-                weights += part_w
+            if p.delta:
+                sums += p.sums
+                weights += p.weights
             else:
-                sums, weights = part, part_w
+                sums, weights = p.sums, p.weights
             # A cluster left by all its points may keep a rounding residue.
             empty = np.flatnonzero(weights <= 1e-12 * w_total)
             repaired = 0
             if empty.size:
                 sums[empty] = 0.0
                 weights[empty] = 0.0
-                repaired = _relocate_empty(
-                    X, empty, sums, weights, ws.labels, ws.dist, sample_weight
-                )
-            new_centers = engine.update(sums, weights, centers, state)
+                repaired = _repair(passes, empty, sums, weights)
+            new_centers = engine.update(sums, weights, centers, p.state)
             shift = float(((new_centers - centers) ** 2).sum())
             centers = new_centers
             n_iter = it + 1
             seconds = time.perf_counter() - t0
+            # a backend that does not count moved points says only "none" (0)
+            # or "some" (-1)
+            moved = p.moved if p.moved is not None else (0 if p.unchanged else -1)
             history.append(
                 {
                     "iteration": n_iter,
@@ -385,56 +414,208 @@ def lloyd(
             bar.update(1)
             if verbose >= 2:
                 logger.debug("%s iteration %d: %s", desc, n_iter, history[-1])
-            if moved == 0 and repaired == 0:
+            if p.unchanged and repaired == 0:
                 strict = converged = True
             elif shift <= tol:
                 converged = True
             elif not engine.monotone and it - best_it >= _PATIENCE:
                 converged = True  # the loss stopped improving: keep the best
-            if on_iteration is not None:
-                on_iteration(
-                    LloydState(
-                        n_iter,
-                        centers,
-                        ws.labels,
-                        sums,
-                        weights,
-                        origin,
-                        best_inertia,
-                        best_centers,
-                        best_it,
-                        history,
-                        converged,
-                    )
+            if checkpoint is not None:
+                arrays, meta = passes.checkpoint()
+                checkpoint.save(
+                    passes.kind,
+                    {
+                        "centers": centers,
+                        **arrays,
+                        "sums": sums,
+                        "weights": weights,
+                        "origin": origin,
+                        "best_centers": best_centers,
+                    },
+                    {
+                        "iteration": n_iter,
+                        "best_inertia": best_inertia,
+                        "best_it": best_it,
+                        "history": history,
+                        "converged": converged,
+                        **meta,
+                    },
                 )
             if converged:
                 bar.total = n_iter  # a converged fit shows as complete
                 bar.refresh()
                 break
-            ws.labels, ws.prev = ws.prev, ws.labels
-        if not strict:
-            # Labels and inertia of the final centres (no update).
-            ws.labels, ws.prev = ws.prev, ws.labels
-            state = engine.prepare(centers, X.dtype, origin)
-            inertia, _ = _run_pass(
-                X, engine, state, plan, pool, ws, sample_weight, accumulate=False
-            )
+            passes.end_iteration()
+        # Labels and inertia of the final centres (no update).
+        labels, dist, inertia = passes.final(centers, origin, last_pass=strict)
         if not engine.monotone and best_inertia < inertia:
             # The update is not the loss's minimiser (a mean under 1 - IoU), so
             # the loss may have risen: return the best centres seen.
             centers = best_centers
-            state = engine.prepare(centers, X.dtype, origin)
-            inertia, _ = _run_pass(
-                X, engine, state, plan, pool, ws, sample_weight, accumulate=False
-            )
+            labels, dist, inertia = passes.final(centers, origin, last_pass=False)
     return LloydResult(
         centers=centers,
-        labels=ws.labels,
-        distances=ws.dist,
+        labels=labels,
+        distances=dist,
         inertia=float(inertia),
         n_iter=n_iter,
         converged=converged,
         history=history,
+    )
+
+
+class LocalExactPasses(ExactPasses):
+    """Exact passes over X in this process: row chunks in threads.
+
+    The rows are cut by :func:`plan_chunks`; each thread keeps its own
+    per-cluster sums, reduced in thread order (bit-identical runs). With an
+    incremental engine a pass may add only the points that moved.
+    """
+
+    def __init__(
+        self,
+        X: npt.NDArray[Any],
+        engine: Engine,
+        sample_weight: npt.NDArray[np.float64] | None = None,
+        n_clusters: int = 1,
+    ) -> None:
+        n, d = X.shape
+        self.X, self.engine, self.sample_weight = X, engine, sample_weight
+        self.n_samples = n
+        self.total_weight = float(n if sample_weight is None else sample_weight.sum())
+        self.incremental = bool(engine.incremental)
+        self.plan = plan_chunks(n, d, n_clusters, X.dtype, engine)
+        T = self.plan.n_threads
+        self.ws = _Workspace(
+            labels=np.zeros(n, dtype=np.int64),
+            prev=np.full(n, -1, dtype=np.int64),
+            dist=np.zeros(n, dtype=engine.working_dtype(X.dtype)),
+            sums=np.zeros((T, n_clusters, d)),
+            weights=np.zeros((T, n_clusters)),
+        )
+        self.pool: ThreadPoolExecutor | None = None
+        self._stack = ExitStack()
+        self._inertia = np.inf
+
+    def __enter__(self) -> LocalExactPasses:
+        if self.plan.n_threads > 1:
+            # Threads over chunks, one BLAS thread each (no oversubscription).
+            self._stack.enter_context(threadpool_limits(1, user_api="blas"))
+            self.pool = self._stack.enter_context(
+                ThreadPoolExecutor(self.plan.n_threads)
+            )
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stack.close()
+        self.pool = None
+
+    def _pass(
+        self,
+        centers: npt.NDArray[np.float64],
+        origin: npt.NDArray[np.float64],
+        *,
+        accumulate: bool,
+        delta: bool = False,
+    ) -> tuple[Any, float, int]:
+        state = self.engine.prepare(centers, self.X.dtype, origin)
+        inertia, moved = _run_pass(
+            self.X,
+            self.engine,
+            state,
+            self.plan,
+            self.pool,
+            self.ws,
+            self.sample_weight,
+            accumulate=accumulate,
+            delta=delta,
+        )
+        return state, inertia, moved
+
+    def step(
+        self,
+        centers: npt.NDArray[np.float64],
+        origin: npt.NDArray[np.float64],
+        *,
+        delta: bool,
+    ) -> ExactPass:
+        ws = self.ws
+        state, inertia, moved = self._pass(
+            centers, origin, accumulate=True, delta=delta
+        )
+        self._inertia = inertia
+        T = self.plan.n_threads
+        part_w = ws.weights.sum(axis=0) if T > 1 else ws.weights[0].copy()
+        part = self.engine.finalize(
+            ws.sums.sum(axis=0) if T > 1 else ws.sums[0].copy(), part_w, state
+        )
+        return ExactPass(part, part_w, inertia, moved, moved == 0, delta, state)
+
+    def farthest(self, q: int) -> FarthestRows:
+        dist = self.ws.dist
+        n = dist.shape[0]
+        cand = np.argpartition(-dist, q - 1)[:q] if q < n else np.arange(n)
+        idx = np.sort(cand).astype(np.int64)
+        sw = self.sample_weight
+        return FarthestRows(
+            index=idx,
+            rows=np.asarray(self.X[idx], dtype=np.float64),
+            labels=self.ws.labels[idx],
+            dist=dist[idx],
+            weights=None if sw is None else sw[idx],
+        )
+
+    def relabel(self, index: npt.NDArray[np.int64], labels: npt.NDArray[Any]) -> None:
+        self.ws.labels[index] = labels
+        self.ws.dist[index] = 0
+
+    def end_iteration(self) -> None:
+        self.ws.labels, self.ws.prev = self.ws.prev, self.ws.labels
+
+    def final(
+        self,
+        centers: npt.NDArray[np.float64],
+        origin: npt.NDArray[np.float64],
+        *,
+        last_pass: bool,
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[Any], float]:
+        if not last_pass:
+            self.end_iteration()
+            _, self._inertia, _ = self._pass(centers, origin, accumulate=False)
+        return self.ws.labels, self.ws.dist, self._inertia
+
+    def checkpoint(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        return {"labels": self.ws.labels}, {}
+
+    def restore(self, arrays: dict[str, Any], meta: dict[str, Any]) -> None:
+        self.ws.prev[:] = arrays["labels"]
+
+
+def lloyd(
+    X: npt.NDArray[Any],
+    centers_init: npt.NDArray[np.float64],
+    *,
+    engine: Engine,
+    max_iter: int,
+    tol: float,
+    sample_weight: npt.NDArray[np.float64] | None = None,
+    verbose: int = 0,
+    desc: str = "k-means",
+    leave: bool = True,
+    checkpoint: Any = None,
+) -> LloydResult:
+    """:func:`exact_loop` over X in this process (:class:`LocalExactPasses`)."""
+    passes = LocalExactPasses(X, engine, sample_weight, centers_init.shape[0])
+    return exact_loop(
+        passes,
+        centers_init,
+        engine=engine,
+        max_iter=max_iter,
+        tol=tol,
+        verbose=verbose,
+        desc=desc,
+        leave=leave,
+        checkpoint=checkpoint,
     )
 
 

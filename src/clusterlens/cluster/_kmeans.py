@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import numbers
 import os
@@ -22,24 +21,18 @@ from sklearn.base import (
 )
 from sklearn.utils.validation import validate_data
 
-from clusterlens._config import resolve_backend
-from clusterlens.cluster._checkpoint import (
-    fingerprint,
-    load_large_state,
-    load_state,
-    save_large_state,
-    save_state,
-)
-from clusterlens.cluster._driver import assign_chunked, data_stats, lloyd
+from clusterlens.cluster._backend import Backend, Session, get_backend
+from clusterlens.cluster._driver import assign_chunked, exact_loop, warn_few_clusters
 from clusterlens.cluster._engines import Engine, get_engine
 from clusterlens.cluster._init import kmeans_plusplus, random_rows
+from clusterlens.cluster._large_driver import large_k_loop
 from clusterlens.exceptions import (
-    ConvergenceWarning,
     DataValidationError,
     InvalidParameterError,
     NotFittedError,
 )
 from clusterlens.io import as_matrix
+from clusterlens.io._checkpoint import Checkpoint, fingerprint
 from clusterlens.typing import ArrayLike, SeedLike
 from clusterlens.utils.validation import (
     check_int,
@@ -175,7 +168,7 @@ def kmeans(
     mode: Literal["auto", "exact", "large"] = "auto",
     n_candidates: int = 3,
     refresh_every: int = 4,
-    backend: Literal["local", "dask"] | None = None,
+    backend: Literal["local", "dask"] | Backend | None = None,
 ) -> KMeansResult:
     """k-means (Lloyd) over an array, a memmap or a descriptor file.
 
@@ -231,13 +224,15 @@ def kmeans(
         every point through the two-level index (keeping its current ones);
         0: only in the first pass. Smaller is closer to exact Lloyd and
         slower; 0 is fastest (measured in ``benchmarks/vocab.py``).
-    backend : {"local", "dask"}, default=None
+    backend : {"local", "dask"} or Backend, default=None
         "local" runs in this process; "dask" shards X over a Dask cluster
         (the configured ``scheduler``, else the current client, else a
         ``LocalCluster`` started and closed here; see
         :func:`clusterlens.distributed.dask_kmeans` for the options) with the
         same result: labels equal, inertia within float rounding. None: the
-        configured default (:func:`clusterlens.config_context`).
+        configured default (:func:`clusterlens.config_context`). A
+        :class:`~clusterlens.cluster.Backend` object runs the passes where it
+        says (``clusterlens.distributed.DaskBackend(client=...)``).
 
     Returns
     -------
@@ -292,12 +287,11 @@ def _kmeans(
     mode: str = "auto",
     n_candidates: int = 3,
     refresh_every: int = 4,
-    backend: str | None = None,
-    dask_options: dict[str, Any] | None = None,
+    backend: str | Backend | None = None,
 ) -> KMeansResult:
-    """:func:`kmeans`, with the Dask client options of ``dask_kmeans``."""
+    """:func:`kmeans` (validates, then runs the ``n_init`` runs)."""
     owner = "kmeans"
-    backend = resolve_backend(backend)
+    bk = get_backend(backend)
     source = X
     X = as_matrix(X)
     n, d = X.shape
@@ -350,20 +344,9 @@ def _kmeans(
         n_runs = 1
     eng = get_engine(engine, {"dtype": X.dtype, "metric": "sqeuclidean"})
     rng = check_random_state(random_state)
-    if backend == "dask":
-        if w is not None:
-            raise InvalidParameterError(
-                "backend='dask' takes no sample_weight: use the local backend."
-            )
-        if isinstance(engine, Engine):
-            raise InvalidParameterError(
-                "backend='dask' runs an engine by name ('auto', 'numpy' or 'faiss') "
-                f"on its workers; got the object {engine!r}."
-            )
+    bk.check(sample_weight=w, engine=engine)
 
-    state: Any = None
-    on_iteration = None
-    dask_ckpt = None
+    ckpt = None
     if checkpoint_dir is not None or resume:
         if checkpoint_dir is None:
             raise InvalidParameterError("resume=True needs checkpoint_dir.")
@@ -371,14 +354,14 @@ def _kmeans(
             raise InvalidParameterError(
                 "Checkpoints cover one run: use n_init=1 and an int random_state."
             )
-        ckpt = Path(checkpoint_dir)
+        folder = Path(checkpoint_dir)
         if not resume:
-            ckpt.mkdir(parents=True, exist_ok=True)
-        elif not ckpt.is_dir():  # resuming never creates the folder
-            what = "it is a file, not a folder" if ckpt.exists() else "no such folder"
+            folder.mkdir(parents=True, exist_ok=True)
+        elif not folder.is_dir():  # resuming never creates the folder
+            what = "it is a file, not a folder" if folder.exists() else "no such folder"
             raise DataValidationError(
-                f"No readable checkpoint in {ckpt} ({what}). Resume from the folder a "
-                "previous run wrote its checkpoint to."
+                f"No readable checkpoint in {folder} ({what}). Resume from the folder "
+                "a previous run wrote its checkpoint to."
             )
         fp = fingerprint(
             X,
@@ -389,17 +372,7 @@ def _kmeans(
                 "engine": eng.name,
                 "tol": tol,
                 "weighted": w is not None,
-                **(
-                    {
-                        "backend": "dask",
-                        "shard_rows": int(
-                            (dask_options or {}).get("shard_rows")
-                            or _dask_default_shard_rows()
-                        ),
-                    }
-                    if backend == "dask"
-                    else {}
-                ),
+                **bk.fingerprint(),
                 **(
                     {
                         "mode": mode,
@@ -411,28 +384,14 @@ def _kmeans(
                 ),
             },
         )
-        if backend == "dask":
-            dask_ckpt = _dask_checkpoint(ckpt, fp, resume)
-        else:
-            if resume:
-                state = (load_large_state if mode == "large" else load_state)(ckpt, fp)
+        ckpt = Checkpoint(folder, fp, bool(resume))
 
-            def on_iteration(s: Any) -> None:
-                (save_large_state if mode == "large" else save_state)(ckpt, s, fp)
-
-    with contextlib.ExitStack() as stack:
-        dd = None
-        if backend == "dask":
-            from clusterlens.distributed._dask import DaskData
-
-            dd = stack.enter_context(DaskData(source, X, **(dask_options or {})))
-        return _runs(
+    with bk.session(source, X) as session:
+        res = _runs(
             X,
             n_clusters,
-            dd=dd,
-            dask_ckpt=dask_ckpt,
-            state=state,
-            on_iteration=on_iteration,
+            session=session,
+            checkpoint=ckpt,
             seeds=rng.integers(0, 2**63 - 1, size=n_runs),
             init_r=init_r,
             init_size=init_size,
@@ -444,30 +403,17 @@ def _kmeans(
             verbose=verbose,
             n_candidates=n_candidates,
             refresh_every=refresh_every,
+            where="" if bk.name == "local" else bk.name,
         )
-    raise AssertionError("unreachable")  # pragma: no cover
-
-
-def _dask_default_shard_rows() -> int:
-    from clusterlens.distributed._dask import DEFAULT_SHARD_ROWS
-
-    return DEFAULT_SHARD_ROWS
-
-
-def _dask_checkpoint(ckpt: Path, fp: str, resume: bool) -> Any:
-    from clusterlens.distributed._dask import Checkpoint
-
-    return Checkpoint(ckpt, fp, resume)
+    return res
 
 
 def _runs(
     X: Any,
     n_clusters: int,
     *,
-    dd: Any,
-    dask_ckpt: Any,
-    state: Any,
-    on_iteration: Any,
+    session: Session,
+    checkpoint: Checkpoint | None,
     seeds: npt.NDArray[np.int64],
     init_r: Any,
     init_size: int | None,
@@ -479,22 +425,18 @@ def _runs(
     verbose: int,
     n_candidates: int,
     refresh_every: int,
+    where: str,
 ) -> KMeansResult:
-    """The ``n_init`` runs of a validated fit, locally or on ``dd`` (DaskData)."""
+    """The ``n_init`` runs of a validated fit, on a backend's ``session``."""
     n_runs = len(seeds)
     t0 = time.perf_counter()
-    if dd is None:
-        _, mean_var = data_stats(X)  # also rejects NaN/inf, naming the row
-    else:
-        mean_var = dd.mean_var()  # on the workers, naming the shard
+    mean_var = session.mean_var()  # also rejects NaN/inf, naming the row
     tol_abs = tol * mean_var
     best = None
     init_seconds = 0.0
     for run, seed in enumerate(seeds):
         ti = time.perf_counter()
-        if state is not None:
-            centers0 = state.centers
-        elif dask_ckpt is not None and dask_ckpt.resume:
+        if checkpoint is not None and checkpoint.resume:
             centers0 = np.zeros((n_clusters, X.shape[1]))  # the checkpoint's are used
         elif isinstance(init_r, str) and init_r == "k-means++":
             size = init_size if init_size is not None else max(20 * n_clusters, 10_000)
@@ -515,8 +457,9 @@ def _runs(
         init_seconds += time.perf_counter() - ti
         desc = "k-means" if n_runs == 1 else f"k-means run {run + 1}/{n_runs}"
         res: Any
-        if mode == "large" and dd is not None:
-            res = dd.large_k_lloyd(
+        if mode == "large":
+            res = large_k_loop(
+                session,
                 centers0,
                 max_iter=max_iter,
                 tol=tol_abs,
@@ -524,48 +467,20 @@ def _runs(
                 refresh_every=refresh_every,
                 seed=int(seed) % (2**31),
                 verbose=verbose,
-                desc=desc + " (large-k, dask)",
-                checkpoint=dask_ckpt,
-            )
-        elif dd is not None:
-            res = dd.lloyd(
-                centers0,
-                engine=eng,
-                max_iter=max_iter,
-                tol=tol_abs,
-                verbose=verbose,
-                desc=desc + " (dask)",
-                checkpoint=dask_ckpt,
-            )
-        elif mode == "large":
-            from clusterlens.cluster._large import large_k_lloyd
-
-            res = large_k_lloyd(
-                X,
-                centers0,
-                max_iter=max_iter,
-                tol=tol_abs,
-                n_candidates=n_candidates,
-                refresh_every=refresh_every,
-                seed=int(seed) % (2**31),
-                verbose=verbose,
-                desc=desc + " (large-k)",
-                resume=state,
-                on_iteration=on_iteration,
+                desc=desc + (f" (large-k, {where})" if where else " (large-k)"),
+                checkpoint=checkpoint,
             )
         else:
-            res = lloyd(
-                X,
+            res = exact_loop(
+                session.exact(eng, w, n_clusters),
                 centers0,
                 engine=eng,
                 max_iter=max_iter,
                 tol=tol_abs,
-                sample_weight=w,
                 verbose=verbose,
-                desc=desc,
+                desc=desc + (f" ({where})" if where else ""),
                 leave=n_runs == 1 or run == n_runs - 1,
-                resume=state,
-                on_iteration=on_iteration,
+                checkpoint=checkpoint,
             )
         if verbose:
             logger.info(
@@ -574,14 +489,7 @@ def _runs(
         if best is None or res.inertia < best.inertia:
             best = res
     assert best is not None
-    n_distinct = int(np.unique(best.labels).size)
-    if n_distinct < n_clusters:
-        warnings.warn(
-            f"Number of distinct clusters ({n_distinct}) found smaller than "
-            f"n_clusters ({n_clusters}). Possibly due to duplicate points in X.",
-            ConvergenceWarning,
-            stacklevel=2,
-        )
+    warn_few_clusters(best.labels, n_clusters)
     out_dtype = (
         eng.working_dtype(X.dtype)
         if mode == "exact"
@@ -593,7 +501,7 @@ def _runs(
         inertia=best.inertia,
         n_iter=best.n_iter,
         history=best.history,
-        engine=("dask:" if dd is not None else "")
+        engine=(f"{where}:" if where else "")
         + (eng.name if mode == "exact" else "large-k"),
         converged=best.converged,
         init_seconds=init_seconds,
@@ -646,7 +554,7 @@ class KMeans(
     refresh_every : int, default=4
         Large-k mode: search new candidates through the two-level index
         every this many iterations (0: only in the first pass).
-    backend : {"local", "dask"}, default=None
+    backend : {"local", "dask"} or Backend, default=None
         Where the fit runs: this process, or X sharded over a Dask cluster
         (the same result; see :func:`kmeans`). None: the configured default
         (``clusterlens.config_context(backend=...)``). A file path or a
@@ -704,7 +612,7 @@ class KMeans(
         mode: Literal["auto", "exact", "large"] = "auto",
         n_candidates: int = 3,
         refresh_every: int = 4,
-        backend: Literal["local", "dask"] | None = None,
+        backend: Literal["local", "dask"] | Backend | None = None,
     ) -> None:
         self.n_clusters = n_clusters
         self.init = init
@@ -813,7 +721,7 @@ class KMeans(
         return self
 
     def _engine_obj(self) -> Engine:
-        name = getattr(self, "engine_", "numpy").removeprefix("dask:")
+        name = getattr(self, "engine_", "numpy").rpartition(":")[2]  # "dask:numpy"
         if name == "large-k":  # predict exactly with the GEMM engine
             name = "numpy"
         return get_engine(self.engine if isinstance(self.engine, Engine) else name)

@@ -44,40 +44,42 @@ from __future__ import annotations
 import itertools
 import logging
 import math
-import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from clusterlens.utils._progress import progress
+from clusterlens.cluster._backend import FarthestStored, LargeKPasses, LargePass
 
 __all__ = [
+    "CHUNK",
     "CoarseIndex",
-    "LargeKResult",
-    "LargeKState",
+    "LocalLargeKPasses",
+    "Rows",
     "candidate_codes",
     "candidate_pass",
-    "large_k_lloyd",
+    "farthest_entries",
+    "sorted_sums",
+    "storage_dtype",
 ]
 
 logger = logging.getLogger(__name__)
 
 F32 = np.float32
 _SUB = 512  # rows per scoring block (keeps the score matrix in cache)
-_CHUNK = 1 << 18  # rows per chunk when streaming X from its source
+CHUNK = 1 << 18  # rows per chunk when streaming X from its source
 
 
-def _storage_dtype(dtype: np.dtype[Any]) -> np.dtype[Any]:
+def storage_dtype(dtype: np.dtype[Any]) -> np.dtype[Any]:
     """Small integers stay as they are (uint8 SIFT), anything else float32."""
     if np.issubdtype(dtype, np.integer) and dtype.itemsize <= 2:
         return np.dtype(dtype)
     return np.dtype(F32)
 
 
-class _Rows:
+class Rows:
     """Conversion of stored rows to shifted float32 blocks."""
 
     def __init__(self, shift: npt.NDArray[np.float64], store: np.dtype[Any]) -> None:
@@ -225,7 +227,6 @@ class CoarseIndex:
     ) -> None:
         from clusterlens.cluster._driver import assign_chunked
         from clusterlens.cluster._engines import get_engine
-        from clusterlens.cluster._kmeans import kmeans
 
         k, d = centers.shape
         self.k = k
@@ -237,17 +238,7 @@ class CoarseIndex:
             glab = np.zeros(k, np.int64)
             G = centers.mean(axis=0, keepdims=True)
         else:
-            res = kmeans(
-                centers.astype(F32),
-                g,
-                init="random",
-                n_init=1,
-                max_iter=10,
-                random_state=seed,
-                engine="numpy",
-                mode="exact",
-            )
-            G = res.centers.astype(np.float64)
+            G = _group_centres(centers.astype(F32), g, seed)
             glab, _ = assign_chunked(centers, G, get_engine("numpy"))
         self.G2, self.gn = _scores(G)
         self.G2T = np.ascontiguousarray(self.G2.T)
@@ -377,17 +368,39 @@ class CoarseIndex:
     ) -> tuple[npt.NDArray[np.int64], npt.NDArray[F32]]:
         """(n, r) best candidate centres of rows X and squared distances.
 
-        X is in the original (unshifted) space; it is read ``_CHUNK`` rows at
+        X is in the original (unshifted) space; it is read ``CHUNK`` rows at
         a time (a memmap is never copied whole).
         """
         n = X.shape[0]
         top = np.empty((n, r), np.int64)
         d2 = np.empty(n, F32)
         shift = self.shift.astype(F32)
-        for a in range(0, n, _CHUNK):
-            F = np.subtract(np.asarray(X[a : a + _CHUNK]), shift, dtype=F32)
-            top[a : a + _CHUNK], d2[a : a + _CHUNK] = self.search_f32(F, r)
+        for a in range(0, n, CHUNK):
+            F = np.subtract(np.asarray(X[a : a + CHUNK]), shift, dtype=F32)
+            top[a : a + CHUNK], d2[a : a + CHUNK] = self.search_f32(F, r)
         return top, d2
+
+
+def _group_centres(C: npt.NDArray[F32], g: int, seed: int) -> npt.NDArray[np.float64]:
+    """Centres of ``g`` groups of the rows of C: a short exact k-means.
+
+    What ``kmeans(C, g, init="random", n_init=1, max_iter=10,
+    random_state=seed, engine="numpy", mode="exact")`` returns, run on the
+    exact driver directly (the large-k mode is itself reached from
+    :func:`~clusterlens.cluster.kmeans`).
+    """
+    from clusterlens.cluster._driver import data_stats, lloyd, warn_few_clusters
+    from clusterlens.cluster._engines import get_engine
+    from clusterlens.cluster._init import random_rows
+    from clusterlens.utils.validation import check_random_state
+
+    engine = get_engine("numpy")
+    run_seed = check_random_state(seed).integers(0, 2**63 - 1, size=1)[0]
+    centers0 = random_rows(C, g, random_state=int(run_seed))
+    _, mean_var = data_stats(C)
+    res = lloyd(C, centers0, engine=engine, max_iter=10, tol=1e-4 * mean_var)
+    warn_few_clusters(res.labels, g)
+    return res.centers.astype(engine.working_dtype(C.dtype)).astype(np.float64)
 
 
 def _kernels() -> Any:
@@ -401,7 +414,7 @@ def _kernels() -> Any:
 
 def candidate_pass(
     Xs: npt.NDArray[Any],
-    rows: _Rows,
+    rows: Rows,
     labels: npt.NDArray[Any],
     top: npt.NDArray[Any],
     Cs: npt.NDArray[np.float64],
@@ -453,7 +466,7 @@ def candidate_pass(
 
 def _candidate_pass_numpy(
     Xs: npt.NDArray[Any],
-    rows: _Rows,
+    rows: Rows,
     labels: npt.NDArray[Any],
     top: npt.NDArray[Any],
     Cs: npt.NDArray[np.float64],
@@ -527,39 +540,11 @@ def candidate_codes(
     )
 
 
-@dataclass
-class LargeKState:
-    """Everything :func:`large_k_lloyd` needs to continue after an iteration."""
-
-    iteration: int
-    centers: npt.NDArray[np.float64]  # minus ``shift``, after that iteration's update
-    labels: npt.NDArray[np.int32]  # in stored-row order
-    top: npt.NDArray[np.int32]  # (n, r) in stored-row order
-    perm: npt.NDArray[np.int64]  # stored row i is input row perm[i]
-    shift: npt.NDArray[np.float64]
-    history: list[dict[str, Any]] = field(default_factory=list)
-    converged: bool = False
-
-
-@dataclass(frozen=True)
-class LargeKResult:
-    centers: npt.NDArray[np.float64]
-    labels: npt.NDArray[np.int64]
-    distances: npt.NDArray[F32]
-    inertia: float
-    n_iter: int
-    converged: bool
-    history: list[dict[str, Any]]
-
-
 def _index_pass(
     X: npt.NDArray[Any],
-    rows: _Rows,
-    Cs: npt.NDArray[np.float64],
+    rows: Rows,
+    index: CoarseIndex,
     r: int,
-    n_probe: int,
-    n_groups: int | None,
-    seed: int,
     stored: bool,
     keep: npt.NDArray[Any] | None = None,
 ) -> tuple[npt.NDArray[np.int32], npt.NDArray[np.int32], npt.NDArray[F32]]:
@@ -570,19 +555,18 @@ def _index_pass(
     """
     n = X.shape[0]
     conv = (lambda b: b) if stored else rows.to_store
-    index = CoarseIndex(Cs, n_groups=n_groups, n_probe=n_probe, seed=seed)
     top = np.empty((n, r), np.int32)
     d2 = np.empty(n, F32)
-    for a in range(0, n, _CHUNK):
-        F = rows.f32(conv(np.asarray(X[a : a + _CHUNK])))
-        ex = None if keep is None else keep[a : a + _CHUNK]
-        top[a : a + _CHUNK], d2[a : a + _CHUNK] = index.search_f32(F, r, extra=ex)
+    for a in range(0, n, CHUNK):
+        F = rows.f32(conv(np.asarray(X[a : a + CHUNK])))
+        ex = None if keep is None else keep[a : a + CHUNK]
+        top[a : a + CHUNK], d2[a : a + CHUNK] = index.search_f32(F, r, extra=ex)
     return top[:, 0].copy(), top, d2
 
 
-def _sorted_sums(
+def sorted_sums(
     Xs: npt.NDArray[Any],
-    rows: _Rows,
+    rows: Rows,
     labels: npt.NDArray[Any],
     acc: list[tuple[npt.NDArray[np.float64], npt.NDArray[np.int64]]],
 ) -> None:
@@ -635,179 +619,134 @@ def _release_pages(X: npt.NDArray[Any]) -> None:
             pass
 
 
-def _farthest(d2: npt.NDArray[F32], m: int) -> npt.NDArray[np.int64]:
+def farthest_entries(d2: npt.NDArray[F32], m: int) -> npt.NDArray[np.int64]:
     """Indices of the m largest entries of d2, largest first (ties: lowest index)."""
     m = min(m, d2.size)
     part = np.argpartition(-d2, m - 1)[:m] if m < d2.size else np.arange(d2.size)
     return part[np.lexsort((part, -d2[part]))]
 
 
-def large_k_lloyd(
-    X: npt.NDArray[Any],
-    centers_init: npt.NDArray[np.float64],
-    *,
-    max_iter: int,
-    tol: float,
-    n_candidates: int = 3,
-    refresh_every: int = 0,
-    n_probe: int = 4,
-    n_groups: int | None = None,
-    first_pass: str = "index",
-    seed: int = 0,
-    verbose: int = 0,
-    desc: str = "k-means (large-k)",
-    resume: LargeKState | None = None,
-    on_iteration: Callable[[LargeKState], None] | None = None,
-) -> LargeKResult:
-    """Lloyd over candidate centres (see the module docstring).
+class LocalLargeKPasses(LargeKPasses):
+    """Large-k passes over X in this process.
 
-    Iteration 0, and every ``refresh_every``-th one when > 0, assigns through
-    a :class:`CoarseIndex` built on the current centres (``first_pass``:
-    "index" compares each point with the centres of its ``n_probe`` nearest
-    groups of centres, "exact" with every centre; a refresh also keeps each
-    point's current candidates, so it never moves a point farther); the
-    others run a :func:`candidate_pass`. ``tol`` is the absolute
-    tolerance on the summed squared centre shift. A final candidate pass (no
-    update) makes labels and inertia match the returned centres. Empty
-    clusters take the rows farthest from their centres, as in the exact
-    driver.
+    The first pass (through the index) copies X into ``Xs``, its rows sorted
+    by label in storage form (uint8 stays uint8, floats are shifted float32);
+    after every pass the rows are re-sorted (a nearly sequential copy), so a
+    cluster's rows are one block. Per-cluster sums are taken in threads, one
+    accumulator each, reduced in thread order.
     """
-    n, d = X.shape
-    k = centers_init.shape[0]
-    r = max(1, int(n_candidates))
-    T = _n_threads()
-    if first_pass == "exact":  # one group holding every centre: exact top-r
-        n_groups = 1
-    Xs: Any
-    labels: Any
-    top: Any
-    perm: Any
-    if resume is not None:
-        shift = resume.shift.copy()
-        rows = _Rows(shift, _storage_dtype(X.dtype))
-        perm = resume.perm
-        Xs = np.empty((n, d), rows.store)
-        for a in range(0, n, _CHUNK):
-            Xs[a : a + _CHUNK] = rows.to_store(np.asarray(X[perm[a : a + _CHUNK]]))
+
+    def __init__(self, X: npt.NDArray[Any], shift: npt.NDArray[np.float64]) -> None:
+        self.X = X
+        self.n, self.d = X.shape
+        self.shift = shift
+        self.rows = Rows(shift, storage_dtype(X.dtype))
+        self.T = _n_threads()
+        self.Xs: Any = None
+        self.perm: Any = None
+        self.labels: Any = None  # of the sorted rows
+        self.top: Any = None
+        self.spare: Any = None  # the second buffer re-sorted rows are written into
+        # the last pass: labels, top-r and distances of ``Xs``' rows
+        self.new: Any = None
+        self.d2: Any = None
+
+    @property
+    def assigned(self) -> bool:
+        return self.Xs is not None
+
+    def _acc(self, k: int) -> list[tuple[Any, Any]]:
+        return [(np.zeros((k, self.d)), np.zeros(k, np.int64)) for _ in range(self.T)]
+
+    def _summary(self, acc: list[tuple[Any, Any]], moved: int) -> LargePass:
+        sums, counts = acc[0]
+        for s_, c_ in acc[1:]:
+            sums += s_
+            counts += c_
+        return LargePass(sums, counts, float(self.d2.sum(dtype=np.float64)), moved)
+
+    def index_pass(self, index: Any, r: int) -> LargePass:
+        X, rows, n = self.X, self.rows, self.n
+        first = self.Xs is None
+        acc = self._acc(index.k)
+        new, top, d2 = _index_pass(
+            X if first else self.Xs,
+            rows,
+            index,
+            r,
+            stored=not first,
+            keep=None if first else self.top,
+        )
+        o = np.argsort(new, kind="stable")
+        if first:
+            self.perm, moved = o, n
+            Xs = np.empty((n, self.d), rows.store)
+            for a in range(0, n, CHUNK):  # gather a chunk at a time
+                Xs[a : a + CHUNK] = rows.to_store(
+                    np.asarray(X[np.sort(o[a : a + CHUNK])])
+                )[np.argsort(np.argsort(o[a : a + CHUNK]))]
+            self.Xs = Xs
+            _release_pages(X)  # the sorted copy is all we read now
+        else:
+            moved = int(np.count_nonzero(self.labels != new))
+            self.Xs, self.spare = _take_rows(self.Xs, o, self.spare), self.Xs
+            self.perm = self.perm[o]
+        self.new, self.top, self.d2 = new[o], top[o], d2[o]
+        sorted_sums(self.Xs, rows, self.new, acc)
+        return self._summary(acc, moved)
+
+    def candidate_pass(self, Cs: npt.NDArray[np.float64]) -> LargePass:
+        acc = self._acc(Cs.shape[0])
+        self.new, self.top, self.d2 = candidate_pass(
+            self.Xs, self.rows, self.labels, self.top, Cs, acc
+        )
+        return self._summary(acc, int(np.count_nonzero(self.new != self.labels)))
+
+    def farthest(self, m: int) -> FarthestStored:
+        far = farthest_entries(self.d2, m)
+        return FarthestStored(
+            key=far,
+            dist=self.d2[far],
+            rows=self.rows.f32(self.Xs[far]).astype(np.float64),
+            where=far,
+        )
+
+    def seed(self, where: Any, clusters: npt.NDArray[np.intp]) -> None:
+        self.top[where, -1] = clusters
+
+    def end_iteration(self) -> None:
+        # keep rows sorted by label (a nearly sequential copy)
+        o = np.argsort(self.new, kind="stable")
+        self.Xs, self.spare = _take_rows(self.Xs, o, self.spare), self.Xs
+        self.perm, self.labels = self.perm[o], self.new[o]
+        self.top, self.d2 = self.top[o], self.d2[o]
+
+    def final(
+        self, Cs: npt.NDArray[np.float64]
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32], float]:
+        acc = self._acc(Cs.shape[0])
+        final, _, d2 = candidate_pass(
+            self.Xs, self.rows, self.labels, self.top, Cs, acc
+        )
+        labels = np.empty(self.n, np.int64)
+        labels[self.perm] = final
+        dist = np.empty(self.n, F32)
+        dist[self.perm] = d2
+        return labels, dist, float(d2.sum(dtype=np.float64))
+
+    def checkpoint(
+        self, directory: Path, iteration: int
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        return {"labels": self.labels, "top": self.top, "perm": self.perm}, {}
+
+    def restore(
+        self, directory: Path, arrays: dict[str, Any], meta: dict[str, Any]
+    ) -> None:
+        X, rows = self.X, self.rows
+        perm = arrays["perm"]
+        Xs = np.empty((self.n, self.d), rows.store)
+        for a in range(0, self.n, CHUNK):
+            Xs[a : a + CHUNK] = rows.to_store(np.asarray(X[perm[a : a + CHUNK]]))
         _release_pages(X)
-        Cs = resume.centers.copy()
-        labels, top = resume.labels, resume.top
-        history = list(resume.history)
-        start = resume.iteration
-        converged = resume.converged
-    else:
-        shift = np.asarray(centers_init, np.float64).mean(axis=0)
-        rows = _Rows(shift, _storage_dtype(X.dtype))
-        Cs = np.asarray(centers_init, np.float64) - shift
-        Xs = labels = top = perm = None
-        history = []
-        start = 0
-        converged = False
-    spare: Any = None  # the second buffer that re-sorted rows are written into
-    bar = progress(total=max_iter, desc=desc, verbose=verbose, unit="iter")
-    bar.update(start)
-    it = start
-    try:
-        while not converged and it < max_iter:
-            t0 = time.perf_counter()
-            acc = [(np.zeros((k, d)), np.zeros(k, np.int64)) for _ in range(T)]
-            use_index = Xs is None or (refresh_every > 0 and it % refresh_every == 0)
-            if use_index:
-                first = Xs is None
-                new, top, d2 = _index_pass(
-                    X if first else Xs,
-                    rows,
-                    Cs,
-                    r,
-                    n_probe,
-                    n_groups,
-                    seed + it,
-                    stored=not first,
-                    keep=None if first else top,
-                )
-                o = np.argsort(new, kind="stable")
-                if first:
-                    perm, moved = o, n
-                    Xs = np.empty((n, d), rows.store)
-                    for a in range(0, n, _CHUNK):  # gather a chunk at a time
-                        Xs[a : a + _CHUNK] = rows.to_store(
-                            np.asarray(X[np.sort(o[a : a + _CHUNK])])
-                        )[np.argsort(np.argsort(o[a : a + _CHUNK]))]
-                    _release_pages(X)  # the sorted copy is all we read now
-                else:
-                    moved = int(np.count_nonzero(labels != new))
-                    Xs, spare = _take_rows(Xs, o, spare), Xs
-                    perm = perm[o]
-                new, top, d2 = new[o], top[o], d2[o]
-                _sorted_sums(Xs, rows, new, acc)
-                kind = "index"
-            else:
-                new, top, d2 = candidate_pass(Xs, rows, labels, top, Cs, acc)
-                moved = int(np.count_nonzero(new != labels))
-                kind = "candidates"
-            sums, counts = acc[0]
-            for s_, c_ in acc[1:]:
-                sums += s_
-                counts += c_
-            inertia = float(d2.sum(dtype=np.float64))
-            empty = np.flatnonzero(counts == 0)
-            new_Cs = Cs.copy()
-            ok = counts > 0
-            new_Cs[ok] = sums[ok] / counts[ok, None]
-            if empty.size:
-                # the rows farthest from their centres become the empty
-                # clusters' centres, and those clusters their candidates
-                far = _farthest(d2, empty.size)
-                new_Cs[empty[: far.size]] = rows.f32(Xs[far]).astype(np.float64)
-                top[far, -1] = empty[: far.size]
-            shift2 = float(((new_Cs - Cs) ** 2).sum())
-            Cs = new_Cs
-            # keep rows sorted by label (a nearly sequential copy)
-            o = np.argsort(new, kind="stable")
-            Xs, spare = _take_rows(Xs, o, spare), Xs
-            perm, labels, top, d2 = perm[o], new[o], top[o], d2[o]
-            it += 1
-            seconds = time.perf_counter() - t0
-            history.append(
-                {
-                    "iteration": it,
-                    "inertia": inertia,
-                    "moved": moved,
-                    "center_shift": shift2,
-                    "empty_repaired": int(empty.size),
-                    "seconds": seconds,
-                    "pass": kind,
-                }
-            )
-            bar.set_postfix_str(
-                f"inertia={inertia:.5g} moved={moved} {seconds:.2f}s/it", refresh=False
-            )
-            bar.update(1)
-            if verbose >= 2:
-                logger.debug("%s iteration %d: %s", desc, it, history[-1])
-            converged = (moved == 0 and empty.size == 0) or shift2 <= tol
-            if on_iteration is not None:
-                on_iteration(
-                    LargeKState(it, Cs, labels, top, perm, shift, history, converged)
-                )
-        if converged:
-            bar.total = it
-            bar.refresh()
-    finally:
-        bar.close()
-    # labels and distances of the final centres
-    acc = [(np.zeros((k, d)), np.zeros(k, np.int64)) for _ in range(T)]
-    final, _, d2 = candidate_pass(Xs, rows, labels, top, Cs, acc)
-    out_labels = np.empty(n, np.int64)
-    out_labels[perm] = final
-    dist = np.empty(n, F32)
-    dist[perm] = d2
-    return LargeKResult(
-        centers=Cs + shift,
-        labels=out_labels,
-        distances=dist,
-        inertia=float(d2.sum(dtype=np.float64)),
-        n_iter=it,
-        converged=converged,
-        history=history,
-    )
+        self.Xs, self.perm = Xs, perm
+        self.labels, self.top = arrays["labels"], arrays["top"]

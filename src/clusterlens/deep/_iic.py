@@ -16,8 +16,6 @@ import torch
 from sklearn.base import BaseEstimator, ClusterMixin
 
 from clusterlens._config import get_config
-from clusterlens.cluster._checkpoint import fingerprint
-from clusterlens.cluster._persist import model_paths, read_model, write_model
 from clusterlens.deep._loss import iid_loss
 from clusterlens.deep._nets import BACKBONES, IICNet
 from clusterlens.deep._transforms import Transforms, default_transforms
@@ -26,6 +24,8 @@ from clusterlens.exceptions import (
     InvalidParameterError,
     NotFittedError,
 )
+from clusterlens.io._checkpoint import fingerprint
+from clusterlens.io._persist import model_paths, read_model, write_model
 from clusterlens.io._safe import invalid_file
 from clusterlens.utils._names import arg
 from clusterlens.utils._progress import progress

@@ -39,7 +39,7 @@ import numpy as np
 import numpy.typing as npt
 
 from clusterlens._config import get_config
-from clusterlens.distributed._dask import (
+from clusterlens.distributed._client import (
     _file_source,
     _FileSource,
     _put,
@@ -49,13 +49,14 @@ from clusterlens.distributed._dask import (
 )
 from clusterlens.distributed._map import map_shards
 from clusterlens.features._knn import (
-    _cell_plan,
-    _CellPlan,
-    _knn_blocks,
-    _prepared,
-    _search_cells,
-    _train_centres,
-    _train_ids,
+    CellPlan,
+    cell_plan,
+    knn_blocks,
+    prepared_rows,
+    register_knn_search,
+    search_cells,
+    train_centres,
+    train_ids,
 )
 
 __all__ = ["dask_knn_search"]
@@ -91,19 +92,21 @@ def _database(
         db = np.ascontiguousarray(A)
         step = 65_536
         for lo in range(0, db.shape[0], step):
-            _prepared(db[lo : lo + step], False, lo, _what(data))
+            prepared_rows(db[lo : lo + step], False, lo, _what(data))
         return db
     out = np.empty(A.shape, dtype=np.float32)
     step = 65_536
     for lo in range(0, A.shape[0], step):
-        out[lo : lo + step] = _prepared(A[lo : lo + step], normalize, lo, _what(data))
+        out[lo : lo + step] = prepared_rows(
+            A[lo : lo + step], normalize, lo, _what(data)
+        )
     return out
 
 
 def _db(data: Any, normalize: bool) -> npt.NDArray[np.float32]:
     if isinstance(data, _FileSource):
         return _database(data, os.stat(data.path).st_mtime_ns, normalize)
-    return _prepared(data, normalize, 0, "X")
+    return prepared_rows(data, normalize, 0, "X")
 
 
 def _exact_task(
@@ -117,7 +120,7 @@ def _exact_task(
         threads = faiss.omp_get_max_threads()
         faiss.omp_set_num_threads(_threads())
         try:
-            return _knn_blocks(db[lo:hi], db, kk, block_rows)
+            return knn_blocks(db[lo:hi], db, kk, block_rows)
         finally:
             faiss.omp_set_num_threads(threads)
 
@@ -139,12 +142,12 @@ def _assign_task(
     """Worker task: the two nearest centres of rows ``lo:hi``."""
     import faiss
 
-    rows = _prepared(_all_rows(data)[lo:hi], normalize, lo, _what(data))
+    rows = prepared_rows(_all_rows(data)[lo:hi], normalize, lo, _what(data))
     with _worker_threads():
         threads = faiss.omp_get_max_threads()
         faiss.omp_set_num_threads(_threads())
         try:
-            return _knn_blocks(rows, centres, 2, block_rows)[1]
+            return knn_blocks(rows, centres, 2, block_rows)[1]
         finally:
             faiss.omp_set_num_threads(threads)
 
@@ -152,7 +155,7 @@ def _assign_task(
 class _CellRows:
     """The rows of each cell, read from the input and kept while memory allows."""
 
-    def __init__(self, data: Any, plan: _CellPlan, normalize: bool) -> None:
+    def __init__(self, data: Any, plan: CellPlan, normalize: bool) -> None:
         self.A = _all_rows(data)
         self.plan, self.normalize, self.what = plan, normalize, _what(data)
         self.budget = int(get_config()["working_memory"] * 2**20) // 2
@@ -166,7 +169,7 @@ class _CellRows:
             return got
         b = self.plan.bounds
         ids = self.plan.order[b[c] : b[c + 1]]  # increasing: reads in file order
-        rows = _prepared(self.A[ids], self.normalize, 0, self.what)
+        rows = prepared_rows(self.A[ids], self.normalize, 0, self.what)
         self.kept[c] = rows
         self.used += rows.nbytes
         while self.used > self.budget and len(self.kept) > 1:
@@ -176,12 +179,12 @@ class _CellRows:
 
 
 def _cells_task(
-    c0: int, c1: int, data: Any, normalize: bool, plan: _CellPlan, kk: int
+    c0: int, c1: int, data: Any, normalize: bool, plan: CellPlan, kk: int
 ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
     """Worker task: the neighbours of the rows of cells ``c0:c1``."""
     rows_of = _CellRows(data, plan, normalize)
     with _worker_threads():
-        return _search_cells(c0, c1, plan, rows_of, kk, _threads())
+        return search_cells(c0, c1, plan, rows_of, kk, _threads())
 
 
 def _row_shards(
@@ -205,6 +208,7 @@ def _cell_shards(
     return [(int(a), int(b)) for a, b in itertools.pairwise(edges)]
 
 
+@register_knn_search("dask")
 def dask_knn_search(
     source: Any,
     A: Any,
@@ -249,9 +253,9 @@ def dask_knn_search(
             )
             return dist, idx
         # the cells' k-means on the client, on the local backend's sample
-        ids = _train_ids(n, nlist, seed)
-        sample = _prepared(np.asarray(A[ids]), normalize, 0, "X")
-        centres = _train_centres(sample, nlist, seed)
+        ids = train_ids(n, nlist, seed)
+        sample = prepared_rows(np.asarray(A[ids]), normalize, 0, "X")
+        centres = train_centres(sample, nlist, seed)
         del sample
         assign = np.empty((n, 2), dtype=np.int64)
         bounds = _row_shards(n, shard_rows, block_rows)
@@ -273,7 +277,7 @@ def dask_knn_search(
             unit="row",
             verbose=verbose,
         )
-        plan = _cell_plan(centres, assign, n_probe)
+        plan = cell_plan(centres, assign, n_probe)
         cells = _cell_shards(
             plan.bounds, -(-n // _TASKS) if shard_rows is None else int(shard_rows)
         )

@@ -83,7 +83,7 @@ def map_shards(
     Exception
         The first error a task raised (the other tasks are cancelled).
     """
-    from clusterlens.distributed._dask import _distributed, dask_client
+    from clusterlens.distributed._client import _distributed, dask_client
 
     distributed = _distributed()
     out: list[Any] = [None] * len(bounds)

@@ -5,6 +5,7 @@ One search that label issues, duplicates, outliers and the map share.
 
 from __future__ import annotations
 
+import importlib
 import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -16,13 +17,47 @@ import numpy.typing as npt
 
 from clusterlens.exceptions import DataValidationError
 from clusterlens.utils._progress import progress
+from clusterlens.utils._registry import Registry
 
-__all__ = ["BLOCK_ROWS", "EXACT_MAX_SAMPLES", "KnnGraph", "knn_graph", "l2_normalize"]
+__all__ = [
+    "BLOCK_ROWS",
+    "EXACT_MAX_SAMPLES",
+    "CellPlan",
+    "KnnGraph",
+    "cell_plan",
+    "knn_blocks",
+    "knn_graph",
+    "l2_normalize",
+    "prepared_rows",
+    "register_knn_search",
+    "search_cells",
+    "train_centres",
+    "train_ids",
+]
 
 #: Up to this many samples the search is exact (IndexFlatL2).
 EXACT_MAX_SAMPLES = 120_000
 #: Query rows per faiss call, on both backends (a Dask task searches whole blocks).
 BLOCK_ROWS = 4096
+
+#: The searches of other backends, ``search(source, A, n_neighbors + 1, *, exact,
+#: nlist, n_probe, seed, normalize, block_rows, shard_rows, verbose) -> (dist,
+#: idx)``: each registers itself when its package is imported (the Dask one:
+#: :mod:`clusterlens.distributed`, loaded here by name on first use), so the
+#: features never import a backend.
+KNN_SEARCHES: Registry[Callable[..., Any]] = Registry("kNN search backend")
+_BUILTIN_SEARCHES = {"dask": "clusterlens.distributed"}
+
+
+def register_knn_search(name: str) -> Callable[[Any], Any]:
+    """Decorator: ``knn_graph(..., backend=name)`` searches with the function."""
+    return KNN_SEARCHES.register(name)
+
+
+def _knn_search(name: str) -> Callable[..., Any]:
+    if name not in KNN_SEARCHES and name in _BUILTIN_SEARCHES:
+        importlib.import_module(_BUILTIN_SEARCHES[name])
+    return KNN_SEARCHES.get(name)
 
 
 @dataclass(frozen=True)
@@ -90,7 +125,7 @@ def _check_finite(rows: npt.NDArray[np.float32], start: int, what: str) -> None:
         )
 
 
-def _prepared(
+def prepared_rows(
     rows: npt.ArrayLike, normalize: bool, start: int, what: str
 ) -> npt.NDArray[np.float32]:
     """Rows as searched: float32, C order, L2-normalised if asked, checked.
@@ -103,7 +138,7 @@ def _prepared(
     return A
 
 
-def _knn_blocks(
+def knn_blocks(
     Q: npt.NDArray[np.float32],
     db: npt.NDArray[np.float32],
     kk: int,
@@ -250,9 +285,7 @@ def knn_graph(
             f"cells, {probe} probed per cell)"
         )
     if which == "dask":
-        from clusterlens.distributed._knn import dask_knn_search
-
-        dist, idx = dask_knn_search(
+        dist, idx = _knn_search(which)(
             source,
             A,
             kk,
@@ -266,11 +299,11 @@ def knn_graph(
             verbose=verbose,
         )
     else:
-        Zc = _prepared(A, normalize, 0, "X")
+        Zc = prepared_rows(A, normalize, 0, "X")
         if exact:
             bar = progress(total=n, desc="neighbours", unit="row", verbose=verbose)
             try:
-                dist, idx = _knn_blocks(Zc, Zc, kk, BLOCK_ROWS, bar.update)
+                dist, idx = knn_blocks(Zc, Zc, kk, BLOCK_ROWS, bar.update)
             finally:
                 bar.close()
         else:
@@ -314,14 +347,14 @@ def _probe_cells(
 # --------------------------------------------------------------------------- #
 # The cell search in steps that both backends share
 # --------------------------------------------------------------------------- #
-def _train_ids(n: int, nlist: int, seed: int) -> npt.NDArray[np.int64]:
+def train_ids(n: int, nlist: int, seed: int) -> npt.NDArray[np.int64]:
     """The rows the cells' k-means trains on (sorted, seeded)."""
     rng = np.random.default_rng(seed)
     n_train = min(n, 32 * nlist)
     return np.sort(rng.choice(n, size=n_train, replace=False)).astype(np.int64)
 
 
-def _train_centres(
+def train_centres(
     sample: npt.NDArray[np.float32], nlist: int, seed: int
 ) -> npt.NDArray[np.float32]:
     """The cells' centres: faiss k-means on the training rows."""
@@ -340,7 +373,7 @@ def _train_centres(
 
 
 @dataclass(frozen=True)
-class _CellPlan:
+class CellPlan:
     """Rows grouped by cell (``order``, cell ``c`` at ``bounds[c]:bounds[c+1]``)
     and the cells each cell is searched against (``probes``)."""
 
@@ -349,24 +382,24 @@ class _CellPlan:
     probes: npt.NDArray[np.int64]
 
 
-def _cell_plan(
+def cell_plan(
     centres: npt.NDArray[np.float32],
     assign: npt.NDArray[np.int64],
     n_probe: int,
-) -> _CellPlan:
+) -> CellPlan:
     """The plan from each row's two nearest centres (``assign``, shape (n, 2))."""
     nlist = centres.shape[0]
     cell = assign[:, 0].astype(np.int64)
     probes = _probe_cells(centres, cell, assign[:, 1].astype(np.int64), n_probe)
     order = np.argsort(cell, kind="stable").astype(np.int64)
     bounds = np.searchsorted(cell[order], np.arange(nlist + 1)).astype(np.int64)
-    return _CellPlan(order=order, bounds=bounds, probes=probes)
+    return CellPlan(order=order, bounds=bounds, probes=probes)
 
 
-def _search_cells(
+def search_cells(
     c0: int,
     c1: int,
-    plan: _CellPlan,
+    plan: CellPlan,
     rows_of: Callable[[int], npt.NDArray[np.float32]],
     kk: int,
     workers: int,
@@ -420,14 +453,14 @@ def _cell_search(
 ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
     """``kk`` nearest candidates of every row among its cell's probed cells."""
     n = Z.shape[0]
-    centres = _train_centres(Z[_train_ids(n, nlist, seed)], nlist, seed)
-    _, assign = _knn_blocks(Z, centres, 2, BLOCK_ROWS)
-    plan = _cell_plan(centres, assign, n_probe)
+    centres = train_centres(Z[train_ids(n, nlist, seed)], nlist, seed)
+    _, assign = knn_blocks(Z, centres, 2, BLOCK_ROWS)
+    plan = cell_plan(centres, assign, n_probe)
     Zs = Z[plan.order]  # rows grouped by cell, so each cell is one slice
     b = plan.bounds
     bar = progress(total=nlist, desc="neighbours", unit="cells", verbose=verbose)
     try:
-        dout, out = _search_cells(
+        dout, out = search_cells(
             0, nlist, plan, lambda c: Zs[b[c] : b[c + 1]], kk, _n_workers(), bar.update
         )
     finally:

@@ -32,7 +32,8 @@ import numpy as np
 import numpy.typing as npt
 
 from clusterlens.exceptions import DataQualityWarning
-from clusterlens.utils._fs import _umask, atomic_write_text
+from clusterlens.utils._fs import atomic_write_text
+from clusterlens.utils._fs import process_umask as _umask
 from clusterlens.utils._optional import import_optional
 
 __all__ = [

@@ -13,7 +13,7 @@ from clusterlens.exceptions import DataValidationError
 from clusterlens.utils._optional import import_optional
 from clusterlens.utils.validation import check_int
 
-__all__ = ["SiftResult", "resize_for_sift", "sift_descriptors"]
+__all__ = ["SiftResult", "opencv", "resize_for_sift", "sift_descriptors"]
 
 logger = logging.getLogger(__name__)
 
@@ -37,8 +37,12 @@ class SiftResult:
     keypoints: npt.NDArray[np.float32]
 
 
-def _cv2() -> Any:
+def opencv() -> Any:
+    """The ``cv2`` module; MissingDependencyError naming the ``sift`` extra."""
     return import_optional("cv2", extra="sift", feature="SIFT features")
+
+
+_cv2 = opencv  # the name before issue #22, for code written since
 
 
 def resize_for_sift(
@@ -50,7 +54,7 @@ def resize_for_sift(
     (0 disables it); enlarging wins over ``max_size`` for very thin images.
     Area interpolation shrinks, bicubic enlarges.
     """
-    cv2 = _cv2()
+    cv2 = opencv()
     h, w = image.shape[:2]
     scale = 1.0
     if max_size is not None and max(h, w) > max_size:
@@ -110,7 +114,7 @@ def sift_descriptors(
     >>> r.descriptors.dtype, r.descriptors.shape[1], r.descriptors.shape[0] <= 10
     (dtype('uint8'), 128, True)
     """
-    cv2 = _cv2()
+    cv2 = opencv()
     max_keypoints = check_int(max_keypoints, "max_keypoints", _OWNER, low=1)
     img = np.asarray(image)
     if img.dtype != np.uint8 or img.ndim not in (2, 3):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from clusterlens.pipelines.anchors import run_anchors
 from clusterlens.pipelines.demo import run_demo
+from clusterlens.pipelines.kmeans import run_kmeans
 from clusterlens.pipelines.vocab import run_vocab
 
-__all__ = ["run_anchors", "run_demo", "run_vocab"]
+__all__ = ["run_anchors", "run_demo", "run_kmeans", "run_vocab"]

@@ -249,7 +249,7 @@ def _save_ward(
     n_clusters: int,
 ) -> None:
     """``model.npz`` (cluster means, sizes) + ``model.json``; no pickle."""
-    from clusterlens.cluster._persist import write_model
+    from clusterlens.io._persist import write_model
 
     write_model(
         path,

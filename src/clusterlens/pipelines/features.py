@@ -271,7 +271,7 @@ def _sift_local(
     import threading
     from concurrent.futures import ThreadPoolExecutor
 
-    from clusterlens.features._sift import _cv2
+    from clusterlens.features._sift import opencv as _cv2
 
     cv2 = _cv2()
     n = len(ws)
@@ -378,7 +378,7 @@ def _sift_shard(lo: int, hi: int, root: str, params: dict[str, Any], parts: str)
     rerun on another worker if this one dies, it writes the same file.
     """
     from clusterlens.distributed._map import part_path, save_part
-    from clusterlens.features._sift import _cv2
+    from clusterlens.features._sift import opencv as _cv2
 
     cv2 = _cv2()
     ws = _cached_workspace(root, _mtime(Path(root) / "items.parquet"))

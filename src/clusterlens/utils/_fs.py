@@ -28,6 +28,7 @@ __all__ = [
     "check_output_dir",
     "is_clusterlens_output",
     "output_kind",
+    "process_umask",
     "staged_output_dir",
 ]
 
@@ -41,7 +42,7 @@ _OWNER = ".owner"
 PathArg = str | os.PathLike[str]
 
 
-def _umask() -> int:
+def process_umask() -> int:
     """The process umask, read without changing it where Linux allows."""
     with contextlib.suppress(OSError, ValueError):
         for line in Path("/proc/self/status").read_text().splitlines():
@@ -50,6 +51,9 @@ def _umask() -> int:
     mask = os.umask(0o022)
     os.umask(mask)
     return mask
+
+
+_umask = process_umask  # the name before issue #22, for code written since
 
 
 def atomic_write_bytes(path: PathArg, data: bytes) -> Path:
@@ -62,7 +66,7 @@ def atomic_write_bytes(path: PathArg, data: bytes) -> Path:
     try:
         mode = path.stat().st_mode & 0o777
     except FileNotFoundError:
-        mode = 0o666 & ~_umask()
+        mode = 0o666 & ~process_umask()
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as fh:
@@ -276,7 +280,7 @@ def clean_stale_stages(out: PathArg) -> list[Path]:
 
 def _make_stage(parent: Path, prefix: str) -> Path:
     stage = Path(tempfile.mkdtemp(dir=parent, prefix=prefix))
-    os.chmod(stage, 0o777 & ~_umask())
+    os.chmod(stage, 0o777 & ~process_umask())
     (stage / _OWNER).write_text(
         json.dumps({"pid": os.getpid(), "host": socket.gethostname()}),
         encoding="utf-8",

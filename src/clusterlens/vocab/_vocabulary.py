@@ -349,7 +349,7 @@ class VisualVocabulary(BaseEstimator):
     # -- persistence -------------------------------------------------------
     def save(self, path: str | os.PathLike[str]) -> tuple[Path, Path]:
         """Write ``path.npz`` (the words) and ``path.json`` (the rest); no pickle."""
-        from clusterlens.cluster._persist import write_model
+        from clusterlens.io._persist import write_model
 
         self._check_fitted()
         params = self.get_params()
@@ -381,7 +381,7 @@ class VisualVocabulary(BaseEstimator):
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> VisualVocabulary:
         """Read a vocabulary written by :meth:`save`."""
-        from clusterlens.cluster._persist import model_paths, read_model
+        from clusterlens.io._persist import model_paths, read_model
         from clusterlens.io._safe import invalid_file
 
         fix = "build it again with `clusterlens vocab` (or VisualVocabulary.save)"

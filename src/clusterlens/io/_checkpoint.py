@@ -1,4 +1,10 @@
-"""Checkpoints of a Lloyd fit: everything needed to continue it bit for bit."""
+"""Checkpoint files of a k-means fit: a JSON naming its arrays, crash-safe.
+
+What a checkpoint holds is the drivers' business
+(:mod:`clusterlens.cluster._driver`, :mod:`clusterlens.cluster._large_driver`
+and the backends' own arrays); here is how it is written and read back:
+whole, unedited, and for the same data and parameters.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +15,7 @@ import math
 import os
 import re
 import zipfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeGuard
 
@@ -17,18 +23,10 @@ import numpy as np
 import numpy.typing as npt
 
 from clusterlens.exceptions import DataValidationError
+from clusterlens.io._safe import invalid_file, read_json
 from clusterlens.utils._fs import atomic_write_text
 
-__all__ = [
-    "LloydState",
-    "fingerprint",
-    "load_arrays",
-    "load_large_state",
-    "load_state",
-    "save_arrays",
-    "save_large_state",
-    "save_state",
-]
+__all__ = ["Checkpoint", "fingerprint", "load_arrays", "save_arrays"]
 
 FORMAT = "clusterlens.lloyd-checkpoint"
 # 2: checkpoint.json carries ``meta_sha256``, the digest of its own content.
@@ -39,21 +37,34 @@ _PART_NAME = re.compile(r"dask-parts-\d{6,}/part-\d{5,}\.npz")
 _FIX = "start the fit again without --resume (or in a new --checkpoint folder)"
 
 
-@dataclass
-class LloydState:
-    """The state of :func:`~clusterlens.cluster._driver.lloyd` after an iteration."""
+@dataclass(frozen=True)
+class Checkpoint:
+    """A fit's checkpoint folder, its fingerprint, and whether to resume from it.
 
-    iteration: int  # iterations done
-    centers: npt.NDArray[np.float64]  # after the update of that iteration
-    labels: npt.NDArray[np.int64]  # labels of that iteration (the next one's prev)
-    sums: npt.NDArray[np.float64]  # running per-cluster sums (incremental engines)
-    weights: npt.NDArray[np.float64]
-    origin: npt.NDArray[np.float64]
-    best_inertia: float
-    best_centers: npt.NDArray[np.float64]
-    best_it: int
-    history: list[dict[str, Any]] = field(default_factory=list)
-    converged: bool = False  # the fit had stopped: resuming only re-assigns
+    The drivers call :meth:`load` (then :meth:`check_kind`) to resume and
+    :meth:`save` after every iteration.
+    """
+
+    directory: Path
+    fingerprint: str
+    resume: bool
+
+    def load(self) -> tuple[dict[str, npt.NDArray[Any]], dict[str, Any]]:
+        """The arrays and JSON fields of the checkpoint (see :func:`load_arrays`)."""
+        return load_arrays(self.directory, self.fingerprint)
+
+    def check_kind(self, meta: dict[str, Any], kind: str) -> None:
+        """Refuse a checkpoint of another mode or backend."""
+        found = meta.get("kind", "exact")
+        if found != kind:
+            raise DataValidationError(
+                f"The checkpoint in {self.directory} is of a {found!r} fit, not "
+                f"{kind!r}: resume with the same backend and mode, or start again."
+            )
+
+    def save(self, kind: str, arrays: dict[str, Any], meta: dict[str, Any]) -> None:
+        """Write ``arrays`` and ``meta`` (with ``iteration``) as a ``kind`` fit."""
+        save_arrays(self.directory, arrays, {"kind": kind, **meta}, self.fingerprint)
 
 
 def fingerprint(X: npt.NDArray[Any], params: dict[str, Any]) -> str:
@@ -198,7 +209,6 @@ def load_arrays(
         If ``directory`` holds no checkpoint, or one that is damaged, edited,
         or written for other data or parameters.
     """
-    from clusterlens.io._safe import invalid_file, read_json
 
     d = Path(directory)
     json_path = d / "checkpoint.json"
@@ -260,83 +270,3 @@ def load_arrays(
             invalid_file(npz_path, "k-means checkpoint", str(e), _FIX)
         ) from e
     return arrays, meta
-
-
-def save_state(directory: str | os.PathLike[str], state: LloydState, fp: str) -> None:
-    """Write the state of an exact Lloyd fit (see :func:`save_arrays`)."""
-    save_arrays(
-        directory,
-        {
-            "centers": state.centers,
-            "labels": state.labels,
-            "sums": state.sums,
-            "weights": state.weights,
-            "origin": state.origin,
-            "best_centers": state.best_centers,
-        },
-        {
-            "kind": "exact",
-            "iteration": state.iteration,
-            "best_inertia": state.best_inertia,
-            "best_it": state.best_it,
-            "history": state.history,
-            "converged": state.converged,
-        },
-        fp,
-    )
-
-
-def load_state(directory: str | os.PathLike[str], fp: str) -> LloydState:
-    """Read the state of an exact Lloyd fit (see :func:`load_arrays`)."""
-    arrays, meta = load_arrays(directory, fp)
-    return LloydState(
-        iteration=int(meta["iteration"]),
-        centers=arrays["centers"],
-        labels=arrays["labels"],
-        sums=arrays["sums"],
-        weights=arrays["weights"],
-        origin=arrays["origin"],
-        best_inertia=float(meta["best_inertia"]),
-        best_centers=arrays["best_centers"],
-        best_it=int(meta["best_it"]),
-        history=list(meta.get("history", [])),
-        converged=bool(meta.get("converged", False)),
-    )
-
-
-def save_large_state(directory: str | os.PathLike[str], state: Any, fp: str) -> None:
-    """Write the state of a large-k fit (a ``LargeKState``)."""
-    save_arrays(
-        directory,
-        {
-            "centers": state.centers,
-            "labels": state.labels,
-            "top": state.top,
-            "perm": state.perm,
-            "shift": state.shift,
-        },
-        {
-            "kind": "large",
-            "iteration": state.iteration,
-            "history": state.history,
-            "converged": state.converged,
-        },
-        fp,
-    )
-
-
-def load_large_state(directory: str | os.PathLike[str], fp: str) -> Any:
-    """Read the state of a large-k fit."""
-    from clusterlens.cluster._large import LargeKState
-
-    arrays, meta = load_arrays(directory, fp)
-    return LargeKState(
-        iteration=int(meta["iteration"]),
-        centers=arrays["centers"],
-        labels=arrays["labels"],
-        top=arrays["top"],
-        perm=arrays["perm"],
-        shift=arrays["shift"],
-        history=list(meta.get("history", [])),
-        converged=bool(meta.get("converged", False)),
-    )

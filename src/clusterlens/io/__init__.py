@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from clusterlens.io._boxes import BoxTable, read_boxes
+from clusterlens.io._boxes import BoxTable
 from clusterlens.io._boxes_coco import read_coco_boxes
 from clusterlens.io._boxes_voc import read_voc_boxes
 from clusterlens.io._boxes_yolo import read_yolo_boxes
@@ -24,6 +24,7 @@ from clusterlens.io._images import (
     read_idx,
     read_image,
 )
+from clusterlens.io._read_boxes import read_boxes
 from clusterlens.io._results import read_results, write_results, write_run_json
 from clusterlens.io._workspace import Workspace, create_workspace, open_workspace
 

@@ -82,9 +82,19 @@ def test_features_and_csv_labels(tmp_path, digits_files):
     csv_rows = (out / "suspected.csv").read_text().splitlines()
     assert len(csv_rows) == flagged.sum() + 1
     tags = _Tags()
-    tags.feed((out / "report.html").read_text())
+    page = (out / "report.html").read_text()
+    tags.feed(page)
     assert len(tags.rows) == 24  # top 12 + bottom 12
     assert not any(s.startswith("http") for s in tags.srcs)
+    # the histograms' bins are sized by their attributes: the shared CSS's
+    # `.bar` (a 260 x 10 px label-mix strip) must not reach them
+    import re
+
+    bins = re.findall(
+        r'<rect class="([^"]*)" x="[^"]*" y="[^"]*" width="([^"]*)"', page
+    )
+    assert len(bins) == 40 and all(c == "bin" for c, _ in bins)
+    assert ".bar {" in page and "rect.bar" not in page
 
 
 def test_auto_class_and_parquet_inputs(tmp_path, digits_files):

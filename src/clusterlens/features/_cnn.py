@@ -233,19 +233,21 @@ class CnnEmbedder:
         self._mean = np.asarray(mean, np.float32)
         self._std = np.asarray(std, np.float32)
 
-    def _default_onnx_record(self, torch_version: str) -> dict[str, Any]:
-        """The cache record of the default network's ONNX export."""
+    def _onnx_record(self, torch_version: str) -> dict[str, Any]:
+        """The cache record (and key) of this network's ONNX export; built
+        without torch, so the torch-free path finds the same cached file."""
         from clusterlens.features._effnet import default_weights_path
         from clusterlens.features._onnx import file_digest
 
-        wpath = default_weights_path()
+        wpath = default_weights_path() if self._weights is None else self._weights
+        kind = "module" if self._kind == "state_dict" else self._kind
         return {
             "weights": os.fspath(wpath),
             "weights_sha256": file_digest(wpath),
-            "kind": "module",
+            "kind": kind,
             "image_size": self.image_size,
             "torch": torch_version,
-            "exporter": "dynamo",
+            "exporter": "torchscript" if kind == "torchscript" else "dynamo",
         }
 
     def _noise_probe(self) -> npt.NDArray[np.float32]:
@@ -319,7 +321,7 @@ class CnnEmbedder:
             return False
         try:
             torch_version = importlib.metadata.version("torch")
-            record = self._default_onnx_record(torch_version)
+            record = self._onnx_record(torch_version)
         except (
             importlib.metadata.PackageNotFoundError,
             MissingDependencyError,
@@ -440,13 +442,11 @@ class CnnEmbedder:
 
     def _onnx_session(self, cache_dir: Any) -> Any:
         """An ``OrtNet`` of this network, checked against torch on the probe."""
-        from clusterlens.features._effnet import default_weights_path
         from clusterlens.features._onnx import (
             OrtNet,
             cached_model,
             default_cache_dir,
             export_onnx,
-            file_digest,
             mark_checked,
             model_key,
         )
@@ -455,20 +455,11 @@ class CnnEmbedder:
         import_optional(
             "onnxruntime", extra="deep", feature="CnnEmbedder(runtime='onnx')"
         )
-        wpath = default_weights_path() if self._weights is None else self._weights
         if self._kind == "state_dict":
             net, kind = _embed_module(torch, self._model).eval(), "module"
         else:
             net, kind = self._program, self._kind
-        exporter = "torchscript" if kind == "torchscript" else "dynamo"
-        record = {
-            "weights": os.fspath(wpath),
-            "weights_sha256": file_digest(wpath),
-            "kind": kind,
-            "image_size": self.image_size,
-            "torch": str(torch.__version__),
-            "exporter": exporter,
-        }
+        record = self._onnx_record(str(torch.__version__))
         folder = default_cache_dir() if cache_dir is None else Path(cache_dir)
         path, _ = cached_model(
             folder,

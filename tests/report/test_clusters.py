@@ -198,7 +198,9 @@ def test_no_external_urls(tmp_path, data):
     assert p.urls, "expected thumbnails and anchors"
     for url in p.urls:
         assert not url.startswith(("http://", "https://", "//")), url
-        assert url.startswith(("data:image/png;base64,", "#")), url
+        assert url.startswith(
+            ("data:image/png;base64,", "data:image/webp;base64,", "#")
+        ), url
     assert "http://" not in text and "https://" not in text
 
 

@@ -298,12 +298,12 @@ def image_properties(image: npt.NDArray[np.uint8]) -> dict[str, float]:
         # Colour: every step-th pixel of the original (a point sample, ~512 px on
         # the longer side) is enough for a ratio of sums, and costs no filtering.
         step = max(1, math.ceil(max(h, w) / WORKING_SIDE))
-        sample = image[::step, ::step]
-        mx = np.maximum(np.maximum(sample[:, :, 0], sample[:, :, 1]), sample[:, :, 2])
-        mn = np.minimum(np.minimum(sample[:, :, 0], sample[:, :, 1]), sample[:, :, 2])
-        total = mx.astype(np.int32) + mn
-        den = float(np.minimum(total, 510 - total).sum())
-        chroma = float((mx - mn).sum(dtype=np.int64))
+        r, g, b = cv2.split(np.ascontiguousarray(image[::step, ::step]))
+        mx = cv2.max(cv2.max(r, g), b)
+        mn = cv2.min(cv2.min(r, g), b)
+        total = cv2.add(mx, mn, dtype=cv2.CV_16U)  # 0..510, exact
+        den = float(cv2.sumElems(np.minimum(total, 510 - total))[0])
+        chroma = float(cv2.sumElems(cv2.subtract(mx, mn))[0])
         saturation = chroma / den if den > 0 else 0.0
         gray = np.asarray(
             cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2GRAY), np.uint8
@@ -314,18 +314,21 @@ def image_properties(image: npt.NDArray[np.uint8]) -> dict[str, float]:
     # Luma first, then one area downscale of a single channel (3x cheaper).
     gray = _downscale(gray, WORKING_SIDE)
 
-    hist = np.bincount(gray.ravel(), minlength=256).astype(np.int64)
+    hist = cv2.calcHist([gray], [0], None, [256], [0, 256]).ravel().astype(np.int64)
     cdf = np.cumsum(hist)
     levels = np.arange(256, dtype=np.float64)
     n = float(cdf[-1])
     mean = float(hist @ levels) / n
     var = max(float(hist @ (levels - mean) ** 2) / n, 0.0)
 
-    g = gray.astype(np.float32)
-    lap = cv2.Laplacian(g, cv2.CV_32F, ksize=1, borderType=cv2.BORDER_REFLECT)
-    fine = float(np.abs(lap).mean())
+    # integer Laplacian (exact in int16), its mean absolute value
+    lap = cv2.Laplacian(gray, cv2.CV_16S, ksize=1, borderType=cv2.BORDER_REFLECT)
+    fine = cv2.norm(lap, cv2.NORM_L1) / gray.size
     smooth = cv2.GaussianBlur(
-        g, (0, 0), _SHARPNESS_SIGMA, borderType=cv2.BORDER_REFLECT
+        gray.astype(np.float32),
+        (0, 0),
+        _SHARPNESS_SIGMA,
+        borderType=cv2.BORDER_REFLECT,
     )
     gx = cv2.Sobel(smooth, cv2.CV_32F, 1, 0, ksize=3, borderType=cv2.BORDER_REFLECT)
     gy = cv2.Sobel(smooth, cv2.CV_32F, 0, 1, ksize=3, borderType=cv2.BORDER_REFLECT)

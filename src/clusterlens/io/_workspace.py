@@ -83,6 +83,7 @@ from clusterlens.io._images import (
     describe_unreadable,
     list_image_folder,
     load_image_array,
+    probe_image,
     too_many_unreadable,
 )
 from clusterlens.io._results import read_results, write_results, write_run_json
@@ -500,8 +501,9 @@ def _probe_sizes(
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], list[str | None]]:
     """Width, height and why each file is unreadable (None: readable).
 
-    Decodes fully (finds corruption), through the decoding function every
-    stage uses, so what ingest keeps the features stages can read.
+    Decodes every file (finds corruption) through the checks every stage
+    uses, so what ingest keeps the features stages can read; a JPEG at its
+    smallest DCT scale (:func:`probe_image`: all its data is still read).
     """
     from concurrent.futures import ThreadPoolExecutor
 
@@ -509,11 +511,11 @@ def _probe_sizes(
 
     def _one(p: Path) -> tuple[int, int, str | None]:
         try:
-            img = decode_image(p)
+            w, h = probe_image(p)
         except UnreadableImageError as e:
             logger.debug("unreadable %s: %s", p, e.reason)
             return 0, 0, e.reason
-        return img.width, img.height, None
+        return w, h, None
 
     bar = progress(total=len(paths), desc="ingest", unit="img", verbose=verbose)
     out: list[tuple[int, int, str | None]] = []

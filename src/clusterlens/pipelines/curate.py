@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from clusterlens.curate._previews import PREVIEWS_FILE, SIZES_FILE
 from clusterlens.exceptions import DataValidationError
 from clusterlens.io._results import read_results, write_results, write_run_json
 from clusterlens.io._workspace import Workspace
@@ -240,6 +241,124 @@ def _content_hash(ws: Workspace, i: int, cache: dict[str, str]) -> str:
 _BOX = ("bbox_x", "bbox_y", "bbox_w", "bbox_h")
 
 
+class ScanPass:
+    """The scan of one workspace, filled item by item, then written once.
+
+    ``add(i, image)`` takes an item already decoded at full size (the CNN
+    stage of ``explore`` decodes every image once for both), ``item(i)``
+    decodes it here. Both may run in many threads at once (each writes
+    only its own rows).
+    """
+
+    def __init__(self, ws: Workspace) -> None:
+        from clusterlens.curate._duplicates import THUMB_SIDE
+        from clusterlens.curate._previews import MAX_PREVIEW_ITEMS, PREVIEW_SIDE
+
+        n = len(ws)
+        self.ws = ws
+        self.t0 = time.perf_counter()
+        self.hashes = np.full(n, "", dtype=object)
+        self.readable = np.ones(n, dtype=bool)
+        self.reason = np.full(n, "", dtype=object)
+        self.props: list[dict[str, float] | None] = [None] * n
+        self.thumbs = np.zeros((n, THUMB_SIDE, THUMB_SIDE), dtype=np.uint8)
+        # colour previews for the reports (up to MAX_PREVIEW_ITEMS items)
+        self.previews: npt.NDArray[np.uint8] | None = None
+        self.preview_sizes = np.zeros((n, 2), dtype=np.int16)
+        if n <= MAX_PREVIEW_ITEMS:
+            self.previews = np.zeros((n, PREVIEW_SIDE, PREVIEW_SIDE, 3), np.uint8)
+        self._cache: dict[str, str] = {}
+
+    def add(self, i: int, image: npt.NDArray[np.uint8]) -> None:
+        """Record item ``i`` from its pixels, decoded at full size."""
+        from clusterlens.curate._duplicates import thumbnail
+        from clusterlens.curate._previews import make_preview
+        from clusterlens.curate._quality import image_properties
+
+        try:
+            self.hashes[i] = _content_hash(self.ws, i, self._cache)
+            self.thumbs[i] = thumbnail(image)
+            self.props[i] = image_properties(image)
+            if self.previews is not None:
+                self.previews[i], pw, ph = make_preview(image)
+                self.preview_sizes[i] = (pw, ph)
+        except Exception as e:  # any decoder failure makes the item unreadable
+            self.fail(i, e)
+
+    def fail(self, i: int, error: BaseException) -> None:
+        """Record item ``i`` as unreadable, with the decoder's reason."""
+        why = getattr(error, "reason", None) or f"{type(error).__name__}: {error}"
+        self.hashes[i], self.props[i] = "", None
+        self.preview_sizes[i] = (0, 0)
+        self.readable[i] = False
+        self.reason[i] = (str(why).splitlines() or ["unreadable"])[0][:200]
+
+    def item(self, i: int) -> None:
+        """Decode item ``i`` and record it."""
+        try:
+            image = self.ws.read_item(i)
+        except Exception as e:  # any decoder failure makes the item unreadable
+            self.fail(i, e)
+            return
+        self.add(i, image)
+
+    def write(
+        self,
+        stage: str | os.PathLike[str],
+        *,
+        n_jobs: int,
+        command: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """Write ``scan.parquet`` and ``thumbs.npy`` into ``stage``."""
+        ws, n = self.ws, len(self.ws)
+        stage = Path(os.fspath(stage))
+        n_bad = int((~self.readable).sum())
+        if n_bad == n:
+            raise DataValidationError(
+                f"None of the {n:,} items of {ws.root} can be read (first: "
+                f"{ws.items['path'][0]}: {self.reason[0]}). Were the images moved? "
+                "Re-run clusterlens ingest on their new place."
+            )
+        props = self.props
+        keys = sorted({k for p in props if p is not None for k in p})
+        cols: dict[str, Any] = {
+            **_ids(ws),
+            "readable": self.readable,
+            "reason": self.reason.astype(str),
+            "hash": self.hashes.astype(str),
+        }
+        for key in keys:
+            cols[f"prop_{key}"] = np.array(
+                [np.nan if p is None else float(p.get(key, np.nan)) for p in props],
+                dtype=np.float64,
+            )
+        write_results(stage / "scan.parquet", cols)
+        np.save(stage / "thumbs.npy", self.thumbs)
+        outputs = ["scan.parquet", "thumbs.npy"]
+        if self.previews is not None:
+            np.save(stage / PREVIEWS_FILE, self.previews)
+            np.save(stage / SIZES_FILE, self.preview_sizes)
+            outputs += [PREVIEWS_FILE, SIZES_FILE]
+        seconds = time.perf_counter() - self.t0
+        summary = {
+            "n_items": n,
+            "n_unreadable": n_bad,
+            "seconds": seconds,
+            "images_per_second": float(n / max(seconds, 1e-9)),
+        }
+        _write_run(
+            stage,
+            "scan",
+            ws,
+            stage_fingerprint(ws, "scan", {}),
+            {"n_jobs": n_jobs},
+            summary,
+            command,
+            outputs,
+        )
+        return summary
+
+
 def run_scan(
     ws: Workspace,
     stage: str | os.PathLike[str],
@@ -254,79 +373,15 @@ def run_scan(
     reason; the files ``ingest`` skipped are listed in the junk view from
     ``WS/skipped.txt``.
     """
-    from clusterlens.curate._duplicates import THUMB_SIDE, thumbnail
-    from clusterlens.curate._quality import image_properties
-
-    stage = Path(os.fspath(stage))
-    t0 = time.perf_counter()
-    n = len(ws)
-    hashes = np.full(n, "", dtype=object)
-    readable = np.ones(n, dtype=bool)
-    reason = np.full(n, "", dtype=object)
-    props: list[dict[str, float] | None] = [None] * n
-    cache: dict[str, str] = {}
-
-    thumbs = np.zeros((n, THUMB_SIDE, THUMB_SIDE), dtype=np.uint8)
-
-    def one(i: int) -> tuple[int, str, dict[str, float] | None, str]:
-        try:
-            h = _content_hash(ws, i, cache)
-            img = ws.read_item(i)
-            thumbs[i] = thumbnail(img)
-            return i, h, image_properties(img), ""
-        except Exception as e:  # any decoder failure makes the item unreadable
-            why = getattr(e, "reason", None) or f"{type(e).__name__}: {e}"
-            return i, "", None, str(why).splitlines()[0][:200]
-
-    bar = progress(total=n, desc="scan", unit="img", verbose=verbose, leave=False)
     from concurrent.futures import ThreadPoolExecutor
 
+    scan = ScanPass(ws)
+    bar = progress(total=len(ws), desc="scan", unit="img", verbose=verbose, leave=False)
     with ThreadPoolExecutor(max_workers=max(1, n_jobs)) as pool:
-        for i, h, p, why in pool.map(one, range(n)):
-            hashes[i], props[i] = h, p
-            if p is None:
-                readable[i], reason[i] = False, why or "unreadable"
+        for _ in pool.map(scan.item, range(len(ws))):
             bar.update(1)
     bar.close()
-    n_bad = int((~readable).sum())
-    if n_bad == n:
-        raise DataValidationError(
-            f"None of the {n:,} items of {ws.root} can be read (first: "
-            f"{ws.items['path'][0]}: {reason[0]}). Were the images moved? Re-run "
-            "clusterlens ingest on their new place."
-        )
-    keys = sorted({k for p in props if p is not None for k in p})
-    cols: dict[str, Any] = {
-        **_ids(ws),
-        "readable": readable,
-        "reason": reason.astype(str),
-        "hash": hashes.astype(str),
-    }
-    for key in keys:
-        cols[f"prop_{key}"] = np.array(
-            [np.nan if p is None else float(p.get(key, np.nan)) for p in props],
-            dtype=np.float64,
-        )
-    write_results(stage / "scan.parquet", cols)
-    np.save(stage / "thumbs.npy", thumbs)
-    seconds = time.perf_counter() - t0
-    summary = {
-        "n_items": n,
-        "n_unreadable": n_bad,
-        "seconds": seconds,
-        "images_per_second": float(n / max(seconds, 1e-9)),
-    }
-    _write_run(
-        stage,
-        "scan",
-        ws,
-        stage_fingerprint(ws, "scan", {}),
-        {"n_jobs": n_jobs},
-        summary,
-        command,
-        ["scan.parquet", "thumbs.npy"],
-    )
-    return summary
+    return scan.write(stage, n_jobs=n_jobs, command=command)
 
 
 # --------------------------------------------------------------------------- #

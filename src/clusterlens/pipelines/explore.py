@@ -175,8 +175,8 @@ def _stage(
 
     Returns (its summary, whether it was reused).
     """
-    run = _run_json(folder) if output_kind(folder) == kind else None
-    if run is not None and want is not None and run.get(key) == want:
+    run = _valid_run(folder, kind, want, key=key)
+    if run is not None:
         return dict(run.get("results", {})), True
     with staged_output_dir(
         folder, overwrite=True, kind=kind, workspace=ws.root
@@ -184,19 +184,33 @@ def _stage(
         return fn(stage), False
 
 
+def _valid_run(
+    folder: Path, kind: str, want: Any, *, key: str = "fingerprint"
+) -> dict[str, Any] | None:
+    """The ``run.json`` of ``folder`` if it holds a valid ``kind`` result."""
+    run = _run_json(folder) if output_kind(folder) == kind else None
+    if run is not None and want is not None and run.get(key) == want:
+        return run
+    return None
+
+
 class _Background:
     """``fn()`` in a daemon thread; ``result()`` waits and returns or raises.
 
     A daemon, so Ctrl-C in the main thread stops the run at once; a staging
     folder the thread leaves behind is removed by the next run into the
-    workspace (its process is gone).
+    workspace (its process is gone). ``inline=True``: no thread, ``fn()``
+    runs in ``result()``.
     """
 
-    def __init__(self, fn: Callable[[], Any]) -> None:
+    def __init__(
+        self, fn: Callable[[], Any], name: str = "explore-scan", inline: bool = False
+    ) -> None:
         import threading
 
         self._value: Any = None
         self._error: BaseException | None = None
+        self._fn = fn if inline else None
 
         def run() -> None:
             try:
@@ -204,13 +218,18 @@ class _Background:
             except BaseException as e:  # handed to the main thread
                 self._error = e
 
-        self._thread = threading.Thread(target=run, name="explore-scan", daemon=True)
-        self._thread.start()
+        self._thread = threading.Thread(target=run, name=name, daemon=True)
+        if not inline:
+            self._thread.start()
 
     def wait(self) -> None:
-        self._thread.join()
+        if self._thread.is_alive():
+            self._thread.join()
 
     def result(self) -> Any:
+        if self._fn is not None:  # inline: run now, in this thread
+            fn, self._fn = self._fn, None
+            return fn()
         self._thread.join()
         if self._error is not None:
             raise self._error
@@ -337,7 +356,7 @@ def _explore(
 ) -> dict[str, Any]:
     from clusterlens.pipelines import curate as cv
     from clusterlens.pipelines.cluster_images import run_cluster_images
-    from clusterlens.pipelines.features import run_cnn_features
+    from clusterlens.pipelines.features import _has_boxes, run_cnn_features
 
     t0 = time.perf_counter()
     source = Path(os.fspath(source))
@@ -377,26 +396,41 @@ def _explore(
             )
 
         cmd = {"command": "explore"}
-        # The scan (content hashes, image properties) needs no embeddings: it
-        # decodes the images in a thread beside the CNN stage, filling what
-        # the network leaves of the cores (CIFAR-10: the decode threads wait
-        # on the network most of the time).
-        scan = _Background(
-            lambda: _stage(
-                ws,
-                ws.root / "scan",
-                "scan",
-                cv.stage_fingerprint(ws, "scan", {}),
-                lambda st: cv.run_scan(ws, st, n_jobs=n_jobs, verbose=0, command=cmd),
+        if image_size is None:
+            image_size = auto_image_size(ws)
+        emb_dir = ws.root / "features" / "cnn"
+        emb_valid = _embeddings_valid(ws, image_size)
+        scan_want = cv.stage_fingerprint(ws, "scan", {})
+        # One decode per image: when both the embeddings and the scan
+        # (content hashes, image properties) are to be made, the CNN stage's
+        # decode threads hand every image to the scan as well. Otherwise the
+        # scan (it needs no embeddings) decodes in a thread beside the CNN
+        # stage, filling what the network leaves of the cores.
+        joint = None
+        if (
+            not emb_valid
+            and _valid_run(ws.root / "scan", "scan", scan_want) is None
+            and backend == "local"
+            and not _has_boxes(ws)
+        ):
+            joint = cv.ScanPass(ws)
+            scan = None
+        else:
+            scan = _Background(
+                lambda: _stage(
+                    ws,
+                    ws.root / "scan",
+                    "scan",
+                    scan_want,
+                    lambda st: cv.run_scan(
+                        ws, st, n_jobs=n_jobs, verbose=0, command=cmd
+                    ),
+                )
             )
-        )
 
         try:
             step("embeddings")
-            if image_size is None:
-                image_size = auto_image_size(ws)
-            emb_dir = ws.root / "features" / "cnn"
-            if _embeddings_valid(ws, image_size):
+            if emb_valid:
                 finish("embeddings", _run_json(emb_dir).get("results", {}), True)  # type: ignore[union-attr]
             else:
                 with staged_output_dir(
@@ -411,10 +445,12 @@ def _explore(
                         backend=backend,
                         verbose=inner,
                         command={"command": "explore", "ws": str(ws.root)},
+                        scan=joint,
                     )
                 finish("embeddings", s, False)
         except Exception:
-            scan.wait()  # a failed run leaves no half-written scan behind
+            if scan is not None:
+                scan.wait()  # a failed run leaves no half-written scan behind
             raise
 
         def view(name: str, params: dict[str, Any], fn: Callable[..., Any]) -> None:
@@ -424,7 +460,20 @@ def _explore(
             finish(name, s, r)
 
         step("scan")
-        finish("scan", *scan.result())
+        if scan is not None:
+            finish("scan", *scan.result())
+        else:
+            done_scan = joint
+            finish(
+                "scan",
+                *_stage(
+                    ws,
+                    ws.root / "scan",
+                    "scan",
+                    scan_want,
+                    lambda st: done_scan.write(st, n_jobs=n_jobs, command=cmd),  # type: ignore[union-attr]
+                ),
+            )
         view(
             "neighbors",
             {"n_neighbors": cv.N_NEIGHBORS},
@@ -437,57 +486,78 @@ def _explore(
                 command=cmd,
             ),
         )
-        view("quality", {}, lambda st: cv.run_quality(ws, st, command=cmd))
-        thr = threshold
-        if thr is None:
-            from clusterlens.curate import DEFAULT_NEAR_THRESHOLD
-
-            thr = DEFAULT_NEAR_THRESHOLD
-        view(
-            "duplicates",
-            {"threshold": float(thr)},
-            lambda st: cv.run_duplicates(ws, st, threshold=thr, command=cmd),
-        )
-        from clusterlens.curate import DEFAULT_OUTLIER_Z
-
-        view(
-            "outliers",
-            {"n_neighbors": 5, "z_threshold": DEFAULT_OUTLIER_Z},
-            lambda st: cv.run_outliers(ws, st, command=cmd),
-        )
-        view(
-            "map",
-            {"method": "auto", "seed": random_state},
-            lambda st: cv.run_map(ws, st, random_state=random_state, command=cmd),
-        )
-        view(
-            "index",
-            {"seed": random_state},
-            lambda st: cv.run_index(ws, st, random_state=random_state, command=cmd),
-        )
-        view(
-            "sample",
-            {"budget": budget},
-            lambda st: cv.run_sample(ws, st, budget=budget, command=cmd),
+        # The map (UMAP: importing umap-learn and scikit-learn is most of its
+        # cost on a small collection, one core) needs only the neighbours: it
+        # runs in a thread beside the views and the clusters.
+        map_want = cv.stage_fingerprint(
+            ws, "map", {"method": "auto", "seed": random_state}
         )
 
-        step("clusters")
-        k = auto_clusters(len(ws)) if n_clusters is None else int(n_clusters)
-        if k > len(ws):
-            raise DataValidationError(
-                f"-k {k} is larger than the {len(ws):,} items of {ws.root}."
+        # (On Dask it runs in turn: the run's client is the main thread's.)
+        def make_map() -> tuple[dict[str, Any], bool]:
+            return _stage(
+                ws,
+                ws.root / "map",
+                "map",
+                map_want,
+                lambda st: cv.run_map(ws, st, random_state=random_state, command=cmd),
             )
-        cparams = {"k": k, "seed": random_state, "n_init": 3}
-        cwant = {**cv.features_fingerprint(ws), "params": cparams}
-        s, r = _stage(
-            ws,
-            ws.root / "clusters" / "cnn",
-            "clusters",
-            cwant,
-            lambda st: _clusters(ws, st, k, random_state, cwant, run_cluster_images),
-            key="explore_fingerprint",
-        )
-        finish("clusters", s, r)
+
+        the_map = _Background(make_map, name="explore-map", inline=backend != "local")
+        try:
+            view("quality", {}, lambda st: cv.run_quality(ws, st, command=cmd))
+            thr = threshold
+            if thr is None:
+                from clusterlens.curate import DEFAULT_NEAR_THRESHOLD
+
+                thr = DEFAULT_NEAR_THRESHOLD
+            view(
+                "duplicates",
+                {"threshold": float(thr)},
+                lambda st: cv.run_duplicates(ws, st, threshold=thr, command=cmd),
+            )
+            from clusterlens.curate import DEFAULT_OUTLIER_Z
+
+            view(
+                "outliers",
+                {"n_neighbors": 5, "z_threshold": DEFAULT_OUTLIER_Z},
+                lambda st: cv.run_outliers(ws, st, command=cmd),
+            )
+            view(
+                "index",
+                {"seed": random_state},
+                lambda st: cv.run_index(ws, st, random_state=random_state, command=cmd),
+            )
+            view(
+                "sample",
+                {"budget": budget},
+                lambda st: cv.run_sample(ws, st, budget=budget, command=cmd),
+            )
+
+            step("clusters")
+            k = auto_clusters(len(ws)) if n_clusters is None else int(n_clusters)
+            if k > len(ws):
+                raise DataValidationError(
+                    f"-k {k} is larger than the {len(ws):,} items of {ws.root}."
+                )
+            cparams = {"k": k, "seed": random_state, "n_init": 3}
+            cwant = {**cv.features_fingerprint(ws), "params": cparams}
+            s, r = _stage(
+                ws,
+                ws.root / "clusters" / "cnn",
+                "clusters",
+                cwant,
+                lambda st: _clusters(
+                    ws, st, k, random_state, cwant, run_cluster_images
+                ),
+                key="explore_fingerprint",
+            )
+            finish("clusters", s, r)
+        except BaseException:
+            the_map.wait()  # a failed run leaves no half-written map behind
+            raise
+        step("map")
+        finish("map", *the_map.result())
 
         step("label-issues")
         labels = ws.labels

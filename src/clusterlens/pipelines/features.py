@@ -620,6 +620,7 @@ def run_cnn_features(
     box_margin: float = CROP_MARGIN,
     verbose: int = 0,
     command: dict[str, Any] | None = None,
+    scan: Any = None,
 ) -> dict[str, Any]:
     """Embed every workspace item with the CNN into ``stage/features.npy``.
 
@@ -644,6 +645,10 @@ def run_cnn_features(
     place. The features equal the local backend's up to float rounding
     (torch may pick other kernels for other batch compositions and thread
     counts); PCA, if asked, runs on the client as on the local backend.
+
+    ``scan`` (a :class:`~clusterlens.pipelines.curate.ScanPass`; the local
+    backend and whole-image items only) also gets every image as decoded, at
+    full size, so ``explore`` decodes each image once for both stages.
     """
     from clusterlens._config import resolve_backend
     from clusterlens.features import CnnEmbedder
@@ -651,6 +656,8 @@ def run_cnn_features(
     check_image_root(ws, "features cnn")
     stage = Path(os.fspath(stage))
     which = resolve_backend(backend)
+    if scan is not None and (which == "dask" or _has_boxes(ws)):
+        raise ValueError("scan= needs the local backend and whole-image items")
     t0 = time.perf_counter()
     n = len(ws)
     extra: dict[str, Any] = {}
@@ -699,7 +706,7 @@ def run_cnn_features(
         )
         bar = progress(total=n, desc="cnn", unit="img", verbose=verbose)
         X, unreadable = _cnn_embed(
-            ws, emb, 0, n, batch_size, n_jobs, bar.update, margin=box_margin
+            ws, emb, 0, n, batch_size, n_jobs, bar.update, margin=box_margin, scan=scan
         )
         bar.close()
     report = unreadable_report(
@@ -773,16 +780,29 @@ def _cnn_embed(
     n_jobs: int,
     update: Any = None,
     margin: float = 0.0,
+    scan: Any = None,
 ) -> tuple[npt.NDArray[np.float32], list[int]]:
     """Embeddings of items ``lo:hi`` (zero rows for unreadable ones), and those.
 
     With ``n_jobs > 1`` each image is decoded and preprocessed (resized and
     normalised; PIL and numpy release the GIL) by the same worker thread, so
     both overlap the network instead of waiting for it.
+
+    ``scan`` (a :class:`clusterlens.pipelines.curate.ScanPass`, whole-image
+    items only) is handed every image as decoded, at full size, so the scan
+    of ``explore`` needs no decoding of its own.
     """
     from concurrent.futures import ThreadPoolExecutor
 
     def _prepared(i: int) -> tuple[int, npt.NDArray[np.float32] | None]:
+        if scan is not None:
+            try:
+                full = ws.read_item(i)
+            except Exception as e:  # any decoder failure: unreadable for both
+                scan.fail(i, e)
+                return i, None
+            scan.add(i, full)
+            return i, emb.preprocess(full)
         # a JPEG decodes at the smallest DCT scale still >= the network's input
         side = (emb.image_size, emb.image_size)
         for j, img in ws.iter_items([i], mode="RGB", margin=margin, min_size=side):

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import io
 import logging
 import math
 import pathlib
@@ -16,6 +14,7 @@ import numpy.typing as npt
 
 from clusterlens.exceptions import DataValidationError, InvalidParameterError
 from clusterlens.report._common import css, fmt_number, fmt_value, template, version
+from clusterlens.report._thumbs import encode_thumbnail
 from clusterlens.typing import ArrayLike, PathLike
 from clusterlens.utils._fs import atomic_write_text
 from clusterlens.utils.validation import check_int
@@ -524,9 +523,7 @@ def _thumb(
     if size != (w, h):
         resample = Image.Resampling.NEAREST if factor > 1 else Image.Resampling.LANCZOS
         img = img.resize(size, resample=resample)
-    buf = io.BytesIO()
-    img.save(buf, format="PNG")
-    src = "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+    src = encode_thumbnail(img, 85)
 
     parts = [f"item {i}"]
     if stats is not None and true is not None:

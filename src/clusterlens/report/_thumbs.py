@@ -16,7 +16,7 @@ import numpy.typing as npt
 
 from clusterlens.io._workspace import Workspace
 
-__all__ = ["thumbnails"]
+__all__ = ["encode_thumbnail", "thumbnails"]
 
 logger = logging.getLogger(__name__)
 
@@ -57,7 +57,7 @@ def _lossy_format() -> str:
 FLAT_COLOURS = 256
 
 
-def _encode(img: Any, quality: int) -> str:
+def encode_thumbnail(img: Any, quality: int) -> str:
     """Data URI of ``img``: lossless for a flat image, lossy for a photo.
 
     One encoding per thumbnail, chosen by counting colours (encoding both
@@ -66,11 +66,14 @@ def _encode(img: Any, quality: int) -> str:
     for 48 px, about 1.3x the bytes of ``method=4`` at 1.7x the speed), or
     JPEG where Pillow has no WebP; lossless is PNG.
     """
+    buf = io.BytesIO()
+    if img.mode == "L":  # grey levels: at most 256 "colours", flat by the rule
+        img.save(buf, format="PNG")
+        return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
     rgb = img.convert("RGB")
     a = np.asarray(rgb)
     packed = (a[..., 0].astype(np.uint32) << 16) | (a[..., 1].astype(np.uint32) << 8)
     n_colours = np.unique(packed | a[..., 2]).size
-    buf = io.BytesIO()
     if n_colours <= FLAT_COLOURS:
         rgb.save(buf, format="PNG")
         mime = "png"
@@ -93,22 +96,35 @@ def thumbnails(
     on_map: set[int],
     n_jobs: int,
 ) -> dict[int, tuple[tuple[str, int, int] | None, tuple[str, int, int] | None]]:
-    """``{i: (gallery thumb, map thumb)}``; each ``(data URI, width, height)``."""
+    """``{i: (gallery thumb, map thumb)}``; each ``(data URI, width, height)``.
+
+    The scan's previews (:func:`clusterlens.curate.load_previews`) are used
+    where they are current and large enough; other items are decoded.
+    """
     from PIL import Image
 
-    W, H = _item_sizes(ws)
+    from clusterlens.curate._previews import PREVIEW_SIDE, load_previews
 
-    def one(i: int) -> tuple[int, Any]:
+    W, H = _item_sizes(ws)
+    pv = load_previews(ws) if max(side, map_side) <= PREVIEW_SIDE else None
+
+    def pixels(i: int) -> npt.NDArray[np.uint8]:
+        if pv is not None and pv[1][i, 0] > 0:
+            pw, ph = (int(v) for v in pv[1][i])
+            return np.ascontiguousarray(pv[0][i, :ph, :pw])
         w, h = _fit(float(W[i]), float(H[i]), side)
         small = math.isfinite(W[i]) and 0 < max(W[i], H[i]) < side
+        # small images (digits) are enlarged below with sharp pixels
+        return ws.read_item(
+            i,
+            mode="RGB",
+            size=None if small else (h, w),
+            min_size=None if small else (h, w),
+        )
+
+    def one(i: int) -> tuple[int, Any]:
         try:
-            # small images (digits) are enlarged below with sharp pixels
-            px = ws.read_item(
-                i,
-                mode="RGB",
-                size=None if small else (h, w),
-                min_size=None if small else (h, w),
-            )
+            px = pixels(i)
         except (OSError, SyntaxError, ValueError) as e:
             logger.warning("explore report: item %d unreadable: %s", i, e)
             return i, None
@@ -125,10 +141,10 @@ def thumbnails(
         thumb = mthumb = None
         if i in gallery:
             g, gw, gh = scaled(side)
-            thumb = (_encode(g, 85), gw, gh)
+            thumb = (encode_thumbnail(g, 85), gw, gh)
         if i in on_map:
             m, mw, mh = scaled(map_side)
-            mthumb = (_encode(m, 75), mw, mh)
+            mthumb = (encode_thumbnail(m, 75), mw, mh)
         return i, (thumb, mthumb)
 
     out: dict[int, Any] = {}

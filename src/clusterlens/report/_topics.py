@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from clusterlens.curate._previews import PREVIEW_SIDE, load_previews
 from clusterlens.io._workspace import Workspace
 from clusterlens.report._clusters import build_cluster_report
 
@@ -65,6 +66,17 @@ def build_workspace_report(
     idx = shown_items(pred, dist, max_thumbnails)
     thumbs = np.zeros((pred.shape[0], thumb_size, thumb_size, 3), dtype=np.uint8)
     square = (thumb_size, thumb_size)
+    pv = load_previews(ws) if thumb_size <= PREVIEW_SIDE else None
+    if pv is not None:
+        # the scan's previews, where it could read the item (no decoding)
+        from PIL import Image
+
+        have = pv[1][idx, 0] > 0
+        for i in np.asarray(idx)[have]:
+            pw, ph = (int(v) for v in pv[1][i])
+            img = Image.fromarray(np.ascontiguousarray(pv[0][i, :ph, :pw]))
+            thumbs[i] = np.asarray(img.resize(square, Image.Resampling.BILINEAR))
+        idx = np.asarray(idx)[~have]
     for i, img in ws.iter_items(
         idx, mode="RGB", size=square, min_size=square, n_jobs=n_jobs
     ):

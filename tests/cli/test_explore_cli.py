@@ -284,3 +284,30 @@ def test_image_size_follows_the_items(tmp_path, side, expected):
     (tmp_path / "ws").mkdir()
     ws = create_workspace(tmp_path / "x.npz", tmp_path / "ws")
     assert auto_image_size(ws) == expected
+
+
+def test_the_scan_made_beside_the_cnn_equals_the_scan_alone(explored, tmp_path):
+    """explore decodes each image once for the CNN and the scan: its scan (hashes,
+    properties, duplicate thumbnails, report previews) is the one the scan
+    command makes by decoding on its own; the previews are fitted copies."""
+    from clusterlens.curate._previews import PREVIEW_SIDE, load_previews
+    from clusterlens.io import open_workspace
+    from clusterlens.pipelines.curate import run_scan
+
+    ws_path, summary, _ = explored
+    ws = open_workspace(ws_path)
+    run_scan(ws, tmp_path)
+    joint, alone = table(ws_path / "scan" / "scan.parquet"), table(
+        tmp_path / "scan.parquet"
+    )
+    assert joint == alone
+    for f in ("thumbs.npy", "previews.npy", "preview_sizes.npy"):
+        assert np.array_equal(np.load(ws_path / "scan" / f), np.load(tmp_path / f)), f
+    previews, sizes = load_previews(ws)
+    w, h = np.asarray(joint["prop_width"]), np.asarray(joint["prop_height"])
+    f = np.minimum(1.0, PREVIEW_SIDE / np.maximum(w, h))
+    assert np.array_equal(sizes[:, 0], np.maximum(1, np.round(w * f)))
+    assert np.array_equal(sizes[:, 1], np.maximum(1, np.round(h * f)))
+    # the block outside each preview stays empty
+    for i, (pw, ph) in enumerate(sizes):
+        assert previews[i, ph:].max(initial=0) == previews[i, :, pw:].max(initial=0) == 0

@@ -224,3 +224,43 @@ def test_min_size_decodes_a_jpeg_at_a_reduced_dct_scale(tmp_path):
     whole = read_image(tmp_path / "a.jpg", size=(60, 80))
     assert small.shape == whole.shape == (60, 80, 3)
     assert np.abs(small.astype(int) - whole.astype(int)).mean() < 6
+
+
+def test_probe_image_fails_where_a_full_decode_fails(tmp_path):
+    """probe_image (ingest's check, a JPEG at 1/8 scale) gives the header's size
+    and refuses exactly the files a full decode refuses: truncated at several
+    points, bytes overwritten mid-stream, a PNG cut short, not an image."""
+    from clusterlens.io._images import UnreadableImageError, decode_image, probe_image
+
+    rng = np.random.default_rng(1)
+    yy, xx = np.mgrid[0:300, 0:410]
+    px = np.stack([xx % 256, yy % 256, (xx * yy) % 256], -1).astype(np.uint8)
+    px = np.clip(px + rng.integers(0, 20, px.shape), 0, 255).astype(np.uint8)
+    Image.fromarray(px).save(tmp_path / "ok.jpg", quality=90)
+    Image.fromarray(px).save(tmp_path / "ok.png")
+    data = (tmp_path / "ok.jpg").read_bytes()
+    files = {"ok.jpg": data, "ok.png": (tmp_path / "ok.png").read_bytes()}
+    for frac in (0.2, 0.5, 0.9, 0.995):
+        files[f"cut{frac}.jpg"] = data[: int(len(data) * frac)]
+    smashed = bytearray(data)
+    smashed[len(data) // 2 : len(data) // 2 + 400] = rng.integers(0, 256, 400).tobytes()
+    files["smashed.jpg"] = bytes(smashed)
+    files["cut.png"] = files["ok.png"][: len(files["ok.png"]) // 2]
+    files["text.jpg"] = b"not an image"
+
+    def outcome(fn, p):
+        try:
+            return fn(p)
+        except UnreadableImageError:
+            return None
+
+    for name, raw in files.items():
+        p = tmp_path / "t" / name
+        p.parent.mkdir(exist_ok=True)
+        p.write_bytes(raw)
+        full = outcome(decode_image, p)
+        probed = outcome(probe_image, p)
+        assert (full is None) == (probed is None), name
+        if full is not None:
+            assert probed == full.size == (410, 300), name
+    assert outcome(probe_image, tmp_path / "t" / "cut0.5.jpg") is None

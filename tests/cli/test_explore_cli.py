@@ -294,11 +294,12 @@ def test_the_scan_made_beside_the_cnn_equals_the_scan_alone(explored, tmp_path):
     from clusterlens.io import open_workspace
     from clusterlens.pipelines.curate import run_scan
 
-    ws_path, summary, _ = explored
+    ws_path, _, _ = explored
     ws = open_workspace(ws_path)
     run_scan(ws, tmp_path)
-    joint, alone = table(ws_path / "scan" / "scan.parquet"), table(
-        tmp_path / "scan.parquet"
+    joint, alone = (
+        table(ws_path / "scan" / "scan.parquet"),
+        table(tmp_path / "scan.parquet"),
     )
     assert joint == alone
     for f in ("thumbs.npy", "previews.npy", "preview_sizes.npy"):
@@ -310,4 +311,5 @@ def test_the_scan_made_beside_the_cnn_equals_the_scan_alone(explored, tmp_path):
     assert np.array_equal(sizes[:, 1], np.maximum(1, np.round(h * f)))
     # the block outside each preview stays empty
     for i, (pw, ph) in enumerate(sizes):
-        assert previews[i, ph:].max(initial=0) == previews[i, :, pw:].max(initial=0) == 0
+        assert previews[i, ph:].max(initial=0) == 0
+        assert previews[i, :, pw:].max(initial=0) == 0

@@ -167,12 +167,10 @@ def label_issues(
     import numpy as np
 
     from clusterlens.exceptions import DataValidationError
+    from clusterlens.io import coco_box_samples, read_features, read_labels
     from clusterlens.pipelines.label_issues import (
         box_cnn_features,
-        coco_box_samples,
         crop_features,
-        read_features,
-        read_labels,
         run_label_issues,
     )
     from clusterlens.utils._fs import check_output_dir, staged_output_dir

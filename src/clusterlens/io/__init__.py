@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from clusterlens.io._box_samples import (
+    BoxSamples,
+    coco_box_samples,
+    workspace_box_samples,
+)
 from clusterlens.io._boxes import BoxTable
 from clusterlens.io._boxes_coco import read_coco_boxes
 from clusterlens.io._boxes_voc import read_voc_boxes
@@ -14,6 +19,7 @@ from clusterlens.io._descriptors import (
     write_ivecs,
     write_oxford_bin,
 )
+from clusterlens.io._features_labels import read_features, read_labels
 from clusterlens.io._images import (
     MAX_IMAGE_PIXELS,
     ImageArray,
@@ -30,11 +36,13 @@ from clusterlens.io._workspace import Workspace, create_workspace, open_workspac
 
 __all__ = [
     "MAX_IMAGE_PIXELS",
+    "BoxSamples",
     "BoxTable",
     "ImageArray",
     "UnreadableImageError",
     "Workspace",
     "as_matrix",
+    "coco_box_samples",
     "create_workspace",
     "decode_image",
     "list_image_folder",
@@ -43,11 +51,14 @@ __all__ = [
     "open_workspace",
     "read_boxes",
     "read_coco_boxes",
+    "read_features",
     "read_idx",
     "read_image",
+    "read_labels",
     "read_results",
     "read_voc_boxes",
     "read_yolo_boxes",
+    "workspace_box_samples",
     "write_bvecs",
     "write_fvecs",
     "write_ivecs",

@@ -849,14 +849,16 @@ def run_sample(
     from clusterlens.utils._fs import atomic_write_text
 
     atomic_write_text(stage / "sample.csv", buf.getvalue())
+    from clusterlens.io._export import label_studio_task, write_label_studio
+
     tasks = [
-        {
-            "data": {"image": p, "item_id": str(ws.items["item_id"][i])},
-            "meta": {"index": int(i), "pick": t, "covers": int(covers[t])},
-        }
+        label_studio_task(
+            {"image": p, "item_id": str(ws.items["item_id"][i])},
+            meta={"index": int(i), "pick": t, "covers": int(covers[t])},
+        )
         for t, (i, p) in enumerate(zip(s.indices, paths, strict=True))
     ]
-    atomic_write_text(stage / "label_studio.json", json.dumps(tasks, indent=1) + "\n")
+    write_label_studio(stage, tasks, tasks_file="label_studio.json")
     summary = {
         "n_items": len(ws),
         "budget": b,

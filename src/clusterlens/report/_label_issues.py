@@ -8,7 +8,7 @@ import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
@@ -18,29 +18,15 @@ from clusterlens.typing import PathLike
 from clusterlens.utils._fs import atomic_write_text
 
 if TYPE_CHECKING:
+    from clusterlens.io import BoxSamples
     from clusterlens.label_issues import LabelIssues
 
-__all__ = ["BoxSamplesLike", "box_panels", "build_label_issue_report"]
+__all__ = ["box_panels", "build_label_issue_report"]
 
 logger = logging.getLogger(__name__)
 
 _PANEL = 160  # longest side of a gallery panel, pixels
 _MIN_CROP = 96  # a crop's long side is enlarged to this at least
-
-
-class BoxSamplesLike(Protocol):
-    """What the galleries read of one-sample-per-box data (``BoxSamples``).
-
-    ``image_path[i]`` is the image of sample ``i`` and ``bbox[i]`` its box as
-    ``[x, y, w, h]`` in pixels. The report takes any object with these (it
-    never imports the pipelines that make them).
-    """
-
-    @property
-    def image_path(self) -> npt.NDArray[np.str_]: ...
-
-    @property
-    def bbox(self) -> npt.NDArray[np.float64]: ...
 
 
 @dataclass(frozen=True)
@@ -164,7 +150,7 @@ def _rows(
     res: LabelIssues,
     idx: npt.NDArray[np.int64],
     names: Sequence[str],
-    boxes: BoxSamplesLike | None,
+    boxes: BoxSamples | None,
     margin: float,
 ) -> list[_Row]:
     rows = []
@@ -207,7 +193,7 @@ def build_label_issue_report(
     members: npt.NDArray[np.int64],
     top_idx: npt.NDArray[np.int64],
     bottom_idx: npt.NDArray[np.int64],
-    boxes: BoxSamplesLike | None = None,
+    boxes: BoxSamples | None = None,
     title: str = "clusterlens label issues",
     figures: Mapping[str, Any] | None = None,
     margin: float = 0.1,

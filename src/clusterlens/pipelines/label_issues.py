@@ -7,6 +7,7 @@ import logging
 import os
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,8 @@ from clusterlens.exceptions import DataValidationError
 from clusterlens.io import (
     BoxSamples,
     coco_box_samples,
+    read_features,
+    read_labels,
     workspace_box_samples,
     write_results,
     write_run_json,
@@ -43,11 +46,15 @@ from clusterlens.utils._progress import progress
 
 __all__ = [
     "Embedder",
+    "LabelIssueInputs",
     "box_cnn_features",
     "crop_cache_dir",
     "crop_features",
     "crop_images",
+    "label_issue_workspace",
     "label_studio_tasks",
+    "read_label_issue_inputs",
+    "read_pred_probs",
     "run_label_issues",
     "workspace_inputs",
 ]
@@ -637,3 +644,177 @@ def run_label_issues(
     )
     summary["outputs"] = outputs
     return summary
+
+
+# --------------------------------------------------------------------------- #
+# The command's inputs: features + labels, a workspace, or COCO boxes
+# --------------------------------------------------------------------------- #
+@dataclass(frozen=True)
+class LabelIssueInputs:
+    """What ``clusterlens label-issues`` scores, read from its DATA.
+
+    Attributes
+    ----------
+    X : array of shape (n_samples, n_features)
+    labels : array of shape (n_samples,)
+    source : dict
+        Where they came from, for ``run.json``.
+    boxes : BoxSamples or None
+        One sample per box (COCO or a ``--boxes`` workspace).
+    class_names : sequence of str or None
+        Display names of integer labels.
+    features_name : str
+        How messages about ``X`` name it (e.g. "FEATURES 'X.npy'").
+    features : str or None
+        What ``X`` is, in words (the summary and report say it).
+    features_info : dict
+        How the features were made (cache folder, seconds, ...).
+    """
+
+    X: Any
+    labels: Any
+    source: dict[str, Any]
+    boxes: BoxSamples | None = None
+    class_names: Sequence[str] | None = None
+    features_name: str = "the box features"
+    features: str | None = None
+    features_info: dict[str, Any] = field(default_factory=dict)
+
+
+def label_issue_workspace(data: Sequence[Path]) -> Path | None:
+    """The workspace DATA names (one folder), or None for files.
+
+    Raises
+    ------
+    DataValidationError
+        If DATA is one folder that is not a clusterlens workspace.
+    """
+    ws_dir = data[0] if len(data) == 1 and data[0].is_dir() else None
+    if ws_dir is not None and not (ws_dir / "workspace.json").is_file():
+        raise DataValidationError(
+            f"{str(ws_dir)!r} is a folder but not a clusterlens workspace (no "
+            "workspace.json). Pass a workspace (clusterlens ingest SOURCE --out WS), "
+            "FEATURES LABELS, or a COCO JSON with --images."
+        )
+    return ws_dir
+
+
+def read_label_issue_inputs(
+    data: Sequence[Path],
+    *,
+    images_dir: Path | None = None,
+    embed: str = "cnn",
+    box_features: Path | None = None,
+    crop_size: int = 32,
+    min_box_size: float = MIN_BOX_SIZE,
+    include_crowd: bool = False,
+    verbose: int = 0,
+) -> LabelIssueInputs:
+    """The features and labels of ``clusterlens label-issues`` DATA.
+
+    DATA is FEATURES LABELS (two files, see :func:`clusterlens.io.read_features`
+    and :func:`clusterlens.io.read_labels`), a labelled workspace with CNN
+    embeddings (:func:`workspace_inputs`), or one COCO instances JSON with
+    ``images_dir``: one sample per kept box, described by the CNN embedding
+    of its crop (``embed="cnn"``, :func:`box_cnn_features`), its crop's
+    pixels (``embed="pixels"``, :func:`crop_features`) or the rows of
+    ``box_features``.
+
+    Raises
+    ------
+    DataValidationError
+        If DATA is none of these, or a reader refuses it.
+    """
+    ws_dir = label_issue_workspace(data)
+    if ws_dir is not None:
+        from clusterlens.io import open_workspace
+
+        wsp = open_workspace(ws_dir)
+        X, labels, boxes = workspace_inputs(wsp)
+        return LabelIssueInputs(
+            X,
+            labels,
+            {"workspace": str(ws_dir)},
+            boxes=boxes,
+            class_names=wsp.class_names,
+            features_name=f"the embeddings of {str(ws_dir)!r}",
+            features=f"the workspace's CNN {'crop ' if boxes is not None else ''}"
+            f"embeddings ({X.shape[1]}-d, features/cnn)",
+        )
+    if len(data) == 1 and data[0].suffix.lower() == ".json":
+        if images_dir is None:
+            raise DataValidationError(
+                "COCO input needs --images DIR, the folder that holds its images "
+                "(boxes are cropped from them)."
+            )
+        source = {"annotations": str(data[0]), "images": str(images_dir)}
+        if box_features is None and embed == "cnn":
+            X, boxes, info = box_cnn_features(
+                data[0],
+                images_dir,
+                min_size=min_box_size,
+                include_crowd=include_crowd,
+                verbose=verbose,
+            )
+            return LabelIssueInputs(
+                X,
+                boxes.labels,
+                source,
+                boxes=boxes,
+                class_names=list(boxes.class_names),
+                features_name="the CNN crop embeddings",
+                features=info["features"],
+                features_info=info,
+            )
+        boxes = coco_box_samples(
+            data[0], images_dir, min_size=min_box_size, include_crowd=include_crowd
+        )
+        if box_features is not None:
+            X = read_features(box_features)
+            if X.shape[0] != len(boxes):
+                kept = boxes.filter_summary()["summary"]
+                raise DataValidationError(
+                    f"--features has {X.shape[0]:,} rows but {data[0].name} has "
+                    f"{len(boxes):,} boxes kept ({kept}); it needs one row per "
+                    "kept box, in annotation order."
+                )
+            name = f"--features {str(box_features)!r}"
+            used = f"--features {box_features.name}"
+        else:
+            X = crop_features(boxes, crop_size, verbose=verbose)
+            name = "the box crops"
+            used = f"crop pixels ({crop_size}x{crop_size} RGB)"
+        return LabelIssueInputs(
+            X,
+            boxes.labels,
+            source,
+            boxes=boxes,
+            class_names=list(boxes.class_names),
+            features_name=name,
+            features=used,
+        )
+    if len(data) == 2 and not any(p.is_dir() for p in data):
+        return LabelIssueInputs(
+            read_features(data[0]),
+            read_labels(data[1]),
+            {"features": str(data[0]), "labels": str(data[1])},
+            features_name=f"FEATURES {str(data[0])!r}",
+            features=f"FEATURES {data[0].name}",
+        )
+    raise DataValidationError(
+        "Pass FEATURES LABELS (two files), a workspace folder, or one COCO "
+        f"JSON file with --images; got {len(data)} path(s): "
+        f"{', '.join(p.name for p in data)}."
+    )
+
+
+def read_pred_probs(path: Path | None) -> npt.NDArray[Any] | None:
+    """``--pred-probs``: out-of-sample predicted probabilities (.npy), or None."""
+    if path is None:
+        return None
+    try:
+        return np.load(path, allow_pickle=False)  # type: ignore[no-any-return]
+    except ValueError as e:
+        raise DataValidationError(
+            f"Cannot read --pred-probs {str(path)!r}: {e}."
+        ) from e

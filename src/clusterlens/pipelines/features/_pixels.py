@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from clusterlens.io._results import write_run_json
+from clusterlens.io._results import write_run
 from clusterlens.io._workspace import (
     Workspace,
     check_image_root,
@@ -97,24 +97,22 @@ def run_pixel_features(
         "images_per_second": float(n / max(seconds, 1e-9)),
         **info,
     }
-    write_run_json(
-        stage / "run.json",
-        {
-            "schema": "clusterlens.features.pixels/1",
-            "command": "features pixels",
-            **(command or {}),
-            "parameters": {
-                "workspace": str(ws.root.resolve()),
-                "size": size,
-                "mode": mode,
-                "pca": pca,
-                "whiten": whiten,
-                "backend": which,
-                **extra,
-            },
-            "seed": random_state,
-            "results": summary,
+    write_run(
+        stage,
+        schema="clusterlens.features.pixels/1",
+        command="features pixels",
+        invocation=command,
+        parameters={
+            "workspace": str(ws.root.resolve()),
+            "size": size,
+            "mode": mode,
+            "pca": pca,
+            "whiten": whiten,
+            "backend": which,
+            **extra,
         },
+        seed=random_state,
+        results=summary,
     )
     return summary
 

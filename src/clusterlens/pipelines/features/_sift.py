@@ -19,7 +19,7 @@ import numpy as np
 import numpy.typing as npt
 
 from clusterlens.exceptions import DataQualityWarning, DataValidationError
-from clusterlens.io._results import write_run_json
+from clusterlens.io._results import write_run
 from clusterlens.io._workspace import (
     Workspace,
     check_image_root,
@@ -533,20 +533,18 @@ def _write_sift(
             "images_per_second": float((n - done) / max(seconds, 1e-9)),
             "resumed_from_item": done,
         }
-        write_run_json(
-            stage / "run.json",
-            {
-                "schema": "clusterlens.features.sift/1",
-                "command": "features sift",
-                **(command or {}),
-                "parameters": run_params,
-                "results": summary,
-                "outputs": [
-                    "descriptors.npy",
-                    "offsets.npy",
-                    "keypoints.npy",
-                    "run.json",
-                ],
-            },
+        write_run(
+            stage,
+            schema="clusterlens.features.sift/1",
+            command="features sift",
+            invocation=command,
+            parameters=run_params,
+            results=summary,
+            outputs=[
+                "descriptors.npy",
+                "offsets.npy",
+                "keypoints.npy",
+                "run.json",
+            ],
         )
     return summary

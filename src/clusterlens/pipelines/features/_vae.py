@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from clusterlens.io._results import write_run_json
+from clusterlens.io._results import write_run
 from clusterlens.io._workspace import (
     Workspace,
     check_image_root,
@@ -80,25 +80,23 @@ def run_vae_features(
         "seconds": seconds,
         "images_per_second": float(n / max(seconds, 1e-9)),
     }
-    write_run_json(
-        stage / "run.json",
-        {
-            "schema": "clusterlens.features.vae/1",
-            "command": "features vae",
-            **(command or {}),
-            "parameters": {
-                "workspace": str(ws.root.resolve()),
-                "size": size,
-                "mode": mode,
-                "latent": latent,
-                "hidden": list(model.hidden),
-                "epochs": epochs,
-                "batch_size": batch_size,
-            },
-            "seed": random_state,
-            "results": summary,
-            "history": model.history,
-            "outputs": ["features.npy", "vae.npz", "vae.json", "run.json"],
+    write_run(
+        stage,
+        schema="clusterlens.features.vae/1",
+        command="features vae",
+        invocation=command,
+        parameters={
+            "workspace": str(ws.root.resolve()),
+            "size": size,
+            "mode": mode,
+            "latent": latent,
+            "hidden": list(model.hidden),
+            "epochs": epochs,
+            "batch_size": batch_size,
         },
+        seed=random_state,
+        results=summary,
+        history=model.history,
+        outputs=["features.npy", "vae.npz", "vae.json", "run.json"],
     )
     return summary

@@ -88,7 +88,8 @@ COCO_IMAGES = DATA / "coco-sample" / "images"
 
 def load_coco_boxes() -> tuple[np.ndarray, np.ndarray]:
     """32x32 crop pixels of the kept boxes (the pre-#23 default features)."""
-    from clusterlens.pipelines.label_issues import coco_box_samples, crop_features
+    from clusterlens.io import coco_box_samples
+    from clusterlens.pipelines.label_issues import crop_features
 
     boxes = coco_box_samples(COCO_ANN, COCO_IMAGES)
     return crop_features(boxes, size=32), boxes.labels

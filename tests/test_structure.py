@@ -7,7 +7,11 @@ imported) and fails on:
   Dask backend plugs into the engine through its public protocol);
 - an import of a private name (``_x``) from another subpackage;
 - an import cycle between modules;
-- library code importing ``clusterlens.cli``.
+- library code importing ``clusterlens.cli``;
+- ``clusterlens.report`` importing ``clusterlens.pipelines``;
+- a Label Studio task or config built outside ``io/_export.py`` (one exporter);
+- a CLI command opening its staged output folder itself instead of going
+  through the skeleton of ``cli/_run.py``.
 
 What counts as an import: every ``import`` / ``from ... import`` statement
 that runs, at module level *and* inside functions or methods (a deferred
@@ -303,3 +307,69 @@ def test_cycle_finder_on_toy_graphs(source, n_cycles):
         edges.append(Edge(f"{PKG}.cluster._{a}", f"{PKG}.cluster._{b}", None, 1))
     modules = [f"{PKG}.cluster._{m}" for m in "abc"]
     assert len(_cycles(edges, modules)) == n_cycles
+
+
+def test_report_never_imports_pipelines():
+    """The report takes what it draws as arguments (issue #22: ``BoxSamples``)."""
+    bad = [
+        _where(e)
+        for e in _ALL_EDGES
+        if _subpackage(e.importer) == "report"
+        and (e.target + ".").startswith(f"{PKG}.pipelines.")
+    ]
+    assert not bad, "clusterlens.report imports clusterlens.pipelines:\n" + "\n".join(
+        bad
+    )
+
+
+def _modules_with_string(*needles: str) -> dict[str, set[str]]:
+    """``needle -> modules`` whose string constants (not docstrings) contain it."""
+    found: dict[str, set[str]] = {n: set() for n in needles}
+    scopes = ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef
+    for mod, path in _MODULES.items():
+        tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
+        docs = {
+            id(node.body[0].value)
+            for node in ast.walk(tree)
+            if isinstance(node, scopes)
+            and node.body
+            and isinstance(node.body[0], ast.Expr)
+            and isinstance(node.body[0].value, ast.Constant)
+        }
+        for node in ast.walk(tree):
+            if (
+                isinstance(node, ast.Constant)
+                and isinstance(node.value, str)
+                and id(node) not in docs
+            ):
+                for n in needles:
+                    if n in node.value:
+                        found[n].add(mod)
+    return found
+
+
+def test_one_label_studio_exporter():
+    """Every Label Studio task and labelling config is built in ``io/_export.py``.
+
+    (``pipelines/label_issues.py`` held a second exporter beside it; issue #22.)
+    """
+    found = _modules_with_string("/data/local-files/", "rectanglelabels", "<View>")
+    bad = {n: sorted(m - {f"{PKG}.io._export"}) for n, m in found.items()}
+    assert not any(bad.values()), (
+        f"Label Studio formats built outside io/_export: {bad}"
+    )
+
+
+def test_commands_write_through_the_skeleton():
+    """Only ``cli/_run.py`` opens a staged output folder: every writing command
+    goes through its skeleton (stage folder, run, emit) instead of a copy."""
+    bad = [
+        _where(e)
+        for e in _EDGES
+        if _subpackage(e.importer) == "cli"
+        and e.importer != f"{PKG}.cli._run"
+        and e.name == "staged_output_dir"
+    ]
+    assert not bad, "use clusterlens.cli._run (run_staged, run_command):\n" + "\n".join(
+        bad
+    )

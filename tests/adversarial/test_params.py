@@ -336,7 +336,7 @@ def test_label_issues_clips_coco_boxes_and_drops_those_outside(tmp_path):
     bboxes = [[2, 2, 10, 10]] * 12 + [[1, 1, 9000, 10]] + [[200, 200, 5, 5]]
     cats = [1, 2] * 6 + [1, 2]
     path = coco(tmp_path / "in" / "a.json", bboxes, size=(64, 48), category_ids=cats)
-    from clusterlens.pipelines.label_issues import coco_box_samples
+    from clusterlens.io import coco_box_samples
 
     with pytest.warns(UserWarning, match="1 box.*clipped.*1 .*outside"):
         boxes = coco_box_samples(path, images)

@@ -572,7 +572,7 @@ def _tamper_offsets(work: Path) -> None:
 
 
 def _offsets_backwards_redigested(work: Path) -> None:
-    from clusterlens.pipelines.features import _state_digest
+    from clusterlens.pipelines.features._sift import _state_digest
 
     state = json.loads((work / "state.json").read_text())
     state["offsets"][5] = state["offsets"][4] - 1

@@ -27,6 +27,7 @@ from clusterlens.exceptions import DataValidationError
 from clusterlens.io import create_workspace, open_workspace
 from clusterlens.pipelines import features as feat
 from clusterlens.pipelines.bow import run_bow
+from clusterlens.pipelines.features import _sift
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
 SIFT_FILES = ("descriptors.npy", "offsets.npy", "keypoints.npy")
@@ -160,12 +161,12 @@ def test_interrupted_dask_run_resumes_from_finished_shards(
 ):
     ref = tmp_path / "ref"
     feat.run_sift_features(small_ws, ref, backend="local", max_keypoints=40)
-    real = feat._write_sift
+    real = _sift._write_sift
 
     def crash(*a, **k):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(feat, "_write_sift", crash)
+    monkeypatch.setattr(_sift, "_write_sift", crash)
     with pytest.raises(KeyboardInterrupt):
         feat.run_sift_features(
             small_ws, tmp_path / "sift", shard_items=4, max_keypoints=40
@@ -175,7 +176,7 @@ def test_interrupted_dask_run_resumes_from_finished_shards(
     assert len(parts) == 6
     for p in parts[::2]:  # as if the run had stopped with half the shards done
         p.unlink()
-    monkeypatch.setattr(feat, "_write_sift", real)
+    monkeypatch.setattr(_sift, "_write_sift", real)
     summary = feat.run_sift_features(
         small_ws, tmp_path / "sift", shard_items=4, max_keypoints=40
     )
@@ -184,11 +185,11 @@ def test_interrupted_dask_run_resumes_from_finished_shards(
     assert not (tmp_path / ".sift.work").exists()
     # Another shard size starts over instead of misreading the part files.
     with pytest.raises(KeyboardInterrupt):
-        monkeypatch.setattr(feat, "_write_sift", crash)
+        monkeypatch.setattr(_sift, "_write_sift", crash)
         feat.run_sift_features(
             small_ws, tmp_path / "s2", shard_items=4, max_keypoints=40
         )
-    monkeypatch.setattr(feat, "_write_sift", real)
+    monkeypatch.setattr(_sift, "_write_sift", real)
     summary = feat.run_sift_features(
         small_ws, tmp_path / "s2", shard_items=5, max_keypoints=40
     )

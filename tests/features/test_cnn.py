@@ -233,7 +233,7 @@ def test_decode_runs_a_bounded_distance_ahead_of_the_network():
     import threading
     from concurrent.futures import ThreadPoolExecutor
 
-    from clusterlens.pipelines.features import _bounded_map
+    from clusterlens.pipelines.features._cnn import _bounded_map
 
     lock = threading.Lock()
     state = {"done": 0, "taken": 0, "most": 0}

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from clusterlens.cli._common import common_options, verbosity
-from clusterlens.cli._output import emit
+from clusterlens.cli._run import run_command
 from clusterlens.io._boxes import MIN_BOX_SIZE
+
+if TYPE_CHECKING:
+    from clusterlens.io import BoxTable
 
 EXAMPLES = """
 \b
@@ -181,7 +186,6 @@ def anchors(
     from clusterlens.anchors import parse_anchors
     from clusterlens.io import read_boxes
     from clusterlens.pipelines import run_anchors
-    from clusterlens.utils._fs import staged_output_dir
 
     _refuse_duplicates(data)
     given = parse_anchors(evaluate) if evaluate is not None else None
@@ -197,10 +201,8 @@ def anchors(
         filters["img_size"] = label_img_size
     source = list(data) if len(data) > 1 else data[0]
     table = read_boxes(source, **filters)  # validates before any output
-    with staged_output_dir(
-        out, overwrite=overwrite, kind="anchors", inputs=[*data, images_dir]
-    ) as stage:
-        summary = run_anchors(
+    run_command(
+        lambda stage: run_anchors(
             table,
             stage,
             n_anchors=k,
@@ -216,9 +218,20 @@ def anchors(
             random_state=seed,
             verbose=verbosity(quiet, fmt),
             command={"data": [str(p) for p in data]},
-        )
-    if quiet and fmt != "json":
-        return
+        ),
+        out=out,
+        kind="anchors",
+        overwrite=overwrite,
+        inputs=[*data, images_dir],
+        fmt=fmt,
+        quiet=quiet,
+        schema="clusterlens.anchors/1",
+        human=lambda s: _human(s, table, out),
+    )
+
+
+def _human(summary: Mapping[str, Any], table: BoxTable, out: Path) -> str:
+    """The anchors, their scores and the two config snippets, for a person."""
     f = summary["figures"]
     rows = "\n".join(
         f"  {i:>2}  {w:8.1f} {h:8.1f}" for i, (w, h) in enumerate(summary["anchors"])
@@ -229,7 +242,7 @@ def anchors(
             f" ({table.n_clipped:,} clipped to their image, {table.n_outside:,} "
             "outside it dropped)"
         )
-    human = (
+    return (
         f"{summary['n_boxes']:,} boxes{fixed} ({table.source}; "
         f"{summary['box_filter']['summary']}); anchors in "
         f"{summary['units']}, sorted by area:\n   #         w        h\n{rows}\n"
@@ -239,4 +252,3 @@ def anchors(
         f"Wrote {out}/: anchors.json, anchors.cfg, anchors.yaml, boxes.parquet, "
         "report.html, run.json"
     )
-    emit(fmt, "clusterlens.anchors/1", {**summary, "out": str(out.absolute())}, human)

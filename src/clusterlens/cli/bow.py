@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 import click
 
-from clusterlens.cli._common import backend_context, backend_options, verbosity
-from clusterlens.cli._output import emit
+from clusterlens.cli._common import backend_options, verbosity
+from clusterlens.cli._run import run_ws_command
 from clusterlens.cli._ws import stage_out, workspace_argument, ws_options
 
 EXAMPLES = """
@@ -57,41 +58,33 @@ def bow(
     Writes OUT (default WS/bow): counts.npz and tfidf.npz (scipy CSR, items x
     words), idf.npy, words.npy and run.json.
     """
-    from clusterlens.io import open_workspace
     from clusterlens.pipelines.bow import run_bow
-    from clusterlens.utils._fs import staged_output_dir
 
     dst = stage_out(ws, out, "bow")
-    wsp = open_workspace(ws)
     vocab = vocab_path if vocab_path is not None else ws / "vocab"
-    with (
-        backend_context(backend, scheduler),
-        staged_output_dir(
-            dst,
-            overwrite=overwrite,
-            kind="bow",
-            inputs=[vocab, sift_dir],
-            workspace=ws,
-        ) as stage,
-    ):
-        summary = run_bow(
-            wsp,
-            stage,
+    run_ws_command(
+        ws,
+        partial(
+            run_bow,
             vocab=vocab,
             sift_dir=sift_dir,
             sublinear_tf=sublinear_tf,
             verbose=verbosity(quiet, fmt),
             command={"ws": str(ws)},
-        )
-    if quiet and fmt != "json":
-        return
-    emit(
-        fmt,
-        "clusterlens.bow/1",
-        {**summary, "out": str(dst.absolute())},
-        f"Bag of words: {summary['n_items']:,} items x {summary['n_words']:,} words "
-        f"({summary['words_used']:,} used; {summary['empty_items']} items without "
-        f"descriptors); quantized {summary['descriptors_per_second']:,.0f} "
-        f"descriptors/s.\nWrote {dst}/: counts.npz, tfidf.npz, idf.npy, words.npy, "
-        "run.json",
+        ),
+        out=dst,
+        kind="bow",
+        overwrite=overwrite,
+        inputs=[vocab, sift_dir],
+        backend=(backend, scheduler),
+        fmt=fmt,
+        quiet=quiet,
+        schema="clusterlens.bow/1",
+        human=lambda s: (
+            f"Bag of words: {s['n_items']:,} items x {s['n_words']:,} words "
+            f"({s['words_used']:,} used; {s['empty_items']} items without "
+            f"descriptors); quantized {s['descriptors_per_second']:,.0f} "
+            f"descriptors/s.\nWrote {dst}/: counts.npz, tfidf.npz, idf.npy, "
+            "words.npy, run.json"
+        ),
     )

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 import click
 
-from clusterlens.cli._common import backend_context, backend_options
-from clusterlens.cli._output import emit
+from clusterlens.cli._common import backend_options
+from clusterlens.cli._run import run_ws_command
 from clusterlens.cli._ws import stage_out, workspace_argument, ws_options
 from clusterlens.cli.topics import _scores_text
 
@@ -68,25 +69,13 @@ def cluster(
     Writes OUT (default WS/clusters/<features>): results.parquet (index,
     item_id, label, cluster, distance), model.npz/json, report.html, run.json.
     """
-    from clusterlens.io import open_workspace
     from clusterlens.pipelines.cluster_images import run_cluster_images
-    from clusterlens.utils._fs import staged_output_dir
 
     dst = stage_out(ws, out, "clusters", Path(features).name.replace(".npy", ""))
-    wsp = open_workspace(ws)
-    with (
-        backend_context(backend, scheduler),
-        staged_output_dir(
-            dst,
-            overwrite=overwrite,
-            kind="clusters",
-            inputs=[Path(features) if Path(features).exists() else None],
-            workspace=ws,
-        ) as stage,
-    ):
-        summary = run_cluster_images(
-            wsp,
-            stage,
+    run_ws_command(
+        ws,
+        partial(
+            run_cluster_images,
             features=features,
             n_clusters=n_clusters,
             n_init=n_init,
@@ -96,15 +85,19 @@ def cluster(
             random_state=seed,
             report=not no_report,
             command={"ws": str(ws)},
-        )
-    if quiet and fmt != "json":
-        return
-    emit(
-        fmt,
-        "clusterlens.cluster-images/1",
-        {**summary, "out": str(dst.absolute())},
-        f"{'Ward' if method == 'ward' else 'k-means'}: {summary['n_items']:,} items, "
-        f"{summary['n_features']}-d "
-        f"{features} features, {n_clusters} clusters, inertia {summary['inertia']:.6g}"
-        f", {summary['seconds']:.2f} s.{_scores_text(summary)}\nWrote {dst}/",
+        ),
+        out=dst,
+        kind="clusters",
+        overwrite=overwrite,
+        inputs=[Path(features) if Path(features).exists() else None],
+        backend=(backend, scheduler),
+        fmt=fmt,
+        quiet=quiet,
+        schema="clusterlens.cluster-images/1",
+        human=lambda s: (
+            f"{'Ward' if method == 'ward' else 'k-means'}: {s['n_items']:,} items, "
+            f"{s['n_features']}-d {features} features, {n_clusters} clusters, "
+            f"inertia {s['inertia']:.6g}, {s['seconds']:.2f} s.{_scores_text(s)}\n"
+            f"Wrote {dst}/"
+        ),
     )

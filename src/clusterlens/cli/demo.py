@@ -9,6 +9,7 @@ import click
 
 from clusterlens.cli._common import common_options, verbosity
 from clusterlens.cli._output import emit
+from clusterlens.cli._run import run_command, run_staged
 
 EXAMPLES = """
 \b
@@ -58,12 +59,13 @@ def demo(
         return
     from clusterlens.pipelines.demo import build_demo_folder
     from clusterlens.pipelines.explore import run_explore
-    from clusterlens.utils._fs import output_kind, staged_output_dir
+    from clusterlens.utils._fs import output_kind
 
     photos = out / "photos"
     if output_kind(photos) != "demo-photos" or overwrite:
-        with staged_output_dir(photos, overwrite=overwrite, kind="demo-photos") as st:
-            build_demo_folder(st)
+        run_staged(
+            build_demo_folder, out=photos, kind="demo-photos", overwrite=overwrite
+        )
     summary = run_explore(
         photos,
         out / "ws",
@@ -94,19 +96,21 @@ def _digits(
     k: int, out: Path, overwrite: bool, fmt: str, quiet: bool, seed: int
 ) -> None:
     from clusterlens.pipelines.demo import run_demo
-    from clusterlens.utils._fs import staged_output_dir
 
-    with staged_output_dir(out, overwrite=overwrite, kind="demo") as stage:
-        summary = run_demo(
+    run_command(
+        lambda stage: run_demo(
             stage, n_clusters=k, random_state=seed, verbose=verbosity(quiet, fmt)
-        )
-    if not quiet or fmt == "json":
-        emit(
-            fmt,
-            "clusterlens.demo/1",
-            {**summary, "out": str(out.absolute())},
-            f"Clustered {summary['n_samples']:,} digits into {k} clusters: "
-            f"accuracy {summary['accuracy']:.3f}, NMI {summary['nmi']:.3f}, "
-            f"ARI {summary['ari']:.3f}, purity {summary['purity']:.3f}.\n"
-            f"Open {out / 'report.html'} to look at the clusters.",
-        )
+        ),
+        out=out,
+        kind="demo",
+        overwrite=overwrite,
+        fmt=fmt,
+        quiet=quiet,
+        schema="clusterlens.demo/1",
+        human=lambda s: (
+            f"Clustered {s['n_samples']:,} digits into {k} clusters: "
+            f"accuracy {s['accuracy']:.3f}, NMI {s['nmi']:.3f}, "
+            f"ARI {s['ari']:.3f}, purity {s['purity']:.3f}.\n"
+            f"Open {out / 'report.html'} to look at the clusters."
+        ),
+    )

@@ -17,6 +17,7 @@ from clusterlens.cli._common import (
     verbosity,
 )
 from clusterlens.cli._output import emit
+from clusterlens.cli._run import run_staged
 from clusterlens.cli._ws import workspace_argument
 
 EXAMPLES = """
@@ -180,21 +181,23 @@ def _run_view(
     **kwargs: Any,
 ) -> None:
     from clusterlens.io import open_workspace
-    from clusterlens.utils._fs import staged_output_dir
 
     wsp = open_workspace(ws)
     dst = ws / name
-    with (
-        backend_context(backend, scheduler),
-        staged_output_dir(dst, overwrite=True, kind=name, workspace=ws) as stage,
-    ):
-        summary = fn(
+    summary = run_staged(
+        lambda stage: fn(
             wsp,
             stage,
             verbose=verbosity(quiet, fmt),
             command={"command": name, "ws": str(ws)},
             **kwargs,
-        )
+        ),
+        out=dst,
+        kind=name,
+        overwrite=True,
+        ws=ws,
+        backend=(backend, scheduler),
+    )
     if quiet and fmt != "json":
         return
     emit(

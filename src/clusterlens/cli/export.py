@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import click
 
-from clusterlens.cli._output import emit
+from clusterlens.cli._run import run_command
 from clusterlens.cli._ws import workspace_argument, ws_inputs
 
 EXAMPLES = """
@@ -72,16 +71,13 @@ def export(
 
     from clusterlens.app._data import STORE_NAME, open_review
     from clusterlens.io._export import export_labels
-    from clusterlens.utils._fs import check_output_dir, staged_output_dir
+    from clusterlens.utils._fs import check_output_dir
 
     dst = out if out is not None else ws / "export" / export_format
-    guard: dict[str, Any] = {
-        "overwrite": overwrite,
-        "kind": f"export/{export_format}",
-        "inputs": [results, *ws_inputs(ws)],
-        "workspace": ws,
-    }
-    check_output_dir(dst, **guard)  # before the review store is opened
+    kind = f"export/{export_format}"
+    inputs = [results, *ws_inputs(ws)]
+    # before the review store is opened
+    check_output_dir(dst, overwrite=overwrite, kind=kind, inputs=inputs, workspace=ws)
     # never creates WS/review.sqlite: exporting is not reviewing
     data, store = open_review(ws, results=results, issues=None, create=False)
     if store is None:
@@ -102,8 +98,8 @@ def export(
         assignment = store.assignment()
         names = store.cluster_names()
     try:
-        with staged_output_dir(dst, **guard) as stage:
-            summary = export_labels(
+        run_command(
+            lambda stage: export_labels(
                 data.workspace,
                 labels,
                 stage,
@@ -113,16 +109,20 @@ def export(
                 copy=copy,
                 final=dst,
                 verbose=0 if quiet or fmt == "json" else 1,
-            )
+            ),
+            out=dst,
+            kind=kind,
+            overwrite=overwrite,
+            ws=ws,
+            inputs=inputs,
+            fmt=fmt,
+            quiet=quiet,
+            schema="clusterlens.export/1",
+            human=lambda s: (
+                f"Exported {s['n_labelled']:,} of {s['n_items']:,} items as "
+                f"{export_format}.\nWrote {dst}/"
+            ),
+        )
     finally:
         if store is not None:
             store.close()
-    if quiet and fmt != "json":
-        return
-    emit(
-        fmt,
-        "clusterlens.export/1",
-        {**summary, "out": str(dst.absolute())},
-        f"Exported {summary['n_labelled']:,} of {summary['n_items']:,} items as "
-        f"{export_format}.\nWrote {dst}/",
-    )

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import click
 
 from clusterlens.cli._common import backend_context, backend_options, verbosity
-from clusterlens.cli._output import emit
+from clusterlens.cli._run import finish, run_ws_command
 from clusterlens.cli._ws import stage_out, workspace_argument, ws_inputs, ws_options
 
 EXAMPLES = """
@@ -55,17 +57,13 @@ def features() -> None:
     """
 
 
-def _emit(
-    fmt: str, quiet: bool, kind: str, summary: dict[str, Any], out: Path, files: str
-) -> None:
-    if quiet and fmt != "json":
-        return
-    emit(
-        fmt,
-        f"clusterlens.features.{kind}/1",
-        {**summary, "out": str(out.absolute())},
-        f"{kind}: {summary['n_items']:,} items at {summary['images_per_second']:,.1f} "
-        f"images/s.\nWrote {out}/: {files}",
+def _human(
+    kind: str, out: Path, files: Callable[[Mapping[str, Any]], str]
+) -> Callable[[Mapping[str, Any]], str]:
+    """The human summary of a features command: speed and files written."""
+    return lambda s: (
+        f"{kind}: {s['n_items']:,} items at {s['images_per_second']:,.1f} "
+        f"images/s.\nWrote {out}/: {files(s)}"
     )
 
 
@@ -150,14 +148,20 @@ def sift(
             verbose=verbosity(quiet, fmt),
             command={"ws": str(ws)},
         )
-    _emit(
+    finish(
         fmt,
         quiet,
-        "sift",
+        "clusterlens.features.sift/1",
         summary,
         dst,
-        f"descriptors.npy ({summary['n_descriptors']:,} x 128 uint8), offsets.npy, "
-        "keypoints.npy, run.json",
+        _human(
+            "sift",
+            dst,
+            lambda s: (
+                f"descriptors.npy ({s['n_descriptors']:,} x 128 uint8), "
+                "offsets.npy, keypoints.npy, run.json"
+            ),
+        ),
     )
 
 
@@ -259,25 +263,13 @@ def cnn(
     Writes OUT (default WS/features/cnn): features.npy (float32) and run.json
     (+ pca.npz/pca.json with --pca).
     """
-    from clusterlens.io import open_workspace
     from clusterlens.pipelines.features import run_cnn_features
-    from clusterlens.utils._fs import staged_output_dir
 
     dst = stage_out(ws, out, "features", "cnn" if pca is None else f"cnn-pca{pca}")
-    wsp = open_workspace(ws)
-    with (
-        backend_context(backend, scheduler),
-        staged_output_dir(
-            dst,
-            overwrite=overwrite,
-            kind="features/cnn",
-            inputs=[weights, *ws_inputs(ws)],
-            workspace=ws,
-        ) as stage,
-    ):
-        summary = run_cnn_features(
-            wsp,
-            stage,
+    run_ws_command(
+        ws,
+        partial(
+            run_cnn_features,
             weights=weights,
             normalize=normalize,
             runtime=runtime,
@@ -292,9 +284,16 @@ def cnn(
             random_state=seed,
             verbose=verbosity(quiet, fmt),
             command={"ws": str(ws)},
-        )
-    _emit(
-        fmt, quiet, "cnn", summary, dst, f"features.npy ({summary['dim']}-d), run.json"
+        ),
+        out=dst,
+        kind="features/cnn",
+        overwrite=overwrite,
+        inputs=[weights, *ws_inputs(ws)],
+        backend=(backend, scheduler),
+        fmt=fmt,
+        quiet=quiet,
+        schema="clusterlens.features.cnn/1",
+        human=_human("cnn", dst, lambda s: f"features.npy ({s['dim']}-d), run.json"),
     )
 
 
@@ -333,27 +332,15 @@ def pixels(
     Writes OUT (default WS/features/pixels, or pixels-pcaD): features.npy and
     run.json (+ pca.npz/pca.json with --pca).
     """
-    from clusterlens.io import open_workspace
     from clusterlens.pipelines.features import run_pixel_features
-    from clusterlens.utils._fs import staged_output_dir
 
     dst = stage_out(
         ws, out, "features", "pixels" if pca is None else f"pixels-pca{pca}"
     )
-    wsp = open_workspace(ws)
-    with (
-        backend_context(backend, scheduler),
-        staged_output_dir(
-            dst,
-            overwrite=overwrite,
-            kind="features/pixels",
-            inputs=ws_inputs(ws),
-            workspace=ws,
-        ) as stage,
-    ):
-        summary = run_pixel_features(
-            wsp,
-            stage,
+    run_ws_command(
+        ws,
+        partial(
+            run_pixel_features,
             size=size,
             mode=mode,
             n_jobs=n_jobs,
@@ -362,14 +349,16 @@ def pixels(
             random_state=seed,
             verbose=verbosity(quiet, fmt),
             command={"ws": str(ws)},
-        )
-    _emit(
-        fmt,
-        quiet,
-        "pixels",
-        summary,
-        dst,
-        f"features.npy ({summary['dim']}-d), run.json",
+        ),
+        out=dst,
+        kind="features/pixels",
+        overwrite=overwrite,
+        inputs=ws_inputs(ws),
+        backend=(backend, scheduler),
+        fmt=fmt,
+        quiet=quiet,
+        schema="clusterlens.features.pixels/1",
+        human=_human("pixels", dst, lambda s: f"features.npy ({s['dim']}-d), run.json"),
     )
 
 
@@ -417,22 +406,13 @@ def vae(
     features.npy, vae.npz + vae.json (the model and its loss per epoch) and
     run.json.
     """
-    from clusterlens.io import open_workspace
     from clusterlens.pipelines.features import run_vae_features
-    from clusterlens.utils._fs import staged_output_dir
 
     dst = stage_out(ws, out, "features", "vae")
-    wsp = open_workspace(ws)
-    with staged_output_dir(
-        dst,
-        overwrite=overwrite,
-        kind="features/vae",
-        inputs=ws_inputs(ws),
-        workspace=ws,
-    ) as stage:
-        summary = run_vae_features(
-            wsp,
-            stage,
+    run_ws_command(
+        ws,
+        partial(
+            run_vae_features,
             size=size,
             mode=mode,
             latent=latent,
@@ -442,14 +422,19 @@ def vae(
             random_state=seed,
             verbose=verbosity(quiet, fmt),
             command={"ws": str(ws)},
-        )
-    _emit(
-        fmt,
-        quiet,
-        "vae",
-        summary,
-        dst,
-        f"features.npy ({summary['dim']}-d), vae.npz, vae.json, run.json",
+        ),
+        out=dst,
+        kind="features/vae",
+        overwrite=overwrite,
+        inputs=ws_inputs(ws),
+        fmt=fmt,
+        quiet=quiet,
+        schema="clusterlens.features.vae/1",
+        human=_human(
+            "vae",
+            dst,
+            lambda s: f"features.npy ({s['dim']}-d), vae.npz, vae.json, run.json",
+        ),
     )
 
 
@@ -503,22 +488,13 @@ def iic(
     clusterlens cluster WS --features iic -k 300, then clusterlens review WS.
     Writes OUT (default WS/features/iic): features.npy, pca.npz/json, run.json.
     """
-    from clusterlens.io import open_workspace
     from clusterlens.pipelines.features import run_iic_features
-    from clusterlens.utils._fs import staged_output_dir
 
     dst = stage_out(ws, out, "features", "iic")
-    wsp = open_workspace(ws)
-    with staged_output_dir(
-        dst,
-        overwrite=overwrite,
-        kind="features/iic",
-        inputs=[model, *ws_inputs(ws)],
-        workspace=ws,
-    ) as stage:
-        summary = run_iic_features(
-            wsp,
-            stage,
+    run_ws_command(
+        ws,
+        partial(
+            run_iic_features,
             model=model,
             pca=pca,
             smooth=smooth,
@@ -527,12 +503,17 @@ def iic(
             random_state=seed,
             verbose=verbosity(quiet, fmt),
             command={"ws": str(ws)},
-        )
-    _emit(
-        fmt,
-        quiet,
-        "iic",
-        summary,
-        dst,
-        f"features.npy ({summary['dim']}-d), pca.npz, pca.json, run.json",
+        ),
+        out=dst,
+        kind="features/iic",
+        overwrite=overwrite,
+        inputs=[model, *ws_inputs(ws)],
+        fmt=fmt,
+        quiet=quiet,
+        schema="clusterlens.features.iic/1",
+        human=_human(
+            "iic",
+            dst,
+            lambda s: f"features.npy ({s['dim']}-d), pca.npz, pca.json, run.json",
+        ),
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ from clusterlens.cli._common import (
     resolve_checkpoint,
     verbosity,
 )
-from clusterlens.cli._output import emit
+from clusterlens.cli._run import run_command
 
 EXAMPLES = """
 \b
@@ -218,7 +219,6 @@ def iic(
     """
     from clusterlens.exceptions import InvalidParameterError
     from clusterlens.pipelines.iic import run_iic
-    from clusterlens.utils._fs import staged_output_dir
 
     if k < 2:
         raise InvalidParameterError(
@@ -241,10 +241,8 @@ def iic(
     tf_overrides = {key: v for key, v in tf_overrides.items() if v is not None}
     if tf_overrides:
         params["transform_overrides"] = tf_overrides
-    with staged_output_dir(
-        out, overwrite=overwrite, kind="iic", inputs=[data, checkpoint]
-    ) as stage:
-        summary = run_iic(
+    run_command(
+        lambda stage: run_iic(
             data,
             stage,
             n_clusters=k,
@@ -260,24 +258,30 @@ def iic(
             resume=resuming,
             command={"argv": sys.argv[1:]},
             **params,
-        )
-    if not quiet or fmt == "json":
-        scores = ""
-        if "accuracy" in summary:
-            scores = (
-                f" accuracy {summary['accuracy']:.4f}, NMI {summary['nmi']:.4f}, "
-                f"ARI {summary['ari']:.4f};"
-            )
-        emit(
-            fmt,
-            "clusterlens.iic/1",
-            {**summary, "out": str(out.absolute())},
-            f"IIC: {summary['n_images']} images into k={k} after "
-            f"{summary['epochs']} epochs on {summary['device']};{scores} sub-head "
-            f"{summary['head']} (lowest loss).\n"
+        ),
+        out=out,
+        kind="iic",
+        overwrite=overwrite,
+        inputs=[data, checkpoint],
+        fmt=fmt,
+        quiet=quiet,
+        schema="clusterlens.iic/1",
+        human=lambda s: (
+            f"IIC: {s['n_images']} images into k={k} after {s['epochs']} epochs "
+            f"on {s['device']};{_scores(s)} sub-head {s['head']} (lowest loss).\n"
             f"Wrote {out}/: model.npz, model.json, assignments.parquet, "
-            "report.html, run.json",
-        )
+            "report.html, run.json"
+        ),
+    )
+
+
+def _scores(summary: Mapping[str, Any]) -> str:
+    if "accuracy" not in summary:
+        return ""
+    return (
+        f" accuracy {summary['accuracy']:.4f}, NMI {summary['nmi']:.4f}, "
+        f"ARI {summary['ari']:.4f};"
+    )
 
 
 @click.command("iic-predict", epilog=PREDICT_EXAMPLES)
@@ -311,16 +315,10 @@ def iic_predict(
     OUT/run.json.
     """
     from clusterlens.pipelines.iic import run_iic_predict
-    from clusterlens.utils._fs import staged_output_dir
 
     hw = _parse_size(size)
-    with staged_output_dir(
-        out,
-        overwrite=overwrite,
-        kind="iic-predict",
-        inputs=[data, model, model.with_suffix(".npz"), model.with_suffix(".json")],
-    ) as stage:
-        summary = run_iic_predict(
+    run_command(
+        lambda stage: run_iic_predict(
             model,
             data,
             stage,
@@ -329,13 +327,16 @@ def iic_predict(
             device=device,
             verbose=verbosity(quiet, fmt),
             command={"argv": sys.argv[1:]},
-        )
-    if not quiet or fmt == "json":
-        emit(
-            fmt,
-            "clusterlens.iic-predict/1",
-            {**summary, "out": str(out.absolute())},
-            f"IIC predict: {summary['n_images']} images into "
-            f"{summary['n_clusters']} clusters.\n"
-            f"Wrote {out}/: assignments.parquet, run.json",
-        )
+        ),
+        out=out,
+        kind="iic-predict",
+        overwrite=overwrite,
+        inputs=[data, model, model.with_suffix(".npz"), model.with_suffix(".json")],
+        fmt=fmt,
+        quiet=quiet,
+        schema="clusterlens.iic-predict/1",
+        human=lambda s: (
+            f"IIC predict: {s['n_images']} images into {s['n_clusters']} clusters.\n"
+            f"Wrote {out}/: assignments.parquet, run.json"
+        ),
+    )

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from clusterlens.cli._common import common_options, verbosity
-from clusterlens.cli._output import emit
+from clusterlens.cli._run import finish, run_staged
 from clusterlens.io._boxes import MIN_BOX_SIZE
 
 EXAMPLES = """
@@ -85,12 +85,9 @@ def ingest(
     are scaled to 8 bits by 255/65535, float images in [0, 1] by 255.
     """
     from clusterlens.pipelines.ingest import run_ingest
-    from clusterlens.utils._fs import staged_output_dir
 
-    with staged_output_dir(
-        out, overwrite=overwrite, kind="workspace", inputs=[source, images]
-    ) as stage:
-        summary = run_ingest(
+    summary = run_staged(
+        lambda stage: run_ingest(
             source,
             stage,
             boxes=boxes,
@@ -101,21 +98,28 @@ def ingest(
             include_crowd=include_crowd,
             n_jobs=n_jobs,
             verbose=verbosity(quiet, fmt),
-        )
-    if quiet and fmt != "json":
-        return
+        ),
+        out=out,
+        kind="workspace",
+        overwrite=overwrite,
+        inputs=[source, images],
+    )
     bf = summary.get("box_filter")
-    if bf is not None and fmt != "json":
+    if bf is not None and fmt == "human" and not quiet:
         click.echo(f"Boxes: {bf['summary']}.", err=True)
     n_out = summary.get("n_skipped_output_folders", 0)
     outputs = f", {n_out} clusterlens output folder(s) skipped" if n_out else ""
-    emit(
+    finish(
         fmt,
+        quiet,
         "clusterlens.ingest/1",
-        {**summary, "out": str(out.absolute())},
-        f"Ingested {summary['n_items']:,} items ({summary['kind']}; "
-        f"{summary['n_labelled']:,} labelled in {summary['n_classes']} classes; "
-        f"{summary['n_skipped']} unreadable skipped{outputs}) at "
-        f"{summary['images_per_second']:,.0f} images/s.\nWrote {out}/: items.parquet, "
-        "workspace.json",
+        summary,
+        out,
+        lambda s: (
+            f"Ingested {s['n_items']:,} items ({s['kind']}; "
+            f"{s['n_labelled']:,} labelled in {s['n_classes']} classes; "
+            f"{s['n_skipped']} unreadable skipped{outputs}) at "
+            f"{s['images_per_second']:,.0f} images/s.\nWrote {out}/: items.parquet, "
+            "workspace.json"
+        ),
     )

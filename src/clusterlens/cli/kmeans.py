@@ -8,9 +8,8 @@ from typing import Literal
 import click
 import numpy as np
 
-from clusterlens._config import config_context, get_config
+from clusterlens._config import get_config
 from clusterlens.cli._common import (
-    backend_context,
     backend_options,
     checkpoint_options,
     common_options,
@@ -18,7 +17,7 @@ from clusterlens.cli._common import (
     resolve_checkpoint,
     verbosity,
 )
-from clusterlens.cli._output import emit
+from clusterlens.cli._run import run_command
 
 EXAMPLES = """
 \b
@@ -124,7 +123,6 @@ def kmeans(
     from clusterlens.exceptions import InvalidParameterError
     from clusterlens.io import open_descriptors
     from clusterlens.pipelines.kmeans import OUTPUTS, run_kmeans
-    from clusterlens.utils._fs import staged_output_dir
 
     checkpoint, resuming = resolve_checkpoint(checkpoint, resume)
     n_init_v: int | Literal["auto"] = "auto"
@@ -151,16 +149,10 @@ def kmeans(
             "Use a smaller k."
         )
     settings = {} if working_memory is None else {"working_memory": working_memory}
-    with (
-        staged_output_dir(
-            out, overwrite=overwrite, kind="kmeans", inputs=[data, checkpoint]
-        ) as stage,
-        config_context(**settings),
-        backend_context(backend, scheduler),
-    ):
-        # Dask workers open the file themselves when they can read it the same way
-        plain = format_in is None and key is None and dim == 128
-        results = run_kmeans(
+    # Dask workers open the file themselves when they can read it the same way
+    plain = format_in is None and key is None and dim == 128
+    run_command(
+        lambda stage: run_kmeans(
             X,
             stage,
             n_clusters=k,
@@ -183,15 +175,21 @@ def kmeans(
                 "scheduler": scheduler,
             },
             source=data if get_config()["backend"] == "dask" and plain else None,
-        )
-    if not quiet or fmt == "json":
-        emit(
-            fmt,
-            "clusterlens.kmeans/1",
-            {**results, "out": str(out.absolute())},
+        ),
+        out=out,
+        kind="kmeans",
+        overwrite=overwrite,
+        inputs=[data, checkpoint],
+        backend=(backend, scheduler),
+        settings=settings,
+        fmt=fmt,
+        quiet=quiet,
+        schema="clusterlens.kmeans/1",
+        human=lambda r: (
             f"k-means: {X.shape[0]} x {X.shape[1]} {X.dtype} into k={k} "
-            f"({results['engine']} engine): inertia {results['inertia']:.6g} after "
-            f"{results['n_iter']} iterations"
-            f"{'' if results['converged'] else ' (max-iter reached)'}.\n"
-            f"Wrote {out}/: {', '.join(OUTPUTS)}",
-        )
+            f"({r['engine']} engine): inertia {r['inertia']:.6g} after "
+            f"{r['n_iter']} iterations"
+            f"{'' if r['converged'] else ' (max-iter reached)'}.\n"
+            f"Wrote {out}/: {', '.join(OUTPUTS)}"
+        ),
+    )

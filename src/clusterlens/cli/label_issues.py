@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import click
 
 from clusterlens.cli._common import common_options, verbosity
-from clusterlens.cli._output import emit
+from clusterlens.cli._run import run_command
 from clusterlens.io._boxes import MIN_BOX_SIZE
 
 EXAMPLES = """
@@ -164,152 +165,76 @@ def label_issues(
     score, issue_rank), suspected.csv (the flagged, worst first), report.html,
     run.json and with --export label_studio.json.
     """
-    import numpy as np
-
-    from clusterlens.exceptions import DataValidationError
     from clusterlens.pipelines.label_issues import (
-        box_cnn_features,
-        coco_box_samples,
-        crop_features,
-        read_features,
-        read_labels,
+        label_issue_workspace,
+        read_label_issue_inputs,
+        read_pred_probs,
         run_label_issues,
     )
-    from clusterlens.utils._fs import check_output_dir, staged_output_dir
+    from clusterlens.utils._fs import check_output_dir
     from clusterlens.utils._names import cli_names
 
-    ws_dir = data[0] if len(data) == 1 and data[0].is_dir() else None
-    if ws_dir is not None and not (ws_dir / "workspace.json").is_file():
-        raise DataValidationError(
-            f"{str(ws_dir)!r} is a folder but not a clusterlens workspace (no "
-            "workspace.json). Pass a workspace (clusterlens ingest SOURCE --out WS), "
-            "FEATURES LABELS, or a COCO JSON with --images."
-        )
+    ws_dir = label_issue_workspace(data)
     if out is None:
         if ws_dir is None:
             raise click.UsageError("Missing option '-o' / '--out'.")
         out = ws_dir / "label-issues"
-    guard: dict[str, Any] = {
-        "overwrite": overwrite,
-        "kind": "label-issues",
-        "inputs": [
-            *(p for p in data if p != ws_dir),
-            images_dir,
-            box_features,
-            pred_probs,
-        ],
-        "workspace": ws_dir,
-    }
-    check_output_dir(out, **guard)  # before the crops are embedded
+    inputs = [*(p for p in data if p != ws_dir), images_dir, box_features, pred_probs]
+    check_output_dir(  # before the crops are embedded
+        out, overwrite=overwrite, kind="label-issues", inputs=inputs, workspace=ws_dir
+    )
     verbose = verbosity(quiet, fmt)
-    features_name = "the box features"
-    features_used = None
-    features_info: dict[str, Any] = {}
-    boxes = None
-    class_names = None
-    if ws_dir is not None:
-        from clusterlens.io import open_workspace
-        from clusterlens.pipelines.label_issues import workspace_inputs
-
-        wsp = open_workspace(ws_dir)
-        labels: Any
-        X, labels, boxes = workspace_inputs(wsp)
-        class_names = wsp.class_names
-        features_name = f"the embeddings of {str(ws_dir)!r}"
-        features_used = (
-            f"the workspace's CNN {'crop ' if boxes is not None else ''}embeddings "
-            f"({X.shape[1]}-d, features/cnn)"
+    got = read_label_issue_inputs(
+        data,
+        images_dir=images_dir,
+        embed=embed,
+        box_features=box_features,
+        crop_size=crop_size,
+        min_box_size=min_box_size,
+        include_crowd=include_crowd,
+        verbose=verbose,
+    )
+    if got.boxes is not None and ws_dir is None and fmt == "human" and not quiet:
+        click.echo(
+            f"Boxes of {data[0].name}: {got.boxes.filter_summary()['summary']}.",
+            err=True,
         )
-        source: dict[str, Any] = {"workspace": str(ws_dir)}
-    elif len(data) == 1 and data[0].suffix.lower() == ".json":
-        if images_dir is None:
-            raise DataValidationError(
-                "COCO input needs --images DIR, the folder that holds its images "
-                "(boxes are cropped from them)."
-            )
-        if box_features is None and embed == "cnn":
-            X, boxes, features_info = box_cnn_features(
-                data[0],
-                images_dir,
-                min_size=min_box_size,
-                include_crowd=include_crowd,
-                verbose=verbose,
-            )
-            features_used = features_info["features"]
-            features_name = "the CNN crop embeddings"
-        else:
-            boxes = coco_box_samples(
-                data[0],
-                images_dir,
-                min_size=min_box_size,
-                include_crowd=include_crowd,
-            )
-            if box_features is not None:
-                features_name = f"--features {str(box_features)!r}"
-                features_used = f"--features {box_features.name}"
-                X = read_features(box_features)
-                if X.shape[0] != len(boxes):
-                    kept = boxes.filter_summary()["summary"]
-                    raise DataValidationError(
-                        f"--features has {X.shape[0]:,} rows but {data[0].name} has "
-                        f"{len(boxes):,} boxes kept ({kept}); it needs one row per "
-                        "kept box, in annotation order."
-                    )
-            else:
-                X = crop_features(boxes, crop_size, verbose=verbose)
-                features_name = "the box crops"
-                features_used = f"crop pixels ({crop_size}x{crop_size} RGB)"
-        class_names = list(boxes.class_names)
-        labels = boxes.labels
-        source = {"annotations": str(data[0]), "images": str(images_dir)}
-        if fmt == "human" and not quiet:
-            click.echo(
-                f"Boxes of {data[0].name}: {boxes.filter_summary()['summary']}.",
-                err=True,
-            )
-    elif len(data) == 2 and not any(p.is_dir() for p in data):
-        features_name = f"FEATURES {str(data[0])!r}"
-        features_used = f"FEATURES {data[0].name}"
-        X = read_features(data[0])
-        labels = read_labels(data[1])
-        source = {"features": str(data[0]), "labels": str(data[1])}
-    else:
-        raise DataValidationError(
-            "Pass FEATURES LABELS (two files), a workspace folder, or one COCO "
-            f"JSON file with --images; got {len(data)} path(s): "
-            f"{', '.join(p.name for p in data)}."
-        )
-    probs = None
-    if pred_probs is not None:
-        try:
-            probs = np.load(pred_probs, allow_pickle=False)
-        except ValueError as e:
-            raise DataValidationError(
-                f"Cannot read --pred-probs {str(pred_probs)!r}: {e}."
-            ) from e
-    with staged_output_dir(out, **guard) as stage:
-        with cli_names({"features": features_name}):
-            summary = run_label_issues(
-                X,
-                labels,
+    probs = read_pred_probs(pred_probs)
+    with cli_names({"features": got.features_name}):
+        run_command(
+            lambda stage: run_label_issues(
+                got.X,
+                got.labels,
                 stage,
                 pred_probs=probs,
                 class_name=None if class_name == "all" else class_name,
                 top=top,
                 export=export,
-                boxes=boxes,
-                class_names=class_names,
-                features=features_used,
-                features_info=features_info,
+                boxes=got.boxes,
+                class_names=got.class_names,
+                features=got.features,
+                features_info=got.features_info,
                 random_state=seed,
                 verbose=verbose,
-                command={"data": [str(p) for p in data], "source": source},
+                command={"data": [str(p) for p in data], "source": got.source},
                 n_folds=folds,
                 n_neighbors=neighbors,
                 n_components=components,
-            )
-    if quiet and fmt != "json":
-        return
+            ),
+            out=out,
+            kind="label-issues",
+            overwrite=overwrite,
+            ws=ws_dir,
+            inputs=inputs,
+            fmt=fmt,
+            quiet=quiet,
+            schema="clusterlens.label_issues/1",
+            human=lambda s: _human(s, out),
+        )
+
+
+def _human(summary: Mapping[str, Any], out: Path) -> str:
+    """The run's figures and the most likely wrong labels, for a person."""
     mc = summary["most_confused"]
     lines = [
         f"{summary['n_samples']:,} samples, {summary['n_classes']} classes, "
@@ -331,9 +256,4 @@ def label_issues(
             f"quality {row['label_quality']:.4f}"
         )
     lines.append(f"Wrote {out}/: {', '.join(summary['outputs'])}")
-    emit(
-        fmt,
-        "clusterlens.label_issues/1",
-        {**summary, "out": str(out.absolute())},
-        "\n".join(lines),
-    )
+    return "\n".join(lines)

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 import click
 
-from clusterlens.cli._output import emit
+from clusterlens.cli._run import run_ws_command
 from clusterlens.cli._ws import stage_out, workspace_argument, ws_options
 
 EXAMPLES = """
@@ -17,7 +20,7 @@ Examples:
 """
 
 
-def _scores_text(summary: dict) -> str:  # type: ignore[type-arg]
+def _scores_text(summary: Mapping[str, Any]) -> str:
     if "accuracy" not in summary:
         return ""
     return (
@@ -81,18 +84,13 @@ def topics(
     topic_word.npy, divergence.npy (symmetric KL between topics), topics.json
     (top words and images per topic), report.html and run.json.
     """
-    from clusterlens.io import open_workspace
     from clusterlens.pipelines.topics import run_topics
-    from clusterlens.utils._fs import staged_output_dir
 
     dst = stage_out(ws, out, "topics")
-    wsp = open_workspace(ws)
-    with staged_output_dir(
-        dst, overwrite=overwrite, kind="topics", inputs=[bow_dir], workspace=ws
-    ) as stage:
-        summary = run_topics(
-            wsp,
-            stage,
+    run_ws_command(
+        ws,
+        partial(
+            run_topics,
             n_topics=n_topics,
             bow_dir=bow_dir,
             spatial=spatial,
@@ -102,15 +100,18 @@ def topics(
             random_state=seed,
             report=not no_report,
             command={"ws": str(ws)},
-        )
-    if quiet and fmt != "json":
-        return
-    emit(
-        fmt,
-        "clusterlens.topics/1",
-        {**summary, "out": str(dst.absolute())},
-        f"LDA: {n_topics} topics ({summary['topics_used']} used as an image's top "
-        f"topic), perplexity {summary['perplexity']:.6g}, mean symmetric KL "
-        f"{summary['mean_symmetric_kl']:.4g}, {summary['seconds']:.1f} s."
-        f"{_scores_text(summary)}\nWrote {dst}/",
+        ),
+        out=dst,
+        kind="topics",
+        overwrite=overwrite,
+        inputs=[bow_dir],
+        fmt=fmt,
+        quiet=quiet,
+        schema="clusterlens.topics/1",
+        human=lambda s: (
+            f"LDA: {n_topics} topics ({s['topics_used']} used as an image's top "
+            f"topic), perplexity {s['perplexity']:.6g}, mean symmetric KL "
+            f"{s['mean_symmetric_kl']:.4g}, {s['seconds']:.1f} s."
+            f"{_scores_text(s)}\nWrote {dst}/"
+        ),
     )

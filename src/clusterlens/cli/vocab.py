@@ -7,7 +7,6 @@ from pathlib import Path
 import click
 
 from clusterlens.cli._common import (
-    backend_context,
     backend_options,
     checkpoint_options,
     common_options,
@@ -16,7 +15,7 @@ from clusterlens.cli._common import (
     resolve_checkpoint,
     verbosity,
 )
-from clusterlens.cli._output import emit
+from clusterlens.cli._run import run_command
 
 EXAMPLES = """
 \b
@@ -133,7 +132,6 @@ def vocab(
     from clusterlens.exceptions import InvalidParameterError
     from clusterlens.io import open_descriptors
     from clusterlens.pipelines import run_vocab
-    from clusterlens.utils._fs import staged_output_dir
 
     checkpoint, resuming = resolve_checkpoint(checkpoint, resume)
     X = open_descriptors(data, format=format_in, dim=dim, key=key)  # type: ignore[arg-type]
@@ -145,13 +143,8 @@ def vocab(
         )
     backend = resolve_backend_options(backend, scheduler)
     plain = format_in is None and key is None and dim == 128
-    with (
-        staged_output_dir(
-            out, overwrite=overwrite, kind="vocab", inputs=[data, checkpoint]
-        ) as stage,
-        backend_context(backend, scheduler),
-    ):
-        summary = run_vocab(
+    run_command(
+        lambda stage: run_vocab(
             X,
             stage,
             n_words=k,
@@ -171,24 +164,28 @@ def vocab(
             backend=backend,
             # Dask workers open the file themselves when they read it the same way
             source=data if backend == "dask" and plain else None,
-        )
-    if quiet and fmt != "json":
-        return
-    emit(
-        fmt,
-        "clusterlens.vocab/1",
-        {**summary, "out": str(out.absolute())},
-        f"Vocabulary of {k:,} words from {summary['n_fit_samples']:,} of "
-        f"{summary['n_descriptors']:,} descriptors ({summary['dtype']}, "
-        f"{summary['n_features']}-d); SSE of all descriptors {summary['sse_all']:.6g}; "
-        f"{summary['empty_words']} empty words; {summary['mode']} training in "
-        f"{summary['fit_seconds']:.1f} s; "
-        + (
-            "descriptors assigned by the fit's last pass "
-            if summary["quantizer"] == "fit"
-            else f"{summary['quantizer']} quantization at "
-            f"{summary['descriptors_per_second']:,.0f} descriptors/s "
-        )
-        + f"({100 * summary['quantizer_agreement']:.2f} % exact).\nWrote {out}/: "
-        "vocab.npz, vocab.json, assignments.parquet, run.json",
+        ),
+        out=out,
+        kind="vocab",
+        overwrite=overwrite,
+        inputs=[data, checkpoint],
+        backend=(backend, scheduler),
+        fmt=fmt,
+        quiet=quiet,
+        schema="clusterlens.vocab/1",
+        human=lambda s: (
+            f"Vocabulary of {k:,} words from {s['n_fit_samples']:,} of "
+            f"{s['n_descriptors']:,} descriptors ({s['dtype']}, "
+            f"{s['n_features']}-d); SSE of all descriptors {s['sse_all']:.6g}; "
+            f"{s['empty_words']} empty words; {s['mode']} training in "
+            f"{s['fit_seconds']:.1f} s; "
+            + (
+                "descriptors assigned by the fit's last pass "
+                if s["quantizer"] == "fit"
+                else f"{s['quantizer']} quantization at "
+                f"{s['descriptors_per_second']:,.0f} descriptors/s "
+            )
+            + f"({100 * s['quantizer_agreement']:.2f} % exact).\nWrote {out}/: "
+            "vocab.npz, vocab.json, assignments.parquet, run.json"
+        ),
     )

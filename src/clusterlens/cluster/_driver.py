@@ -315,7 +315,7 @@ def exact_loop(
         1 shows a progress bar with inertia, moved points and seconds per
         iteration; 2 also logs each iteration at DEBUG.
     checkpoint : Checkpoint, optional
-        Written after every iteration (:class:`clusterlens.io.Checkpoint`);
+        Written after every iteration (:class:`clusterlens.io._checkpoint.Checkpoint`);
         with ``checkpoint.resume`` the fit continues from it
         (``centers_init`` is then ignored) and ends as the uninterrupted one
         would, bit for bit.

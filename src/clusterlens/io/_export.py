@@ -1,4 +1,4 @@
-"""Write reviewed labels as COCO JSON, an ImageFolder tree, Label Studio tasks, CSV."""
+"""Write labels as COCO JSON, an ImageFolder tree, Label Studio tasks, CSV."""
 
 from __future__ import annotations
 
@@ -21,7 +21,17 @@ from clusterlens.io._workspace import Workspace
 from clusterlens.utils._fs import atomic_write_text
 from clusterlens.utils._progress import progress
 
-__all__ = ["EXPORT_FORMATS", "export_labels"]
+__all__ = [
+    "EXPORT_FORMATS",
+    "LOCAL_FILES_URL",
+    "export_labels",
+    "label_studio_choice",
+    "label_studio_config",
+    "label_studio_rectangle",
+    "label_studio_task",
+    "local_files_url",
+    "write_label_studio",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -189,15 +199,147 @@ def _final(p: Path, out: Path, final: Path) -> Path:
     return final.resolve() / p.relative_to(base) if p.is_relative_to(base) else p
 
 
-def _label_config(cats: Sequence[str]) -> str:
+#: Label Studio's URL prefix for a file served by its local file storage.
+LOCAL_FILES_URL = "/data/local-files/?d="
+
+
+def local_files_url(path: str | os.PathLike[str]) -> str:
+    """The Label Studio URL of an absolute ``path`` (local file storage)."""
+    return LOCAL_FILES_URL + os.fspath(path).lstrip("/")
+
+
+def label_studio_choice(choice: str, *, to_name: str = "image") -> dict[str, Any]:
+    """A ``choices`` result: ``choice`` picked for the object ``to_name``."""
+    return {
+        "from_name": "label",
+        "to_name": to_name,
+        "type": "choices",
+        "value": {"choices": [choice]},
+    }
+
+
+def label_studio_rectangle(
+    label: str,
+    xywh: Sequence[float],
+    width: float,
+    height: float,
+) -> dict[str, Any]:
+    """A ``rectanglelabels`` result: box ``xywh`` (pixels) of a ``width x height``
+    image labelled ``label`` (Label Studio wants percentages of the image)."""
+    x, y, w, h = xywh
+    return {
+        "from_name": "label",
+        "to_name": "image",
+        "type": "rectanglelabels",
+        "original_width": int(width),
+        "original_height": int(height),
+        "value": {
+            "x": 100.0 * x / width,
+            "y": 100.0 * y / height,
+            "width": 100.0 * w / width,
+            "height": 100.0 * h / height,
+            "rotation": 0,
+            "rectanglelabels": [label],
+        },
+    }
+
+
+def label_studio_task(
+    data: Mapping[str, Any],
+    *,
+    result: Mapping[str, Any] | None = None,
+    model_version: str = "clusterlens",
+    score: float | None = None,
+    task_id: int | None = None,
+    meta: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """One Label Studio task (JSON import format).
+
+    Parameters
+    ----------
+    data : mapping
+        The task's ``data`` (``image`` for image tasks; what the labelling
+        config's ``$names`` refer to).
+    result : mapping, default=None
+        A pre-annotation (:func:`label_studio_choice`,
+        :func:`label_studio_rectangle`), written as the task's one
+        prediction; None: no prediction.
+    model_version : str, default="clusterlens"
+        Who made the prediction.
+    score : float, default=None
+        The prediction's score (Label Studio sorts by it), if any.
+    task_id : int, default=None
+        The task's ``id``, if any.
+    meta : mapping, default=None
+        The task's ``meta`` (shown to the annotator, not labelled), if any.
+    """
+    task: dict[str, Any] = {}
+    if task_id is not None:
+        task["id"] = task_id
+    task["data"] = dict(data)
+    if meta is not None:
+        task["meta"] = dict(meta)
+    if result is not None:
+        pred: dict[str, Any] = {"model_version": model_version}
+        if score is not None:
+            pred["score"] = score
+        pred["result"] = [dict(result)]
+        task["predictions"] = [pred]
+    return task
+
+
+def label_studio_config(
+    names: Sequence[str], *, control: str = "choices", text: str | None = None
+) -> str:
+    """A Label Studio labelling config (XML) for ``names``.
+
+    ``control`` is ``"choices"`` (one label per task) or ``"rectangles"``
+    (labelled boxes on the image). The object labelled is the task's image,
+    or with ``text`` a text line built from the task's data (``$field``).
+    """
     from xml.sax.saxutils import quoteattr
 
-    choices = "\n".join(f"    <Choice value={quoteattr(c)}/>" for c in cats)
-    return (
-        '<View>\n  <Image name="image" value="$image"/>\n'
-        '  <Choices name="label" toName="image" choice="single">\n'
-        f"{choices}\n  </Choices>\n</View>\n"
-    )
+    if text is None:
+        obj, to = '  <Image name="image" value="$image"/>\n', "image"
+    else:
+        obj, to = f'  <Text name="item" value={quoteattr(text)}/>\n', "item"
+    if control == "rectangles":
+        labels = "\n".join(f"    <Label value={quoteattr(n)}/>" for n in names)
+        ctrl = (
+            f'  <RectangleLabels name="label" toName="{to}">\n'
+            f"{labels}\n  </RectangleLabels>\n"
+        )
+    elif control == "choices":
+        choices = "\n".join(f"    <Choice value={quoteattr(n)}/>" for n in names)
+        ctrl = (
+            f'  <Choices name="label" toName="{to}" choice="single">\n'
+            f"{choices}\n  </Choices>\n"
+        )
+    else:
+        raise InvalidParameterError(
+            f"Unknown Label Studio control {control!r}; use 'choices' or 'rectangles'."
+        )
+    return f"<View>\n{obj}{ctrl}</View>\n"
+
+
+def write_label_studio(
+    out: str | os.PathLike[str],
+    tasks: Sequence[Mapping[str, Any]],
+    *,
+    config: str | None = None,
+    tasks_file: str = "tasks.json",
+    config_file: str = "label_config.xml",
+) -> list[str]:
+    """Write ``tasks`` (and the labelling ``config``) into the folder ``out``.
+
+    Returns the names of the files written.
+    """
+    dst = Path(os.fspath(out))
+    atomic_write_text(dst / tasks_file, json.dumps(list(tasks), indent=1) + "\n")
+    if config is None:
+        return [tasks_file]
+    atomic_write_text(dst / config_file, config)
+    return [tasks_file, config_file]
 
 
 def _write_labelstudio(
@@ -219,34 +361,21 @@ def _write_labelstudio(
             continue
         c = int(cluster[i])
         pre = names.get(c) or labels[i]
-        task: dict[str, Any] = {
-            "id": i + 1,
-            "data": {
-                "image": "/data/local-files/?d="
-                + str(_final(Path(f), out, final)).lstrip("/"),
-                "index": i,
-                "item_id": str(ws.items["item_id"][i]),
-                "cluster": c,
-            },
-        }
-        if pre:
-            task["predictions"] = [
+        tasks.append(
+            label_studio_task(
                 {
-                    "model_version": "clusterlens-clusters",
-                    "result": [
-                        {
-                            "from_name": "label",
-                            "to_name": "image",
-                            "type": "choices",
-                            "value": {"choices": [pre]},
-                        }
-                    ],
-                }
-            ]
-        tasks.append(task)
-    atomic_write_text(out / "tasks.json", json.dumps(tasks, indent=1) + "\n")
-    atomic_write_text(out / "label_config.xml", _label_config(cats))
-    return {"files": ["tasks.json", "label_config.xml"], "n_tasks": len(tasks)}
+                    "image": local_files_url(_final(Path(f), out, final)),
+                    "index": i,
+                    "item_id": str(ws.items["item_id"][i]),
+                    "cluster": c,
+                },
+                result=label_studio_choice(pre) if pre else None,
+                model_version="clusterlens-clusters",
+                task_id=i + 1,
+            )
+        )
+    files = write_label_studio(out, tasks, config=label_studio_config(cats))
+    return {"files": files, "n_tasks": len(tasks)}
 
 
 def export_labels(

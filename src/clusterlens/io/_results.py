@@ -17,7 +17,7 @@ import numpy.typing as npt
 from clusterlens.exceptions import DataValidationError
 from clusterlens.utils._fs import atomic_write_bytes, atomic_write_text
 
-__all__ = ["read_results", "versions", "write_results", "write_run_json"]
+__all__ = ["read_results", "versions", "write_results", "write_run", "write_run_json"]
 
 
 def write_results(
@@ -98,3 +98,32 @@ def write_run_json(path: str | os.PathLike[str], info: Mapping[str, Any]) -> Pat
     """Write ``run.json``: parameters, seed, versions, timings and results."""
     body = {**info, "versions": versions()}
     return atomic_write_text(path, json.dumps(body, indent=2, default=_default) + "\n")
+
+
+def write_run(
+    folder: str | os.PathLike[str],
+    *,
+    schema: str,
+    command: str,
+    invocation: Mapping[str, Any] | None = None,
+    **fields: Any,
+) -> Path:
+    """Write a command's ``folder/run.json`` (see :func:`write_run_json`).
+
+    Parameters
+    ----------
+    folder : str or os.PathLike
+        The output (staging) folder.
+    schema : str
+        The file's versioned schema, e.g. ``"clusterlens.bow/1"``.
+    command : str
+        The command's name.
+    invocation : mapping, default=None
+        How it was called (the CLI's arguments: ``{"ws": ...}``), merged in
+        after ``command``.
+    **fields
+        The rest, in order: ``parameters``, ``seed``, ``results``,
+        ``outputs``, ...
+    """
+    body = {"schema": schema, "command": command, **(invocation or {}), **fields}
+    return write_run_json(Path(os.fspath(folder)) / "run.json", body)

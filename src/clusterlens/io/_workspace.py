@@ -339,7 +339,7 @@ def unreadable_report(
     """Apply the unreadable-item rule shared by every stage (issue #17 row 12).
 
     No unreadable item: nothing. More than half of the items unreadable
-    (:data:`clusterlens.io.MAX_UNREADABLE_FRACTION`): fail. Otherwise warn,
+    (:data:`clusterlens.io._images.MAX_UNREADABLE_FRACTION`): fail. Otherwise warn,
     naming the first few items with the reason. Returns the fields for
     ``run.json``'s results: ``unreadable_items`` (the count) and
     ``unreadable`` (index, item_id, path and reason of the first few).

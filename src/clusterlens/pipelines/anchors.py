@@ -21,7 +21,7 @@ from clusterlens.anchors import (
 )
 from clusterlens.anchors._metrics import best_anchor, check_boxes, figures_from_best
 from clusterlens.exceptions import DataValidationError
-from clusterlens.io import write_results, write_run_json
+from clusterlens.io import write_results, write_run
 from clusterlens.io._boxes import BoxTable, describe_dropped
 from clusterlens.report import build_anchor_report
 from clusterlens.utils._fs import atomic_write_text
@@ -236,26 +236,24 @@ def run_anchors(
         },
         "n_iter": n_iter,
     }
-    write_run_json(
-        out / "run.json",
-        {
-            "schema": "clusterlens.anchors/1",
-            "command": "anchors",
-            **(command or {}),
-            "source": table.source,
-            "parameters": params,
-            "seed": random_state,
-            "timings": {**seconds, "total_seconds": time.perf_counter() - t0},
-            "results": summary,
-            "history": history,
-            "outputs": [
-                "anchors.json",
-                "anchors.cfg",
-                "anchors.yaml",
-                "boxes.parquet",
-                "report.html",
-                "run.json",
-            ],
-        },
+    write_run(
+        out,
+        schema="clusterlens.anchors/1",
+        command="anchors",
+        invocation=command,
+        source=table.source,
+        parameters=params,
+        seed=random_state,
+        timings={**seconds, "total_seconds": time.perf_counter() - t0},
+        results=summary,
+        history=history,
+        outputs=[
+            "anchors.json",
+            "anchors.cfg",
+            "anchors.yaml",
+            "boxes.parquet",
+            "report.html",
+            "run.json",
+        ],
     )
     return summary

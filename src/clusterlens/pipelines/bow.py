@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from clusterlens.exceptions import DataValidationError
-from clusterlens.io._results import write_run_json
+from clusterlens.io._results import write_run
 from clusterlens.io._safe import invalid_file, load_npy
 from clusterlens.io._workspace import Workspace
 from clusterlens.utils._progress import progress
@@ -186,25 +186,23 @@ def run_bow(
         "descriptors_per_second": float(n_desc / max(t_quant, 1e-9)),
         "images_per_second": float(len(ws) / max(seconds, 1e-9)),
     }
-    write_run_json(
-        stage / "run.json",
-        {
-            "schema": "clusterlens.bow/1",
-            "command": "bow",
-            **(command or {}),
-            "parameters": {
-                "workspace": str(ws.root.resolve()),
-                "sift": str(sift_path.resolve()),
-                "vocab": str(Path(os.fspath(vocab)).resolve()),
-                "sublinear_tf": sublinear_tf,
-                "norm": "l2",
-                "smooth_idf": True,
-                "backend": which,
-                **({"shard_rows": size} if which == "dask" else {}),
-            },
-            "results": summary,
-            "outputs": ["counts.npz", "tfidf.npz", "idf.npy", "words.npy", "run.json"],
+    write_run(
+        stage,
+        schema="clusterlens.bow/1",
+        command="bow",
+        invocation=command,
+        parameters={
+            "workspace": str(ws.root.resolve()),
+            "sift": str(sift_path.resolve()),
+            "vocab": str(Path(os.fspath(vocab)).resolve()),
+            "sublinear_tf": sublinear_tf,
+            "norm": "l2",
+            "smooth_idf": True,
+            "backend": which,
+            **({"shard_rows": size} if which == "dask" else {}),
         },
+        results=summary,
+        outputs=["counts.npz", "tfidf.npz", "idf.npy", "words.npy", "run.json"],
     )
     return summary
 

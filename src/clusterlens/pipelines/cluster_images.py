@@ -11,7 +11,7 @@ import numpy as np
 import numpy.typing as npt
 
 from clusterlens.exceptions import DataValidationError
-from clusterlens.io._results import write_results, write_run_json
+from clusterlens.io._results import write_results, write_run
 from clusterlens.io._safe import invalid_file, load_npy, load_sparse
 from clusterlens.io._workspace import Workspace
 
@@ -203,17 +203,15 @@ def run_cluster_images(
             f"{n_clusters} clusters",
         )
         outputs.append("report.html")
-    write_run_json(
-        stage / "run.json",
-        {
-            "schema": "clusterlens.cluster-images/1",
-            "command": "cluster",
-            **(command or {}),
-            "parameters": params,
-            "seed": random_state,
-            "results": summary,
-            "outputs": outputs,
-        },
+    write_run(
+        stage,
+        schema="clusterlens.cluster-images/1",
+        command="cluster",
+        invocation=command,
+        parameters=params,
+        seed=random_state,
+        results=summary,
+        outputs=outputs,
     )
     return summary
 

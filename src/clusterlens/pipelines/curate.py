@@ -39,7 +39,7 @@ import numpy.typing as npt
 
 from clusterlens.curate._previews import PREVIEWS_FILE, SIZES_FILE
 from clusterlens.exceptions import DataValidationError
-from clusterlens.io._results import read_results, write_results, write_run_json
+from clusterlens.io._results import read_results, write_results, write_run
 from clusterlens.io._workspace import Workspace
 from clusterlens.utils._progress import progress
 
@@ -201,17 +201,15 @@ def _write_run(
     command: dict[str, Any] | None,
     outputs: list[str],
 ) -> None:
-    write_run_json(
-        stage / "run.json",
-        {
-            "schema": f"clusterlens.{name}/1",
-            "command": name,
-            **(command or {}),
-            "parameters": {"workspace": str(ws.root.resolve()), **parameters},
-            "fingerprint": fingerprint,
-            "results": results,
-            "outputs": [*outputs, "run.json"],
-        },
+    write_run(
+        stage,
+        schema=f"clusterlens.{name}/1",
+        command=name,
+        invocation=command,
+        parameters={"workspace": str(ws.root.resolve()), **parameters},
+        fingerprint=fingerprint,
+        results=results,
+        outputs=[*outputs, "run.json"],
     )
 
 
@@ -904,14 +902,16 @@ def run_sample(
     from clusterlens.utils._fs import atomic_write_text
 
     atomic_write_text(stage / "sample.csv", buf.getvalue())
+    from clusterlens.io._export import label_studio_task, write_label_studio
+
     tasks = [
-        {
-            "data": {"image": p, "item_id": str(ws.items["item_id"][i])},
-            "meta": {"index": int(i), "pick": t, "covers": int(covers[t])},
-        }
+        label_studio_task(
+            {"image": p, "item_id": str(ws.items["item_id"][i])},
+            meta={"index": int(i), "pick": t, "covers": int(covers[t])},
+        )
         for t, (i, p) in enumerate(zip(s.indices, paths, strict=True))
     ]
-    atomic_write_text(stage / "label_studio.json", json.dumps(tasks, indent=1) + "\n")
+    write_label_studio(stage, tasks, tasks_file="label_studio.json")
     summary = {
         "n_items": len(ws),
         "budget": b,

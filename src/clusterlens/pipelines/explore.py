@@ -356,7 +356,8 @@ def _explore(
 ) -> dict[str, Any]:
     from clusterlens.pipelines import curate as cv
     from clusterlens.pipelines.cluster_images import run_cluster_images
-    from clusterlens.pipelines.features import _has_boxes, run_cnn_features
+    from clusterlens.pipelines.features import run_cnn_features
+    from clusterlens.pipelines.features._cnn import _has_boxes
 
     t0 = time.perf_counter()
     source = Path(os.fspath(source))

@@ -11,7 +11,7 @@ import numpy as np
 import numpy.typing as npt
 
 from clusterlens.cluster import KMeans
-from clusterlens.io import write_results, write_run_json
+from clusterlens.io import write_results, write_run
 
 __all__ = ["run_kmeans"]
 
@@ -82,30 +82,28 @@ def run_kmeans(
         "n_features": X.shape[1],
         "dtype": str(X.dtype),
     }
-    write_run_json(
-        out / "run.json",
-        {
-            "schema": "clusterlens.kmeans/1",
-            "command": "kmeans",
-            **(command or {}),
-            "parameters": {
-                "n_clusters": n_clusters,
-                "init": init if isinstance(init, str) else "array",
-                "n_init": n_init,
-                "max_iter": max_iter,
-                "tol": tol,
-                "engine": engine,
-                "mode": mode,
-                **(parameters or {}),
-            },
-            "seed": random_state,
-            "timings": {
-                "total_seconds": time.perf_counter() - t0,
-                "iteration_seconds": [h["seconds"] for h in km.history_],
-            },
-            "results": results,
-            "history": km.history_,
-            "outputs": OUTPUTS,
+    write_run(
+        out,
+        schema="clusterlens.kmeans/1",
+        command="kmeans",
+        invocation=command,
+        parameters={
+            "n_clusters": n_clusters,
+            "init": init if isinstance(init, str) else "array",
+            "n_init": n_init,
+            "max_iter": max_iter,
+            "tol": tol,
+            "engine": engine,
+            "mode": mode,
+            **(parameters or {}),
         },
+        seed=random_state,
+        timings={
+            "total_seconds": time.perf_counter() - t0,
+            "iteration_seconds": [h["seconds"] for h in km.history_],
+        },
+        results=results,
+        history=km.history_,
+        outputs=OUTPUTS,
     )
     return results

@@ -7,7 +7,7 @@ import logging
 import os
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -15,9 +15,23 @@ import numpy as np
 import numpy.typing as npt
 
 from clusterlens.exceptions import DataValidationError
-from clusterlens.io import write_results, write_run_json
+from clusterlens.io import (
+    BoxSamples,
+    coco_box_samples,
+    read_features,
+    read_labels,
+    workspace_box_samples,
+    write_results,
+    write_run_json,
+)
 from clusterlens.io._boxes import MIN_BOX_SIZE
-from clusterlens.io._safe import load_npy, read_parquet
+from clusterlens.io._export import (
+    label_studio_choice,
+    label_studio_config,
+    label_studio_rectangle,
+    label_studio_task,
+    local_files_url,
+)
 from clusterlens.io._workspace import CROP_MARGIN, Workspace
 from clusterlens.label_issues import (
     SCORE_COLUMNS,
@@ -31,18 +45,17 @@ from clusterlens.utils._fs import atomic_write_text
 from clusterlens.utils._progress import progress
 
 __all__ = [
-    "BoxSamples",
     "Embedder",
+    "LabelIssueInputs",
     "box_cnn_features",
-    "coco_box_samples",
     "crop_cache_dir",
     "crop_features",
     "crop_images",
+    "label_issue_workspace",
     "label_studio_tasks",
-    "read_features",
-    "read_labels",
+    "read_label_issue_inputs",
+    "read_pred_probs",
     "run_label_issues",
-    "workspace_box_samples",
     "workspace_inputs",
 ]
 
@@ -55,279 +68,8 @@ Embedder = Callable[[npt.NDArray[np.uint8]], npt.NDArray[np.floating]]
 
 
 # --------------------------------------------------------------------------- #
-# Inputs
+# Inputs (the readers of features, labels and box samples are in clusterlens.io)
 # --------------------------------------------------------------------------- #
-def read_features(path: PathLike) -> npt.NDArray[Any]:
-    """Features from ``.npy`` (memory-mapped) or Parquet.
-
-    A Parquet file holds one list column, or numeric columns (``index`` and
-    ``label`` are skipped).
-    """
-    from clusterlens.io._descriptors import as_matrix
-
-    p = Path(path)
-    if p.suffix.lower() == ".parquet":
-        import pyarrow.parquet as pq
-
-        try:
-            table = pq.read_table(p)
-        except Exception as e:  # pyarrow raises several types for a bad file
-            raise DataValidationError(
-                f"Cannot read features Parquet {str(p)!r}: {e}"
-            ) from e
-        import pyarrow as pa
-
-        lists = [
-            c
-            for c in table.column_names
-            if pa.types.is_list(table[c].type)
-            or pa.types.is_fixed_size_list(table[c].type)
-        ]
-        if len(lists) == 1:
-            col = table[lists[0]].to_pylist()
-            X = np.asarray(col, dtype=np.float32)
-        else:
-            num = [
-                c
-                for c in table.column_names
-                if pa.types.is_floating(table[c].type)
-                or pa.types.is_integer(table[c].type)
-            ]
-            num = [c for c in num if c not in ("index", "label")]
-            if not num:
-                raise DataValidationError(
-                    f"Features Parquet {str(p)!r} has no numeric columns and no "
-                    "single list column to read as the feature matrix."
-                )
-            X = np.column_stack([table[c].to_numpy().astype(np.float32) for c in num])
-        return as_matrix(X, name=f"features {str(p)!r}")
-    if p.suffix.lower() != ".npy":
-        raise DataValidationError(
-            f"Features file {str(p)!r} must be .npy or .parquet; got "
-            f"{p.suffix or 'no suffix'}."
-        )
-    return as_matrix(p, name=f"features {str(p)!r}")
-
-
-def read_labels(path: PathLike) -> npt.NDArray[Any]:
-    """Labels from ``.npy``, CSV (a ``label`` column, or the only column) or Parquet."""
-    p = Path(path)
-    if not p.is_file():
-        raise DataValidationError(f"Labels file {str(p)!r} does not exist.")
-    suffix = p.suffix.lower()
-    fix = "save the labels again (one per row of the features)"
-    if suffix == ".npy":
-        return load_npy(
-            p,
-            what="labels file",
-            fix=fix + " as a numeric or string array, no objects",
-        )
-    if suffix == ".parquet":
-        table = read_parquet(p, what="labels Parquet", fix=fix)
-        cols = list(table)
-        name = "label" if "label" in cols else (cols[0] if len(cols) == 1 else None)
-        if name is None:
-            raise DataValidationError(
-                f"Labels Parquet {str(p)!r} has columns {cols}; name the label "
-                "column 'label' or keep only one column."
-            )
-        return table[name]
-    if suffix in (".csv", ".txt"):
-        import csv
-
-        with p.open(newline="", encoding="utf-8") as fh:
-            rows = [r for r in csv.reader(fh) if r]
-        if not rows:
-            raise DataValidationError(f"Labels CSV {str(p)!r} is empty.")
-        header = [h.strip() for h in rows[0]]
-        if "label" in header:
-            j = header.index("label")
-            body = rows[1:]
-        elif len(header) == 1:
-            j = 0
-            body = rows[1:] if not _is_number(header[0]) else rows
-        else:
-            raise DataValidationError(
-                f"Labels CSV {str(p)!r} has columns {header}; name the label "
-                "column 'label' or keep only one column."
-            )
-        values = [r[j].strip() if j < len(r) else "" for r in body]
-        if any(v == "" for v in values):
-            bad = next(i for i, v in enumerate(values) if v == "")
-            raise DataValidationError(
-                f"Labels CSV {str(p)!r} has an empty label (data row {bad + 1})."
-            )
-        if all(_is_int(v) for v in values):
-            return np.asarray([int(v) for v in values], dtype=np.int64)
-        return np.asarray(values, dtype=str)
-    raise DataValidationError(
-        f"Labels file {str(p)!r} must be .npy, .csv or .parquet; got "
-        f"{p.suffix or 'no suffix'}."
-    )
-
-
-def _is_number(s: str) -> bool:
-    try:
-        float(s)
-    except ValueError:
-        return False
-    return True
-
-
-def _is_int(s: str) -> bool:
-    try:
-        int(s)
-    except ValueError:
-        return False
-    return True
-
-
-@dataclass(frozen=True)
-class BoxSamples:
-    """One sample per non-crowd COCO box.
-
-    Attributes
-    ----------
-    labels : ndarray of shape (n,), int64
-        Category index into ``class_names``.
-    class_names : tuple of str
-    bbox : ndarray of shape (n, 4)
-        ``[x, y, w, h]`` in pixels (COCO convention), clipped to the image.
-    image_path : ndarray of shape (n,), str
-    image_id, annotation_id : ndarray of shape (n,), str
-    img_w, img_h : ndarray of shape (n,)
-    n_read : int, default=-1
-        Boxes in the source before the filters (-1: not known).
-    dropped : tuple of (str, int, str), default=()
-        What each box filter removed (see
-        :func:`clusterlens.io._boxes.describe_dropped`).
-    """
-
-    labels: npt.NDArray[np.int64]
-    class_names: tuple[str, ...]
-    bbox: npt.NDArray[np.float64]
-    image_path: npt.NDArray[np.str_]
-    image_id: npt.NDArray[np.str_]
-    annotation_id: npt.NDArray[np.str_]
-    img_w: npt.NDArray[np.float64]
-    img_h: npt.NDArray[np.float64]
-    n_read: int = -1
-    dropped: tuple[tuple[str, int, str], ...] = ()
-
-    def __len__(self) -> int:
-        return int(self.labels.shape[0])
-
-    def filter_summary(self) -> dict[str, Any]:
-        """What the box filters kept and dropped, for run.json and the summary."""
-        from clusterlens.io._boxes import describe_dropped
-
-        n_read = self.n_read if self.n_read >= 0 else len(self)
-        return {
-            "n_read": n_read,
-            "n_kept": len(self),
-            "dropped": [
-                {"filter": k, "count": c, "reason": r} for k, c, r in self.dropped
-            ],
-            "summary": describe_dropped(n_read, len(self), self.dropped),
-        }
-
-
-def coco_box_samples(
-    annotations: PathLike,
-    images_dir: PathLike,
-    *,
-    min_size: float = MIN_BOX_SIZE,
-    include_crowd: bool = False,
-) -> BoxSamples:
-    """The boxes of a COCO instances file that the commands keep, with images.
-
-    The file is checked by the shared COCO reader and the boxes are filtered
-    by the filters ``ingest --boxes`` and ``anchors`` use (wholly outside
-    the image, crowd unless ``include_crowd``, narrower or lower than
-    ``min_size`` pixels; see :func:`clusterlens.io._boxes_coco.coco_box_rows`);
-    boxes are clipped to their image and keep the annotation order.
-
-    Raises
-    ------
-    DataValidationError
-        If the file is not a valid COCO instances file, no box is left, or an
-        image it needs is missing from ``images_dir``.
-    """
-    from clusterlens.io._boxes_coco import coco_box_rows
-
-    path = Path(annotations)
-    data, cols, names, keep, dropped = coco_box_rows(
-        path, include_crowd=include_crowd, min_size=min_size
-    )
-    anns = [a for a, k in zip(data["annotations"], keep, strict=True) if k]
-    xyxy = np.asarray(cols["xyxy"], dtype=np.float64)[keep]
-    images = {im["id"]: im for im in data["images"]}
-    root = Path(images_dir)
-    if not root.is_dir():
-        raise DataValidationError(
-            f"Images folder {str(root)!r} does not exist or is not a folder."
-        )
-    files = [str(images[a["image_id"]].get("file_name", "")) for a in anns]
-    unique_files = sorted(set(files))
-    missing = [f for f in unique_files if not (root / f).is_file()]
-    if missing:
-        raise DataValidationError(
-            f"{len(missing)} of the {len(unique_files)} images of {str(path)!r} are "
-            f"not in {str(root)!r} (first: {missing[0]!r}). Pass the folder that "
-            "holds the images with --images."
-        )
-    return BoxSamples(
-        labels=cols["category"][keep].astype(np.int64),
-        class_names=tuple(names),
-        bbox=np.column_stack((xyxy[:, :2], xyxy[:, 2:] - xyxy[:, :2])),
-        image_path=np.asarray([str(root / f) for f in files], dtype=np.str_),
-        image_id=cols["image_id"][keep].astype(np.str_),
-        annotation_id=np.asarray([str(a.get("id", "")) for a in anns], dtype=np.str_),
-        img_w=cols["img_w"][keep],
-        img_h=cols["img_h"][keep],
-        n_read=int(keep.size),
-        dropped=tuple(dropped),
-    )
-
-
-def workspace_box_samples(ws: Workspace) -> BoxSamples | None:
-    """The box items of a ``--boxes`` workspace as :class:`BoxSamples`.
-
-    None for a workspace of whole images (or of arrays). Labels are the
-    workspace's (``-1`` where unknown).
-    """
-    bbox = np.column_stack(
-        [np.asarray(ws.items[c], dtype=np.float64) for c in _BBOX_COLUMNS]
-    )
-    if not np.isfinite(bbox[:, 2]).all() or (ws.items["array_row"] >= 0).any():
-        return None
-    ids = ws.items["item_id"].astype(str)
-    ann = np.asarray([s.rpartition("#box")[2] for s in ids.tolist()], dtype=np.str_)
-    paths = ws.items["path"].astype(str)
-    bf = ws.meta.get("box_filter") or {}
-    dropped = tuple(
-        (str(d.get("filter", "")), int(d.get("count", 0)), str(d.get("reason", "")))
-        for d in bf.get("dropped", [])
-        if isinstance(d, dict)
-    )
-    return BoxSamples(
-        labels=ws.items["label"].astype(np.int64),
-        class_names=tuple(ws.class_names or ()),
-        bbox=bbox,
-        image_path=np.asarray(
-            [str(ws.image_root / p) for p in paths.tolist()], dtype=np.str_
-        ),
-        image_id=paths.astype(np.str_),
-        annotation_id=ann,
-        img_w=ws.items["width"].astype(np.float64),
-        img_h=ws.items["height"].astype(np.float64),
-        n_read=int(bf.get("n_read", -1)),
-        dropped=dropped,
-    )
-
-
-_BBOX_COLUMNS = ("bbox_x", "bbox_y", "bbox_w", "bbox_h")
-
 #: What a change to makes cached crop embeddings stale (bump to drop them).
 _CROP_CACHE_FORMAT = 1
 
@@ -612,14 +354,14 @@ def label_studio_tasks(
     Boxes become image tasks with the box as a ``rectanglelabels``
     prediction carrying the given label (``/data/local-files/?d=`` URLs, for
     Label Studio's local file storage); other samples become ``choices``
-    tasks pre-filled with the suggested label.
+    tasks pre-filled with the suggested label. Built by the one Label Studio
+    exporter, :mod:`clusterlens.io._export`.
     """
     tasks: list[dict[str, Any]] = []
     for rank_i in selected.tolist():
         i = int(rank_i)
         given = names[int(res.labels[i])]
         suggested = names[int(res.suggested_label[i])]
-        score = float(1.0 - res.label_quality[i])
         meta = {
             "index": i,
             "given_label": given,
@@ -628,80 +370,37 @@ def label_studio_tasks(
             "label_quality": round(float(res.label_quality[i]), 6),
         }
         if boxes is not None:
-            x, y, w, h = boxes.bbox[i]
-            W, H = float(boxes.img_w[i]), float(boxes.img_h[i])
-            tasks.append(
-                {
-                    "data": {
-                        "image": "/data/local-files/?d="
-                        + os.path.abspath(boxes.image_path[i]).lstrip("/"),
-                        "annotation_id": str(boxes.annotation_id[i]),
-                        **meta,
-                    },
-                    "predictions": [
-                        {
-                            "model_version": "clusterlens-label-issues",
-                            "score": score,
-                            "result": [
-                                {
-                                    "from_name": "label",
-                                    "to_name": "image",
-                                    "type": "rectanglelabels",
-                                    "original_width": int(W),
-                                    "original_height": int(H),
-                                    "value": {
-                                        "x": 100.0 * x / W,
-                                        "y": 100.0 * y / H,
-                                        "width": 100.0 * w / W,
-                                        "height": 100.0 * h / H,
-                                        "rotation": 0,
-                                        "rectanglelabels": [given],
-                                    },
-                                }
-                            ],
-                        }
-                    ],
-                }
+            data = {
+                "image": local_files_url(os.path.abspath(boxes.image_path[i])),
+                "annotation_id": str(boxes.annotation_id[i]),
+                **meta,
+            }
+            result = label_studio_rectangle(
+                given,
+                boxes.bbox[i],
+                float(boxes.img_w[i]),
+                float(boxes.img_h[i]),
             )
         else:
-            tasks.append(
-                {
-                    "data": meta,
-                    "predictions": [
-                        {
-                            "model_version": "clusterlens-label-issues",
-                            "score": score,
-                            "result": [
-                                {
-                                    "from_name": "label",
-                                    "to_name": "item",
-                                    "type": "choices",
-                                    "value": {"choices": [suggested]},
-                                }
-                            ],
-                        }
-                    ],
-                }
+            data = meta
+            result = label_studio_choice(suggested, to_name="item")
+        tasks.append(
+            label_studio_task(
+                data,
+                result=result,
+                model_version="clusterlens-label-issues",
+                score=float(1.0 - res.label_quality[i]),
             )
+        )
     return tasks
 
 
 def _label_studio_config(names: Sequence[str], boxes: bool) -> str:
-    from xml.sax.saxutils import quoteattr
-
-    labels = "\n".join(f"    <Label value={quoteattr(n)}/>" for n in names)
-    choices = "\n".join(f"    <Choice value={quoteattr(n)}/>" for n in names)
     if boxes:
-        return (
-            '<View>\n  <Image name="image" value="$image"/>\n'
-            '  <RectangleLabels name="label" toName="image">\n'
-            f"{labels}\n  </RectangleLabels>\n</View>\n"
-        )
-    return (
-        '<View>\n  <Text name="item" value="given: $given_label, suggested: '
-        '$suggested_label (sample $index)"/>\n'
-        '  <Choices name="label" toName="item" choice="single">\n'
-        f"{choices}\n  </Choices>\n</View>\n"
+        return label_studio_config(names, control="rectangles")
+    return label_studio_config(
+        names,
+        text="given: $given_label, suggested: $suggested_label (sample $index)",
     )
 
 
@@ -945,3 +644,177 @@ def run_label_issues(
     )
     summary["outputs"] = outputs
     return summary
+
+
+# --------------------------------------------------------------------------- #
+# The command's inputs: features + labels, a workspace, or COCO boxes
+# --------------------------------------------------------------------------- #
+@dataclass(frozen=True)
+class LabelIssueInputs:
+    """What ``clusterlens label-issues`` scores, read from its DATA.
+
+    Attributes
+    ----------
+    X : array of shape (n_samples, n_features)
+    labels : array of shape (n_samples,)
+    source : dict
+        Where they came from, for ``run.json``.
+    boxes : BoxSamples or None
+        One sample per box (COCO or a ``--boxes`` workspace).
+    class_names : sequence of str or None
+        Display names of integer labels.
+    features_name : str
+        How messages about ``X`` name it (e.g. "FEATURES 'X.npy'").
+    features : str or None
+        What ``X`` is, in words (the summary and report say it).
+    features_info : dict
+        How the features were made (cache folder, seconds, ...).
+    """
+
+    X: Any
+    labels: Any
+    source: dict[str, Any]
+    boxes: BoxSamples | None = None
+    class_names: Sequence[str] | None = None
+    features_name: str = "the box features"
+    features: str | None = None
+    features_info: dict[str, Any] = field(default_factory=dict)
+
+
+def label_issue_workspace(data: Sequence[Path]) -> Path | None:
+    """The workspace DATA names (one folder), or None for files.
+
+    Raises
+    ------
+    DataValidationError
+        If DATA is one folder that is not a clusterlens workspace.
+    """
+    ws_dir = data[0] if len(data) == 1 and data[0].is_dir() else None
+    if ws_dir is not None and not (ws_dir / "workspace.json").is_file():
+        raise DataValidationError(
+            f"{str(ws_dir)!r} is a folder but not a clusterlens workspace (no "
+            "workspace.json). Pass a workspace (clusterlens ingest SOURCE --out WS), "
+            "FEATURES LABELS, or a COCO JSON with --images."
+        )
+    return ws_dir
+
+
+def read_label_issue_inputs(
+    data: Sequence[Path],
+    *,
+    images_dir: Path | None = None,
+    embed: str = "cnn",
+    box_features: Path | None = None,
+    crop_size: int = 32,
+    min_box_size: float = MIN_BOX_SIZE,
+    include_crowd: bool = False,
+    verbose: int = 0,
+) -> LabelIssueInputs:
+    """The features and labels of ``clusterlens label-issues`` DATA.
+
+    DATA is FEATURES LABELS (two files, see :func:`clusterlens.io.read_features`
+    and :func:`clusterlens.io.read_labels`), a labelled workspace with CNN
+    embeddings (:func:`workspace_inputs`), or one COCO instances JSON with
+    ``images_dir``: one sample per kept box, described by the CNN embedding
+    of its crop (``embed="cnn"``, :func:`box_cnn_features`), its crop's
+    pixels (``embed="pixels"``, :func:`crop_features`) or the rows of
+    ``box_features``.
+
+    Raises
+    ------
+    DataValidationError
+        If DATA is none of these, or a reader refuses it.
+    """
+    ws_dir = label_issue_workspace(data)
+    if ws_dir is not None:
+        from clusterlens.io import open_workspace
+
+        wsp = open_workspace(ws_dir)
+        X, labels, boxes = workspace_inputs(wsp)
+        return LabelIssueInputs(
+            X,
+            labels,
+            {"workspace": str(ws_dir)},
+            boxes=boxes,
+            class_names=wsp.class_names,
+            features_name=f"the embeddings of {str(ws_dir)!r}",
+            features=f"the workspace's CNN {'crop ' if boxes is not None else ''}"
+            f"embeddings ({X.shape[1]}-d, features/cnn)",
+        )
+    if len(data) == 1 and data[0].suffix.lower() == ".json":
+        if images_dir is None:
+            raise DataValidationError(
+                "COCO input needs --images DIR, the folder that holds its images "
+                "(boxes are cropped from them)."
+            )
+        source = {"annotations": str(data[0]), "images": str(images_dir)}
+        if box_features is None and embed == "cnn":
+            X, boxes, info = box_cnn_features(
+                data[0],
+                images_dir,
+                min_size=min_box_size,
+                include_crowd=include_crowd,
+                verbose=verbose,
+            )
+            return LabelIssueInputs(
+                X,
+                boxes.labels,
+                source,
+                boxes=boxes,
+                class_names=list(boxes.class_names),
+                features_name="the CNN crop embeddings",
+                features=info["features"],
+                features_info=info,
+            )
+        boxes = coco_box_samples(
+            data[0], images_dir, min_size=min_box_size, include_crowd=include_crowd
+        )
+        if box_features is not None:
+            X = read_features(box_features)
+            if X.shape[0] != len(boxes):
+                kept = boxes.filter_summary()["summary"]
+                raise DataValidationError(
+                    f"--features has {X.shape[0]:,} rows but {data[0].name} has "
+                    f"{len(boxes):,} boxes kept ({kept}); it needs one row per "
+                    "kept box, in annotation order."
+                )
+            name = f"--features {str(box_features)!r}"
+            used = f"--features {box_features.name}"
+        else:
+            X = crop_features(boxes, crop_size, verbose=verbose)
+            name = "the box crops"
+            used = f"crop pixels ({crop_size}x{crop_size} RGB)"
+        return LabelIssueInputs(
+            X,
+            boxes.labels,
+            source,
+            boxes=boxes,
+            class_names=list(boxes.class_names),
+            features_name=name,
+            features=used,
+        )
+    if len(data) == 2 and not any(p.is_dir() for p in data):
+        return LabelIssueInputs(
+            read_features(data[0]),
+            read_labels(data[1]),
+            {"features": str(data[0]), "labels": str(data[1])},
+            features_name=f"FEATURES {str(data[0])!r}",
+            features=f"FEATURES {data[0].name}",
+        )
+    raise DataValidationError(
+        "Pass FEATURES LABELS (two files), a workspace folder, or one COCO "
+        f"JSON file with --images; got {len(data)} path(s): "
+        f"{', '.join(p.name for p in data)}."
+    )
+
+
+def read_pred_probs(path: Path | None) -> npt.NDArray[Any] | None:
+    """``--pred-probs``: out-of-sample predicted probabilities (.npy), or None."""
+    if path is None:
+        return None
+    try:
+        return np.load(path, allow_pickle=False)  # type: ignore[no-any-return]
+    except ValueError as e:
+        raise DataValidationError(
+            f"Cannot read --pred-probs {str(path)!r}: {e}."
+        ) from e

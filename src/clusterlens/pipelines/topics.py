@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from clusterlens.exceptions import DataValidationError
-from clusterlens.io._results import write_results, write_run_json
+from clusterlens.io._results import write_results, write_run
 from clusterlens.io._safe import invalid_file, load_npy, load_sparse, read_json
 from clusterlens.io._workspace import Workspace
 from clusterlens.pipelines.cluster_images import base_columns, scores_if_labelled
@@ -220,16 +220,14 @@ def run_topics(
             },
         )
         outputs.append("report.html")
-    write_run_json(
-        stage / "run.json",
-        {
-            "schema": "clusterlens.topics/1",
-            "command": "topics",
-            **(command or {}),
-            "parameters": params,
-            "seed": random_state,
-            "results": summary,
-            "outputs": outputs,
-        },
+    write_run(
+        stage,
+        schema="clusterlens.topics/1",
+        command="topics",
+        invocation=command,
+        parameters=params,
+        seed=random_state,
+        results=summary,
+        outputs=outputs,
     )
     return summary

@@ -12,7 +12,7 @@ import numpy as np
 import numpy.typing as npt
 
 from clusterlens._config import resolve_backend
-from clusterlens.io import write_results, write_run_json
+from clusterlens.io import write_results, write_run
 from clusterlens.vocab import VisualVocabulary
 from clusterlens.vocab._vocabulary import nearest_or_tied
 
@@ -176,29 +176,27 @@ def run_vocab(
         "quantize_seconds": t_quant,
         "descriptors_per_second": float(X.shape[0] / max(t_quant, 1e-9)),
     }
-    write_run_json(
-        out / "run.json",
-        {
-            "schema": "clusterlens.vocab/1",
-            "command": "vocab",
-            **(command or {}),
-            "parameters": {
-                "n_words": n_words,
-                "sample": sample,
-                "max_iter": max_iter,
-                "init": init if isinstance(init, str) else "array",
-                "mode": mode,
-                "n_candidates": n_candidates,
-                "refresh_every": refresh_every,
-                "quantizer": quantizer,
-                "n_probe": n_probe,
-                "backend": "dask" if vocab.engine_.startswith("dask:") else "local",
-            },
-            "seed": random_state,
-            "timings": {"fit_seconds": t_fit, "quantize_seconds": t_quant},
-            "results": summary,
-            "history": vocab.history_,
-            "outputs": ["vocab.npz", "vocab.json", "assignments.parquet", "run.json"],
+    write_run(
+        out,
+        schema="clusterlens.vocab/1",
+        command="vocab",
+        invocation=command,
+        parameters={
+            "n_words": n_words,
+            "sample": sample,
+            "max_iter": max_iter,
+            "init": init if isinstance(init, str) else "array",
+            "mode": mode,
+            "n_candidates": n_candidates,
+            "refresh_every": refresh_every,
+            "quantizer": quantizer,
+            "n_probe": n_probe,
+            "backend": "dask" if vocab.engine_.startswith("dask:") else "local",
         },
+        seed=random_state,
+        timings={"fit_seconds": t_fit, "quantize_seconds": t_quant},
+        results=summary,
+        history=vocab.history_,
+        outputs=["vocab.npz", "vocab.json", "assignments.parquet", "run.json"],
     )
     return summary

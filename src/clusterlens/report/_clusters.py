@@ -13,6 +13,7 @@ import numpy as np
 import numpy.typing as npt
 
 from clusterlens.exceptions import DataValidationError, InvalidParameterError
+from clusterlens.report._charts import LineChart, fmt_compact, line_chart
 from clusterlens.report._common import css, fmt_number, fmt_value, template, version
 from clusterlens.report._thumbs import encode_thumbnail
 from clusterlens.typing import ArrayLike, PathLike
@@ -61,20 +62,6 @@ class _Cluster:
     thumbs: list[_Thumb] = field(default_factory=list)
     n_hidden: int = 0
     note: str | None = None
-
-
-@dataclass(frozen=True)
-class _Chart:
-    width: int
-    height: int
-    left: int
-    right: int
-    top: int
-    bottom: int
-    points: str
-    dots: list[tuple[float, float, str]]
-    xticks: list[tuple[float, str]]
-    yticks: list[tuple[float, str]]
 
 
 # --------------------------------------------------------------------------- #
@@ -536,71 +523,19 @@ def _thumb(
 
 
 # --------------------------------------------------------------------------- #
-# Inertia chart (inline SVG, coordinates computed here)
+# Inertia chart (the shared builder of report._charts)
 # --------------------------------------------------------------------------- #
-def _nice_ticks(lo: float, hi: float, n: int = 5) -> list[float]:
-    if hi <= lo:
-        pad = abs(lo) * 0.05 or 1.0
-        lo, hi = lo - pad, hi + pad
-    raw = (hi - lo) / max(n - 1, 1)
-    mag = 10 ** math.floor(math.log10(raw))
-    step = next(s * mag for s in (1, 2, 2.5, 5, 10) if s * mag >= raw)
-    first = math.floor(lo / step) * step
-    ticks = [first]
-    while ticks[-1] < hi - 1e-9 * step:
-        ticks.append(ticks[-1] + step)
-    return ticks
-
-
-def _chart(hist: list[tuple[float, float]]) -> _Chart:
-    width, height = 720, 260
-    left, right, top, bottom = 72, 20, 16, 46
-    xs = [x for x, _ in hist]
-    ys = [y for _, y in hist]
-    # x spans the iterations exactly; y is widened to round tick values.
-    x0, x1 = min(xs), max(xs)
-    if x1 <= x0:
-        x0, x1 = x0 - 1, x1 + 1
-    xt = [t for t in _nice_ticks(x0, x1, 6) if x0 <= t <= x1]
-    xt = [t for t in xt if t == int(t)] or xt  # iterations are whole numbers
-    yt = _nice_ticks(min(ys), max(ys), 5)
-    y0, y1 = min(yt[0], min(ys)), max(yt[-1], max(ys))
-
-    def px(x: float) -> float:
-        return left + (x - x0) / ((x1 - x0) or 1.0) * (width - left - right)
-
-    def py(y: float) -> float:
-        return height - bottom - (y - y0) / ((y1 - y0) or 1.0) * (height - top - bottom)
-
-    pts = [(round(px(x), 1), round(py(y), 1)) for x, y in hist]
-    dots = [
-        (cx, cy, f"iteration {fmt_number(x)}: inertia {fmt_number(y)}")
-        for (cx, cy), (x, y) in zip(pts, hist, strict=True)
-    ]
-    return _Chart(
-        width=width,
-        height=height,
-        left=left,
-        right=width - right,
-        top=top,
-        bottom=height - bottom,
-        points=" ".join(f"{cx},{cy}" for cx, cy in pts),
-        dots=dots if len(dots) <= 200 else [],
-        xticks=[(round(px(t), 1), fmt_number(t)) for t in xt],
-        yticks=[(round(py(t), 1), _fmt_compact(t)) for t in yt],
+def _chart(hist: list[tuple[float, float]]) -> LineChart | None:
+    """The inertia per iteration (dots up to 200 iterations)."""
+    return line_chart(
+        [x for x, _ in hist],
+        {"inertia": [y for _, y in hist]},
+        tip=lambda _, x, y: f"iteration {fmt_number(x)}: inertia {fmt_number(y)}",
+        title="Inertia per iteration",
+        ylabel="inertia",
+        size=(720, 260),
+        margins=(72, 20, 16, 46),
+        ytick_label=fmt_compact,
+        any_xticks=True,
+        max_dots=200,
     )
-
-
-# --------------------------------------------------------------------------- #
-# Formatting and resources
-# --------------------------------------------------------------------------- #
-def _fmt_compact(v: float) -> str:
-    """Short tick label: 1,250,000 -> 1.25M, 12,000 -> 12k."""
-    a = abs(v)
-    if a >= 1e9:
-        return f"{v / 1e9:.4g}G"
-    if a >= 1e6:
-        return f"{v / 1e6:.4g}M"
-    if a >= 1e4:
-        return f"{v / 1e3:.4g}k"
-    return fmt_number(v)

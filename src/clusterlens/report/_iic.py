@@ -3,22 +3,20 @@
 from __future__ import annotations
 
 import logging
-import math
 import pathlib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from clusterlens.exceptions import DataValidationError
+from clusterlens.report._charts import LineChart, line_chart
 from clusterlens.report._clusters import (
     _check_images,
     _Cluster,
     _intensity_scale,
     _label_stats,
-    _nice_ticks,
     _thumb,
 )
 from clusterlens.report._common import css, fmt_number, fmt_value, template, version
@@ -30,85 +28,17 @@ __all__ = ["build_iic_report"]
 
 logger = logging.getLogger(__name__)
 
-_COLORS = ("#4c78a8", "#f58518", "#54a24b", "#e45756", "#72b7b2")
-
-
-@dataclass(frozen=True)
-class _Series:
-    name: str
-    color: str
-    points: str
-    dots: list[tuple[float, float, str]]
-
-
-@dataclass(frozen=True)
-class _LineChart:
-    title: str
-    ylabel: str
-    width: int
-    height: int
-    left: int
-    right: int
-    top: int
-    bottom: int
-    series: list[_Series]
-    xticks: list[tuple[float, str]]
-    yticks: list[tuple[float, str]]
-
 
 def _line_chart(
     title: str, ylabel: str, x: Sequence[float], series: Mapping[str, Sequence[float]]
-) -> _LineChart | None:
-    """An SVG chart of one or more series over epochs (None when nothing to draw)."""
-    ys_all = [v for vals in series.values() for v in vals if math.isfinite(v)]
-    if not x or not ys_all:
-        return None
-    width, height = 720, 240
-    left, right, top, bottom = 64, 20, 16, 42
-    x0, x1 = float(min(x)), float(max(x))
-    if x1 <= x0:
-        x0, x1 = x0 - 1, x1 + 1
-    xt = [t for t in _nice_ticks(x0, x1, 6) if x0 <= t <= x1 and t == int(t)]
-    yt = _nice_ticks(min(ys_all), max(ys_all), 5)
-    y0, y1 = min(yt[0], min(ys_all)), max(yt[-1], max(ys_all))
-
-    def px(v: float) -> float:
-        return round(left + (v - x0) / (x1 - x0) * (width - left - right), 1)
-
-    def py(v: float) -> float:
-        span = (y1 - y0) or 1.0
-        return round(height - bottom - (v - y0) / span * (height - top - bottom), 1)
-
-    out = []
-    for (name, vals), color in zip(series.items(), _COLORS, strict=False):
-        pts = [
-            (px(a), py(b), a, b)
-            for a, b in zip(x, vals, strict=True)
-            if math.isfinite(b)
-        ]
-        out.append(
-            _Series(
-                name,
-                color,
-                " ".join(f"{a},{b}" for a, b, _, _ in pts),
-                [
-                    (a, b, f"{name}, epoch {fmt_number(e)}: {v:.4f}")
-                    for a, b, e, v in pts
-                ],
-            )
-        )
-    return _LineChart(
-        title,
-        ylabel,
-        width,
-        height,
-        left,
-        width - right,
-        top,
-        height - bottom,
-        out,
-        [(px(t), fmt_number(t)) for t in xt],
-        [(py(t), f"{t:.3g}") for t in yt],
+) -> LineChart | None:
+    """A chart of one or more series over epochs (None when nothing to draw)."""
+    return line_chart(
+        x,
+        series,
+        tip=lambda name, e, v: f"{name}, epoch {fmt_number(e)}: {v:.4f}",
+        title=title,
+        ylabel=ylabel,
     )
 
 

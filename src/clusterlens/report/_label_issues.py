@@ -8,39 +8,26 @@ import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
 
-from clusterlens.report._common import css, fmt_number, fmt_value, template, version
+from clusterlens.report._charts import histogram
+from clusterlens.report._common import css, fmt_value, template, version
 from clusterlens.typing import PathLike
 from clusterlens.utils._fs import atomic_write_text
 
 if TYPE_CHECKING:
+    from clusterlens.io import BoxSamples
     from clusterlens.label_issues import LabelIssues
 
-__all__ = ["BoxSamplesLike", "box_panels", "build_label_issue_report"]
+__all__ = ["box_panels", "build_label_issue_report"]
 
 logger = logging.getLogger(__name__)
 
 _PANEL = 160  # longest side of a gallery panel, pixels
 _MIN_CROP = 96  # a crop's long side is enlarged to this at least
-
-
-class BoxSamplesLike(Protocol):
-    """What the galleries read of one-sample-per-box data (``BoxSamples``).
-
-    ``image_path[i]`` is the image of sample ``i`` and ``bbox[i]`` its box as
-    ``[x, y, w, h]`` in pixels. The report takes any object with these (it
-    never imports the pipelines that make them).
-    """
-
-    @property
-    def image_path(self) -> npt.NDArray[np.str_]: ...
-
-    @property
-    def bbox(self) -> npt.NDArray[np.float64]: ...
 
 
 @dataclass(frozen=True)
@@ -56,26 +43,6 @@ class _Row:
     importance: str
     flagged: bool
     panels: list[str]
-
-
-@dataclass(frozen=True)
-class _Bar:
-    x: float
-    y: float
-    width: float
-    height: float
-    tip: str
-
-
-@dataclass(frozen=True)
-class _Histogram:
-    width: int
-    height: int
-    left: int
-    bottom: int
-    bars: list[_Bar]
-    xticks: list[tuple[float, str]]
-    title: str
 
 
 def _png(img: Any) -> str:
@@ -128,43 +95,11 @@ def box_panels(
     ]
 
 
-def _histogram(values: npt.NDArray[np.float64], title: str) -> _Histogram | None:
-    v = values[np.isfinite(values)]
-    if v.size == 0:
-        return None
-    lo, hi = float(v.min()), float(v.max())
-    if hi <= lo:
-        hi = lo + 1.0
-    counts, edges = np.histogram(v, bins=20, range=(lo, hi))
-    width, height, left, right, top, bottom = 720, 220, 56, 16, 12, 40
-    pw, ph = width - left - right, height - top - bottom
-    cmax = max(int(counts.max()), 1)
-    bars = []
-    for c, a, b in zip(counts, edges[:-1], edges[1:], strict=True):
-        bx = left + (a - lo) / (hi - lo) * pw
-        bw = max(1.0, (b - a) / (hi - lo) * pw - 1)
-        bh = c / cmax * ph
-        bars.append(
-            _Bar(
-                round(bx, 1),
-                round(top + ph - bh, 1),
-                round(bw, 1),
-                round(bh, 1),
-                f"{fmt_number(float(a))} to {fmt_number(float(b))}: {int(c)}",
-            )
-        )
-    ticks = [
-        (round(left + t / 4 * pw, 1), fmt_number(lo + t / 4 * (hi - lo)))
-        for t in range(5)
-    ]
-    return _Histogram(width, height, left, height - bottom, bars, ticks, title)
-
-
 def _rows(
     res: LabelIssues,
     idx: npt.NDArray[np.int64],
     names: Sequence[str],
-    boxes: BoxSamplesLike | None,
+    boxes: BoxSamples | None,
     margin: float,
 ) -> list[_Row]:
     rows = []
@@ -207,7 +142,7 @@ def build_label_issue_report(
     members: npt.NDArray[np.int64],
     top_idx: npt.NDArray[np.int64],
     bottom_idx: npt.NDArray[np.int64],
-    boxes: BoxSamplesLike | None = None,
+    boxes: BoxSamples | None = None,
     title: str = "clusterlens label issues",
     figures: Mapping[str, Any] | None = None,
     margin: float = 0.1,
@@ -235,10 +170,10 @@ def build_label_issue_report(
         title=title,
         css=css(),
         figures=[(str(k), fmt_value(v)) for k, v in (figures or {}).items()],
-        hist_importance=_histogram(
+        hist_importance=histogram(
             res.coreset_importance[members], "Coreset importance (1 = class mean)"
         ),
-        hist_quality=_histogram(
+        hist_quality=histogram(
             res.label_quality[members], "Combined label quality (low = suspicious)"
         ),
         pairs=pairs,

@@ -85,9 +85,11 @@ def delta_sums(
 class Engine(ABC):
     """How points are compared with centres and how centres are re-estimated.
 
-    The k-means driver (:func:`clusterlens.cluster._kmeans._lloyd`) owns the
-    loop, convergence, empty-cluster repair, history and progress; an engine
-    only answers, one chunk of rows at a time:
+    The k-means driver (:func:`clusterlens.cluster._driver.exact_loop`, the
+    one exact Lloyd loop, with the local passes of
+    :class:`clusterlens.cluster._driver.LocalExactPasses`) owns the loop,
+    convergence, empty-cluster repair, history and progress; an engine only
+    answers, one chunk of rows at a time:
 
     - :meth:`prepare` — per-iteration state derived from the centres;
     - :meth:`step` — labels and distances of a chunk, plus its contribution

@@ -238,3 +238,46 @@ def test_exact_only_items_are_grouped_with_exact_copies_only():
     assert ((dup.group >= 0) == (base.group >= 0))[others].all()
     with pytest.raises(DataValidationError, match="exact_only must have one entry"):
         find_duplicates(g.indices, g.similarities, exact_only=flat[:-1])
+
+
+def test_the_scan_decodes_large_jpegs_reduced_and_keeps_their_sizes(tmp_path):
+    """A large JPEG is scanned from a reduced DCT-scale decode (>= twice the 512-px
+    working side): its size properties stay the file's, and its content
+    properties stay close to a whole decode's (the working copy is 512 px
+    either way); a small image is scanned exactly as decoded whole."""
+    import pyarrow.parquet as pq
+    from PIL import Image
+
+    from clusterlens.curate import image_properties
+    from clusterlens.io import create_workspace
+    from clusterlens.io._images import decode_image
+    from clusterlens.pipelines.curate import run_scan
+
+    rng = np.random.default_rng(3)
+    yy, xx = np.mgrid[0:2800, 0:4200].astype(np.float32)
+    photo = np.stack(
+        [128 + 100 * np.sin(xx / 37.0), 128 + 90 * np.cos(yy / 23.0), (xx + yy) % 256],
+        -1,
+    )
+    photo = np.clip(photo + rng.normal(0, 6, photo.shape), 0, 255).astype(np.uint8)
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    Image.fromarray(photo).save(folder / "big.jpg", quality=92)
+    Image.fromarray(photo[:300, :400]).save(folder / "small.jpg", quality=92)
+    ws = create_workspace(folder, tmp_path / "ws")
+    run_scan(ws, tmp_path / "scan")
+    got = pq.read_table(tmp_path / "scan" / "scan.parquet").to_pydict()
+    names = [p.rsplit("/", 1)[-1] for p in ws.items["path"]]
+    from clusterlens.pipelines.curate import ScanPass
+
+    reduced = decode_image(folder / "big.jpg", min_size=ScanPass.MIN_SIZE)
+    assert reduced.size == (2100, 1400)  # decoded at half its side
+    for name, (h, w) in (("big.jpg", (2800, 4200)), ("small.jpg", (300, 400))):
+        i = names.index(name)
+        whole = image_properties(np.asarray(decode_image(folder / name)))
+        assert (got["prop_height"][i], got["prop_width"][i]) == (h, w)
+        assert got["prop_aspect"][i] == w / h
+        for key in ("brightness", "contrast", "saturation", "entropy"):
+            assert abs(got[f"prop_{key}"][i] - whole[key]) < 0.02 * max(1, whole[key])
+        rel = abs(got["prop_sharpness"][i] - whole["sharpness"]) / whole["sharpness"]
+        assert rel < (0.05 if name == "big.jpg" else 1e-12), (name, rel)

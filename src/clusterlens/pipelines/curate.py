@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import time
 from collections.abc import Callable
@@ -38,6 +39,7 @@ import numpy as np
 import numpy.typing as npt
 
 from clusterlens.curate._previews import PREVIEWS_FILE, SIZES_FILE
+from clusterlens.curate._quality import WORKING_SIDE
 from clusterlens.exceptions import DataValidationError
 from clusterlens.io._results import read_results, write_results, write_run
 from clusterlens.io._workspace import Workspace
@@ -242,11 +244,23 @@ _BOX = ("bbox_x", "bbox_y", "bbox_w", "bbox_h")
 class ScanPass:
     """The scan of one workspace, filled item by item, then written once.
 
-    ``add(i, image)`` takes an item already decoded at full size (the CNN
-    stage of ``explore`` decodes every image once for both), ``item(i)``
-    decodes it here. Both may run in many threads at once (each writes
-    only its own rows).
+    ``add(i, image)`` takes an item already decoded with
+    ``ws.read_item(i, min_size=ScanPass.MIN_SIZE)`` (the CNN stage of
+    ``explore`` decodes every image once for both), ``item(i)`` decodes it
+    here. Both may run in many threads at once (each writes only its own
+    rows).
+
+    A JPEG decodes at the smallest DCT scale still at least twice
+    :data:`~clusterlens.curate._quality.WORKING_SIDE` in both sides (every
+    content property is measured on a copy of at most that size): a
+    12-megapixel photo at half its side, ~3x faster than whole. Twice, because
+    the DCT scaling is softer than the area downscaling after it: decoded at
+    1x the working side, sharpness read 11 % lower (median; 20 COCO photos
+    enlarged 3-5x), at 2x within 4 % (median 0). Size properties are the
+    file's own.
     """
+
+    MIN_SIZE = (2 * WORKING_SIDE, 2 * WORKING_SIDE)
 
     def __init__(self, ws: Workspace) -> None:
         from clusterlens.curate._duplicates import THUMB_SIDE
@@ -266,9 +280,19 @@ class ScanPass:
         if n <= MAX_PREVIEW_ITEMS:
             self.previews = np.zeros((n, PREVIEW_SIDE, PREVIEW_SIDE, 3), np.uint8)
         self._cache: dict[str, str] = {}
+        # the file's size, to report after a reduced decode (0: keep the
+        # decoded size; a box crop is decoded whole)
+        items = ws.items
+        crop = np.isfinite(np.asarray(items["bbox_w"], dtype=np.float64))
+        self._size = tuple(
+            np.where(
+                crop, 0, np.nan_to_num(np.asarray(items[c], dtype=np.float64))
+            ).astype(np.int64)
+            for c in ("height", "width")
+        )
 
     def add(self, i: int, image: npt.NDArray[np.uint8]) -> None:
-        """Record item ``i`` from its pixels, decoded at full size."""
+        """Record item ``i`` from its pixels (decoded with :attr:`MIN_SIZE`)."""
         from clusterlens.curate._duplicates import thumbnail
         from clusterlens.curate._previews import make_preview
         from clusterlens.curate._quality import image_properties
@@ -276,7 +300,12 @@ class ScanPass:
         try:
             self.hashes[i] = _content_hash(self.ws, i, self._cache)
             self.thumbs[i] = thumbnail(image)
-            self.props[i] = image_properties(image)
+            props = image_properties(image)
+            h, w = int(self._size[0][i]), int(self._size[1][i])
+            if h > 0 and w > 0 and image.shape[:2] != (h, w):
+                # decoded at a reduced DCT scale: the sizes are the file's
+                props.update(height=h, width=w, aspect=w / h, size=math.sqrt(h * w))
+            self.props[i] = props
             if self.previews is not None:
                 self.previews[i], pw, ph = make_preview(image)
                 self.preview_sizes[i] = (pw, ph)
@@ -294,7 +323,7 @@ class ScanPass:
     def item(self, i: int) -> None:
         """Decode item ``i`` and record it."""
         try:
-            image = self.ws.read_item(i)
+            image = self.ws.read_item(i, min_size=self.MIN_SIZE)
         except Exception as e:  # any decoder failure makes the item unreadable
             self.fail(i, e)
             return

@@ -81,8 +81,8 @@ def run_cnn_features(
     counts); PCA, if asked, runs on the client as on the local backend.
 
     ``scan`` (a :class:`~clusterlens.pipelines.curate.ScanPass`; the local
-    backend and whole-image items only) also gets every image as decoded, at
-    full size, so ``explore`` decodes each image once for both stages.
+    backend and whole-image items only) also gets every image as decoded (at
+    the scan's size), so ``explore`` decodes each image once for both stages.
     """
     from clusterlens._config import resolve_backend
     from clusterlens.features import CnnEmbedder
@@ -219,15 +219,16 @@ def _cnn_embed(
     both overlap the network instead of waiting for it.
 
     ``scan`` (a :class:`clusterlens.pipelines.curate.ScanPass`, whole-image
-    items only) is handed every image as decoded, at full size, so the scan
-    of ``explore`` needs no decoding of its own.
+    items only) is handed every image as decoded at the scan's size (a JPEG
+    at a DCT scale of at least ``scan.MIN_SIZE``), so the scan of ``explore``
+    needs no decoding of its own.
     """
     from concurrent.futures import ThreadPoolExecutor
 
     def _prepared(i: int) -> tuple[int, npt.NDArray[np.float32] | None]:
         if scan is not None:
             try:
-                full = ws.read_item(i)
+                full = ws.read_item(i, min_size=scan.MIN_SIZE)
             except Exception as e:  # any decoder failure: unreadable for both
                 scan.fail(i, e)
                 return i, None

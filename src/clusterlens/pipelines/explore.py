@@ -554,7 +554,7 @@ def _explore(
                 key="explore_fingerprint",
             )
             finish("clusters", s, r)
-        except BaseException:
+        except Exception:
             the_map.wait()  # a failed run leaves no half-written map behind
             raise
         step("map")

@@ -345,8 +345,11 @@ def load_cifar_cnn(
 def cifar_cnn_settings(seed: int) -> list[dict]:
     """CIFAR-10 on CNN embeddings: the held-out check of the #23 defaults."""
     with tempfile.TemporaryDirectory(prefix="clusterlens-cifar-", dir="/tmp") as tmp:
+        t = time.perf_counter()
         X, y = load_cifar_cnn(Path(tmp))
-    return cnn_rows("cifar cnn", X, y, {"features": "EfficientNet-Lite0"}, seed, 0.0)
+        embed_s = time.perf_counter() - t
+    info = {"features": "EfficientNet-Lite0"}
+    return cnn_rows("cifar cnn", X, y, info, seed, embed_s)
 
 
 def coco_cnn_settings(seed: int) -> list[dict]:

@@ -215,7 +215,13 @@ def test_supplied_pred_probs_used_as_given():
     labels, p = _probs(np.random.default_rng(5), n=200, k=4)
     X = np.random.default_rng(5).normal(size=(200, 3))
     res = find_label_issues(X, labels, pred_probs=p, knn_weight=0.0, random_state=0)
-    np.testing.assert_allclose(res.label_quality, normalized_margin(labels, p))
+    from scipy.stats import rankdata
+
+    ranks = rankdata(normalized_margin(labels, p)) + rankdata(
+        self_confidence(labels, p)
+    )
+    np.testing.assert_allclose(res.label_quality, (ranks - 2) / (2 * 199))
+    np.testing.assert_array_equal(res.pred_probs, p)
     assert res.info["pred_probs"] == "supplied"
 
 

@@ -160,8 +160,8 @@ def label_issues(
     box: crowd boxes, boxes outside their image and boxes under
     --min-box-size are dropped and counted, as in ingest --boxes and anchors;
     each box is described by the CNN embedding of its crop unless --embed
-    pixels or --features). The flagged share is confident learning's estimate
-    of the noise rate. Writes OUT/label_issues.parquet (index, label, every
+    pixels or --features). The flagged share is at most confident learning's
+    estimate of the noise rate. Writes OUT/label_issues.parquet (index, label, every
     score, issue_rank), suspected.csv (the flagged, worst first), report.html,
     run.json and with --export label_studio.json.
     """

@@ -11,7 +11,11 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from clusterlens.exceptions import DataQualityWarning, DataValidationError
+from clusterlens.exceptions import (
+    DataQualityWarning,
+    DataValidationError,
+    InvalidParameterError,
+)
 from clusterlens.io._descriptors import as_matrix
 from clusterlens.label_issues._confident import (
     confident_joint,
@@ -23,6 +27,11 @@ from clusterlens.label_issues._coreset import class_leverage, coreset_importance
 from clusterlens.label_issues._logreg import cross_val_pred_probs
 from clusterlens.label_issues._neighbors import neighbor_class_counts, neighbor_labels
 from clusterlens.label_issues._reduce import PCA_MAX_SAMPLES, streaming_pca
+from clusterlens.label_issues._select import (
+    log_loss,
+    select_knn_weight,
+    select_softmax,
+)
 from clusterlens.label_issues._validation import (
     check_pred_probs,
     check_weight,
@@ -61,24 +70,32 @@ SCORE_COLUMNS: dict[str, str] = {
     "more important / suspicious",
     "neighbor_disagreement": "share of the k nearest neighbours (faiss, PCA "
     "space) with another label, in [0, 1]; higher = more suspicious",
-    "label_quality": "combined score in [0, 1]: normalized margin of the blend of "
-    "pred_probs and neighbour label frequencies, mixed with the within-class "
-    "importance percentile; lower = more suspicious",
+    "label_quality": "combined score in [0, 1]: the mean of the percentile ranks "
+    "of self-confidence and normalized margin of the blend of pred_probs and "
+    "neighbour label frequencies (optionally mixed with the within-class "
+    "importance percentile); lower = more suspicious",
     "suggested_label": "arg-max of the blended probabilities: the label a "
     "relabeller is offered",
     "is_label_issue": "flagged: per given class, as many samples as confident "
     "learning estimates are mislabelled (the off-diagonal row mass of the "
-    "calibrated confident joint of the blended probabilities), the lowest "
-    "label_quality first; the flagged share is the estimated noise rate",
+    "calibrated confident joint of the blended probabilities, at most half the "
+    "class), the lowest label_quality first, less those whose suggested label "
+    "is the given one; the flagged share is at most the estimated noise rate",
     "issue_rank": "rank by label_quality, 1 = most likely wrong",
     "class_rank": "rank by label_quality within the given class, 1 = most likely "
     "wrong in its class",
 }
 
-#: Weights of the combination, tuned on scikit-learn's digits only
-#: (benchmarks/label_issues.py --tune), then used everywhere.
+#: Weights of the combination when given as numbers (``knn_weight="auto"``,
+#: the default of :func:`find_label_issues`, picks the neighbour weight by
+#: held-out log-loss instead).
 DEFAULT_KNN_WEIGHT = 0.75
 DEFAULT_IMPORTANCE_WEIGHT = 0.0
+#: Confident learning needs most of each class's given labels right (a
+#: dominant diagonal of the noise matrix); a class estimated to be mostly
+#: wrong is one the classifier cannot learn, so at most this share of a class
+#: is flagged.
+MAX_CLASS_NOISE = 0.5
 
 
 @dataclass(frozen=True)
@@ -162,6 +179,28 @@ def _class_percentile(
     return np.where(counts > 1, (rank - 1) / np.maximum(counts - 1, 1), 0.5)[:n]
 
 
+def _percentile(values: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    """Rank of each value in [0, 1] (0 = smallest; ties share their mean rank)."""
+    from scipy.stats import rankdata
+
+    n = values.shape[0]
+    return (rankdata(values) - 1.0) / max(n - 1, 1)
+
+
+def neighbor_probs(
+    labels: npt.NDArray[np.int64], neighbor_counts: npt.NDArray[np.float64]
+) -> npt.NDArray[np.float64]:
+    """Neighbour label frequencies smoothed by the class priors.
+
+    ``q_c = (count_c + prior_c) / (k + 1)``: leave-one-out class
+    probabilities (a sample is not its own neighbour), rows sum to 1.
+    """
+    k = neighbor_counts.shape[1]
+    prior = np.bincount(labels, minlength=k) / labels.shape[0]
+    kk = neighbor_counts.sum(axis=1, keepdims=True)
+    return np.asarray((neighbor_counts + prior) / (kk + 1.0), dtype=np.float64)
+
+
 def combine_scores(
     labels: npt.NDArray[np.int64],
     pred_probs: npt.NDArray[np.floating],
@@ -173,20 +212,22 @@ def combine_scores(
 ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
     """The combined ``label_quality`` (lower = more suspicious) and blended probs.
 
-    ``p = (1 - knn_weight) * pred_probs + knn_weight * q`` where ``q`` is the
-    neighbour label frequency smoothed by the class priors,
-    ``q_c = (count_c + prior_c) / (k + 1)``; then
-    ``label_quality = (1 - importance_weight) * normalized_margin(p) +
-    importance_weight * (1 - importance percentile within the class)``.
+    ``p = (1 - knn_weight) * pred_probs + knn_weight * q`` where ``q`` is
+    :func:`neighbor_probs`; then ``s`` = the mean of the percentile ranks of
+    ``self_confidence(p)`` and ``normalized_margin(p)`` (a Borda count of
+    cleanlab's two rankings: self-confidence finds labels far from every
+    prediction, the margin labels beaten by one near class), and
+    ``label_quality = (1 - importance_weight) * s + importance_weight *
+    (1 - importance percentile within the class)``.
     """
     p = np.asarray(pred_probs, dtype=np.float64)
-    k = p.shape[1]
     if neighbor_counts is not None and knn_weight > 0:
-        prior = np.bincount(labels, minlength=k) / labels.shape[0]
-        kk = neighbor_counts.sum(axis=1, keepdims=True)
-        q = (neighbor_counts + prior) / (kk + 1.0)
+        q = neighbor_probs(labels, neighbor_counts)
         p = (1.0 - knn_weight) * p + knn_weight * q
-    quality = normalized_margin(labels, p)
+    quality = 0.5 * (
+        _percentile(self_confidence(labels, p))
+        + _percentile(normalized_margin(labels, p))
+    )
     if importance is not None and importance_weight > 0:
         pct = _class_percentile(importance, labels)
         quality = (1.0 - importance_weight) * quality + importance_weight * (1 - pct)
@@ -244,11 +285,12 @@ def find_label_issues(
     pca_max_samples: int | None = PCA_MAX_SAMPLES,
     n_folds: int = 5,
     max_train_samples: int | None = 100_000,
-    max_iter: int = 60,
-    alpha: float = 1e-3,
+    max_iter: int = 200,
+    alpha: float | str = "auto",
+    whiten: bool | str = "auto",
     n_neighbors: int = 10,
     knn_components: int = 64,
-    knn_weight: float = DEFAULT_KNN_WEIGHT,
+    knn_weight: float | str = "auto",
     importance_weight: float = DEFAULT_IMPORTANCE_WEIGHT,
     random_state: SeedLike = None,
     verbose: int = 0,
@@ -259,7 +301,8 @@ def find_label_issues(
 
     1. **Confident learning** from out-of-sample ``pred_probs`` (stratified
        ``n_folds`` cross-validated multinomial logistic regression on the
-       whitened PCA features, or the ``pred_probs`` you pass): self-confidence,
+       PCA features, whitened or not and with the L2 penalty that predicts
+       held-out labels best, or the ``pred_probs`` you pass): self-confidence,
        normalised margin and the confident-joint flag, defined as in cleanlab.
     2. **Coreset importance**: the sensitivity of each sample for logistic
        regression within its class (leverage share + loss share + uniform).
@@ -286,16 +329,26 @@ def find_label_issues(
         Cross-validation folds.
     max_train_samples : int or None, default=100_000
         Rows each fold's model is fit on at most (a seeded random subset).
-    max_iter : int, default=60
-        L-BFGS iterations per fold (started from the LDA solution).
-    alpha : float, default=1e-3
-        L2 penalty of the logistic regression.
+    max_iter : int, default=200
+        L-BFGS iterations per fold at most (started from the LDA solution).
+    alpha : float or "auto", default="auto"
+        L2 penalty of the logistic regression. "auto" picks it from
+        ``1e-3, 1e-2, 1e-1`` with ``whiten``, by the log-loss of
+        3-fold cross-validated probabilities on at most 20,000 rows.
+    whiten : bool or "auto", default="auto"
+        Fit on whitened PCA features (every axis unit variance) or on the PCA
+        features scaled to a mean variance of 1 per axis. "auto" picks with ``alpha``.
     n_neighbors : int, default=10
         Neighbours per sample.
     knn_components : int, default=64
         PCA axes the neighbour search uses.
-    knn_weight, importance_weight : float in [0, 1]
-        Weights of the combination (see :func:`combine_scores`).
+    knn_weight : float in [0, 1] or "auto", default="auto"
+        Weight of the neighbour label frequencies in the blended
+        probabilities (see :func:`combine_scores`); "auto" picks it from
+        ``0, 0.25, 0.5, 0.75`` by the log-loss of the blend on the given
+        labels (both parts are out-of-sample).
+    importance_weight : float in [0, 1], default=0
+        Weight of the within-class coreset importance in ``label_quality``.
     random_state : int, Generator or None
         Seed of the PCA row sample, the folds, the subsets and the
         neighbour cells.
@@ -334,10 +387,20 @@ def find_label_issues(
         max_train_samples, "max_train_samples", _OWNER, low=10, allow_none=True
     )
     max_iter = check_int(max_iter, "max_iter", _OWNER, low=1)
-    alpha = check_real(alpha, "alpha", _OWNER, low=0.0)
+    auto_alpha = isinstance(alpha, str) and alpha == "auto"
+    if not auto_alpha:
+        alpha = check_real(alpha, "alpha", _OWNER, low=0.0)
+    auto_whiten = isinstance(whiten, str) and whiten == "auto"
+    if not auto_whiten and not isinstance(whiten, bool | np.bool_):
+        raise InvalidParameterError(
+            f"The 'whiten' parameter of {_OWNER} must be True, False or 'auto'. "
+            f"Got {whiten!r} instead."
+        )
     n_neighbors = check_int(n_neighbors, "n_neighbors", _OWNER, low=1)
     knn_components = check_int(knn_components, "knn_components", _OWNER, low=1)
-    knn_weight = check_weight(knn_weight, "knn_weight", _OWNER)
+    auto_knn = isinstance(knn_weight, str) and knn_weight == "auto"
+    if not auto_knn:
+        knn_weight = check_weight(knn_weight, "knn_weight", _OWNER)
     importance_weight = check_weight(importance_weight, "importance_weight", _OWNER)
     rng = check_random_state(random_state)
 
@@ -378,15 +441,38 @@ def find_label_issues(
     Zw = proj.whitened()
 
     iters: list[int] = []
+    choice = None
+    use_white = False
+    alpha_ = 0.0
     if probs is None:
         t = time.perf_counter()
+        # The PCA features as they are, scaled to a mean variance of 1 per
+        # axis (as the whitened ones), so one penalty grid fits both.
+        total = max(float(proj.variances.sum()), 1e-30)
+        Zs = proj.Z * np.float32(np.sqrt(proj.Z.shape[1] / total))
+        if auto_alpha:
+            choice = select_softmax(
+                Zs,
+                Zw,
+                y,
+                k,
+                whiten=None if auto_whiten else bool(whiten),
+                max_iter=max_iter,
+                rng=rng,
+            )
+            alpha_, use_white = choice.alpha, choice.whiten
+        else:
+            alpha_ = float(alpha)
+            use_white = True if auto_whiten else bool(whiten)
+        timings["model_selection_seconds"] = time.perf_counter() - t
+        t = time.perf_counter()
         probs, iters = cross_val_pred_probs(
-            Zw,
+            Zw if use_white else Zs,
             y,
             k,
             n_folds=n_folds,
             max_train_samples=max_train_samples,
-            alpha=alpha,
+            alpha=alpha_,
             max_iter=max_iter,
             rng=rng,
             verbose=verbose,
@@ -416,19 +502,26 @@ def find_label_issues(
     timings["neighbors_seconds"] = time.perf_counter() - t
 
     t = time.perf_counter()
+    knn_losses: dict[float, float] = {}
+    if auto_knn:
+        knn_weight, knn_losses = select_knn_weight(
+            y, probs, neighbor_probs(y, nb_counts)
+        )
     quality, blend = combine_scores(
         y,
         probs,
         nb_counts,
         importance,
-        knn_weight=knn_weight,
+        knn_weight=float(knn_weight),
         importance_weight=importance_weight,
     )
     blend_joint, _, _ = confident_joint(y, blend)
     issue_rank = _rank(quality)
     class_rank = _class_rank(quality, y)
-    n_flag = estimate_issue_counts(y, blend_joint)
-    is_issue = class_rank <= n_flag[y]
+    n_est = estimate_issue_counts(y, blend_joint)
+    n_flag = np.minimum(n_est, np.floor(MAX_CLASS_NOISE * counts).astype(np.int64))
+    suggested = blend.argmax(axis=1).astype(np.int64)
+    is_issue = (class_rank <= n_flag[y]) & (suggested != y)
     timings["combine_seconds"] = time.perf_counter() - t
     info = {
         "n_samples": n,
@@ -438,14 +531,21 @@ def find_label_issues(
         "pca_explained_variance": proj.explained,
         "pred_probs": "supplied" if pred_probs is not None else "cross-validated",
         "n_folds": n_folds if pred_probs is None else None,
+        "alpha": alpha_ if pred_probs is None else None,
+        "whiten": bool(use_white) if pred_probs is None else None,
+        "model_selection": None
+        if choice is None
+        else [{"whiten": w, "alpha": a, "log_loss": ll} for w, a, ll in choice.table],
+        "knn_weight_log_loss": knn_losses,
+        "pred_probs_log_loss": log_loss(y, probs),
         "lbfgs_iterations": iters,
         "neighbor_search": nb.method,
         "n_neighbors": int(nb.indices.shape[1]),
         "knn_components": int(kz.shape[1]),
-        "knn_weight": knn_weight,
+        "knn_weight": float(knn_weight),
         "importance_weight": importance_weight,
         "cross_validated_accuracy": float(np.mean(predicted == y)),
-        "estimated_noise_rate": float(n_flag.sum() / n),
+        "estimated_noise_rate": float(n_est.sum() / n),
         "n_flagged": int(is_issue.sum()),
         "flag_rate": float(is_issue.mean()),
         "timings": timings,
@@ -463,7 +563,7 @@ def find_label_issues(
         coreset_importance=importance,
         neighbor_disagreement=disagreement,
         label_quality=quality,
-        suggested_label=blend.argmax(axis=1).astype(np.int64),
+        suggested_label=suggested,
         is_label_issue=is_issue,
         issue_rank=issue_rank,
         class_rank=class_rank,

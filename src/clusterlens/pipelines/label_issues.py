@@ -114,7 +114,10 @@ def box_cnn_features(
     ``features cnn`` embeddings (crops with ``margin`` context) under
     ``cache_dir`` (default :func:`crop_cache_dir`), in a folder named by a
     digest of the annotation file, the size and modification time of each
-    image, and the parameters; later calls read them back.
+    image, and the parameters; later calls read them back. The cache stays
+    bounded: an entry made before its file or an image changed is removed
+    when the new one is written, and only the 8 most recently used entries
+    are kept (see :func:`clusterlens.pipelines._crop_cache.prune_crop_cache`).
 
     Returns
     -------
@@ -136,6 +139,7 @@ def box_cnn_features(
     import warnings
 
     from clusterlens.io._workspace import create_workspace, open_workspace
+    from clusterlens.pipelines._crop_cache import prune_crop_cache, touch_entry
     from clusterlens.pipelines.features import run_cnn_features
 
     t0 = time.perf_counter()
@@ -205,6 +209,9 @@ def box_cnn_features(
             shutil.rmtree(stage, ignore_errors=True)
             raise
         X = np.load(feats)
+    source = {"annotations": str(ann.resolve()), **params}
+    touch_entry(final, source)
+    prune_crop_cache(root, final, source)
     ws_final = open_workspace(final)
     run = json.loads((final / "features" / "cnn" / "run.json").read_text())
     cnn = run.get("parameters", {})

@@ -64,44 +64,43 @@ local-versus-Dask comparison of the same search is ``benchmarks/knn_scale.py``.
     nice -n 10 python benchmarks/curate.py --knn-only
     python benchmarks/curate.py --smoke --json                  # CI: seconds
 
-Measured 2026-12-06 (second session) on this 2-core machine, shared with
-other jobs (load average 2-5 during the run), fastdup 2.54, cleanvision 0.3.7,
-clusterlens at 6e109ec (OpenVINO bfloat16 CNN, scan beside the CNN, cached
-UMAP kernels), ``--n-cifar 2000``, each tool run twice taking turns, the
-faster run counted::
+Measured 2026-12-06 (fourth session) on this 2-core machine, shared with
+other jobs (load average 4-7 during the runs: absolute seconds are about 3x
+a quiet machine's, the ratios hold), fastdup 2.54, cleanvision 0.3.7,
+clusterlens at 1a32b12+ (one decode per image for the CNN and the scan,
+64-px previews for the reports, the map beside the clusters, OpenVINO one
+stream per core, the finer crop search, low information by relative
+contrast), each tool run twice taking turns, the faster run counted::
 
-    python benchmarks/curate.py --n-cifar 2000 --no-knn --repeat 2
+    python benchmarks/curate.py --sets hymenoptera --no-knn --repeat 2
+    python benchmarks/curate.py --sets cifar10 --n-cifar 2000 --no-knn --repeat 2
 
     F1 (P, R in the printed table)  CIFAR-10 (3,000 items)  ant/bee (596 items)
     view @mode               clusterlens fastdup cleanv.  clusterlens fastdup cleanv.
-    duplicates @default            0.97    0.55    0.69         0.99    1.00    0.80
+    duplicates @default            0.99    0.55    0.69         1.00    1.00    0.80
     blurry @default                1.00    0.99    0.32         1.00    1.00    0.00
     dark @default                  0.98    0.00    0.95         1.00    0.00    1.00
     bright @default                0.99    0.00    0.00         0.95    0.00    0.00
-    low_information @default       0.93       -    0.00         1.00       -    0.00
+    low_information @default       0.99       -    0.00         1.00       -    0.00
     outliers @default              0.00    0.00       -         0.00    0.00       -
-    duplicates @best               0.98    0.85    0.75         1.00    1.00    0.84
+    duplicates @best               0.99    0.85    0.75         1.00    1.00    0.84
     blurry @best                   1.00    1.00    0.53         1.00    1.00    0.23
     dark @best                     0.99    0.87    0.99         1.00    0.97    1.00
     bright @best                   1.00    0.82    1.00         1.00    0.87    1.00
-    low_information @best          0.97    1.00    0.98         1.00    1.00    0.98
+    low_information @best          1.00    1.00    0.98         1.00    1.00    0.98
     outliers @best                 0.14    0.14       -         0.14    0.14       -
-    seconds                        33.4    39.6    16.4         21.1    14.5    13.0
-    CPU seconds                    34.9    44.5    16.4         23.0    15.9    16.4
-    images/s                       89.8    75.8   182.7         28.2    41.1    45.9
-    peak RSS MiB                    672     435     435          750     435     435
+    seconds                        58.9    81.8    20.5         32.5    32.4    15.7
+    CPU seconds                    42.7    68.8    20.8         22.6    20.5    18.0
+    images/s                       50.9    36.7   146.0         18.3    18.4    38.0
+    peak RSS MiB                    786     510     510          649     428     428
 
-Throughput over fastdup: 1.19 (CIFAR-10; an earlier pair of runs at a busier
-moment: 27.0 s vs 42.8 s, 1.59) and 0.69 (ant/bee; at a quieter moment 11.1 s
-vs 7.6 s, 0.68). F1 at or above the best peer on every view but low
-information at the best threshold on CIFAR-10 (0.97 vs fastdup's pixel
-standard deviation, 1.00) and duplicates at the default on ant/bee (0.99 vs
-1.00: 87 % of the resized crops found). With float32 ONNX Runtime instead
-(``--runtime onnx``) the F1 figures are the same to two decimals; the CPU
-seconds were 55.0 (CIFAR-10) and 31.7 (ant/bee). No tool flags the CamVid
-strangers: 200 street photos are neighbours of each other, so a k-NN isolation
-score (fastdup's and ours) ranks them as ordinary; the best F1 is flagging
-everything (0.14).
+Throughput over fastdup: 1.39 (CIFAR-10) and 1.00 (ant/bee; the second
+session measured 0.69 on the same set, 21.1 s vs 14.5 s then). F1 at or
+above the best peer on every view of both sets; every planted copy kind
+found (ant/bee recall 1.00 for each; CIFAR-10 resized crops 0.98). No tool
+flags the CamVid strangers: 200 street photos are neighbours of each other,
+so a k-NN isolation score (fastdup's and ours) ranks them as ordinary; the
+best F1 is flagging everything (0.14).
 
 The 1,000,000 x 512 search (``python benchmarks/knn_scale.py``, k=15, 1,000
 cells, 6 probed per cell, on a quiet machine): local 677 s, peak RSS 6.4 GB;

@@ -126,8 +126,11 @@ def test_label_the_sample_in_chromium(tmp_path):
             figs = page.locator("figure.item")
             assert figs.count() == 5
             picked = [int(figs.nth(i).get_attribute("data-idx")) for i in (0, 2)]
-            figs.nth(0).click()
-            figs.nth(2).click()
+            # shift-click selects; Space selects the focused image
+            figs.nth(0).click(modifiers=["Shift"])
+            figs.nth(2).focus()
+            page.keyboard.press(" ")
+            assert page.locator("figure.picked").count() == 2
             page.fill("#name", "blob")
             with page.expect_navigation():
                 page.press("#name", "Enter")

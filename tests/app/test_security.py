@@ -126,3 +126,40 @@ def test_request_bodies_are_size_limited(client):
     # a form post (what another site can send without asking) is refused
     r = c.post("/api/action", data={"kind": "undo"})
     assert r.status_code == 415
+
+
+def test_over_real_http_with_waitress(digits_ws):
+    """The server the CLI runs: waitress, the token checked on the wire."""
+    waitress = pytest.importorskip("waitress")
+    import json
+    import threading
+    import urllib.error
+    import urllib.request
+
+    app = create_app(digits_ws[0], host="127.0.0.1", token=TOKEN)
+    srv = waitress.create_server(app, host="127.0.0.1", port=0, threads=2)
+    t = threading.Thread(target=srv.run, daemon=True)
+    t.start()
+    base = f"http://127.0.0.1:{srv.effective_port}"
+    try:
+        with pytest.raises(urllib.error.HTTPError) as e:
+            urllib.request.urlopen(base + "/api/state", timeout=10)
+        assert e.value.code == 401
+        req = urllib.request.Request(base + "/api/state", headers={TOKEN_HEADER: TOKEN})
+        with urllib.request.urlopen(req, timeout=10) as r:
+            assert r.status == 200 and "progress" in json.loads(r.read())
+        post = urllib.request.Request(
+            base + "/api/action",
+            data=json.dumps({"kind": "undo"}).encode(),
+            headers={
+                TOKEN_HEADER: TOKEN,
+                "Content-Type": "application/json",
+                "Origin": "http://evil.example",
+            },
+            method="POST",
+        )
+        with pytest.raises(urllib.error.HTTPError) as e:
+            urllib.request.urlopen(post, timeout=10)
+        assert e.value.code == 403
+    finally:
+        srv.close()

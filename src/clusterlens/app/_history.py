@@ -38,10 +38,10 @@ def describe_action(kind: str, args: dict[str, Any]) -> str:
             return f"Kept the given label of item {item}"
         return f'Relabelled item {item} "{args.get("label")}"'
     if kind == "keep_one":
-        return (
-            f"Kept item {args.get('keep')}, marked {_n_items(args.get('items'))} "
-            "as duplicates"
-        )
+        items = args.get("items")
+        rest = [i for i in (items if isinstance(items, list) else [items])]
+        rest = [i for i in rest if i != args.get("keep")]
+        return f"Kept item {args.get('keep')}, marked {_n_items(rest)} as duplicates"
     if kind == "switch_results":
         return (
             f"Switched to results {Path(str(args.get('to'))).parent.name or '?'} "

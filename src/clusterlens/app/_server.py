@@ -556,7 +556,7 @@ def create_app(
                             "index": i,
                             "label": labels[i],
                             "mark": marks.get(i),
-                            "caption": v.captions[a + k],
+                            "caption": v.captions[a + k].split(" · ", 1)[-1],
                             "suggested": bool(facts.dup_keep[i]),
                         }
                         for k, i in enumerate(members)

@@ -194,6 +194,11 @@
     if (d.given) kv.append(row("given label", d.given));
     if (d.suggested && d.suggested !== d.given) kv.append(row("suggested", d.suggested));
     if (d.mark) kv.append(row("marked", d.mark));
+    if (d.box) {
+      const r = (v) => Math.round(v);
+      kv.append(row("box", r(d.box.w) + " × " + r(d.box.h) + " at (" + r(d.box.x) + ", " + r(d.box.y) +
+        ") in " + d.box.width + " × " + d.box.height));
+    }
     kv.append(row("issues", d.issues.length ? d.issues.join(", ") : "none found"));
     for (const [k, v] of Object.entries(d.scores)) kv.append(row(k, String(v)));
     const wrap = document.getElementById("d-whole-wrap");

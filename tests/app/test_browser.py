@@ -161,9 +161,10 @@ def _serve(app):
 
 
 def test_keep_one_all_items_and_switch_results_in_chromium(tmp_path):
-    from clusterlens.app import create_app
     from tests.app.test_flow import _second_results
     from tests.app.test_views import _explored
+
+    from clusterlens.app import create_app
 
     ws = _explored(tmp_path)
     app = create_app(ws)

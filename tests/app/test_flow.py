@@ -9,10 +9,11 @@ import pytest
 
 pytest.importorskip("flask")
 
+from tests.app.test_views import _explored
+
 from clusterlens.app import create_app, open_review
 from clusterlens.app._data import reset_review
 from clusterlens.exceptions import DataValidationError
-from tests.app.test_views import _explored
 
 
 def _act(c, **body):
@@ -119,7 +120,7 @@ def test_review_of_vanished_results_says_what_to_do(digits_ws):
     _, store = open_review(ws, results=other)
     store.close()
     other.unlink()
-    with pytest.raises(DataValidationError, match="--results.*--reset"):
+    with pytest.raises(DataValidationError, match=r"--results.*--reset"):
         open_review(ws)
     backup = reset_review(ws)
     assert backup is not None and backup.is_file()
@@ -202,7 +203,7 @@ def test_all_items_filters_sorts_and_pages(explored, monkeypatch):
     c2 = app.test_client()
     pages = [_shown(c2, f"/items?page={p}") for p in (1, 2, 3)]
     assert [len(p) for p in pages] == [25, 25, 10]
-    assert sum(pages, []) == list(range(60))
+    assert [i for p in pages for i in p] == list(range(60))
     assert "page 2 of 3" in c2.get("/items?page=2").get_data(as_text=True)
 
 

@@ -104,8 +104,9 @@ def test_review_off_loopback_prints_a_token_once_and_checks_it(ws, monkeypatch):
 
 def test_review_switches_results_keeping_labels(ws, monkeypatch):
     pytest.importorskip("flask")
-    from clusterlens.app import open_review
     from tests.app.test_flow import _second_results
+
+    from clusterlens.app import open_review
 
     apps = _capture_serve(monkeypatch)
     _, store = open_review(ws)

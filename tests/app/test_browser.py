@@ -118,6 +118,48 @@ def test_label_reject_reload_export_in_chromium(server):
     assert store.n_actions() == 2
 
 
+_COLOURS = "e => [getComputedStyle(e).color, getComputedStyle(e).backgroundColor]"
+
+
+def _rgb(css):
+    return [int(float(v)) for v in css[css.index("(") + 1 : -1].split(",")[:3]]
+
+
+def _contrast(fg, bg):
+    def lum(rgb):
+        c = [v / 255 for v in rgb]
+        c = [v / 12.92 if v <= 0.04045 else ((v + 0.055) / 1.055) ** 2.4 for v in c]
+        return 0.2126 * c[0] + 0.7152 * c[1] + 0.0722 * c[2]
+
+    a, b = sorted((lum(fg), lum(bg)), reverse=True)
+    return (a + 0.05) / (b + 0.05)
+
+
+def test_header_buttons_are_readable_light_and_dark(server):
+    url, _store, _ws = server
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True)
+        for scheme in ("light", "dark"):
+            page = browser.new_page(color_scheme=scheme)
+            page.goto(url + "/cluster/0")
+            for sel in (
+                "#undo",
+                "#redo",
+                "details.menu summary",
+                "#report-link",
+                "button[type=submit].primary",
+                "#split",
+                "#reject-selected",
+            ):
+                if page.locator(sel).count() == 0:
+                    continue
+                fg, bg = page.locator(sel).first.evaluate(_COLOURS)
+                ratio = _contrast(_rgb(fg), _rgb(bg))
+                assert ratio >= 4.5, (scheme, sel, fg, bg, ratio)  # WCAG AA
+            page.close()
+        browser.close()
+
+
 def test_shift_click_selects_and_labels_single_images_in_a_cluster(server):
     url, store, _ws = server
     with playwright.sync_playwright() as p:

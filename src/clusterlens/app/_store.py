@@ -750,6 +750,7 @@ class ReviewStore:
         """
         _check_n("undo", n)
         out = []
+        touched: set[int] = set()
         with self._lock:
             con = self._begin()
             try:
@@ -762,20 +763,21 @@ class ReviewStore:
                     snap = json.loads(undo)
                     snap["redo"] = self._redo_snapshot(snap)
                     self._apply(con, snap)
+                    touched.update(r[0] for r in snap["items"])
                     con.execute(
                         "UPDATE actions SET undone = 1, undo = ? WHERE id = ?",
                         (json.dumps(snap), aid),
                     )
                     out.append({"action": aid, "kind": kind, "args": json.loads(args)})
-                if rows:
-                    self._bump_revision()
+                version = self._bump_revision() if rows else self._version
+                self._reload_rows(touched)  # only the rows it changed
                 con.execute("COMMIT")
             except BaseException:
                 if con.in_transaction:
                     con.execute("ROLLBACK")
-                raise
-            finally:
                 self._version = None  # re-read on next use
+                raise
+            self._version = version
         return out
 
     def redo(self, n: int = 1) -> list[dict[str, Any]]:
@@ -789,6 +791,7 @@ class ReviewStore:
         """
         _check_n("redo", n)
         out = []
+        touched: set[int] = set()
         with self._lock:
             con = self._begin()
             try:
@@ -803,20 +806,21 @@ class ReviewStore:
                     if redo is None:  # undone by an older version: not redoable
                         break
                     self._apply(con, redo)
+                    touched.update(r[0] for r in redo["items"])
                     con.execute(
                         "UPDATE actions SET undone = 0, undo = ? WHERE id = ?",
                         (json.dumps(snap), aid),
                     )
                     out.append({"action": aid, "kind": kind, "args": json.loads(args)})
-                if out:
-                    self._bump_revision()
+                version = self._bump_revision() if out else self._version
+                self._reload_rows(touched)
                 con.execute("COMMIT")
             except BaseException:
                 if con.in_transaction:
                     con.execute("ROLLBACK")
-                raise
-            finally:
                 self._version = None
+                raise
+            self._version = version
         return out
 
     def can_redo(self) -> bool:

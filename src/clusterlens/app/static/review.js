@@ -277,7 +277,7 @@
     else if (e.key === "s" && cluster !== null) { await act({ kind: "split", cluster: cluster }); location.reload(); }
     else if (e.key === "Enter" && (nameForm || poolForm) && tag !== "BUTTON" && tag !== "A") {
       e.preventDefault();
-      document.getElementById(nameForm ? "name" : "name").focus();
+      document.getElementById("name").focus();
     }
   });
 })();

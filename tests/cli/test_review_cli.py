@@ -91,7 +91,10 @@ def test_review_off_loopback_prints_a_token_once_and_checks_it(ws, monkeypatch):
     token = apps[0].config["TOKEN"]
     assert token and len(token) >= 24
     assert r.output.count(token) == 1
-    assert f"http://0.0.0.0:80/?token={token}" in r.output
+    import socket
+
+    host = socket.gethostname().lower()
+    assert f"http://{host}:80/?token={token}" in r.output
     c = apps[0].test_client()
     assert c.get("/cluster/0").status_code == 401
     assert (

@@ -125,6 +125,10 @@ def review(
         )
     p = store.progress()
     shown = f"[{host}]" if ":" in host else host
+    if host.strip("[]") in ("0.0.0.0", "::"):  # every address: name this machine
+        import socket
+
+        shown = socket.gethostname().lower()
     url = f"http://{shown}:{port}/" + (f"?token={token}" if token else "")
     click.echo(
         f"Reviewing {data.results_path} of {ws} ({p['n_items']:,} items, "

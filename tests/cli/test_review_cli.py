@@ -175,3 +175,28 @@ def test_serve_uses_waitress(monkeypatch):
         "threads": 8,
         "ran": True,
     }
+
+
+def test_export_never_switches_the_review(ws):
+    from tests.app.test_flow import _second_results
+
+    from clusterlens.app import open_review
+
+    _, store = open_review(ws)
+    src = store.source()
+    store.name_cluster(0, "zero")
+    store.close()
+    other = _second_results(ws)
+    r = CliRunner().invoke(
+        cli, ["export", str(ws), "--format", "csv", "--results", str(other)]
+    )
+    assert r.exit_code == 1 and "--results" in r.output
+    assert "clusterlens review" in r.output
+    _, store = open_review(ws)
+    assert store.source() == src and store.n_actions() == 1
+    store.close()
+    # without --results: the review's own results, though newer ones exist
+    r = CliRunner().invoke(cli, ["export", str(ws), "--format", "csv"])
+    assert r.exit_code == 0, r.output
+    text = (ws / "export" / "csv" / "labels.csv").read_text()
+    assert text.count(",zero,") == 20

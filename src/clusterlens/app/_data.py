@@ -333,6 +333,7 @@ def open_review(
     store: str | os.PathLike[str] | None = None,
     random_state: int = 0,
     create: bool = True,
+    switch: bool = True,
 ) -> tuple[ReviewData, Any]:
     """Load a workspace's clustering and open (or create) its ``review.sqlite``.
 
@@ -347,6 +348,10 @@ def open_review(
     create : bool, default=True
         Whether to create the store when it does not exist yet; if False, a
         missing store gives ``store=None`` and no file is written.
+    switch : bool, default=True
+        Whether ``results`` other than the existing review's may switch it;
+        if False they are refused (a DataValidationError saying how to
+        switch).
 
     Returns
     -------
@@ -358,7 +363,8 @@ def open_review(
     Raises
     ------
     DataValidationError
-        If the existing review's results are gone and no ``results`` is given.
+        If the existing review's results are gone and no ``results`` is given,
+        or ``switch`` is False and ``results`` are not the review's.
     """
     from clusterlens.app._store import ReviewStore
 
@@ -374,6 +380,14 @@ def open_review(
             )
         results = old
     data = load_review_data(ws, results=results, issues=issues)
+    other = old is not None and not _same_file(old, data.results_path)
+    if other and not switch:
+        raise DataValidationError(
+            f"{str(path)!r} reviews the results {old!r}, not "
+            f"{str(data.results_path)!r}. Leave out --results to use the review's "
+            f"own, or switch the review first (its labels are kept): clusterlens "
+            f"review {root} --results {data.results_path}"
+        )
     if not create and not path.exists():
         return data, None
     st = ReviewStore(
@@ -386,7 +400,7 @@ def open_review(
         random_state=random_state,
     )
     st.switched = None
-    if old is not None and not _same_file(old, data.results_path):
+    if other:
         try:
             st.switched = st.switch_results(data.cluster, source=str(data.results_path))
         except BaseException:

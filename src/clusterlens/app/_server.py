@@ -21,6 +21,7 @@ import json
 import math
 import os
 import socket
+import time
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -393,6 +394,7 @@ def create_app(
         autoescape=True,
         undefined=jinja2.StrictUndefined,
     )
+    env.filters["hm"] = lambda ts: time.strftime("%H:%M", time.localtime(ts))
     page = env.get_template("review.html.j2")
     image_root = wsp.image_root if str(wsp.image_root) not in ("", ".") else None
     item_paths = frozenset(str(p) for p in wsp.items["path"] if p)

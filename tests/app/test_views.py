@@ -58,11 +58,13 @@ def test_every_view_is_linked_and_shown(client):
         assert f'href="/view/{v}"' in page
     assert 'href="/report/"' in page
     dup = c.get("/view/duplicates").get_data(as_text=True)
-    assert "group 0 · keep" in dup and "Duplicates" in dup
+    assert "Duplicates" in dup and 'data-group="0"' in dup
+    group0 = dup.split('data-group="0"', 1)[1].split("</section>", 1)[0]
+    assert "Keep (suggested)" in group0 and ">keep</span>" in group0
     sample = c.get("/view/sample")
     assert sample.status_code == 200
     html = sample.get_data(as_text=True)
-    assert html.count('class="item') == 5 and "#1 · covers" in html
+    assert html.count('<figure class="item') == 5 and "#1 · covers" in html
     assert c.get("/view/outliers").status_code == 200
     assert c.get("/view/quality").status_code == 200
     assert c.get("/view/nonsense").status_code == 404
@@ -126,8 +128,11 @@ def test_label_the_sample_in_chromium(tmp_path):
             figs = page.locator("figure.item")
             assert figs.count() == 5
             picked = [int(figs.nth(i).get_attribute("data-idx")) for i in (0, 2)]
-            figs.nth(0).click()
-            figs.nth(2).click()
+            # shift-click selects; Space selects the focused image
+            figs.nth(0).click(modifiers=["Shift"])
+            figs.nth(2).focus()
+            page.keyboard.press(" ")
+            assert page.locator("figure.picked").count() == 2
             page.fill("#name", "blob")
             with page.expect_navigation():
                 page.press("#name", "Enter")

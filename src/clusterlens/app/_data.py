@@ -17,7 +17,14 @@ from clusterlens.io._results import read_results
 from clusterlens.io._safe import load_npy
 from clusterlens.io._workspace import Workspace, open_workspace
 
-__all__ = ["ReviewData", "find_results", "load_review_data", "open_review"]
+__all__ = [
+    "ReviewData",
+    "find_results",
+    "load_review_data",
+    "open_review",
+    "reset_review",
+    "stored_source",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -268,6 +275,56 @@ def load_review_data(
 STORE_NAME = "review.sqlite"
 
 
+def stored_source(path: str | os.PathLike[str]) -> str | None:
+    """The results file a ``review.sqlite`` reviews (None: no such store)."""
+    import sqlite3
+
+    p = Path(os.fspath(path))
+    if not p.is_file():
+        return None
+    try:
+        con = sqlite3.connect(f"file:{p}?mode=ro", uri=True)
+        try:
+            row = con.execute("SELECT value FROM meta WHERE key = 'source'").fetchone()
+        finally:
+            con.close()
+    except sqlite3.DatabaseError:
+        return None  # not a store: ReviewStore says so
+    return str(row[0]) if row and row[0] else None
+
+
+def _same_file(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> bool:
+    return Path(os.fspath(a)).resolve() == Path(os.fspath(b)).resolve()
+
+
+def reset_review(ws: str | os.PathLike[str]) -> Path | None:
+    """Move ``WS/review.sqlite`` aside (to ``review-<time>.sqlite.bak``).
+
+    Returns
+    -------
+    backup : Path or None
+        Where the old review now is; None when there was none.
+    """
+    import time
+
+    root = Path(os.fspath(ws))
+    path = root / STORE_NAME
+    if not path.exists():
+        return None
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    backup = root / f"review-{stamp}.sqlite.bak"
+    n = 1
+    while backup.exists():
+        n += 1
+        backup = root / f"review-{stamp}-{n}.sqlite.bak"
+    for suffix in ("-wal", "-shm"):  # a store closed unsafely: keep it whole
+        side = root / (STORE_NAME + suffix)
+        if side.exists():
+            side.replace(backup.with_name(backup.name + suffix))
+    path.replace(backup)
+    return backup
+
+
 def open_review(
     ws: str | os.PathLike[str],
     *,
@@ -276,28 +333,61 @@ def open_review(
     store: str | os.PathLike[str] | None = None,
     random_state: int = 0,
     create: bool = True,
+    switch: bool = True,
 ) -> tuple[ReviewData, Any]:
     """Load a workspace's clustering and open (or create) its ``review.sqlite``.
 
     Parameters
     ----------
+    results : str or os.PathLike, default=None
+        The results to review. None: the ones the existing review reviews
+        (or, for a new review, the newest under WS). Results other than the
+        existing review's switch it to them: the labels given so far are
+        kept, the clusters are the new ones
+        (:meth:`ReviewStore.switch_results`).
     create : bool, default=True
         Whether to create the store when it does not exist yet; if False, a
         missing store gives ``store=None`` and no file is written.
+    switch : bool, default=True
+        Whether ``results`` other than the existing review's may switch it;
+        if False they are refused (a DataValidationError saying how to
+        switch).
 
     Returns
     -------
     data : ReviewData
     store : ReviewStore or None
+        ``store.switched`` is the switch's result when opening switched the
+        results, else None.
+
+    Raises
+    ------
+    DataValidationError
+        If the existing review's results are gone and no ``results`` is given,
+        or ``switch`` is False and ``results`` are not the review's.
     """
     from clusterlens.app._store import ReviewStore
 
+    root = Path(os.fspath(ws))
+    path = Path(os.fspath(store)) if store is not None else root / STORE_NAME
+    old = stored_source(path)
+    if results is None and old is not None:
+        if not Path(old).is_file():
+            raise DataValidationError(
+                f"{str(path)!r} reviews the results {old!r}, which are gone. Pass "
+                "--results with the results to review now (the labels given are "
+                "kept), or start over with --reset."
+            )
+        results = old
     data = load_review_data(ws, results=results, issues=issues)
-    path = (
-        Path(os.fspath(store))
-        if store is not None
-        else data.workspace.root / STORE_NAME
-    )
+    other = old is not None and not _same_file(old, data.results_path)
+    if other and not switch:
+        raise DataValidationError(
+            f"{str(path)!r} reviews the results {old!r}, not "
+            f"{str(data.results_path)!r}. Leave out --results to use the review's "
+            f"own, or switch the review first (its labels are kept): clusterlens "
+            f"review {root} --results {data.results_path}"
+        )
     if not create and not path.exists():
         return data, None
     st = ReviewStore(
@@ -309,4 +399,11 @@ def open_review(
         source=str(data.results_path),
         random_state=random_state,
     )
+    st.switched = None
+    if other:
+        try:
+            st.switched = st.switch_results(data.cluster, source=str(data.results_path))
+        except BaseException:
+            st.close()
+            raise
     return data, st

@@ -14,34 +14,47 @@ from __future__ import annotations
 
 import difflib
 import functools
+import hmac
 import io
 import ipaddress
 import json
 import math
 import os
 import socket
+import time
 from importlib import resources
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlencode, urlsplit
 
 import numpy as np
 
 from clusterlens.app._data import open_review
 from clusterlens.app._store import POOL, ReviewStore
-from clusterlens.exceptions import ClusterlensError
+from clusterlens.exceptions import ClusterlensError, InvalidParameterError
 from clusterlens.utils._optional import import_optional
 
-__all__ = ["MAX_BODY_BYTES", "create_app", "host_allowed", "safe_image_path"]
+__all__ = [
+    "MAX_BODY_BYTES",
+    "TOKEN_COOKIE",
+    "TOKEN_HEADER",
+    "create_app",
+    "host_allowed",
+    "is_loopback",
+    "safe_image_path",
+]
 
-_PAGE = 400  # thumbnails per page
+_PAGE = 200  # thumbnails per page
 
 #: Largest request body the app reads (2 MiB): the page sends at most a page of
 #: thumbnails (400 indices, a few KB) per action.
 MAX_BODY_BYTES = 2 * 1024 * 1024
 
 _LOOPBACK_NAMES = ("localhost", "127.0.0.1", "[::1]")
-_ACTIONS = "name_cluster, reject, label_items, merge, split, resolve_suspect or undo"
+_ACTIONS = (
+    "name_cluster, reject, label_items, merge, split, resolve_suspect, keep_one, "
+    "undo or redo"
+)
 
 
 class _Refused(Exception):
@@ -202,6 +215,19 @@ def safe_image_path(root: Path, rel: str) -> Path | None:
     return p
 
 
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` (a ``--host`` value) reaches this machine only."""
+    h = host.strip().lower().strip("[]")
+    ip = _ip(h)
+    return h == "localhost" or (ip is not None and ip.is_loopback)
+
+
+#: Name of the cookie that carries the access token once the page has it.
+TOKEN_COOKIE = "clusterlens_token"
+#: Header a script may send the access token in instead.
+TOKEN_HEADER = "X-Clusterlens-Token"
+
+
 def create_app(
     ws: str | os.PathLike[str],
     *,
@@ -211,6 +237,7 @@ def create_app(
     random_state: int = 0,
     host: str = "127.0.0.1",
     port: int | None = None,
+    token: str | None = None,
 ) -> Any:
     """The Flask app reviewing workspace ``ws`` (state in ``WS/review.sqlite``).
 
@@ -219,9 +246,10 @@ def create_app(
     ws : str or os.PathLike
         The workspace.
     results, issues : str or os.PathLike, default=None
-        See :func:`clusterlens.app.load_review_data`.
+        See :func:`clusterlens.app.open_review` (results other than those of
+        an existing review switch it, keeping its labels).
     thumb_size : int, default=96
-        Longest side of the thumbnails, in pixels.
+        Longest side of the thumbnails the grid shows, in pixels.
     random_state : int, default=0
         Seed of the split action.
     host : str, default="127.0.0.1"
@@ -229,29 +257,50 @@ def create_app(
         their ``Host`` header are refused (see :func:`host_allowed`).
     port : int, default=None
         The port it is served on (None: any port).
+    token : str, default=None
+        Access token every request must carry (``?token=`` once, then a
+        cookie; or the ``X-Clusterlens-Token`` header). Required when
+        ``host`` is not a loopback address.
 
     Returns
     -------
     app : flask.Flask
         ``app.config["STORE"]`` is the :class:`ReviewStore`. Request bodies
         are limited to :data:`MAX_BODY_BYTES` (``MAX_CONTENT_LENGTH``).
+
+    Raises
+    ------
+    InvalidParameterError
+        If ``host`` is not a loopback address and no ``token`` is given.
     """
+    if not is_loopback(host) and not token:
+        raise InvalidParameterError(
+            f"Serving the review app on {host!r} exposes it to the network: it "
+            "needs an access token (clusterlens review makes one and prints it)."
+        )
     flask = import_optional("flask", extra="app", feature="clusterlens review")
     import jinja2
+
+    from clusterlens.app._facts import ISSUES, load_facts
+    from clusterlens.app._views import VIEWS, available_views, load_view
 
     data, store = open_review(
         ws, results=results, issues=issues, random_state=random_state
     )
     wsp = data.workspace
+    facts = load_facts(wsp)
     app = flask.Flask("clusterlens.app", static_folder=None)
     app.config["STORE"] = store
     app.config["DATA"] = data
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
     app.config["SERVED_AT"] = (host, port)
+    app.config["TOKEN"] = token
     from werkzeug.exceptions import HTTPException
 
     @app.errorhandler(_Refused)
     def refused(e: _Refused) -> Any:
+        if not flask.request.path.startswith("/api/") and e.status == 401:
+            return flask.Response(e.message, status=401, mimetype="text/plain")
         return flask.jsonify({"error": e.message}), e.status
 
     @app.errorhandler(413)
@@ -276,7 +325,7 @@ def create_app(
         return flask.jsonify({"error": f"{e.code} {e.name}: {e.description}"}), e.code
 
     @app.before_request
-    def same_origin_only() -> None:
+    def same_origin_only() -> Any:
         req = flask.request
         served_host, served_port = app.config["SERVED_AT"]
         if not host_allowed(req.host, served_host, served_port):
@@ -300,27 +349,73 @@ def create_app(
                     f"app only answers its own page ({own}).",
                 )
         site = req.headers.get("Sec-Fetch-Site")
-        if req.method not in ("GET", "HEAD", "OPTIONS") and site not in (
-            None,
-            "same-origin",
-            "none",
-        ):
-            raise _Refused(
-                403,
-                f"Refused a {site} {req.method} request: only the review app's "
-                "own page can change the review.",
+        if req.method not in ("GET", "HEAD", "OPTIONS"):
+            if site not in (None, "same-origin", "none"):
+                raise _Refused(
+                    403,
+                    f"Refused a {site} {req.method} request: only the review "
+                    "app's own page can change the review.",
+                )
+            ref = req.headers.get("Referer")
+            if origin is None and site is None and ref:
+                parts = urlsplit(ref.strip().lower())
+                if f"{parts.scheme}://{parts.netloc}" != own:
+                    raise _Refused(
+                        403,
+                        f"Refused a {req.method} request referred by another "
+                        "site: only the review app's own page can change the "
+                        "review.",
+                    )
+        want = app.config["TOKEN"]
+        if want is None:
+            return None
+        given = req.args.get("token")
+        if given is not None and req.method == "GET":
+            if not hmac.compare_digest(given.encode(), want.encode()):
+                raise _Refused(401, "Wrong access token in the address.")
+            # the token leaves the address bar (and the history) at once
+            resp = flask.redirect(req.path)
+            resp.set_cookie(
+                TOKEN_COOKIE, want, httponly=True, samesite="Strict", path="/"
             )
+            return resp
+        got = req.headers.get(TOKEN_HEADER) or req.cookies.get(TOKEN_COOKIE) or ""
+        if not hmac.compare_digest(got.encode(), want.encode()):
+            raise _Refused(
+                401,
+                "This review app needs its access token: open the address that "
+                "`clusterlens review` printed (it ends in ?token=...), or send the "
+                f"token in the {TOKEN_HEADER} header.",
+            )
+        return None
 
     env = jinja2.Environment(
         loader=jinja2.PackageLoader("clusterlens.app", "templates"),
         autoescape=True,
         undefined=jinja2.StrictUndefined,
     )
+    env.filters["hm"] = lambda ts: time.strftime("%H:%M", time.localtime(ts))
     page = env.get_template("review.html.j2")
     image_root = wsp.image_root if str(wsp.image_root) not in ("", ".") else None
     item_paths = frozenset(str(p) for p in wsp.items["path"] if p)
+    try:
+        results_rel = str(data.results_path.resolve().relative_to(wsp.root.resolve()))
+    except ValueError:
+        results_rel = str(data.results_path)
 
-    def _render(view: str, cluster: int | None, items: np.ndarray, **extra: Any) -> Any:
+    def _page_no() -> int:
+        raw = flask.request.args.get("page", "1")
+        return max(1, int(raw)) if raw.isdigit() else 1
+
+    def _render(
+        view: str,
+        cluster: int | None,
+        items: np.ndarray,
+        *,
+        captions: list[str] | None = None,
+        page_size: int = _PAGE,
+        **extra: Any,
+    ) -> Any:
         clusters = store.clusters()
         ids = [c["id"] for c in clusters]
         pos = ids.index(cluster) if cluster in ids else -1
@@ -331,8 +426,15 @@ def create_app(
         )
         prv = ids[pos - 1] if pos > 0 else None
         labels = store.labels()
-        captions = extra.pop("captions", None)
+        marks = store.marks()
+        n_total = int(items.size)
+        n_pages = max(1, -(-n_total // page_size))
+        pno = min(_page_no(), n_pages)
+        lo = (pno - 1) * page_size
+        shown = items[lo : lo + page_size]
         extra.setdefault("curation", None)
+        extra.setdefault("groups", None)
+        args = {k: v for k, v in flask.request.args.items() if k != "page"}
         html = page.render(
             view=view,
             current=current,
@@ -341,21 +443,35 @@ def create_app(
                 {
                     "index": int(i),
                     "label": labels[int(i)],
-                    "caption": captions[k] if captions is not None else "",
+                    "mark": marks.get(int(i)),
+                    "caption": captions[lo + k] if captions is not None else "",
                 }
-                for k, i in enumerate(items[:_PAGE])
+                for k, i in enumerate(shown)
             ],
             views=_view_links(),
             has_report=(wsp.root / "report.html").is_file(),
-            n_hidden=max(0, int(items.size) - _PAGE),
+            n_total=n_total,
+            page_no=pno,
+            n_pages=n_pages,
+            first=lo,
+            page_url=lambda n: (
+                flask.request.path + "?" + urlencode({**args, "page": n})
+            ),
             next_id=nxt,
             prev_id=prv,
             progress=store.progress(),
+            can_undo=store.progress()["n_actions"] > 0,
+            can_redo=store.can_redo(),
             n_suspects=len(store.suspects()),
-            names=sorted({c["name"] for c in clusters if c["name"]}),
+            names=sorted(
+                {lab for lab in labels if lab}
+                | {c["name"] for c in clusters if c["name"]}
+            ),
             css=_read_static("review.css"),
-            history=store.history(8),
+            history=store.history(30),
             ws_name=wsp.root.name,
+            results_rel=results_rel,
+            switched=store.switched,
             **extra,
         )
         resp = flask.make_response(html)
@@ -369,6 +485,9 @@ def create_app(
         cur = store.cursor()
         if cur in ("pool", "suspects"):
             return flask.redirect(f"/{cur}")
+        if cur not in {str(c["id"]) for c in store.clusters()}:
+            live = store.clusters()
+            return flask.redirect(f"/cluster/{live[0]['id']}" if live else "/pool")
         return flask.redirect(f"/cluster/{cur}")
 
     @app.get("/cluster/<int:cid>")
@@ -388,34 +507,151 @@ def create_app(
     @app.get("/suspects")
     def suspects_view() -> Any:
         sus = store.suspects()
+        pno = _page_no()
         return _render(
             "suspects",
             None,
             np.array([s["index"] for s in sus], dtype=np.int64),
-            suspects=sus[:_PAGE],
+            suspects=sus[(pno - 1) * _PAGE : pno * _PAGE],
         )
 
     def _view_links() -> list[dict[str, Any]]:
-        from clusterlens.app._views import available_views
-
-        return [{"name": v, "title": v} for v in available_views(wsp)]
+        titles = {
+            "duplicates": "Duplicates",
+            "outliers": "Outliers",
+            "quality": "Image quality",
+            "sample": "Sample to label",
+        }
+        return [{"name": v, "title": titles.get(v, v)} for v in available_views(wsp)]
 
     @app.get("/view/<name>")
     def curation_view(name: str) -> Any:
-        from clusterlens.app._views import VIEWS, load_view
-
         if name not in VIEWS or not (wsp.root / VIEWS[name][0]).is_file():
             flask.abort(404)
         try:
             v = load_view(wsp, name)
         except ClusterlensError as e:
             return flask.Response(str(e), status=409, mimetype="text/plain")
+        if name == "duplicates" and facts.dup_group is not None:
+            return _duplicate_groups(v)
+        return _render("curate", None, v.indices, captions=v.captions, curation=v)
+
+    _GROUPS_PER_PAGE = 40
+
+    def _duplicate_groups(v: Any) -> Any:
+        assert facts.dup_group is not None and facts.dup_keep is not None
+        group = facts.dup_group[v.indices]
+        starts = np.flatnonzero(np.r_[True, group[1:] != group[:-1]])[: group.size]
+        bounds = list(zip(starts, np.r_[starts[1:], group.size], strict=True))
+        labels = store.labels()
+        marks = store.marks()
+        n_pages = max(1, -(-len(bounds) // _GROUPS_PER_PAGE))
+        pno = min(_page_no(), n_pages)
+        groups = []
+        for a, b in bounds[(pno - 1) * _GROUPS_PER_PAGE : pno * _GROUPS_PER_PAGE]:
+            members = [int(i) for i in v.indices[a:b]]
+            groups.append(
+                {
+                    "id": int(group[a]),
+                    "members": [
+                        {
+                            "index": i,
+                            "label": labels[i],
+                            "mark": marks.get(i),
+                            "caption": v.captions[a + k].split(" · ", 1)[-1],
+                            "suggested": bool(facts.dup_keep[i]),
+                        }
+                        for k, i in enumerate(members)
+                    ],
+                    "settled": any(marks.get(i) for i in members),
+                }
+            )
+        # the grid pages by groups: one page per _GROUPS_PER_PAGE groups
+        fake = np.arange(len(bounds) * _PAGE // _GROUPS_PER_PAGE, dtype=np.int64)
         return _render(
-            "curate",
+            "duplicates",
             None,
-            v.indices,
-            captions=v.captions,
+            fake,
             curation=v,
+            groups=groups,
+            n_groups=len(bounds),
+        )
+
+    def _filters() -> dict[str, str]:
+        keys = ("label", "given", "cluster", "issue", "score", "min", "max", "sort")
+        return {k: flask.request.args.get(k, "") for k in keys}
+
+    @app.get("/items")
+    def all_items() -> Any:
+        f = _filters()
+        n = store.n_items
+        keep = np.ones(n, dtype=bool)
+        labels = np.asarray(store.labels(), dtype=object)
+        assign = store.assignment()
+        if f["label"] == "(none)":
+            keep &= np.equal(labels, None)  # type: ignore[call-overload]
+        elif f["label"]:
+            keep &= labels == f["label"]
+        if f["given"] == "(none)":
+            keep &= facts.given == ""
+        elif f["given"]:
+            keep &= facts.given == f["given"]
+        if f["cluster"] == "pool":
+            keep &= assign == POOL
+        elif f["cluster"].lstrip("-").isdigit():
+            keep &= assign == int(f["cluster"])
+        if f["issue"] == "marked":
+            marked = np.zeros(n, dtype=bool)
+            marked[list(store.marks())] = True
+            keep &= marked
+        elif f["issue"] in facts.flags:
+            keep &= facts.flags[f["issue"]]
+        elif f["issue"]:
+            raise _Refused(400, f"Unknown issue filter {_short(f['issue'])}.")
+        score = facts.scores.get(f["score"])
+        if f["score"] and score is None:
+            raise _Refused(400, f"Unknown score {_short(f['score'])}.")
+        for key, cmp in (("min", np.greater_equal), ("max", np.less_equal)):
+            if f[key] and score is not None:
+                try:
+                    bound = float(f[key])
+                except ValueError as e:
+                    raise _Refused(
+                        400, f"'{key}' must be a number; got {_short(f[key])}."
+                    ) from e
+                with np.errstate(invalid="ignore"):
+                    keep &= cmp(score, bound)
+        idx = np.flatnonzero(keep)
+        sort = f["sort"] or "index"
+        if sort in ("score-asc", "score-desc") and score is not None:
+            s = score[idx]
+            s = np.where(np.isnan(s), np.inf, s if sort == "score-asc" else -s)
+            idx = idx[np.argsort(s, kind="stable")]
+        elif sort == "cluster":
+            idx = idx[np.argsort(assign[idx], kind="stable")]
+        elif sort == "label":
+            by = np.array([lab or "\uffff" for lab in labels[idx]], dtype=str)
+            idx = idx[np.argsort(by, kind="stable")]
+        caps = None
+        if score is not None:
+            title = facts.score_titles[f["score"]]
+            caps = [""] * idx.size
+            pno = _page_no()
+            for k in range((pno - 1) * _PAGE, min(pno * _PAGE, idx.size)):
+                v = score[idx[k]]
+                caps[k] = f"{title} {v:.2f}" if np.isfinite(v) else ""
+        return _render(
+            "items",
+            None,
+            idx.astype(np.int64),
+            captions=caps,
+            filters=f,
+            issue_names={
+                **{k: t for k, t in ISSUES.items() if k in facts.flags},
+                "marked": "marked duplicate",
+            },
+            score_names=facts.score_titles,
+            given_names=sorted(set(facts.given.tolist()) - {""}),
         )
 
     #: The explore report and the two reports it links to (nothing else).
@@ -443,6 +679,31 @@ def create_app(
         mime = "text/javascript" if name.endswith(".js") else "text/css"
         return flask.Response(_read_static(name), mimetype=mime)
 
+    @functools.lru_cache(maxsize=4096)
+    def _thumb_bytes(idx: int, size: int) -> tuple[bytes, str] | None:
+        from PIL import Image
+
+        if (
+            size <= 64
+            and facts.previews is not None
+            and facts.preview_sizes is not None
+            and facts.preview_sizes[idx].min() > 0
+        ):
+            w, h = (int(v) for v in facts.preview_sizes[idx])
+            img = Image.fromarray(np.asarray(facts.previews[idx][:h, :w]))
+        else:
+            try:
+                img = Image.fromarray(wsp.read_item(idx, min_size=(size, size)))
+            except (OSError, ValueError):
+                return None
+            img.thumbnail((size, size))
+        buf = io.BytesIO()
+        if size > 128:
+            img.convert("RGB").save(buf, format="JPEG", quality=88)
+            return buf.getvalue(), "image/jpeg"
+        img.save(buf, format="PNG")
+        return buf.getvalue(), "image/png"
+
     @app.get("/thumb/<int:idx>")
     def thumb(idx: int) -> Any:
         if not 0 <= idx < len(wsp):
@@ -450,17 +711,13 @@ def create_app(
         rel = str(wsp.items["path"][idx])
         if rel and (image_root is None or safe_image_path(image_root, rel) is None):
             flask.abort(404)  # the items table points outside the dataset root
-        from PIL import Image
-
-        try:
-            pix = wsp.read_item(idx)
-        except (OSError, ValueError):
+        raw = flask.request.args.get("size", "")
+        size = min(max(int(raw), 16), 1024) if raw.isdigit() else thumb_size
+        got = _thumb_bytes(idx, size)
+        if got is None:
             flask.abort(404)
-        img = Image.fromarray(pix)
-        img.thumbnail((thumb_size, thumb_size))
-        buf = io.BytesIO()
-        img.save(buf, format="PNG")
-        resp = flask.Response(buf.getvalue(), mimetype="image/png")
+        assert got is not None
+        resp = flask.Response(got[0], mimetype=got[1])
         resp.headers["Cache-Control"] = "max-age=3600"
         return resp
 
@@ -473,6 +730,62 @@ def create_app(
             flask.abort(404)
         return flask.send_file(p)
 
+    @app.get("/api/item/<int:idx>")
+    def item_detail(idx: int) -> Any:
+        """Everything about one item, for the detail view."""
+        if not 0 <= idx < len(wsp):
+            flask.abort(404)
+        it = wsp.items
+        cl = int(store.assignment()[idx])
+        names = store.cluster_names()
+        rel = str(it["path"][idx])
+        box = None
+        bx = [float(it[c][idx]) for c in ("bbox_x", "bbox_y", "bbox_w", "bbox_h")]
+        if math.isfinite(bx[2]):
+            box = {
+                "x": bx[0],
+                "y": bx[1],
+                "w": bx[2],
+                "h": bx[3],
+                "width": int(it["width"][idx]),
+                "height": int(it["height"][idx]),
+            }
+        labels = store.labels()
+        nb = []
+        if facts.neighbors is not None:
+            nb = [
+                {"index": int(j), "label": labels[int(j)]}
+                for j in facts.neighbors[idx][:12]
+                if 0 <= int(j) < len(wsp) and int(j) != idx
+            ]
+        return flask.jsonify(
+            {
+                "index": idx,
+                "item_id": str(it["item_id"][idx]),
+                "file": rel or wsp.item_path(idx),
+                "given": str(facts.given[idx]) or None,
+                "suggested": (
+                    str(facts.suggested[idx]) or None
+                    if facts.suggested is not None
+                    else None
+                ),
+                "label": labels[idx],
+                "cluster": cl,
+                "cluster_name": names.get(cl) if cl >= 0 else "pool",
+                "mark": store.marks().get(idx),
+                "issues": [ISSUES[k] for k in facts.issues_of(idx)],
+                "scores": facts.scores_of(idx),
+                "neighbors": nb,
+                "box": box,
+                "large": f"/thumb/{idx}?size=640",
+                "whole": (
+                    f"/image/{quote(rel)}"
+                    if box is not None and rel and image_root is not None
+                    else None
+                ),
+            }
+        )
+
     @app.get("/api/state")
     def state() -> Any:
         return flask.jsonify(
@@ -480,8 +793,14 @@ def create_app(
                 "cursor": store.cursor(),
                 "progress": store.progress(),
                 "clusters": store.clusters(),
+                "results": results_rel,
+                "can_redo": store.can_redo(),
             }
         )
+
+    @app.get("/api/history")
+    def history() -> Any:
+        return flask.jsonify({"history": store.history(50)})
 
     @app.post("/api/cursor")
     def set_cursor() -> Any:
@@ -506,7 +825,13 @@ def create_app(
             out = _dispatch(store, body)
         except ClusterlensError as e:
             return flask.jsonify({"error": str(e)}), 400
-        return flask.jsonify({"result": out, "progress": store.progress()})
+        return flask.jsonify(
+            {
+                "result": out,
+                "progress": store.progress(),
+                "can_redo": store.can_redo(),
+            }
+        )
 
     @app.post("/api/export")
     def export() -> Any:
@@ -627,6 +952,10 @@ def _dispatch(store: ReviewStore, body: dict[str, Any]) -> Any:
         return store.resolve_suspect(
             b.integer("item"), b.string("decision"), b.string("label", None)
         )
+    if kind == "keep_one":
+        return store.keep_one(b.integer("keep"), b.items(store.n_items))
     if kind == "undo":
         return store.undo(b.integer("n", 1))
+    if kind == "redo":
+        return store.redo(b.integer("n", 1))
     raise _Refused(400, f"Unknown action {kind!r}; use {_ACTIONS}.")

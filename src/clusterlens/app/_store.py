@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from clusterlens.app._history import describe_action
 from clusterlens.exceptions import DataValidationError, InvalidParameterError
 
 __all__ = ["STORE_SCHEMA", "ReviewStore"]
@@ -53,6 +54,7 @@ CREATE TABLE IF NOT EXISTS suspects(
 CREATE TABLE IF NOT EXISTS actions(
     id INTEGER PRIMARY KEY AUTOINCREMENT, ts REAL NOT NULL, kind TEXT NOT NULL,
     args TEXT NOT NULL, undo TEXT NOT NULL, undone INTEGER NOT NULL DEFAULT 0);
+CREATE TABLE IF NOT EXISTS marks(idx INTEGER PRIMARY KEY, mark TEXT NOT NULL);
 """
 
 _DECISIONS = ("accept", "keep", "fix")
@@ -164,6 +166,8 @@ class ReviewStore:
             ) from e
         self._create(init, suspects, source)
         self._version: tuple[int, int] | None = None
+        #: the result of :meth:`switch_results` when opening switched results
+        self.switched: dict[str, Any] | None = None
         self._cluster = np.empty(0, dtype=np.int64)
         self._label: npt.NDArray[Any] = np.empty(0, dtype=object)
         self._manual = np.empty(0, dtype=bool)
@@ -312,10 +316,22 @@ class ReviewStore:
     # the transaction every action goes through
     # ------------------------------------------------------------------ #
     def _snapshot(
-        self, items: Sequence[int], clusters: Sequence[int], suspects: Sequence[int]
+        self,
+        items: Sequence[int],
+        clusters: Sequence[int],
+        suspects: Sequence[int],
+        marks: Sequence[int] = (),
     ) -> dict[str, Any]:
         con = self._con
         snap: dict[str, Any] = {"items": [], "clusters": [], "new_clusters": []}
+        if marks:
+            snap["marks_idx"] = sorted(set(marks))
+            snap["marks"] = []
+            for chunk in _chunks(snap["marks_idx"]):
+                q = ",".join("?" * len(chunk))
+                snap["marks"] += con.execute(
+                    f"SELECT idx, mark FROM marks WHERE idx IN ({q})", chunk
+                ).fetchall()
         for chunk in _chunks(sorted(set(items))):
             q = ",".join("?" * len(chunk))
             snap["items"] += con.execute(
@@ -355,7 +371,10 @@ class ReviewStore:
             con = self._begin()
             try:
                 items, clusters, suspects, writes, result = fn()
-                snap = self._snapshot(items, clusters, suspects)
+                marked = result.pop("_marked", ())
+                snap = self._snapshot(items, clusters, suspects, marked)
+                # a new action ends what could be redone (undone = 2: for good)
+                con.execute("UPDATE actions SET undone = 2 WHERE undone = 1")
                 for sql, rows in writes:
                     con.executemany(sql, rows)
                 cur = con.execute(
@@ -638,6 +657,38 @@ class ReviewStore:
 
         return self._run("split", {"cluster": cluster}, fn)
 
+    def keep_one(self, keep: int, others: int | Sequence[int]) -> dict[str, Any]:
+        """Keep one copy of a group of duplicates: mark the others "duplicate"
+        (and clear any mark on the one kept). Labels and clusters are left
+        as they are; :meth:`marks` lists the marked items.
+
+        Returns
+        -------
+        result : dict
+            ``action``, ``kind``, ``n_marked``.
+        """
+
+        def fn() -> Any:
+            (k,) = self._check_items(keep)
+            rest = [i for i in self._check_items(others) if i != k]
+            writes = [
+                ("DELETE FROM marks WHERE idx = ?", [(k,)]),
+                (
+                    "INSERT OR REPLACE INTO marks VALUES (?, 'duplicate')",
+                    [(i,) for i in rest],
+                ),
+            ]
+            return [], [], [], writes, {"n_marked": len(rest), "_marked": [k, *rest]}
+
+        return self._run("keep_one", {"keep": keep, "items": others}, fn)
+
+    def marks(self) -> dict[int, str]:
+        """The items marked by :meth:`keep_one` (index -> "duplicate")."""
+        return {
+            int(i): str(m)
+            for i, m in self._con.execute("SELECT idx, mark FROM marks").fetchall()
+        }
+
     def resolve_suspect(
         self, item: int, decision: str, label: str | None = None
     ) -> dict[str, Any]:
@@ -680,52 +731,127 @@ class ReviewStore:
             fn,
         )
 
+    def _barrier(self) -> int:
+        """Id of the last results switch: actions before it cannot be undone."""
+        row = self._con.execute(
+            "SELECT value FROM meta WHERE key = 'barrier'"
+        ).fetchone()
+        return int(row[0]) if row else 0
+
     def undo(self, n: int = 1) -> list[dict[str, Any]]:
         """Undo the last ``n`` actions not yet undone (newest first), whoever
-        made them.
+        made them. Actions taken before a switch of results
+        (:meth:`switch_results`) are not undone.
 
         Returns
         -------
         undone : list of dict
             ``action``, ``kind`` and ``args`` of each action undone.
         """
-        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-            raise InvalidParameterError(
-                f"The 'n' parameter of undo must be an int in the range [1, inf). "
-                f"Got {n!r} instead."
-            )
+        _check_n("undo", n)
         out = []
+        touched: set[int] = set()
         with self._lock:
             con = self._begin()
             try:
                 rows = con.execute(
                     "SELECT id, kind, args, undo FROM actions WHERE undone = 0 "
-                    "ORDER BY id DESC LIMIT ?",
-                    (n,),
+                    "AND id > ? AND kind != 'switch_results' ORDER BY id DESC LIMIT ?",
+                    (self._barrier(), n),
                 ).fetchall()
                 for aid, kind, args, undo in rows:
-                    self._undo_one(con, aid, json.loads(undo))
+                    snap = json.loads(undo)
+                    snap["redo"] = self._redo_snapshot(snap)
+                    self._apply(con, snap)
+                    touched.update(r[0] for r in snap["items"])
+                    con.execute(
+                        "UPDATE actions SET undone = 1, undo = ? WHERE id = ?",
+                        (json.dumps(snap), aid),
+                    )
                     out.append({"action": aid, "kind": kind, "args": json.loads(args)})
-                if rows:
-                    self._bump_revision()
+                version = self._bump_revision() if rows else self._version
+                self._reload_rows(touched)  # only the rows it changed
                 con.execute("COMMIT")
             except BaseException:
                 if con.in_transaction:
                     con.execute("ROLLBACK")
-                raise
-            finally:
                 self._version = None  # re-read on next use
+                raise
+            self._version = version
         return out
 
+    def redo(self, n: int = 1) -> list[dict[str, Any]]:
+        """Redo the last ``n`` undone actions (oldest first), as long as no
+        new action was taken since they were undone.
+
+        Returns
+        -------
+        redone : list of dict
+            ``action``, ``kind`` and ``args`` of each action redone.
+        """
+        _check_n("redo", n)
+        out = []
+        touched: set[int] = set()
+        with self._lock:
+            con = self._begin()
+            try:
+                rows = con.execute(
+                    "SELECT id, kind, args, undo FROM actions WHERE undone = 1 "
+                    "AND id > ? ORDER BY id ASC LIMIT ?",
+                    (self._barrier(), n),
+                ).fetchall()
+                for aid, kind, args, undo in rows:
+                    snap = json.loads(undo)
+                    redo = snap.pop("redo", None)
+                    if redo is None:  # undone by an older version: not redoable
+                        break
+                    self._apply(con, redo)
+                    touched.update(r[0] for r in redo["items"])
+                    con.execute(
+                        "UPDATE actions SET undone = 0, undo = ? WHERE id = ?",
+                        (json.dumps(snap), aid),
+                    )
+                    out.append({"action": aid, "kind": kind, "args": json.loads(args)})
+                version = self._bump_revision() if out else self._version
+                self._reload_rows(touched)
+                con.execute("COMMIT")
+            except BaseException:
+                if con.in_transaction:
+                    con.execute("ROLLBACK")
+                self._version = None
+                raise
+            self._version = version
+        return out
+
+    def can_redo(self) -> bool:
+        """Whether :meth:`redo` has an action to redo."""
+        row = self._con.execute(
+            "SELECT COUNT(*) FROM actions WHERE undone = 1 AND id > ?",
+            (self._barrier(),),
+        ).fetchone()
+        return bool(row[0])
+
+    def _redo_snapshot(self, snap: dict[str, Any]) -> dict[str, Any]:
+        """The rows an undo of ``snap`` is about to change, as they are now."""
+        redo = self._snapshot(
+            [r[0] for r in snap["items"]],
+            [r[0] for r in snap["clusters"]] + list(snap["new_clusters"]),
+            [r[0] for r in snap["suspects"]],
+            snap.get("marks_idx", ()),
+        )
+        redo["new_clusters"] = []  # redo re-creates them from "clusters"
+        return redo
+
     @staticmethod
-    def _undo_one(con: sqlite3.Connection, aid: int, snap: dict[str, Any]) -> None:
+    def _apply(con: sqlite3.Connection, snap: dict[str, Any]) -> None:
+        """Write back the rows of a snapshot (an undo's or a redo's)."""
         con.executemany(
             "UPDATE items SET cluster = ?, label = ?, manual = ? WHERE idx = ?",
             [(c, lab, m, i) for i, c, lab, m in snap["items"]],
         )
         con.executemany(
-            "UPDATE clusters SET name = ?, merged_into = ? WHERE id = ?",
-            [(name, mi, cid) for cid, name, mi in snap["clusters"]],
+            "INSERT OR REPLACE INTO clusters(id, name, merged_into) VALUES (?, ?, ?)",
+            [(cid, name, mi) for cid, name, mi in snap["clusters"]],
         )
         con.executemany(
             "DELETE FROM clusters WHERE id = ?",
@@ -735,7 +861,88 @@ class ReviewStore:
             "UPDATE suspects SET status = ? WHERE idx = ?",
             [(st, i) for i, st in snap["suspects"]],
         )
-        con.execute("UPDATE actions SET undone = 1 WHERE id = ?", (aid,))
+        if "marks_idx" in snap:
+            con.executemany(
+                "DELETE FROM marks WHERE idx = ?", [(i,) for i in snap["marks_idx"]]
+            )
+            con.executemany("INSERT INTO marks VALUES (?, ?)", snap["marks"])
+
+    def source(self) -> str:
+        """The results file under review (as recorded when it was opened)."""
+        row = self._con.execute(
+            "SELECT value FROM meta WHERE key = 'source'"
+        ).fetchone()
+        return str(row[0]) if row else ""
+
+    def switch_results(self, cluster: npt.ArrayLike, *, source: str) -> dict[str, Any]:
+        """Review another clustering of the same items, keeping every label.
+
+        Items keep the labels already given (as their own labels: naming a
+        new cluster does not overwrite them); the clusters, their names and
+        the pool are replaced by ``cluster``. The switch is logged as an
+        action that cannot be undone (nor can the actions before it).
+
+        Returns
+        -------
+        result : dict
+            ``action``, ``kind``, ``from``, ``to``, ``n_kept`` (labels kept),
+            ``n_clusters``.
+        """
+        new = np.asarray(cluster, dtype=np.int64).ravel()
+        if new.shape[0] != self.n_items:
+            raise DataValidationError(
+                f"The new results have {new.shape[0]:,} items but the review "
+                f"{str(self.path)!r} has {self.n_items:,}; they belong to another "
+                "workspace."
+            )
+        with self._lock:
+            con = self._begin()
+            try:
+                old = self.source()
+                n_kept = int(
+                    con.execute(
+                        "SELECT COUNT(*) FROM items WHERE label IS NOT NULL"
+                    ).fetchone()[0]
+                )
+                con.execute("UPDATE items SET manual = 1 WHERE label IS NOT NULL")
+                con.executemany(
+                    "UPDATE items SET cluster = ? WHERE idx = ?",
+                    zip(new.tolist(), range(self.n_items), strict=True),
+                )
+                con.execute("DELETE FROM clusters")
+                ids = np.unique(new[new >= 0]).tolist()
+                con.executemany(
+                    "INSERT INTO clusters(id) VALUES (?)", [(int(c),) for c in ids]
+                )
+                con.execute("UPDATE actions SET undone = 2 WHERE undone = 1")
+                args = {"from": old, "to": source, "n_kept": n_kept}
+                cur = con.execute(
+                    "INSERT INTO actions(ts, kind, args, undo) VALUES (?, ?, ?, ?)",
+                    (time.time(), "switch_results", json.dumps(args), "{}"),
+                )
+                aid = int(cur.lastrowid or 0)
+                con.executemany(
+                    "INSERT OR REPLACE INTO meta VALUES (?, ?)",
+                    [
+                        ("source", source),
+                        ("barrier", str(aid)),
+                        ("cursor", str(ids[0] if ids else "pool")),
+                    ],
+                )
+                self._bump_revision()
+                con.execute("COMMIT")
+            except BaseException:
+                if con.in_transaction:
+                    con.execute("ROLLBACK")
+                raise
+            finally:
+                self._version = None
+        return {
+            "action": aid,
+            "kind": "switch_results",
+            **args,
+            "n_clusters": len(ids),
+        }
 
     # ------------------------------------------------------------------ #
     # navigation (remembered, not an undoable action)
@@ -837,27 +1044,41 @@ class ReviewStore:
         ]
 
     def history(self, limit: int = 50) -> list[dict[str, Any]]:
-        """The latest actions, newest first."""
+        """The latest actions, newest first.
+
+        Each is a dict: ``action`` (id), ``ts``, ``kind``, ``args``,
+        ``undone`` (bool), ``redoable`` (undone and :meth:`redo` would bring
+        it back), ``final`` (before a results switch: neither undone nor
+        redone any more) and ``text`` (what it did, in words).
+        """
+        barrier = self._barrier()
         rows = self._con.execute(
             "SELECT id, ts, kind, args, undone FROM actions ORDER BY id DESC LIMIT ?",
             (limit,),
         ).fetchall()
-        return [
-            {
-                "action": r[0],
-                "ts": r[1],
-                "kind": r[2],
-                "args": json.loads(r[3]),
-                "undone": bool(r[4]),
-            }
-            for r in rows
-        ]
+        out = []
+        for aid, ts, kind, args, undone in rows:
+            a = json.loads(args)
+            out.append(
+                {
+                    "action": aid,
+                    "ts": ts,
+                    "kind": kind,
+                    "args": a,
+                    "undone": bool(undone),
+                    "redoable": undone == 1 and aid > barrier,
+                    "final": aid <= barrier,
+                    "text": describe_action(kind, a),
+                }
+            )
+        return out
 
     def n_actions(self) -> int:
         """Number of actions taken and not undone."""
         return int(
             self._con.execute(
-                "SELECT COUNT(*) FROM actions WHERE undone = 0"
+                "SELECT COUNT(*) FROM actions WHERE undone = 0 "
+                "AND kind != 'switch_results'"
             ).fetchone()[0]
         )
 
@@ -871,6 +1092,14 @@ class ReviewStore:
                 "n_pool": int((self._cluster == POOL).sum()),
                 "n_actions": self.n_actions(),
             }
+
+
+def _check_n(what: str, n: object) -> None:
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise InvalidParameterError(
+            f"The 'n' parameter of {what} must be an int in the range [1, inf). "
+            f"Got {n!r} instead."
+        )
 
 
 def _plain(o: Any) -> Any:

@@ -32,7 +32,8 @@ Examples:
     "--results",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     default=None,
-    help="Results Parquet with the clusters (default: the newest under WS).",
+    help="Results Parquet with the clusters (default: the ones under review, or "
+    "the newest under WS). Results other than the review's are refused.",
 )
 @click.option("--copy", is_flag=True, help="imagefolder: copy images, not links.")
 @click.option(
@@ -79,7 +80,9 @@ def export(
     # before the review store is opened
     check_output_dir(dst, overwrite=overwrite, kind=kind, inputs=inputs, workspace=ws)
     # never creates WS/review.sqlite: exporting is not reviewing
-    data, store = open_review(ws, results=results, issues=None, create=False)
+    data, store = open_review(
+        ws, results=results, issues=None, create=False, switch=False
+    )
     if store is None:
         labels: list[str | None] = [None] * len(data)
         assignment = data.cluster

@@ -94,8 +94,12 @@ contrast), each tool run twice taking turns, the faster run counted::
     images/s                       50.9    36.7   146.0         18.3    18.4    38.0
     peak RSS MiB                    786     510     510          649     428     428
 
-Throughput over fastdup: 1.39 (CIFAR-10) and 1.00 (ant/bee; the second
-session measured 0.69 on the same set, 21.1 s vs 14.5 s then). F1 at or
+Throughput over fastdup: 1.39 (CIFAR-10) and 1.00 (ant/bee) on the loaded
+machine; on a quiet one (load 0.4) the ant/bee run was 13.1 s vs fastdup's
+10.5 s, 0.80 (CPU 20.8 s vs 18.4 s; the second session measured 0.65 quiet,
+14.2 s vs 9.2 s): still short on photos, where ~5 s of the 13 are the fixed
+cost of starting (imports, the network, UMAP's import) and the stages after
+the CNN, which run on one or two threads. F1 at or
 above the best peer on every view of both sets; every planted copy kind
 found (ant/bee recall 1.00 for each; CIFAR-10 resized crops 0.98). No tool
 flags the CamVid strangers: 200 street photos are neighbours of each other,

@@ -109,6 +109,18 @@ def test_label_reject_reload_export_in_chromium(server):
         # a locator wait: the page's CSP forbids the eval that a string
         # wait_for_function needs once it has to poll
         page.locator("#status", has_text="exported").wait_for()
+        # exporting again asks before replacing the first export
+        first = (ws / "export" / "csv").stat().st_mtime_ns
+        asked: list[str] = []
+        page.once("dialog", lambda d: (asked.append(d.message), d.accept()))
+        page.click("details.menu summary")
+        page.click('button.export-btn[data-format="csv"]')
+        for _ in range(100):
+            if (ws / "export" / "csv").stat().st_mtime_ns != first:
+                break
+            page.wait_for_timeout(100)
+        assert asked and "replace it?" in asked[0], asked
+        assert (ws / "export" / "csv").stat().st_mtime_ns != first
         browser.close()
     rows = list(csv.DictReader(open(ws / "export" / "csv" / "labels.csv")))
     labelled = [r for r in rows if r["label"]]

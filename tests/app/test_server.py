@@ -136,5 +136,14 @@ def test_export_from_the_page(client, digits_ws):
     assert r.status_code == 200 and r.json["n_labelled"] == 20
     text = (digits_ws[0] / "export" / "csv" / "labels.csv").read_text()
     assert text.count(",two,") == 20
+    # an earlier export is never replaced silently: 409 until asked to
+    c.post("/api/action", json={"kind": "name_cluster", "cluster": 2, "name": "deux"})
+    r = c.post("/api/export", json={"format": "csv"})
+    assert r.status_code == 409 and "replace it?" in r.json["error"]
+    assert (digits_ws[0] / "export" / "csv" / "labels.csv").read_text() == text
+    r = c.post("/api/export", json={"format": "csv", "overwrite": True})
+    assert r.status_code == 200
+    text = (digits_ws[0] / "export" / "csv" / "labels.csv").read_text()
+    assert text.count(",deux,") == 20 and ",two," not in text
     r = c.post("/api/export", json={"format": "pdf"})
     assert r.status_code == 400 and "Unknown export format" in r.json["error"]

@@ -838,7 +838,8 @@ def create_app(
         from clusterlens.io._export import EXPORT_FORMATS, export_labels
         from clusterlens.utils._fs import staged_output_dir
 
-        fmt = _json_body(flask.request).get("format", "csv")
+        body = _json_body(flask.request)
+        fmt = body.get("format", "csv")
         if not isinstance(fmt, str) or fmt not in EXPORT_FORMATS:
             close = difflib.get_close_matches(str(fmt), EXPORT_FORMATS, n=1)
             hint = f" Did you mean {close[0]!r}?" if close else ""
@@ -849,6 +850,17 @@ def create_app(
             )
 
         dst = wsp.root / "export" / str(fmt)
+        # the CLI's rule: an earlier export is replaced only when asked to
+        if dst.exists() and body.get("overwrite") is not True:
+            return (
+                flask.jsonify(
+                    {
+                        "error": f"{dst} holds an earlier {fmt} export; replace it?",
+                        "exists": str(dst),
+                    }
+                ),
+                409,
+            )
         try:
             with staged_output_dir(
                 dst, overwrite=True, kind=f"export/{fmt}", workspace=wsp.root

@@ -162,7 +162,17 @@
   document.getElementById("redo").addEventListener("click", redo);
   for (const b of document.querySelectorAll(".export-btn")) {
     b.addEventListener("click", async () => {
-      const out = await post("/api/export", { format: b.dataset.format });
+      const format = b.dataset.format;
+      let r = await fetch("/api/export", {
+        method: "POST",
+        headers: { "Content-Type": "application/json" },
+        body: JSON.stringify({ format }),
+      });
+      let out = await r.json();
+      if (r.status === 409) {  // an earlier export: replaced only when confirmed
+        if (!window.confirm(out.error)) { say("export kept as it was: " + out.exists); return; }
+        out = await post("/api/export", { format, overwrite: true });
+      } else if (!r.ok) { say(out.error || "error"); return; }
       say("exported " + out.n_labelled + " labels to " + out.out);
       b.closest("details").open = false;
     });

@@ -279,7 +279,7 @@ class OvNet:
         self.path = path
         # One stream per thread, each running its share of a batch on one
         # core: the depthwise layers of a small network split poorly over
-        # cores (2 cores, Lite0 at 224 px, bfloat16: ~10 % less CPU per image
+        # cores (2 cores, Lite0 at 224 px, bfloat16: ~7 % less CPU per image
         # than one stream of two threads).
         self.n_streams = max(1, int(n_threads))
         self._compiled = core.compile_model(

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from clusterlens.curate._quality import ISSUE_TYPES
 from clusterlens.exceptions import ClusterlensError
 from clusterlens.io._results import read_results
 from clusterlens.io._workspace import Workspace
@@ -22,15 +23,7 @@ __all__ = ["ISSUES", "QUALITY_TYPES", "ItemFacts", "load_facts"]
 
 logger = logging.getLogger(__name__)
 
-QUALITY_TYPES = (
-    "blurry",
-    "dark",
-    "bright",
-    "low_information",
-    "odd_aspect_ratio",
-    "odd_size",
-    "grayscale",
-)
+QUALITY_TYPES = ISSUE_TYPES
 
 #: The issue filters of the "all items" view: name -> title.
 ISSUES = {

@@ -23,7 +23,8 @@ import sqlite3
 import threading
 import time
 import weakref
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -87,6 +88,15 @@ class _Connection:
 
     def __del__(self) -> None:
         self.close()
+
+
+@dataclass
+class _Tx:
+    """A write transaction of :meth:`ReviewStore._transaction`."""
+
+    con: sqlite3.Connection
+    changed: bool = False  # count one more revision at commit
+    stale: bool = False  # re-read every row on next use
 
 
 class ReviewStore:
@@ -362,40 +372,55 @@ class ReviewStore:
         self._reload()  # under the write lock: decisions use the newest state
         return con
 
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[_Tx]:
+        """One write transaction under the lock, committed when the block ends.
+
+        The block sets ``tx.changed`` when it changed something (the revision
+        is then counted once, inside the transaction) and reloads the rows it
+        touched. If it raises, everything is rolled back and the in-memory
+        copy is re-read on next use (it may hold rolled-back rows).
+        """
+        with self._lock:
+            con = self._begin()
+            tx = _Tx(con)
+            try:
+                yield tx
+                version = self._bump_revision() if tx.changed else self._version
+                con.execute("COMMIT")
+            except BaseException:
+                if con.in_transaction:
+                    con.execute("ROLLBACK")
+                self._version = None
+                raise
+            self._version = None if tx.stale else version
+
     def _run(self, kind: str, args: dict[str, Any], fn: Any) -> dict[str, Any]:
         """Run ``fn() -> (items, clusters, suspects, writes)`` as one action.
 
         Returns only once the action is committed; raises with nothing applied.
         """
-        with self._lock:
-            con = self._begin()
-            try:
-                items, clusters, suspects, writes, result = fn()
-                marked = result.pop("_marked", ())
-                snap = self._snapshot(items, clusters, suspects, marked)
-                # a new action ends what could be redone (undone = 2: for good)
-                con.execute("UPDATE actions SET undone = 2 WHERE undone = 1")
-                for sql, rows in writes:
-                    con.executemany(sql, rows)
-                cur = con.execute(
-                    "INSERT INTO actions(ts, kind, args, undo) VALUES (?, ?, ?, ?)",
-                    (
-                        time.time(),
-                        kind,
-                        json.dumps(args, default=_plain),
-                        json.dumps(snap),
-                    ),
-                )
-                action_id = int(cur.lastrowid or 0)
-                version = self._bump_revision()
-                self._reload_rows(items)
-                con.execute("COMMIT")
-            except BaseException:
-                if con.in_transaction:
-                    con.execute("ROLLBACK")
-                self._version = None  # the copy may hold rolled-back rows
-                raise
-            self._version = version
+        with self._transaction() as tx:
+            con = tx.con
+            items, clusters, suspects, writes, result = fn()
+            marked = result.pop("_marked", ())
+            snap = self._snapshot(items, clusters, suspects, marked)
+            # a new action ends what could be redone (undone = 2: for good)
+            con.execute("UPDATE actions SET undone = 2 WHERE undone = 1")
+            for sql, rows in writes:
+                con.executemany(sql, rows)
+            cur = con.execute(
+                "INSERT INTO actions(ts, kind, args, undo) VALUES (?, ?, ?, ?)",
+                (
+                    time.time(),
+                    kind,
+                    json.dumps(args, default=_plain),
+                    json.dumps(snap),
+                ),
+            )
+            action_id = int(cur.lastrowid or 0)
+            tx.changed = True
+            self._reload_rows(items)
         return {"action": action_id, "kind": kind, **result}
 
     def _reload_rows(self, items: Iterable[int]) -> None:
@@ -751,33 +776,25 @@ class ReviewStore:
         _check_n("undo", n)
         out = []
         touched: set[int] = set()
-        with self._lock:
-            con = self._begin()
-            try:
-                rows = con.execute(
-                    "SELECT id, kind, args, undo FROM actions WHERE undone = 0 "
-                    "AND id > ? AND kind != 'switch_results' ORDER BY id DESC LIMIT ?",
-                    (self._barrier(), n),
-                ).fetchall()
-                for aid, kind, args, undo in rows:
-                    snap = json.loads(undo)
-                    snap["redo"] = self._redo_snapshot(snap)
-                    self._apply(con, snap)
-                    touched.update(r[0] for r in snap["items"])
-                    con.execute(
-                        "UPDATE actions SET undone = 1, undo = ? WHERE id = ?",
-                        (json.dumps(snap), aid),
-                    )
-                    out.append({"action": aid, "kind": kind, "args": json.loads(args)})
-                version = self._bump_revision() if rows else self._version
-                self._reload_rows(touched)  # only the rows it changed
-                con.execute("COMMIT")
-            except BaseException:
-                if con.in_transaction:
-                    con.execute("ROLLBACK")
-                self._version = None  # re-read on next use
-                raise
-            self._version = version
+        with self._transaction() as tx:
+            con = tx.con
+            rows = con.execute(
+                "SELECT id, kind, args, undo FROM actions WHERE undone = 0 "
+                "AND id > ? AND kind != 'switch_results' ORDER BY id DESC LIMIT ?",
+                (self._barrier(), n),
+            ).fetchall()
+            for aid, kind, args, undo in rows:
+                snap = json.loads(undo)
+                snap["redo"] = self._redo_snapshot(snap)
+                self._apply(con, snap)
+                touched.update(r[0] for r in snap["items"])
+                con.execute(
+                    "UPDATE actions SET undone = 1, undo = ? WHERE id = ?",
+                    (json.dumps(snap), aid),
+                )
+                out.append({"action": aid, "kind": kind, "args": json.loads(args)})
+            tx.changed = bool(rows)
+            self._reload_rows(touched)  # only the rows it changed
         return out
 
     def redo(self, n: int = 1) -> list[dict[str, Any]]:
@@ -792,35 +809,27 @@ class ReviewStore:
         _check_n("redo", n)
         out = []
         touched: set[int] = set()
-        with self._lock:
-            con = self._begin()
-            try:
-                rows = con.execute(
-                    "SELECT id, kind, args, undo FROM actions WHERE undone = 1 "
-                    "AND id > ? ORDER BY id ASC LIMIT ?",
-                    (self._barrier(), n),
-                ).fetchall()
-                for aid, kind, args, undo in rows:
-                    snap = json.loads(undo)
-                    redo = snap.pop("redo", None)
-                    if redo is None:  # undone by an older version: not redoable
-                        break
-                    self._apply(con, redo)
-                    touched.update(r[0] for r in redo["items"])
-                    con.execute(
-                        "UPDATE actions SET undone = 0, undo = ? WHERE id = ?",
-                        (json.dumps(snap), aid),
-                    )
-                    out.append({"action": aid, "kind": kind, "args": json.loads(args)})
-                version = self._bump_revision() if out else self._version
-                self._reload_rows(touched)
-                con.execute("COMMIT")
-            except BaseException:
-                if con.in_transaction:
-                    con.execute("ROLLBACK")
-                self._version = None
-                raise
-            self._version = version
+        with self._transaction() as tx:
+            con = tx.con
+            rows = con.execute(
+                "SELECT id, kind, args, undo FROM actions WHERE undone = 1 "
+                "AND id > ? ORDER BY id ASC LIMIT ?",
+                (self._barrier(), n),
+            ).fetchall()
+            for aid, kind, args, undo in rows:
+                snap = json.loads(undo)
+                redo = snap.pop("redo", None)
+                if redo is None:  # undone by an older version: not redoable
+                    break
+                self._apply(con, redo)
+                touched.update(r[0] for r in redo["items"])
+                con.execute(
+                    "UPDATE actions SET undone = 0, undo = ? WHERE id = ?",
+                    (json.dumps(snap), aid),
+                )
+                out.append({"action": aid, "kind": kind, "args": json.loads(args)})
+            tx.changed = bool(out)
+            self._reload_rows(touched)
         return out
 
     def can_redo(self) -> bool:
@@ -895,48 +904,41 @@ class ReviewStore:
                 f"{str(self.path)!r} has {self.n_items:,}; they belong to another "
                 "workspace."
             )
-        with self._lock:
-            con = self._begin()
-            try:
-                old = self.source()
-                n_kept = int(
-                    con.execute(
-                        "SELECT COUNT(*) FROM items WHERE label IS NOT NULL"
-                    ).fetchone()[0]
-                )
-                con.execute("UPDATE items SET manual = 1 WHERE label IS NOT NULL")
-                con.executemany(
-                    "UPDATE items SET cluster = ? WHERE idx = ?",
-                    zip(new.tolist(), range(self.n_items), strict=True),
-                )
-                con.execute("DELETE FROM clusters")
-                ids = np.unique(new[new >= 0]).tolist()
-                con.executemany(
-                    "INSERT INTO clusters(id) VALUES (?)", [(int(c),) for c in ids]
-                )
-                con.execute("UPDATE actions SET undone = 2 WHERE undone = 1")
-                args = {"from": old, "to": source, "n_kept": n_kept}
-                cur = con.execute(
-                    "INSERT INTO actions(ts, kind, args, undo) VALUES (?, ?, ?, ?)",
-                    (time.time(), "switch_results", json.dumps(args), "{}"),
-                )
-                aid = int(cur.lastrowid or 0)
-                con.executemany(
-                    "INSERT OR REPLACE INTO meta VALUES (?, ?)",
-                    [
-                        ("source", source),
-                        ("barrier", str(aid)),
-                        ("cursor", str(ids[0] if ids else "pool")),
-                    ],
-                )
-                self._bump_revision()
-                con.execute("COMMIT")
-            except BaseException:
-                if con.in_transaction:
-                    con.execute("ROLLBACK")
-                raise
-            finally:
-                self._version = None
+        with self._transaction() as tx:
+            con = tx.con
+            old = self.source()
+            n_kept = int(
+                con.execute(
+                    "SELECT COUNT(*) FROM items WHERE label IS NOT NULL"
+                ).fetchone()[0]
+            )
+            con.execute("UPDATE items SET manual = 1 WHERE label IS NOT NULL")
+            con.executemany(
+                "UPDATE items SET cluster = ? WHERE idx = ?",
+                zip(new.tolist(), range(self.n_items), strict=True),
+            )
+            con.execute("DELETE FROM clusters")
+            ids = np.unique(new[new >= 0]).tolist()
+            con.executemany(
+                "INSERT INTO clusters(id) VALUES (?)", [(int(c),) for c in ids]
+            )
+            con.execute("UPDATE actions SET undone = 2 WHERE undone = 1")
+            args = {"from": old, "to": source, "n_kept": n_kept}
+            cur = con.execute(
+                "INSERT INTO actions(ts, kind, args, undo) VALUES (?, ?, ?, ?)",
+                (time.time(), "switch_results", json.dumps(args), "{}"),
+            )
+            aid = int(cur.lastrowid or 0)
+            con.executemany(
+                "INSERT OR REPLACE INTO meta VALUES (?, ?)",
+                [
+                    ("source", source),
+                    ("barrier", str(aid)),
+                    ("cursor", str(ids[0] if ids else "pool")),
+                ],
+            )
+            tx.changed = True
+            tx.stale = True  # every row changed: re-read on next use
         return {
             "action": aid,
             "kind": "switch_results",

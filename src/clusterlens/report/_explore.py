@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from clusterlens.curate._quality import ISSUE_TYPES
 from clusterlens.io._results import read_results
 from clusterlens.io._workspace import Workspace
 from clusterlens.report._common import css, fmt_number, static_text, template, version
@@ -25,15 +26,7 @@ logger = logging.getLogger(__name__)
 _OWNER = "build_explore_report"
 
 #: Quality issue types in report order (the quality view's own order wins).
-QUALITY_TYPES = (
-    "blurry",
-    "dark",
-    "bright",
-    "low_information",
-    "odd_aspect_ratio",
-    "odd_size",
-    "grayscale",
-)
+QUALITY_TYPES = ISSUE_TYPES
 
 #: Categorical colours for clusters and labels (they repeat after 20).
 _PALETTE = (

@@ -697,12 +697,14 @@ def create_app(
             except (OSError, ValueError):
                 return None
             img.thumbnail((size, size))
-        buf = io.BytesIO()
-        if size > 128:
+        if size > 128:  # the detail view's large image: a photo, JPEG
+            buf = io.BytesIO()
             img.convert("RGB").save(buf, format="JPEG", quality=88)
             return buf.getvalue(), "image/jpeg"
-        img.save(buf, format="PNG")
-        return buf.getvalue(), "image/png"
+        # the reports' rule: PNG for flat images (digits), WebP for photos
+        from clusterlens.report._thumbs import thumbnail_bytes
+
+        return thumbnail_bytes(img, 85)
 
     @app.get("/thumb/<int:idx>")
     def thumb(idx: int) -> Any:

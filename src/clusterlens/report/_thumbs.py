@@ -16,7 +16,7 @@ import numpy.typing as npt
 
 from clusterlens.io._workspace import Workspace
 
-__all__ = ["encode_thumbnail", "thumbnails"]
+__all__ = ["encode_thumbnail", "thumbnail_bytes", "thumbnails"]
 
 logger = logging.getLogger(__name__)
 
@@ -57,8 +57,9 @@ def _lossy_format() -> str:
 FLAT_COLOURS = 256
 
 
-def encode_thumbnail(img: Any, quality: int) -> str:
-    """Data URI of ``img``: lossless for a flat image, lossy for a photo.
+def thumbnail_bytes(img: Any, quality: int) -> tuple[bytes, str]:
+    """``img`` encoded small, and its MIME type: lossless for a flat image,
+    lossy for a photo.
 
     One encoding per thumbnail, chosen by counting colours (encoding both
     ways and keeping the smaller took 5x longer, the lossless WebP attempt
@@ -69,22 +70,25 @@ def encode_thumbnail(img: Any, quality: int) -> str:
     buf = io.BytesIO()
     if img.mode == "L":  # grey levels: at most 256 "colours", flat by the rule
         img.save(buf, format="PNG")
-        return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+        return buf.getvalue(), "image/png"
     rgb = img.convert("RGB")
     a = np.asarray(rgb)
     packed = (a[..., 0].astype(np.uint32) << 16) | (a[..., 1].astype(np.uint32) << 8)
     n_colours = np.unique(packed | a[..., 2]).size
     if n_colours <= FLAT_COLOURS:
         rgb.save(buf, format="PNG")
-        mime = "png"
-    elif _lossy_format() == "WEBP":
+        return buf.getvalue(), "image/png"
+    if _lossy_format() == "WEBP":
         rgb.save(buf, format="WEBP", quality=quality, method=0)
-        mime = "webp"
-    else:
-        rgb.save(buf, format="JPEG", quality=quality)
-        mime = "jpeg"
-    data = base64.b64encode(buf.getvalue()).decode("ascii")
-    return f"data:image/{mime};base64,{data}"
+        return buf.getvalue(), "image/webp"
+    rgb.save(buf, format="JPEG", quality=quality)
+    return buf.getvalue(), "image/jpeg"
+
+
+def encode_thumbnail(img: Any, quality: int) -> str:
+    """Data URI of ``img``, encoded by :func:`thumbnail_bytes`."""
+    data, mime = thumbnail_bytes(img, quality)
+    return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
 
 
 def thumbnails(

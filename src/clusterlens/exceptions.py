@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sklearn.exceptions import NotFittedError as _SklearnNotFittedError
+from typing import TYPE_CHECKING, Any
 
 __all__ = [
     "BackendError",
@@ -21,12 +21,42 @@ class ClusterlensError(Exception):
     """Root of every error clusterlens raises on purpose."""
 
 
-class NotFittedError(ClusterlensError, _SklearnNotFittedError):
-    """An estimator was used before ``fit``; scikit-learn's text and contract.
+if TYPE_CHECKING:
+    from sklearn.exceptions import NotFittedError as _SklearnNotFittedError
 
-    It is also scikit-learn's ``NotFittedError`` (a ValueError and an
-    AttributeError), so code catching that keeps working.
+    class NotFittedError(ClusterlensError, _SklearnNotFittedError):
+        """An estimator was used before ``fit``."""
+
+
+def _not_fitted_error() -> type[Exception]:
+    """Make :class:`NotFittedError` on first use.
+
+    It derives from scikit-learn's, whose import costs a second; made on
+    first use, a command that never touches an estimator (``explore`` until
+    its clusters) does not wait for scikit-learn to load.
     """
+    cls = globals().get("NotFittedError")
+    if cls is not None:
+        return cls  # type: ignore[no-any-return]
+    from sklearn.exceptions import NotFittedError as _SklearnNotFittedError
+
+    class NotFittedError(ClusterlensError, _SklearnNotFittedError):
+        """An estimator was used before ``fit``; scikit-learn's text and contract.
+
+        It is also scikit-learn's ``NotFittedError`` (a ValueError and an
+        AttributeError), so code catching that keeps working.
+        """
+
+    NotFittedError.__module__ = __name__
+    NotFittedError.__qualname__ = "NotFittedError"
+    globals()["NotFittedError"] = NotFittedError
+    return NotFittedError
+
+
+def __getattr__(name: str) -> Any:
+    if name == "NotFittedError":
+        return _not_fitted_error()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class InvalidParameterError(ClusterlensError, ValueError, TypeError):

@@ -57,6 +57,20 @@ def _cache_umap_kernels() -> None:
                     continue
 
 
+def preload_umap() -> bool:
+    """Import umap-learn with its kernels' disk cache on (seconds of a short
+    run, done ahead of the map by ``explore``'s map worker); False without
+    umap-learn."""
+    if importlib.util.find_spec("umap") is None:
+        return False
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import umap  # noqa: F401
+
+        _cache_umap_kernels()
+    return True
+
+
 @dataclass(frozen=True)
 class Map2D:
     """Coordinates of every item, scaled into [0, 1] x [0, 1].

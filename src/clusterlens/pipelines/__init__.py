@@ -7,9 +7,27 @@ stage and write the shared outputs (``run.json``, Parquet, ``report.html``).
 
 from __future__ import annotations
 
-from clusterlens.pipelines.anchors import run_anchors
-from clusterlens.pipelines.demo import run_demo
-from clusterlens.pipelines.kmeans import run_kmeans
-from clusterlens.pipelines.vocab import run_vocab
+import importlib
+from typing import Any
 
 __all__ = ["run_anchors", "run_demo", "run_kmeans", "run_vocab"]
+
+# Loaded on first use: importing one pipeline (``explore``'s) must not load
+# every other one and what they import (scikit-learn through the anchors:
+# a second of every command's start).
+_LAZY = {
+    "run_anchors": "clusterlens.pipelines.anchors",
+    "run_demo": "clusterlens.pipelines.demo",
+    "run_kmeans": "clusterlens.pipelines.kmeans",
+    "run_vocab": "clusterlens.pipelines.vocab",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_LAZY])

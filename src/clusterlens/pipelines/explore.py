@@ -13,7 +13,9 @@ stopped and a second run costs seconds.
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import json
+import logging
 import math
 import os
 import time
@@ -25,8 +27,12 @@ import numpy as np
 
 from clusterlens.exceptions import DataValidationError, OutputExistsError
 from clusterlens.io._workspace import Workspace, open_workspace
+from clusterlens.pipelines._map_worker import MapWorker, WorkerLost
+from clusterlens.pipelines._stages import run_json, run_stage, valid_run
 from clusterlens.utils._fs import output_kind, staged_output_dir
 from clusterlens.utils._progress import progress
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["STAGES", "auto_clusters", "auto_image_size", "run_explore"]
 
@@ -75,14 +81,6 @@ def auto_image_size(ws: Workspace) -> int:
         return 224
     side = 32 * round(4 * float(np.median(short)) / 32)
     return int(min(224, max(160, side)))
-
-
-def _run_json(folder: Path) -> dict[str, Any] | None:
-    try:
-        run = json.loads((folder / "run.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return run if isinstance(run, dict) else None
 
 
 def _is_workspace(p: Path) -> bool:
@@ -162,38 +160,6 @@ def _check_folder_unchanged(ws: Workspace, source: Path, out: Path) -> None:
         )
 
 
-def _stage(
-    ws: Workspace,
-    folder: Path,
-    kind: str,
-    want: Any,
-    fn: Callable[[Path], dict[str, Any]],
-    *,
-    key: str = "fingerprint",
-) -> tuple[dict[str, Any], bool]:
-    """Run ``fn`` into ``folder`` unless it holds a valid result already.
-
-    Returns (its summary, whether it was reused).
-    """
-    run = _valid_run(folder, kind, want, key=key)
-    if run is not None:
-        return dict(run.get("results", {})), True
-    with staged_output_dir(
-        folder, overwrite=True, kind=kind, workspace=ws.root
-    ) as stage:
-        return fn(stage), False
-
-
-def _valid_run(
-    folder: Path, kind: str, want: Any, *, key: str = "fingerprint"
-) -> dict[str, Any] | None:
-    """The ``run.json`` of ``folder`` if it holds a valid ``kind`` result."""
-    run = _run_json(folder) if output_kind(folder) == kind else None
-    if run is not None and want is not None and run.get(key) == want:
-        return run
-    return None
-
-
 class _Background:
     """``fn()`` in a daemon thread; ``result()`` waits and returns or raises.
 
@@ -236,9 +202,33 @@ class _Background:
         return self._value
 
 
+def _start_map_worker(
+    ws: Workspace, backend: str, emb_valid: bool, params: dict[str, Any]
+) -> MapWorker | None:
+    """A process for the map (:mod:`clusterlens.pipelines._map_worker`),
+    started now so that it imports umap-learn while the collection is
+    embedded; None where the map is not drawn by UMAP here, or is valid
+    already."""
+    from clusterlens.curate._map import MIN_UMAP_SAMPLES
+
+    if (
+        backend != "local"
+        or len(ws) < MIN_UMAP_SAMPLES
+        or importlib.util.find_spec("umap") is None
+    ):
+        return None
+    if emb_valid:
+        from clusterlens.pipelines import curate as cv
+
+        want = cv.stage_fingerprint(ws, "map", params)
+        if valid_run(ws.root / "map", "map", want) is not None:
+            return None
+    return MapWorker()
+
+
 def _embeddings_valid(ws: Workspace, image_size: int) -> bool:
     folder = ws.root / "features" / "cnn"
-    run = _run_json(folder)
+    run = run_json(folder)
     if run is None or output_kind(folder) != "features/cnn":
         return False
     params = run.get("parameters", {})
@@ -366,6 +356,7 @@ def _explore(
     inner = max(0, verbose)
     done: dict[str, Any] = {}
     reused: list[str] = []
+    worker: MapWorker | None = None
 
     def step(name: str) -> None:
         bar.set_postfix_str(name)
@@ -401,6 +392,8 @@ def _explore(
             image_size = auto_image_size(ws)
         emb_dir = ws.root / "features" / "cnn"
         emb_valid = _embeddings_valid(ws, image_size)
+        map_params = {"method": "auto", "seed": random_state}
+        worker = _start_map_worker(ws, backend, emb_valid, map_params)
         scan_want = cv.stage_fingerprint(ws, "scan", {})
         # One decode per image: when both the embeddings and the scan
         # (content hashes, image properties) are to be made, the CNN stage's
@@ -410,7 +403,7 @@ def _explore(
         joint = None
         if (
             not emb_valid
-            and _valid_run(ws.root / "scan", "scan", scan_want) is None
+            and valid_run(ws.root / "scan", "scan", scan_want) is None
             and backend == "local"
             and not _has_boxes(ws)
         ):
@@ -418,7 +411,7 @@ def _explore(
             scan = None
         else:
             scan = _Background(
-                lambda: _stage(
+                lambda: run_stage(
                     ws,
                     ws.root / "scan",
                     "scan",
@@ -429,10 +422,16 @@ def _explore(
                 )
             )
 
+        # scikit-learn (under the clusters' k-means) loads in a thread while
+        # the network runs, instead of holding up the stages after it
+        _Background(
+            lambda: importlib.import_module("clusterlens.cluster"),
+            name="explore-preload",
+        )
         try:
             step("embeddings")
             if emb_valid:
-                finish("embeddings", _run_json(emb_dir).get("results", {}), True)  # type: ignore[union-attr]
+                finish("embeddings", run_json(emb_dir).get("results", {}), True)  # type: ignore[union-attr]
             else:
                 with staged_output_dir(
                     emb_dir, overwrite=True, kind="features/cnn", workspace=ws.root
@@ -457,7 +456,7 @@ def _explore(
         def view(name: str, params: dict[str, Any], fn: Callable[..., Any]) -> None:
             step(name)
             want = cv.stage_fingerprint(ws, name, params)
-            s, r = _stage(ws, ws.root / name, name, want, fn)
+            s, r = run_stage(ws, ws.root / name, name, want, fn)
             finish(name, s, r)
 
         step("scan")
@@ -467,7 +466,7 @@ def _explore(
             done_scan = joint
             finish(
                 "scan",
-                *_stage(
+                *run_stage(
                     ws,
                     ws.root / "scan",
                     "scan",
@@ -490,13 +489,15 @@ def _explore(
         # The map (UMAP: importing umap-learn and scikit-learn is most of its
         # cost on a small collection, one core) needs only the neighbours: it
         # runs in a thread beside the views and the clusters.
-        map_want = cv.stage_fingerprint(
-            ws, "map", {"method": "auto", "seed": random_state}
-        )
+        map_want = cv.stage_fingerprint(ws, "map", map_params)
 
-        # (On Dask it runs in turn: the run's client is the main thread's.)
         def make_map() -> tuple[dict[str, Any], bool]:
-            return _stage(
+            if worker is not None:  # in the worker process started above
+                try:
+                    return worker.result()
+                except WorkerLost as e:
+                    logger.info("explore: %s; the map is made here", e)
+            return run_stage(
                 ws,
                 ws.root / "map",
                 "map",
@@ -504,6 +505,9 @@ def _explore(
                 lambda st: cv.run_map(ws, st, random_state=random_state, command=cmd),
             )
 
+        if worker is not None:
+            worker.submit(str(ws.root), random_state, map_want, cmd)
+        # (On Dask it runs in turn: the run's client is the main thread's.)
         the_map = _Background(make_map, name="explore-map", inline=backend != "local")
         try:
             view("quality", {}, lambda st: cv.run_quality(ws, st, command=cmd))
@@ -543,7 +547,7 @@ def _explore(
                 )
             cparams = {"k": k, "seed": random_state, "n_init": 3}
             cwant = {**cv.features_fingerprint(ws), "params": cparams}
-            s, r = _stage(
+            s, r = run_stage(
                 ws,
                 ws.root / "clusters" / "cnn",
                 "clusters",
@@ -564,7 +568,7 @@ def _explore(
         labels = ws.labels
         if labels is not None and (labels >= 0).all() and np.unique(labels).size >= 2:
             lwant = {**cv.features_fingerprint(ws), "seed": random_state}
-            s, r = _stage(
+            s, r = run_stage(
                 ws,
                 ws.root / "label-issues",
                 "label-issues",
@@ -606,6 +610,8 @@ def _explore(
         finish("report", {"path": str(report)}, False)
     finally:
         bar.close()
+        if worker is not None:
+            worker.close()
     seconds = time.perf_counter() - t0
     return {
         "workspace": str(ws.root.resolve()),
@@ -664,6 +670,6 @@ def _add_fingerprint(stage: Path, fingerprint: dict[str, Any]) -> None:
     """Record what an existing stage's run.json was computed from."""
     from clusterlens.utils._fs import atomic_write_text
 
-    run = _run_json(stage) or {}
+    run = run_json(stage) or {}
     run["explore_fingerprint"] = json.loads(json.dumps(fingerprint))
     atomic_write_text(stage / "run.json", json.dumps(run, indent=2) + "\n")

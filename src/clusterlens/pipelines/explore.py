@@ -27,8 +27,15 @@ import numpy as np
 
 from clusterlens.exceptions import DataValidationError, OutputExistsError
 from clusterlens.io._workspace import Workspace, open_workspace
-from clusterlens.pipelines._map_worker import MapWorker, WorkerLost
-from clusterlens.pipelines._stages import run_json, run_stage, valid_run
+from clusterlens.pipelines._stages import (
+    add_fingerprint,
+    clusters_stage,
+    map_stage,
+    run_json,
+    run_stage,
+    valid_run,
+)
+from clusterlens.pipelines._worker import StageWorker, WorkerLost
 from clusterlens.utils._fs import output_kind, staged_output_dir
 from clusterlens.utils._progress import progress
 
@@ -202,28 +209,29 @@ class _Background:
         return self._value
 
 
-def _start_map_worker(
-    ws: Workspace, backend: str, emb_valid: bool, params: dict[str, Any]
-) -> MapWorker | None:
-    """A process for the map (:mod:`clusterlens.pipelines._map_worker`),
-    started now so that it imports umap-learn while the collection is
-    embedded; None where the map is not drawn by UMAP here, or is valid
-    already."""
+def _wants_worker(
+    ws: Workspace | None, backend: str, emb_valid: bool, params: dict[str, Any]
+) -> bool:
+    """Whether to make the map and the clusters in a worker process
+    (:mod:`clusterlens.pipelines._worker`), started early so that it imports
+    umap-learn and scikit-learn while the collection is ingested and
+    embedded: where UMAP draws the map here and no valid map exists.
+    ``ws=None``: a workspace still to be made."""
     from clusterlens.curate._map import MIN_UMAP_SAMPLES
 
     if (
         backend != "local"
-        or len(ws) < MIN_UMAP_SAMPLES
+        or (ws is not None and len(ws) < MIN_UMAP_SAMPLES)
         or importlib.util.find_spec("umap") is None
     ):
-        return None
-    if emb_valid:
+        return False
+    if ws is not None and emb_valid:
         from clusterlens.pipelines import curate as cv
 
         want = cv.stage_fingerprint(ws, "map", params)
         if valid_run(ws.root / "map", "map", want) is not None:
-            return None
-    return MapWorker()
+            return False
+    return True
 
 
 def _embeddings_valid(ws: Workspace, image_size: int) -> bool:
@@ -345,7 +353,6 @@ def _explore(
     verbose: int,
 ) -> dict[str, Any]:
     from clusterlens.pipelines import curate as cv
-    from clusterlens.pipelines.cluster_images import run_cluster_images
     from clusterlens.pipelines.features import run_cnn_features
     from clusterlens.pipelines.features._cnn import _has_boxes
 
@@ -356,7 +363,7 @@ def _explore(
     inner = max(0, verbose)
     done: dict[str, Any] = {}
     reused: list[str] = []
-    worker: MapWorker | None = None
+    worker: StageWorker | None = None
 
     def step(name: str) -> None:
         bar.set_postfix_str(name)
@@ -368,6 +375,10 @@ def _explore(
         bar.update(1)
 
     try:
+        # a fresh workspace will need the map and the clusters: the worker
+        # starts now, its imports overlapping the ingest
+        if out_p is not None and not out_p.exists():
+            worker = StageWorker() if _wants_worker(None, backend, False, {}) else None
         step("ingest")
         ws, how = _open_or_ingest(
             source,
@@ -387,13 +398,23 @@ def _explore(
                 f"{ws.root} holds {len(ws)} item; explore needs at least 2."
             )
 
+        k = auto_clusters(len(ws)) if n_clusters is None else int(n_clusters)
+        if k > len(ws):
+            raise DataValidationError(
+                f"-k {k} is larger than the {len(ws):,} items of {ws.root}."
+            )
         cmd = {"command": "explore"}
         if image_size is None:
             image_size = auto_image_size(ws)
         emb_dir = ws.root / "features" / "cnn"
         emb_valid = _embeddings_valid(ws, image_size)
         map_params = {"method": "auto", "seed": random_state}
-        worker = _start_map_worker(ws, backend, emb_valid, map_params)
+        if not _wants_worker(ws, backend, emb_valid, map_params):
+            if worker is not None:  # too few items for UMAP: made here
+                worker.close()
+            worker = None
+        elif worker is None:
+            worker = StageWorker()
         scan_want = cv.stage_fingerprint(ws, "scan", {})
         # One decode per image: when both the embeddings and the scan
         # (content hashes, image properties) are to be made, the CNN stage's
@@ -422,12 +443,15 @@ def _explore(
                 )
             )
 
-        # scikit-learn (under the clusters' k-means) loads in a thread while
-        # the network runs, instead of holding up the stages after it
-        _Background(
-            lambda: importlib.import_module("clusterlens.cluster"),
-            name="explore-preload",
-        )
+        # scikit-learn (under the k-means of the clusters, and the label
+        # issues) loads in a thread while the network runs, instead of holding
+        # up the stages after it; not needed here when the worker makes the
+        # clusters of an unlabelled collection
+        if worker is None or ws.labels is not None:
+            _Background(
+                lambda: importlib.import_module("clusterlens.cluster"),
+                name="explore-preload",
+            )
         try:
             step("embeddings")
             if emb_valid:
@@ -486,29 +510,40 @@ def _explore(
                 command=cmd,
             ),
         )
-        # The map (UMAP: importing umap-learn and scikit-learn is most of its
-        # cost on a small collection, one core) needs only the neighbours: it
-        # runs in a thread beside the views and the clusters.
+        # The map (UMAP over the neighbours) and the clusters (k-means on the
+        # embeddings) are made beside the views: in the worker process when
+        # one was started (no GIL shared with the views; umap-learn and
+        # scikit-learn already imported there), else in threads here. (On
+        # Dask they run in turn: the run's client is the main thread's.)
         map_want = cv.stage_fingerprint(ws, "map", map_params)
-
-        def make_map() -> tuple[dict[str, Any], bool]:
-            if worker is not None:  # in the worker process started above
-                try:
-                    return worker.result()
-                except WorkerLost as e:
-                    logger.info("explore: %s; the map is made here", e)
-            return run_stage(
-                ws,
-                ws.root / "map",
-                "map",
-                map_want,
-                lambda st: cv.run_map(ws, st, random_state=random_state, command=cmd),
+        cparams = {"k": k, "seed": random_state, "n_init": 3}
+        cwant = {**cv.features_fingerprint(ws), "params": cparams}
+        jobs: dict[str, Callable[[], tuple[dict[str, Any], bool]]] = {
+            "map": lambda: map_stage(ws, map_want, random_state, cmd),
+            "clusters": lambda: clusters_stage(ws, k, random_state, cwant),
+        }
+        if worker is not None:
+            worker.submit(
+                str(ws.root),
+                {
+                    "map": {"want": map_want, "seed": random_state, "command": cmd},
+                    "clusters": {"want": cwant, "seed": random_state, "k": k},
+                },
             )
 
-        if worker is not None:
-            worker.submit(str(ws.root), random_state, map_want, cmd)
-        # (On Dask it runs in turn: the run's client is the main thread's.)
-        the_map = _Background(make_map, name="explore-map", inline=backend != "local")
+        def job(name: str) -> tuple[dict[str, Any], bool]:
+            if worker is not None:
+                try:
+                    return worker.result(name)
+                except WorkerLost as e:
+                    logger.info("explore: %s; the %s are made here", e, name)
+            return jobs[name]()
+
+        inline = backend != "local"
+        the_map = _Background(lambda: job("map"), name="explore-map", inline=inline)
+        clusters = _Background(
+            lambda: job("clusters"), name="explore-clusters", inline=inline
+        )
         try:
             view("quality", {}, lambda st: cv.run_quality(ws, st, command=cmd))
             thr = threshold
@@ -540,26 +575,11 @@ def _explore(
             )
 
             step("clusters")
-            k = auto_clusters(len(ws)) if n_clusters is None else int(n_clusters)
-            if k > len(ws):
-                raise DataValidationError(
-                    f"-k {k} is larger than the {len(ws):,} items of {ws.root}."
-                )
-            cparams = {"k": k, "seed": random_state, "n_init": 3}
-            cwant = {**cv.features_fingerprint(ws), "params": cparams}
-            s, r = run_stage(
-                ws,
-                ws.root / "clusters" / "cnn",
-                "clusters",
-                cwant,
-                lambda st: _clusters(
-                    ws, st, k, random_state, cwant, run_cluster_images
-                ),
-                key="explore_fingerprint",
-            )
-            finish("clusters", s, r)
+            finish("clusters", *clusters.result())
         except Exception:
-            the_map.wait()  # a failed run leaves no half-written map behind
+            # a failed run leaves no half-written map or clusters behind
+            the_map.wait()
+            clusters.wait()
             raise
         step("map")
         finish("map", *the_map.result())
@@ -624,28 +644,6 @@ def _explore(
     }
 
 
-def _clusters(
-    ws: Workspace,
-    stage: Path,
-    k: int,
-    seed: int,
-    fingerprint: dict[str, Any],
-    run_cluster_images: Callable[..., dict[str, Any]],
-) -> dict[str, Any]:
-    s = run_cluster_images(
-        ws,
-        stage,
-        features="cnn",
-        n_clusters=k,
-        n_init=3,
-        l2_normalize=True,
-        random_state=seed,
-        command={"command": "explore", "ws": str(ws.root)},
-    )
-    _add_fingerprint(stage, fingerprint)
-    return s
-
-
 def _label_issues(
     ws: Workspace, stage: Path, seed: int, fingerprint: dict[str, Any]
 ) -> dict[str, Any]:
@@ -662,14 +660,5 @@ def _label_issues(
         random_state=seed,
         command={"command": "explore", "ws": str(ws.root)},
     )
-    _add_fingerprint(stage, fingerprint)
+    add_fingerprint(stage, fingerprint)
     return s
-
-
-def _add_fingerprint(stage: Path, fingerprint: dict[str, Any]) -> None:
-    """Record what an existing stage's run.json was computed from."""
-    from clusterlens.utils._fs import atomic_write_text
-
-    run = run_json(stage) or {}
-    run["explore_fingerprint"] = json.loads(json.dumps(fingerprint))
-    atomic_write_text(stage / "run.json", json.dumps(run, indent=2) + "\n")

@@ -1,6 +1,7 @@
-"""``explore`` draws the map in a worker process: the same map as in-process,
-the stage's errors come back as themselves, and a lost worker costs nothing
-but time (the map is then made in the explore process)."""
+"""``explore`` makes the map and the clusters in a worker process: the same
+results as in-process, a stage's errors come back as themselves, and a lost
+worker costs nothing but time (the stages are then made in the explore
+process)."""
 
 from __future__ import annotations
 
@@ -12,8 +13,8 @@ import pytest
 from PIL import Image
 
 from clusterlens.exceptions import DataValidationError
-from clusterlens.pipelines import _map_worker
-from clusterlens.pipelines._map_worker import MapWorker, WorkerLost
+from clusterlens.pipelines import _worker
+from clusterlens.pipelines._worker import StageWorker, WorkerLost
 
 pytest.importorskip("umap")
 pytest.importorskip("torch")
@@ -44,56 +45,80 @@ def _xy(ws):
     return np.c_[t["x"], t["y"]]
 
 
-def test_the_worker_draws_the_map_made_in_process(folder, tmp_path, monkeypatch):
+def _labels(ws):
+    return pq.read_table(ws / "clusters" / "cnn" / "results.parquet").to_pydict()
+
+
+def test_the_worker_makes_what_explore_would_make(folder, tmp_path, monkeypatch):
+    import clusterlens.pipelines.cluster_images as ci
     import clusterlens.pipelines.curate as cv
     from clusterlens.io import open_workspace
 
-    run_map = cv.run_map
+    run_map, run_clusters = cv.run_map, ci.run_cluster_images
 
     def not_here(*a, **k):
-        raise AssertionError("the map was made in the explore process")
+        raise AssertionError("made in the explore process, not in the worker")
 
     monkeypatch.setattr(cv, "run_map", not_here)
+    monkeypatch.setattr(ci, "run_cluster_images", not_here)
     s = _explore(folder, tmp_path / "ws")
     assert s["stages"]["map"]["method"] == "umap"
+    assert s["stages"]["clusters"]["n_clusters"] == 3
+    ws = open_workspace(tmp_path / "ws")
     here = tmp_path / "here"
     here.mkdir()
-    run_map(open_workspace(tmp_path / "ws"), here, random_state=0)
-    t = pq.read_table(here / "map.parquet").to_pydict()
+    (here / "map").mkdir()
+    run_map(ws, here / "map", random_state=0)
+    t = pq.read_table(here / "map" / "map.parquet").to_pydict()
     assert np.array_equal(_xy(tmp_path / "ws"), np.c_[t["x"], t["y"]])
+    (here / "clusters").mkdir()
+    run_clusters(
+        ws,
+        here / "clusters",
+        features="cnn",
+        n_clusters=3,
+        n_init=3,
+        l2_normalize=True,
+        random_state=0,
+    )
+    got = pq.read_table(here / "clusters" / "results.parquet").to_pydict()
+    assert got["cluster"] == _labels(tmp_path / "ws")["cluster"]
 
 
 def test_a_lost_worker_costs_only_time(folder, tmp_path, monkeypatch):
     _explore(folder, tmp_path / "ok")
     # a worker that dies at once: explore makes the same map itself
     monkeypatch.setattr(
-        MapWorker,
+        StageWorker,
         "_command",
         staticmethod(lambda: [sys.executable, "-c", "import sys; sys.exit(3)"]),
     )
     s = _explore(folder, tmp_path / "lost")
     assert s["stages"]["map"]["method"] == "umap"
     assert np.array_equal(_xy(tmp_path / "lost"), _xy(tmp_path / "ok"))
+    assert _labels(tmp_path / "lost") == _labels(tmp_path / "ok")
 
 
 def test_the_stage_error_comes_back_as_itself(tmp_path):
-    w = MapWorker()
-    w.submit(str(tmp_path / "no-such-workspace"), 0, None, None)
-    with pytest.raises(DataValidationError, match="no-such-workspace"):
-        w.result()
+    w = StageWorker()
+    w.submit(str(tmp_path / "no-such-workspace"), {"map": {}, "clusters": {}})
+    for job in ("clusters", "map"):
+        with pytest.raises(DataValidationError, match="no-such-workspace"):
+            w.result(job)
+    w.close()
 
 
 def test_a_worker_that_cannot_start_says_so(monkeypatch):
     monkeypatch.setattr(
-        MapWorker, "_command", staticmethod(lambda: ["/nonexistent/python"])
+        StageWorker, "_command", staticmethod(lambda: ["/nonexistent/python"])
     )
-    w = MapWorker()
-    w.submit("ws", 0, None, None)
+    w = StageWorker()
+    w.submit("ws", {"map": {}})
     with pytest.raises(WorkerLost, match="did not start"):
-        w.result()
+        w.result("map")
 
 
 def test_the_worker_runs_the_callers_clusterlens():
-    env = _map_worker._child_env()
+    env = _worker._child_env()
     assert env["OMP_NUM_THREADS"] == "1"
     assert all(p in env["PYTHONPATH"].split(":") for p in sys.path if p)

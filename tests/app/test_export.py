@@ -72,7 +72,7 @@ def test_coco(tmp_path):
 def test_imagefolder_links_and_copies(tmp_path):
     ws = _folder_ws(tmp_path)
     export_labels(ws, LABELS, tmp_path / "links", fmt="imagefolder")
-    export_labels(ws, LABELS, tmp_path / "copies", fmt="imagefolder", copy=True)
+    export_labels(ws, LABELS, tmp_path / "copies", fmt="imagefolder", files="copy")
     for root, link in ((tmp_path / "links", True), (tmp_path / "copies", False)):
         folders = sorted(p.name for p in root.iterdir())
         assert folders == ["a", "b _"]  # unsafe characters never make a path

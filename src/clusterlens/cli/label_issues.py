@@ -37,7 +37,10 @@ Examples:
     "images_dir",
     type=click.Path(exists=True, file_okay=False, path_type=Path),
     default=None,
-    help="COCO input: folder of the images (boxes are cropped from them).",
+    help="COCO input: folder of the images (boxes are cropped from them). "
+    "FEATURES LABELS input: the folder the labels file's 'path' column is "
+    "relative to (default: the labels file's folder); the report shows each "
+    "sample's image.",
 )
 @click.option(
     "--embed",
@@ -211,6 +214,7 @@ def label_issues(
                 top=top,
                 export=export,
                 boxes=got.boxes,
+                item_image=got.item_image,
                 class_names=got.class_names,
                 features=got.features,
                 features_info=got.features_info,

@@ -46,7 +46,8 @@ class _Row:
 
 def _png(img: Any) -> str:
     """A panel as a data URI, by the reports' one rule (lossless for flat
-    images and masks, WebP for photos: a 160-px photo ~60 KB PNG -> ~8 KB)."""
+    images and masks, WebP for photos: the coco128 report, 100 rows of three
+    panels, went from 6.4 MB to 1.0 MB)."""
     return encode_thumbnail(img, 85)
 
 

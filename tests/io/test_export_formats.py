@@ -171,6 +171,11 @@ def test_yolo_round_trip(box_ws, tmp_path):
             np.testing.assert_allclose(xywhn[j], np.clip(want, 0, 1), atol=2e-3)
     yaml = (root / "data.yaml").read_text()
     assert "train: images" in yaml and f'0: "{classes[0]}"' in yaml
+    assert f"path: {json.dumps(str(root.resolve()))}" in yaml  # absolute
+    yaml_mod = pytest.importorskip("yaml")
+    doc = yaml_mod.safe_load(yaml)  # what Ultralytics reads
+    assert doc["names"] == dict(enumerate(classes))
+    assert doc["path"] == str(root.resolve()) and doc["train"] == "images"
 
 
 def test_yolo_needs_boxes(tmp_path):

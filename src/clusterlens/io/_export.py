@@ -304,7 +304,7 @@ def _yaml_str(s: str) -> str:
 
 
 def _write_yolo(
-    ws: Workspace, plan: _Plan, out: Path, files: str, verbose: int
+    ws: Workspace, plan: _Plan, out: Path, final: Path, files: str, verbose: int
 ) -> dict[str, Any]:
     if not plan.is_box.any():
         raise DataValidationError(
@@ -359,7 +359,10 @@ def _write_yolo(
         written.append(str(rel))
         n_boxes += rows.size
     atomic_write_text(lab_dir / "classes.txt", "".join(f"{c}\n" for c in cats))
-    yaml = "# written by clusterlens export --format yolo\npath: .\n"
+    # an absolute root: Ultralytics reads a relative 'path' from its datasets
+    # folder, not from the folder of data.yaml
+    yaml = "# written by clusterlens export --format yolo\n"
+    yaml += f"path: {_yaml_str(str(final.resolve()))}\n"
     yaml += "train: images\nval: images\nnames:\n"
     yaml += "".join(f"  {j}: {_yaml_str(c)}\n" for j, c in enumerate(cats))
     atomic_write_text(out / "data.yaml", yaml)
@@ -789,7 +792,8 @@ def export_labels(
         copies.
     final : str or os.PathLike, default=None
         Where ``out`` will be moved once written (for the absolute image paths
-        of Label Studio tasks); default: ``out``.
+        of Label Studio tasks and the root in YOLO's ``data.yaml``); default:
+        ``out``.
     verbose : int, default=0
 
     Returns
@@ -828,16 +832,16 @@ def export_labels(
     names = dict(cluster_names or {})
     dst = Path(os.fspath(out))
     dst.mkdir(parents=True, exist_ok=True)
+    fin = Path(os.fspath(final)) if final is not None else dst
     if fmt == "csv":
         info = _write_csv(ws, plan, clu, names, dst)
     elif fmt == "coco":
         info = _write_coco(ws, plan, dst, verbose)
     elif fmt == "yolo":
-        info = _write_yolo(ws, plan, dst, files, verbose)
+        info = _write_yolo(ws, plan, dst, fin, files, verbose)
     elif fmt == "imagefolder":
         info = _write_imagefolder(ws, plan, dst, files, verbose)
     else:
-        fin = Path(os.fspath(final)) if final is not None else dst
         sc = None if scores is None else np.asarray(scores, dtype=np.float64)
         info = _write_labelstudio(
             ws, plan, clu, names, sc, suggestions or {}, dst, fin, verbose

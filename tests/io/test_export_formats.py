@@ -363,3 +363,18 @@ def test_skip_names_a_missing_item(tmp_path):
     ws = _folder_ws(tmp_path)
     with pytest.raises(DataValidationError, match="skip names item 9"):
         export_labels(ws, [None] * 6, tmp_path / "o", fmt="csv", skip={9: "rejected"})
+
+
+def test_hardlink_across_file_systems_says_what_to_do(tmp_path, monkeypatch):
+    import errno
+
+    ws = _folder_ws(tmp_path)
+
+    def cross_device(src, dst):
+        raise OSError(errno.EXDEV, "Invalid cross-device link")
+
+    monkeypatch.setattr(os, "link", cross_device)
+    with pytest.raises(DataValidationError, match="Use --link symlink or --copy"):
+        export_labels(
+            ws, ["a"] * 6, tmp_path / "o", fmt="imagefolder", files="hardlink"
+        )

@@ -378,3 +378,16 @@ def test_hardlink_across_file_systems_says_what_to_do(tmp_path, monkeypatch):
         export_labels(
             ws, ["a"] * 6, tmp_path / "o", fmt="imagefolder", files="hardlink"
         )
+
+
+def test_imagefolder_box_crops_equal_read_item(box_ws, tmp_path):
+    """Box crops are cut from one decode per image; the pixels are the item's."""
+    ws, coco = box_ws
+    labels, skip, _, _, _ = _review(ws, coco)
+    out = export_labels(ws, labels, tmp_path / "o", fmt="imagefolder", skip=skip)
+    files = sorted((tmp_path / "o").glob("*/*.png"))
+    assert out["n_images"] == len(files) == sum(lab is not None for lab in labels) - 2
+    for f in files[:: max(1, len(files) // 25)]:
+        i = int(f.name[:7])
+        assert f.parent.name == safe_folder_name(labels[i])
+        np.testing.assert_array_equal(np.asarray(Image.open(f)), ws.read_item(i))

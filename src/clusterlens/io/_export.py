@@ -120,7 +120,30 @@ def _plan(
     return _Plan(labels=labs, keep=keep, skipped=skipped, is_box=is_box)
 
 
-def _array_png(ws: Workspace, i: int, folder: Path) -> Path | None:
+class _LastImage:
+    """The last image file decoded: the boxes of one image are cropped from one
+    decode (coco128's 927 boxes: 128 decodes instead of 927)."""
+
+    def __init__(self) -> None:
+        self.path: str | None = None
+        self.image: Any = None
+
+    def __call__(self, ws: Workspace, i: int) -> Any:
+        from clusterlens.io._images import decode_image
+
+        if int(ws.items["array_row"][i]) >= 0:
+            return None
+        path = str(ws.items["path"][i])
+        if path != self.path:
+            self.path, self.image = None, None
+            self.image = decode_image(ws.image_root / path)
+            self.path = path
+        return self.image
+
+
+def _array_png(
+    ws: Workspace, i: int, folder: Path, last: _LastImage | None = None
+) -> Path | None:
     """Write item ``i``'s pixels (an array row or a box crop) as a PNG."""
     from PIL import Image
 
@@ -128,22 +151,26 @@ def _array_png(ws: Workspace, i: int, folder: Path) -> Path | None:
     if dst.exists():
         return dst
     try:
-        pix = ws.read_item(i)
+        pix = ws.read_item(i, image=None if last is None else last(ws, i))
     except (OSError, ValueError) as e:
         logger.warning("item %d unreadable: %s", i, e)
         return None
     dst.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(pix).save(dst)
+    # lossless; zlib level 1: coco128 photo crops encode ~2x faster than at
+    # the default level 6, for 5 % more bytes
+    Image.fromarray(pix).save(dst, compress_level=1)
     return dst
 
 
-def _item_file(ws: Workspace, i: int, out: Path) -> Path | None:
+def _item_file(
+    ws: Workspace, i: int, out: Path, last: _LastImage | None = None
+) -> Path | None:
     """The file showing item ``i`` alone: the original image, or a PNG written
     under ``out/images`` for array sources and box crops."""
     rel = str(ws.items["path"][i])
     if rel and not np.isfinite(float(ws.items["bbox_w"][i])):
         return ws.image_root / rel
-    return _array_png(ws, i, out / "images")
+    return _array_png(ws, i, out / "images", last)
 
 
 def _source_image(ws: Workspace, i: int, out: Path) -> tuple[str, Path] | None:
@@ -384,8 +411,16 @@ def _write_imagefolder(
 ) -> dict[str, Any]:
     n_written = 0
     used: dict[str, str] = {}
-    todo = [i for i in np.flatnonzero(plan.keep).tolist() if plan.labels[i]]
-    for i in progress(todo, total=len(todo), desc="imagefolder", verbose=verbose):
+    todo = np.array(
+        [i for i in np.flatnonzero(plan.keep).tolist() if plan.labels[i]], np.int64
+    )
+    # by image file, so that the boxes of an image are cut from one decode
+    paths = np.asarray(ws.items["path"], dtype=object)[todo].astype(str)
+    todo = todo[np.argsort(paths, kind="stable")]
+    last = _LastImage()
+    for i in progress(
+        todo.tolist(), total=todo.size, desc="imagefolder", verbose=verbose
+    ):
         lab = str(plan.labels[i])
         folder = safe_folder_name(lab)
         # case-insensitive: "Cat" and "cat" are one folder on macOS and Windows
@@ -395,7 +430,7 @@ def _write_imagefolder(
                 f"folder name {folder!r} (folder names are compared ignoring case); "
                 "rename one of them in the review."
             )
-        src = _item_file(ws, i, out / ".images")
+        src = _item_file(ws, i, out / ".images", last)
         if src is None:
             continue
         dst = out / folder / f"{i:07d}_{Path(src).name}"

@@ -157,7 +157,8 @@ def label_issues(
 ) -> None:
     """Rank samples by how likely their label is wrong, and flag the likely wrong.
 
-    DATA is FEATURES LABELS (features .npy/.parquet; labels .npy/.csv/.parquet),
+    DATA is FEATURES LABELS (features .npy/.parquet; labels .npy/.csv/.parquet,
+    whose 'path' column, if any, names each sample's image for the report),
     a workspace WS (`clusterlens ingest`, labelled; its CNN embeddings from
     `features cnn`), or one COCO instances JSON with --images (one sample per
     box: crowd boxes, boxes outside their image and boxes under

@@ -87,6 +87,12 @@ def test_annotation_smoke():
     assert out["final_accuracy"] == 1.0
     # clustering saves actions against one image, one action
     assert out["correct_labels_per_action"] > 1.0
+    # #19: every action went to the real server over HTTP, as the page posts it
+    http = out["http"]
+    assert http["page"]["n"] >= out["actions"]["name_cluster"]
+    for kind in ("name_cluster", "split", "label_items"):
+        assert http.get(kind, {"n": 0})["n"] == out["actions"][kind]
+    assert http["/api/export"]["n"] == 1
 
 
 def test_distributed_smoke():

@@ -147,3 +147,19 @@ def test_export_from_the_page(client, digits_ws):
     assert text.count(",deux,") == 20 and ",two," not in text
     r = c.post("/api/export", json={"format": "pdf"})
     assert r.status_code == 400 and "Unknown export format" in r.json["error"]
+
+
+def test_export_menu_offers_yolo_for_boxes_only(client, digits_ws):
+    """#19: the page's export menu; YOLO refused with a reason on whole images."""
+    c, store = client
+    html = c.get("/cluster/0").get_data(as_text=True)
+    offered = re.findall(r'class="export-btn btn" data-format="(\w+)"', html)
+    assert offered == ["csv", "coco", "imagefolder", "labelstudio"]
+    r = c.post("/api/export", json={"format": "yolo"})
+    assert r.status_code == 400 and "YOLO labels are boxes" in r.json["error"]
+    assert not (digits_ws[0] / "export" / "yolo").exists()
+    a, b = (int(i) for i in store.cluster_items(0)[:2])
+    c.post("/api/action", json={"kind": "keep_one", "keep": a, "items": [a, b]})
+    r = c.post("/api/export", json={"format": "labelstudio"})
+    assert r.status_code == 200 and r.json["skipped"] == {"duplicate": 1}
+    assert r.json["skipped_text"] == "skipped 1 item: 1 marked duplicate (keep one)"

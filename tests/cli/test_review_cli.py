@@ -200,3 +200,37 @@ def test_export_never_switches_the_review(ws):
     assert r.exit_code == 0, r.output
     text = (ws / "export" / "csv" / "labels.csv").read_text()
     assert text.count(",zero,") == 20
+
+
+def test_export_says_what_it_skipped(ws):
+    """#19: duplicates (keep one) and rejected items are left out, and counted."""
+    from clusterlens.app import open_review
+
+    _, store = open_review(ws)
+    store.name_cluster(0, "zero")
+    a, b = (int(i) for i in store.cluster_items(0)[:2])
+    store.keep_one(a, [a, b])
+    store.reject([int(store.cluster_items(1)[0])], to="pool")
+    store.close()
+    r = CliRunner().invoke(cli, ["export", str(ws), "--format", "imagefolder"])
+    assert r.exit_code == 0, r.output
+    assert "Skipped 2 items: 1 marked duplicate (keep one), 1 rejected." in r.output
+    assert "Exported 19 labelled of 60 items" in r.output
+    r = CliRunner().invoke(cli, ["export", str(ws), "--format", "yolo"])
+    assert r.exit_code == 1 and "YOLO labels are boxes" in r.output
+    assert "Traceback" not in r.output and not (ws / "export" / "yolo").exists()
+    r = CliRunner().invoke(
+        cli,
+        [
+            "export",
+            str(ws),
+            "--format",
+            "imagefolder",
+            "--copy",
+            "--link",
+            "hardlink",
+            "--out",
+            str(ws / "x"),
+        ],
+    )
+    assert r.exit_code == 2 and "--copy or --link" in r.output

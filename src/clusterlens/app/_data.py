@@ -55,7 +55,8 @@ class ReviewData:
     features : ndarray of shape (n_items, d) or None
         The feature matrix the clustering used, when it can still be read.
     suspects : dict of str to ndarray or None
-        ``index``, ``issue_rank``, ``given``, ``suggested`` of a label-issues run.
+        ``index``, ``issue_rank``, ``given``, ``suggested`` (and
+        ``label_quality`` when the run wrote it) of a label-issues run.
     """
 
     workspace: Workspace
@@ -186,12 +187,15 @@ def load_suspects(
         else np.ones(index.size, dtype=bool)
     )
     order = np.argsort(cols["issue_rank"][keep], kind="stable")
-    return {
+    out = {
         "index": index[keep][order],
         "issue_rank": cols["issue_rank"][keep][order].astype(np.int64),
         "given": cols["label"][keep][order].astype(str),
         "suggested": cols["suggested_label"][keep][order].astype(str),
     }
+    if "label_quality" in cols:  # the score of the suggestion an export writes
+        out["label_quality"] = cols["label_quality"][keep][order].astype(np.float64)
+    return out
 
 
 def load_review_data(

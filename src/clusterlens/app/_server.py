@@ -402,6 +402,19 @@ def create_app(
         results_rel = str(data.results_path.resolve().relative_to(wsp.root.resolve()))
     except ValueError:
         results_rel = str(data.results_path)
+    # the export menu: YOLO labels are boxes, offered for box workspaces only
+    has_boxes = bool(np.isfinite(np.asarray(wsp.items["bbox_w"], float)).any())
+    export_formats = [
+        ("csv", "labels.csv: index, item, label, cluster"),
+        ("coco", "COCO annotations.json (boxes stay boxes of their images)"),
+        *([("yolo", "YOLO labels/*.txt + data.yaml")] if has_boxes else []),
+        ("imagefolder", "one folder of images per label"),
+        (
+            "labelstudio",
+            "Label Studio tasks: labels as annotations, suggestions "
+            "as scored predictions",
+        ),
+    ]
 
     def _page_no() -> int:
         raw = flask.request.args.get("page", "1")
@@ -472,6 +485,7 @@ def create_app(
             ws_name=wsp.root.name,
             results_rel=results_rel,
             switched=store.switched,
+            export_formats=export_formats,
             **extra,
         )
         resp = flask.make_response(html)
@@ -837,7 +851,8 @@ def create_app(
 
     @app.post("/api/export")
     def export() -> Any:
-        from clusterlens.io._export import EXPORT_FORMATS, export_labels
+        from clusterlens.app._export import export_review
+        from clusterlens.io._export import EXPORT_FORMATS, describe_skipped
         from clusterlens.utils._fs import staged_output_dir
 
         body = _json_body(flask.request)
@@ -867,18 +882,16 @@ def create_app(
             with staged_output_dir(
                 dst, overwrite=True, kind=f"export/{fmt}", workspace=wsp.root
             ) as stage:
-                summary = export_labels(
-                    wsp,
-                    store.labels(),
-                    stage,
-                    fmt=str(fmt),
-                    cluster=store.assignment(),
-                    cluster_names=store.cluster_names(),
-                    final=dst,
-                )
+                summary = export_review(data, store, stage, fmt=str(fmt), final=dst)
         except ClusterlensError as e:
             return flask.jsonify({"error": str(e)}), 400
-        return flask.jsonify({**summary, "out": str(dst)})
+        return flask.jsonify(
+            {
+                **summary,
+                "out": str(dst),
+                "skipped_text": describe_skipped(summary["skipped"]),
+            }
+        )
 
     return app
 

@@ -714,6 +714,48 @@ class ReviewStore:
             for i, m in self._con.execute("SELECT idx, mark FROM marks").fetchall()
         }
 
+    def excluded(self) -> dict[int, str]:
+        """The items every export leaves out, and why.
+
+        ``"duplicate"``: marked by :meth:`keep_one` (the copy kept is not);
+        ``"rejected"``: rejected into the pool (cluster -1) and not labelled
+        since. An item rejected into its nearest other cluster is not
+        excluded: it stays in the data set under that cluster.
+        """
+        with self._lock:
+            self._reload()
+            rows = self._con.execute(
+                "SELECT args FROM actions WHERE kind = 'reject' AND undone = 0"
+            ).fetchall()
+            named: list[int] = []
+            for (args,) in rows:
+                items = json.loads(args).get("items", [])
+                named += items if isinstance(items, list) else [items]
+            idx = np.unique(np.asarray(named, dtype=np.int64))
+            idx = idx[(idx >= 0) & (idx < self.n_items)]
+            gone = idx[
+                (self._cluster[idx] == POOL) & np.equal(self._label[idx], None)  # type: ignore[call-overload]
+            ]
+            out = dict.fromkeys(gone.tolist(), "rejected")
+        out.update({i: m for i, m in self.marks().items() if m == "duplicate"})
+        return out
+
+    def typicality(self) -> npt.NDArray[np.float64]:
+        """How typical each item is of its current cluster, in (0, 1].
+
+        The share of the cluster's items at least as far from its centre
+        (by the order of the grid): 1 for the closest, ``1/size`` for the
+        farthest; NaN for items in the pool. The ``score`` of the cluster-name
+        predictions an export writes.
+        """
+        out = np.full(self.n_items, np.nan)
+        with self._lock:
+            self._reload()
+            for c in self._live_clusters():
+                members = self.cluster_items(c)
+                out[members] = 1.0 - np.arange(members.size) / max(members.size, 1)
+        return out
+
     def resolve_suspect(
         self, item: int, decision: str, label: str | None = None
     ) -> dict[str, Any]:

@@ -1,8 +1,10 @@
-"""``clusterlens export``: reviewed labels as COCO, ImageFolder, Label Studio or CSV."""
+"""``clusterlens export``: labels as COCO, YOLO, ImageFolder, Label Studio or CSV."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -13,6 +15,8 @@ EXAMPLES = """
 \b
 Examples:
   clusterlens export ws --format csv
+  clusterlens export ws --format coco
+  clusterlens export boxes-ws --format yolo --link hardlink
   clusterlens export ws --format imagefolder --copy --out dataset/
   clusterlens export ws --format labelstudio --out ls --overwrite
 """
@@ -23,10 +27,13 @@ Examples:
 @click.option(
     "--format",
     "export_format",
-    type=click.Choice(["coco", "imagefolder", "labelstudio", "csv"]),
+    type=click.Choice(["coco", "yolo", "imagefolder", "labelstudio", "csv"]),
     required=True,
-    help="coco: annotations.json; imagefolder: one folder per label; "
-    "labelstudio: tasks.json with cluster names as predictions; csv: labels.csv.",
+    help="coco: annotations.json (boxes stay boxes of their source images); "
+    "yolo: images/, labels/*.txt, data.yaml (box workspaces only); imagefolder: "
+    "one folder per label; labelstudio: tasks.json with the labels as "
+    "annotations and cluster names / label-issue fixes as scored predictions; "
+    "csv: labels.csv.",
 )
 @click.option(
     "--results",
@@ -35,7 +42,16 @@ Examples:
     help="Results Parquet with the clusters (default: the ones under review, or "
     "the newest under WS). Results other than the review's are refused.",
 )
-@click.option("--copy", is_flag=True, help="imagefolder: copy images, not links.")
+@click.option(
+    "--copy", is_flag=True, help="imagefolder, yolo: copy the images, not links."
+)
+@click.option(
+    "--link",
+    type=click.Choice(["symlink", "hardlink"]),
+    default=None,
+    help="imagefolder, yolo: link the images with symbolic links (the default) "
+    "or hard links (same file system only; survive moving the originals).",
+)
 @click.option(
     "-o",
     "--out",
@@ -58,6 +74,7 @@ def export(
     export_format: str,
     results: Path | None,
     copy: bool,
+    link: str | None,
     out: Path | None,
     overwrite: bool,
     fmt: str,
@@ -65,15 +82,18 @@ def export(
 ) -> None:
     """Write the labels of WS (from WS/review.sqlite) in one format.
 
-    Unlabelled items are left out of COCO annotations and the ImageFolder tree;
-    Label Studio tasks carry their cluster's name as a prediction.
+    Unlabelled items are left out of COCO annotations, YOLO labels and the
+    ImageFolder tree; items marked duplicate (the review's "keep one") or
+    rejected into the pool are left out of every format, and the summary says
+    how many. YOLO writes an image only when every box of it is labelled.
     """
-    import numpy as np
-
     from clusterlens.app._data import STORE_NAME, open_review
-    from clusterlens.io._export import export_labels
+    from clusterlens.app._export import export_review
     from clusterlens.utils._fs import check_output_dir
 
+    if copy and link is not None:
+        raise click.UsageError("Pass --copy or --link, not both.")
+    files = "copy" if copy else (link or "symlink")
     dst = out if out is not None else ws / "export" / export_format
     kind = f"export/{export_format}"
     inputs = [results, *ws_inputs(ws)]
@@ -83,33 +103,21 @@ def export(
     data, store = open_review(
         ws, results=results, issues=None, create=False, switch=False
     )
-    if store is None:
-        labels: list[str | None] = [None] * len(data)
-        assignment = data.cluster
-        names: dict[int, str | None] = {
-            int(c): None for c in np.unique(data.cluster[data.cluster >= 0])
-        }
-        if not quiet:
-            click.echo(
-                f"note: {ws / STORE_NAME} does not exist (nothing reviewed yet): "
-                "exporting the clusters without labels. Label them first with: "
-                f"clusterlens review {ws}",
-                err=True,
-            )
-    else:
-        labels = store.labels()
-        assignment = store.assignment()
-        names = store.cluster_names()
+    if store is None and not quiet:
+        click.echo(
+            f"note: {ws / STORE_NAME} does not exist (nothing reviewed yet): "
+            "exporting the clusters without labels. Label them first with: "
+            f"clusterlens review {ws}",
+            err=True,
+        )
     try:
         run_command(
-            lambda stage: export_labels(
-                data.workspace,
-                labels,
+            lambda stage: export_review(
+                data,
+                store,
                 stage,
                 fmt=export_format,
-                cluster=assignment,
-                cluster_names=names,
-                copy=copy,
+                files=files,
                 final=dst,
                 verbose=0 if quiet or fmt == "json" else 1,
             ),
@@ -121,11 +129,33 @@ def export(
             fmt=fmt,
             quiet=quiet,
             schema="clusterlens.export/1",
-            human=lambda s: (
-                f"Exported {s['n_labelled']:,} of {s['n_items']:,} items as "
-                f"{export_format}.\nWrote {dst}/"
-            ),
+            human=lambda s: _human(s, export_format, dst),
         )
     finally:
         if store is not None:
             store.close()
+
+
+def _human(s: Mapping[str, Any], export_format: str, dst: Path) -> str:
+    from clusterlens.io._export import describe_skipped
+
+    lines = [
+        f"Exported {s['n_labelled']:,} labelled of {s['n_items']:,} items as "
+        f"{export_format}."
+    ]
+    skipped = describe_skipped(s.get("skipped", {}))
+    if skipped:
+        lines.append(skipped[0].upper() + skipped[1:] + ".")
+    if s.get("n_images_incomplete"):
+        lines.append(
+            f"Left out {s['n_images_incomplete']:,} images with boxes not labelled "
+            "yet (YOLO would learn those objects as background); label them in "
+            "the review."
+        )
+    if export_format == "labelstudio":
+        lines.append(
+            f"{s['n_tasks']:,} tasks: {s['n_annotated']:,} with annotations, "
+            f"{s['n_predicted']:,} with predictions."
+        )
+    lines.append(f"Wrote {dst}/")
+    return "\n".join(lines)

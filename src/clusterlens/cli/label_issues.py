@@ -37,7 +37,10 @@ Examples:
     "images_dir",
     type=click.Path(exists=True, file_okay=False, path_type=Path),
     default=None,
-    help="COCO input: folder of the images (boxes are cropped from them).",
+    help="COCO input: folder of the images (boxes are cropped from them). "
+    "FEATURES LABELS input: the folder the labels file's 'path' column is "
+    "relative to (default: the labels file's folder); the report shows each "
+    "sample's image.",
 )
 @click.option(
     "--embed",
@@ -154,7 +157,8 @@ def label_issues(
 ) -> None:
     """Rank samples by how likely their label is wrong, and flag the likely wrong.
 
-    DATA is FEATURES LABELS (features .npy/.parquet; labels .npy/.csv/.parquet),
+    DATA is FEATURES LABELS (features .npy/.parquet; labels .npy/.csv/.parquet,
+    whose 'path' column, if any, names each sample's image for the report),
     a workspace WS (`clusterlens ingest`, labelled; its CNN embeddings from
     `features cnn`), or one COCO instances JSON with --images (one sample per
     box: crowd boxes, boxes outside their image and boxes under
@@ -211,6 +215,7 @@ def label_issues(
                 top=top,
                 export=export,
                 boxes=got.boxes,
+                item_image=got.item_image,
                 class_names=got.class_names,
                 features=got.features,
                 features_info=got.features_info,

@@ -19,7 +19,11 @@ from clusterlens.io._descriptors import (
     write_ivecs,
     write_oxford_bin,
 )
-from clusterlens.io._features_labels import read_features, read_labels
+from clusterlens.io._features_labels import (
+    read_features,
+    read_label_paths,
+    read_labels,
+)
 from clusterlens.io._images import (
     MAX_IMAGE_PIXELS,
     ImageArray,
@@ -59,6 +63,7 @@ __all__ = [
     "read_features",
     "read_idx",
     "read_image",
+    "read_label_paths",
     "read_labels",
     "read_results",
     "read_voc_boxes",

@@ -14,7 +14,10 @@ from clusterlens.io._descriptors import as_matrix
 from clusterlens.io._safe import load_npy, read_parquet
 from clusterlens.typing import PathLike
 
-__all__ = ["read_features", "read_labels"]
+__all__ = ["PATH_COLUMNS", "read_features", "read_label_paths", "read_labels"]
+
+#: Columns of a labels CSV/Parquet that name each sample's image file.
+PATH_COLUMNS = ("path", "image", "file_name", "filename")
 
 logger = logging.getLogger(__name__)
 
@@ -124,6 +127,42 @@ def read_labels(path: PathLike) -> npt.NDArray[Any]:
         f"Labels file {str(p)!r} must be .npy, .csv or .parquet; got "
         f"{p.suffix or 'no suffix'}."
     )
+
+
+def read_label_paths(
+    path: PathLike, images_dir: PathLike | None = None
+) -> list[str | None] | None:
+    """The image file of each sample, from a labels CSV or Parquet.
+
+    The first of the columns :data:`PATH_COLUMNS` (``path``, ``image``,
+    ``file_name``, ``filename``) that the file has names each row's image;
+    relative names are taken from ``images_dir`` (default: the labels file's
+    folder). Returns None when the file has no such column (``.npy`` labels
+    never do); an empty cell gives None for that row.
+    """
+    p = Path(path)
+    suffix = p.suffix.lower()
+    if suffix == ".parquet":
+        table = read_parquet(p, what="labels Parquet", fix="save the labels again")
+        col = next((c for c in PATH_COLUMNS if c in table), None)
+        if col is None:
+            return None
+        names = [str(v) if v is not None else "" for v in table[col].tolist()]
+    elif suffix in (".csv", ".txt"):
+        import csv
+
+        with p.open(newline="", encoding="utf-8") as fh:
+            rows = [r for r in csv.reader(fh) if r]
+        header = [h.strip() for h in rows[0]] if rows else []
+        col = next((c for c in PATH_COLUMNS if c in header), None)
+        if col is None:
+            return None
+        j = header.index(col)
+        names = [r[j].strip() if j < len(r) else "" for r in rows[1:]]
+    else:
+        return None
+    root = Path(images_dir) if images_dir is not None else p.parent
+    return [str(root / n) if n else None for n in names]
 
 
 def _is_number(s: str) -> bool:

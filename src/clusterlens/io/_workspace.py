@@ -180,8 +180,13 @@ class Workspace:
         size: tuple[int, int] | None = None,
         margin: float = 0.0,
         min_size: tuple[int, int] | None = None,
+        image: Any = None,
     ) -> npt.NDArray[np.uint8]:
         """Pixels of item ``i`` (crop applied), uint8 (H, W) or (H, W, 3).
+
+        ``image`` is item ``i``'s whole image already decoded (a PIL image of
+        its file, as :func:`clusterlens.io.decode_image` gives it with this
+        ``mode``): callers cropping many boxes of one image decode it once.
 
         ``size`` (height, width) resizes the result; ``min_size`` (height,
         width) says the caller needs no more pixels than that (a whole JPEG
@@ -212,6 +217,8 @@ class Workspace:
             target = mode if mode is not None else _native_mode(img.mode)
             if img.mode != target:
                 img = img.convert(target)
+        elif image is not None:
+            img = image
         else:
             x, y, w, h = (float(self.items[c][i]) for c in _BBOX)
             img = decode_image(

@@ -19,6 +19,7 @@ from clusterlens.io import (
     BoxSamples,
     coco_box_samples,
     read_features,
+    read_label_paths,
     read_labels,
     workspace_box_samples,
     write_results,
@@ -424,6 +425,7 @@ def run_label_issues(
     top: int = 50,
     export: bool = False,
     boxes: BoxSamples | None = None,
+    item_image: Callable[[int], Any] | None = None,
     class_names: Sequence[str] | None = None,
     features: str | None = None,
     features_info: dict[str, Any] | None = None,
@@ -454,6 +456,9 @@ def run_label_issues(
         Samples in the top and bottom galleries.
     boxes : BoxSamples, default=None
         For COCO boxes: the galleries show the notebook's three panels.
+    item_image : callable, default=None
+        ``item_image(i)`` is sample ``i``'s image (whole-image samples): the
+        galleries show it.
     class_names : sequence of str, default=None
         Display names for integer labels (``class_names[label]``).
     features : str, default=None
@@ -595,6 +600,7 @@ def run_label_issues(
         top_idx=top_idx,
         bottom_idx=bottom_idx,
         boxes=boxes,
+        images=item_image,
         title=f"clusterlens label issues: {class_label}",
         margin=crop_margin,
         figures={
@@ -676,6 +682,10 @@ class LabelIssueInputs:
         What ``X`` is, in words (the summary and report say it).
     features_info : dict
         How the features were made (cache folder, seconds, ...).
+    item_image : callable or None
+        ``item_image(i)`` gives sample ``i``'s whole image (uint8 array) when
+        it is known: a whole-image workspace's items, or the ``path`` column
+        of a labels CSV/Parquet. The report's gallery shows it.
     """
 
     X: Any
@@ -686,6 +696,7 @@ class LabelIssueInputs:
     features_name: str = "the box features"
     features: str | None = None
     features_info: dict[str, Any] = field(default_factory=dict)
+    item_image: Callable[[int], Any] | None = None
 
 
 def label_issue_workspace(data: Sequence[Path]) -> Path | None:
@@ -704,6 +715,21 @@ def label_issue_workspace(data: Sequence[Path]) -> Path | None:
             "FEATURES LABELS, or a COCO JSON with --images."
         )
     return ws_dir
+
+
+class _PathImages:
+    """``item_image`` of samples whose image files are known by path."""
+
+    def __init__(self, paths: Sequence[str | None]) -> None:
+        self.paths = list(paths)
+
+    def __call__(self, i: int) -> Any:
+        from clusterlens.io._images import decode_image
+
+        p = self.paths[i] if 0 <= i < len(self.paths) else None
+        if p is None:
+            raise OSError(f"sample {i} has no image path")
+        return np.asarray(decode_image(p, mode="RGB"))
 
 
 def read_label_issue_inputs(
@@ -747,6 +773,7 @@ def read_label_issue_inputs(
             features_name=f"the embeddings of {str(ws_dir)!r}",
             features=f"the workspace's CNN {'crop ' if boxes is not None else ''}"
             f"embeddings ({X.shape[1]}-d, features/cnn)",
+            item_image=wsp.read_item if boxes is None else None,
         )
     if len(data) == 1 and data[0].suffix.lower() == ".json":
         if images_dir is None:
@@ -801,12 +828,14 @@ def read_label_issue_inputs(
             features=used,
         )
     if len(data) == 2 and not any(p.is_dir() for p in data):
+        paths = read_label_paths(data[1], images_dir)
         return LabelIssueInputs(
             read_features(data[0]),
             read_labels(data[1]),
             {"features": str(data[0]), "labels": str(data[1])},
             features_name=f"FEATURES {str(data[0])!r}",
             features=f"FEATURES {data[0].name}",
+            item_image=None if paths is None else _PathImages(paths),
         )
     raise DataValidationError(
         "Pass FEATURES LABELS (two files), a workspace folder, or one COCO "

@@ -173,7 +173,8 @@
         if (!window.confirm(out.error)) { say("export kept as it was: " + out.exists); return; }
         out = await post("/api/export", { format, overwrite: true });
       } else if (!r.ok) { say(out.error || "error"); return; }
-      say("exported " + out.n_labelled + " labels to " + out.out);
+      say("exported " + out.n_labelled + " labels to " + out.out +
+          (out.skipped_text ? " (" + out.skipped_text + ")" : ""));
       b.closest("details").open = false;
     });
   }

@@ -162,7 +162,7 @@
     request();
   }
   function drawLegend() {
-    const order = legend.map((e, j) => j).sort((a, b) => legend[b].count - legend[a].count);
+    const order = legend.map((e, j) => j).filter((j) => legend[j].count > 0).sort((a, b) => legend[b].count - legend[a].count);
     const shown = order.slice(0, 60);
     legendEl.replaceChildren(...shown.map((j) => {
       const e = legend[j];

@@ -417,6 +417,10 @@
     view: () => ({ ...view, W, H }),
     select: (i) => { sel[i] = 1; selectionChanged(); },
     screenOf: (i) => [sx(X[i]), sy(Y[i])],
+    tipLoaded: () => new Promise((ok) => {
+      if (tipImg.complete && tipImg.naturalWidth) ok(true);
+      else { tipImg.onload = () => ok(true); tipImg.onerror = () => ok(false); }
+    }),
     draw,
   };
 })();

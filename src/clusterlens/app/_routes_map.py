@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import itertools
+import logging
 import threading
 from collections import OrderedDict
 from typing import Any
@@ -35,6 +36,8 @@ __all__ = ["MAX_SELECTIONS", "add_map_routes"]
 
 #: Selections the server remembers (older ones are dropped first).
 MAX_SELECTIONS = 64
+logger = logging.getLogger(__name__)
+
 _K_DEFAULT = 48
 _K_MAX = 1000
 
@@ -53,20 +56,32 @@ def add_map_routes(
 ) -> None:
     """Register the routes on ``app`` (called by ``create_app``)."""
     xy_cache: dict[str, Any] = {}
+    xy_lock = threading.Lock()
     selections: OrderedDict[str, dict[str, Any]] = OrderedDict()
     sel_lock = threading.Lock()
     sel_ids = itertools.count(1)
 
     def _xy() -> Any:
-        if "xy" not in xy_cache:
-            try:
-                xy = load_map_xy(wsp)
-            except ClusterlensError as e:
-                xy_cache["error"] = str(e)
-                xy = None
-            xy_cache["xy"] = xy
-            xy_cache["bytes"] = None if xy is None else quantize_xy(xy)
-        return xy_cache["xy"]
+        with xy_lock:
+            if "xy" not in xy_cache:
+                try:
+                    xy = load_map_xy(wsp)
+                except ClusterlensError as e:
+                    xy_cache["error"] = str(e)
+                    xy = None
+                xy_cache["bytes"] = None if xy is None else quantize_xy(xy)
+                xy_cache["xy"] = xy
+            return xy_cache["xy"]
+
+    def _warm() -> None:
+        """Read the map and load the index now, not on the first request."""
+        try:
+            _xy()
+            searcher.load()
+        except (ClusterlensError, OSError) as e:  # said again on request
+            logger.info("review app: not preloaded (%s)", e)
+
+    threading.Thread(target=_warm, name="clusterlens-warm", daemon=True).start()
 
     def _no_map() -> str:
         return xy_cache.get("error") or (

@@ -85,6 +85,11 @@ class Searcher:
                     raise SearchUnavailable(str(e)) from e
             return self._index
 
+    def load(self) -> None:
+        """Load the index now when there is one (a server warming up)."""
+        if self.unavailable() is None:
+            self._loaded()
+
     def _embedder(self) -> Any:
         with self._lock:
             if self._embed is None:

@@ -93,10 +93,10 @@ class Searcher:
     def _embedder(self) -> Any:
         with self._lock:
             if self._embed is None:
-                from clusterlens.pipelines.curate import _workspace_embedder
+                from clusterlens.pipelines.curate import workspace_embedder
 
                 try:
-                    self._embed = _workspace_embedder(self.ws)
+                    self._embed = workspace_embedder(self.ws)
                 except ClusterlensError as e:  # no CNN run, no torch
                     raise SearchUnavailable(
                         f"Search by image needs the network that made the "

@@ -62,6 +62,7 @@ __all__ = [
     "run_scan",
     "similar_items",
     "stage_fingerprint",
+    "workspace_embedder",
 ]
 
 #: Neighbours kept per item in ``WS/neighbors`` (the map's UMAP uses 15).
@@ -1004,13 +1005,13 @@ def similar_items(
         q = np.asarray(embeddings(ws)[item], dtype=np.float32)
         query = {"item": int(item), "item_id": str(ws.items["item_id"][item])}
     elif pixels is not None:
-        q = (embed or _workspace_embedder(ws))(pixels)
+        q = (embed or workspace_embedder(ws))(pixels)
         query = {"image": "(uploaded)"}
     else:
         from clusterlens.io._images import read_image
 
         path = Path(os.fspath(image))  # type: ignore[arg-type]
-        embedder = embed or _workspace_embedder(ws)
+        embedder = embed or workspace_embedder(ws)
         # decoded as the items were (a JPEG at its smallest DCT scale >= input)
         side = getattr(embedder, "image_size", None)
         try:
@@ -1048,7 +1049,7 @@ def similar_items(
     }
 
 
-def _workspace_embedder(
+def workspace_embedder(
     ws: Workspace,
 ) -> Callable[[npt.NDArray[np.uint8]], npt.NDArray[np.float32]]:
     """The CNN with the parameters recorded in ``WS/features/cnn/run.json``."""

@@ -262,3 +262,32 @@ def test_search_without_an_index_says_how_to_make_one(digits_ws):
     assert r.status_code == 409 and "clusterlens index" in r.json["error"]
     assert b"search-image" not in c.get("/pool").data  # no search button
     assert c.get("/api/item/3").json["similar"] is None
+
+
+def test_label_colouring_names_each_items_label():
+    from clusterlens.app._facts import ItemFacts
+
+    rng = np.random.default_rng(0)
+    words = np.array(["zebra", "ant", None, "bee", "é"], dtype=object)
+    labels = words[rng.integers(0, 5, size=1000)].tolist()
+    codes, legend = colour_codes(
+        "label",
+        assignment=np.zeros(1000, np.int64),
+        labels=labels,
+        facts=ItemFacts(n=1000, given=np.array([""] * 1000)),
+        cluster_names={},
+    )
+    names = [e["name"] for e in legend]
+    assert names == ["unlabelled", "ant", "bee", "zebra", "é"]  # sorted after it
+    assert [names[k] for k in codes] == [lab or "unlabelled" for lab in labels]
+    assert [e["count"] for e in legend] == [
+        sum(lab == w for lab in labels) for w in (None, "ant", "bee", "zebra", "é")
+    ]
+    codes, legend = colour_codes(
+        "label",
+        assignment=np.zeros(3, np.int64),
+        labels=[None] * 3,
+        facts=ItemFacts(n=3, given=np.array([""] * 3)),
+        cluster_names={},
+    )
+    assert codes.tolist() == [0, 0, 0] and legend[0]["name"] == "unlabelled"

@@ -291,3 +291,27 @@ def test_label_colouring_names_each_items_label():
         cluster_names={},
     )
     assert codes.tolist() == [0, 0, 0] and legend[0]["name"] == "unlabelled"
+
+
+def test_a_map_made_while_the_app_runs_is_shown_on_reload(digits_ws):
+    from clusterlens.app import create_app
+
+    ws_dir = digits_ws[0]
+    app = create_app(ws_dir)
+    c = app.test_client()
+    assert c.get("/api/map/xy").status_code == 404
+    add_map_and_index(ws_dir, digit_images(ws_dir))
+    assert b"map-canvas" in c.get("/map").data
+    assert len(c.get("/api/map/xy").data) == 4 * 60
+
+
+def test_a_damaged_map_is_named_with_the_fix(digits_ws):
+    from clusterlens.app import create_app
+
+    ws_dir = digits_ws[0]
+    (ws_dir / "map").mkdir()
+    (ws_dir / "map" / "map.parquet").write_bytes(b"not parquet")
+    c = create_app(ws_dir).test_client()
+    r = c.get("/api/map/xy")
+    assert r.status_code == 404 and "--overwrite" in r.json["error"]
+    assert b"clusterlens map" in c.get("/map").data

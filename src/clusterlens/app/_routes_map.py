@@ -69,6 +69,8 @@ def add_map_routes(
                 except ClusterlensError as e:
                     xy_cache["error"] = str(e)
                     xy = None
+                if xy is None and "error" not in xy_cache:
+                    return None  # no map yet: looked for again next time
                 xy_cache["bytes"] = None if xy is None else quantize_xy(xy)
                 xy_cache["xy"] = xy
             return xy_cache["xy"]
@@ -86,7 +88,7 @@ def add_map_routes(
     def _no_map() -> str:
         return xy_cache.get("error") or (
             f"This workspace has no map yet. Make one with: clusterlens map "
-            f"{wsp.root} (or clusterlens explore), then reopen the review."
+            f"{wsp.root} (or clusterlens explore), then reload this page."
         )
 
     def _k() -> int:
@@ -109,7 +111,8 @@ def add_map_routes(
             None,
             np.zeros(0, dtype=np.int64),
             map_ok=xy is not None,
-            map_missing=None if xy is not None else _no_map(),
+            map_error=xy_cache.get("error"),
+            map_cmd=f"clusterlens map {wsp.root}",
             colour_by=COLOUR_BY,
         )
 

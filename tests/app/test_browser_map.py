@@ -138,6 +138,13 @@ def test_hover_shows_the_thumbnail_and_panning_redraws(server):
         after = page.evaluate("window.__map.view()")
         assert after["cx"] < before["cx"] and after["cy"] > before["cy"]
         assert page.evaluate("window.__mapStats.draws") > draws
+        # the keyboard zooms and pans too
+        page.keyboard.press("0")
+        s0 = page.evaluate("window.__map.view()")
+        page.keyboard.press("+")
+        page.keyboard.press("ArrowRight")
+        s1 = page.evaluate("window.__map.view()")
+        assert s1["scale"] > s0["scale"] and s1["cx"] > s0["cx"]
         # a click on a dot opens its detail view
         page.keyboard.press("0")
         sx, sy = page.evaluate("window.__map.screenOf(17)")

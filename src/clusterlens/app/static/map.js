@@ -383,6 +383,19 @@
     else if (e.key === "b") setTool("box");
     else if (e.key === "l") setTool("lasso");
     else if (e.key === "0") { home(); request(); }
+    else if (e.key === "+" || e.key === "=" || e.key === "-") {
+      const f = e.key === "-" ? 1 / 1.4 : 1.4;
+      view.scale = Math.min(4000 * Math.min(W, H), Math.max(0.5 * Math.min(W, H), view.scale * f));
+      request();
+    } else if (e.key.startsWith("Arrow")) {
+      e.preventDefault();
+      const step = 0.15 * Math.min(W, H) / view.scale;
+      if (e.key === "ArrowLeft") view.cx -= step;
+      else if (e.key === "ArrowRight") view.cx += step;
+      else if (e.key === "ArrowUp") view.cy += step;
+      else view.cy -= step;
+      request();
+    }
     else if (e.key === "Escape" && sel) { sel.fill(0); selectionChanged(); }
     else return;
     e.stopPropagation();

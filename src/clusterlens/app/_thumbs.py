@@ -16,6 +16,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import os
 import sqlite3
 import threading
 import time
@@ -138,6 +139,10 @@ class ThumbCache:
         self._thread.start()
 
     def _fill(self, size: int, batch: int) -> None:
+        try:  # Linux: this thread alone yields the CPU to the request threads
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
+        except (AttributeError, OSError):
+            pass
         try:
             con = self._con()
             have = np.zeros(self.n_items, dtype=bool)

@@ -446,6 +446,7 @@ def create_app(
         prv = ids[pos - 1] if pos > 0 else None
         labels = store.labels()
         marks = store.marks()
+        progress = store.progress()
         n_total = int(items.size)
         n_pages = max(1, -(-n_total // page_size))
         pno = min(_page_no(), n_pages)
@@ -478,8 +479,8 @@ def create_app(
             ),
             next_id=nxt,
             prev_id=prv,
-            progress=store.progress(),
-            can_undo=store.progress()["n_actions"] > 0,
+            progress=progress,
+            can_undo=progress["n_actions"] > 0,
             can_redo=store.can_redo(),
             n_suspects=len(store.suspects()),
             names=sorted(
@@ -607,7 +608,7 @@ def create_app(
         f = _filters()
         n = store.n_items
         keep = np.ones(n, dtype=bool)
-        labels = np.asarray(store.labels(), dtype=object)
+        labels = store.labels_array()
         assign = store.assignment()
         if f["label"] == "(none)":
             keep &= np.equal(labels, None)  # type: ignore[call-overload]

@@ -1025,6 +1025,12 @@ class ReviewStore:
             self._reload()
             return list(self._label.tolist())
 
+    def labels_array(self) -> npt.NDArray[np.object_]:
+        """:meth:`labels` as an object array (a copy; no Python list built)."""
+        with self._lock:
+            self._reload()
+            return self._label.copy()
+
     def assignment(self) -> npt.NDArray[np.int64]:
         """The current cluster of each item (-1: the pool)."""
         with self._lock:

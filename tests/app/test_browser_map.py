@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import os
 import shutil
 import threading
@@ -138,6 +139,19 @@ def test_hover_shows_the_thumbnail_and_panning_redraws(server):
         after = page.evaluate("window.__map.view()")
         assert after["cx"] < before["cx"] and after["cy"] > before["cy"]
         assert page.evaluate("window.__mapStats.draws") > draws
+        # a box around the whole map selects every item
+        page.keyboard.press("0")
+        page.keyboard.press("b")
+        page.mouse.move(box["x"] + 3, box["y"] + 3)
+        page.mouse.down()
+        page.mouse.move(
+            box["x"] + box["width"] - 3, box["y"] + box["height"] - 3, steps=5
+        )
+        page.mouse.up()
+        assert page.inner_text("#sel-n") == "60"
+        page.keyboard.press("Escape")
+        assert page.inner_text("#sel-n") == "0"
+        page.keyboard.press("p")
         # the keyboard zooms and pans too
         page.keyboard.press("0")
         s0 = page.evaluate("window.__map.view()")
@@ -175,6 +189,21 @@ def test_search_by_example_returns_the_items_own_copy_first(server, tmp_path):
         with page.expect_navigation():
             page.click("#pool-form button[type=submit]")
         assert store.labels()[41] == "found"
+        # an image file dropped on the page searches too
+        page.goto(url + "/cluster/1")
+        data = base64.b64encode(png(images[5])).decode()
+        dt = page.evaluate_handle(
+            """(b64) => {
+              const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+              const dt = new DataTransfer();
+              dt.items.add(new File([bytes], "q.png", { type: "image/png" }));
+              return dt;
+            }""",
+            data,
+        )
+        with page.expect_navigation():
+            page.dispatch_event("main", "drop", {"dataTransfer": dt})
+        assert page.locator("figure.item").first.get_attribute("data-idx") == "5"
         # more like this from the detail view: the query, then its neighbours
         page.goto(url + "/cluster/0")
         fig = page.locator("figure.item").nth(2)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 
 import pytest
@@ -68,3 +69,31 @@ def test_the_app_serves_grid_thumbnails_from_the_disk_cache(digits_ws):
     # 16,384 items or fewer: nothing is made in the background
     assert not cache.progress()["running"] and cache.progress()["size"] == 0
     assert app.test_client().get("/api/state").json["thumbnails"]["total"] == 60
+
+
+def test_above_the_preview_limit_a_child_process_makes_every_thumbnail(
+    digits_ws, monkeypatch
+):
+    """Above 16,384 items (here: above 10) the app fills the cache at start, in a
+    process of its own (not a thread sharing the server's GIL)."""
+    pytest.importorskip("flask")
+    import clusterlens.curate._previews as previews
+    from clusterlens.app import create_app
+
+    monkeypatch.setattr(previews, "MAX_PREVIEW_ITEMS", 10)
+    app = create_app(digits_ws[0])
+    cache = app.config["THUMBS"]
+    assert cache._proc is not None and cache._proc.pid != os.getpid()
+    deadline = time.monotonic() + 120
+    while cache.progress()["running"] and time.monotonic() < deadline:
+        time.sleep(0.1)
+    p = cache.progress()
+    assert p == {"size": 96, "done": 60, "total": 60, "running": False}
+    assert cache._proc.exitcode == 0 and cache.count(96) == 60
+    # the child's thumbnails are the bytes the server would make itself
+    from clusterlens.app._thumbs import make_thumbnail
+
+    ws = app.config["DATA"].workspace
+    for i in (0, 31, 59):
+        got = app.test_client().get(f"/thumb/{i}").data
+        assert got == make_thumbnail(ws, app.config["FACTS"], i, 96)[0]

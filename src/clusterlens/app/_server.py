@@ -303,6 +303,7 @@ def create_app(
     app = flask.Flask("clusterlens.app", static_folder=None)
     app.config["STORE"] = store
     app.config["DATA"] = data
+    app.config["FACTS"] = facts
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
     app.config["SERVED_AT"] = (host, port)
     app.config["TOKEN"] = token
@@ -710,7 +711,7 @@ def create_app(
         from clusterlens.curate._previews import MAX_PREVIEW_ITEMS
 
         if len(wsp) > MAX_PREVIEW_ITEMS:  # no scan previews: make them all now
-            cache.start_fill(thumb_size)
+            cache.start_fill(thumb_size, workspace=str(wsp.root))
 
     @functools.lru_cache(maxsize=2048)
     def _thumb_bytes(idx: int, size: int) -> tuple[bytes, str] | None:

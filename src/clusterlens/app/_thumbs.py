@@ -212,6 +212,7 @@ class ThumbCache:
                 if counter is not None:
                     counter.value = self._filled
                 time.sleep(0.001)  # let request threads in between batches
+            con.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # a small file left
             logger.info(
                 "thumbnail cache: %d thumbnails of %d px made in %.1f s",
                 todo.size,

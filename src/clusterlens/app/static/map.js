@@ -17,11 +17,12 @@
   const stats = { draws: 0, drawMs: [], loadMs: 0, bytes: 0, n: 0 };
   window.__mapStats = stats;
 
-  // 20 colours that stay apart on light and dark backgrounds (Tableau 20 order)
+  // 20 colours that stay apart on light and dark backgrounds (Tableau 10, then
+  // d3's category10 and two more; no greys: grey is "nothing" here)
   const PALETTE = [
     "#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1",
-    "#ff9da7", "#9c755f", "#bab0ac", "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728",
-    "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22", "#7f7f7f",
+    "#ff9da7", "#9c755f", "#6b6ecf", "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728",
+    "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22", "#8ca252",
   ];
   const dark = window.matchMedia && window.matchMedia("(prefers-color-scheme: dark)").matches;
   const MUTED = dark ? "#4b5563" : "#c3c8cf";

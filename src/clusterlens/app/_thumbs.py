@@ -4,7 +4,7 @@ The scan keeps 64-px previews of collections up to 16,384 items only; for a
 larger one every grid thumbnail would be a decode of the image on request.
 The cache keeps each thumbnail once encoded (WebP or PNG, a few KB), keyed by
 item and size, in one SQLite file: a lookup is a primary-key read, a miss is
-made once and stored, and a background thread makes the grid's size for every
+made once and stored, and a background process makes the grid's size for every
 item, in order, so that after one pass every page is served from disk.
 
 The cache belongs to the items it was made from: when ``items.parquet``

@@ -167,3 +167,25 @@ def test_curate_smoke():
     knn = out["knn"]
     assert knn["method"].startswith("approximate") and knn["recall_at_15"] > 0.3
     assert knn["planted_near_copies_found"] > 0.9
+
+
+def test_app_smoke():
+    """benchmarks/app.py --smoke: the real review server on 2,000 items (#19)."""
+    data = BENCH.parent.parent / "shared" / "data"
+    if not (data / "mnist").is_dir() or not (data / "cifar10").is_dir():
+        import pytest
+
+        pytest.skip("../shared/data (MNIST, CIFAR-10) is not present")
+    out = _smoke("app.py")
+    assert out["n_items"] == 2000
+    calls = out["api"]["calls"]
+    assert {"GET /api/map/xy", "GET /api/similar/<i>", "POST undo"} <= set(calls)
+    assert all(v["n"] == 5 and v["p50_ms"] > 0 for v in calls.values())
+    # 4 bytes a point; 2 a colour code, after the legend
+    assert out["api"]["map_transfer"]["xy_bytes"] == 4 * 2000
+    assert out["api"]["map_transfer"]["colours_bytes"] > 2 * 2000
+    assert out["memory_mib"]["VmRSS"] > 50
+    b = out["browser"]
+    if "skipped" not in b:
+        assert b["frames"] > 10 and b["frame_draw_p50_ms"] > 0
+        assert int(b["lasso_selected"].replace(",", "")) > 0

@@ -15,7 +15,6 @@ from __future__ import annotations
 import difflib
 import functools
 import hmac
-import io
 import ipaddress
 import json
 import math
@@ -238,6 +237,8 @@ def create_app(
     host: str = "127.0.0.1",
     port: int | None = None,
     token: str | None = None,
+    embed: Any = None,
+    thumb_cache: bool = True,
 ) -> Any:
     """The Flask app reviewing workspace ``ws`` (state in ``WS/review.sqlite``).
 
@@ -261,6 +262,13 @@ def create_app(
         Access token every request must carry (``?token=`` once, then a
         cookie; or the ``X-Clusterlens-Token`` header). Required when
         ``host`` is not a loopback address.
+    embed : callable, default=None
+        How search by image embeds an uploaded image ((H, W, 3) uint8 ->
+        (1, d) float32); default: the workspace's CNN with the settings that
+        made its embeddings.
+    thumb_cache : bool, default=True
+        Keep thumbnails on disk in ``WS/app-cache/`` (and, above
+        16,384 items, make them all in a background thread).
 
     Returns
     -------
@@ -282,6 +290,8 @@ def create_app(
     import jinja2
 
     from clusterlens.app._facts import ISSUES, load_facts
+    from clusterlens.app._search import Searcher
+    from clusterlens.app._thumbs import make_thumbnail, open_thumb_cache
     from clusterlens.app._views import VIEWS, available_views, load_view
 
     data, store = open_review(
@@ -289,9 +299,11 @@ def create_app(
     )
     wsp = data.workspace
     facts = load_facts(wsp)
+    searcher = Searcher(wsp, embed=embed)
     app = flask.Flask("clusterlens.app", static_folder=None)
     app.config["STORE"] = store
     app.config["DATA"] = data
+    app.config["FACTS"] = facts
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
     app.config["SERVED_AT"] = (host, port)
     app.config["TOKEN"] = token
@@ -307,6 +319,14 @@ def create_app(
     def too_large(e: Exception) -> Any:
         n = flask.request.content_length
         got = f"is {n:,} bytes" if n is not None else "is too large"
+        if flask.request.path == "/api/search/image":
+            from clusterlens.app._search import MAX_UPLOAD_BYTES
+
+            msg = (
+                f"The upload {got}; the review app takes image files of at most "
+                f"{MAX_UPLOAD_BYTES:,} bytes. Shrink the image first."
+            )
+            return flask.jsonify({"error": msg}), 413
         return (
             flask.jsonify(
                 {
@@ -440,6 +460,7 @@ def create_app(
         prv = ids[pos - 1] if pos > 0 else None
         labels = store.labels()
         marks = store.marks()
+        progress = store.progress()
         n_total = int(items.size)
         n_pages = max(1, -(-n_total // page_size))
         pno = min(_page_no(), n_pages)
@@ -472,8 +493,8 @@ def create_app(
             ),
             next_id=nxt,
             prev_id=prv,
-            progress=store.progress(),
-            can_undo=store.progress()["n_actions"] > 0,
+            progress=progress,
+            can_undo=progress["n_actions"] > 0,
             can_redo=store.can_redo(),
             n_suspects=len(store.suspects()),
             names=sorted(
@@ -484,6 +505,8 @@ def create_app(
             history=store.history(30),
             ws_name=wsp.root.name,
             results_rel=results_rel,
+            can_search=searcher.unavailable() is None,
+            has_map=(wsp.root / "map" / "map.parquet").is_file(),
             switched=store.switched,
             export_formats=export_formats,
             **extra,
@@ -600,7 +623,7 @@ def create_app(
         f = _filters()
         n = store.n_items
         keep = np.ones(n, dtype=bool)
-        labels = np.asarray(store.labels(), dtype=object)
+        labels = store.labels_array()
         assign = store.assignment()
         if f["label"] == "(none)":
             keep &= np.equal(labels, None)  # type: ignore[call-overload]
@@ -688,37 +711,27 @@ def create_app(
 
     @app.get("/static/<name>")
     def static_file(name: str) -> Any:
-        if name not in ("review.js", "review.css"):
+        if name not in ("review.js", "review.css", "map.js"):
             flask.abort(404)
         mime = "text/javascript" if name.endswith(".js") else "text/css"
         return flask.Response(_read_static(name), mimetype=mime)
 
-    @functools.lru_cache(maxsize=4096)
+    def _make_thumb(idx: int, size: int) -> tuple[bytes, str] | None:
+        return make_thumbnail(wsp, facts, idx, size)
+
+    cache = open_thumb_cache(wsp, _make_thumb) if thumb_cache else None
+    app.config["THUMBS"] = cache
+    if cache is not None and facts.previews is None and len(wsp) > 1:
+        from clusterlens.curate._previews import MAX_PREVIEW_ITEMS
+
+        if len(wsp) > MAX_PREVIEW_ITEMS:  # no scan previews: make them all now
+            cache.start_fill(thumb_size, workspace=str(wsp.root))
+
+    @functools.lru_cache(maxsize=2048)
     def _thumb_bytes(idx: int, size: int) -> tuple[bytes, str] | None:
-        from PIL import Image
-
-        if (
-            size <= 64
-            and facts.previews is not None
-            and facts.preview_sizes is not None
-            and facts.preview_sizes[idx].min() > 0
-        ):
-            w, h = (int(v) for v in facts.preview_sizes[idx])
-            img = Image.fromarray(np.asarray(facts.previews[idx][:h, :w]))
-        else:
-            try:
-                img = Image.fromarray(wsp.read_item(idx, min_size=(size, size)))
-            except (OSError, ValueError):
-                return None
-            img.thumbnail((size, size))
-        if size > 128:  # the detail view's large image: a photo, JPEG
-            buf = io.BytesIO()
-            img.convert("RGB").save(buf, format="JPEG", quality=88)
-            return buf.getvalue(), "image/jpeg"
-        # the reports' rule: PNG for flat images (digits), WebP for photos
-        from clusterlens.report._thumbs import thumbnail_bytes
-
-        return thumbnail_bytes(img, 85)
+        if cache is None or size > 256 or (size <= 64 and facts.previews is not None):
+            return _make_thumb(idx, size)
+        return cache.get(idx, size)
 
     @app.get("/thumb/<int:idx>")
     def thumb(idx: int) -> Any:
@@ -794,6 +807,9 @@ def create_app(
                 "neighbors": nb,
                 "box": box,
                 "large": f"/thumb/{idx}?size=640",
+                "similar": (
+                    f"/similar/{idx}" if searcher.unavailable() is None else None
+                ),
                 "whole": (
                     f"/image/{quote(rel)}"
                     if box is not None and rel and image_root is not None
@@ -811,6 +827,7 @@ def create_app(
                 "clusters": store.clusters(),
                 "results": results_rel,
                 "can_redo": store.can_redo(),
+                "thumbnails": None if cache is None else cache.progress(),
             }
         )
 
@@ -893,6 +910,19 @@ def create_app(
             }
         )
 
+    from clusterlens.app._routes_map import add_map_routes
+
+    add_map_routes(
+        app,
+        flask,
+        store=store,
+        wsp=wsp,
+        facts=facts,
+        render=_render,
+        refused=_Refused,
+        json_body=_json_body,
+        searcher=searcher,
+    )
     return app
 
 

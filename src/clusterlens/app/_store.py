@@ -1036,9 +1036,15 @@ class ReviewStore:
                 ).fetchall()
             )
             ids = np.asarray(live, dtype=np.int64)
-            pos = np.searchsorted(ids, self._cluster)
-            ok = (self._cluster >= 0) & (pos < ids.size)
-            ok[ok] = ids[pos[ok]] == self._cluster[ok]
+            # cluster id -> its row, by a lookup table (np.searchsorted of
+            # 100,000 ids took 5-40 ms; the gather takes well under 1 ms)
+            top = max(int(ids.max(initial=-1)), int(self._cluster.max(initial=-1)))
+            lut = np.full(top + 1, -1, dtype=np.int64)
+            lut[ids] = np.arange(ids.size)
+            ok = self._cluster >= 0
+            pos = np.full(self._cluster.shape, -1, dtype=np.int64)
+            pos[ok] = lut[self._cluster[ok]]
+            ok &= pos >= 0
             size = np.bincount(pos[ok], minlength=ids.size)
             unl = np.bincount(
                 pos[ok],
@@ -1060,6 +1066,12 @@ class ReviewStore:
         with self._lock:
             self._reload()
             return list(self._label.tolist())
+
+    def labels_array(self) -> npt.NDArray[np.object_]:
+        """:meth:`labels` as an object array (a copy; no Python list built)."""
+        with self._lock:
+            self._reload()
+            return self._label.copy()
 
     def assignment(self) -> npt.NDArray[np.int64]:
         """The current cluster of each item (-1: the pool)."""

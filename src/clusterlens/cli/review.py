@@ -136,6 +136,13 @@ def review(
         "(Ctrl+C stops; nothing is lost)",
         err=True,
     )
+    thumbs = app.config.get("THUMBS")
+    if thumbs is not None and thumbs.progress()["running"]:
+        click.echo(
+            f"Making the grid's thumbnails of all {p['n_items']:,} items in the "
+            f"background (kept in {thumbs.path.parent}; the pages work meanwhile).",
+            err=True,
+        )
     if token:
         click.echo(
             "The app is reachable from the network: only this address (with its "

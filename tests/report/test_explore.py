@@ -7,7 +7,6 @@ import base64
 import hashlib
 import io
 import json
-import os
 import re
 import shutil
 import tarfile
@@ -16,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from tests._browser import chromium
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
 TAR = SHARED_DATA / "hymenoptera" / "hymenoptera_data.tar"
@@ -701,20 +701,9 @@ def test_bad_parameters_are_refused(explored, tmp_path):
 # --------------------------------------------------------------------------- #
 # In a real browser
 # --------------------------------------------------------------------------- #
-CHROMIUM = os.environ.get("CLUSTERLENS_CHROMIUM", "/usr/bin/chromium")
-
-
-def _chromium():
-    if os.path.isfile(CHROMIUM) or shutil.which(CHROMIUM):
-        return CHROMIUM
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"no chromium at {CHROMIUM}; CI must run the browser test")
-    pytest.skip(f"no chromium at {CHROMIUM} (apt-get install chromium)")
-
-
 def test_map_hover_shows_thumbnail_and_select_recolours(report):
     sync_api = pytest.importorskip("playwright.sync_api")
-    exe = _chromium()
+    exe = chromium()
     ws, planted, _, _ = report
     url = (ws.root / "report.html").resolve().as_uri()
     k = _index_of(ws, planted["dark"])

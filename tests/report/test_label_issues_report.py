@@ -6,7 +6,6 @@ import base64
 import io
 import itertools
 import json
-import os
 import shutil
 from html.parser import HTMLParser
 
@@ -14,6 +13,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 from PIL import Image
+from tests._browser import chromium
 from tests.cli.test_label_issues_cli import _labelled_ws, _tiny_coco
 
 from clusterlens.cli.main import cli
@@ -140,17 +140,6 @@ def test_whole_image_workspace_gallery_shows_images(tmp_path):
 # --------------------------------------------------------------------------- #
 # In a real browser
 # --------------------------------------------------------------------------- #
-CHROMIUM = os.environ.get("CLUSTERLENS_CHROMIUM", "/usr/bin/chromium")
-
-
-def _chromium():
-    if os.path.isfile(CHROMIUM) or shutil.which(CHROMIUM):
-        return CHROMIUM
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"no chromium at {CHROMIUM}; CI must run the browser test")
-    pytest.skip(f"no chromium at {CHROMIUM} (apt-get install chromium)")
-
-
 _GEOMETRY = """() => {
   const hists = [...document.querySelectorAll('svg.hist')].map(svg => {
     const box = svg.getBoundingClientRect();
@@ -213,7 +202,7 @@ def test_report_geometry_in_chromium(reports, which, width):
     """#19: histogram bins are vertical bars that do not overlap, gallery images
     load at their own aspect ratio, nothing spills out of a card."""
     sync_api = pytest.importorskip("playwright.sync_api")
-    exe = _chromium()
+    exe = chromium()
     root, _ = reports
     url = (root / which / "report.html").resolve().as_uri()
     with sync_api.sync_playwright() as p:

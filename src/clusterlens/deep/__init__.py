@@ -37,6 +37,7 @@ from clusterlens.deep._seg import (  # noqa: E402
 )
 from clusterlens.deep._seg_nets import (  # noqa: E402
     SEG_FEATURES,
+    CnnFeatureMaps,
     SegNet,
     cnn_pixel_features,
 )
@@ -50,6 +51,7 @@ __all__ = [
     "BACKBONES",
     "IIC",
     "SEG_FEATURES",
+    "CnnFeatureMaps",
     "IICNet",
     "IICSegmenter",
     "SegNet",

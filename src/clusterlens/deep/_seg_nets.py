@@ -194,14 +194,23 @@ class SegNet(nn.Module):
 
 
 def cnn_pixel_features(
-    images: torch.Tensor, *, batch_size: int = 8, model: CnnFeatureMaps | None = None
+    images: torch.Tensor,
+    *,
+    batch_size: int = 8,
+    model: CnnFeatureMaps | None = None,
+    n_threads: int | None = None,
 ) -> torch.Tensor:
     """Frozen ImageNet feature maps of RGB images in [0, 1]: ``(n, C, H/8, W/8)``.
 
-    ``images`` is ``(n, 3, H, W)`` float with H and W multiples of 16.
+    ``images`` is ``(n, 3, H, W)`` float with H and W multiples of 16;
+    ``n_threads`` torch CPU threads while computing (restored afterwards).
     """
+    from clusterlens.deep._iic import _torch_threads
+
     model = model or CnnFeatureMaps()
-    out = [
-        model(images[s : s + batch_size]) for s in range(0, images.shape[0], batch_size)
-    ]
+    with _torch_threads(n_threads):
+        out = [
+            model(images[s : s + batch_size])
+            for s in range(0, images.shape[0], batch_size)
+        ]
     return torch.cat(out)

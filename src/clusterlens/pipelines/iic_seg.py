@@ -158,21 +158,19 @@ def _label_paths(
 # Per-pixel features and the k-means method
 # --------------------------------------------------------------------------- #
 def _pixel_features(
-    images: npt.NDArray[np.uint8], features: str, *, n_threads: int
+    images: npt.NDArray[np.uint8], features: str, *, n_threads: int, cnn: Any = None
 ) -> Any:
-    """(n, C, h, w) float32 torch tensor of per-pixel features."""
+    """(n, C, h, w) float32 torch tensor of per-pixel features (``cnn``: a
+    loaded :class:`~clusterlens.deep.CnnFeatureMaps` to reuse)."""
     import torch
-
-    from clusterlens.deep._iic import _torch_threads
 
     x = torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2)))
     x = x.float().div_(255.0)
     if features == "rgb":
         return x
-    from clusterlens.deep._seg_nets import CnnFeatureMaps, cnn_pixel_features
+    from clusterlens.deep import cnn_pixel_features
 
-    with _torch_threads(n_threads):
-        return cnn_pixel_features(x, model=CnnFeatureMaps())
+    return cnn_pixel_features(x, n_threads=n_threads, model=cnn)
 
 
 class _PixelKMeans:
@@ -211,7 +209,13 @@ class _PixelKMeans:
         import torch
         import torch.nn.functional as F
 
-        f = _pixel_features(image[None], self.features, n_threads=n_threads)
+        if self.features == "cnn" and self._cnn is None:
+            from clusterlens.deep import CnnFeatureMaps
+
+            self._cnn = CnnFeatureMaps()  # loaded once, not once per image
+        f = _pixel_features(
+            image[None], self.features, n_threads=n_threads, cnn=self._cnn
+        )
         f = F.interpolate(f, size=size, mode="bilinear", align_corners=False)[0]
         x = f.reshape(f.shape[0], -1).T  # (pixels, C)
         c = torch.from_numpy(self.centers)

@@ -165,14 +165,18 @@ def test_same_seed_same_model_other_seed_differs():
     assert not np.array_equal(a.predict_proba(X), c.predict_proba(X))
 
 
-def test_resume_equals_uninterrupted(tmp_path):
+@pytest.mark.parametrize("features", ["rgb", "cnn"])
+def test_resume_equals_uninterrupted(tmp_path, features):
     X, _ = two_textures(16, seed=2)
-    full = IICSegmenter(2, epochs=3, random_state=5, **FAST).fit(X)
+    params = {**FAST, "features": features}
+    if features == "cnn":
+        params["image_size"] = (32, 48)
+    full = IICSegmenter(2, epochs=3, random_state=5, **params).fit(X)
     ckpt = tmp_path / "ckpt"
     ckpt.mkdir()
-    IICSegmenter(2, epochs=1, random_state=5, checkpoint_dir=ckpt, **FAST).fit(X)
+    IICSegmenter(2, epochs=1, random_state=5, checkpoint_dir=ckpt, **params).fit(X)
     resumed = IICSegmenter(
-        2, epochs=3, random_state=5, checkpoint_dir=ckpt, resume=True, **FAST
+        2, epochs=3, random_state=5, checkpoint_dir=ckpt, resume=True, **params
     ).fit(X)
     for (name, va), vb in zip(
         full.net_.state_dict().items(), resumed.net_.state_dict().values(), strict=True
@@ -183,7 +187,7 @@ def test_resume_equals_uninterrupted(tmp_path):
     X2, _ = two_textures(16, seed=9)
     with pytest.raises(DataValidationError, match="other data or other parameters"):
         IICSegmenter(
-            2, epochs=3, random_state=5, checkpoint_dir=ckpt, resume=True, **FAST
+            2, epochs=3, random_state=5, checkpoint_dir=ckpt, resume=True, **params
         ).fit(X2)
 
 

@@ -425,6 +425,9 @@ class IICSegmenter(IIC):
         self.device_ = str(device)
         rng = check_random_state(self.random_state)
         gen = torch.Generator().manual_seed(int(rng.integers(2**62)))
+        # the jitter of the cached CNN maps has its own stream: a resumed run
+        # rebuilds the same cache without moving the training stream
+        cache_gen = torch.Generator().manual_seed(int(rng.integers(2**62)))
         with _torch_threads(self.n_threads), _deterministic(device):
             self._build()
             data = self._resize(images)  # float32 in [0, 1], (n, 3, h, w)
@@ -443,7 +446,9 @@ class IICSegmenter(IIC):
             if self.resume:
                 start = self._load_checkpoint(opt, gen, fp)
             heads = ["main", "over"] if self.n_clusters_over else ["main"]
-            cache = self._frozen_cache(data, gen) if self.features == "cnn" else None
+            cache = None
+            if self.features == "cnn":
+                cache = self._frozen_cache(data, cache_gen)
             bs = min(self.batch_size, n)
             n_batches = max(1, n // bs)
             for epoch in range(start, self.epochs):

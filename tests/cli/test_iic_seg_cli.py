@@ -191,3 +191,18 @@ def test_models_of_the_other_kind_are_refused(photos, tmp_path):
     r = run("iic-seg-predict", clf / "model", img_dir, "--out", tmp_path / "p2")
     _one_line_error(r, "image-classification model", "iic-predict")
     assert not (tmp_path / "p2").exists()
+
+
+def test_train_on_classes_counts_only_the_labelled_pixels(photos, tmp_path):
+    img_dir, lab_dir = photos
+    table = "sky=0; road=3; ignore=11"
+    r = run(
+        "iic-seg", img_dir, "--k", 2, "--labels", lab_dir, "--classes", table,
+        "--train-on-classes", "--out", tmp_path / "a", "--format", "json", *FAST,
+    )  # fmt: skip
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.output)["train_on_classes"] is True
+    r = run("iic-seg", img_dir, "--k", 2, "--train-on-classes", "--out",
+            tmp_path / "b", *FAST)  # fmt: skip
+    _one_line_error(r, "needs --labels")
+    assert not (tmp_path / "b").exists()

@@ -209,6 +209,17 @@ def test_save_load_and_the_other_kind_of_model(tmp_path):
         IICSegmenter.load(tmp_path / "clf", device="cpu")
 
 
+def test_pixel_mask_limits_the_objective_to_the_kept_pixels():
+    X, maps = two_textures(8, seed=6)
+    none = np.zeros(maps.shape, dtype=bool)
+    none[:, :, :24] = True  # the left half only
+    a = IICSegmenter(2, epochs=1, random_state=0, **FAST).fit(X, pixel_mask=none)
+    b = IICSegmenter(2, epochs=1, random_state=0, **FAST).fit(X)
+    assert a.history_[0]["loss"] != b.history_[0]["loss"]
+    with pytest.raises(DataValidationError, match="pixel_mask must be a bool array"):
+        IICSegmenter(2, **FAST).fit(X, pixel_mask=maps)
+
+
 def test_bad_parameters_and_input():
     X, _ = two_textures(4, seed=4)
     with pytest.raises(InvalidParameterError, match="multiples of 16"):

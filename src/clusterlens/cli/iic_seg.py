@@ -201,6 +201,13 @@ OUTPUTS = "masks/, segments.parquet, model.npz, model.json, report.html, run.jso
     help="Network input HxW, multiples of 16 (default 120x160 for rgb, "
     "240x320 for cnn).",
 )
+@click.option(
+    "--train-on-classes",
+    is_flag=True,
+    help="IIC counts only the pixels of the --classes (IIC's COCO-Stuff-3 "
+    "protocol): the --labels choose which pixels enter the objective, never "
+    "their cluster.",
+)
 @_label_options
 @_threads_device
 @checkpoint_options("epoch")
@@ -221,6 +228,7 @@ def iic_seg(
     sobel: bool,
     flip: bool,
     image_size: str | None,
+    train_on_classes: bool,
     labels: tuple[Path, ...],
     classes: str,
     device: str,
@@ -281,6 +289,7 @@ def iic_seg(
             labels=list(labels) or None,
             classes=classes,
             image_size=hw,
+            train_on_classes=train_on_classes,
             epochs=epochs,
             random_state=seed,
             verbose=verbosity(quiet, fmt),

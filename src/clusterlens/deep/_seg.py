@@ -411,16 +411,39 @@ class IICSegmenter(IIC):
         X: Any,
         y: Any = None,
         *,
+        pixel_mask: Any = None,
         callback: Callable[[dict[str, Any]], None] | None = None,
     ) -> IICSegmenter:
         """Train on RGB images ``X`` (n_images, H, W, 3) uint8 (``y`` unused).
 
         Every image is resized to ``image_size`` once; the network sees
         ``n_images // batch_size`` batches an epoch.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_images, H, W, 3), uint8
+        y : None
+            Unused (no label is used for training).
+        pixel_mask : array-like of shape (n_images, H, W), bool, default=None
+            Pixels the objective counts (all when None). IIC's COCO-Stuff-3
+            protocol trains on the pixels of the evaluated classes only: the
+            label maps choose which pixels count, never their cluster.
+        callback : callable, default=None
+            Called with each epoch's history entry.
         """
         self._validate_params()
         images = _as_rgb_tensor(X, "X")
         n = images.shape[0]
+        keep = None
+        if pixel_mask is not None:
+            pm = np.asarray(pixel_mask)
+            want = (n, *images.shape[-2:])
+            if pm.shape != want or pm.dtype != bool:
+                raise DataValidationError(
+                    f"pixel_mask must be a bool array of shape {want} (one flag per "
+                    f"pixel of X); got {pm.dtype} {pm.shape}."
+                )
+            keep = torch.from_numpy(np.ascontiguousarray(pm)).float()[:, None]
         device = _resolve_device(self.device)
         self.device_ = str(device)
         rng = check_random_state(self.random_state)
@@ -431,9 +454,13 @@ class IICSegmenter(IIC):
         with _torch_threads(self.n_threads), _deterministic(device):
             self._build()
             data = self._resize(images)  # float32 in [0, 1], (n, 3, h, w)
-            fp = fingerprint(
-                (data * 255).round().to(torch.uint8).numpy(), self._fingerprint_params()
-            )
+            fp_params = self._fingerprint_params()
+            if keep is not None:
+                keep = F.interpolate(keep, size=self.image_size_, mode="area")
+                fp_params["pixel_mask"] = fingerprint(
+                    (keep > 0.5).numpy(), {"what": "pixel_mask"}
+                )
+            fp = fingerprint((data * 255).round().to(torch.uint8).numpy(), fp_params)
             net = self.net_
             net.reset_parameters(gen)  # type: ignore[arg-type]
             net.to(device)
@@ -466,8 +493,11 @@ class IICSegmenter(IIC):
                 )
                 for b in range(n_batches):
                     idx = perm[b * bs : (b + 1) * bs]
+                    kb = None if keep is None else keep[idx].to(device)
                     if cache is None:
-                        losses = self._seg_step(opt, data[idx].to(device), heads, gen)
+                        losses = self._seg_step(
+                            opt, data[idx].to(device), heads, gen, keep=kb
+                        )
                     else:
                         losses = self._seg_step(
                             opt,
@@ -475,6 +505,7 @@ class IICSegmenter(IIC):
                             heads,
                             gen,
                             cache[1][idx].to(device, torch.float32),
+                            keep=kb,
                         )
                     for head, per_head in losses.items():
                         _check_finite_loss(
@@ -547,6 +578,7 @@ class IICSegmenter(IIC):
         heads: list[str],
         gen: torch.Generator,
         x_jittered: torch.Tensor | None = None,
+        keep: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
         """One optimisation step; returns each head's per-sub-head -I.
 
@@ -573,6 +605,8 @@ class IICSegmenter(IIC):
             zt = net.head(ft, head)
             n, h_, k, hh, ww = zt.shape
             zt_back, mask = invert_geometry(zt.reshape(n, h_ * k, hh, ww), theta)
+            if keep is not None:  # the pixels that count, on the output grid
+                mask = mask * F.interpolate(keep, size=(hh, ww), mode="area")
             loss, plain = segmentation_step_loss(
                 z,
                 zt_back.view(n, h_, k, hh, ww),

@@ -353,6 +353,7 @@ def run_iic_seg(
     labels: Sequence[str | os.PathLike[str]] | None = None,
     classes: str | ClassTable = "camvid3",
     image_size: tuple[int, int] | None = None,
+    train_on_classes: bool = False,
     random_state: int = 0,
     verbose: int = 0,
     n_threads: int = 2,
@@ -385,6 +386,10 @@ def run_iic_seg(
         The evaluated classes (see :func:`~clusterlens.metrics.parse_class_table`).
     image_size : (height, width) or None
         Size the images are resized to for the network (multiples of 16).
+    train_on_classes : bool
+        IIC counts only the pixels of the evaluated classes (IIC's
+        COCO-Stuff-3 protocol): the label maps choose which pixels enter the
+        objective, never their cluster. Needs a label map for every image.
     **iic_params
         Further :class:`~clusterlens.deep.IICSegmenter` parameters.
 
@@ -404,6 +409,11 @@ def run_iic_seg(
     deep = _deep()
     if labels:
         parse_class_table(classes)  # a bad table fails before any work
+    if train_on_classes and (not labels or method != "iic"):
+        raise InvalidParameterError(
+            "train_on_classes (--train-on-classes) needs --labels (the label maps "
+            "choose the pixels that count) and method 'iic'."
+        )
     folders = [images] if isinstance(images, str | os.PathLike) else list(images)
     out = Path(out_dir)
     t0 = time.perf_counter()
@@ -421,7 +431,10 @@ def run_iic_seg(
     data = load_seg_images(folders, size, verbose=verbose)
     t_load = time.perf_counter() - t0
     if method == "iic":
-        model.fit(data.images)
+        keep = None
+        if train_on_classes:
+            keep = _class_pixels(labels, classes, data)  # type: ignore[arg-type]
+        model.fit(data.images, pixel_mask=keep)
         predictor: Any = model
     else:
         predictor = _PixelKMeans.fit(
@@ -443,6 +456,7 @@ def run_iic_seg(
         method=method,
         features=features,
         image_size=list(size),
+        train_on_classes=train_on_classes,
         fit_seconds=t_fit,
     )
     if method == "iic":
@@ -483,6 +497,41 @@ def run_iic_seg(
         },
     )
     return summary
+
+
+def _class_pixels(
+    labels: Sequence[str | os.PathLike[str]],
+    classes: str | ClassTable,
+    data: SegImages,
+) -> npt.NDArray[np.bool_]:
+    """Per training image, its pixels of the evaluated classes at the
+    network's size (nearest-neighbour resize of the label maps)."""
+    from PIL import Image
+
+    table = parse_class_table(classes)
+    paths = _label_paths(labels, data.stems)
+    missing = [s for s in data.stems if s not in paths]
+    if missing:
+        raise DataValidationError(
+            f"--train-on-classes needs a label map for every image; {len(missing)} "
+            f"have none (e.g. {missing[0]!r}). Add them or leave out the option."
+        )
+    h, w = data.images.shape[1:3]
+    out = np.empty((len(data.stems), h, w), dtype=bool)
+    for i, stem in enumerate(data.stems):
+        lab = read_label_map(paths[stem])
+        if lab.shape != tuple(data.sizes[i]):
+            raise DataValidationError(
+                f"Label map {str(paths[stem])!r} is {lab.shape[1]}x{lab.shape[0]} "
+                f"pixels but its image is {data.sizes[i, 1]}x{data.sizes[i, 0]}: a "
+                "label map must have its image's size."
+            )
+        cls = table.map(lab, f"Label map {str(paths[stem])!r}") >= 0
+        small = Image.fromarray(cls.astype(np.uint8)).resize(
+            (w, h), Image.Resampling.NEAREST
+        )
+        out[i] = np.asarray(small) > 0
+    return out
 
 
 _OUTPUTS = [

@@ -552,6 +552,9 @@ def _params(model: Any, method: str) -> dict[str, Any]:
     }
     p["method"] = method
     p["image_size"] = list(model._image_size())
+    if method == "kmeans":  # the IIC settings do not apply
+        keys = ("n_clusters", "features", "image_size", "random_state", "n_threads")
+        return {"method": method, **{k: p[k] for k in keys}}
     if method == "iic":
         p["transforms"] = model.transforms_.to_dict()
         p["checkpoint_dir"] = (

@@ -42,7 +42,10 @@ GPU was lent). Test accuracy / mIoU / seconds to fit:
     camvid3   kmeans-cnn  0.7651    0.5724    433   0.95
     camvid3   iic-cnn     0.8511    0.6198   1124   0.60  (12 epochs, 18.7 min)
     camvid6   kmeans-rgb  0.4353    0.2503      8   0.96
+    camvid6   kmeans-cnn  0.5077    0.3380    103   0.84
     camvid6   iic-cnn     0.5685    0.3545   1105   0.74  (21 epochs, 18.4 min)
+    camvid11  kmeans-rgb  0.3434    0.1380     11   0.97
+    camvid11  kmeans-cnn  0.4036    0.1758    110   0.88
     camvid3   iic-cnn --train-on-classes
                           0.5817    0.3937    867   (17 epochs; worse: with only
                           sky/ground/plants pixels, MI's balance term splits the

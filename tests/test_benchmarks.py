@@ -189,3 +189,20 @@ def test_app_smoke():
     if "skipped" not in b:
         assert b["frames"] > 10 and b["frame_draw_p50_ms"] > 0
         assert int(b["lasso_selected"].replace(",", "")) > 0
+
+
+def test_iic_seg_smoke():
+    import pytest
+
+    pytest.importorskip("torch")
+    if not (
+        BENCH.parent.parent / "shared" / "data" / "camvid" / "camvid.tar"
+    ).is_file():
+        pytest.skip("CamVid is not in ../shared/data")
+    out = _smoke("iic_seg.py")
+    rows = {r["method"]: r for r in out["rows"]}
+    assert set(rows) == {"kmeans-rgb", "kmeans-cnn", "iic-rgb", "iic-cnn"}
+    for r in rows.values():
+        assert 0.0 <= r["miou"] <= 1.0
+        # the best of the 3! matchings is at least their mean, 1/3 of the pixels
+        assert 1.0 / 3.0 - 1e-9 <= r["accuracy"] <= 1.0

@@ -129,6 +129,7 @@ def _register() -> None:
     from clusterlens.cli.export import export
     from clusterlens.cli.features import features
     from clusterlens.cli.iic import iic, iic_predict
+    from clusterlens.cli.iic_seg import iic_seg, iic_seg_predict
     from clusterlens.cli.ingest import ingest
     from clusterlens.cli.kmeans import kmeans
     from clusterlens.cli.label_issues import label_issues
@@ -140,6 +141,8 @@ def _register() -> None:
     cli.add_command(demo)
     cli.add_command(iic)
     cli.add_command(iic_predict)
+    cli.add_command(iic_seg)
+    cli.add_command(iic_seg_predict)
     cli.add_command(kmeans)
     cli.add_command(label_issues)
     cli.add_command(vocab)

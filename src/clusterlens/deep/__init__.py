@@ -27,6 +27,20 @@ from clusterlens.deep._loss import (  # noqa: E402
     mutual_information_loss,
 )
 from clusterlens.deep._nets import BACKBONES, IICNet  # noqa: E402
+from clusterlens.deep._seg import (  # noqa: E402
+    IICSegmenter,
+    SegTransforms,
+    apply_geometry,
+    invert_geometry,
+    random_geometry,
+    segmentation_step_loss,
+)
+from clusterlens.deep._seg_nets import (  # noqa: E402
+    SEG_FEATURES,
+    CnnFeatureMaps,
+    SegNet,
+    cnn_pixel_features,
+)
 from clusterlens.deep._transforms import (  # noqa: E402
     Transforms,
     default_transforms,
@@ -36,14 +50,24 @@ from clusterlens.deep._transforms import (  # noqa: E402
 __all__ = [
     "BACKBONES",
     "IIC",
+    "SEG_FEATURES",
+    "CnnFeatureMaps",
     "IICNet",
+    "IICSegmenter",
+    "SegNet",
+    "SegTransforms",
     "Transforms",
+    "apply_geometry",
     "as_image_tensor",
+    "cnn_pixel_features",
     "default_transforms",
     "iid_loss",
     "iid_segmentation_loss",
+    "invert_geometry",
     "joint_distribution",
     "joint_distribution_dense",
     "mutual_information_loss",
+    "random_geometry",
+    "segmentation_step_loss",
     "sobel",
 ]

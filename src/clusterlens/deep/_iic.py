@@ -47,6 +47,14 @@ FORMAT_VERSION = 1
 CKPT_NAME = "iic-checkpoint"
 # Parameters that may differ between a checkpoint and the run resuming it.
 _RESUME_FREE = ("epochs", "verbose", "checkpoint_dir", "resume", "device", "n_threads")
+#: Model formats of the IIC family, what each is and the command that reads it
+#: (named when one is given where the other is expected).
+MODEL_KINDS = {
+    "clusterlens.iic": "an IIC image-classification model; use `clusterlens "
+    "iic-predict` with it",
+    "clusterlens.iic-seg": "an IIC segmentation model; use `clusterlens "
+    "iic-seg-predict` with it",
+}
 
 
 def as_image_tensor(images: Any, name: str = "images") -> torch.Tensor:
@@ -242,6 +250,14 @@ class IIC(ClusterMixin, BaseEstimator):  # type: ignore[misc]
     costs ``n_samples * (1 + n_repeats)`` forward and backward passes plus
     one forward pass for evaluation.
     """
+
+    # What the model and checkpoint files are; subclasses (IICSegmenter) set
+    # their own so that one kind of model is never read as the other.
+    _model_format = MODEL_FORMAT
+    _ckpt_format = CKPT_FORMAT
+    _ckpt_name = CKPT_NAME
+    _what = "IIC model"
+    _command = "clusterlens iic"
 
     def __init__(
         self,
@@ -575,45 +591,58 @@ class IIC(ClusterMixin, BaseEstimator):  # type: ignore[misc]
         return write_model(
             path,
             arrays,
-            fmt=MODEL_FORMAT,
+            fmt=self._model_format,
             version=FORMAT_VERSION,
             params=params,
             attributes=attrs,
-            kind="IIC",
+            kind=type(self).__name__,
         )
 
     @classmethod
     def load(cls, path: str | os.PathLike[str], *, device: str = "auto") -> IIC:
         """Read a model written by :meth:`save`."""
-        fix = "train and save it again with `clusterlens iic` (IIC.save)"
+        fix = f"train and save it again with `{cls._command}` ({cls.__name__}.save)"
         meta, arrays = read_model(
-            path, fmt=MODEL_FORMAT, version=FORMAT_VERSION, what="IIC model", fix=fix
+            path,
+            fmt=cls._model_format,
+            version=FORMAT_VERSION,
+            what=cls._what,
+            fix=fix,
+            other_formats=MODEL_KINDS,
         )
         json_path = model_paths(path)[1]
         try:
             params = dict(meta["params"])
-            tf = params.pop("transforms", None)
             attrs = meta["attributes"]
-            unknown = sorted(set(params) - set(cls().get_params()))
-            if unknown:
-                raise ValueError(f"unknown parameters {', '.join(unknown)}")
-            model = cls(**params, device=device)
-            model._validate_params()
-            model.transforms = None if tf is None else Transforms.from_dict(tf)
-            shape = _image_shape(attrs["image_shape"])
-            model._build(shape)
-            model.transforms_ = Transforms.from_dict(attrs["transforms"])
-            model.head_ = _int_in(attrs["head"], "head", 0, model.n_heads - 1)
-            model.history_ = _history(attrs["history"])
-            model.n_epochs_ = _int_in(attrs["n_epochs"], "n_epochs", 0, None)
+            model = cls._from_meta(params, attrs, device)
         except (KeyError, TypeError, ValueError) as e:
             reason = f"no {e}" if isinstance(e, KeyError) else str(e).rstrip(".")
             raise DataValidationError(
-                invalid_file(json_path, "IIC model description", reason, fix)
+                invalid_file(json_path, f"{cls._what} description", reason, fix)
             ) from e
         _load_state(model.net_, arrays, "model/", path)
         model.net_.to(_resolve_device(device))
         model.device_ = str(_resolve_device(device))
+        return model
+
+    @classmethod
+    def _from_meta(
+        cls, params: dict[str, Any], attrs: dict[str, Any], device: str
+    ) -> IIC:
+        """An unfitted-weights model with the saved parameters and attributes."""
+        tf = params.pop("transforms", None)
+        unknown = sorted(set(params) - set(cls().get_params()))
+        if unknown:
+            raise ValueError(f"unknown parameters {', '.join(unknown)}")
+        model = cls(**params, device=device)
+        model._validate_params()
+        model.transforms = None if tf is None else Transforms.from_dict(tf)
+        shape = _image_shape(attrs["image_shape"])
+        model._build(shape)
+        model.transforms_ = Transforms.from_dict(attrs["transforms"])
+        model.head_ = _int_in(attrs["head"], "head", 0, model.n_heads - 1)
+        model.history_ = _history(attrs["history"])
+        model.n_epochs_ = _int_in(attrs["n_epochs"], "n_epochs", 0, None)
         return model
 
     # ------------------------------------------------------------------ #
@@ -638,20 +667,21 @@ class IIC(ClusterMixin, BaseEstimator):  # type: ignore[misc]
         attrs["optim_scalars"] = scalars
         arrays["rng/torch"] = gen.get_state().numpy()
         write_model(
-            Path(self.checkpoint_dir) / CKPT_NAME,  # type: ignore[arg-type]
+            Path(self.checkpoint_dir) / self._ckpt_name,  # type: ignore[arg-type]
             arrays,
-            fmt=CKPT_FORMAT,
+            fmt=self._ckpt_format,
             version=FORMAT_VERSION,
             params=params,
             attributes=attrs,
-            kind="IIC checkpoint",
+            kind=f"{type(self).__name__} checkpoint",
         )
 
     def _load_checkpoint(
         self, opt: torch.optim.Optimizer, gen: torch.Generator, fp: str
     ) -> int:
-        path = Path(self.checkpoint_dir) / CKPT_NAME  # type: ignore[arg-type]
-        if not path.with_name(CKPT_NAME + ".json").is_file():
+        name = self._ckpt_name
+        path = Path(self.checkpoint_dir) / name  # type: ignore[arg-type]
+        if not path.with_name(name + ".json").is_file():
             raise DataValidationError(
                 f"No IIC checkpoint in {self.checkpoint_dir} to resume from. Run "
                 "once without --resume (with this checkpoint folder) first."
@@ -662,7 +692,7 @@ class IIC(ClusterMixin, BaseEstimator):  # type: ignore[misc]
         )
         meta, arrays = read_model(
             path,
-            fmt=CKPT_FORMAT,
+            fmt=self._ckpt_format,
             version=FORMAT_VERSION,
             what="IIC checkpoint",
             fix=fix,
@@ -718,7 +748,7 @@ class IIC(ClusterMixin, BaseEstimator):  # type: ignore[misc]
         except (KeyError, TypeError, ValueError, RuntimeError) as e:
             raise DataValidationError(
                 invalid_file(
-                    path.with_name(CKPT_NAME + ".npz"),
+                    path.with_name(name + ".npz"),
                     "IIC checkpoint",
                     f"its optimizer or random state cannot be restored: {e}",
                     fix,

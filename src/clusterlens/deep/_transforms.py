@@ -15,7 +15,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-__all__ = ["Transforms", "default_transforms", "sobel"]
+__all__ = ["Transforms", "default_transforms", "jitter", "sobel"]
 
 
 def _to_float(images: torch.Tensor) -> torch.Tensor:
@@ -165,24 +165,40 @@ class Transforms:
         return self._finish(x)
 
     def _jitter(self, x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
-        n = x.shape[0]
+        return jitter(x, g, self.brightness, self.contrast, self.saturation, self.hue)
 
-        def factor(strength: float) -> torch.Tensor:
-            f = 1.0 + (torch.rand(n, generator=g) * 2 - 1) * strength
-            return f.view(n, 1, 1, 1).to(x.device)
 
-        if self.brightness > 0:
-            x = x * factor(self.brightness)
-        if self.contrast > 0:
-            mean = _grey(x).mean(dim=(1, 2, 3), keepdim=True)
-            x = (x - mean) * factor(self.contrast) + mean
-        if x.shape[1] == 3:
-            if self.saturation > 0:
-                grey = _grey(x)
-                x = (x - grey) * factor(self.saturation) + grey
-            if self.hue > 0:
-                x = _rotate_hue(x, torch.rand(n, generator=g) * 2 - 1, self.hue)
-        return x.clamp(0.0, 1.0)
+def jitter(
+    x: torch.Tensor,
+    g: torch.Generator,
+    brightness: float,
+    contrast: float,
+    saturation: float,
+    hue: float,
+) -> torch.Tensor:
+    """Colour jitter of float images in [0, 1], one random draw per image.
+
+    Strengths have torchvision's meaning (factors in ``[1 - s, 1 + s]``, hue
+    shift in ``[-hue, hue]`` turns); saturation and hue apply to RGB only.
+    """
+    n = x.shape[0]
+
+    def factor(strength: float) -> torch.Tensor:
+        f = 1.0 + (torch.rand(n, generator=g) * 2 - 1) * strength
+        return f.view(n, 1, 1, 1).to(x.device)
+
+    if brightness > 0:
+        x = x * factor(brightness)
+    if contrast > 0:
+        mean = _grey(x).mean(dim=(1, 2, 3), keepdim=True)
+        x = (x - mean) * factor(contrast) + mean
+    if x.shape[1] == 3:
+        if saturation > 0:
+            grey = _grey(x)
+            x = (x - grey) * factor(saturation) + grey
+        if hue > 0:
+            x = _rotate_hue(x, torch.rand(n, generator=g) * 2 - 1, hue)
+    return x.clamp(0.0, 1.0)
 
 
 def _rotate_hue(x: torch.Tensor, u: torch.Tensor, hue: float) -> torch.Tensor:

@@ -73,8 +73,12 @@ def read_model(
     what: str,
     fix: str | None = None,
     keys: tuple[str, ...] = (),
+    other_formats: dict[str, str] | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Read a pair written by :func:`write_model`: ``(meta, arrays)``.
+
+    ``other_formats`` maps formats a user may confuse with ``fmt`` to what
+    such a file is and the command that reads it, added to the message.
 
     Accepts any format version up to ``version`` (newer fields are ignored by
     the caller) and names the file and the fix in every error: an empty,
@@ -92,8 +96,10 @@ def read_model(
             )
     meta = read_json(json_path, what=f"{what} description", fix=fix)
     if meta.get("format") != fmt:
+        other = (other_formats or {}).get(str(meta.get("format")))
         raise DataValidationError(
-            f"{json_path} is not a clusterlens {what} (format {meta.get('format')!r})."
+            f"{json_path} is not a clusterlens {what} (format {meta.get('format')!r})"
+            + (f": it is {other}." if other else ".")
         )
     fv = meta.get("format_version", 0)
     problem = None

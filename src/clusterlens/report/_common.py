@@ -72,12 +72,17 @@ def template(name: str) -> Any:
     """The Jinja2 template ``templates/NAME``, autoescaping, loaded once."""
     import jinja2
 
-    source = (
-        resources.files("clusterlens.report")
-        .joinpath("templates", name)
-        .read_text(encoding="utf-8")
-    )
+    def read(name: str) -> str:
+        return (
+            resources.files("clusterlens.report")
+            .joinpath("templates", name)
+            .read_text(encoding="utf-8")
+        )
+
+    source = read(name)
     env = jinja2.Environment(
+        # shared macros: {% from "_macros.html.j2" import ... %}
+        loader=jinja2.FunctionLoader(read),
         autoescape=True,
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,

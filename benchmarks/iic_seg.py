@@ -1,0 +1,287 @@
+"""Unsupervised segmentation on CamVid: k-means vs IIC, on pixels and CNN maps.
+
+CamVid (../shared/data/camvid/camvid.tar, SegNet's 11-class label maps,
+480x360): every method fits on train + val (468 photos) without labels and is
+scored on test (233 photos), as in IIC's paper: Hungarian matching of clusters
+to the evaluated classes over all test pixels of those classes (other pixels
+ignored), pixel accuracy and mIoU, at the label maps' full 480x360. Tasks:
+CamVid-3 (sky / road+pavement / tree), CamVid-6 (sky / building+pole+sign+fence
+/ road / pavement / tree / car+pedestrian+bicyclist), CamVid-11. Rows:
+
+- ``kmeans-rgb``: the project's k-means on pixel colours (images at 160x120);
+- ``kmeans-cnn``: k-means on the frozen EfficientNet-Lite0 feature maps
+  (stride 8 and 16 of a 320x240 input, L2-normalised, upsampled);
+- ``iic-rgb``: IIC segmentation (paper eq. 5) learning a VGG-style net from
+  the pixels (160x120);
+- ``iic-cnn``: IIC's layers trained on the frozen CNN maps.
+
+``--train-on-classes``: IIC's objective counts only the pixels of the
+task's classes, as IIC's code does for COCO-Stuff-3 (the label maps choose
+which pixels enter the loss, never their cluster; k-means always sees every
+pixel). Each IIC run trains for at most ``--minutes`` (whole epochs; the epoch that
+passes the budget is the last). Everything runs through the library calls of
+``clusterlens iic-seg`` / ``iic-seg-predict`` (``run_iic_seg``,
+``run_iic_seg_predict``), so the outputs (masks, report) are the CLI's.
+
+    python benchmarks/iic_seg.py                       # every task and method
+    python benchmarks/iic_seg.py --tasks camvid3 --methods kmeans-cnn iic-cnn
+    python benchmarks/iic_seg.py --minutes 20 --keep runs/seg   # keep outputs
+    python benchmarks/iic_seg.py --methods iic-cnn --train-on-classes
+    python benchmarks/iic_seg.py --smoke               # seconds, for CI
+
+Issue #21's reference (RGB k-means at 120x90): CamVid-3 0.753, CamVid-6
+0.414, CamVid-11 0.322; target accuracy >= 0.857 (CamVid-3) and >= 0.66
+(CamVid-6) within 60 minutes of training on a 2-core CPU.
+
+Measured here (#21, seed 0; 2 CPU cores shared with other jobs, load 4-16,
+niced: the seconds are wall time on a loaded machine, not clean timings; no
+GPU was lent). Test accuracy / mIoU / seconds to fit:
+
+    task      method      accuracy  mIoU    fit s   error / issue's RGB k-means
+    camvid3   kmeans-rgb  0.6206    0.4786     26   1.54
+    camvid3   kmeans-cnn  0.7651    0.5724    433   0.95
+    camvid3   iic-rgb     0.5284    0.3521    407   1.91  (5 epochs, 6.8 min only)
+    camvid3   iic-cnn     0.8511    0.6198   1124   0.60  (12 epochs, 18.7 min)
+    camvid6   kmeans-rgb  0.4353    0.2503      8   0.96
+    camvid6   kmeans-cnn  0.5077    0.3380    103   0.84
+    camvid6   iic-cnn     0.5685    0.3545   1105   0.74  (21 epochs, 18.4 min)
+    camvid11  kmeans-rgb  0.3434    0.1380     11   0.97
+    camvid11  kmeans-cnn  0.4036    0.1758    110   0.88
+    camvid3   iic-cnn --train-on-classes
+                          0.5817    0.3937    867   (17 epochs; worse: with only
+                          sky/ground/plants pixels, MI's balance term splits the
+                          55 % "ground" in two and merges trees with sky)
+
+(``--methods iic-cnn --tasks camvid3 camvid6 --minutes 18``; ``--methods
+kmeans-rgb kmeans-cnn``.) Targets not reached: CamVid-3 0.851 against 0.857
+(error ratio 0.60 against 0.58), CamVid-6 0.569 against 0.66. In the CamVid-3
+run the chosen head spends one cluster on buildings (ignored by the task) and
+puts 75 % of the tree pixels with the sky. Our RGB k-means (fit on 200,000
+train+val pixels, scored on all test pixels at 480x360) is below the issue's
+0.753 / 0.414, whose protocol is not recorded. IIC on raw pixels (iic-rgb) ran
+6.8 minutes only (``--tasks camvid3 --methods iic-rgb --minutes 6``): a step
+of the from-scratch net costs ~1.5-6 s on this machine, so even 60 minutes
+give about a thousand steps; its row is a pipeline check, not a result.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tarfile
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = REPO.parent / "shared" / "data"
+TAR = DATA / "camvid" / "camvid.tar"
+TASKS = {"camvid3": 3, "camvid6": 6, "camvid11": 11}
+METHODS = ("kmeans-rgb", "kmeans-cnn", "iic-rgb", "iic-cnn")
+ISSUE_KMEANS_RGB = {"camvid3": 0.753, "camvid6": 0.414, "camvid11": 0.322}
+TARGET = {"camvid3": 0.857, "camvid6": 0.66}
+
+
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def _extract(root: Path, smoke: bool) -> dict[str, Path]:
+    """The tar's splits under ``root``; --smoke keeps 8 train and 4 test photos."""
+    with tarfile.open(TAR) as tar:
+        members = [m for m in tar.getmembers() if m.isfile()]
+        if smoke:
+            keep: list[tarfile.TarInfo] = []
+            for split, n in (("train", 8), ("test", 4)):
+                imgs = sorted(
+                    m.name for m in members if m.name.startswith(f"{split}/images/")
+                )[:n]
+                stems = {Path(x).stem for x in imgs}
+                keep += [
+                    m
+                    for m in members
+                    if m.name.split("/")[0] == split and Path(m.name).stem in stems
+                ]
+            members = keep
+        tar.extractall(root, members=members, filter="data")
+    return {s: root / s for s in ("train", "val", "test") if (root / s).is_dir()}
+
+
+class _Budget(Exception):
+    pass
+
+
+def _iic(
+    splits: dict[str, Path],
+    features: str,
+    k: int,
+    a: argparse.Namespace,
+    out: Path,
+    task: str,
+) -> dict[str, Any]:
+    """Train IIC on train+val within the budget, save, return timings."""
+    from clusterlens.deep import IICSegmenter
+    from clusterlens.pipelines.iic_seg import _class_pixels, load_seg_images
+
+    model = IICSegmenter(
+        k,
+        features=features,
+        epochs=1 if a.smoke else 10_000,
+        random_state=a.seed,
+        n_threads=a.threads,
+        verbose=0,
+    )
+    model._validate_params()
+    folders = [splits[s] / "images" for s in ("train", "val") if s in splits]
+    data = load_seg_images(folders, model._image_size())
+    t0 = time.perf_counter()
+    curve: list[dict[str, Any]] = []
+
+    def stop(entry: dict[str, Any]) -> None:
+        elapsed = time.perf_counter() - t0
+        curve.append(
+            {"epoch": entry["epoch"], "seconds": elapsed, "loss": entry["loss"]}
+        )
+        log(f"  epoch {entry['epoch']}: loss {entry['loss']:.4f} ({elapsed:.0f} s)")
+        if elapsed > a.minutes * 60:
+            raise _Budget
+
+    keep = None
+    if a.train_on_classes:  # the paper's COCO-Stuff-3 protocol
+        labels = [splits[s] / "labels" for s in ("train", "val") if s in splits]
+        keep = _class_pixels(labels, task, data)
+    try:
+        model.fit(data.images, pixel_mask=keep, callback=stop)
+    except _Budget:
+        pass
+    model.n_epochs_ = len(model.history_)
+    model.save(out / "model")
+    return {
+        "fit_seconds": time.perf_counter() - t0,
+        "epochs": len(curve),
+        "curve": curve,
+    }
+
+
+def _row(
+    splits: dict[str, Path],
+    task: str,
+    method: str,
+    a: argparse.Namespace,
+    work: Path,
+) -> dict[str, Any]:
+    from clusterlens.pipelines.iic_seg import run_iic_seg, run_iic_seg_predict
+
+    k = TASKS[task]
+    kind, features = method.split("-")
+    out = work / f"{task}-{method}"
+    out.mkdir(parents=True)
+    fit_dir = out / "fit"
+    fit_dir.mkdir()
+    t0 = time.perf_counter()
+    info: dict[str, Any] = {}
+    if kind == "kmeans":
+        folders = [splits[s] / "images" for s in ("train", "val") if s in splits]
+        run_iic_seg(
+            folders,
+            fit_dir,
+            n_clusters=k,
+            method="kmeans",
+            features=features,
+            random_state=a.seed,
+            n_threads=a.threads,
+        )
+    else:
+        info = _iic(splits, features, k, a, fit_dir, task)
+    fit_seconds = info.get("fit_seconds", time.perf_counter() - t0)
+    test_dir = out / "test"
+    test_dir.mkdir()
+    s = run_iic_seg_predict(
+        fit_dir / "model",
+        [splits["test"] / "images"],
+        test_dir,
+        labels=[splits["test"] / "labels"],
+        classes=task,
+        n_threads=a.threads,
+    )
+    row = {
+        "task": task,
+        "method": method,
+        "k": k,
+        "accuracy": s["accuracy"],
+        "miou": s["miou"],
+        "majority": s["majority_accuracy"],
+        "fit_seconds": fit_seconds,
+        "total_seconds": time.perf_counter() - t0,
+        **{key: v for key, v in info.items() if key != "fit_seconds"},
+    }
+    log(
+        f"{task:9s} {method:11s} accuracy {row['accuracy']:.4f}  mIoU "
+        f"{row['miou']:.4f}  fit {fit_seconds:.0f} s"
+    )
+    return row
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--tasks", nargs="+", choices=list(TASKS), default=list(TASKS))
+    p.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
+    p.add_argument("--minutes", type=float, default=60.0, help="IIC budget per run")
+    p.add_argument(
+        "--train-on-classes",
+        action="store_true",
+        help="IIC counts only the pixels of the task's classes (the paper's "
+        "COCO-Stuff-3 protocol; the labels choose pixels, never clusters)",
+    )
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--keep", type=Path, default=None, help="keep the outputs here")
+    p.add_argument("--smoke", action="store_true")
+    p.add_argument("--json", action="store_true")
+    a = p.parse_args(argv)
+    if not TAR.is_file():
+        log(f"{TAR} not found; nothing to run.")
+        return 1
+    os.environ.setdefault("CLUSTERLENS_DISABLE_PROGRESS_BARS", "1")
+    if a.smoke:
+        a.tasks, a.minutes = ["camvid3"], 0.0
+    with tempfile.TemporaryDirectory() as tmp:
+        splits = _extract(Path(tmp) / "camvid", a.smoke)
+        work = a.keep or Path(tmp) / "runs"
+        rows = [_row(splits, t, m, a, work) for t in a.tasks for m in a.methods]
+    out: dict[str, Any] = {
+        "data": str(TAR),
+        "seed": a.seed,
+        "threads": a.threads,
+        "minutes_per_iic_run": a.minutes,
+        "iic_train_on_classes": a.train_on_classes,
+        "rows": rows,
+        "issue_kmeans_rgb": ISSUE_KMEANS_RGB,
+        "target": TARGET,
+        "ratios": {
+            f"{r['task']}/{r['method']}_error_over_issue_kmeans_rgb": (
+                (1 - r["accuracy"]) / (1 - ISSUE_KMEANS_RGB[r["task"]])
+            )
+            for r in rows
+        },
+    }
+    if a.json:
+        print(json.dumps(out, indent=2, default=float))
+    else:
+        log("\ntask      method      accuracy  mIoU    error/issue-kmeans  fit s")
+        for r in rows:
+            ratio = out["ratios"][
+                f"{r['task']}/{r['method']}_error_over_issue_kmeans_rgb"
+            ]
+            log(
+                f"{r['task']:9s} {r['method']:11s} {r['accuracy']:.4f}    "
+                f"{r['miou']:.4f}  {ratio:.2f}                {r['fit_seconds']:.0f}"
+            )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,375 @@
+"""``clusterlens iic-seg`` and ``iic-seg-predict``: unsupervised segmentation."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import click
+
+from clusterlens.cli._common import (
+    DEVICE,
+    MAX_THREADS,
+    checkpoint_options,
+    common_options,
+    resolve_checkpoint,
+    verbosity,
+)
+from clusterlens.cli._run import run_command
+
+EXAMPLES = """
+\b
+Examples:
+  clusterlens iic-seg camvid/train/images camvid/val/images --k 3 --features cnn \\
+      --epochs 20 --out seg3
+  clusterlens iic-seg-predict seg3/model camvid/test/images \\
+      --labels camvid/test/labels --classes camvid3 --out seg3-test
+  clusterlens iic-seg photos/ --k 6 --method kmeans --features cnn --out km6
+  clusterlens iic-seg photos/ --k 3 --epochs 10 --checkpoint ckpt --out seg
+  clusterlens iic-seg photos/ --k 3 --epochs 20 --checkpoint ckpt --resume --out seg
+"""
+
+PREDICT_EXAMPLES = """
+\b
+Examples:
+  clusterlens iic-seg-predict seg3/model camvid/test/images \\
+      --labels camvid/test/labels --classes camvid3 --out seg3-test
+"""
+
+CLASSES_HELP = (
+    "Evaluated classes: camvid3, camvid6, camvid11, or a mapping of label ids "
+    "such as 'sky=0; ground=3,4; ignore=11' (ids not listed are an error). "
+    "Default camvid3."
+)
+
+
+def _parse_hw(value: str | None) -> tuple[int, int] | None:
+    if value is None:
+        return None
+    parts = value.lower().replace(",", "x").split("x")
+    try:
+        nums = [int(p) for p in parts]
+    except ValueError:
+        nums = []
+    if len(nums) != 2 or min(nums) < 16 or any(v % 16 for v in nums):
+        raise click.BadParameter(
+            "must be HxW with both multiples of 16 (e.g. 240x320)",
+            param_hint="--image-size",
+        )
+    return nums[0], nums[1]
+
+
+def _images_arg(f: Any) -> Any:
+    return click.argument(
+        "images",
+        nargs=-1,
+        required=True,
+        type=click.Path(exists=True, file_okay=False, readable=True, path_type=Path),
+    )(f)
+
+
+def _label_options(f: Any) -> Any:
+    f = click.option("--classes", default="camvid3", help=CLASSES_HELP)(f)
+    f = click.option(
+        "--labels",
+        multiple=True,
+        type=click.Path(exists=True, file_okay=False, readable=True, path_type=Path),
+        help="Folder of label maps (PNG of label ids, same file stems as the "
+        "images); only scored, never trained on. Repeatable.",
+    )(f)
+    return f
+
+
+def _threads_device(f: Any) -> Any:
+    f = click.option(
+        "--threads",
+        type=click.IntRange(min=1, max=MAX_THREADS),
+        default=2,
+        show_default=True,
+        help="torch CPU threads (1 to 256).",
+    )(f)
+    f = click.option(
+        "--device",
+        type=DEVICE,
+        default="auto",
+        show_default=True,
+        help="cpu, cuda, cuda:N, mps or auto (CUDA when present).",
+    )(f)
+    return f
+
+
+def _scores(s: Mapping[str, Any]) -> str:
+    if "accuracy" not in s:
+        return ""
+    return (
+        f" pixel accuracy {s['accuracy']:.4f}, mIoU {s['miou']:.4f} on "
+        f"{s['classes']['name']} (majority class {s['majority_accuracy']:.4f});"
+    )
+
+
+OUTPUTS = "masks/, segments.parquet, model.npz, model.json, report.html, run.json"
+
+
+@click.command("iic-seg", epilog=EXAMPLES)
+@_images_arg
+@click.option(
+    "-k",
+    "--k",
+    "k",
+    type=click.IntRange(min=2),
+    required=True,
+    help="Segments to find (the number of classes, >= 2).",
+)
+@click.option(
+    "--method",
+    type=click.Choice(["iic", "kmeans"]),
+    default="iic",
+    show_default=True,
+    help="iic: train IIC (paper eq. 5); kmeans: k-means on the per-pixel "
+    "features, no training (the baseline).",
+)
+@click.option(
+    "--features",
+    type=click.Choice(["rgb", "cnn"]),
+    default="rgb",
+    show_default=True,
+    help="rgb: the pixels (IIC learns a network from them); cnn: the frozen "
+    "ImageNet EfficientNet-Lite0 feature maps, upsampled (IIC trains its "
+    "layers on top).",
+)
+@click.option(
+    "--k-over",
+    type=click.IntRange(min=0),
+    default=None,
+    help="Clusters of the overclustering head (default 15; 0: none).",
+)
+@click.option("--epochs", type=click.IntRange(min=1), default=3, show_default=True)
+@click.option(
+    "--batch-size",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Images per step (default 8).",
+)
+@click.option(
+    "--heads",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Sub-heads per head (default 3); the lowest-loss one predicts.",
+)
+@click.option(
+    "--window",
+    "half_window",
+    type=click.IntRange(min=0, max=16),
+    default=None,
+    help="Largest displacement between paired output pixels (default 2).",
+)
+@click.option(
+    "--lr",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="Adam learning rate (default 1e-3).",
+)
+@click.option(
+    "--width",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="Channel multiplier of the rgb network (default 0.5).",
+)
+@click.option(
+    "--crop-min",
+    type=click.FloatRange(min=0.1, max=1.0),
+    default=None,
+    help="Smallest crop the second view rescales to the frame (default 0.6).",
+)
+@click.option(
+    "--sobel/--no-sobel",
+    default=False,
+    show_default=True,
+    help="Feed Sobel edges (and the colour) to the rgb network.",
+)
+@click.option(
+    "--flip/--no-flip",
+    default=True,
+    show_default=True,
+    help="Random horizontal flips of the second view.",
+)
+@click.option(
+    "--image-size",
+    default=None,
+    help="Network input HxW, multiples of 16 (default 120x160 for rgb, "
+    "240x320 for cnn).",
+)
+@click.option(
+    "--train-on-classes",
+    is_flag=True,
+    help="IIC counts only the pixels of the --classes (IIC's COCO-Stuff-3 "
+    "protocol): the --labels choose which pixels enter the objective, never "
+    "their cluster.",
+)
+@_label_options
+@_threads_device
+@checkpoint_options("epoch")
+@common_options()
+def iic_seg(
+    images: tuple[Path, ...],
+    k: int,
+    method: str,
+    features: str,
+    k_over: int | None,
+    epochs: int,
+    batch_size: int | None,
+    heads: int | None,
+    half_window: int | None,
+    lr: float | None,
+    width: float | None,
+    crop_min: float | None,
+    sobel: bool,
+    flip: bool,
+    image_size: str | None,
+    train_on_classes: bool,
+    labels: tuple[Path, ...],
+    classes: str,
+    device: str,
+    threads: int,
+    checkpoint: Path | None,
+    resume: str | None,
+    out: Path,
+    overwrite: bool,
+    fmt: str,
+    quiet: bool,
+    seed: int,
+) -> None:
+    """Segment the photos in IMAGES (folders) without labels: a cluster per pixel.
+
+    IIC for segmentation (Ji et al., ICCV 2019): a fully convolutional
+    network, trained so that each pixel's cluster is predictable from its
+    neighbours' in a second, transformed view (crop/scale, flip, colour
+    jitter). --labels folders are only scored (Hungarian pixel accuracy and
+    mIoU over the --classes). Writes OUT/masks/<stem>.png (a cluster id per
+    pixel, at each image's size), segments.parquet (one row per image),
+    model.npz + model.json, report.html and run.json.
+    """
+    from clusterlens.deep._seg import SegTransforms
+    from clusterlens.pipelines.iic_seg import run_iic_seg
+
+    checkpoint, resuming = resolve_checkpoint(checkpoint, resume)
+    if method == "kmeans" and (checkpoint is not None or resuming):
+        raise click.BadParameter(
+            "k-means trains nothing to checkpoint; use --method iic",
+            param_hint="--checkpoint",
+        )
+    if sobel and features == "cnn":
+        raise click.BadParameter(
+            "Sobel input applies to --features rgb only (the CNN reads colour)",
+            param_hint="--sobel",
+        )
+    hw = _parse_hw(image_size)
+    params: dict[str, Any] = {
+        "n_clusters_over": k_over,
+        "batch_size": batch_size,
+        "n_heads": heads,
+        "half_window": half_window,
+        "lr": lr,
+        "width": width,
+    }
+    params = {key: v for key, v in params.items() if v is not None}
+    tf_kw: dict[str, Any] = {"sobel": sobel, "flip": flip}
+    if crop_min is not None:
+        tf_kw["crop_min"] = crop_min
+    params["transforms"] = SegTransforms(**tf_kw)
+    run_command(
+        lambda stage: run_iic_seg(
+            list(images),
+            stage,
+            n_clusters=k,
+            method=method,
+            features=features,
+            labels=list(labels) or None,
+            classes=classes,
+            image_size=hw,
+            train_on_classes=train_on_classes,
+            epochs=epochs,
+            random_state=seed,
+            verbose=verbosity(quiet, fmt),
+            device=device,
+            n_threads=threads,
+            checkpoint_dir=checkpoint,
+            resume=resuming,
+            command={"argv": sys.argv[1:]},
+            **params,
+        ),
+        out=out,
+        kind="iic-seg",
+        overwrite=overwrite,
+        inputs=[*images, *labels, checkpoint],
+        fmt=fmt,
+        quiet=quiet,
+        schema="clusterlens.iic-seg/1",
+        human=lambda s: (
+            f"iic-seg ({s['method']} on {s['features']}): {s['n_images']} images "
+            f"into k={k};{_scores(s)} {s['fit_seconds']:.0f} s to fit.\n"
+            f"Wrote {out}/: {OUTPUTS}"
+        ),
+    )
+
+
+@click.command("iic-seg-predict", epilog=PREDICT_EXAMPLES)
+@click.argument("model", type=click.Path(path_type=Path))
+@_images_arg
+@_label_options
+@_threads_device
+@common_options()
+def iic_seg_predict(
+    model: Path,
+    images: tuple[Path, ...],
+    labels: tuple[Path, ...],
+    classes: str,
+    device: str,
+    threads: int,
+    out: Path,
+    overwrite: bool,
+    fmt: str,
+    quiet: bool,
+    seed: int,
+) -> None:
+    """Segment the photos in IMAGES with a saved iic-seg MODEL.
+
+    MODEL is the model.npz/model.json pair an 'iic-seg' run wrote (give the
+    path without the suffix). Writes OUT/masks/, segments.parquet,
+    report.html and run.json; --labels are scored as in iic-seg.
+    """
+    from clusterlens.pipelines.iic_seg import run_iic_seg_predict
+
+    run_command(
+        lambda stage: run_iic_seg_predict(
+            model,
+            list(images),
+            stage,
+            labels=list(labels) or None,
+            classes=classes,
+            device=device,
+            n_threads=threads,
+            verbose=verbosity(quiet, fmt),
+            command={"argv": sys.argv[1:]},
+        ),
+        out=out,
+        kind="iic-seg-predict",
+        overwrite=overwrite,
+        inputs=[
+            *images,
+            *labels,
+            model,
+            model.with_suffix(".npz"),
+            model.with_suffix(".json"),
+        ],
+        fmt=fmt,
+        quiet=quiet,
+        schema="clusterlens.iic-seg-predict/1",
+        human=lambda s: (
+            f"iic-seg-predict: {s['n_images']} images into {s['n_clusters']} "
+            f"clusters;{_scores(s)}\nWrote {out}/: masks/, segments.parquet, "
+            "report.html, run.json"
+        ),
+    )

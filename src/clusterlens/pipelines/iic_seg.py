@@ -1,0 +1,656 @@
+"""``clusterlens iic-seg`` as a library call: photos in, a cluster per pixel out.
+
+Two methods over two kinds of per-pixel features: IIC (a network trained on
+the images, :class:`~clusterlens.deep.IICSegmenter`) and k-means (no
+training: the project's k-means on the pixels' colours or on the frozen
+ImageNet CNN's feature maps, upsampled). Label maps, when given, are used only
+to score (Hungarian pixel accuracy and mIoU over the evaluated classes).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from clusterlens.exceptions import DataValidationError, InvalidParameterError
+from clusterlens.io import write_results, write_run_json
+from clusterlens.io._persist import read_model, write_model
+from clusterlens.metrics._segmentation import (
+    ClassTable,
+    SegmentationConfusion,
+    majority_accuracy,
+    parse_class_table,
+    segmentation_scores,
+)
+from clusterlens.utils._progress import progress
+from clusterlens.utils.validation import check_random_state
+
+__all__ = [
+    "SEG_METHODS",
+    "SegImages",
+    "load_seg_images",
+    "read_label_map",
+    "run_iic_seg",
+    "run_iic_seg_predict",
+]
+
+logger = logging.getLogger(__name__)
+
+SEG_METHODS = ("iic", "kmeans")
+KMEANS_FORMAT = "clusterlens.seg-kmeans"
+#: Pixels drawn (seeded) from the training images to fit k-means.
+KMEANS_MAX_PIXELS = 200_000
+HEAD_SELECTION = (
+    "the main-head sub-head with the lowest mean loss over the last epoch "
+    "(label maps are never used for training or selection)"
+)
+
+
+@dataclass
+class SegImages:
+    """Images read for segmentation.
+
+    Attributes
+    ----------
+    paths : list of Path
+    stems : list of str
+        File names without suffix (masks and label maps are matched by them).
+    images : ndarray of shape (n, h, w, 3), uint8
+        Every image resized to the network's ``(h, w)``.
+    sizes : ndarray of shape (n, 2), int64
+        Each image's own ``(height, width)``.
+    """
+
+    paths: list[Path]
+    stems: list[str]
+    images: npt.NDArray[np.uint8]
+    sizes: npt.NDArray[np.int64]
+
+
+def load_seg_images(
+    folders: Sequence[str | os.PathLike[str]],
+    size: tuple[int, int],
+    *,
+    verbose: int = 0,
+) -> SegImages:
+    """Read every image of ``folders`` at ``size`` (height, width), RGB."""
+    from clusterlens.io import list_image_folder, read_image
+    from clusterlens.io._images import probe_image
+
+    paths: list[Path] = []
+    for folder in folders:
+        paths.extend(list_image_folder(folder).paths)
+    stems = [p.stem for p in paths]
+    seen: dict[str, Path] = {}
+    for p in paths:
+        if p.stem in seen:
+            raise DataValidationError(
+                f"Two images share the file stem {p.stem!r} ({seen[p.stem]} and {p}): "
+                "masks and label maps are matched by stem. Rename one or pass the "
+                "folders separately."
+            )
+        seen[p.stem] = p
+    images = np.empty((len(paths), size[0], size[1], 3), dtype=np.uint8)
+    sizes = np.empty((len(paths), 2), dtype=np.int64)
+    for i, p in enumerate(
+        progress(paths, total=len(paths), desc="reading images", verbose=verbose)
+    ):
+        w, h = probe_image(p)
+        sizes[i] = (h, w)
+        images[i] = read_image(p, mode="RGB", size=size)
+    return SegImages(paths, stems, images, sizes)
+
+
+def read_label_map(path: Path) -> npt.NDArray[np.int64]:
+    """A label map: one integer id per pixel (grey or palette PNG)."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as img:
+            img.load()
+            mode = img.mode
+            arr = np.asarray(img)
+    except (OSError, UnidentifiedImageError, ValueError) as e:
+        raise DataValidationError(
+            f"Label map {str(path)!r} cannot be read ({e}). Pass label maps as "
+            "single-channel PNG files of label ids."
+        ) from e
+    if arr.ndim != 2 or mode not in ("L", "P", "I", "I;16", "1"):
+        raise DataValidationError(
+            f"Label map {str(path)!r} is a {mode} image; a label map holds one "
+            "label id per pixel (a grey or palette PNG), not colours."
+        )
+    return arr.astype(np.int64)
+
+
+def _label_paths(
+    label_dirs: Sequence[str | os.PathLike[str]], stems: Sequence[str]
+) -> dict[str, Path]:
+    found: dict[str, Path] = {}
+    for d in label_dirs:
+        d = Path(d)
+        if not d.is_dir():
+            raise DataValidationError(
+                f"Label folder {str(d)!r} does not exist or is not a folder."
+            )
+        for p in sorted(d.iterdir()):
+            if p.suffix.lower() in (".png", ".bmp", ".tif", ".tiff") and p.is_file():
+                found.setdefault(p.stem, p)
+    matched = {s: found[s] for s in stems if s in found}
+    if not matched:
+        raise DataValidationError(
+            f"No label map in {', '.join(map(str, label_dirs))} has the file stem of "
+            f"an image (e.g. {stems[0]!r}.png). Label maps are matched to images by "
+            "file name without suffix."
+        )
+    return matched
+
+
+# --------------------------------------------------------------------------- #
+# Per-pixel features and the k-means method
+# --------------------------------------------------------------------------- #
+def _pixel_features(
+    images: npt.NDArray[np.uint8], features: str, *, n_threads: int, cnn: Any = None
+) -> Any:
+    """(n, C, h, w) float32 torch tensor of per-pixel features (``cnn``: a
+    loaded :class:`~clusterlens.deep.CnnFeatureMaps` to reuse)."""
+    import torch
+
+    x = torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2)))
+    x = x.float().div_(255.0)
+    if features == "rgb":
+        return x
+    from clusterlens.deep import cnn_pixel_features
+
+    return cnn_pixel_features(x, n_threads=n_threads, model=cnn)
+
+
+class _PixelKMeans:
+    """k-means on per-pixel features; predicts at any size (features upsampled)."""
+
+    def __init__(
+        self, centers: npt.NDArray[np.float32], features: str, size: tuple[int, int]
+    ):
+        self.centers, self.features, self.image_size = centers, features, size
+        self._cnn: Any = None
+
+    @classmethod
+    def fit(
+        cls,
+        images: npt.NDArray[np.uint8],
+        k: int,
+        features: str,
+        size: tuple[int, int],
+        random_state: int,
+        n_threads: int,
+    ) -> _PixelKMeans:
+        from clusterlens.cluster import KMeans
+
+        f = _pixel_features(images, features, n_threads=n_threads)
+        flat = f.permute(0, 2, 3, 1).reshape(-1, f.shape[1]).numpy()
+        rng = check_random_state(random_state)
+        if flat.shape[0] > KMEANS_MAX_PIXELS:
+            pick = np.sort(rng.choice(flat.shape[0], KMEANS_MAX_PIXELS, replace=False))
+            flat = flat[pick]
+        km = KMeans(k, random_state=rng).fit(np.ascontiguousarray(flat))
+        return cls(km.cluster_centers_.astype(np.float32), features, size)
+
+    def predict(
+        self, image: npt.NDArray[np.uint8], size: tuple[int, int], n_threads: int
+    ) -> tuple[npt.NDArray[np.int64], None]:
+        import torch
+        import torch.nn.functional as F
+
+        if self.features == "cnn" and self._cnn is None:
+            from clusterlens.deep import CnnFeatureMaps
+
+            self._cnn = CnnFeatureMaps()  # loaded once, not once per image
+        f = _pixel_features(
+            image[None], self.features, n_threads=n_threads, cnn=self._cnn
+        )
+        f = F.interpolate(f, size=size, mode="bilinear", align_corners=False)[0]
+        x = f.reshape(f.shape[0], -1).T  # (pixels, C)
+        c = torch.from_numpy(self.centers)
+        d = (c * c).sum(1)[None, :] - 2.0 * (x @ c.T)
+        return d.argmin(1).reshape(size).numpy().astype(np.int64), None
+
+    def save(self, path: Path) -> None:
+        write_model(
+            path,
+            {"centers": self.centers},
+            fmt=KMEANS_FORMAT,
+            version=1,
+            params={"features": self.features, "image_size": list(self.image_size)},
+            attributes={"n_clusters": int(self.centers.shape[0])},
+            kind="pixel k-means",
+        )
+
+    @classmethod
+    def load(cls, path: Path) -> _PixelKMeans:
+        meta, arrays = read_model(
+            path, fmt=KMEANS_FORMAT, version=1, what="pixel k-means model"
+        )
+        p = meta["params"]
+        return cls(np.asarray(arrays["centers"], np.float32), p["features"],
+                   tuple(p["image_size"]))  # fmt: skip
+
+
+# --------------------------------------------------------------------------- #
+# Outputs shared by training and prediction
+# --------------------------------------------------------------------------- #
+def _write_outputs(
+    out: Path,
+    data: SegImages,
+    predict: Callable[[int], tuple[npt.NDArray[np.int64], npt.NDArray[Any] | None]],
+    n_clusters: int,
+    *,
+    labels: Sequence[str | os.PathLike[str]] | None,
+    classes: str | ClassTable,
+    verbose: int,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Masks, per-image Parquet, scores; returns (summary, report material)."""
+    from PIL import Image
+
+    masks_dir = out / "masks"
+    masks_dir.mkdir()
+    table = parse_class_table(classes) if labels else None
+    label_paths = _label_paths(labels, data.stems) if labels else {}
+    conf = SegmentationConfusion(table, n_clusters) if table is not None else None
+    n = len(data.paths)
+    shares = np.zeros((n, n_clusters), dtype=np.float64)
+    confidence = np.full(n, np.nan, dtype=np.float64)
+    per_image: list[npt.NDArray[np.int64] | None] = [None] * n
+    report_masks: dict[int, tuple[npt.NDArray[Any], npt.NDArray[Any] | None]] = {}
+    show = set(np.linspace(0, n - 1, min(n, 12)).round().astype(int).tolist())
+    for i in progress(range(n), total=n, desc="masks", verbose=verbose):
+        mask, conf_i = predict(i)
+        shares[i] = np.bincount(mask.ravel(), minlength=n_clusters) / mask.size
+        if conf_i is not None:
+            confidence[i] = float(conf_i.mean())
+        dtype = np.uint8 if n_clusters <= 256 else np.uint16
+        Image.fromarray(mask.astype(dtype)).save(masks_dir / f"{data.stems[i]}.png")
+        lab = None
+        if conf is not None and data.stems[i] in label_paths:
+            lp = label_paths[data.stems[i]]
+            lab = read_label_map(lp)
+            per_image[i] = conf.add(lab, mask, f"Label map {str(lp)!r}")
+        if i in show:
+            report_masks[i] = (mask, None if lab is None else table.map(lab, "label"))  # type: ignore[union-attr]
+    cols: dict[str, Any] = {
+        "index": np.arange(n, dtype=np.int64),
+        "item_id": np.asarray([str(p) for p in data.paths]),
+        "stem": np.asarray(data.stems),
+        "height": data.sizes[:, 0],
+        "width": data.sizes[:, 1],
+        "mask": np.asarray([f"masks/{s}.png" for s in data.stems]),
+        "n_clusters_present": (shares > 0).sum(axis=1).astype(np.int64),
+        "largest_share": shares.max(axis=1),
+    }
+    if np.isfinite(confidence).any():
+        cols["confidence"] = confidence
+    width = len(str(n_clusters - 1))
+    for c in range(n_clusters):
+        cols[f"share_{c:0{width}d}"] = shares[:, c]
+    summary: dict[str, Any] = {
+        "n_images": n,
+        "n_clusters": n_clusters,
+        "n_clusters_used": int((shares.sum(axis=0) > 0).sum()),
+    }
+    material: dict[str, Any] = {"masks": report_masks, "table": table}
+    if conf is not None and table is not None:
+        scores = segmentation_scores(conf.matrix, table.class_names)
+        match = np.array([scores["match"][c] for c in table.class_names])
+        acc = np.full(n, np.nan)
+        scored = np.zeros(n, dtype=np.int64)
+        for i, counts in enumerate(per_image):
+            if counts is None:
+                continue
+            scored[i] = counts.sum()
+            ok = match >= 0
+            hit = counts[np.flatnonzero(ok), match[ok]].sum()
+            acc[i] = hit / scored[i] if scored[i] else np.nan
+        cols["pixels_scored"] = scored
+        cols["accuracy"] = acc
+        summary.update(
+            classes=table.describe(),
+            n_images_scored=int(sum(c is not None for c in per_image)),
+            accuracy=scores["accuracy"],
+            miou=scores["miou"],
+            iou=scores["iou"],
+            match=scores["match"],
+            majority_accuracy=majority_accuracy(conf.matrix),
+            n_pixels_scored=scores["n_pixels"],
+        )
+        material.update(confusion=conf.matrix, scores=scores)
+    write_results(out / "segments.parquet", cols)
+    return summary, material
+
+
+def _check_k(n_clusters: Any) -> None:
+    if isinstance(n_clusters, bool) or not isinstance(n_clusters, int | np.integer):
+        raise InvalidParameterError(f"k must be an integer >= 2; got {n_clusters!r}.")
+    if n_clusters < 2:
+        raise InvalidParameterError(
+            f"k must be >= 2 (the number of segments to find); got {n_clusters}."
+        )
+
+
+def run_iic_seg(
+    images: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
+    out_dir: str | os.PathLike[str],
+    *,
+    n_clusters: int = 3,
+    method: str = "iic",
+    features: str = "rgb",
+    labels: Sequence[str | os.PathLike[str]] | None = None,
+    classes: str | ClassTable = "camvid3",
+    image_size: tuple[int, int] | None = None,
+    train_on_classes: bool = False,
+    random_state: int = 0,
+    verbose: int = 0,
+    n_threads: int = 2,
+    command: dict[str, Any] | None = None,
+    **iic_params: Any,
+) -> dict[str, Any]:
+    """Segment the images of ``images`` into ``n_clusters`` per-pixel clusters.
+
+    Writes ``masks/<stem>.png`` (a cluster id per pixel, at each image's
+    size), ``segments.parquet`` (one row per image: size, cluster shares,
+    confidence, and accuracy under the data set's matching when labelled),
+    ``model.npz`` + ``model.json``, ``report.html`` and ``run.json``.
+
+    Parameters
+    ----------
+    images : path or sequence of paths
+        Folders of images (searched recursively).
+    out_dir : path
+        Existing, empty folder to write into.
+    n_clusters : int
+        Segments to find (the number of evaluated classes).
+    method : {"iic", "kmeans"}
+        "iic" trains :class:`~clusterlens.deep.IICSegmenter`; "kmeans" runs
+        k-means on the per-pixel features (no training).
+    features : {"rgb", "cnn"}
+        The pixels' colours, or the frozen ImageNet CNN's feature maps.
+    labels : sequence of paths or None
+        Folders of label maps (same file stems as the images), only scored.
+    classes : str or ClassTable
+        The evaluated classes (see :func:`~clusterlens.metrics.parse_class_table`).
+    image_size : (height, width) or None
+        Size the images are resized to for the network (multiples of 16).
+    train_on_classes : bool
+        IIC counts only the pixels of the evaluated classes (IIC's
+        COCO-Stuff-3 protocol): the label maps choose which pixels enter the
+        objective, never their cluster. Needs a label map for every image.
+    **iic_params
+        Further :class:`~clusterlens.deep.IICSegmenter` parameters.
+
+    Returns
+    -------
+    summary : dict
+        What ``run.json`` holds under ``results``.
+    """
+    _check_k(n_clusters)
+    if method not in SEG_METHODS:
+        raise InvalidParameterError(
+            f"method must be one of {', '.join(SEG_METHODS)}; got {method!r}."
+        )
+    from clusterlens.pipelines.iic import _deep
+    from clusterlens.report._iic_seg import build_iic_seg_report
+
+    deep = _deep()
+    if labels:
+        parse_class_table(classes)  # a bad table fails before any work
+    if train_on_classes and (not labels or method != "iic"):
+        raise InvalidParameterError(
+            "train_on_classes (--train-on-classes) needs --labels (the label maps "
+            "choose the pixels that count) and method 'iic'."
+        )
+    folders = [images] if isinstance(images, str | os.PathLike) else list(images)
+    out = Path(out_dir)
+    t0 = time.perf_counter()
+    model = deep.IICSegmenter(
+        n_clusters,
+        features=features,
+        image_size=image_size,
+        random_state=random_state,
+        verbose=verbose,
+        n_threads=n_threads,
+        **iic_params,
+    )
+    model._validate_params()
+    size = model._image_size()
+    data = load_seg_images(folders, size, verbose=verbose)
+    t_load = time.perf_counter() - t0
+    if method == "iic":
+        keep = None
+        if train_on_classes:
+            keep = _class_pixels(labels, classes, data)  # type: ignore[arg-type]
+        model.fit(data.images, pixel_mask=keep)
+        predictor: Any = model
+    else:
+        predictor = _PixelKMeans.fit(
+            data.images, n_clusters, features, size, random_state, n_threads
+        )
+    t_fit = time.perf_counter() - t0 - t_load
+    summary, material = _write_outputs(
+        out,
+        data,
+        _predict_fn(predictor, data, n_threads),
+        n_clusters,
+        labels=labels,
+        classes=classes,
+        verbose=verbose,
+    )
+    predictor.save(out / "model")
+    history = model.history_ if method == "iic" else []
+    summary.update(
+        method=method,
+        features=features,
+        image_size=list(size),
+        train_on_classes=train_on_classes,
+        fit_seconds=t_fit,
+    )
+    if method == "iic":
+        summary.update(
+            head=model.head_,
+            head_selection=HEAD_SELECTION,
+            epochs=model.n_epochs_,
+            device=model.device_,
+        )
+    params = _params(model, method)
+    build_iic_seg_report(
+        out / "report.html",
+        data=data,
+        material=material,
+        summary=summary,
+        history=history,
+        params=params,
+        title=f"clusterlens iic-seg: {method} on {features} features, k={n_clusters}",
+    )
+    write_run_json(
+        out / "run.json",
+        {
+            "schema": "clusterlens.iic-seg/1",
+            "command": command or {"name": "iic-seg"},
+            "data": [str(f) for f in folders],
+            "labels": None if not labels else [str(x) for x in labels],
+            "parameters": params,
+            "seed": random_state,
+            "timings": {
+                "load_seconds": t_load,
+                "fit_seconds": t_fit,
+                "epoch_seconds": [h["seconds"] for h in history],
+                "total_seconds": time.perf_counter() - t0,
+            },
+            "results": summary,
+            "history": history,
+            "outputs": _OUTPUTS,
+        },
+    )
+    return summary
+
+
+def _class_pixels(
+    labels: Sequence[str | os.PathLike[str]],
+    classes: str | ClassTable,
+    data: SegImages,
+) -> npt.NDArray[np.bool_]:
+    """Per training image, its pixels of the evaluated classes at the
+    network's size (nearest-neighbour resize of the label maps)."""
+    from PIL import Image
+
+    table = parse_class_table(classes)
+    paths = _label_paths(labels, data.stems)
+    missing = [s for s in data.stems if s not in paths]
+    if missing:
+        raise DataValidationError(
+            f"--train-on-classes needs a label map for every image; {len(missing)} "
+            f"have none (e.g. {missing[0]!r}). Add them or leave out the option."
+        )
+    h, w = data.images.shape[1:3]
+    out = np.empty((len(data.stems), h, w), dtype=bool)
+    for i, stem in enumerate(data.stems):
+        lab = read_label_map(paths[stem])
+        if lab.shape != tuple(data.sizes[i]):
+            raise DataValidationError(
+                f"Label map {str(paths[stem])!r} is {lab.shape[1]}x{lab.shape[0]} "
+                f"pixels but its image is {data.sizes[i, 1]}x{data.sizes[i, 0]}: a "
+                "label map must have its image's size."
+            )
+        cls = table.map(lab, f"Label map {str(paths[stem])!r}") >= 0
+        small = Image.fromarray(cls.astype(np.uint8)).resize(
+            (w, h), Image.Resampling.NEAREST
+        )
+        out[i] = np.asarray(small) > 0
+    return out
+
+
+_OUTPUTS = [
+    "masks/",
+    "segments.parquet",
+    "model.npz",
+    "model.json",
+    "report.html",
+    "run.json",
+]
+
+
+def _params(model: Any, method: str) -> dict[str, Any]:
+    p = {
+        k: v
+        for k, v in model.get_params().items()
+        if k not in ("transforms", "checkpoint_dir", "verbose")
+    }
+    p["method"] = method
+    p["image_size"] = list(model._image_size())
+    if method == "kmeans":  # the IIC settings do not apply
+        keys = ("n_clusters", "features", "image_size", "random_state", "n_threads")
+        return {"method": method, **{k: p[k] for k in keys}}
+    if method == "iic":
+        p["transforms"] = model.transforms_.to_dict()
+        p["checkpoint_dir"] = (
+            None if model.checkpoint_dir is None else str(model.checkpoint_dir)
+        )
+    return p
+
+
+def _predict_fn(
+    predictor: Any, data: SegImages, n_threads: int
+) -> Callable[[int], tuple[npt.NDArray[np.int64], npt.NDArray[Any] | None]]:
+    def one(i: int) -> tuple[npt.NDArray[np.int64], npt.NDArray[Any] | None]:
+        size = (int(data.sizes[i, 0]), int(data.sizes[i, 1]))
+        if isinstance(predictor, _PixelKMeans):
+            return predictor.predict(data.images[i], size, n_threads)
+        proba = predictor.predict_proba(data.images[i : i + 1], size=size)[0]
+        return proba.argmax(axis=0).astype(np.int64), proba.max(axis=0)
+
+    return one
+
+
+def run_iic_seg_predict(
+    model_path: str | os.PathLike[str],
+    images: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
+    out_dir: str | os.PathLike[str],
+    *,
+    labels: Sequence[str | os.PathLike[str]] | None = None,
+    classes: str | ClassTable = "camvid3",
+    device: str = "auto",
+    n_threads: int = 2,
+    verbose: int = 0,
+    command: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Segment ``images`` with a saved ``iic-seg`` model (IIC or k-means).
+
+    Writes ``masks/``, ``segments.parquet``, ``report.html`` and ``run.json``.
+    """
+    from clusterlens.io._persist import model_paths
+    from clusterlens.io._safe import read_json
+    from clusterlens.pipelines.iic import _deep
+    from clusterlens.report._iic_seg import build_iic_seg_report
+
+    deep = _deep()
+    if labels:
+        parse_class_table(classes)
+    folders = [images] if isinstance(images, str | os.PathLike) else list(images)
+    out = Path(out_dir)
+    t0 = time.perf_counter()
+    json_path = model_paths(model_path)[1]
+    fmt = None
+    if json_path.is_file():
+        fmt = read_json(
+            json_path, what="model description", fix="write the model again"
+        ).get("format")
+    predictor: Any
+    history: list[dict[str, Any]] = []
+    if fmt == KMEANS_FORMAT:
+        predictor = _PixelKMeans.load(Path(model_path))
+        size, k, method = predictor.image_size, predictor.centers.shape[0], "kmeans"
+        feats = predictor.features
+    else:
+        predictor = deep.IICSegmenter.load(model_path, device=device)
+        predictor.n_threads = n_threads
+        size, k, method = predictor.image_size_, predictor.n_clusters, "iic"
+        feats, history = predictor.features, predictor.history_
+    data = load_seg_images(folders, tuple(size), verbose=verbose)
+    summary, material = _write_outputs(
+        out,
+        data,
+        _predict_fn(predictor, data, n_threads),
+        int(k),
+        labels=labels,
+        classes=classes,
+        verbose=verbose,
+    )
+    summary.update(method=method, features=feats, image_size=list(size))
+    build_iic_seg_report(
+        out / "report.html",
+        data=data,
+        material=material,
+        summary=summary,
+        history=history,
+        params={"model": str(model_path), "method": method, "features": feats},
+        title=f"clusterlens iic-seg-predict: {method} on {feats} features, k={k}",
+    )
+    write_run_json(
+        out / "run.json",
+        {
+            "schema": "clusterlens.iic-seg-predict/1",
+            "command": command or {"name": "iic-seg-predict"},
+            "model": str(model_path),
+            "data": [str(f) for f in folders],
+            "labels": None if not labels else [str(x) for x in labels],
+            "timings": {"total_seconds": time.perf_counter() - t0},
+            "results": summary,
+            "outputs": ["masks/", "segments.parquet", "report.html", "run.json"],
+        },
+    )
+    return summary

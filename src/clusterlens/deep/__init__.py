@@ -1,4 +1,4 @@
-"""Deep image clustering with IIC (Invariant Information Clustering) in torch.
+"""Deep clustering in torch: IIC on images, SCAN heads on frozen embeddings.
 
 Needs the ``deep`` extra (torch); importing this package without torch raises
 :class:`~clusterlens.exceptions.MissingDependencyError` with the install line.
@@ -25,8 +25,14 @@ from clusterlens.deep._loss import (  # noqa: E402
     joint_distribution,
     joint_distribution_dense,
     mutual_information_loss,
+    scan_loss,
 )
-from clusterlens.deep._nets import BACKBONES, IICNet  # noqa: E402
+from clusterlens.deep._nets import BACKBONES, EmbeddingHeads, IICNet  # noqa: E402
+from clusterlens.deep._scan import (  # noqa: E402
+    SCAN,
+    EmbeddingPreprocessor,
+    mine_neighbors,
+)
 from clusterlens.deep._transforms import (  # noqa: E402
     Transforms,
     default_transforms,
@@ -36,6 +42,9 @@ from clusterlens.deep._transforms import (  # noqa: E402
 __all__ = [
     "BACKBONES",
     "IIC",
+    "SCAN",
+    "EmbeddingHeads",
+    "EmbeddingPreprocessor",
     "IICNet",
     "Transforms",
     "as_image_tensor",
@@ -44,6 +53,8 @@ __all__ = [
     "iid_segmentation_loss",
     "joint_distribution",
     "joint_distribution_dense",
+    "mine_neighbors",
     "mutual_information_loss",
+    "scan_loss",
     "sobel",
 ]

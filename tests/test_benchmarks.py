@@ -161,3 +161,23 @@ def test_curate_smoke():
     knn = out["knn"]
     assert knn["method"].startswith("approximate") and knn["recall_at_15"] > 0.3
     assert knn["planted_near_copies_found"] > 0.9
+
+
+def test_natural_smoke():
+    """Issue #20: k-means, PCA+L2 k-means, SCAN and IIC heads on CIFAR-10 CNN
+    embeddings (200 test images in CI), with the published figures beside."""
+    import pytest
+
+    pytest.importorskip("torch")
+    if not (BENCH.parents[1] / "shared" / "data" / "cifar10").is_dir():
+        pytest.skip("../shared/data/cifar10 is absent")
+    out = _smoke("natural.py")
+    assert out["n_items"] == 200 and out["k"] == 10
+    methods = [r["method"] for r in out["methods"]]
+    assert methods[0].startswith("k-means (CLI") and len(methods) == 4
+    assert any(m.startswith("SCAN head") for m in methods)
+    assert any(p["accuracy"] == 0.617 for p in out["published"])
+    for r in out["methods"]:
+        # far above chance (0.1) on 10 balanced classes even at 200 images
+        assert r["accuracy"] > 0.2, r
+    assert 0.2 < out["knn10_purity"] <= 1.0

@@ -33,14 +33,19 @@ def _one_line_error(r, *needles):
 
 @pytest.fixture(scope="module")
 def ws(tmp_path_factory):
-    """A workspace of 3 colour classes x 20 noisy 24-px images, pixel features."""
+    """A workspace of 3 pattern classes x 20 noisy 24-px images, pixel features."""
     root = tmp_path_factory.mktemp("scan-cli")
     rng = np.random.default_rng(0)
-    colours = {"red": (200, 40, 40), "green": (40, 200, 40), "blue": (40, 40, 200)}
-    for name, c in colours.items():
+    yy, xx = np.mgrid[:24, :24]
+    patterns = {
+        "hstripes": (yy // 4) % 2,
+        "vstripes": (xx // 4) % 2,
+        "checks": ((yy // 6) + (xx // 6)) % 2,
+    }
+    for name, pat in patterns.items():
         (root / "imgs" / name).mkdir(parents=True)
         for i in range(20):
-            px = np.array(c)[None, None, :] + rng.normal(0, 30, (24, 24, 3))
+            px = 60 + 130 * pat[..., None] + rng.normal(0, 40, (24, 24, 3))
             Image.fromarray(np.clip(px, 0, 255).astype(np.uint8)).save(
                 root / "imgs" / name / f"{i:02d}.png"
             )
@@ -164,7 +169,7 @@ def test_a_saved_head_is_applied_and_checks_the_width(ws, tmp_path):
     c1 = pq.read_table(first / "results.parquet").column("cluster").to_pylist()
     c2 = pq.read_table(again / "results.parquet").column("cluster").to_pylist()
     assert c1 == c2
-    # a head fitted on 1728-d pixels applied to 5-d features
+    # a head fitted on the pixels applied to 5-d features
     other = tmp_path / "narrow.npy"
     np.save(other, np.random.default_rng(0).normal(size=(60, 5)).astype(np.float32))
     bad = tmp_path / "bad"
@@ -182,7 +187,8 @@ def test_a_saved_head_is_applied_and_checks_the_width(ws, tmp_path):
         "--out",
         bad,
     )
-    _one_line_error(r, "X has 5 features", "fitted on 1728-d embeddings")
+    width = np.load(ws / "features" / "pixels" / "features.npy").shape[1]
+    _one_line_error(r, "X has 5 features", f"fitted on {width}-d embeddings")
     assert not bad.exists()
     r = run(
         "cluster",

@@ -43,7 +43,11 @@ MODEL_FORMAT = "clusterlens.scan"
 FORMAT_VERSION = 1
 OBJECTIVES = ("scan", "iic")
 #: Fewest optimisation steps per epoch (see ``SCAN.fit``).
-_MIN_STEPS = 20
+_MIN_STEPS = 10
+#: Self-labelling's learning rate, relative to ``lr``: it refines a head that
+#: already clusters (at the full rate it undid part of the SCAN step on
+#: CIFAR-10 embeddings, 0.606 -> 0.559 accuracy).
+_SELF_LABEL_LR = 0.1
 
 
 # --------------------------------------------------------------------------- #
@@ -207,15 +211,16 @@ class SCAN(ClusterMixin, BaseEstimator):  # type: ignore[misc]
         Scale each row to unit length last (the cosine geometry of CNN
         embeddings); False keeps the (centred, projected) rows as they are,
         for features whose norm carries meaning.
-    hidden : int, default=0
-        0: linear heads; > 0: MLP heads with one hidden layer of this width.
-    n_heads : int, default=10
+    hidden : int, default=256
+        0: linear heads; > 0: MLP heads with one hidden layer of this width
+        (on CIFAR-10 embeddings 256 reached 0.61 accuracy, linear 0.53).
+    n_heads : int, default=5
         Heads trained at once; the one with the lowest loss is kept.
     entropy_weight : float, default=5.0
         Weight of the entropy term of "scan" (the paper's 5 on CIFAR-10).
     epochs : int, default=30
-        Epochs of step (2): passes over the rows, at least 20 steps each (a
-        set smaller than 20 batches is passed over several times per epoch).
+        Epochs of step (2): passes over the rows, at least 10 steps each (a
+        set smaller than 10 batches is passed over several times per epoch).
     self_label_epochs : int, default=10
         Passes of step (3); 0 skips it.
     confidence : float, default=0.99
@@ -223,8 +228,8 @@ class SCAN(ClusterMixin, BaseEstimator):  # type: ignore[misc]
     batch_size : int, default=512
         Rows per step; the entropy term is taken over a batch, so keep it
         several times ``n_clusters``.
-    lr : float, default=1e-3
-        Adam learning rate.
+    lr : float, default=1e-2
+        Adam learning rate of step (2); step (3) uses a tenth of it.
     weight_decay : float, default=1e-4
         Adam weight decay.
     dropout : float, default=0.1
@@ -234,8 +239,11 @@ class SCAN(ClusterMixin, BaseEstimator):  # type: ignore[misc]
         copy, relative to each feature's standard deviation.
     device : str, default="cpu"
         "cpu", "cuda" or "auto" (CUDA when present).
-    n_threads : int or None, default=2
-        torch CPU threads during fit/predict (restored afterwards).
+    n_threads : int or None, default=1
+        torch CPU threads during fit/predict (restored afterwards). One by
+        default: the head's matrices are small, and a second OpenMP thread
+        that spins while waiting made a fit 50-80x slower on a loaded
+        2-core machine (2.7 s against 150-220 s, 900 rows, 15 epochs).
     random_state : int, numpy.random.Generator or None, default=None
         Seeds the neighbour search's cells, the weights, the batches, the
         neighbour drawn and every augmentation.
@@ -276,19 +284,19 @@ class SCAN(ClusterMixin, BaseEstimator):  # type: ignore[misc]
         n_components: int | None = 128,
         whiten: bool = False,
         l2: bool = True,
-        hidden: int = 0,
-        n_heads: int = 10,
+        hidden: int = 256,
+        n_heads: int = 5,
         entropy_weight: float = 5.0,
         epochs: int = 30,
         self_label_epochs: int = 10,
         confidence: float = 0.99,
         batch_size: int = 512,
-        lr: float = 1e-3,
+        lr: float = 1e-2,
         weight_decay: float = 1e-4,
         dropout: float = 0.1,
         noise: float = 0.5,
         device: str = "cpu",
-        n_threads: int | None = 2,
+        n_threads: int | None = 1,
         random_state: Any = None,
         verbose: int = 0,
     ):
@@ -548,7 +556,9 @@ class SCAN(ClusterMixin, BaseEstimator):  # type: ignore[misc]
         net, h, k = self.net_, self.head_, self.n_clusters
         clean = torch.from_numpy(Z).to(device)
         opt = torch.optim.Adam(
-            net.parameters(), lr=self.lr, weight_decay=self.weight_decay
+            net.parameters(),
+            lr=self.lr * _SELF_LABEL_LR,
+            weight_decay=self.weight_decay,
         )
         bar = progress(
             total=self.self_label_epochs,

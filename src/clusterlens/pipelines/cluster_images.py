@@ -240,7 +240,9 @@ def run_cluster_images(
             stage / "report.html",
             labels_pred=labels,
             distances=dist,
-            figures={k: v for k, v in summary.items() if k != "n_items"},
+            figures={
+                k: v for k, v in summary.items() if k != "n_items" and v is not None
+            },
             params=params,
             title=f"{METHOD_TITLES[method]} on {features}: {n_clusters} clusters",
         )
@@ -313,11 +315,12 @@ def _fit_head(
     model.save(stage / "model")
     labels = proba.argmax(axis=1).astype(np.int64)
     p = proba[np.arange(labels.size), labels].astype(np.float64)
-    last = model.history_[-1] if model.history_ else {}
+    # the loss the head was chosen by: the last epoch of the SCAN/IIC step
+    chosen = [h for h in model.history_ if h.get("stage") == model.objective]
     summary = {
         "n_iter": int(getattr(model, "n_epochs_", 0)),
         "head": int(model.head_),
-        "loss": float(last.get("loss", float("nan"))),
+        "loss": float(chosen[-1]["loss"]) if chosen else None,
         "mean_probability": float(p.mean()),
         "columns": {"probability": p.astype(np.float32)},
     }

@@ -30,22 +30,27 @@ CNN seconds of its rows.
     python benchmarks/natural.py --folder DIR    # any folder of class sub-folders
     python benchmarks/natural.py --smoke         # seconds, for CI
 
-Measured here, seed 0, 2 shared cores under heavy load from other sessions
-(seconds are wall time and several times a quiet machine's), CIFAR-10 test
-(10,000 images), EfficientNet-Lite0 embeddings, ``--views none`` (the
-mirrored embeddings of all 60,000 did not finish in the session):
+Measured here, seed 0, 2 shared cores (loaded by other sessions, so seconds
+are wall time and vary), CIFAR-10 test (10,000 images), EfficientNet-Lite0
+embeddings; ``python benchmarks/natural.py`` (mirrored images as the heads'
+view), and ``--views none`` in brackets:
 
     10-NN purity of the features (PCA 128 + L2): 0.633
     method                              accuracy   NMI    ARI  seconds
-    k-means (CLI: --features cnn --l2)     0.466  0.396  0.275    350.7
-    PCA 128 + L2, k-means, 10 starts       0.509  0.413  0.297     33.9
-    SCAN head (--method scan)              0.588  0.456  0.365     39.0
-    IIC head (--method iic)                0.517  0.445  0.332     57.7
+    k-means (CLI: --features cnn --l2)     0.466  0.396  0.275     59.9
+    PCA 128 + L2, k-means, 10 starts       0.509  0.413  0.297     16.5
+    SCAN head (--method scan)              0.597  0.461  0.375     31.0
+                                          (0.588  0.456  0.365     39.0)
+    IIC head (--method iic)                0.554  0.453  0.353     31.1
+                                          (0.517  0.445  0.332     57.7)
     published: IIC (ResNet from pixels)    0.617
     published: SCAN (own ResNet-18)        0.883
 
+CNN stage: 60,000 images in 2,684 s while loaded (22-200 images/s), the
+mirrored ones in 489 s (about 120 images/s).
+
 The mirrored images, same 10,000, SCAN head with its defaults (library calls):
-as a view (``--views``, the default here) 0.597 (NMI 0.461, ARI 0.375); the
+as a view 0.597 (NMI 0.461, ARI 0.375, as in the table); the
 flip-averaged embedding as the features instead (20-NN purity 0.618 against
 0.611) 0.583; both 0.571: within a point of each other, so a seed's spread.
 
@@ -56,7 +61,7 @@ NMI 0.472, ARI 0.391, 316 s (80 s of it the exact 20-NN search), 20-NN purity
 images/s as the other sessions came and went; about 300 s at the 200 images/s
 of a quiet moment) + SCAN 316 s = 55 minutes.
 
-The SCAN head is 1.26x the CLI's k-means on the same features and below the
+The SCAN head is 1.28x the CLI's k-means on the same features and below the
 10-NN purity, which bounds it: with 37 % of an image's neighbours in another
 class, the heads learn those confusions too. The #20 target (0.80) needs
 better features (the issue's backbone/augmentation items), not a better head.

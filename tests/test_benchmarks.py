@@ -206,3 +206,23 @@ def test_iic_seg_smoke():
         assert 0.0 <= r["miou"] <= 1.0
         # the best of the 3! matchings is at least their mean, 1/3 of the pixels
         assert 1.0 / 3.0 - 1e-9 <= r["accuracy"] <= 1.0
+
+
+def test_natural_smoke():
+    """Issue #20: k-means, PCA+L2 k-means, SCAN and IIC heads on CIFAR-10 CNN
+    embeddings (200 test images in CI), with the published figures beside."""
+    import pytest
+
+    pytest.importorskip("torch")
+    if not (BENCH.parents[1] / "shared" / "data" / "cifar10").is_dir():
+        pytest.skip("../shared/data/cifar10 is absent")
+    out = _smoke("natural.py")
+    assert out["n_items"] == 200 and out["k"] == 10
+    methods = [r["method"] for r in out["methods"]]
+    assert methods[0].startswith("k-means (CLI") and len(methods) == 4
+    assert any(m.startswith("SCAN head") for m in methods)
+    assert [p["accuracy"] for p in out["published"]] == [0.617, 0.883]
+    for r in out["methods"]:
+        # far above chance (0.1) on 10 balanced classes even at 200 images
+        assert r["accuracy"] > 0.2, r
+    assert 0.2 < out["knn10_purity"] <= 1.0

@@ -1,4 +1,4 @@
-"""Deep image clustering with IIC (Invariant Information Clustering) in torch.
+"""Deep clustering in torch: IIC on images, SCAN heads on frozen embeddings.
 
 Needs the ``deep`` extra (torch); importing this package without torch raises
 :class:`~clusterlens.exceptions.MissingDependencyError` with the install line.
@@ -25,8 +25,14 @@ from clusterlens.deep._loss import (  # noqa: E402
     joint_distribution,
     joint_distribution_dense,
     mutual_information_loss,
+    scan_loss,
 )
-from clusterlens.deep._nets import BACKBONES, IICNet  # noqa: E402
+from clusterlens.deep._nets import BACKBONES, EmbeddingHeads, IICNet  # noqa: E402
+from clusterlens.deep._scan import (  # noqa: E402
+    SCAN,
+    EmbeddingPreprocessor,
+    mine_neighbors,
+)
 from clusterlens.deep._seg import (  # noqa: E402
     IICSegmenter,
     SegTransforms,
@@ -50,8 +56,11 @@ from clusterlens.deep._transforms import (  # noqa: E402
 __all__ = [
     "BACKBONES",
     "IIC",
+    "SCAN",
     "SEG_FEATURES",
     "CnnFeatureMaps",
+    "EmbeddingHeads",
+    "EmbeddingPreprocessor",
     "IICNet",
     "IICSegmenter",
     "SegNet",
@@ -66,8 +75,10 @@ __all__ = [
     "invert_geometry",
     "joint_distribution",
     "joint_distribution_dense",
+    "mine_neighbors",
     "mutual_information_loss",
     "random_geometry",
+    "scan_loss",
     "segmentation_step_loss",
     "sobel",
 ]

@@ -1,4 +1,4 @@
-"""The IID objective: mutual information of paired cluster assignments.
+"""Clustering objectives: IIC's mutual information, and SCAN's neighbour loss.
 
 The same code serves image clustering (one joint distribution per batch) and
 IIC's segmentation variant (one joint distribution per displacement in a local
@@ -19,6 +19,7 @@ __all__ = [
     "joint_distribution",
     "joint_distribution_dense",
     "mutual_information_loss",
+    "scan_loss",
 ]
 
 #: Floor applied to probabilities before the logarithm (IIC's choice).
@@ -177,3 +178,52 @@ def iid_segmentation_loss(
     """
     P = joint_distribution_dense(z, zt, half_window)
     return mutual_information_loss(P, lamb=lamb, eps=eps)
+
+
+def scan_loss(
+    logits: torch.Tensor,
+    logits_neighbors: torch.Tensor,
+    *,
+    entropy_weight: float = 5.0,
+    eps: float = EPS,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """SCAN's clustering loss of anchors and one neighbour each, per sub-head.
+
+    ``loss = -mean_i log <p_i, p_j(i)> - entropy_weight * H(mean_i p_i)``:
+    neighbours should fall in the same cluster with confidence, and the
+    entropy of the mean prediction keeps every cluster in use.
+
+    Parameters
+    ----------
+    logits, logits_neighbors : torch.Tensor of shape (n_samples, ..., k)
+        Logits of the anchors and of one neighbour of each anchor (row ``i``
+        of ``logits_neighbors`` is a neighbour of row ``i`` of ``logits``);
+        any middle axes (sub-heads) are kept.
+    entropy_weight : float, default=5.0
+        Weight of the entropy term (the paper's lambda; 5 for CIFAR-10).
+    eps : float, default=sys.float_info.epsilon
+        Probability floor before the logarithm.
+
+    Returns
+    -------
+    loss, consistency, entropy : torch.Tensor of shape (...)
+        The total per sub-head (to minimise), its consistency term and the
+        entropy of the mean prediction (in nats, at most ``log k``).
+
+    Notes
+    -----
+    Van Gansbeke, Vandenhende, Georgoulis, Proesmans and Van Gool, "SCAN:
+    Learning to Classify Images without Labels", ECCV 2020, eq. 2. The
+    consistency term is 0 only when anchor and neighbour agree one-hot.
+    """
+    if logits.shape != logits_neighbors.shape or logits.ndim < 2:
+        raise ValueError(
+            "logits and logits_neighbors must have the same shape (n_samples, ..., "
+            f"k); got {tuple(logits.shape)} and {tuple(logits_neighbors.shape)}."
+        )
+    p = torch.softmax(logits, dim=-1)
+    q = torch.softmax(logits_neighbors, dim=-1)
+    consistency = -torch.log((p * q).sum(dim=-1).clamp(min=eps)).mean(dim=0)
+    mean_p = p.mean(dim=0)
+    entropy = -(mean_p * torch.log(mean_p.clamp(min=eps))).sum(dim=-1)
+    return consistency - entropy_weight * entropy, consistency, entropy

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-__all__ = ["BACKBONES", "ClusterHeads", "IICNet", "build_backbone"]
+__all__ = ["BACKBONES", "ClusterHeads", "EmbeddingHeads", "IICNet", "build_backbone"]
 
 #: Backbones: name -> layer configuration at width 1. Ints are 3x3 conv +
 #: BatchNorm + ReLU with that many channels, "M" is a 2x2 max-pool.
@@ -193,3 +193,50 @@ class IICNet(nn.Module):
             elif isinstance(m, nn.BatchNorm2d):
                 nn.init.ones_(m.weight)
                 nn.init.zeros_(m.bias)
+
+
+class EmbeddingHeads(nn.Module):
+    """Clustering sub-heads over fixed embeddings: logits ``(n, n_heads, k)``.
+
+    ``hidden=0``: each sub-head is linear (one fused ``Linear``). ``hidden>0``:
+    each sub-head is an MLP ``Linear -> BatchNorm -> ReLU -> Linear`` of that
+    width, all sub-heads computed by one fused first layer and one batched
+    second layer (no Python loop over heads).
+    """
+
+    def __init__(self, in_features: int, k: int, n_heads: int, hidden: int = 0):
+        super().__init__()
+        self.k, self.n_heads, self.hidden = k, n_heads, hidden
+        if hidden > 0:
+            self.first = nn.Linear(in_features, hidden * n_heads)
+            self.norm = nn.BatchNorm1d(hidden * n_heads)
+            self.second_weight = nn.Parameter(torch.empty(n_heads, hidden, k))
+            self.second_bias = nn.Parameter(torch.empty(n_heads, k))
+        else:
+            self.linear = nn.Linear(in_features, k * n_heads)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits of shape (n_samples, n_heads, k)."""
+        if self.hidden > 0:
+            h = torch.relu(self.norm(self.first(x)))
+            h = h.view(-1, self.n_heads, self.hidden).transpose(0, 1)  # (H, n, h)
+            out = torch.baddbmm(self.second_bias[:, None, :], h, self.second_weight)
+            return out.transpose(0, 1)
+        return self.linear(x).view(-1, self.n_heads, self.k)
+
+    @torch.no_grad()
+    def reset_parameters(self, generator: torch.Generator) -> None:
+        """Initialise every weight from ``generator`` (no global RNG)."""
+        for m in self.modules():
+            if isinstance(m, nn.Linear):
+                bound = 1.0 / math.sqrt(m.in_features)
+                nn.init.uniform_(m.weight, -bound, bound, generator=generator)
+                nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.BatchNorm1d):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+                m.reset_running_stats()
+        if self.hidden > 0:
+            bound = 1.0 / math.sqrt(self.hidden)
+            nn.init.uniform_(self.second_weight, -bound, bound, generator=generator)
+            nn.init.zeros_(self.second_bias)

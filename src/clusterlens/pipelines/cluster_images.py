@@ -1,4 +1,4 @@
-"""``clusterlens cluster``: k-means over an image workspace's BoVW or dense features."""
+"""``clusterlens cluster``: k-means, Ward or a SCAN/IIC head over workspace features."""
 
 from __future__ import annotations
 
@@ -17,7 +17,9 @@ from clusterlens.io._workspace import Workspace
 
 __all__ = ["load_feature_matrix", "run_cluster_images", "scores_if_labelled"]
 
-METHODS: tuple[str, ...] = ("kmeans", "ward")
+METHODS: tuple[str, ...] = ("kmeans", "ward", "scan", "iic")
+#: Methods that train a clustering head on the embeddings (clusterlens.deep.SCAN).
+HEAD_METHODS: tuple[str, ...] = ("scan", "iic")
 # Ward keeps the (n, n) merge structure in memory: about 8 n^2 / 2 bytes
 WARD_MAX_ITEMS = 20_000
 _WHAT = "feature matrix given to --features"
@@ -117,8 +119,21 @@ def run_cluster_images(
     report: bool = True,
     verbose: int = 0,
     command: dict[str, Any] | None = None,
+    views: tuple[str, ...] = (),
+    head: str | os.PathLike[str] | None = None,
+    head_params: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Cluster one feature matrix of the workspace; results, model, report.
+
+    ``method="scan"`` / ``"iic"`` train a clustering head on the embeddings
+    with their nearest neighbours (:class:`clusterlens.deep.SCAN` with that
+    objective, then self-labelling; ``head_params`` are its parameters, e.g.
+    ``{"n_neighbors": 20, "epochs": 30}``). ``views`` names other feature
+    matrices of the same items (e.g. the embeddings of the mirrored images)
+    the head is trained on as augmentations. ``head`` is a model folder or
+    ``model`` file written by an earlier scan/iic run: its head is applied,
+    not trained. Their results add a ``probability`` column (the kept head's
+    probability of the cluster) and ``distance`` is ``1 - probability``.
 
     ``method="kmeans"`` is the engine's k-means (``n_init`` restarts);
     ``method="ward"`` is scikit-learn's agglomerative clustering with Ward
@@ -145,7 +160,23 @@ def run_cluster_images(
         norms = np.linalg.norm(X, axis=1, keepdims=True)
         X = X / np.where(norms > 0, norms, 1.0)
     t0 = time.perf_counter()
-    if method == "ward":
+    extra: dict[str, Any] = {}
+    if method in HEAD_METHODS:
+        labels, dist, extra = _fit_head(
+            ws,
+            X,
+            stage,
+            method,
+            n_clusters,
+            random_state,
+            verbose,
+            views,
+            head,
+            head_params or {},
+        )
+        seconds = time.perf_counter() - t0
+        inertia, n_iter, backend = None, extra.pop("n_iter"), "local"
+    elif method == "ward":
         labels, centers = _ward(X, n_clusters)
         seconds = time.perf_counter() - t0
         dist = np.linalg.norm(X - centers[labels], axis=1).astype(np.float64)
@@ -164,7 +195,12 @@ def run_cluster_images(
         km.save(stage / "model")
     write_results(
         stage / "results.parquet",
-        {**base_columns(ws), "cluster": labels, "distance": dist},
+        {
+            **base_columns(ws),
+            "cluster": labels,
+            "distance": dist,
+            **extra.pop("columns", {}),
+        },
     )
     scores = scores_if_labelled(ws, labels)
     summary = {
@@ -177,6 +213,7 @@ def run_cluster_images(
         "backend": backend,
         "seconds": seconds,
         "images_per_second": float(len(ws) / max(seconds, 1e-9)),
+        **extra,
         **scores,
     }
     params = {
@@ -188,6 +225,12 @@ def run_cluster_images(
         "l2_normalize": l2_normalize,
         "method": method,
     }
+    if method in HEAD_METHODS:
+        params.update(
+            views=list(views),
+            head=None if head is None else str(head),
+            head_params=head_params or {},
+        )
     outputs = ["results.parquet", "model.npz", "model.json", "run.json"]
     if report:
         from clusterlens.report._topics import build_workspace_report
@@ -197,10 +240,11 @@ def run_cluster_images(
             stage / "report.html",
             labels_pred=labels,
             distances=dist,
-            figures={k: v for k, v in summary.items() if k != "n_items"},
+            figures={
+                k: v for k, v in summary.items() if k != "n_items" and v is not None
+            },
             params=params,
-            title=f"{'Ward' if method == 'ward' else 'k-means'} on {features}: "
-            f"{n_clusters} clusters",
+            title=f"{METHOD_TITLES[method]} on {features}: {n_clusters} clusters",
         )
         outputs.append("report.html")
     write_run(
@@ -214,6 +258,73 @@ def run_cluster_images(
         outputs=outputs,
     )
     return summary
+
+
+METHOD_TITLES = {
+    "kmeans": "k-means",
+    "ward": "Ward",
+    "scan": "SCAN head",
+    "iic": "IIC head",
+}
+
+
+def _fit_head(
+    ws: Workspace,
+    X: npt.NDArray[np.float32],
+    stage: Path,
+    method: str,
+    n_clusters: int,
+    random_state: int,
+    verbose: int,
+    views: tuple[str, ...],
+    head: str | os.PathLike[str] | None,
+    head_params: dict[str, Any],
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64], dict[str, Any]]:
+    """Train (or load and apply) a SCAN/IIC head; labels, 1 - p, summary."""
+    from clusterlens.deep import SCAN
+
+    if head is not None:
+        path = Path(head)
+        model = SCAN.load(path / "model" if path.is_dir() else path)
+        if model.n_clusters != n_clusters:
+            raise DataValidationError(
+                f"The head {str(head)!r} has {model.n_clusters} clusters, not "
+                f"-k {n_clusters}. Pass -k {model.n_clusters}, or train a new head "
+                "(leave out --head)."
+            )
+        proba = model.predict_proba(X)
+    else:
+        extra_views = []
+        for v in views:
+            V, _ = load_feature_matrix(ws, v)
+            if V.shape != X.shape:
+                raise DataValidationError(
+                    f"The view {v!r} has shape {V.shape}, but the features have "
+                    f"{X.shape}; a view holds other embeddings of the same items "
+                    "(the same CNN on the mirrored images, say)."
+                )
+            extra_views.append(np.asarray(V, dtype=np.float32))
+        model = SCAN(
+            n_clusters,
+            objective=method,
+            random_state=random_state,
+            verbose=verbose,
+            **head_params,
+        ).fit(X, views=np.stack(extra_views) if extra_views else None)
+        proba = model.predict_proba(X)
+    model.save(stage / "model")
+    labels = proba.argmax(axis=1).astype(np.int64)
+    p = proba[np.arange(labels.size), labels].astype(np.float64)
+    # the loss the head was chosen by: the last epoch of the SCAN/IIC step
+    chosen = [h for h in model.history_ if h.get("stage") == model.objective]
+    summary = {
+        "n_iter": int(getattr(model, "n_epochs_", 0)),
+        "head": int(model.head_),
+        "loss": float(chosen[-1]["loss"]) if chosen else None,
+        "mean_probability": float(p.mean()),
+        "columns": {"probability": p.astype(np.float32)},
+    }
+    return labels, 1.0 - p, summary
 
 
 def _ward(

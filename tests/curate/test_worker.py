@@ -122,3 +122,37 @@ def test_the_worker_runs_the_callers_clusterlens():
     env = _worker._child_env()
     assert env["OMP_NUM_THREADS"] == "1"
     assert all(p in env["PYTHONPATH"].split(":") for p in sys.path if p)
+
+
+def test_a_stopped_run_stops_the_worker_and_makes_nothing_here(
+    folder, tmp_path, monkeypatch
+):
+    import clusterlens.pipelines.cluster_images as ci
+    import clusterlens.pipelines.curate as cv
+
+    made_here = []
+    monkeypatch.setattr(cv, "run_map", lambda *a, **k: made_here.append("map"))
+    monkeypatch.setattr(
+        ci, "run_cluster_images", lambda *a, **k: made_here.append("clusters")
+    )
+    started = []
+    real_init = StageWorker.__init__
+
+    def init(self):
+        real_init(self)
+        started.append(self)
+
+    monkeypatch.setattr(StageWorker, "__init__", init)
+
+    def stop(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cv, "run_duplicates", stop)
+    with pytest.raises(KeyboardInterrupt):
+        _explore(folder, tmp_path / "ws")
+    (w,) = started
+    assert w.closed and w._proc is None
+    import time
+
+    time.sleep(1.0)  # the lost answers must not start the stages here
+    assert made_here == []

@@ -68,6 +68,9 @@ class StageWorker:
         self._lock = threading.Lock()
         self._answers: dict[str, dict[str, Any]] = {}
         self._asked: set[str] = set()
+        #: closed by :meth:`close` (a failed or interrupted run): a lost
+        #: answer is then no reason to make the stage elsewhere
+        self.closed = False
         try:
             self._proc: subprocess.Popen[str] | None = subprocess.Popen(
                 self._command(),
@@ -128,12 +131,16 @@ class StageWorker:
     def close(self) -> None:
         """End the worker: once it has answered every job it exits by
         itself; before that (a failed run) it is stopped at once."""
-        with self._lock:
-            proc, self._proc = self._proc, None
+        self.closed = True
+        # no lock: a thread may be waiting in _answer() holding it; killing
+        # the process ends its read (EOF -> WorkerLost)
+        proc = self._proc
         if proc is None:
             return
         if not self._asked or not self._asked <= set(self._answers):
             proc.kill()
+        with self._lock:
+            self._proc = None
         for stream in (proc.stdin, proc.stdout):
             if stream is not None and not stream.closed:
                 try:

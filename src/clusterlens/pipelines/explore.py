@@ -536,6 +536,8 @@ def _explore(
                 try:
                     return worker.result(name)
                 except WorkerLost as e:
+                    if worker.closed:  # the run failed or was stopped
+                        raise
                     logger.info("explore: %s; the %s are made here", e, name)
             return jobs[name]()
 

@@ -3,6 +3,8 @@
 - ``pixels``: raw pixels + PCA (the quick baseline);
 - ``iic``: the penultimate layer (trunk) of a clusterlens IIC network
   (``clusterlens.deep._embed.iic_trunk_features``), L2-normalised, PCA;
+- ``cnn``: a workspace's ImageNet CNN embeddings (``clusterlens features
+  cnn``), L2-normalised, PCA;
 
 then, optionally, ``smooth`` rounds of k-nearest-neighbour averaging: each
 item's vector becomes the mean of its own and its ``n_neighbours - 1`` nearest
@@ -61,6 +63,16 @@ def knn_smooth(
     return smooth(X, rounds, n_neighbours)
 
 
+def _l2_pca(T: npt.NDArray[np.float32], pca: int, seed: int) -> npt.NDArray[np.float32]:
+    from clusterlens.features import fit_pca
+
+    T = T / np.maximum(np.linalg.norm(T, axis=1, keepdims=True), 1e-12)
+    return np.asarray(
+        fit_pca(T, min(pca, T.shape[1]), random_state=seed).transform(T),
+        dtype=np.float32,
+    )
+
+
 def make_features(
     kind: str,
     images: npt.NDArray[Any],
@@ -74,16 +86,22 @@ def make_features(
     iic_save: str | None = None,
     smooth: int = 0,
     n_neighbours: int = 10,
+    embeddings: npt.NDArray[Any] | None = None,
 ) -> tuple[npt.NDArray[np.float32], dict[str, Any]]:
-    """The feature matrix of ``kind`` ("pixels" or "iic") and what made it."""
+    """The feature matrix of ``kind`` ("pixels", "iic" or "cnn": the rows of
+    ``embeddings``) and what made it."""
     from clusterlens.deep._embed import iic_trunk_features
-    from clusterlens.features import fit_pca
 
     t0 = time.perf_counter()
     info: dict[str, Any] = {}
     if kind == "pixels":
         Z = pixel_pca(images, pca, seed)
         desc = f"pixels + PCA {Z.shape[1]}"
+    elif kind == "cnn":
+        if embeddings is None:
+            raise ValueError("kind='cnn' needs the embeddings")
+        Z = _l2_pca(np.asarray(embeddings, dtype=np.float32), pca, seed)
+        desc = f"CNN embeddings ({embeddings.shape[1]}-d), L2, PCA {Z.shape[1]}"
     else:
         if iic_model:
             from clusterlens.deep import IIC
@@ -106,11 +124,7 @@ def make_features(
             )
         info["iic_seconds"] = time.perf_counter() - t0
         T = iic_trunk_features(model, images)
-        T /= np.maximum(np.linalg.norm(T, axis=1, keepdims=True), 1e-12)
-        Z = np.asarray(
-            fit_pca(T, min(pca, T.shape[1]), random_state=seed).transform(T),
-            dtype=np.float32,
-        )
+        Z = _l2_pca(T, pca, seed)
         desc = f"{how}: trunk ({T.shape[1]}-d), L2, PCA {Z.shape[1]}"
     if smooth > 0:
         Z = knn_smooth(Z, smooth, n_neighbours)

@@ -7,19 +7,21 @@ its page makes. It reads a cluster's page (``GET /cluster/<id>``: the grid's
 items, in order) and the cluster sizes (``GET /api/state``), and posts what the
 page posts (``POST /api/action`` with the page's own Origin): name a cluster
 (type a class, Enter), split a cluster (key ``s``: 2-means on its features),
-label one image (shift-click it, type its class, Enter: "Label selected", one
-``label_items`` action per image). It sees what the page shows: one cluster as
-a grid of at most ``PAGE`` thumbnails, closest to the centre first, outliers
-last. The labels are then taken away with the page's CSV export
+label a selection (shift-click each image, type a class, Enter: "Label
+selected", one ``label_items`` action). It sees what the page shows: one
+cluster as a grid of at most ``PAGE`` thumbnails, closest to the centre first,
+outliers last. The labels are then taken away with the page's CSV export
 (``POST /api/export``) and scored. Per cluster, in the app's order:
 
-- a cluster larger than a page, or one showing at least ``--split-min``
-  images of another class than its majority, is split (up to ``--max-depth``
-  times) and both halves are visited;
-- otherwise the images of another class are labelled one by one (one action
-  each) unless there are at most ``--tolerate`` of them (a few stray digits
-  in a grid of hundreds are left: they stay wrong and count against the final
-  accuracy), and the cluster is named after its majority (one action).
+- a cluster larger than a page (or, with ``--split-min N``, one showing at
+  least N images of another class than its majority) is split (up to
+  ``--max-depth`` times) and both halves are visited;
+- otherwise the images of another class are labelled, those of one class
+  together (``--strays grouped``, the default: shift-click each, one action
+  per class; ``--strays each``: one action per image), unless there are at
+  most ``--tolerate`` of them (a few strays in a grid of hundreds are left:
+  they stay wrong and count against the final accuracy), and the cluster is
+  named after its majority (one action). The shift-clicks are counted too.
 
 The baseline labels each image with one action (1 correct label per action,
 100 %). A second, careful annotator (``--tolerate 0``: every wrong image seen
@@ -31,6 +33,10 @@ IIC network (``--iic-model`` a saved ``IIC``; else one is trained here) on
 the clean view of each image, L2-normalised, PCA 128, then 6 rounds of
 10-nearest-neighbour averaging.
 
+    # CIFAR-10 (#20): a labelled workspace with its CNN embeddings, used read-only
+    clusterlens ingest cifar10-images/ --out cifar-ws    # class sub-folders
+    clusterlens features cnn cifar-ws
+    nice -n 19 python benchmarks/annotation.py --workspace cifar-ws -k 300
     # an IIC model of MNIST (clusterlens iic; the figures below: 9 epochs, 97.0 %)
     nice -n 19 clusterlens iic ../shared/data/mnist --k 10 --epochs 9 --out iic
     nice -n 19 python benchmarks/annotation.py --iic-model iic/model --repeat 5
@@ -38,6 +44,27 @@ the clean view of each image, L2-normalised, PCA 128, then 6 rounds of
     python benchmarks/annotation.py --data PATH -k 300           # IDX, folder, .npz
     python benchmarks/annotation.py --smoke --json               # CI
 
+Measured on all 60,000 CIFAR-10 images (#20; 2 shared CPU cores, load 10-15),
+``--workspace`` of the 60,000 JPEGs with ``features cnn`` (EfficientNet-Lite0),
+k = 300, defaults (L2, PCA 128, 6 rounds of 10-NN averaging; strays grouped;
+split only clusters larger than a page of 200; --tolerate 4), k-means seed 0:
+**22.8 correct labels per action at 99.76 %** (2,621 actions: 456 names, 156
+splits, 2,009 selections labelled; 17,210 shift-clicks selecting the 29 % of
+images not of their cluster's majority; cluster purity 0.708); the careful
+annotator (--tolerate 0): 22.2 labels per action at 100 % (2,698 actions,
+17,353 shift-clicks). #20's target, >= 15 labels per action at >= 99 %, is met;
+the image-by-image baseline is 60,000 actions (each a click and a typed class).
+Over HTTP p50 / p95: a cluster's page 101 / 281 ms, label_items 20 / 64 ms,
+name_cluster 20 / 68 ms, split 130 / 342 ms; the annotation 214 s.
+On the 10,000 test images (k = 50): 20.1 labels per action at 99.87 %. What
+did not help, measured on those 10,000: splitting mixed clusters as well
+(``--split-min 15``, k = 100: 5.7 labels per action: each half still holds
+several classes, and every half costs a name and its own selections); an
+order of the page that puts similar images side by side (Ward leaf order of
+the page: 8 % fewer clicks with range selection, 3x slower pages; dropped).
+
+The MNIST figures below were measured before #20 with one action per stray
+image and mixed clusters split (``--strays each --split-min 15``).
 Measured on MNIST (70,000; 2 shared CPU cores), k = 300, defaults otherwise
 (--tolerate 4), with the 9-epoch IIC model (97.0 % at k = 10): over 5 k-means
 seeds 103.5 to 106.4 correct labels per action (mean 105.1) at 99.53 to 99.61 %
@@ -47,13 +74,18 @@ careful annotator (--tolerate 0): 69.9 to 75.2 labels per action at 100 %.
 With IIC trained here for 2 epochs on 20,000 images: 71.8 labels per action
 at 99.39 % (not met): the target needs the better-trained network.
 
+On 10,000 MNIST digits with pixels (``--limit 10000 --features pixels -k 100
+--smooth 1``) the #20 defaults give 31.3 labels per action at 98.95 % (790
+shift-clicks), against 11.5 at 98.74 % one image per action with splits.
+
 Through HTTP (#19) the annotator makes the same decisions as it did calling
 the store: on 10,000 MNIST digits (``--limit 10000 --features pixels -k 100
---smooth 1``) both give 858 actions (139 names, 39 splits, 680 single labels),
-11.5 correct labels per action at 98.74 %, and 984 actions at 100 % for the
-careful annotator. Over HTTP (loopback, waitress, 2 busy shared cores) p50 /
-p95: a cluster's page 24 / 42 ms, name_cluster 10 / 22 ms, label_items 8 /
-18 ms, split 54 / 87 ms; the annotation took 50 s instead of 7 s.
+--smooth 1 --strays each --split-min 15``) both give 858 actions (139 names,
+39 splits, 680 single labels), 11.5 correct labels per action at 98.74 %,
+and 984 actions at 100 % for the careful annotator. Over HTTP (loopback,
+waitress, 2 busy shared cores) p50 / p95: a cluster's page 24 / 42 ms,
+name_cluster 10 / 22 ms, label_items 8 / 18 ms, split 54 / 87 ms; the
+annotation took 50 s instead of 7 s.
 """
 
 from __future__ import annotations
@@ -62,6 +94,7 @@ import argparse
 import csv
 import json
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -103,16 +136,58 @@ def load(data_path: str, n_limit: int, seed: int) -> tuple[Any, Any]:
     return images, labels
 
 
+def from_workspace(src: Path, work: Path) -> tuple[Path, Any, Any]:
+    """A scratch copy of the labelled workspace ``src`` (its item table; its
+    images and ``features/cnn`` are read where they are), its labels and CNN
+    embeddings. Nothing is written into ``src``."""
+    from clusterlens.exceptions import ClusterlensError
+    from clusterlens.io import open_workspace
+
+    try:
+        ws = open_workspace(src)
+    except ClusterlensError as e:
+        sys.exit(f"--workspace {src}: {e}")
+    if ws.labels is None or (np.asarray(ws.labels) < 0).any():
+        sys.exit(
+            f"--workspace {src} has unlabelled items; the simulated annotator needs "
+            "the true label of every item (ingest a folder of class sub-folders)."
+        )
+    emb = src / "features" / "cnn" / "features.npy"
+    if not emb.is_file():
+        sys.exit(
+            f"{emb} is missing: run `clusterlens features cnn {src}` first "
+            "(the clusters are made of those embeddings)."
+        )
+    ws_dir = work / "ws"
+    (ws_dir / "features").mkdir(parents=True)
+    for name in ("workspace.json", "items.parquet"):
+        shutil.copy2(src / name, ws_dir / name)
+    if (src / "images.npy").is_file():  # an array workspace's pixels
+        (ws_dir / "images.npy").symlink_to((src / "images.npy").resolve())
+    (ws_dir / "features" / "cnn").symlink_to((src / "features" / "cnn").resolve())
+    return ws_dir, np.asarray(ws.labels).astype(np.int64), np.load(emb, mmap_mode="r")
+
+
+def from_workspace_labels(ws_dir: Path) -> Any:
+    from clusterlens.io import open_workspace
+
+    return np.asarray(open_workspace(ws_dir).labels).astype(np.int64)
+
+
 def build(images, labels, args, work: Path) -> tuple[Path, dict[str, Any]]:
     """A workspace of the images with the feature matrix the clusters are made of."""
     from _annotation_features import make_features
     from clusterlens.io import create_workspace
 
-    npz = work / "data.npz"
-    np.savez(npz, images=images, labels=labels)
-    ws_dir = work / "ws"
-    ws_dir.mkdir()
-    create_workspace(npz, ws_dir)
+    embeddings = None
+    if args.workspace:
+        ws_dir, _, embeddings = from_workspace(Path(args.workspace), work)
+    else:
+        npz = work / "data.npz"
+        np.savez(npz, images=images, labels=labels)
+        ws_dir = work / "ws"
+        ws_dir.mkdir()
+        create_workspace(npz, ws_dir)
     Z, info = make_features(
         args.features,
         images,
@@ -125,6 +200,7 @@ def build(images, labels, args, work: Path) -> tuple[Path, dict[str, Any]]:
         iic_save=args.iic_save,
         smooth=args.smooth,
         n_neighbours=args.neighbours,
+        embeddings=embeddings,
     )
     feat = ws_dir / "features" / "annotation"
     feat.mkdir(parents=True)
@@ -256,6 +332,7 @@ def annotate(
     tolerate: int,
     seed: int,
     log: Path,
+    grouped: bool = True,
 ) -> dict[str, Any]:
     """Replay the annotator through the app over HTTP; counts, accuracy,
     labels/action, and the latency of each kind of request."""
@@ -265,6 +342,7 @@ def annotate(
         counts: Counter[str] = Counter(name_cluster=0, split=0, label_items=0)
         depth: dict[int, int] = {}
         left_wrong = 0
+        clicks = 0
         sizes = {c["id"]: c["size"] for c in app.state()["clusters"]}
         queue = deque(sorted(sizes))
         while queue:
@@ -277,7 +355,8 @@ def annotate(
             major = int(np.bincount(t).argmax())
             wrong = shown[t != major]
             d = depth.get(c, 0)
-            if (size > PAGE or wrong.size >= split_min) and d < max_depth and size >= 8:
+            mixed = split_min > 0 and wrong.size >= split_min
+            if (size > PAGE or mixed) and d < max_depth and size >= 8:
                 out = app.act(kind="split", cluster=c)  # key s
                 counts["split"] += 1
                 new = out["result"]["new_cluster"]
@@ -286,9 +365,17 @@ def annotate(
                 queue.extendleft([new, c])
                 continue
             if wrong.size > tolerate:
-                for i in wrong.tolist():  # shift-click, type, Enter
-                    app.act(kind="label_items", items=[i], name=str(int(truth[i])))
-                    counts["label_items"] += 1
+                if grouped:  # those of one class together: type it, Enter
+                    for cls in np.unique(truth[wrong]).tolist():
+                        pick = wrong[truth[wrong] == cls]
+                        clicks += int(pick.size)  # shift-click each
+                        app.act(kind="label_items", items=pick.tolist(), name=str(cls))
+                        counts["label_items"] += 1
+                else:
+                    for i in wrong.tolist():  # one by one: click, type, Enter
+                        clicks += 1
+                        app.act(kind="label_items", items=[i], name=str(int(truth[i])))
+                        counts["label_items"] += 1
             else:
                 left_wrong += int(wrong.size)
             app.act(kind="name_cluster", cluster=c, name=str(major))  # type, Enter
@@ -317,6 +404,7 @@ def annotate(
     return {
         "tolerate": tolerate,
         "actions": {**counts, "total": n_actions},
+        "selection_clicks": clicks,
         "correct_labels": correct,
         "wrong_left_in_named_clusters": left_wrong,
         "final_accuracy": correct / n,
@@ -332,7 +420,19 @@ def main() -> None:
     ap.add_argument(
         "--data", default=str(MNIST), help="IDX folder, image folder or .npz"
     )
-    ap.add_argument("--features", choices=("iic", "pixels"), default="iic")
+    ap.add_argument(
+        "--workspace",
+        help="a labelled workspace with `clusterlens features cnn` done (e.g. CIFAR-10:"
+        " ingest the class folders); implies --features cnn; used read-only",
+    )
+    ap.add_argument("--features", choices=("iic", "pixels", "cnn"), default="iic")
+    ap.add_argument(
+        "--strays",
+        choices=("grouped", "each"),
+        default="grouped",
+        help="grouped: a cluster's wrong images of one class are selected "
+        "(shift-click each) and labelled in one action; each: one action per image",
+    )
     ap.add_argument(
         "--iic-model", help="a saved clusterlens IIC (IIC.save / clusterlens iic --out)"
     )
@@ -348,8 +448,9 @@ def main() -> None:
     ap.add_argument(
         "--split-min",
         type=int,
-        default=15,
-        help="split a cluster showing this many images of another class",
+        default=0,
+        help="also split a cluster showing this many images of another class "
+        "(0: split only the clusters larger than a page)",
     )
     ap.add_argument("--max-depth", type=int, default=4)
     ap.add_argument(
@@ -371,13 +472,22 @@ def main() -> None:
     if args.smoke:
         args.limit, args.n_clusters, args.features, args.smooth = 2000, 40, "pixels", 1
         args.split_min, args.tolerate = 6, 0
-    images, truth = load(args.data, args.limit, args.seed)
-    n = truth.size
+    if args.workspace:
+        args.features = "cnn"
+        if args.limit:
+            sys.exit("--limit does not apply to --workspace (it uses every item)")
+    elif args.features == "cnn":
+        sys.exit("--features cnn needs --workspace (a workspace with CNN embeddings)")
+    images, truth = None, None
+    if not args.workspace:
+        images, truth = load(args.data, args.limit, args.seed)
     tols = list(dict.fromkeys([args.tolerate, 0]))  # the annotator, then a careful one
     runs: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
         ws_dir, info = build(images, truth, args, Path(tmp))
+        if truth is None:
+            truth = from_workspace_labels(ws_dir)
         t_build = time.perf_counter() - t0
         for seed in range(args.seed, args.seed + args.repeat):
             results, kinfo = cluster(ws_dir, args.n_clusters, seed)
@@ -391,14 +501,18 @@ def main() -> None:
                     max_depth=args.max_depth,
                     tolerate=tol,
                     seed=seed,
+                    grouped=args.strays == "grouped",
                 )
                 runs.append({"seed": seed, **kinfo, **r})
+    n = truth.size
     main_runs = [r for r in runs if r["tolerate"] == args.tolerate]
     first = main_runs[0]
     lpa = [r["correct_labels_per_action"] for r in main_runs]
     acc = [r["final_accuracy"] for r in main_runs]
+    # the MNIST target of the annotation issue; #20's on photos (CIFAR-10)
+    want_lpa, want_acc = (15, 0.99) if args.features == "cnn" else (100, 0.995)
     out = {
-        "data": args.data,
+        "data": args.workspace or args.data,
         "n_items": n,
         "n_clusters": args.n_clusters,
         "features": info["features"],
@@ -408,6 +522,7 @@ def main() -> None:
             "split_min": args.split_min,
             "max_depth": args.max_depth,
             "tolerate": args.tolerate,
+            "strays": args.strays,
         },
         **{
             k: first[k]
@@ -417,6 +532,7 @@ def main() -> None:
                 "final_accuracy",
                 "correct_labels_per_action",
                 "speedup_actions",
+                "selection_clicks",
                 "http",
             )
         },
@@ -426,7 +542,7 @@ def main() -> None:
             "correct_labels_per_action": 1.0,
             "final_accuracy": 1.0,
         },
-        "target": {"correct_labels_per_action": 100, "final_accuracy": 0.995},
+        "target": {"correct_labels_per_action": want_lpa, "final_accuracy": want_acc},
         "seconds": {
             "build": t_build,
             **{k: v for k, v in info.items() if k.endswith("seconds")},
@@ -434,7 +550,7 @@ def main() -> None:
             "annotate": first["seconds"],
         },
     }
-    out["target_met"] = bool(min(lpa) >= 100 and min(acc) >= 0.995)
+    out["target_met"] = bool(min(lpa) >= want_lpa and min(acc) >= want_acc)
     if args.json:
         print(json.dumps(out, indent=1))
         return
@@ -445,7 +561,8 @@ def main() -> None:
             f"k-means seed {r['seed']} (purity {r['purity']:.4f}), annotator "
             f"tolerating <= {r['tolerate']} wrong per cluster: "
             f"{r['correct_labels_per_action']:.1f} correct labels per action, final "
-            f"accuracy {r['final_accuracy']:.4%}; actions {r['actions']}"
+            f"accuracy {r['final_accuracy']:.4%}; actions {r['actions']}, "
+            f"{r['selection_clicks']:,} shift-clicks selecting wrong images"
         )
     print(
         f"baseline (one image, one action): 1.0 correct label per action, {n:,} "
@@ -458,7 +575,7 @@ def main() -> None:
             f"mean {np.mean(acc):.4%}"
         )
     print(
-        "target: >= 100 labels/action at >= 99.5 % (every seed): "
+        f"target: >= {want_lpa} labels/action at >= {want_acc:.1%} (every seed): "
         f"{'met' if out['target_met'] else 'NOT met'}"
     )
     print(

@@ -226,3 +226,42 @@ def test_natural_smoke():
         # far above chance (0.1) on 10 balanced classes even at 200 images
         assert r["accuracy"] > 0.2, r
     assert 0.2 < out["knn10_purity"] <= 1.0
+
+
+def test_annotation_on_a_workspace_with_cnn_embeddings(tmp_path):
+    """``--workspace``: a labelled workspace's CNN embeddings make the clusters
+    (the CIFAR-10 run); the workspace itself is only read."""
+    import numpy as np
+
+    from clusterlens.io import create_workspace
+
+    rng = np.random.default_rng(0)
+    labels = np.repeat(np.arange(4), 60)
+    images = rng.integers(0, 256, size=(labels.size, 8, 8), dtype=np.uint8)
+    np.savez(tmp_path / "data.npz", images=images, labels=labels)
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    create_workspace(tmp_path / "data.npz", ws)
+    centres = rng.normal(size=(4, 32)) * 4
+    emb = centres[labels] + rng.normal(size=(labels.size, 32))
+    # 5 % of the items sit in another class's cloud: strays a person must fix
+    stray = rng.choice(labels.size, 12, replace=False)
+    emb[stray] = centres[(labels[stray] + 1) % 4] + rng.normal(size=(12, 32))
+    (ws / "features" / "cnn").mkdir(parents=True)
+    np.save(ws / "features" / "cnn" / "features.npy", emb.astype(np.float32))
+    before = sorted(p.relative_to(ws) for p in ws.rglob("*"))
+    env = {**os.environ, "CLUSTERLENS_DISABLE_PROGRESS_BARS": "1"}
+    r = subprocess.run(
+        [sys.executable, str(BENCH / "annotation.py"), "--workspace", str(ws),
+         "-k", "4", "--pca", "16", "--smooth", "0", "--tolerate", "0", "--json"],
+        capture_output=True, text=True, env=env, timeout=600,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert sorted(p.relative_to(ws) for p in ws.rglob("*")) == before
+    assert out["n_items"] == labels.size and out["final_accuracy"] == 1.0
+    # the strays of a cluster's other class were labelled together
+    acts = out["actions"]
+    assert acts["name_cluster"] >= 4
+    assert acts["label_items"] < out["selection_clicks"] == 12
+    assert out["target"] == {"correct_labels_per_action": 15, "final_accuracy": 0.99}

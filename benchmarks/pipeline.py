@@ -9,6 +9,10 @@ pipeline's clusters are scored with accuracy (Hungarian matching when there are
 no more clusters than classes, else majority), NMI and ARI; every stage's
 seconds and images/s are reported. The target: on every set the best
 clusterlens pipeline's error (1 - accuracy) is at most half the reference's.
+On the COCO box crops that target is retired (#20: a crop's 5 nearest
+neighbours share its class 65 % of the time, so no clustering of these
+features can get there); their figures are still printed, and natural images
+are judged on CIFAR-10 in benchmarks/natural.py.
 
 Usage::
 
@@ -298,7 +302,8 @@ def run_set(name: str, tmp: Path, *, smoke: bool, seed: int) -> dict[str, Any]:
         "best": best_name,
         "best_error": best_err,
         "error_ratio_best_over_reference": best_err / max(ref_err, 1e-12),
-        "target_met": bool(best_err <= 0.5 * ref_err),
+        # retired on the COCO crops (#20): figures only
+        "target_met": None if name == "coco" else bool(best_err <= 0.5 * ref_err),
     }
 
 
@@ -315,7 +320,9 @@ def _print(out: dict[str, Any]) -> None:
     print(f"{'stage':42s} {'seconds':>8s} {'images/s':>9s}")
     for nm, st in out["stages"].items():
         print(f"{nm:42s} {st['seconds']:8.1f} {st['images_per_second']:9.1f}")
-    verdict = "MET" if out["target_met"] else "NOT met"
+    verdict = {True: "MET", False: "NOT met"}.get(
+        out["target_met"], "retired (#20: natural images are judged on CIFAR-10)"
+    )
     print(f"one cluster for everything: accuracy {out['one_cluster_accuracy']:.3f}")
     print(
         f"best: {out['best']} error {out['best_error']:.3f} vs reference "

@@ -188,6 +188,7 @@ def runners(
         cache_dir=cache,
     )
     path = emb.onnx_path
+    emb._build_torch()  # a checked cached export opens without torch
     model = emb._model.eval()
 
     def run_torch(x: np.ndarray) -> Any:
@@ -240,8 +241,9 @@ def image_sets(tmp: Path, n: int) -> dict[str, Path]:
             for m in tf:
                 if got >= n:
                     break
-                if m.isfile() and "/test/" in m.name and m.name.endswith(".jpg"):
-                    dst = root / m.name.split("/")[-2] / m.name.split("/")[-1]
+                parts = m.name.split("/")
+                if m.isfile() and len(parts) >= 3 and parts[-3] == "test":
+                    dst = root / parts[-2] / parts[-1]
                     dst.parent.mkdir(parents=True, exist_ok=True)
                     dst.write_bytes(tf.extractfile(m).read())  # type: ignore[union-attr]
                     got += 1

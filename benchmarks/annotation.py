@@ -37,7 +37,8 @@ the clean view of each image, L2-normalised, PCA 128, then 6 rounds of
     clusterlens ingest cifar10-images/ --out cifar-ws    # class sub-folders
     clusterlens features cnn cifar-ws
     nice -n 19 python benchmarks/annotation.py --workspace cifar-ws -k 300
-    # its clusters are those of (the same library steps, the same seed):
+    # its features are those of (the same library steps, the same seed); its
+    # k-means is this with one start of at most 100 iterations:
     clusterlens features cnn cifar-ws --l2 --pca 128 --smooth 6
     clusterlens cluster cifar-ws --features cnn-pca128-smooth6 -k 300
     clusterlens review cifar-ws

@@ -196,22 +196,26 @@ def build_iic_report(
             )
         )
     subheads = _subhead_rows(history)
-    if subheads and any(r["accuracy"] is not None for r in subheads):
-        per_head = [h.get("head_accuracies") for h in history]
-        if len(subheads) <= 10 and all(
-            isinstance(a, list) and len(a) == len(subheads) for a in per_head
-        ):
-            charts.append(
-                _line_chart(
-                    "Accuracy of every sub-head per epoch (labels not used)",
-                    "accuracy",
-                    epochs,
-                    {
-                        f"sub-head {i}": [float(a[i]) for a in per_head]  # type: ignore[index]
-                        for i in range(len(subheads))
-                    },
-                )
+    per_head = [h.get("head_accuracies") for h in history]
+    if subheads and all(isinstance(a, list) and a for a in per_head):
+        acc = [np.asarray(a, dtype=np.float64) for a in per_head]  # type: ignore[arg-type]
+        charts.append(
+            _line_chart(
+                f"Sub-heads' accuracy per epoch, {len(subheads)} sub-heads "
+                "(labels not used)",
+                "accuracy",
+                epochs,
+                {
+                    "chosen sub-head (lowest loss)": [
+                        float(a[int(h["head"])])
+                        for a, h in zip(acc, history, strict=True)
+                    ],
+                    "best sub-head": [float(a.max()) for a in acc],
+                    "median sub-head": [float(np.median(a)) for a in acc],
+                    "worst sub-head": [float(a.min()) for a in acc],
+                },
             )
+        )
     summary = [
         ("items", f"{n:,}"),
         ("clusters", f"{k:,}"),

@@ -226,7 +226,8 @@ class IIC(ClusterMixin, BaseEstimator):  # type: ignore[misc]
         5); ``None``: the preset's value, else 3.
     transforms : Transforms or None, default=None
         Random transformation settings; ``None`` picks the paper's for the
-        image size and channel count (:func:`default_transforms`).
+        image size and channel count (:func:`default_transforms`), with the
+        preset's changes when one is named.
     device : str, default="auto"
         ``"cpu"``, ``"cuda"`` or ``"auto"`` (CUDA when present, else the
         ``device`` configuration, else CPU).

@@ -2,13 +2,50 @@
 
 Trains clusterlens's IIC from scratch (no pretrained weights) and reports, after
 every epoch, the accuracy (Hungarian), NMI and ARI of the chosen sub-head
-against the hidden labels (never used for training or selection), with the
-wall time. Side by side in the same run: k-means on the raw pixels
-(clusterlens KMeans, 10 k-means++ starts), the baseline a user would try first,
-and the paper's figure (Ji et al., ICCV 2019: 99.2 %). Ratios are printed.
+(lowest loss) and the accuracy of every sub-head against the hidden labels
+(never used for training or selection), with the wall time; at the end a
+per-seed table and, per seed, every sub-head's loss and accuracy. Side by side
+in the same run: k-means on the raw pixels (clusterlens KMeans, 10 k-means++
+starts), the baseline a user would try first, and the paper's figure (Ji et
+al., ICCV 2019: 99.2 %). Ratios are printed. ``--minutes`` is a budget per
+seed: no epoch starts that would end past it (the last epoch's duration as
+the estimate).
 
-    nice -n 19 python benchmarks/iic_mnist.py --minutes 60     # the issue's run
+    nice -n 19 python benchmarks/iic_mnist.py --minutes 60     # today's defaults
+    # the best settings measured on this CPU (benchmarks/iic_mnist_ab.py): the
+    # authors' transformations, no overclustering, 25 sub-heads, CPU-sized net
+    nice -n 19 python benchmarks/iic_mnist.py --preset ji2019-mnist --width 0.25 \
+        --kernel-size 3 --batch-size 32 --repeats 4 --lr 2e-3 --heads 25 --minutes 60
+    # the authors' setup exactly, 5 seeds, on a GPU (the issue's >= 99 % target)
+    python benchmarks/iic_mnist.py --preset ji2019-mnist --device cuda \
+        --seeds 0 1 2 3 4 --epochs 1000 --minutes 60
     python benchmarks/iic_mnist.py --smoke --json              # seconds, for CI
+
+Measured 2026-12-06, 14:59-15:55 UTC, the second command (seed 0, 2 torch
+threads, nice 19; the 2-core machine was shared: load average 9 to 13 from
+other sessions' benchmarks and tests throughout, so the epochs ran about 1.5x
+slower than alone):
+
+    epoch  minutes  chosen sub-head  best sub-head  sub-heads >= 96 %
+      1       7.8       0.9663          0.9671            7 / 25
+      2      17.0       0.9717          0.9717           15 / 25
+      3      26.3       0.9695          0.9716           15 / 25
+      4      36.4       0.9709          0.9715           15 / 25
+      5      45.8       0.9740          0.9750           15 / 25
+      6      54.1       0.9731          0.9744           15 / 25
+    (a 7th epoch would have ended past 60 min; k-means on pixels: 0.5331)
+
+Against the figure before this change (today's defaults, 60 min: 97.49 %, on
+a quieter machine) this is no gain: 25 sub-heads get there faster (96.6 %
+after one epoch) but sit on the same plateau. After epoch 2 the sub-heads
+split into two groups that never change: 15 within 96.9-97.5 % of each other
+(the lowest-loss one is one of them, but not the best of them: the losses
+differ in the 4th digit) and 10 stuck at 83-89 %. That every healthy sub-head
+plateaus at the same accuracy says the limit is the shared trunk, not a
+sub-head's start; re-initialising sub-heads (``--head-restarts``) can move the
+10 stuck ones to the 97 % group but not past it. The >= 99 % target needs the
+authors' hundreds of epochs (their log: one sub-head left 97.9 % between
+epochs 36 and 100), i.e. a GPU (the third command; not run: no GPU was lent).
 """
 
 from __future__ import annotations
@@ -18,6 +55,7 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -74,72 +112,61 @@ def _kmeans_baseline(X, y, seed):
     }
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--smoke", action="store_true", help="tiny sizes, for CI")
-    p.add_argument("--json", action="store_true", help="print JSON only")
-    p.add_argument(
-        "--minutes",
-        type=float,
-        default=60.0,
-        help="training budget: stop after the epoch that passes it",
-    )
-    p.add_argument("--epochs", type=int, default=100, help="upper bound on epochs")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--batch-size", type=int, default=None)
-    p.add_argument("--repeats", type=int, default=None)
-    p.add_argument("--width", type=float, default=None)
-    p.add_argument("--lr", type=float, default=None)
-    p.add_argument("--device", default="auto")
-    p.add_argument("--data-dir", type=Path, default=MNIST)
-    p.add_argument("--checkpoint", type=Path, default=None)
-    a = p.parse_args(argv)
-
-    from clusterlens.deep import IIC
-
-    X, y, source = _load(a.data_dir, a.smoke, a.seed)
-    k = len(np.unique(y))
-    log = (lambda *m: None) if a.json else (lambda *m: print(*m, flush=True))
-    log(
-        f"data: {source}: {X.shape} uint8, k={k}; seed {a.seed}; "
-        f"{a.threads} torch threads; budget {a.minutes} min"
-    )
-
-    params = {}
+def _params(a: argparse.Namespace) -> dict[str, Any]:
+    """IIC arguments given on the command line (the rest: preset or defaults)."""
+    params: dict[str, Any] = {}
     for name, key in (
+        ("preset", "preset"),
         ("batch_size", "batch_size"),
         ("repeats", "n_repeats"),
         ("width", "width"),
         ("lr", "lr"),
+        ("heads", "n_heads"),
+        ("head_restarts", "head_restarts"),
+        ("kernel_size", "kernel_size"),
+        ("k_over", "n_clusters_over"),
     ):
         if getattr(a, name) is not None:
             params[key] = getattr(a, name)
     if a.smoke:
         params.update(width=0.25, batch_size=50, n_heads=2, n_repeats=2)
-    epochs = 1 if a.smoke else a.epochs
-    budget = 60.0 * a.minutes
+        params.pop("kernel_size", None)
+    return params
+
+
+def _run_seed(a, X, y, k, seed, params, log, budget):
+    from clusterlens.deep import IIC
+
     t0 = time.perf_counter()
 
     def on_epoch(entry):
         elapsed = time.perf_counter() - t0
         entry["elapsed_seconds"] = elapsed
+        accs = np.asarray(entry["head_accuracies"])
         log(
-            f"epoch {entry['epoch']:3d}  {elapsed:7.0f} s  loss {entry['loss']:.4f}  "
-            f"acc {entry['accuracy']:.4f}  NMI {entry['nmi']:.4f}  "
-            f"ARI {entry['ari']:.4f}  head {entry['head']}"
+            f"seed {seed} epoch {entry['epoch']:3d}  {elapsed:7.0f} s  loss "
+            f"{entry['loss']:.4f}  acc {entry['accuracy']:.4f}  NMI {entry['nmi']:.4f}"
+            f"  ARI {entry['ari']:.4f}  head {entry['head']}  best sub-head "
+            f"{accs.max():.4f}  sub-heads >= 99 %: {int((accs >= TARGET).sum())}/"
+            f"{accs.size}  restarted {entry.get('restarted', [])}"
         )
-        if elapsed >= budget:
+        if a.log is not None:
+            with a.log.open("a") as f:
+                f.write(json.dumps({"seed": seed, **entry}, default=float) + "\n")
+        # Stop before an epoch that would end past the budget (the last
+        # epoch's duration as the estimate), so the figures are within it.
+        if elapsed + 1.02 * entry["seconds"] > budget:
             raise _TimeUp
 
+    ckpt = None if a.checkpoint is None else a.checkpoint / f"seed{seed}"
     model = IIC(
         k,
-        epochs=epochs,
-        random_state=a.seed,
+        epochs=1 if a.smoke else a.epochs,
+        random_state=seed,
         n_threads=a.threads,
         device=a.device,
-        checkpoint_dir=a.checkpoint,
-        resume=bool(a.checkpoint and (a.checkpoint / "iic-checkpoint.json").is_file()),
+        checkpoint_dir=ckpt,
+        resume=bool(ckpt and (ckpt / "iic-checkpoint.json").is_file()),
         verbose=0 if a.json else 1,
         **params,
     )
@@ -150,21 +177,13 @@ def main(argv: list[str] | None = None) -> int:
         stopped = "time budget"
     wall = time.perf_counter() - t0
     hist = model.history_
+    final = hist[-1]
     best = max(hist, key=lambda h: h["accuracy"])
     reached = next((h for h in hist if h["accuracy"] >= TARGET), None)
-    km = _kmeans_baseline(X, y, a.seed)
-    final = hist[-1]
-    out = {
-        "data": source,
-        "n_images": len(X),
-        "seed": a.seed,
-        "threads": a.threads,
+    return {
+        "seed": seed,
         "device": model.device_,
-        "params": {
-            key: v
-            for key, v in model.get_params().items()
-            if key not in ("transforms", "checkpoint_dir")
-        },
+        "settings": model.settings_,
         "stopped_by": stopped,
         "wall_seconds": wall,
         "epochs": len(hist),
@@ -179,50 +198,114 @@ def main(argv: list[str] | None = None) -> int:
                     "nmi",
                     "ari",
                     "head",
+                    "head_losses",
+                    "head_accuracies",
+                    "restarted",
                 )
                 if key in h
             }
             for h in hist
         ],
-        "iic_final": {key: final[key] for key in ("accuracy", "nmi", "ari")},
-        "iic_best": {"epoch": best["epoch"], "accuracy": best["accuracy"]},
+        "final": {key: final[key] for key in ("accuracy", "nmi", "ari", "head")},
+        "subheads": [
+            {"index": i, "loss": loss, "accuracy": acc, "chosen": i == final["head"]}
+            for i, (loss, acc) in enumerate(
+                zip(final["head_losses"], final["head_accuracies"], strict=True)
+            )
+        ],
+        "best_epoch": {"epoch": best["epoch"], "accuracy": best["accuracy"]},
         "target_0.99_reached_at_seconds": (
             reached.get("elapsed_seconds") if reached else None
         ),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--smoke", action="store_true", help="tiny sizes, for CI")
+    p.add_argument("--json", action="store_true", help="print JSON only")
+    p.add_argument(
+        "--minutes",
+        type=float,
+        default=60.0,
+        help="training budget per seed: no epoch starts that would end past it",
+    )
+    p.add_argument("--epochs", type=int, default=100, help="upper bound on epochs")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0])
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--preset", default=None, help="e.g. ji2019-mnist")
+    p.add_argument("--batch-size", type=int, default=None)
+    p.add_argument("--repeats", type=int, default=None)
+    p.add_argument("--width", type=float, default=None)
+    p.add_argument("--kernel-size", type=int, default=None)
+    p.add_argument("--lr", type=float, default=None)
+    p.add_argument("--heads", type=int, default=None)
+    p.add_argument("--head-restarts", type=int, default=None)
+    p.add_argument("--k-over", type=int, default=None)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--data-dir", type=Path, default=MNIST)
+    p.add_argument("--checkpoint", type=Path, default=None)
+    p.add_argument("--log", type=Path, default=None, help="append epochs (JSON)")
+    a = p.parse_args(argv)
+
+    X, y, source = _load(a.data_dir, a.smoke, a.seeds[0])
+    k = len(np.unique(y))
+    log = (lambda *m: None) if a.json else (lambda *m: print(*m, flush=True))
+    params = _params(a)
+    log(
+        f"data: {source}: {X.shape} uint8, k={k}; seeds {a.seeds}; "
+        f"{a.threads} torch threads; budget {a.minutes} min per seed; {params}"
+    )
+    budget = 60.0 * a.minutes
+    runs = [_run_seed(a, X, y, k, seed, params, log, budget) for seed in a.seeds]
+    km = _kmeans_baseline(X, y, a.seeds[0])
+    accs = np.asarray([r["final"]["accuracy"] for r in runs])
+    out = {
+        "data": source,
+        "n_images": len(X),
+        "threads": a.threads,
+        "device": runs[0]["device"],
+        "params": params,
+        "settings": runs[0]["settings"],
+        "runs": runs,
+        "seeds_at_target": int((accs >= TARGET).sum()),
+        "mean_accuracy": float(accs.mean()),
         "kmeans_pixels": km,
         "paper_accuracy": PAPER_ACCURACY,
         "ratios": {
-            "iic_final_over_paper": final["accuracy"] / PAPER_ACCURACY,
-            "iic_final_over_kmeans": final["accuracy"] / km["accuracy"],
+            "iic_mean_over_paper": float(accs.mean()) / PAPER_ACCURACY,
+            "iic_mean_over_kmeans": float(accs.mean()) / km["accuracy"],
         },
     }
     if a.json:
         print(json.dumps(out, indent=2, default=float))
-    else:
+        return 0
+    log("\nseed  epochs  minutes  stopped by    accuracy  NMI     ARI     head")
+    for r in runs:
+        f = r["final"]
         log(
-            f"\nIIC after {len(hist)} epochs ({wall / 60:.1f} min, "
-            f"stopped by {stopped}): "
-            f"accuracy {final['accuracy']:.4f}, NMI {final['nmi']:.4f}, "
-            f"ARI {final['ari']:.4f}; best {best['accuracy']:.4f} at epoch "
-            f"{best['epoch']}"
+            f"{r['seed']:4d}  {r['epochs']:6d}  {r['wall_seconds'] / 60:7.1f}  "
+            f"{r['stopped_by']:12s}  {f['accuracy']:.4f}    {f['nmi']:.4f}  "
+            f"{f['ari']:.4f}  {f['head']}"
         )
-        log(
-            f"k-means on pixels: accuracy {km['accuracy']:.4f}, NMI {km['nmi']:.4f}, "
-            f"ARI {km['ari']:.4f} ({km['seconds']:.0f} s)"
-        )
-        log(
-            "ratios: IIC / paper (99.2 %) = "
-            f"{out['ratios']['iic_final_over_paper']:.3f}; IIC / k-means = "
-            f"{out['ratios']['iic_final_over_kmeans']:.2f}"
-        )
-        log(
-            "target 99.0 %: "
-            + (
-                f"reached at {reached['elapsed_seconds'] / 60:.1f} min"
-                if reached
-                else "not reached"
+    for r in runs:
+        log(f"\nseed {r['seed']}: sub-heads after the last epoch, lowest loss first")
+        for h in sorted(r["subheads"], key=lambda h: h["loss"]):
+            mark = "  <- chosen" if h["chosen"] else ""
+            log(
+                f"  sub-head {h['index']:3d}  loss {h['loss']:.4f}  "
+                f"accuracy {h['accuracy']:.4f}{mark}"
             )
-        )
+    log(
+        f"\nk-means on pixels: accuracy {km['accuracy']:.4f}, NMI {km['nmi']:.4f}, "
+        f"ARI {km['ari']:.4f} ({km['seconds']:.0f} s)"
+    )
+    log(
+        f"IIC mean accuracy {out['mean_accuracy']:.4f} over {len(runs)} seed(s); "
+        f"seeds at >= 99 %: {out['seeds_at_target']}/{len(runs)}; ratios: IIC / "
+        f"paper (99.2 %) = {out['ratios']['iic_mean_over_paper']:.3f}, IIC / "
+        f"k-means = {out['ratios']['iic_mean_over_kmeans']:.2f}"
+    )
     return 0
 
 

@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
+
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
@@ -61,10 +63,33 @@ def test_iic_mnist_smoke():
 
     pytest.importorskip("torch")
     out = _smoke("iic_mnist.py")
-    assert out["epochs"] == 1 and len(out["curve"]) == 1
-    assert 0.0 <= out["curve"][0]["accuracy"] <= 1.0
+    run = out["runs"][0]
+    assert run["epochs"] == 1 and len(run["curve"]) == 1
+    assert 0.0 <= run["curve"][0]["accuracy"] <= 1.0
+    # every sub-head is in the table, and the chosen one has the lowest loss
+    losses = [h["loss"] for h in run["subheads"]]
+    assert len(losses) == len(run["curve"][0]["head_accuracies"]) == 2
+    assert run["subheads"][int(np.argmin(losses))]["chosen"]
     assert {"accuracy", "nmi", "ari"} <= set(out["kmeans_pixels"])
-    assert out["ratios"]["iic_final_over_paper"] > 0
+    assert out["ratios"]["iic_mean_over_paper"] > 0
+
+
+def test_iic_mnist_ab_smoke():
+    import pytest
+
+    pytest.importorskip("torch")
+    out = _smoke("iic_mnist_ab.py")
+    assert set(out["summary"]) == {
+        "defaults",
+        "ji-tf",
+        "ji-tf-25h",
+        "ji-tf-25h-restart",
+    }
+    for run in out["runs"]:
+        accs = run["head_accuracies"]
+        assert len(accs) == run["n_heads"] == len(run["head_losses"])
+        assert run["worst_subhead_accuracy"] <= run["chosen_accuracy"]
+        assert run["chosen_accuracy"] <= run["best_subhead_accuracy"]
 
 
 def test_vocab_smoke():

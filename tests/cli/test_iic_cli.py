@@ -234,3 +234,36 @@ def test_package_and_cli_import_without_torch():
     assert r.returncode == 0, r.stderr
     assert r.stdout.startswith("MissingDependencyError")
     assert "pip install 'clusterlens[deep]'" in r.stdout
+
+
+def test_preset_with_overrides_runs_and_reports_every_subhead(tmp_path, npz):
+    """Issue #21: --preset ji2019-mnist; explicit options win over it."""
+    out = tmp_path / "p"
+    args = [a for a in FAST if a != "--quiet"]
+    r = run(
+        "iic", npz, "--k", 4, "--preset", "ji2019-mnist", "--out", out, *args,
+        "--heads", 3, "--head-restarts", 1,
+    )  # fmt: skip
+    assert r.exit_code == 0, r.output
+    # the human summary lists every sub-head, lowest loss first
+    assert r.output.count("  sub-head ") == 3, r.output
+    info = json.loads((out / "run.json").read_text())
+    p = info["parameters"]
+    assert p["preset"] == "ji2019-mnist"
+    assert (p["kernel_size"], p["lr"], p["n_repeats"]) == (5, 1e-4, 1)  # --repeats 1
+    assert (p["n_heads"], p["n_clusters_over"], p["head_restarts"]) == (3, 6, 1)
+    assert p["transforms"]["rotation_p"] == 0.5
+    assert p["transforms"]["first_random_p"] == 0.5
+    res = info["results"]
+    assert len(res["head_losses"]) == len(res["head_accuracies"]) == 3
+    assert res["head"] == int(np.argmin(res["head_losses"]))
+    html = (out / "report.html").read_text()
+    parser = _Tags()
+    parser.feed(html)
+    assert "subheads" in parser.classes and parser.classes.count("chosen") == 1
+
+
+def test_unknown_preset_is_one_line_error(tmp_path, npz):
+    r = run("iic", npz, "--k", 4, "--preset", "ji2019", "--out", tmp_path / "o", *FAST)
+    _one_line_error(r, "Unknown preset 'ji2019'", "ji2019-mnist")
+    assert not (tmp_path / "o").exists()

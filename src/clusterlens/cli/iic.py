@@ -24,6 +24,10 @@ EXAMPLES = """
 Examples:
   clusterlens iic digits.npz --k 10 --epochs 3 --seed 0 --out runs/iic
   clusterlens iic ../shared/data/mnist --k 10 --k-over 50 --epochs 20 --out iic-mnist
+  clusterlens iic ../shared/data/mnist --k 10 --preset ji2019-mnist --epochs 300 \
+      --out ji
+  clusterlens iic ../shared/data/mnist --k 10 --preset ji2019-mnist --width 0.25 \
+      --kernel-size 3 --batch-size 32 --repeats 4 --lr 2e-3 --heads 25 --out fast
   clusterlens iic photos/ --k 10 --size 32x32 --mode RGB --backbone resnet --out iic
   clusterlens iic digits.npz --k 10 --epochs 10 --checkpoint ckpt --out iic
   clusterlens iic digits.npz --k 10 --epochs 10 --checkpoint ckpt --resume --out iic
@@ -91,11 +95,19 @@ def _size_mode(f: Any) -> Any:
     help="Clusters of the main head (the number of classes, >= 2).",
 )
 @click.option(
+    "--preset",
+    default=None,
+    metavar="NAME",
+    help="A named configuration: ji2019-mnist (the authors' MNIST run: full "
+    "width, 5x5 convs, 5 sub-heads, no overclustering, batch 140 x 5, lr 1e-4, "
+    "their transformations). Options given explicitly override it.",
+)
+@click.option(
     "--k-over",
     type=click.IntRange(min=0),
-    default=50,
-    show_default=True,
-    help="Clusters of the auxiliary overclustering head (0: none).",
+    default=None,
+    help="Clusters of the auxiliary overclustering head (0: none; default 50, "
+    "or the preset's).",
 )
 @click.option("--epochs", type=click.IntRange(min=1), default=3, show_default=True)
 @click.option(
@@ -114,7 +126,16 @@ def _size_mode(f: Any) -> Any:
     "--heads",
     type=click.IntRange(min=1),
     default=None,
-    help="Sub-heads per head (default 5); the lowest-loss one predicts.",
+    help="Sub-heads per head (default 5); the lowest-loss one predicts. "
+    "Each is one linear layer: dozens cost little.",
+)
+@click.option(
+    "--head-restarts",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="Re-initialise this many of the worst-loss sub-heads after every "
+    "epoch (never the chosen one).",
 )
 @click.option(
     "--aux",
@@ -147,6 +168,13 @@ def _size_mode(f: Any) -> Any:
     type=click.FloatRange(min=0, min_open=True),
     default=None,
     help="Channel multiplier (default 0.25; 1.0 = the paper's).",
+)
+@click.option(
+    "--kernel-size",
+    type=click.IntRange(min=1, max=15),
+    default=None,
+    help="Convolution side of the vgg backbones, odd (default 3; the authors' "
+    "MNIST net: 5).",
 )
 @click.option(
     "--sobel/--no-sobel",
@@ -184,16 +212,19 @@ def _size_mode(f: Any) -> Any:
 def iic(
     data: Path,
     k: int,
-    k_over: int,
+    preset: str | None,
+    k_over: int | None,
     epochs: int,
     batch_size: int | None,
     repeats: int | None,
     heads: int | None,
+    head_restarts: int,
     aux_mode: str | None,
     lr: float | None,
     lamb: float | None,
     backbone: str | None,
     width: float | None,
+    kernel_size: int | None,
     sobel: bool | None,
     flip: bool | None,
     input_size: int | None,
@@ -227,7 +258,9 @@ def iic(
     checkpoint, resuming = resolve_checkpoint(checkpoint, resume)
     hw = _parse_size(size)
     params: dict[str, Any] = {
+        "preset": preset,
         "n_heads": heads,
+        "kernel_size": kernel_size,
         "n_repeats": repeats,
         "batch_size": batch_size,
         "aux_mode": aux_mode,
@@ -237,6 +270,8 @@ def iic(
         "width": width,
     }
     params = {key: v for key, v in params.items() if v is not None}
+    if head_restarts:
+        params["head_restarts"] = head_restarts
     tf_overrides = {"sobel": sobel, "flip": flip, "input_size": input_size}
     tf_overrides = {key: v for key, v in tf_overrides.items() if v is not None}
     if tf_overrides:
@@ -268,11 +303,27 @@ def iic(
         schema="clusterlens.iic/1",
         human=lambda s: (
             f"IIC: {s['n_images']} images into k={k} after {s['epochs']} epochs "
-            f"on {s['device']};{_scores(s)} sub-head {s['head']} (lowest loss).\n"
+            f"on {s['device']};{_scores(s)} sub-head {s['head']} (lowest loss)."
+            f"{_subheads(s)}\n"
             f"Wrote {out}/: model.npz, model.json, assignments.parquet, "
             "report.html, run.json"
         ),
     )
+
+
+def _subheads(summary: Mapping[str, Any]) -> str:
+    """Every sub-head's last-epoch loss (and accuracy), lowest loss first."""
+    losses = summary.get("head_losses") or []
+    accs = summary.get("head_accuracies") or [None] * len(losses)
+    if len(losses) < 2:
+        return ""
+    rows = sorted(zip(losses, accs, range(len(losses)), strict=False))
+    lines = [
+        f"  sub-head {i}: loss {loss:.4f}"
+        + ("" if acc is None else f", accuracy {acc:.4f}")
+        for loss, acc, i in rows
+    ]
+    return "\nSub-heads (lowest loss first):\n" + "\n".join(lines)
 
 
 def _scores(summary: Mapping[str, Any]) -> str:

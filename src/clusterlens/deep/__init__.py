@@ -28,6 +28,7 @@ from clusterlens.deep._loss import (  # noqa: E402
     scan_loss,
 )
 from clusterlens.deep._nets import BACKBONES, EmbeddingHeads, IICNet  # noqa: E402
+from clusterlens.deep._presets import PRESETS, Preset, get_preset  # noqa: E402
 from clusterlens.deep._scan import (  # noqa: E402
     SCAN,
     EmbeddingPreprocessor,
@@ -56,6 +57,7 @@ from clusterlens.deep._transforms import (  # noqa: E402
 __all__ = [
     "BACKBONES",
     "IIC",
+    "PRESETS",
     "SCAN",
     "SEG_FEATURES",
     "CnnFeatureMaps",
@@ -63,6 +65,7 @@ __all__ = [
     "EmbeddingPreprocessor",
     "IICNet",
     "IICSegmenter",
+    "Preset",
     "SegNet",
     "SegTransforms",
     "Transforms",
@@ -70,6 +73,7 @@ __all__ = [
     "as_image_tensor",
     "cnn_pixel_features",
     "default_transforms",
+    "get_preset",
     "iid_loss",
     "iid_segmentation_loss",
     "invert_geometry",

@@ -17,7 +17,8 @@ from sklearn.base import BaseEstimator, ClusterMixin
 
 from clusterlens._config import get_config
 from clusterlens.deep._loss import iid_loss
-from clusterlens.deep._nets import BACKBONES, IICNet
+from clusterlens.deep._nets import BACKBONES, ClusterHeads, IICNet
+from clusterlens.deep._presets import DEFAULTS, get_preset
 from clusterlens.deep._transforms import Transforms, default_transforms
 from clusterlens.exceptions import (
     DataValidationError,
@@ -172,39 +173,61 @@ class IIC(ClusterMixin, BaseEstimator):  # type: ignore[misc]
     ----------
     n_clusters : int, default=10
         Clusters of the main head (the number of classes), at least 2.
-    n_clusters_over : int, default=50
+    preset : {"ji2019-mnist"} or None, default=None
+        A named configuration that sets the parameters left at ``None``
+        (an explicit argument always wins) and the transformations when
+        ``transforms`` is None. ``"ji2019-mnist"``: the authors' MNIST run
+        (net B at width 1 with 5x5 convolutions, 5 sub-heads, no
+        overclustering, batch 140 x 5 repeats, Adam lr 1e-4, their
+        transformations); see :data:`clusterlens.deep.PRESETS`.
+    n_clusters_over : int or None, default=None
         Clusters of the auxiliary overclustering head; 0 trains no such head.
-        Batches alternate between the main and the auxiliary head.
-    n_heads : int, default=5
-        Sub-heads per head; the main sub-head with the lowest loss over the
-        last epoch predicts (``head_``).
+        ``None``: the preset's value, else 50.
+    n_heads : int or None, default=None
+        Sub-heads per head (single linear layers, cheap: 50 cost little
+        more than 5); the main sub-head with the lowest loss over the last
+        epoch predicts (``head_``). ``None``: the preset's value, else 5.
+    head_restarts : int, default=0
+        At the end of every epoch, re-initialise this many of the main
+        sub-heads with the highest loss over that epoch (a stuck head gets a
+        fresh start on the trained trunk). Never the chosen head (so
+        ``predict`` is unaffected), nor one restarted at the end of the
+        previous epoch (it gets one full epoch to converge).
     aux_mode : {"alternate", "joint"}, default="joint"
         How the two heads share the trunk: "alternate" trains the main and
         the auxiliary head on alternate batches (the paper alternates them);
         "joint" sums both heads' losses on every batch (one trunk pass feeds
         both, so each head sees every batch at almost no extra cost).
-    n_repeats : int, default=4
+    n_repeats : int or None, default=None
         Sample repeats: each image of a batch is paired with this many
-        independent random transformations of itself.
-    batch_size : int, default=32
+        independent random transformations of itself (``None``: the
+        preset's value, else 4).
+    batch_size : int or None, default=None
         Images per batch (before repeats). Small batches mean more steps per
-        epoch, which is what a short CPU run needs.
+        epoch, which is what a short CPU run needs (``None``: the preset's
+        value, else 32).
     epochs : int, default=3
         Passes over the data.
-    lr : float, default=2e-3
-        Adam learning rate (the paper uses 1e-4 with far more epochs).
+    lr : float or None, default=None
+        Adam learning rate (``None``: the preset's value, else 2e-3; the
+        paper uses 1e-4 with far more epochs).
     lamb : float, default=1.0
         Entropy coefficient λ of the objective; 1 is plain mutual information.
     backbone : {"vgg4", "vgg6", "resnet"}, default="vgg4"
         ``"vgg4"``: the paper's base B (4 conv layers) for images up to about
         32 pixels; ``"vgg6"``: base C; ``"resnet"``: a small ResNet with
         global pooling for larger images.
-    width : float, default=0.25
-        Channel multiplier (1.0 = the paper's 64-128-256-512); the default
-        16-32-64-128 trains about 14 times faster on a CPU than the paper's.
+    width : float or None, default=None
+        Channel multiplier (1.0 = the paper's 64-128-256-512); ``None``: the
+        preset's value, else 0.25 (16-32-64-128 trains about 14 times faster
+        on a CPU than the paper's).
+    kernel_size : int or None, default=None
+        Side of the VGG trunks' convolutions, odd (the authors' MNIST net:
+        5); ``None``: the preset's value, else 3.
     transforms : Transforms or None, default=None
         Random transformation settings; ``None`` picks the paper's for the
-        image size and channel count (:func:`default_transforms`).
+        image size and channel count (:func:`default_transforms`), with the
+        preset's changes when one is named.
     device : str, default="auto"
         ``"cpu"``, ``"cuda"`` or ``"auto"`` (CUDA when present, else the
         ``device`` configuration, else CPU).
@@ -231,11 +254,15 @@ class IIC(ClusterMixin, BaseEstimator):  # type: ignore[misc]
         The transformation settings used.
     head_ : int
         Index of the main sub-head chosen (lowest loss in the last epoch).
+    settings_ : dict
+        The values that ran for the parameters a preset may set.
     labels_ : ndarray of shape (n_samples,)
         Clusters of the training images.
     history_ : list of dict
-        One entry per epoch: losses (main, auxiliary, per sub-head), seconds,
-        the chosen head, and ``accuracy``/``nmi``/``ari`` when ``y`` was given.
+        One entry per epoch: losses (main, auxiliary, every sub-head's in
+        ``head_losses``), seconds, the chosen head, the sub-heads restarted
+        after it (``restarted``), and ``accuracy``/``nmi``/``ari`` and every
+        sub-head's accuracy (``head_accuracies``) when ``y`` was given.
     n_epochs_ : int
         Epochs trained.
     image_shape_ : tuple of int
@@ -258,21 +285,32 @@ class IIC(ClusterMixin, BaseEstimator):  # type: ignore[misc]
     _ckpt_name = CKPT_NAME
     _what = "IIC model"
     _command = "clusterlens iic"
+    # None means "the preset's value, else ours" here (see _settings);
+    # subclasses (IICSegmenter) store plain values in the same attributes.
+    n_clusters_over: Any
+    n_heads: Any
+    n_repeats: Any
+    batch_size: Any
+    lr: Any
+    width: Any
 
     def __init__(
         self,
         n_clusters: int = 10,
         *,
-        n_clusters_over: int = 50,
-        n_heads: int = 5,
+        preset: str | None = None,
+        n_clusters_over: int | None = None,
+        n_heads: int | None = None,
+        head_restarts: int = 0,
         aux_mode: str = "joint",
-        n_repeats: int = 4,
-        batch_size: int = 32,
+        n_repeats: int | None = None,
+        batch_size: int | None = None,
         epochs: int = 3,
-        lr: float = 2e-3,
+        lr: float | None = None,
         lamb: float = 1.0,
         backbone: str = "vgg4",
-        width: float = 0.25,
+        width: float | None = None,
+        kernel_size: int | None = None,
         transforms: Transforms | None = None,
         device: str = "auto",
         n_threads: int | None = 2,
@@ -282,8 +320,10 @@ class IIC(ClusterMixin, BaseEstimator):  # type: ignore[misc]
         resume: bool = False,
     ):
         self.n_clusters = n_clusters
+        self.preset = preset
         self.n_clusters_over = n_clusters_over
         self.n_heads = n_heads
+        self.head_restarts = head_restarts
         self.aux_mode = aux_mode
         self.n_repeats = n_repeats
         self.batch_size = batch_size
@@ -292,6 +332,7 @@ class IIC(ClusterMixin, BaseEstimator):  # type: ignore[misc]
         self.lamb = lamb
         self.backbone = backbone
         self.width = width
+        self.kernel_size = kernel_size
         self.transforms = transforms
         self.device = device
         self.n_threads = n_threads
@@ -301,23 +342,54 @@ class IIC(ClusterMixin, BaseEstimator):  # type: ignore[misc]
         self.resume = resume
 
     # ------------------------------------------------------------------ #
+    def _settings(self) -> dict[str, Any]:
+        """Each preset-able parameter: the argument, else the preset's, else ours."""
+        preset = get_preset(self.preset, _OWNER)
+        out = {}
+        for key, default in DEFAULTS.items():
+            value = getattr(self, key)
+            if value is None:
+                value = preset.params.get(key, default) if preset else default
+            out[key] = value
+        return out
+
     def _validate_params(self) -> None:
         check_int(self.n_clusters, "n_clusters", _OWNER, low=2)
-        check_int(self.n_clusters_over, "n_clusters_over", _OWNER, low=0)
-        if self.n_clusters_over == 1:
+        cfg = self._settings()
+        check_int(cfg["n_clusters_over"], "n_clusters_over", _OWNER, low=0)
+        if cfg["n_clusters_over"] == 1:
             raise InvalidParameterError(
                 "The 'n_clusters_over' parameter of IIC must be 0 (no auxiliary "
                 "head) or an int >= 2. Got 1 instead."
             )
-        check_int(self.n_heads, "n_heads", _OWNER, low=1)
+        check_int(cfg["n_heads"], "n_heads", _OWNER, low=1)
+        check_int(self.head_restarts, "head_restarts", _OWNER, low=0)
+        if self.head_restarts > max(cfg["n_heads"] - 1, 0):
+            raise InvalidParameterError(
+                f"The 'head_restarts' parameter of IIC must be < n_heads="
+                f"{cfg['n_heads']} (the chosen sub-head is never restarted). Got "
+                f"{self.head_restarts} instead."
+            )
         check_options(self.aux_mode, "aux_mode", _OWNER, ("alternate", "joint"))
-        check_int(self.n_repeats, "n_repeats", _OWNER, low=1)
-        check_int(self.batch_size, "batch_size", _OWNER, low=2)
+        check_int(cfg["n_repeats"], "n_repeats", _OWNER, low=1)
+        check_int(cfg["batch_size"], "batch_size", _OWNER, low=2)
         check_int(self.epochs, "epochs", _OWNER, low=1)
-        check_real(self.lr, "lr", _OWNER, low=0.0, closed="neither")
+        check_real(cfg["lr"], "lr", _OWNER, low=0.0, closed="neither")
         check_real(self.lamb, "lamb", _OWNER, low=0.0)
         check_options(self.backbone, "backbone", _OWNER, BACKBONES)
-        check_real(self.width, "width", _OWNER, low=0.0, closed="neither")
+        check_real(cfg["width"], "width", _OWNER, low=0.0, closed="neither")
+        check_int(cfg["kernel_size"], "kernel_size", _OWNER, low=1)
+        if cfg["kernel_size"] % 2 == 0:
+            raise InvalidParameterError(
+                "The 'kernel_size' parameter of IIC must be an odd int (3, 5, ...). "
+                f"Got {cfg['kernel_size']} instead."
+            )
+        if cfg["kernel_size"] != 3 and self.backbone == "resnet":
+            raise InvalidParameterError(
+                f"kernel_size={cfg['kernel_size']} applies to the vgg backbones "
+                "only; the resnet backbone's convolutions are 3x3. Leave "
+                "kernel_size out or pick backbone='vgg4'."
+            )
         check_int(self.n_threads, "n_threads", _OWNER, low=1, allow_none=True)
         if self.transforms is not None and not isinstance(self.transforms, Transforms):
             raise InvalidParameterError(
@@ -340,7 +412,11 @@ class IIC(ClusterMixin, BaseEstimator):  # type: ignore[misc]
 
     def _build(self, shape: tuple[int, int, int]) -> None:
         h, w, c = shape
-        tf = self.transforms or default_transforms(h, w, c)
+        preset = get_preset(self.preset, _OWNER)
+        cfg = self.settings_ = self._settings()
+        tf = self.transforms or default_transforms(
+            h, w, c, **(preset.transforms if preset else {})
+        )
         self.transforms_ = tf
         self.image_shape_ = shape
         self.net_ = IICNet(
@@ -348,9 +424,10 @@ class IIC(ClusterMixin, BaseEstimator):  # type: ignore[misc]
             tf.out_channels(c),
             tf.input_size,
             self.n_clusters,
-            self.n_clusters_over,
-            self.n_heads,
-            self.width,
+            cfg["n_clusters_over"],
+            cfg["n_heads"],
+            cfg["width"],
+            cfg["kernel_size"],
         )
 
     # ------------------------------------------------------------------ #
@@ -377,7 +454,7 @@ class IIC(ClusterMixin, BaseEstimator):  # type: ignore[misc]
         -------
         self : IIC
         """
-        from clusterlens.metrics import evaluate_clustering
+        from clusterlens.metrics import clustering_accuracy, evaluate_clustering
 
         self._validate_params()
         images = as_image_tensor(X, "X")
@@ -400,23 +477,23 @@ class IIC(ClusterMixin, BaseEstimator):  # type: ignore[misc]
 
         with _torch_threads(self.n_threads), _deterministic(device):
             self._build(shape)
+            cfg = self.settings_
+            n_heads = cfg["n_heads"]
             net = self.net_
             net.reset_parameters(gen)
             net.to(device)
-            opt = torch.optim.Adam(net.parameters(), lr=self.lr)
+            opt = torch.optim.Adam(net.parameters(), lr=cfg["lr"])
             self.history_: list[dict[str, Any]] = []
             start = 0
             if self.resume:
                 start = self._load_checkpoint(opt, gen, fp)
-            heads = ["main", "over"] if self.n_clusters_over else ["main"]
-            bs = min(self.batch_size, n)
+            heads = ["main", "over"] if cfg["n_clusters_over"] else ["main"]
+            bs = min(cfg["batch_size"], n)
             n_batches = max(1, n // bs)  # drop the ragged last batch
             for epoch in range(start, self.epochs):
                 t0 = time.perf_counter()
                 perm = torch.randperm(n, generator=gen)
-                sums = {
-                    h: torch.zeros(self.n_heads, dtype=torch.float64) for h in heads
-                }
+                sums = {h: torch.zeros(n_heads, dtype=torch.float64) for h in heads}
                 counts = dict.fromkeys(heads, 0)
                 net.train()
                 bar = progress(
@@ -433,7 +510,7 @@ class IIC(ClusterMixin, BaseEstimator):  # type: ignore[misc]
                     losses = self._step(net, opt, xb, step_heads, gen)
                     for head, per_head in losses.items():
                         _check_finite_loss(
-                            float(per_head.sum()), self.lr, epoch + 1, b + 1
+                            float(per_head.sum()), cfg["lr"], epoch + 1, b + 1
                         )
                         sums[head] += per_head
                         counts[head] += 1
@@ -444,17 +521,24 @@ class IIC(ClusterMixin, BaseEstimator):  # type: ignore[misc]
                 entry = self._epoch_entry(epoch, heads, sums, counts)
                 proba = self._predict_all(images, all_heads=True)  # (n, h, k)
                 if not np.isfinite(proba).all():  # the last step broke the weights
-                    _check_finite_loss(float("nan"), self.lr, epoch + 1, n_batches)
+                    _check_finite_loss(float("nan"), cfg["lr"], epoch + 1, n_batches)
                 self.head_ = int(entry["head"])
                 self.labels_ = proba[:, self.head_].argmax(axis=1).astype(np.int64)
                 entry["n_clusters_used"] = int(np.unique(self.labels_).size)
                 if labels_true is not None:
                     s = evaluate_clustering(labels_true, self.labels_)
                     entry.update(accuracy=s["accuracy"], nmi=s["nmi"], ari=s["ari"])
+                    entry["head_accuracies"] = [
+                        clustering_accuracy(labels_true, proba[:, i].argmax(axis=1))
+                        for i in range(n_heads)
+                    ]
                     bar.set_postfix_str(
                         f"loss {entry['loss']:.4f} acc {s['accuracy']:.4f} "
                         f"NMI {s['nmi']:.4f} ARI {s['ari']:.4f}"
                     )
+                entry["restarted"] = []
+                if self.head_restarts:  # also after the last: resume = one run
+                    entry["restarted"] = self._restart_heads(net, opt, entry, gen)
                 bar.close()
                 entry["seconds"] = time.perf_counter() - t0
                 self.history_.append(entry)
@@ -480,8 +564,9 @@ class IIC(ClusterMixin, BaseEstimator):  # type: ignore[misc]
         gen: torch.Generator,
     ) -> dict[str, torch.Tensor]:
         """One optimisation step on ``heads``; returns per-sub-head losses."""
-        tf, r = self.transforms_, self.n_repeats
-        x = tf.clean(xb)
+        tf, r = self.transforms_, self.settings_["n_repeats"]
+        n_heads = self.settings_["n_heads"]
+        x = tf.first(xb, gen)
         tx = tf.random(xb.repeat(r, 1, 1, 1), gen)
         fx, ftx = net.trunk(x), net.trunk(tx)
         total = fx.new_zeros(())
@@ -491,16 +576,50 @@ class IIC(ClusterMixin, BaseEstimator):  # type: ignore[misc]
                 r, 1, 1
             )  # row i*n + j pairs with tx[i*n + j]
             zt = net.heads[head](ftx)
-            plain = torch.zeros(self.n_heads, dtype=torch.float64)
-            for i in range(self.n_heads):
+            plain = torch.zeros(n_heads, dtype=torch.float64)
+            for i in range(n_heads):
                 loss, loss_plain = iid_loss(z[:, i], zt[:, i], lamb=self.lamb)
-                total = total + loss / self.n_heads
+                total = total + loss / n_heads
                 plain[i] = float(loss_plain)
             out[head] = plain
         opt.zero_grad(set_to_none=True)
         total.backward()
         opt.step()
         return out
+
+    def _restart_heads(
+        self,
+        net: IICNet,
+        opt: torch.optim.Optimizer,
+        entry: dict[str, Any],
+        gen: torch.Generator,
+    ) -> list[int]:
+        """Re-initialise the worst main sub-heads of the epoch (and their Adam
+        moments); returns their indices, worst first."""
+        losses = np.asarray(entry["head_losses"])
+        previous = set(self.history_[-1].get("restarted", [])) if self.history_ else ()
+        order = np.argsort(-losses, kind="stable")
+        pick = [
+            int(i) for i in order if int(i) != entry["head"] and int(i) not in previous
+        ][: self.head_restarts]
+        if not pick:
+            return []
+        main: ClusterHeads = net.heads["main"]  # type: ignore[assignment]
+        lin, k = main.linear, main.k
+        rows = torch.cat([torch.arange(i * k, (i + 1) * k) for i in pick])
+        rows = rows.to(lin.weight.device)
+        bound = 1.0 / float(np.sqrt(lin.in_features))
+        with torch.no_grad():
+            fresh = torch.rand(len(rows), lin.in_features, generator=gen)
+            lin.weight[rows] = ((fresh * 2 - 1) * bound).to(lin.weight)
+            lin.bias[rows] = 0.0
+            for param in (lin.weight, lin.bias):
+                state = opt.state.get(param, {})
+                for key in ("exp_avg", "exp_avg_sq"):
+                    if key in state:
+                        state[key][rows] = 0.0
+        logger.info("IIC epoch %d: restarted sub-heads %s", entry["epoch"], pick)
+        return pick
 
     def _epoch_entry(
         self,
@@ -575,6 +694,7 @@ class IIC(ClusterMixin, BaseEstimator):  # type: ignore[misc]
             "head": getattr(self, "head_", None),
             "image_shape": list(self.image_shape_),
             "transforms": self.transforms_.to_dict(),
+            "settings": getattr(self, "settings_", None),
             "history": self.history_,
             "n_epochs": getattr(self, "n_epochs_", 0),
         }
@@ -640,7 +760,7 @@ class IIC(ClusterMixin, BaseEstimator):  # type: ignore[misc]
         shape = _image_shape(attrs["image_shape"])
         model._build(shape)
         model.transforms_ = Transforms.from_dict(attrs["transforms"])
-        model.head_ = _int_in(attrs["head"], "head", 0, model.n_heads - 1)
+        model.head_ = _int_in(attrs["head"], "head", 0, model.settings_["n_heads"] - 1)
         model.history_ = _history(attrs["history"])
         model.n_epochs_ = _int_in(attrs["n_epochs"], "n_epochs", 0, None)
         return model

@@ -26,7 +26,13 @@ def _ch(c: int, width: float) -> int:
 
 
 class _VGGTrunk(nn.Module):
-    def __init__(self, cfg: Sequence[int | str], in_channels: int, width: float):
+    def __init__(
+        self,
+        cfg: Sequence[int | str],
+        in_channels: int,
+        width: float,
+        kernel_size: int = 3,
+    ):
         super().__init__()
         layers: list[nn.Module] = []
         c_in = in_channels
@@ -36,7 +42,9 @@ class _VGGTrunk(nn.Module):
                 continue
             c_out = _ch(int(item), width)
             layers += [
-                nn.Conv2d(c_in, c_out, 3, padding=1, bias=False),
+                nn.Conv2d(
+                    c_in, c_out, kernel_size, padding=kernel_size // 2, bias=False
+                ),
                 nn.BatchNorm2d(c_out),
                 nn.ReLU(inplace=True),
             ]
@@ -110,12 +118,23 @@ class _ResNetTrunk(nn.Module):
         return self.out_channels
 
 
-def build_backbone(name: str, in_channels: int, width: float) -> nn.Module:
-    """Trunk ``name`` (one of :data:`BACKBONES`) scaled by ``width``."""
+def build_backbone(
+    name: str, in_channels: int, width: float, kernel_size: int = 3
+) -> nn.Module:
+    """Trunk ``name`` (one of :data:`BACKBONES`) scaled by ``width``.
+
+    ``kernel_size`` (odd) sets the VGG trunks' convolutions (the authors'
+    MNIST net uses 5x5); the ResNet's are always 3x3.
+    """
     if name == "resnet":
+        if kernel_size != 3:
+            raise ValueError(
+                f"kernel_size={kernel_size} applies to the vgg backbones only; the "
+                "resnet backbone's convolutions are 3x3."
+            )
         return _ResNetTrunk(in_channels, width)
     if name in _VGG_CFGS:
-        return _VGGTrunk(_VGG_CFGS[name], in_channels, width)
+        return _VGGTrunk(_VGG_CFGS[name], in_channels, width, kernel_size)
     raise ValueError(f"Unknown backbone {name!r}. Available: {', '.join(BACKBONES)}.")
 
 
@@ -153,6 +172,9 @@ class IICNet(nn.Module):
         Sub-heads per head.
     width : float
         Multiplier of every layer's channel count (1.0 is the paper's).
+    kernel_size : int
+        Side of the VGG trunks' convolutions (3, or 5 as the authors' MNIST
+        net).
     """
 
     def __init__(
@@ -164,9 +186,10 @@ class IICNet(nn.Module):
         k_over: int,
         n_heads: int,
         width: float = 1.0,
+        kernel_size: int = 3,
     ):
         super().__init__()
-        self.trunk = build_backbone(backbone, in_channels, width)
+        self.trunk = build_backbone(backbone, in_channels, width, kernel_size)
         n_feat = self.trunk.out_features(input_size)  # type: ignore[operator]
         if n_feat < 1:
             raise ValueError(f"input_size {input_size} is too small for {backbone}.")

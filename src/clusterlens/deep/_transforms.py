@@ -57,6 +57,17 @@ class Transforms:
         and for prediction), as a fraction of the shorter side.
     rotation : float
         Largest rotation of a transformed view, in degrees (uniform).
+    rotation_p : float
+        Probability that a transformed view is rotated at all (the authors'
+        MNIST code: 0.5; 1.0 rotates every view).
+    rotate_image : bool
+        Rotate the whole image about its centre before cropping (torchvision's
+        ``RandomRotation`` then ``RandomCrop``, as the authors' code does);
+        ``False`` rotates the crop about its own centre.
+    first_random_p : float
+        Probability that the first view of a training pair is a random crop
+        of side ``eval_crop`` instead of the centred one (the authors' MNIST
+        "centre_half": 0.5). The view used for prediction is always centred.
     flip : bool
         Random horizontal flips of transformed views.
     brightness, contrast, saturation, hue : float
@@ -73,6 +84,9 @@ class Transforms:
     crop_sizes: tuple[float, ...] = field(default=(16 / 28, 20 / 28, 24 / 28))
     eval_crop: float = 20 / 28
     rotation: float = 25.0
+    rotation_p: float = 1.0
+    rotate_image: bool = False
+    first_random_p: float = 0.0
     flip: bool = False
     brightness: float = 0.4
     contrast: float = 0.4
@@ -145,6 +159,26 @@ class Transforms:
         x = self._resample(x, one * self.eval_crop, zero, zero, zero, one)
         return self._finish(x)
 
+    def first(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """The first view of a training pair.
+
+        The centred crop (:meth:`clean`), or with probability
+        ``first_random_p`` a crop of the same side placed at random; no
+        random number is drawn when ``first_random_p`` is 0.
+        """
+        if self.first_random_p <= 0:
+            return self.clean(images)
+        x = _to_float(images)
+        n = x.shape[0]
+        g = generator
+        room = max(0.0, 1.0 - self.eval_crop)
+        moved = torch.rand(n, generator=g) < self.first_random_p
+        tx = torch.where(moved, (torch.rand(n, generator=g) * 2 - 1) * room, 0.0)
+        ty = torch.where(moved, (torch.rand(n, generator=g) * 2 - 1) * room, 0.0)
+        one, zero = torch.ones(n), torch.zeros(n)
+        x = self._resample(x, one * self.eval_crop, zero, tx, ty, one)
+        return self._finish(x)
+
     def random(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         """A random transformation ``g(x)`` of every image (one draw each)."""
         x = _to_float(images)
@@ -157,6 +191,13 @@ class Transforms:
         tx = (torch.rand(n, generator=g) * 2 - 1) * room
         ty = (torch.rand(n, generator=g) * 2 - 1) * room
         angle = (torch.rand(n, generator=g) * 2 - 1) * math.radians(self.rotation)
+        if self.rotation_p < 1:
+            angle = torch.where(
+                torch.rand(n, generator=g) < self.rotation_p, angle, 0.0
+            )
+        if self.rotate_image:  # rotate the image about its centre, then crop
+            cos, sin = torch.cos(angle), torch.sin(angle)
+            tx, ty = cos * tx - sin * ty, sin * tx + cos * ty
         flip = torch.ones(n)
         if self.flip:
             flip = torch.where(torch.rand(n, generator=g) < 0.5, -1.0, 1.0)
@@ -229,6 +270,9 @@ def default_transforms(
     crop_sizes: Sequence[float] | None = None,
     eval_crop: float | None = None,
     rotation: float | None = None,
+    rotation_p: float | None = None,
+    rotate_image: bool | None = None,
+    first_random_p: float | None = None,
 ) -> Transforms:
     """The paper's settings for the image size and channel count.
 
@@ -254,6 +298,9 @@ def default_transforms(
         crop_sizes=tuple(float(c) for c in (crop_sizes or d_crops)),
         eval_crop=float(eval_crop if eval_crop is not None else d_eval),
         rotation=float(rotation if rotation is not None else d_rot),
+        rotation_p=float(1.0 if rotation_p is None else rotation_p),
+        rotate_image=bool(rotate_image),
+        first_random_p=float(first_random_p or 0.0),
         flip=bool(d_flip if flip is None else flip),
         sobel=bool(d_sobel if sobel is None else sobel),
         include_rgb=False,

@@ -91,7 +91,7 @@ def run_iic(
     out_dir: str | os.PathLike[str],
     *,
     n_clusters: int = 10,
-    n_clusters_over: int = 50,
+    n_clusters_over: int | None = None,
     epochs: int = 3,
     size: tuple[int, int] | None = None,
     mode: str | None = None,
@@ -117,7 +117,8 @@ def run_iic(
     out_dir : path
         Existing, empty folder to write into.
     n_clusters, n_clusters_over, epochs, random_state, verbose
-        As for :class:`clusterlens.deep.IIC`.
+        As for :class:`clusterlens.deep.IIC` (``n_clusters_over=None``: the
+        preset's value, else 50).
     size : (height, width) or None
         Resize every image (needed for folders of mixed sizes).
     mode : {"L", "RGB"} or None
@@ -125,13 +126,14 @@ def run_iic(
     command : dict or None
         The command line, recorded in ``run.json``.
     **iic_params
-        Further :class:`~clusterlens.deep.IIC` parameters (``n_heads``,
-        ``n_repeats``, ``batch_size``, ``lr``, ``width``, ``backbone``,
-        ``transforms``, ``device``, ``n_threads``, ``checkpoint_dir``,
-        ``resume``, ...), and ``transform_overrides``: a dict of
+        Further :class:`~clusterlens.deep.IIC` parameters (``preset``,
+        ``n_heads``, ``head_restarts``, ``kernel_size``, ``n_repeats``,
+        ``batch_size``, ``lr``, ``width``, ``backbone``, ``transforms``,
+        ``device``, ``n_threads``, ``checkpoint_dir``, ``resume``, ...), and
+        ``transform_overrides``: a dict of
         :func:`~clusterlens.deep.default_transforms` keyword arguments
         (``sobel``, ``flip``, ``input_size``, ...) applied to the defaults for
-        the images read.
+        the images read (on top of the preset's transformations).
 
     Returns
     -------
@@ -147,6 +149,7 @@ def run_iic(
     deep = _deep()
     from clusterlens.report._iic import build_iic_report
 
+    deep.get_preset(iic_params.get("preset"))  # an unknown name fails first
     out, src = Path(out_dir), Path(source)
     t0 = time.perf_counter()
     data = load_images(src, size=size, mode=mode, verbose=verbose)
@@ -159,9 +162,13 @@ def run_iic(
 
     overrides = iic_params.pop("transform_overrides", None)
     if overrides:
+        preset = deep.get_preset(iic_params.get("preset"))
         shape = data.images.shape
         iic_params["transforms"] = deep.default_transforms(
-            shape[1], shape[2], shape[3] if len(shape) == 4 else 1, **overrides
+            shape[1],
+            shape[2],
+            shape[3] if len(shape) == 4 else 1,
+            **{**(preset.transforms if preset else {}), **overrides},
         )
     model = deep.IIC(
         n_clusters,
@@ -193,6 +200,11 @@ def run_iic(
         "head": model.head_,
         "head_selection": HEAD_SELECTION,
         "head_losses": model.history_[-1]["head_losses"] if model.history_ else None,
+        "head_accuracies": (
+            model.history_[-1].get("head_accuracies") if model.history_ else None
+        ),
+        "preset": model.preset,
+        "settings": model.settings_,
         "epochs": model.n_epochs_,
         "device": model.device_,
         "fit_seconds": t_fit,
@@ -210,7 +222,10 @@ def run_iic(
         )
     figures.update(
         {
-            "sub-head used": f"{model.head_} of {model.n_heads} (lowest loss)",
+            "sub-head used": (
+                f"{model.head_} of {model.settings_['n_heads']} (lowest loss)"
+            ),
+            "preset": model.preset or "none",
             "final loss": model.history_[-1]["loss"] if model.history_ else None,
             "epochs": model.n_epochs_,
             "training seconds": t_fit,
@@ -218,6 +233,7 @@ def run_iic(
         }
     )
     params = {k: v for k, v in model.get_params().items() if k not in ("transforms",)}
+    params.update(model.settings_)  # the values that ran, preset resolved
     params["transforms"] = model.transforms_.to_dict()
     build_iic_report(
         out / "report.html",

@@ -42,6 +42,33 @@ def _line_chart(
     )
 
 
+def _subhead_rows(history: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """One row per main sub-head from the last epoch, lowest loss first."""
+    if not history or not isinstance(history[-1].get("head_losses"), list):
+        return []
+    last = history[-1]
+    losses = [float(v) for v in last["head_losses"]]
+    accs = last.get("head_accuracies")
+    if not (isinstance(accs, list) and len(accs) == len(losses)):
+        accs = [None] * len(losses)
+    restarts = np.zeros(len(losses), dtype=np.int64)
+    for h in history:
+        for i in h.get("restarted") or []:
+            if 0 <= int(i) < len(losses):
+                restarts[int(i)] += 1
+    rows = [
+        {
+            "index": i,
+            "loss": f"{loss:.4f}",
+            "accuracy": None if acc is None else f"{float(acc):.4f}",
+            "chosen": i == int(last.get("head", -1)),
+            "restarts": int(restarts[i]),
+        }
+        for i, (loss, acc) in enumerate(zip(losses, accs, strict=True))
+    ]
+    return sorted(rows, key=lambda r: (float(r["loss"]), r["index"]))
+
+
 def build_iic_report(
     path: PathLike,
     *,
@@ -73,7 +100,8 @@ def build_iic_report(
         Display names of the labels.
     history : sequence of mappings, default=()
         ``IIC.history_``: the loss curves (``loss``, ``loss_over``) and, when
-        present, ``accuracy``/``nmi``/``ari`` per epoch.
+        present, ``accuracy``/``nmi``/``ari`` per epoch; the last epoch's
+        ``head_losses`` (and ``head_accuracies``) fill the sub-head table.
     figures, params : mapping, default=None
         Headline numbers and the run's parameters.
     title : str
@@ -167,6 +195,27 @@ def build_iic_report(
                 },
             )
         )
+    subheads = _subhead_rows(history)
+    per_head = [h.get("head_accuracies") for h in history]
+    if subheads and all(isinstance(a, list) and a for a in per_head):
+        acc = [np.asarray(a, dtype=np.float64) for a in per_head]  # type: ignore[arg-type]
+        charts.append(
+            _line_chart(
+                f"Sub-heads' accuracy per epoch, {len(subheads)} sub-heads "
+                "(labels not used)",
+                "accuracy",
+                epochs,
+                {
+                    "chosen sub-head (lowest loss)": [
+                        float(a[int(h["head"])])
+                        for a, h in zip(acc, history, strict=True)
+                    ],
+                    "best sub-head": [float(a.max()) for a in acc],
+                    "median sub-head": [float(np.median(a)) for a in acc],
+                    "worst sub-head": [float(a.min()) for a in acc],
+                },
+            )
+        )
     summary = [
         ("items", f"{n:,}"),
         ("clusters", f"{k:,}"),
@@ -180,6 +229,7 @@ def build_iic_report(
         summary=summary,
         figures=[(str(a), fmt_value(b)) for a, b in (figures or {}).items()],
         charts=[c for c in charts if c is not None],
+        subheads=subheads,
         params=[(str(a), fmt_value(b)) for a, b in (params or {}).items()],
         clusters=clusters,
         version=version(),

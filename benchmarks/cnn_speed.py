@@ -52,7 +52,30 @@ the same contention, not the quiet-machine figure the #20 target asks for.
       (ONNX Runtime's stage faster than its network alone above: the other
       sessions' load came and went between the two measurements)
 
-Why below 50 % in float32: 83 % of the FLOPs are 1x1 convolutions, which are
+On a quiet machine (the other sessions' processes stopped for the run; load
+2.4 before it), the same command, 33 s:
+
+    float32 GEMM 2048^3 on 2 threads: torch 216, numpy 195 GFLOP/s (peak 216)
+    network alone, batch 32             img/s  GFLOP/s  of peak
+      torch (eager, channels-last)       31.6     24.3     11%
+      ONNX Runtime f32                  171.4    131.6     61%
+      OpenVINO f32 (chunks of 4)        202.5    155.5     72%
+      OpenVINO f32, chunks of 16        201.5    154.7     72%
+      OpenVINO bf16 (AMX; not f32)      346.7    266.2   (123%)
+    CLI stage (decode + resize + network), 96 images
+      CIFAR-10 32 px:   ONNX Runtime f32 131.2 img/s (47 %),
+                        OpenVINO bf16 (the default here) 245.2 img/s (87 %)
+      ant/bee photos:   ONNX Runtime f32 89.0 img/s (32 %),
+                        OpenVINO bf16 (the default here) 150.2 img/s (53 %)
+
+So the network runs at 72 % of the float32 GEMM peak in float32 (OpenVINO),
+and the stage as a user gets it (``--runtime auto``: OpenVINO, bfloat16 on this
+AMX CPU) does 87 % (CIFAR) and 53 % (photos) of the float32 peak's FLOP rate;
+in float32 the whole stage is at 47 % and 32 %: decoding and resizing the
+photos (a 500 x 375 JPEG decodes whole for a 224 px input) share the two cores
+with the network.
+
+Under load, why below 50 % in float32: 83 % of the FLOPs are 1x1 convolutions, which are
 GEMMs of a few hundred channels (OpenVINO runs them near GEMM speed), but the
 depthwise convolutions do 2.8 FLOP per byte they move, far under the ~10-20
 FLOP/byte at which two cores' caches and memory feed their FMA units: 9 % of

@@ -226,6 +226,34 @@ def cleanlab_rank(
     return np.concatenate([ranked, rest]), flagged, seconds
 
 
+def previous_rules(res: Any) -> tuple[np.ndarray, np.ndarray, float]:
+    """The ranking, flags and noise estimate of the rules before #23 part 2.
+
+    Recomputed from ``res``'s own pred_probs and neighbours (so the A/B is on
+    identical inputs): no class prior divided out of the ranking, and the
+    plain confident joint (cleanlab's) of the blend as the noise estimate.
+    Returns the order (worst first), the flags and the estimated noise rate.
+    """
+    from clusterlens.label_issues import (
+        combine_scores,
+        confident_joint,
+        estimate_issue_counts,
+    )
+    from clusterlens.label_issues._find import MAX_CLASS_NOISE, _class_rank
+    from clusterlens.label_issues._neighbors import neighbor_class_counts
+
+    y, k = res.labels, res.classes.size
+    counts = np.bincount(y, minlength=k)
+    nb = neighbor_class_counts(res.neighbor_indices, y, k)
+    q, blend = combine_scores(
+        y, res.pred_probs, nb, None, knn_weight=res.info["knn_weight"]
+    )
+    n_est = estimate_issue_counts(y, confident_joint(y, blend)[0])
+    n_flag = np.minimum(n_est, np.floor(MAX_CLASS_NOISE * counts).astype(np.int64))
+    flag = (_class_rank(q, y) <= n_flag[y]) & (blend.argmax(axis=1) != y)
+    return np.argsort(q, kind="stable"), flag, float(n_est.sum() / y.size)
+
+
 # --------------------------------------------------------------------------- #
 # One setting
 # --------------------------------------------------------------------------- #
@@ -253,6 +281,11 @@ def run_setting(
     m = int(cl_flag.sum())
     ours = metrics(res.ranked(), res.is_label_issue, flipped, m)
     clean = metrics(cl_order, cl_flag, flipped, m)
+    prev_order, prev_flag, prev_est = previous_rules(res)
+    before = {
+        **metrics(prev_order, prev_flag, flipped, m),
+        "estimated_noise_rate": prev_est,
+    }
     singles = {
         s: auroc(v, flipped)
         for s, v in (
@@ -269,6 +302,8 @@ def run_setting(
         "cv_accuracy_vs_noisy": res.info["cross_validated_accuracy"],
         "clusterlens": {**ours, "seconds": ours_s},
         "cleanlab": {**clean, "seconds": cl_s + cv_s, "seconds_filter_only": cl_s},
+        "before_part2": before,
+        "estimated_noise_rate": res.info["estimated_noise_rate"],
         "single_score_auroc": singles,
         "_res": res,
     }
@@ -277,7 +312,7 @@ def run_setting(
 
 
 def fmt_row(r: dict) -> str:
-    o, c = r["clusterlens"], r["cleanlab"]
+    o, c, b = r["clusterlens"], r["cleanlab"], r["before_part2"]
     return (
         f"{r['setting']:<22} {r['n']:>6} {r['n_flipped']:>6} | "
         f"P@k {o['precision_at_k']:.3f} vs {c['precision_at_k']:.3f}  "
@@ -285,11 +320,14 @@ def fmt_row(r: dict) -> str:
         f"AUROC {o['auroc']:.4f} vs {c['auroc']:.4f}  "
         f"flagged F1 {o['flag_f1']:.3f} vs {c['flag_f1']:.3f} "
         f"({o['n_flagged']} vs {c['n_flagged']})  "
-        f"s {o['seconds']:.1f} vs {c['seconds']:.1f}"
+        f"s {o['seconds']:.1f} vs {c['seconds']:.1f}  "
+        f"[before #23.2: P@k {b['precision_at_k']:.3f} AUROC {b['auroc']:.4f} "
+        f"F1 {b['flag_f1']:.3f} ({b['n_flagged']}); estimated noise "
+        f"{b['estimated_noise_rate']:.3f} -> {r['estimated_noise_rate']:.3f}]"
     )
 
 
-def quality_settings(smoke: bool, seed: int) -> list[dict]:
+def quality_settings(smoke: bool, seed: int, coco: bool = True) -> list[dict]:
     rows = []
     sets = [("digits", *load_digits())]
     if not smoke:
@@ -305,7 +343,7 @@ def quality_settings(smoke: bool, seed: int) -> list[dict]:
                         f"{dname} {mode} {int(frac * 100)}%", X, noisy, flipped, seed
                     )
                 )
-    if not smoke:
+    if not smoke and coco:
         X, y = load_coco_boxes()
         noisy, flipped = flip(X, y, 0.1, "uniform", seed)
         rows.append(
@@ -386,6 +424,7 @@ def cnn_rows(
         res.labels, np.asarray(res.pred_probs, np.float64), n_jobs=1
     )
     cl_s = time.perf_counter() - t
+    _, prev_flag, prev_est = previous_rules(res)
     clean = {
         "setting": f"{name} unmodified",
         "n": int(y.size),
@@ -395,6 +434,10 @@ def cnn_rows(
         "estimated_noise_rate": res.info["estimated_noise_rate"],
         "flagged_share": float(res.is_label_issue.mean()),
         "cleanlab_flagged_share": float(cl.mean()),
+        "before_part2": {
+            "flagged_share": float(prev_flag.mean()),
+            "estimated_noise_rate": prev_est,
+        },
         "seconds": {
             "crop_embeddings": embed_s,
             **{k: v for k, v in res.info["timings"].items()},
@@ -421,7 +464,9 @@ def fmt_clean(r: dict) -> str:
     return (
         f"{r['setting']:<22} {r['n']:>6} {'-':>6} | flagged share "
         f"{r['flagged_share']:.3f} (estimated noise {r['estimated_noise_rate']:.3f}) "
-        f"vs cleanlab {r['cleanlab_flagged_share']:.3f}; CV accuracy "
+        f"vs cleanlab {r['cleanlab_flagged_share']:.3f} [before #23.2: "
+        f"{r['before_part2']['flagged_share']:.3f} (estimated "
+        f"{r['before_part2']['estimated_noise_rate']:.3f})]; CV accuracy "
         f"{r['cv_accuracy']:.3f}; seconds: "
         + ", ".join(f"{k.removesuffix('_seconds')} {v:.1f}" for k, v in s.items())
     )
@@ -544,6 +589,9 @@ def main(argv: list[str] | None = None) -> int:
         "--coco", action="store_true", help="the COCO sample's CNN rows only"
     )
     p.add_argument("--cifar", action="store_true", help="CIFAR-10 CNN rows only")
+    p.add_argument(
+        "--digits", action="store_true", help="digits and MNIST pixel rows only"
+    )
     p.add_argument("--tune", action="store_true", help="weight grid on digits")
     p.add_argument("--speed", action="store_true", help="848,000 x 2,048 timing")
     p.add_argument("--speed-n", type=int, default=848_000)
@@ -580,10 +628,10 @@ def main(argv: list[str] | None = None) -> int:
                 round(s["auroc_flipped"], 4),
             )
     else:
-        if a.coco or a.cifar:
-            rows = (coco_cnn_settings(a.seed) if a.coco else []) + (
-                cifar_cnn_settings(a.seed) if a.cifar else []
-            )
+        if a.coco or a.cifar or a.digits:
+            rows = quality_settings(False, a.seed, coco=False) if a.digits else []
+            rows += coco_cnn_settings(a.seed) if a.coco else []
+            rows += cifar_cnn_settings(a.seed) if a.cifar else []
         else:
             rows = quality_settings(a.smoke, a.seed)
         for r in rows:

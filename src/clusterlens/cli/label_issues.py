@@ -51,7 +51,7 @@ Examples:
     default="cnn",
     show_default=True,
     help="Box input: what describes a box: cnn = the CNN embedding of its crop "
-    "with 10%% context (EfficientNet-Lite0, as `features cnn` on an `ingest "
+    "with 10 % context (EfficientNet-Lite0, as `features cnn` on an `ingest "
     "--boxes` workspace; cached), pixels = its crop resized to --crop-size.",
 )
 @click.option(

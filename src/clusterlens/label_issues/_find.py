@@ -83,7 +83,7 @@ SCORE_COLUMNS: dict[str, str] = {
     "learning estimates are mislabelled (the off-diagonal row mass of the "
     "calibrated confident joint of the blended probabilities, where a sample "
     "counts off the diagonal only if its given label misses its class's "
-    "threshold and the classifier and its neighbours both put another label "
+    "threshold and the blend and the neighbours alone both put another label "
     "first; none in a class with fewer samples than folds; at most half the "
     "class), the lowest label_quality first, less those whose suggested label "
     "is the given one; the flagged share is at most the estimated noise rate",
@@ -338,11 +338,13 @@ def _noise_counts(
 
     - its given label does not reach its class's confident threshold
       (``confident_joint(given_first=True)``);
-    - the classifier (``predicted``, the arg-max of the cross-validated
-      pred_probs) and its neighbours (``neighbor_vote``, their most frequent
-      label) both put another label first: two out-of-sample views that
-      each err in their own way; one of them alone disagreeing is mostly
-      that view's confusion of two classes, not a wrong label.
+    - the model (``predicted``, the arg-max of the blend of the
+      cross-validated pred_probs and the neighbour labels) and its
+      neighbours alone (``neighbor_vote``, their most frequent label) both
+      put another label first: the neighbours see the sample's own
+      surroundings, the blend also the classifier's boundaries; one of them
+      alone disagreeing is mostly its confusion of two classes, not a wrong
+      label.
 
     A class with fewer than ``min_class_size`` samples (the folds) gets 0:
     the cross-validated model saw at most ``count - 1`` examples of it, so
@@ -608,7 +610,7 @@ def find_label_issues(
     n_est = _noise_counts(
         y,
         blend,
-        predicted,
+        blend.argmax(axis=1),
         neighbor_probs(y, nb_counts).argmax(axis=1),
         min_class_size=n_folds if pred_probs is None else 1,
     )

@@ -15,6 +15,7 @@ from clusterlens.label_issues import (
     find_label_issues,
     most_confused_class,
     normalized_margin,
+    prior_corrected,
     rank_label_issues,
     self_confidence,
     streaming_pca,
@@ -214,11 +215,20 @@ def test_npy_memmap_and_string_labels(tmp_path):
 def test_supplied_pred_probs_used_as_given():
     labels, p = _probs(np.random.default_rng(5), n=200, k=4)
     X = np.random.default_rng(5).normal(size=(200, 3))
-    res = find_label_issues(X, labels, pred_probs=p, knn_weight=0.0, random_state=0)
+    res = find_label_issues(
+        X, labels, pred_probs=p, knn_weight=0.0, prior_exponent=0.0, random_state=0
+    )
     from scipy.stats import rankdata
 
     ranks = rankdata(normalized_margin(labels, p)) + rankdata(
         self_confidence(labels, p)
+    )
+    np.testing.assert_allclose(res.label_quality, (ranks - 2) / (2 * 199))
+    # the default divides the square root of the class prior out first
+    res = find_label_issues(X, labels, pred_probs=p, knn_weight=0.0, random_state=0)
+    pc = prior_corrected(labels, p, 0.5)
+    ranks = rankdata(normalized_margin(labels, pc)) + rankdata(
+        self_confidence(labels, pc)
     )
     np.testing.assert_allclose(res.label_quality, (ranks - 2) / (2 * 199))
     np.testing.assert_array_equal(res.pred_probs, p)

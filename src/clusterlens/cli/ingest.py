@@ -17,6 +17,8 @@ Examples:
   clusterlens ingest ../shared/data/mnist --split test --out mnist-ws
   clusterlens ingest ../shared/data/coco-sample/instances_coco128_train2017.json \\
       --boxes --min-class-count 10 --out coco-ws
+  clusterlens ingest yolo-set/labels --boxes --out yolo-ws   # images: yolo-set/images
+  clusterlens ingest VOC2007 --boxes --out voc-ws  # Annotations/ + JPEGImages/
 """
 
 
@@ -25,13 +27,22 @@ Examples:
 @click.option(
     "--boxes",
     is_flag=True,
-    help="COCO: one item per box crop, labelled with its category.",
+    help="COCO JSON, YOLO labels folder or VOC annotations: one item per box "
+    "crop, labelled with its category.",
 )
 @click.option(
     "--images",
     type=click.Path(exists=True, file_okay=False, path_type=Path),
     default=None,
-    help="COCO: folder of the images (default: images/ beside the JSON).",
+    help="Boxes: folder of the images (default: COCO images/ beside the JSON; "
+    "YOLO the images/ twin of labels/; VOC JPEGImages/).",
+)
+@click.option(
+    "--class-names",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="YOLO boxes: class names, a classes.txt (one a line) or a data.yaml "
+    "(default: classes.txt in the labels folder or the dataset's data.yaml).",
 )
 @click.option("--split", default=None, help="Keep only this split (train, val, test).")
 @click.option(
@@ -39,7 +50,7 @@ Examples:
     type=click.FloatRange(min=0),
     default=MIN_BOX_SIZE,
     show_default=True,
-    help="COCO boxes: drop boxes smaller than this many pixels on a side (the "
+    help="Boxes: drop boxes smaller than this many pixels on a side (the "
     "default of label-issues and anchors too).",
 )
 @click.option(
@@ -53,7 +64,7 @@ Examples:
     type=click.IntRange(min=1),
     default=1,
     show_default=True,
-    help="COCO boxes: drop categories with fewer boxes.",
+    help="Boxes: drop categories with fewer boxes.",
 )
 @click.option("--n-jobs", type=click.IntRange(min=1), default=2, show_default=True)
 @common_options()
@@ -61,6 +72,7 @@ def ingest(
     source: Path,
     boxes: bool,
     images: Path | None,
+    class_names: Path | None,
     split: str | None,
     min_box_size: float,
     min_class_count: int,
@@ -76,16 +88,21 @@ def ingest(
 
     SOURCE is an image folder (sub-folders name labels, a train/val/test level
     above them names splits), a COCO instances JSON (whole images, or --boxes
-    for one item per box), an MNIST-style IDX folder, or an .npz with
-    'images'. Unreadable images (corrupt, over 178,956,970 pixels, or not
+    for one item per box), with --boxes a YOLO labels folder or a Pascal VOC
+    annotations folder (one item per box), an MNIST-style IDX folder, or an
+    .npz with 'images'. Boxes wholly outside their image, COCO crowd boxes
+    and boxes under --min-box-size are dropped and counted, as label-issues
+    and anchors do. Unreadable images (corrupt, over 178,956,970 pixels, or not
     regular files) are listed in OUT/skipped.txt and counted; more than half
     unreadable is an error. Sub-folders that are clusterlens outputs (holding
     workspace.json or .clusterlens-output.json) are skipped and counted, and
     each real file is read once, however many links lead to it. 16-bit images
     are scaled to 8 bits by 255/65535, float images in [0, 1] by 255.
     """
+    from clusterlens.io import read_class_names
     from clusterlens.pipelines.ingest import run_ingest
 
+    names = None if class_names is None else list(read_class_names(class_names))
     summary = run_staged(
         lambda stage: run_ingest(
             source,
@@ -96,13 +113,14 @@ def ingest(
             min_box_size=min_box_size,
             min_class_count=min_class_count,
             include_crowd=include_crowd,
+            class_names=names,
             n_jobs=n_jobs,
             verbose=verbosity(quiet, fmt),
         ),
         out=out,
         kind="workspace",
         overwrite=overwrite,
-        inputs=[source, images],
+        inputs=[source, images, class_names],
     )
     bf = summary.get("box_filter")
     if bf is not None and fmt == "human" and not quiet:

@@ -22,6 +22,8 @@ Examples:
   clusterlens label-issues \\
       ../shared/data/coco-sample/instances_coco128_train2017.json \\
       --images ../shared/data/coco-sample/images --out coco-issues --export
+  clusterlens label-issues yolo-set/labels --out yolo-issues  # images: yolo-set/images
+  clusterlens label-issues VOC2007 --out voc-issues  # Annotations/ + JPEGImages/
 """
 
 
@@ -37,9 +39,10 @@ Examples:
     "images_dir",
     type=click.Path(exists=True, file_okay=False, path_type=Path),
     default=None,
-    help="COCO input: folder of the images (boxes are cropped from them). "
-    "FEATURES LABELS input: the folder the labels file's 'path' column is "
-    "relative to (default: the labels file's folder); the report shows each "
+    help="Box input: folder of the images (boxes are cropped from them; "
+    "required for COCO, default YOLO the images/ twin of labels/, VOC "
+    "JPEGImages/). FEATURES LABELS input: the folder the labels file's 'path' "
+    "column is relative to (default: the labels file's folder); the report shows each "
     "sample's image.",
 )
 @click.option(
@@ -47,8 +50,8 @@ Examples:
     type=click.Choice(["cnn", "pixels"]),
     default="cnn",
     show_default=True,
-    help="COCO input: what describes a box: cnn = the CNN embedding of its crop "
-    "with 10%% context (EfficientNet-Lite0, as `features cnn` on an `ingest "
+    help="Box input: what describes a box: cnn = the CNN embedding of its crop "
+    "with 10 % context (EfficientNet-Lite0, as `features cnn` on an `ingest "
     "--boxes` workspace; cached), pixels = its crop resized to --crop-size.",
 )
 @click.option(
@@ -56,7 +59,7 @@ Examples:
     "box_features",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     default=None,
-    help="COCO input: precomputed features (.npy, one row per kept box in "
+    help="Box input: precomputed features (.npy, one row per kept box in "
     "annotation order) instead of --embed.",
 )
 @click.option(
@@ -64,21 +67,28 @@ Examples:
     type=click.IntRange(min=4, max=256),
     default=32,
     show_default=True,
-    help="COCO input with --embed pixels: crops are resized to this many pixels "
-    "a side.",
+    help="Box input with --embed pixels: crops are resized to this many pixels a side.",
 )
 @click.option(
     "--min-box-size",
     type=click.FloatRange(min=0),
     default=MIN_BOX_SIZE,
     show_default=True,
-    help="COCO input: drop boxes narrower or lower than this many pixels (the "
+    help="Box input: drop boxes narrower or lower than this many pixels (the "
     "default of ingest --boxes and anchors too).",
+)
+@click.option(
+    "--class-names",
+    "class_names_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="YOLO input: class names, a classes.txt (one a line) or a data.yaml "
+    "(default: classes.txt in the labels folder or the dataset's data.yaml).",
 )
 @click.option(
     "--include-crowd",
     is_flag=True,
-    help="COCO input: keep iscrowd=1 boxes (dropped by default, as ingest "
+    help="COCO boxes: keep iscrowd=1 boxes (dropped by default, as ingest "
     "--boxes and anchors do).",
 )
 @click.option(
@@ -141,6 +151,7 @@ def label_issues(
     box_features: Path | None,
     crop_size: int,
     min_box_size: float,
+    class_names_file: Path | None,
     include_crowd: bool,
     pred_probs: Path | None,
     class_name: str,
@@ -160,15 +171,18 @@ def label_issues(
     DATA is FEATURES LABELS (features .npy/.parquet; labels .npy/.csv/.parquet,
     whose 'path' column, if any, names each sample's image for the report),
     a workspace WS (`clusterlens ingest`, labelled; its CNN embeddings from
-    `features cnn`), or one COCO instances JSON with --images (one sample per
-    box: crowd boxes, boxes outside their image and boxes under
+    `features cnn`), or boxes: one COCO instances JSON with --images, a YOLO
+    labels folder (or dataset root with labels/ and images/) or a Pascal VOC
+    annotations folder (or year root with Annotations/ and JPEGImages/); one
+    sample per box: crowd boxes, boxes outside their image and boxes under
     --min-box-size are dropped and counted, as in ingest --boxes and anchors;
     each box is described by the CNN embedding of its crop unless --embed
-    pixels or --features). The flagged share is at most confident learning's
+    pixels or --features. The flagged share is at most confident learning's
     estimate of the noise rate. Writes OUT/label_issues.parquet (index, label, every
     score, issue_rank), suspected.csv (the flagged, worst first), report.html,
     run.json and with --export label_studio.json.
     """
+    from clusterlens.io import read_class_names
     from clusterlens.pipelines.label_issues import (
         label_issue_workspace,
         read_label_issue_inputs,
@@ -184,20 +198,26 @@ def label_issues(
             raise click.UsageError("Missing option '-o' / '--out'.")
         out = ws_dir / "label-issues"
     inputs = [*(p for p in data if p != ws_dir), images_dir, box_features, pred_probs]
+    inputs.append(class_names_file)
     check_output_dir(  # before the crops are embedded
         out, overwrite=overwrite, kind="label-issues", inputs=inputs, workspace=ws_dir
     )
     verbose = verbosity(quiet, fmt)
-    got = read_label_issue_inputs(
-        data,
-        images_dir=images_dir,
-        embed=embed,
-        box_features=box_features,
-        crop_size=crop_size,
-        min_box_size=min_box_size,
-        include_crowd=include_crowd,
-        verbose=verbose,
-    )
+    names = None
+    if class_names_file is not None:
+        names = list(read_class_names(class_names_file))
+    with cli_names({"min_size": "--min-box-size"}):  # as ingest --boxes says it
+        got = read_label_issue_inputs(
+            data,
+            images_dir=images_dir,
+            embed=embed,
+            box_features=box_features,
+            crop_size=crop_size,
+            min_box_size=min_box_size,
+            include_crowd=include_crowd,
+            class_names=names,
+            verbose=verbose,
+        )
     if got.boxes is not None and ws_dir is None and fmt == "human" and not quiet:
         click.echo(
             f"Boxes of {data[0].name}: {got.boxes.filter_summary()['summary']}.",

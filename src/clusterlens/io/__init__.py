@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from clusterlens.io._box_samples import (
     BoxSamples,
+    box_samples,
     coco_box_samples,
+    voc_box_samples,
     workspace_box_samples,
+    yolo_box_samples,
 )
 from clusterlens.io._boxes import BoxTable
 from clusterlens.io._boxes_coco import read_coco_boxes
 from clusterlens.io._boxes_voc import read_voc_boxes
-from clusterlens.io._boxes_yolo import read_yolo_boxes
+from clusterlens.io._boxes_yolo import read_class_names, read_yolo_boxes
 from clusterlens.io._descriptors import (
     as_matrix,
     open_descriptors,
@@ -51,6 +54,7 @@ __all__ = [
     "UnreadableImageError",
     "Workspace",
     "as_matrix",
+    "box_samples",
     "coco_box_samples",
     "create_workspace",
     "decode_image",
@@ -59,6 +63,7 @@ __all__ = [
     "open_descriptors",
     "open_workspace",
     "read_boxes",
+    "read_class_names",
     "read_coco_boxes",
     "read_features",
     "read_idx",
@@ -68,6 +73,7 @@ __all__ = [
     "read_results",
     "read_voc_boxes",
     "read_yolo_boxes",
+    "voc_box_samples",
     "workspace_box_samples",
     "write_bvecs",
     "write_fvecs",
@@ -76,4 +82,5 @@ __all__ = [
     "write_results",
     "write_run",
     "write_run_json",
+    "yolo_box_samples",
 ]

@@ -6,23 +6,27 @@ import logging
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from clusterlens.exceptions import DataValidationError
 from clusterlens.io._boxes import (
     MAX_IMAGE_SIDE,
+    MIN_BOX_SIZE,
     BoxTable,
     _apply_filters,
     _as_path,
     _check_dir,
     _check_min_size,
+    _filter_boxes,
     _report_clipping,
     clip_boxes,
 )
 from clusterlens.typing import PathLike
 
-__all__ = ["read_voc_boxes"]
+__all__ = ["read_voc_boxes", "voc_box_rows"]
 
 logger = logging.getLogger(__name__)
 
@@ -53,8 +57,11 @@ def _xml_float(elem: ET.Element | None, tag: str) -> float | None:
         return None
 
 
-def _parse_voc(path: Path) -> tuple[float, float, list[tuple[str, bool, list[float]]]]:
-    """Image size and ``(name, difficult, [xmin, ymin, xmax, ymax])`` per object."""
+def _parse_voc(
+    path: Path,
+) -> tuple[float, float, list[tuple[str, bool, list[float]]], str]:
+    """Image size, ``(name, difficult, [xmin, ymin, xmax, ymax])`` per object
+    and the image's file name (``<filename>``, else the XML's stem + .jpg)."""
     where = f"Pascal VOC file {str(path)!r}"
     try:
         root = ET.parse(path).getroot()
@@ -114,7 +121,8 @@ def _parse_voc(path: Path) -> tuple[float, float, list[tuple[str, bool, list[flo
                 "1-based pixel coordinates."
             )
         objects.append((name, difficult, [float(c) for c in coords if c is not None]))
-    return width, height, objects
+    filename = (root.findtext("filename") or "").strip() or f"{path.stem}.jpg"
+    return width, height, objects, filename
 
 
 def read_voc_boxes(
@@ -165,6 +173,42 @@ def read_voc_boxes(
     :mod:`xml.etree.ElementTree`.
     """
     min_size = _check_min_size(min_size, "read_voc_boxes")
+    cols, names, source = _parse_voc_dir(xml_dir)
+    return _apply_filters(
+        w=cols["w"],
+        h=cols["h"],
+        img_w=cols["img_w"],
+        img_h=cols["img_h"],
+        category=cols["category"],
+        names=names,
+        image_id=cols["image_id"],
+        source=source,
+        flag_steps=_difficult_step(cols, include_difficult),
+        categories=categories,
+        min_size=min_size,
+        empty_hint="",
+        outside=cols["outside"],
+        clipped=cols["clipped"],
+    )
+
+
+def _difficult_step(
+    cols: dict[str, Any], include_difficult: bool
+) -> list[tuple[str, npt.NDArray[np.bool_], str]]:
+    if include_difficult:
+        return []
+    return [("difficult", cols["difficult"], "include_difficult=False")]
+
+
+def _parse_voc_dir(xml_dir: PathLike) -> tuple[dict[str, Any], list[str], str]:
+    """Columns of every object of a VOC annotation folder (before the filters).
+
+    ``cols`` holds ``xyxy`` (0-based pixels, clipped to the image), ``w``,
+    ``h``, ``img_w``, ``img_h``, ``clipped``, ``outside``, ``difficult``,
+    ``category``, ``image_id`` (the XML's stem), ``filename`` (the image's
+    ``<filename>``), ``object`` (1-based number in its file) and
+    ``xml_file``; plus the sorted category names and a description.
+    """
     xml_path = _as_path(xml_dir, "xml_dir")
     _check_dir(xml_path, "Pascal VOC annotation directory")
     files = _voc_files(xml_path)
@@ -180,8 +224,10 @@ def read_voc_boxes(
     sizes = np.zeros((len(files), 2), dtype=np.float64)
     file_idx: list[int] = []
     obj_no: list[int] = []
+    filenames: list[str] = []
     for fi, path in enumerate(files):
-        width, height, objects = _parse_voc(path)
+        width, height, objects, filename = _parse_voc(path)
+        filenames.append(filename)
         sizes[fi] = width, height
         for j, (name, diff, box) in enumerate(objects, start=1):
             names.append(name)
@@ -238,33 +284,72 @@ def read_voc_boxes(
             f"{img_w[i]:g}x{img_h[i]:g} image"
         ),
     )
-    w = clipped_box[:, 2] - clipped_box[:, 0]
-    h = clipped_box[:, 3] - clipped_box[:, 1]
     uniq, category = np.unique(np.asarray(names, dtype=np.str_), return_inverse=True)
     image_ids = np.asarray([p.stem for p in files], dtype=np.str_)
-    return _apply_filters(
-        w=w,
-        h=h,
-        img_w=img_w,
-        img_h=img_h,
-        category=category.astype(np.int64).reshape(-1),
-        names=[str(u) for u in uniq],
-        image_id=image_ids[f_arr],
-        source=f"Pascal VOC XML {xml_path}/ ({len(files)} files)",
-        flag_steps=(
-            []
-            if include_difficult
-            else [
-                (
-                    "difficult",
-                    np.asarray(difficult, dtype=bool),
-                    "include_difficult=False",
-                )
-            ]
-        ),
-        categories=categories,
-        min_size=min_size,
-        empty_hint="",
-        outside=outside,
-        clipped=clipped,
+    cols = {
+        "xyxy": clipped_box,
+        "w": clipped_box[:, 2] - clipped_box[:, 0],
+        "h": clipped_box[:, 3] - clipped_box[:, 1],
+        "img_w": img_w,
+        "img_h": img_h,
+        "clipped": clipped,
+        "outside": outside,
+        "difficult": np.asarray(difficult, dtype=bool),
+        "category": category.astype(np.int64).reshape(-1),
+        "image_id": image_ids[f_arr],
+        "filename": np.asarray(filenames, dtype=object)[f_arr],
+        "object": np.asarray(obj_no, dtype=np.int64),
+        "xml_file": np.asarray([str(p) for p in files], dtype=object)[f_arr],
+    }
+    return (
+        cols,
+        [str(u) for u in uniq],
+        f"Pascal VOC XML {xml_path}/ ({len(files)} files)",
     )
+
+
+def voc_box_rows(
+    xml_dir: PathLike,
+    *,
+    include_difficult: bool = True,
+    min_size: float = MIN_BOX_SIZE,
+) -> tuple[dict[str, Any], list[str], str, Any, list[tuple[str, int, str]]]:
+    """The boxes of a VOC annotation folder that the commands keep.
+
+    The VOC twin of :func:`clusterlens.io._boxes_coco.coco_box_rows`: the
+    parser of :func:`read_voc_boxes` and the shared filters (the image
+    bounds, ``difficult`` unless ``include_difficult``, ``min_size``), so
+    ``ingest --boxes``, ``label-issues`` and ``anchors`` keep the same boxes.
+
+    Returns
+    -------
+    cols : dict
+        Per-object columns (see ``_parse_voc_dir``).
+    names : list of str
+    source : str
+    keep : ndarray of shape (n_boxes,), bool
+    dropped : list of (key, count, reason)
+
+    Raises
+    ------
+    DataValidationError
+        As :func:`read_voc_boxes`, and if no box is left.
+    """
+    min_size = _check_min_size(min_size, "voc_box_rows")
+    cols, names, source = _parse_voc_dir(xml_dir)
+    keep, dropped = _filter_boxes(
+        w=cols["w"],
+        h=cols["h"],
+        outside=cols["outside"],
+        flag_steps=_difficult_step(cols, include_difficult),
+        category_drop=None,
+        category_reason="",
+        min_size=min_size,
+    )
+    if not keep.any():
+        parts = ", ".join(f"{c} ({r})" for _, c, r in dropped if c)
+        raise DataValidationError(
+            f"No box of {source} is left: {keep.size} read, dropped {parts}. "
+            "Relax these filters."
+        )
+    return cols, names, source, keep, dropped

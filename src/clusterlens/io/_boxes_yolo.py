@@ -11,11 +11,13 @@ import numpy as np
 
 from clusterlens.exceptions import DataValidationError, InvalidParameterError
 from clusterlens.io._boxes import (
+    MIN_BOX_SIZE,
     BoxTable,
     _apply_filters,
     _as_path,
     _check_dir,
     _check_min_size,
+    _filter_boxes,
     _read_text,
     _report_clipping,
     clip_boxes,
@@ -24,7 +26,7 @@ from clusterlens.typing import PathLike
 from clusterlens.utils._names import arg, arg_name
 from clusterlens.utils.validation import check_int
 
-__all__ = ["read_yolo_boxes"]
+__all__ = ["read_class_names", "read_yolo_boxes", "yolo_box_rows"]
 
 logger = logging.getLogger(__name__)
 
@@ -110,9 +112,129 @@ def _index_images(images_dir: Path) -> dict[str, Path]:
     return {k: v[1] for k, v in found.items()}
 
 
+def _yaml_scalar(text: str) -> str:
+    """A plain or quoted YAML scalar as a string."""
+    t = text.strip()
+    if len(t) >= 2 and t[0] == t[-1] and t[0] in "'\"":
+        return t[1:-1]
+    return t
+
+
+def _split_flow(body: str) -> list[str]:
+    """The items of a YAML flow list or map body, split at top-level commas."""
+    items, cur, quote = [], "", ""
+    for ch in body:
+        if quote:
+            quote = "" if ch == quote else quote
+        elif ch in "'\"":
+            quote = ch
+        elif ch == ",":
+            items.append(cur)
+            cur = ""
+            continue
+        cur += ch
+    items.append(cur)
+    return [i for i in (x.strip() for x in items) if i]
+
+
+def _yaml_names(text: str, path: Path) -> tuple[str, ...]:
+    """The ``names:`` of an Ultralytics data.yaml: a list, or a map index -> name.
+
+    Reads the forms Ultralytics and ``clusterlens export --format yolo``
+    write (``names: [a, b]``, ``names: {0: a}``, a block list of ``- a``
+    lines or a block map of ``0: a`` lines), without a YAML library.
+    """
+    lines = text.splitlines()
+    start = next((i for i, ln in enumerate(lines) if ln.startswith("names:")), None)
+    if start is None:
+        raise DataValidationError(
+            f"YOLO dataset file {str(path)!r} has no 'names:' key. Add the class "
+            "names (names: [cat, dog] or one '0: cat' line per class)."
+        )
+    rest = lines[start].split(":", 1)[1].strip()
+    pairs: list[tuple[str, str]] = []
+    if rest.startswith("["):
+        return tuple(_yaml_scalar(x) for x in _split_flow(rest.strip("[]")))
+    if rest.startswith("{"):
+        flow = (x.partition(":") for x in _split_flow(rest.strip("{}")))
+        pairs = [(k, v) for k, _, v in flow]
+    else:
+        items: list[str] = []
+        for ln in lines[start + 1 :]:
+            if not ln.strip() or ln.lstrip().startswith("#"):
+                continue
+            if not ln[:1].isspace() and not ln.startswith("-"):
+                break  # the next top-level key
+            body = ln.strip()
+            if body.startswith("- "):
+                items.append(_yaml_scalar(body[2:]))
+            elif ":" in body:
+                k, v = body.split(":", 1)
+                pairs.append((k, v))
+        if items:
+            return tuple(items)
+    try:
+        table = {int(_yaml_scalar(k)): _yaml_scalar(v) for k, v in pairs}
+    except ValueError as e:
+        raise DataValidationError(
+            f"Cannot read the class names of YOLO dataset file {str(path)!r}: "
+            "'names' must be a list or a map of class index to name."
+        ) from e
+    if sorted(table) != list(range(len(table))) or not table:
+        raise DataValidationError(
+            f"The 'names' of YOLO dataset file {str(path)!r} must number the "
+            f"classes 0 to n-1; got indices {sorted(table)[:10]}."
+        )
+    return tuple(table[i] for i in range(len(table)))
+
+
+def read_class_names(path: PathLike) -> tuple[str, ...]:
+    """YOLO class names from ``classes.txt`` (one a line) or a ``data.yaml``.
+
+    Raises
+    ------
+    DataValidationError
+        If the file is missing, unreadable or names no class.
+    """
+    p = _as_path(path, "class names file")
+    if not p.is_file():
+        raise DataValidationError(
+            f"Class names file {str(p)!r} does not exist. Pass a classes.txt (one "
+            "name a line) or a YOLO data.yaml."
+        )
+    text = _read_text(p, "YOLO class names file")
+    if p.suffix.lower() in (".yaml", ".yml"):
+        names = _yaml_names(text, p)
+    else:
+        names = tuple(line.strip() for line in text.splitlines() if line.strip())
+    if not names:
+        raise DataValidationError(
+            f"Class names file {str(p)!r} names no class. Write one name a line."
+        )
+    return names
+
+
 def _read_class_names_file(path: Path) -> tuple[str, ...]:
-    text = _read_text(path, "YOLO class names file")
-    return tuple(line.strip() for line in text.splitlines() if line.strip())
+    return read_class_names(path)
+
+
+def _find_data_yaml(labels: Path) -> Path | None:
+    """A YOLO dataset's ``data.yaml``: in the labels folder or the dataset root.
+
+    The dataset root is the folder above the last ``labels`` part of the
+    path (``root/labels/train`` -> ``root``), else the labels folder's parent.
+    """
+    parts = labels.resolve().parts
+    root = labels.resolve().parent
+    for i in range(len(parts) - 1, -1, -1):
+        if parts[i] == "labels":
+            root = Path(*parts[:i])
+            break
+    for d in (labels, root):
+        for name in ("data.yaml", "data.yml"):
+            if (d / name).is_file():
+                return d / name
+    return None
 
 
 def read_yolo_boxes(
@@ -145,8 +267,10 @@ def read_yolo_boxes(
         image's size from its file header.
     class_names : sequence of str, default=None
         Name of each class index. ``None`` reads ``classes.txt`` in
-        ``labels_dir`` if there is one (as LabelImg writes it), else names the
-        classes ``"0"``, ``"1"``, ... up to the largest index found.
+        ``labels_dir`` if there is one (as LabelImg writes it), else the
+        ``names`` of a ``data.yaml`` in ``labels_dir`` or the dataset root
+        (above its ``labels`` folder; as Ultralytics writes it), else names
+        the classes ``"0"``, ``"1"``, ... up to the largest index found.
     categories : sequence of str, default=None
         Category names to keep (from ``class_names``); ``None`` keeps all.
     min_size : float, default=0.0
@@ -180,6 +304,42 @@ def read_yolo_boxes(
     90 degrees have width and height swapped, as Ultralytics does.
     """
     min_size = _check_min_size(min_size, "read_yolo_boxes")
+    cols, names, source = _parse_yolo(
+        labels_dir, images_dir=images_dir, img_size=img_size, class_names=class_names
+    )
+    return _apply_filters(
+        w=cols["w"],
+        h=cols["h"],
+        img_w=cols["img_w"],
+        img_h=cols["img_h"],
+        category=cols["category"],
+        names=names,
+        image_id=cols["image_id"],
+        source=source,
+        flag_steps=[],
+        categories=categories,
+        min_size=min_size,
+        empty_hint="",
+        outside=cols["outside"],
+        clipped=cols["clipped"],
+    )
+
+
+def _parse_yolo(
+    labels_dir: PathLike,
+    *,
+    images_dir: PathLike | None,
+    img_size: int | tuple[int, int] | None,
+    class_names: Sequence[str] | None,
+) -> tuple[dict[str, Any], tuple[str, ...], str]:
+    """Columns of every box of a YOLO labels folder (before the filters).
+
+    ``cols`` holds ``xyxy`` (pixels, clipped to the image), ``w``, ``h``,
+    ``img_w``, ``img_h``, ``clipped``, ``outside``, ``category``,
+    ``image_id`` (the label file's relative path without suffix),
+    ``image_path`` (the image file, None per box without images),
+    ``line`` (the box's line number in its file) and ``label_file``.
+    """
     size = _check_img_size(img_size)
     if size is not None and images_dir is not None:
         raise InvalidParameterError(
@@ -207,6 +367,8 @@ def read_yolo_boxes(
         names: tuple[str, ...] | None = tuple(str(c) for c in class_names)
     elif class_file.is_file():
         names = _read_class_names_file(class_file)
+    elif (data_yaml := _find_data_yaml(labels)) is not None:
+        names = read_class_names(data_yaml)
     else:
         names = None
 
@@ -289,6 +451,7 @@ def read_yolo_boxes(
     keys = [p.relative_to(labels).with_suffix("").as_posix() for p in files]
     file_w = np.zeros(len(files), dtype=np.float64)
     file_h = np.zeros(len(files), dtype=np.float64)
+    image_files: list[Path | None] | None = None
     if size is not None:
         file_w[:], file_h[:] = size
         source = f"YOLO labels {labels}/ (img_size={int(size[0])}x{int(size[1])})"
@@ -323,6 +486,7 @@ def read_yolo_boxes(
                 f"{arg('images_dir', 'DIR')} pointing at the images, or "
                 f"{arg('img_size')} if all images share one size."
             )
+        image_files = [index.get(k) for k in keys]
         for i in np.flatnonzero(has_boxes).tolist():
             file_w[i], file_h[i] = _image_size(index[keys[i]], files[i])
         source = f"YOLO labels {labels}/ (image sizes from {img_dir}/)"
@@ -332,6 +496,10 @@ def read_yolo_boxes(
     half = xywh[:, 2:] / 2
     scale = np.column_stack((img_w, img_h, img_w, img_h))
     corners = np.column_stack((xywh[:, :2] - half, xywh[:, :2] + half)) * scale
+    # Normalised coordinates do not map back to whole pixels exactly (0.1 * 640
+    # is 64.00000000000001): round to a millionth of a pixel, so a box written
+    # from integer pixels crops the same pixels as its COCO or VOC original.
+    corners = np.round(corners, 6)
     box, clipped, outside = clip_boxes(corners, img_w, img_h)
 
     def describe(i: int) -> str:
@@ -341,19 +509,74 @@ def read_yolo_boxes(
         )
 
     _report_clipping(where, clipped, outside, describe)
-    return _apply_filters(
-        w=box[:, 2] - box[:, 0],
-        h=box[:, 3] - box[:, 1],
-        img_w=img_w,
-        img_h=img_h,
-        category=c_arr,
-        names=names,
-        image_id=np.asarray(keys, dtype=np.str_)[f_arr],
-        source=source,
-        flag_steps=[],
-        categories=categories,
-        min_size=min_size,
-        empty_hint="",
-        outside=outside,
-        clipped=clipped,
+    image_path = (
+        None
+        if image_files is None
+        else np.asarray([str(p) for p in image_files], dtype=object)[f_arr]
     )
+    cols = {
+        "xyxy": box,
+        "w": box[:, 2] - box[:, 0],
+        "h": box[:, 3] - box[:, 1],
+        "img_w": img_w,
+        "img_h": img_h,
+        "clipped": clipped,
+        "outside": outside,
+        "category": c_arr,
+        "image_id": np.asarray(keys, dtype=np.str_)[f_arr],
+        "image_path": image_path,
+        "line": np.asarray(line_nos, dtype=np.int64),
+        "label_file": np.asarray([str(p) for p in files], dtype=object)[f_arr],
+    }
+    return cols, names, source
+
+
+def yolo_box_rows(
+    labels_dir: PathLike,
+    *,
+    images_dir: PathLike | None = None,
+    class_names: Sequence[str] | None = None,
+    min_size: float = MIN_BOX_SIZE,
+) -> tuple[dict[str, Any], tuple[str, ...], str, Any, list[tuple[str, int, str]]]:
+    """The boxes of a YOLO labels folder that the commands keep, with images.
+
+    The YOLO twin of :func:`clusterlens.io._boxes_coco.coco_box_rows`: the
+    parser of :func:`read_yolo_boxes` and the shared filters (the image
+    bounds, ``min_size``), so ``ingest --boxes``, ``label-issues`` and
+    ``anchors`` keep the same boxes of a folder. The images are required
+    (boxes are cropped from them).
+
+    Returns
+    -------
+    cols : dict
+        Per-box columns (see ``_parse_yolo``), ``image_path`` set.
+    names : tuple of str
+    source : str
+    keep : ndarray of shape (n_boxes,), bool
+    dropped : list of (key, count, reason)
+
+    Raises
+    ------
+    DataValidationError
+        As :func:`read_yolo_boxes`, and if no box is left.
+    """
+    min_size = _check_min_size(min_size, "yolo_box_rows")
+    cols, names, source = _parse_yolo(
+        labels_dir, images_dir=images_dir, img_size=None, class_names=class_names
+    )
+    keep, dropped = _filter_boxes(
+        w=cols["w"],
+        h=cols["h"],
+        outside=cols["outside"],
+        flag_steps=[],
+        category_drop=None,
+        category_reason="",
+        min_size=min_size,
+    )
+    if not keep.any():
+        parts = ", ".join(f"{c} ({r})" for _, c, r in dropped if c)
+        raise DataValidationError(
+            f"No box of {source} is left: {keep.size} read, dropped {parts}. "
+            "Relax these filters."
+        )
+    return cols, names, source, keep, dropped

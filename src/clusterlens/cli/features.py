@@ -295,10 +295,10 @@ def cnn(
 ) -> None:
     """CNN embeddings of every item of WS (EfficientNet-Lite0/1/2, ImageNet, 1280-d).
 
-    Writes OUT (default WS/features/cnn, cnn-pcaD with --pca, ...-smoothN with
-    --smooth): features.npy (float32) and run.json (+ pca.npz/pca.json with
-    --pca). For over-clustering photos to name in the review app:
-    --l2 --pca 128 --smooth 6, then cluster -k 300 on them.
+    Writes OUT (default WS/features/cnn; cnn-l2-pcaD-smoothN with --l2, --pca
+    D, --smooth N): features.npy (float32) and run.json (+ pca.npz/pca.json
+    with --pca). For over-clustering photos to name in the review app:
+    --l2 --pca 128 --smooth 6, then cluster --features cnn-l2-pca128-smooth6.
     """
     from clusterlens.pipelines.features import run_cnn_features
 
@@ -307,7 +307,8 @@ def cnn(
             f"--backbone {backbone} and --weights {weights} both name the network; "
             "pass one of them (--weights alone for your own file)."
         )
-    name = "cnn" if pca is None else f"cnn-pca{pca}"
+    # WS/features/cnn holds the plain embeddings that explore and search reuse
+    name = "cnn" + ("-l2" if l2 else "") + (f"-pca{pca}" if pca else "")
     dst = stage_out(ws, out, "features", name + (f"-smooth{smooth}" if smooth else ""))
     run_ws_command(
         ws,

@@ -240,7 +240,9 @@ def _embeddings_valid(ws: Workspace, image_size: int) -> bool:
     if run is None or output_kind(folder) != "features/cnn":
         return False
     params = run.get("parameters", {})
-    if not isinstance(params, dict) or params.get("pca"):
+    if not isinstance(params, dict) or any(
+        params.get(k) for k in ("pca", "l2", "smooth")
+    ):
         return False
     if int(params.get("image_size", -1)) != int(image_size):
         return False

@@ -102,11 +102,15 @@ def nice_ticks(lo: float, hi: float, n: int = 5) -> list[float]:
     raw = (hi - lo) / max(n - 1, 1)
     mag = 10 ** math.floor(math.log10(raw))
     step = next(s * mag for s in (1, 2, 2.5, 5, 10) if s * mag >= raw)
-    first = math.floor(lo / step) * step
-    ticks = [first]
+    # i * step, rounded to the step's digits: summing steps left float residue
+    # (a tick at 0 drawn as -2.71e-20)
+    digits = max(0, 2 - math.floor(math.log10(step)))
+    i = math.floor(lo / step)
+    ticks = [round(i * step, digits)]
     while ticks[-1] < hi - 1e-9 * step:
-        ticks.append(ticks[-1] + step)
-    return ticks
+        i += 1
+        ticks.append(round(i * step, digits))
+    return [t + 0.0 for t in ticks]  # no -0.0
 
 
 def fmt_compact(v: float) -> str:

@@ -509,8 +509,8 @@ def find_label_issues(
         # sample's fold model may never have seen its class.
         warnings.warn(
             f"{int((counts < n_folds).sum())} classes have fewer samples than the "
-            f"{n_folds} cross-validation folds (smallest: "
-            f"{classes[np.argmin(counts)]!s}, {int(counts.min())}); their "
+            f"{n_folds} cross-validation folds (the smallest, class "
+            f"{classes[np.argmin(counts)]!s}, has {int(counts.min())}); their "
             "samples score as suspicious because the model has few or no other "
             "examples of them, and none of them is flagged.",
             DataQualityWarning,

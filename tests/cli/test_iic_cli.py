@@ -267,3 +267,34 @@ def test_unknown_preset_is_one_line_error(tmp_path, npz):
     r = run("iic", npz, "--k", 4, "--preset", "ji2019", "--out", tmp_path / "o", *FAST)
     _one_line_error(r, "Unknown preset 'ji2019'", "ji2019-mnist")
     assert not (tmp_path / "o").exists()
+
+
+def test_self_labelling_from_the_cli_and_its_report(tmp_path, npz):
+    r = run(
+        "iic",
+        npz,
+        "--k",
+        4,
+        "--out",
+        tmp_path / "a",
+        "--self-label-epochs",
+        2,
+        "--confidence",
+        0.6,
+        "--format",
+        "json",
+        *FAST,
+    )
+    assert r.exit_code == 0, r.output
+    s = json.loads(r.output)
+    assert s["epochs"] == 3 and s["self_label_epochs"] == 2
+    assert 0 <= s["confident_share"] <= 1
+    run_json = json.loads((tmp_path / "a" / "run.json").read_text())
+    phases = [h.get("phase", "iic") for h in run_json["history"]]
+    assert phases == ["iic", "self-label", "self-label"]
+    html = (tmp_path / "a" / "report.html").read_text()
+    assert "Self-labelling per epoch" in html
+    assert "self-labelling epochs" in html
+    r = run("iic", npz, "--k", 4, "--out", tmp_path / "b", "--confidence", 1, *FAST)
+    assert r.exit_code == 2 and "--confidence" in r.output
+    assert "Traceback" not in r.output

@@ -138,6 +138,23 @@ def _size_mode(f: Any) -> Any:
     "epoch (never the chosen one).",
 )
 @click.option(
+    "--self-label-epochs",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="After --epochs of IIC, this many epochs of self-labelling (SCAN's "
+    "last step): images the chosen sub-head is sure of (--confidence) train "
+    "the network as targets of a class-balanced cross-entropy on their random "
+    "transformations. Resume a finished run (--resume) to add them.",
+)
+@click.option(
+    "--confidence",
+    type=click.FloatRange(min=0, max=1, min_open=True, max_open=True),
+    default=0.99,
+    show_default=True,
+    help="Probability above which an image is a self-labelling target.",
+)
+@click.option(
     "--aux",
     "aux_mode",
     type=click.Choice(["alternate", "joint"]),
@@ -219,6 +236,8 @@ def iic(
     repeats: int | None,
     heads: int | None,
     head_restarts: int,
+    self_label_epochs: int,
+    confidence: float,
     aux_mode: str | None,
     lr: float | None,
     lamb: float | None,
@@ -272,6 +291,9 @@ def iic(
     params = {key: v for key, v in params.items() if v is not None}
     if head_restarts:
         params["head_restarts"] = head_restarts
+    if self_label_epochs:
+        params["self_label_epochs"] = self_label_epochs
+        params["confidence"] = confidence
     tf_overrides = {"sobel": sobel, "flip": flip, "input_size": input_size}
     tf_overrides = {key: v for key, v in tf_overrides.items() if v is not None}
     if tf_overrides:
@@ -303,11 +325,22 @@ def iic(
         schema="clusterlens.iic/1",
         human=lambda s: (
             f"IIC: {s['n_images']} images into k={k} after {s['epochs']} epochs "
-            f"on {s['device']};{_scores(s)} sub-head {s['head']} (lowest loss)."
+            f"{_self_label_note(s)}on {s['device']};{_scores(s)} "
+            f"sub-head {s['head']} (lowest loss)."
             f"{_subheads(s)}\n"
             f"Wrote {out}/: model.npz, model.json, assignments.parquet, "
             "report.html, run.json"
         ),
+    )
+
+
+def _self_label_note(summary: Mapping[str, Any]) -> str:
+    n = summary.get("self_label_epochs") or 0
+    if not n:
+        return ""
+    return (
+        f"({n} of them self-labelling, {summary['confident_share']:.1%} of the "
+        "images confident in the last) "
     )
 
 

@@ -46,8 +46,19 @@ MODEL_FORMAT = "clusterlens.iic"
 CKPT_FORMAT = "clusterlens.iic.checkpoint"
 FORMAT_VERSION = 1
 CKPT_NAME = "iic-checkpoint"
+# Self-labelling's learning rate, as a fraction of IIC's.
+SELF_LABEL_LR_FACTOR = 0.1
 # Parameters that may differ between a checkpoint and the run resuming it.
-_RESUME_FREE = ("epochs", "verbose", "checkpoint_dir", "resume", "device", "n_threads")
+_RESUME_FREE = (
+    "epochs",
+    "self_label_epochs",
+    "confidence",
+    "verbose",
+    "checkpoint_dir",
+    "resume",
+    "device",
+    "n_threads",
+)
 #: Model formats of the IIC family, what each is and the command that reads it
 #: (named when one is given where the other is expected).
 MODEL_KINDS = {
@@ -207,7 +218,18 @@ class IIC(ClusterMixin, BaseEstimator):  # type: ignore[misc]
         epoch, which is what a short CPU run needs (``None``: the preset's
         value, else 32).
     epochs : int, default=3
-        Passes over the data.
+        Passes over the data with the IIC objective.
+    self_label_epochs : int, default=0
+        Then this many passes of self-labelling (the last step of SCAN, Van
+        Gansbeke et al. 2020): the images the chosen sub-head assigns with
+        probability above ``confidence`` (on the clean view, recomputed every
+        batch) become targets of a class-balanced cross-entropy on a random
+        transformation of themselves, which trains the trunk and that
+        sub-head, with fresh Adam moments at a tenth of ``lr``. The sub-head
+        choice is frozen at the last IIC epoch. A finished run resumes into
+        it (``resume=True`` with more ``self_label_epochs``). 0 skips it.
+    confidence : float, default=0.99
+        Probability above which an image is a self-labelling target.
     lr : float or None, default=None
         Adam learning rate (``None``: the preset's value, else 2e-3; the
         paper uses 1e-4 with far more epochs).
@@ -306,6 +328,8 @@ class IIC(ClusterMixin, BaseEstimator):  # type: ignore[misc]
         n_repeats: int | None = None,
         batch_size: int | None = None,
         epochs: int = 3,
+        self_label_epochs: int = 0,
+        confidence: float = 0.99,
         lr: float | None = None,
         lamb: float = 1.0,
         backbone: str = "vgg4",
@@ -328,6 +352,8 @@ class IIC(ClusterMixin, BaseEstimator):  # type: ignore[misc]
         self.n_repeats = n_repeats
         self.batch_size = batch_size
         self.epochs = epochs
+        self.self_label_epochs = self_label_epochs
+        self.confidence = confidence
         self.lr = lr
         self.lamb = lamb
         self.backbone = backbone
@@ -374,6 +400,10 @@ class IIC(ClusterMixin, BaseEstimator):  # type: ignore[misc]
         check_int(cfg["n_repeats"], "n_repeats", _OWNER, low=1)
         check_int(cfg["batch_size"], "batch_size", _OWNER, low=2)
         check_int(self.epochs, "epochs", _OWNER, low=1)
+        check_int(self.self_label_epochs, "self_label_epochs", _OWNER, low=0)
+        check_real(
+            self.confidence, "confidence", _OWNER, low=0.0, high=1.0, closed="neither"
+        )
         check_real(cfg["lr"], "lr", _OWNER, low=0.0, closed="neither")
         check_real(self.lamb, "lamb", _OWNER, low=0.0)
         check_options(self.backbone, "backbone", _OWNER, BACKBONES)
@@ -490,8 +520,22 @@ class IIC(ClusterMixin, BaseEstimator):  # type: ignore[misc]
             heads = ["main", "over"] if cfg["n_clusters_over"] else ["main"]
             bs = min(cfg["batch_size"], n)
             n_batches = max(1, n // bs)  # drop the ragged last batch
-            for epoch in range(start, self.epochs):
+            total = self.epochs + self.self_label_epochs
+            for epoch in range(start, total):
                 t0 = time.perf_counter()
+                if epoch >= self.epochs:
+                    entry = self._self_label_epoch(
+                        net, opt, images, epoch, gen, labels_true
+                    )
+                    entry["seconds"] = time.perf_counter() - t0
+                    self.history_.append(entry)
+                    self.n_epochs_ = epoch + 1
+                    logger.info("IIC self-labelling epoch %d: %s", epoch + 1, entry)
+                    if self.checkpoint_dir is not None:
+                        self._save_checkpoint(opt, gen, fp)
+                    if callback is not None:
+                        callback(entry)
+                    continue
                 perm = torch.randperm(n, generator=gen)
                 sums = {h: torch.zeros(n_heads, dtype=torch.float64) for h in heads}
                 counts = dict.fromkeys(heads, 0)
@@ -548,12 +592,114 @@ class IIC(ClusterMixin, BaseEstimator):  # type: ignore[misc]
                     self._save_checkpoint(opt, gen, fp)
                 if callback is not None:
                     callback(entry)
-            if start >= self.epochs:  # resumed a finished run: predict only
+            if start >= total:  # resumed a finished run: predict only
                 self.head_ = int(self.history_[-1]["head"])
                 proba = self._predict_all(images, all_heads=True)
                 self.labels_ = proba[:, self.head_].argmax(axis=1).astype(np.int64)
-        self.n_epochs_ = max(start, self.epochs)
+        self.n_epochs_ = max(start, total)
         return self
+
+    def _self_label_epoch(
+        self,
+        net: IICNet,
+        opt: torch.optim.Optimizer,
+        images: torch.Tensor,
+        epoch: int,
+        gen: torch.Generator,
+        labels_true: npt.NDArray[Any] | None,
+    ) -> dict[str, Any]:
+        """One pass of self-labelling on the chosen sub-head; its history entry.
+
+        Each batch (``batch_size * n_repeats`` images, the images of one IIC
+        step): targets are the chosen sub-head's arg-max on the clean view
+        (network in eval mode) where its probability exceeds ``confidence``;
+        the loss is the cross-entropy of those images' random transformation,
+        each class weighted by the inverse of its count among the targets
+        (SCAN's balancing, so a large cluster cannot swallow a small one).
+        """
+        import torch.nn.functional as F
+
+        cfg, tf, head = self.settings_, self.transforms_, int(self.head_)
+        main: ClusterHeads = net.heads["main"]  # type: ignore[assignment]
+        device = next(net.parameters()).device
+        n = images.shape[0]
+        m = min(cfg["batch_size"] * cfg["n_repeats"], n)
+        n_batches = max(1, n // m)
+        if epoch == self.epochs:
+            # a new objective starts with fresh Adam moments at a tenth of
+            # the learning rate (SCAN gives this step its own optimizer): the
+            # IIC momentum would keep moving every sub-head (a zero gradient
+            # leaves a fresh moment at 0, so only the trunk and the chosen
+            # sub-head change), and fresh moments at the full rate take
+            # sign-sized first steps that collapsed the clusters in tests
+            opt.state.clear()
+            for g in opt.param_groups:
+                g["lr"] = cfg["lr"] * SELF_LABEL_LR_FACTOR
+        perm = torch.randperm(n, generator=gen)
+        loss_sum, steps, n_conf, n_seen = 0.0, 0, 0, 0
+        done = epoch + 1 - self.epochs
+        bar = progress(
+            total=n_batches,
+            desc=f"self-labelling {done}/{self.self_label_epochs}",
+            verbose=self.verbose,
+            unit="batch",
+        )
+        for b in range(n_batches):
+            xb = images[perm[b * m : (b + 1) * m]].to(device)
+            net.eval()
+            with torch.no_grad():
+                conf, target = net(tf.clean(xb), "main")[:, head].max(dim=1)
+            net.train()
+            mask = conf > self.confidence
+            n_seen += int(xb.shape[0])
+            bar.update(1)
+            if int(mask.sum()) < 2:  # batch norm needs two images
+                continue
+            n_conf += int(mask.sum())
+            t = target[mask]
+            feats = net.trunk(tf.random(xb[mask], gen))
+            logits = main.linear(feats).view(-1, main.n_heads, main.k)[:, head]
+            present, counts = torch.unique(t, return_counts=True)
+            weight = torch.ones(main.k, device=logits.device)
+            weight[present] = t.numel() / counts.float()
+            loss = F.cross_entropy(logits, t, weight=weight)
+            _check_finite_loss(float(loss.detach()), cfg["lr"], epoch + 1, b + 1)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            loss_sum += float(loss.detach())
+            steps += 1
+            if b % 5 == 0 or b == n_batches - 1:
+                bar.set_postfix_str(
+                    f"cross-entropy {loss_sum / steps:.4f} "
+                    f"confident {n_conf / max(n_seen, 1):.3f}"
+                )
+        bar.close()
+        if not steps:
+            logger.warning(
+                "IIC self-labelling epoch %d: no image above confidence=%s; the "
+                "network did not change (lower --confidence or train IIC longer).",
+                epoch + 1,
+                self.confidence,
+            )
+        proba = self._predict_all(images)
+        if not np.isfinite(proba).all():
+            _check_finite_loss(float("nan"), cfg["lr"], epoch + 1, n_batches)
+        self.labels_ = proba.argmax(axis=1).astype(np.int64)
+        entry: dict[str, Any] = {
+            "epoch": epoch + 1,
+            "phase": "self-label",
+            "head": head,
+            "self_label_loss": loss_sum / steps if steps else None,
+            "confident_share": n_conf / max(n_seen, 1),
+            "n_clusters_used": int(np.unique(self.labels_).size),
+        }
+        if labels_true is not None:
+            from clusterlens.metrics import evaluate_clustering
+
+            sc = evaluate_clustering(labels_true, self.labels_)
+            entry.update(accuracy=sc["accuracy"], nmi=sc["nmi"], ari=sc["ari"])
+        return entry
 
     def _step(
         self,
@@ -689,7 +835,11 @@ class IIC(ClusterMixin, BaseEstimator):  # type: ignore[misc]
     # ------------------------------------------------------------------ #
     def _meta(self) -> tuple[dict[str, Any], dict[str, Any]]:
         params = self._fingerprint_params()
-        params.update(epochs=self.epochs)
+        params.update(
+            epochs=self.epochs,
+            self_label_epochs=self.self_label_epochs,
+            confidence=self.confidence,
+        )
         attrs = {
             "head": getattr(self, "head_", None),
             "image_shape": list(self.image_shape_),
@@ -842,12 +992,20 @@ class IIC(ClusterMixin, BaseEstimator):  # type: ignore[misc]
                 "or other parameters; resume with the same data and options, or use "
                 "a new checkpoint folder."
             )
-        if done > self.epochs:
+        planned = self.epochs + int(getattr(self, "self_label_epochs", 0))
+        if done > planned:
             raise InvalidParameterError(
                 f"The checkpoint in {self.checkpoint_dir} has {done} epochs done, more "
-                f"than epochs={self.epochs} (--epochs on the command line): resume "
-                f"with epochs >= {done} to continue it, or start again in a new "
-                "checkpoint folder."
+                f"than the {planned} planned (epochs={self.epochs}, --epochs on the "
+                "command line, plus self_label_epochs): resume with as many to "
+                "continue it, or start again in a new checkpoint folder."
+            )
+        phases = [h.get("phase", "iic") for h in history]
+        if "self-label" in phases[: self.epochs]:
+            raise InvalidParameterError(
+                f"The checkpoint in {self.checkpoint_dir} started self-labelling "
+                f"after epoch {phases.index('self-label')}; resume with that "
+                f"--epochs, not {self.epochs}."
             )
         _load_state(self.net_, arrays, "model/", path)
         try:

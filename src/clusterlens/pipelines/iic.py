@@ -192,6 +192,9 @@ def run_iic(
     model.save(out / "model")
     write_results(out / "assignments.parquet", cols)
 
+    iic_epochs = [h for h in model.history_ if h.get("phase") != "self-label"]
+    last_iic = iic_epochs[-1] if iic_epochs else None
+    self_labelled = [h for h in model.history_ if h.get("phase") == "self-label"]
     summary: dict[str, Any] = {
         "n_images": n,
         "image_shape": list(model.image_shape_),
@@ -199,9 +202,11 @@ def run_iic(
         "n_clusters_used": int(np.unique(cluster).size),
         "head": model.head_,
         "head_selection": HEAD_SELECTION,
-        "head_losses": model.history_[-1]["head_losses"] if model.history_ else None,
-        "head_accuracies": (
-            model.history_[-1].get("head_accuracies") if model.history_ else None
+        "head_losses": last_iic["head_losses"] if last_iic else None,
+        "head_accuracies": last_iic.get("head_accuracies") if last_iic else None,
+        "self_label_epochs": len(self_labelled),
+        "confident_share": (
+            self_labelled[-1]["confident_share"] if self_labelled else None
         ),
         "preset": model.preset,
         "settings": model.settings_,
@@ -226,8 +231,19 @@ def run_iic(
                 f"{model.head_} of {model.settings_['n_heads']} (lowest loss)"
             ),
             "preset": model.preset or "none",
-            "final loss": model.history_[-1]["loss"] if model.history_ else None,
+            "final loss": last_iic["loss"] if last_iic else None,
             "epochs": model.n_epochs_,
+            **(
+                {
+                    "self-labelling epochs": (
+                        f"{len(self_labelled)} (last: "
+                        f"{self_labelled[-1]['confident_share']:.1%} of the "
+                        f"images above confidence {model.confidence})"
+                    )
+                }
+                if self_labelled
+                else {}
+            ),
             "training seconds": t_fit,
             "device": model.device_,
         }

@@ -164,6 +164,10 @@ def build_iic_report(
             )
         )
 
+    all_epochs = [float(h["epoch"]) for h in history]
+    # IIC epochs, then (optionally) self-labelling epochs with their own loss
+    selfl = [h for h in history if h.get("phase") == "self-label"]
+    history = [h for h in history if h.get("phase") != "self-label"]
     epochs = [float(h["epoch"]) for h in history]
     charts = []
     loss_series = {
@@ -178,20 +182,42 @@ def build_iic_report(
             "Loss per epoch (minus mutual information)", "loss", epochs, loss_series
         )
     )
+    every = [*history, *selfl]
     metric_keys = [
-        m
-        for m in ("accuracy", "nmi", "ari")
-        if history and all(m in h for h in history)
+        m for m in ("accuracy", "nmi", "ari") if every and all(m in h for h in every)
     ]
     if metric_keys:
+        title_tail = (
+            f"; epochs {len(history) + 1} to {len(every)} self-labelling"
+            if selfl
+            else ""
+        )
         charts.append(
             _line_chart(
-                "Agreement with the known labels per epoch (labels not used)",
+                "Agreement with the known labels per epoch (labels not used"
+                f"{title_tail})",
                 "score",
-                epochs,
+                all_epochs,
                 {
-                    m.upper() if m != "accuracy" else m: [float(h[m]) for h in history]
+                    m.upper() if m != "accuracy" else m: [float(h[m]) for h in every]
                     for m in metric_keys
+                },
+            )
+        )
+    if selfl:
+        charts.append(
+            _line_chart(
+                "Self-labelling per epoch: cross-entropy on the confident images "
+                "and their share",
+                "value",
+                [float(h["epoch"]) for h in selfl],
+                {
+                    "cross-entropy": [
+                        float(h["self_label_loss"] or 0.0) for h in selfl
+                    ],
+                    "share of images above the confidence": [
+                        float(h["confident_share"]) for h in selfl
+                    ],
                 },
             )
         )

@@ -225,9 +225,11 @@ class IIC(ClusterMixin, BaseEstimator):  # type: ignore[misc]
         probability above ``confidence`` (on the clean view, recomputed every
         batch) become targets of a class-balanced cross-entropy on a random
         transformation of themselves, which trains the trunk and that
-        sub-head, with fresh Adam moments at a tenth of ``lr``. The sub-head
-        choice is frozen at the last IIC epoch. A finished run resumes into
-        it (``resume=True`` with more ``self_label_epochs``). 0 skips it.
+        sub-head (minus the entropy of each batch's mean assignment, as in
+        IIC's objective), with fresh Adam moments at a tenth of ``lr``. The
+        sub-head choice is frozen at the last IIC epoch. A finished run
+        resumes into it (``resume=True`` with more ``self_label_epochs``).
+        0 skips it.
     confidence : float, default=0.99
         Probability above which an image is a self-labelling target.
     lr : float or None, default=None
@@ -615,7 +617,9 @@ class IIC(ClusterMixin, BaseEstimator):  # type: ignore[misc]
         (network in eval mode) where its probability exceeds ``confidence``;
         the loss is the cross-entropy of those images' random transformation,
         each class weighted by the inverse of its count among the targets
-        (SCAN's balancing, so a large cluster cannot swallow a small one).
+        (SCAN's balancing, so a large cluster cannot swallow a small one),
+        minus the entropy of the whole batch's mean assignment (IIC's H(z)
+        term, which keeps every cluster in use).
         """
         import torch.nn.functional as F
 
@@ -657,17 +661,22 @@ class IIC(ClusterMixin, BaseEstimator):  # type: ignore[misc]
                 continue
             n_conf += int(mask.sum())
             t = target[mask]
-            feats = net.trunk(tf.random(xb[mask], gen))
+            feats = net.trunk(tf.random(xb, gen))
             logits = main.linear(feats).view(-1, main.n_heads, main.k)[:, head]
             present, counts = torch.unique(t, return_counts=True)
             weight = torch.ones(main.k, device=logits.device)
             weight[present] = t.numel() / counts.float()
-            loss = F.cross_entropy(logits, t, weight=weight)
+            ce = F.cross_entropy(logits[mask], t, weight=weight)
+            # minus the entropy of the batch's mean assignment (IIC's own
+            # H(z)): without it, a head confident about one cluster only
+            # taught every image that cluster (a collapse seen in tests)
+            mean_p = torch.softmax(logits, dim=1).mean(dim=0)
+            loss = ce + (mean_p * torch.log(mean_p.clamp_min(1e-12))).sum()
             _check_finite_loss(float(loss.detach()), cfg["lr"], epoch + 1, b + 1)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            loss_sum += float(loss.detach())
+            loss_sum += float(ce.detach())
             steps += 1
             if b % 5 == 0 or b == n_batches - 1:
                 bar.set_postfix_str(

@@ -205,20 +205,21 @@ def build_iic_report(
             )
         )
     if selfl:
+        series = {
+            "share of images above the confidence": [
+                float(h["confident_share"]) for h in selfl
+            ]
+        }
+        ce = [h.get("self_label_loss") for h in selfl]
+        if all(v is not None for v in ce):  # None: no target, nothing trained
+            series["cross-entropy"] = [float(v) for v in ce]  # type: ignore[arg-type]
         charts.append(
             _line_chart(
                 "Self-labelling per epoch: cross-entropy on the confident images "
                 "and their share",
                 "value",
                 [float(h["epoch"]) for h in selfl],
-                {
-                    "cross-entropy": [
-                        float(h["self_label_loss"] or 0.0) for h in selfl
-                    ],
-                    "share of images above the confidence": [
-                        float(h["confident_share"]) for h in selfl
-                    ],
-                },
+                series,
             )
         )
     subheads = _subhead_rows(history)
@@ -256,6 +257,12 @@ def build_iic_report(
         figures=[(str(a), fmt_value(b)) for a, b in (figures or {}).items()],
         charts=[c for c in charts if c is not None],
         subheads=subheads,
+        subheads_epoch=(
+            f"IIC's last epoch, {len(history)}, before {len(selfl)} of "
+            "self-labelling that trained the chosen one only"
+            if selfl
+            else "last epoch"
+        ),
         params=[(str(a), fmt_value(b)) for a, b in (params or {}).items()],
         clusters=clusters,
         version=version(),

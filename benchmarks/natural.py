@@ -399,6 +399,74 @@ def subset_workspace(full: Any, rows: np.ndarray, tmp: Path) -> tuple[Any, np.nd
     return ws, order
 
 
+def embed_ws(ws: Any, emb: Any, batch_size: int = 64) -> tuple[np.ndarray, ...]:
+    """``emb``'s embeddings of every item of ``ws`` and of its mirror image."""
+    from clusterlens.utils._progress import progress
+
+    n = len(ws)
+    X = np.zeros((n, emb.dim), dtype=np.float32)
+    M = np.zeros_like(X)
+    side = (emb.image_size, emb.image_size)
+    bar = progress(total=n, desc=f"cnn {emb.arch}", unit="img", verbose=1)
+    for lo in range(0, n, batch_size):
+        idx = list(range(lo, min(n, lo + batch_size)))
+        pairs = ws.iter_items(idx, mode="RGB", min_size=side, n_jobs=2)
+        x = np.stack([emb.preprocess(img) for _, img in pairs])
+        X[lo : lo + len(idx)] = emb.embed_batch(x)
+        M[lo : lo + len(idx)] = emb.embed_batch(np.ascontiguousarray(x[..., ::-1]))
+        bar.update(len(idx))
+    bar.close()
+    return X, M
+
+
+def adapt_and_embed(ws: Any, a: argparse.Namespace, out: Path) -> dict[str, Any]:
+    """Lite0 at ``--adapt-image-size``: frozen, and adapted on ``ws``'s images
+    for ``--adapt-minutes`` (``clusterlens adapt``'s pipeline), each embedded
+    as ``features cnn`` embeds (with the mirror images, the heads' view)."""
+    from clusterlens.features import CnnEmbedder
+    from clusterlens.pipelines.adapt import run_adapt
+
+    size, stages = a.adapt_image_size, {}
+    t = time.perf_counter()
+    frozen = embed_ws(ws, CnnEmbedder(backbone="lite0", image_size=size))
+    stages[f"lite0 frozen @{size}px: embed"] = time.perf_counter() - t
+    out.mkdir(parents=True)
+    t = time.perf_counter()
+    summary = run_adapt(
+        ws,
+        out,
+        image_size=size,
+        epochs=a.adapt_epochs,
+        minutes=a.adapt_minutes,
+        batch_size=a.adapt_batch_size,
+        lr=a.adapt_lr,
+        device=a.device,
+        n_threads=a.threads,
+        random_state=a.seed,
+        checkpoint_dir=out.parent / "adapt-checkpoint",
+        verbose=1,
+    )
+    stages["adapt (decode + train)"] = time.perf_counter() - t
+    t = time.perf_counter()
+    adapted = embed_ws(ws, CnnEmbedder(out / "weights.npz"))
+    stages[f"lite0 adapted @{size}px: embed"] = time.perf_counter() - t
+    keep = (
+        "epochs", "steps", "loss_first", "loss_last", "stopped_early", "device",
+        "cache_device", "decode_seconds", "train_seconds", "images_per_second",
+    )  # fmt: skip
+    return {
+        "image_size": size,
+        "frozen": frozen,
+        "adapted": adapted,
+        "names": {
+            "frozen": f"lite0@{size}px frozen",
+            "adapted": f"lite0@{size}px adapted",
+        },
+        "summary": {k: summary[k] for k in keep},
+        "stages": stages,
+    }
+
+
 # --------------------------------------------------------------------------- #
 # the methods
 # --------------------------------------------------------------------------- #
@@ -561,6 +629,22 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--self-label-epochs", type=int, default=None)
     p.add_argument("--cache", type=Path, default=Path("/tmp/natural-cache"))
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--adapt-minutes",
+        type=float,
+        default=None,
+        help="also adapt Lite0 to the rows' images (clusterlens adapt) for this "
+        "many minutes of training, and add rows for it and for the frozen Lite0 "
+        "at the same image size",
+    )
+    p.add_argument("--adapt-image-size", type=int, default=96)
+    p.add_argument("--adapt-batch-size", type=int, default=256)
+    p.add_argument(
+        "--adapt-epochs", type=int, default=1000, help="at most (--adapt-minutes)"
+    )
+    p.add_argument("--adapt-lr", type=float, default=1e-4)
+    p.add_argument("--device", default="auto", help="adaptation: auto, cpu, cuda")
+    p.add_argument("--threads", type=int, default=2, help="adaptation: torch threads")
     p.add_argument("--smoke", action="store_true", help="200 test images, few epochs")
     p.add_argument("--json", action="store_true", help="print JSON only")
     a = p.parse_args(argv)
@@ -574,6 +658,10 @@ def main(argv: list[str] | None = None) -> int:
         a.n = a.n or 200
         a.speed_n = min(a.speed_n, 64)
         head = {"epochs": 5, "self_label_epochs": 2}
+        if a.adapt_minutes is not None:  # one tiny epoch
+            a.adapt_image_size = min(a.adapt_image_size, 64)
+            a.adapt_batch_size = min(a.adapt_batch_size, 32)
+            a.adapt_epochs = 1
     specs = a.backbone or (["lite0", "lite0+lite1"] if a.smoke else ["lite0"])
     nets = sorted({b for sp in specs for b in sp.split("@")[0].split("+")})
     bad = [b for b in nets if b not in ("lite0", "lite1", "lite2")]
@@ -629,11 +717,9 @@ def main(argv: list[str] | None = None) -> int:
         if a.speed_n > 0:
             for b in nets:
                 speed[b] = embedding_speed(ws, b, a.speed_n)
-        for i, sp in enumerate(specs):
-            net, _, tta = sp.partition("@")
-            X, M = backbone_features(full, net, order)
-            if tta:
-                X = M = ((X + M) / 2).astype(np.float32)
+
+        def evaluate(sp: str, X: np.ndarray, M: np.ndarray, tta: bool) -> dict:
+            """The feature scores and the methods' rows for one set of features."""
             feats = ws.root / "features"
             for sub, A in (("cnn", X), ("cnn-mirror", M)):
                 (feats / sub).mkdir(parents=True, exist_ok=True)
@@ -647,15 +733,33 @@ def main(argv: list[str] | None = None) -> int:
                 row["linear_probe"] = linear_probe(X, y, a.seed)
                 stages[f"{sp}: linear probe"] = time.perf_counter() - t
             views = ("cnn-mirror",) if a.views == "flip" and not tta else ()
-            out_dir = Path(tmp) / f"methods-{i}"
+            out_dir = Path(tmp) / f"methods-{len(results)}"
             out_dir.mkdir()
             row["views"] = list(views)
             row["methods"] = run_methods(ws, k, a.seed, views, head, out_dir, methods)
+            return row
+
+        for sp in specs:
+            net, _, tta = sp.partition("@")
+            X, M = backbone_features(full, net, order)
+            if tta:
+                X = M = ((X + M) / 2).astype(np.float32)
+            row = evaluate(sp, X, M, bool(tta))
             parts = [speed[b] for b in net.split("+") if b in speed]
             if parts and len(parts) == len(net.split("+")):
                 per_image = sum(1 / s["images_per_second"] for s in parts)
                 row["images_per_second"] = (1 + bool(tta)) ** -1 / per_image
             results.append(row)
+        if a.adapt_minutes is not None:
+            adapted = adapt_and_embed(ws, a, Path(tmp) / "adapt")
+            stages.update(adapted["stages"])
+            for key in ("frozen", "adapted"):
+                X, M = adapted[key]
+                row = evaluate(adapted["names"][key], X, M, False)
+                row["image_size"] = adapted["image_size"]
+                if key == "adapted":
+                    row["adaptation"] = adapted["summary"]
+                results.append(row)
     if a.smoke:
         shutil.rmtree(cache, ignore_errors=True)
     first = results[0]
@@ -703,6 +807,18 @@ def main(argv: list[str] | None = None) -> int:
             f"{r.get('linear_probe', float('nan')):>6.3f}"
         )
         print(line + "".join(f" {m['accuracy']:>8.3f}" for m in r["methods"]))
+    for r in results:
+        if "adaptation" in r:
+            ad = r["adaptation"]
+            frozen = next(f for f in results if f["backbone"].endswith("frozen"))
+            print(
+                f"adaptation ({r['backbone']}): {ad['epochs']} epochs, {ad['steps']} "
+                f"steps on {ad['device']} in {ad['train_seconds']:.0f} s "
+                f"({ad['images_per_second']:.1f} images/s), NT-Xent "
+                f"{ad['loss_first']:.3f} -> {ad['loss_last']:.3f}; 10-NN purity "
+                f"{frozen['knn10_purity']:.3f} frozen -> {r['knn10_purity']:.3f} "
+                f"adapted ({r['knn10_purity'] / frozen['knn10_purity']:.2f}x)"
+            )
     for m, v in PUBLISHED if name == "cifar10" else []:
         print(f"{m:<52} {v:>8.3f}")
     best = max(results, key=lambda r: max(m["accuracy"] for m in r["methods"]))

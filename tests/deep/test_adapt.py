@@ -7,6 +7,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
+import os
 
 import numpy as np
 import pytest
@@ -266,3 +267,37 @@ def test_bad_npz_weights_named(tmp_path):
     np.savez(tmp_path / "other.npz", a=np.zeros(3))
     with pytest.raises(DataValidationError, match=r"not an EfficientNet-Lite state"):
         CnnEmbedder(tmp_path / "other.npz", runtime="torch")
+
+
+# --------------------------------------------------------------------------- #
+# on a CUDA device: CLUSTERLENS_TEST_DEVICE=cuda pytest -m gpu tests/deep/test_adapt.py
+# (skipped elsewhere; no GPU was lent when this was written)
+# --------------------------------------------------------------------------- #
+needs_cuda = pytest.mark.skipif(
+    os.environ.get("CLUSTERLENS_TEST_DEVICE") != "cuda"
+    or not torch.cuda.is_available(),
+    reason="needs CLUSTERLENS_TEST_DEVICE=cuda and a CUDA device",
+)
+
+
+@pytest.mark.gpu
+@needs_cuda
+def test_cuda_run_trains_and_its_weights_embed_on_the_cpu(tmp_path):
+    """bf16 autocast + channels-last on CUDA, the image cache on the GPU: the
+    loss falls as on the CPU, and the saved weights embed in CnnEmbedder."""
+    X = blob_images(32, seed=5)
+    mild = ContrastiveViews(min_scale=0.5, jitter_p=0.0, grey_p=0.0)
+    model = ContrastiveAdapter(
+        image_size=32, epochs=6, batch_size=16, lr=1e-3, views=mild, random_state=0,
+        device="cuda",
+    ).fit(X)  # fmt: skip
+    assert model.device_.startswith("cuda") and model.cache_device_.startswith("cuda")
+    losses = [h["loss"] for h in model.history_]
+    assert np.mean(losses[-2:]) < losses[0] - 0.25, losses
+    model.save(tmp_path)
+    emb = CnnEmbedder(tmp_path / "weights.npz", runtime="torch", n_threads=2)
+    got, want = emb.embed(X), model.embed(X)
+    cos = (
+        (got * want).sum(1) / np.linalg.norm(got, axis=1) / np.linalg.norm(want, axis=1)
+    )
+    assert cos.min() > 0.999, cos.min()  # CUDA float32 vs CPU float32 kernels

@@ -399,7 +399,9 @@ def subset_workspace(full: Any, rows: np.ndarray, tmp: Path) -> tuple[Any, np.nd
     return ws, order
 
 
-def embed_ws(ws: Any, emb: Any, batch_size: int = 64) -> tuple[np.ndarray, ...]:
+def embed_ws(
+    ws: Any, emb: Any, batch_size: int = 64, n_jobs: int = 2
+) -> tuple[np.ndarray, ...]:
     """``emb``'s embeddings of every item of ``ws`` and of its mirror image."""
     from clusterlens.utils._progress import progress
 
@@ -410,7 +412,7 @@ def embed_ws(ws: Any, emb: Any, batch_size: int = 64) -> tuple[np.ndarray, ...]:
     bar = progress(total=n, desc=f"cnn {emb.arch}", unit="img", verbose=1)
     for lo in range(0, n, batch_size):
         idx = list(range(lo, min(n, lo + batch_size)))
-        pairs = ws.iter_items(idx, mode="RGB", min_size=side, n_jobs=2)
+        pairs = ws.iter_items(idx, mode="RGB", min_size=side, n_jobs=n_jobs)
         x = np.stack([emb.preprocess(img) for _, img in pairs])
         X[lo : lo + len(idx)] = emb.embed_batch(x)
         M[lo : lo + len(idx)] = emb.embed_batch(np.ascontiguousarray(x[..., ::-1]))
@@ -428,7 +430,10 @@ def adapt_and_embed(ws: Any, a: argparse.Namespace, out: Path) -> dict[str, Any]
 
     size, stages = a.adapt_image_size, {}
     t = time.perf_counter()
-    frozen = embed_ws(ws, CnnEmbedder(backbone="lite0", image_size=size))
+    nt = a.threads
+    frozen = embed_ws(
+        ws, CnnEmbedder(backbone="lite0", image_size=size, n_threads=nt), n_jobs=nt
+    )
     stages[f"lite0 frozen @{size}px: embed"] = time.perf_counter() - t
     out.mkdir(parents=True)
     t = time.perf_counter()
@@ -440,15 +445,17 @@ def adapt_and_embed(ws: Any, a: argparse.Namespace, out: Path) -> dict[str, Any]
         minutes=a.adapt_minutes,
         batch_size=a.adapt_batch_size,
         lr=a.adapt_lr,
+        bn=a.adapt_bn,
         device=a.device,
         n_threads=a.threads,
+        n_jobs=a.threads,
         random_state=a.seed,
         checkpoint_dir=out.parent / "adapt-checkpoint",
         verbose=1,
     )
     stages["adapt (decode + train)"] = time.perf_counter() - t
     t = time.perf_counter()
-    adapted = embed_ws(ws, CnnEmbedder(out / "weights.npz"))
+    adapted = embed_ws(ws, CnnEmbedder(out / "weights.npz", n_threads=nt), n_jobs=nt)
     stages[f"lite0 adapted @{size}px: embed"] = time.perf_counter() - t
     keep = (
         "epochs", "steps", "loss_first", "loss_last", "stopped_early", "device",
@@ -643,6 +650,7 @@ def main(argv: list[str] | None = None) -> int:
         "--adapt-epochs", type=int, default=1000, help="at most (--adapt-minutes)"
     )
     p.add_argument("--adapt-lr", type=float, default=1e-4)
+    p.add_argument("--adapt-bn", choices=["frozen", "train"], default="frozen")
     p.add_argument("--device", default="auto", help="adaptation: auto, cpu, cuda")
     p.add_argument("--threads", type=int, default=2, help="adaptation: torch threads")
     p.add_argument("--smoke", action="store_true", help="200 test images, few epochs")

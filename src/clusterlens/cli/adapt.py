@@ -88,6 +88,16 @@ Examples:
     help="NT-Xent temperature.",
 )
 @click.option(
+    "--bn",
+    type=click.Choice(["frozen", "train"]),
+    default="frozen",
+    show_default=True,
+    help="Batch norm while training: frozen = normalise with the ImageNet "
+    "statistics, never updated (scale and shift still train); train = each "
+    "batch's statistics, updating the running ones (lowered CIFAR-10 10-NN "
+    "purity from 0.53 to 0.36 in 31 steps by the statistics alone).",
+)
+@click.option(
     "--checkpoint",
     type=click.Path(file_okay=False, path_type=Path),
     default=None,
@@ -125,6 +135,7 @@ def adapt(
     image_size: int,
     lr: float,
     temperature: float,
+    bn: str,
     checkpoint: Path | None,
     resume: bool,
     threads: int,
@@ -169,6 +180,7 @@ def adapt(
             batch_size=batch_size,
             lr=lr,
             temperature=temperature,
+            bn=bn,
             device=device,
             n_threads=threads,
             n_jobs=n_jobs,

@@ -92,6 +92,14 @@ def _fast_cudnn(device: torch.device) -> Iterator[None]:
         cudnn.benchmark = old
 
 
+def _freeze_bn_statistics(net: torch.nn.Module) -> None:
+    """Batch norm of ``net`` normalises with its running (ImageNet) statistics
+    and never updates them; its scale and shift still train."""
+    for m in net.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.eval()
+
+
 def _projection_head(
     dim: int, hidden: int, out: int, gen: torch.Generator
 ) -> torch.nn.Module:
@@ -145,6 +153,16 @@ class ContrastiveAdapter(BaseEstimator):  # type: ignore[misc]
         NT-Xent temperature.
     hidden_dim, proj_dim : int, default=512, 128
         Widths of the projection head (pooled features -> hidden -> proj).
+    bn : {"frozen", "train"}, default="frozen"
+        Batch norm of the backbone while training: "frozen" normalises with
+        its ImageNet running statistics and never updates them (its scale and
+        shift still train); "train" normalises with each batch's statistics
+        and updates the running ones (SimCLR from scratch). Measured on 2,000
+        CIFAR-10 images at 96 px: 31 steps with "train" and a learning rate
+        of 1e-30 (so only the statistics change) lowered the 10-NN label
+        purity from 0.533 to 0.360, and recomputing the statistics on the
+        clean images to 0.326: the ImageNet statistics embed these images
+        better than their own.
     views : ContrastiveViews or None, default=None
         Augmentation settings (their ``size`` is replaced by ``image_size``);
         None is SimCLR's: crops of 20-100 % of the area, flips, colour jitter
@@ -214,6 +232,7 @@ class ContrastiveAdapter(BaseEstimator):  # type: ignore[misc]
         temperature: float = 0.2,
         hidden_dim: int = 512,
         proj_dim: int = 128,
+        bn: str = "frozen",
         views: ContrastiveViews | None = None,
         device: str = "auto",
         n_threads: int | None = 2,
@@ -233,6 +252,7 @@ class ContrastiveAdapter(BaseEstimator):  # type: ignore[misc]
         self.temperature = temperature
         self.hidden_dim = hidden_dim
         self.proj_dim = proj_dim
+        self.bn = bn
         self.views = views
         self.device = device
         self.n_threads = n_threads
@@ -254,6 +274,7 @@ class ContrastiveAdapter(BaseEstimator):  # type: ignore[misc]
         check_real(self.temperature, "temperature", _OWNER, low=0.0, closed="neither")
         check_int(self.hidden_dim, "hidden_dim", _OWNER, low=1)
         check_int(self.proj_dim, "proj_dim", _OWNER, low=1)
+        check_options(self.bn, "bn", _OWNER, ("frozen", "train"))
         check_int(self.n_threads, "n_threads", _OWNER, low=1, allow_none=True)
         if self.views is not None and not isinstance(self.views, ContrastiveViews):
             raise InvalidParameterError(
@@ -359,6 +380,8 @@ class ContrastiveAdapter(BaseEstimator):  # type: ignore[misc]
                 t0 = time.perf_counter()
                 net.train()
                 head.train()
+                if self.bn == "frozen":
+                    _freeze_bn_statistics(net)
                 perm = torch.randperm(n, generator=gen)
                 total = torch.zeros((), device=device)
                 bar = progress(

@@ -145,6 +145,20 @@ def test_adapted_weights_keep_the_packaged_names_and_change(images):
     assert model.history_[0]["steps"] == 3 and model.n_epochs_ == 1
 
 
+def test_bn_frozen_keeps_the_imagenet_statistics(images):
+    """bn="frozen" (the default) never updates the running statistics;
+    bn="train" (SimCLR's) replaces them with the views'."""
+    packaged = build_efficientnet_lite().state_dict()
+    frozen = ContrastiveAdapter(**TINY, random_state=0).fit(images).state_arrays()
+    trained = ContrastiveAdapter(**TINY, random_state=0, bn="train").fit(images)
+    stats = [k for k in packaged if k.endswith(("running_mean", "running_var"))]
+    assert len(stats) > 40
+    for k in stats:
+        np.testing.assert_array_equal(frozen[k], packaged[k].numpy(), err_msg=k)
+    moved = trained.state_arrays()
+    assert all(not np.array_equal(moved[k], packaged[k].numpy()) for k in stats)
+
+
 def test_resume_equals_uninterrupted(images, tmp_path):
     straight = ContrastiveAdapter(
         **{**TINY, "epochs": 2}, random_state=0, checkpoint_dir=tmp_path / "a"
@@ -253,6 +267,8 @@ def test_cuda_refused_without_a_gpu(images):
 def test_parameters_checked():
     with pytest.raises(InvalidParameterError, match=r"'backbone' parameter"):
         ContrastiveAdapter("lite9").fit(np.zeros((8, 32, 32, 3), np.uint8))
+    with pytest.raises(InvalidParameterError, match=r"'bn' parameter"):
+        ContrastiveAdapter(bn="eval").fit(np.zeros((8, 32, 32, 3), np.uint8))
     with pytest.raises(InvalidParameterError, match=r"'temperature' parameter"):
         ContrastiveAdapter(temperature=0).fit(np.zeros((8, 32, 32, 3), np.uint8))
     with pytest.raises(NotFittedError):

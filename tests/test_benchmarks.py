@@ -13,11 +13,11 @@ import numpy as np
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
-def _smoke(script):
-    """Run ``benchmarks/SCRIPT --smoke --json`` and return its JSON output."""
+def _smoke(script, *extra):
+    """Run ``benchmarks/SCRIPT --smoke --json [EXTRA]`` and return its JSON output."""
     env = {**os.environ, "CLUSTERLENS_DISABLE_PROGRESS_BARS": "1"}
     r = subprocess.run(
-        [sys.executable, str(BENCH / script), "--smoke", "--json"],
+        [sys.executable, str(BENCH / script), "--smoke", "--json", *extra],
         capture_output=True,
         text=True,
         env=env,
@@ -258,6 +258,29 @@ def test_natural_smoke():
     for r in rows:
         assert 0.2 < r["knn10_vote"] <= 1.0 and 0.2 < r["linear_probe"] <= 1.0, r
         assert r["images_per_second"] > 0 and len(r["methods"]) == 4
+
+
+def test_natural_adapt_smoke():
+    """Issue #20: rows for Lite0 adapted on the images (clusterlens adapt, one
+    tiny CPU epoch in CI) beside the frozen Lite0 at the same image size."""
+    import pytest
+
+    pytest.importorskip("torch")
+    if not (BENCH.parents[1] / "shared" / "data" / "cifar10").is_dir():
+        pytest.skip("../shared/data/cifar10 is absent")
+    out = _smoke(
+        "natural.py", "--backbone", "lite0", "--methods", "pca-kmeans,scan",
+        "--speed-n", "0", "--no-probe", "--adapt-minutes", "0.5", "--device", "cpu",
+    )  # fmt: skip
+    rows = out["backbones"]
+    names = [r["backbone"] for r in rows]
+    assert names == ["lite0", "lite0@64px frozen", "lite0@64px adapted"]
+    adapted = rows[-1]["adaptation"]
+    assert adapted["epochs"] == 1 and adapted["steps"] >= 1
+    assert adapted["device"] == "cpu" and adapted["train_seconds"] > 0
+    for r in rows:
+        assert 0.1 < r["knn10_purity"] <= 1.0 and len(r["methods"]) == 2, r
+        assert r["dim"] == 1280
 
 
 def test_annotation_on_a_workspace_with_cnn_embeddings(tmp_path):

@@ -23,6 +23,8 @@ Examples:
   clusterlens features cnn ws --l2 --pca 128 --smooth 6   # to over-cluster and name
   clusterlens features cnn ws --weights efficientnet-lite4.pth --image-size 300
   clusterlens features cnn ws --weights resnet50_features.pt2
+  clusterlens features cnn ws --weights ws/models/adapt-lite0/weights.npz \
+      --out ws/features/cnn-adapted          # after clusterlens adapt ws
   clusterlens features cnn ws --runtime torch
   clusterlens features pixels mnist-ws --size 28 --pca 50
   clusterlens features vae mnist-ws --latent 16 --epochs 30
@@ -187,7 +189,8 @@ def sift(
     "--weights",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     default=None,
-    help="An EfficientNet-Lite state dict (.pth, Lite0 to Lite4, the variant "
+    help="An EfficientNet-Lite state dict (.pth, or the weights.npz that "
+    "clusterlens adapt writes; Lite0 to Lite4, the variant "
     "read from its shapes), or any CNN saved with torch.export.save (dynamic "
     "batch dimension, exported in eval mode) or torch.jit.save, whose output is "
     "the embedding; default: the packaged ImageNet weights of --backbone.",
@@ -231,8 +234,9 @@ def sift(
     type=click.IntRange(min=32, max=1024),
     default=None,
     help="Side of the square network input, 32 to 1024 pixels; default: the "
-    "backbone's native side (lite0 224, lite1 240, lite2 260; 224 with "
-    "--weights; EfficientNet-Lite0 to Lite4 were trained at 224 to 300).",
+    "backbone's native side (lite0 224, lite1 240, lite2 260; with --weights "
+    "an adapted weights.npz's own size, from the model.json beside it, else 224; "
+    "EfficientNet-Lite0 to Lite4 were trained at 224 to 300).",
 )
 @click.option(
     "--fit",

@@ -120,6 +120,7 @@ def cli(verbose: int) -> None:
 
 
 def _register() -> None:
+    from clusterlens.cli.adapt import adapt
     from clusterlens.cli.anchors import anchors
     from clusterlens.cli.bow import bow
     from clusterlens.cli.cluster import cluster
@@ -148,6 +149,7 @@ def _register() -> None:
     cli.add_command(vocab)
     cli.add_command(ingest)
     cli.add_command(features)
+    cli.add_command(adapt)
     cli.add_command(bow)
     cli.add_command(topics)
     cli.add_command(cluster)

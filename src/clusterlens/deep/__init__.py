@@ -1,4 +1,4 @@
-"""Deep clustering in torch: IIC on images, SCAN heads on frozen embeddings.
+"""Deep clustering in torch: IIC, SCAN heads, and SimCLR adaptation of the CNN.
 
 Needs the ``deep`` extra (torch); importing this package without torch raises
 :class:`~clusterlens.exceptions.MissingDependencyError` with the install line.
@@ -18,6 +18,7 @@ from clusterlens.utils._optional import import_optional
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import_optional("torch", extra="deep", feature="clusterlens.deep (IIC)")
 
+from clusterlens.deep._adapt import ContrastiveAdapter, check_device  # noqa: E402
 from clusterlens.deep._iic import IIC, as_image_tensor  # noqa: E402
 from clusterlens.deep._loss import (  # noqa: E402
     iid_loss,
@@ -25,6 +26,7 @@ from clusterlens.deep._loss import (  # noqa: E402
     joint_distribution,
     joint_distribution_dense,
     mutual_information_loss,
+    nt_xent_loss,
     scan_loss,
 )
 from clusterlens.deep._nets import BACKBONES, EmbeddingHeads, IICNet  # noqa: E402
@@ -49,6 +51,7 @@ from clusterlens.deep._seg_nets import (  # noqa: E402
     cnn_pixel_features,
 )
 from clusterlens.deep._transforms import (  # noqa: E402
+    ContrastiveViews,
     Transforms,
     default_transforms,
     sobel,
@@ -61,6 +64,8 @@ __all__ = [
     "SCAN",
     "SEG_FEATURES",
     "CnnFeatureMaps",
+    "ContrastiveAdapter",
+    "ContrastiveViews",
     "EmbeddingHeads",
     "EmbeddingPreprocessor",
     "IICNet",
@@ -71,6 +76,7 @@ __all__ = [
     "Transforms",
     "apply_geometry",
     "as_image_tensor",
+    "check_device",
     "cnn_pixel_features",
     "default_transforms",
     "get_preset",
@@ -81,6 +87,7 @@ __all__ = [
     "joint_distribution_dense",
     "mine_neighbors",
     "mutual_information_loss",
+    "nt_xent_loss",
     "random_geometry",
     "scan_loss",
     "segmentation_step_loss",

@@ -1,4 +1,4 @@
-"""Clustering objectives: IIC's mutual information, and SCAN's neighbour loss.
+"""Objectives: IIC's mutual information, SCAN's neighbour loss, SimCLR's NT-Xent.
 
 The same code serves image clustering (one joint distribution per batch) and
 IIC's segmentation variant (one joint distribution per displacement in a local
@@ -19,6 +19,7 @@ __all__ = [
     "joint_distribution",
     "joint_distribution_dense",
     "mutual_information_loss",
+    "nt_xent_loss",
     "scan_loss",
 ]
 
@@ -227,3 +228,44 @@ def scan_loss(
     mean_p = p.mean(dim=0)
     entropy = -(mean_p * torch.log(mean_p.clamp(min=eps))).sum(dim=-1)
     return consistency - entropy_weight * entropy, consistency, entropy
+
+
+def nt_xent_loss(
+    z1: torch.Tensor, z2: torch.Tensor, temperature: float
+) -> torch.Tensor:
+    """SimCLR's normalised temperature-scaled cross entropy (NT-Xent).
+
+    Parameters
+    ----------
+    z1, z2 : torch.Tensor of shape (n_samples, d)
+        Projections of two augmented views: row ``i`` of ``z1`` and row ``i``
+        of ``z2`` come from the same image (the positive pair); the other
+        ``2 n - 2`` rows of the batch are its negatives.
+    temperature : float
+        The softmax temperature ``tau`` (SimCLR: 0.1 to 0.5).
+
+    Returns
+    -------
+    loss : torch.Tensor of shape ()
+        The mean over all ``2 n`` rows of ``-log(exp(s_ij / tau) / sum_{k != i}
+        exp(s_ik / tau))`` with ``s`` the cosine similarity and ``j`` the
+        positive of ``i``; computed in float32 whatever the inputs' dtype.
+
+    Notes
+    -----
+    Chen, Kornblith, Norouzi and Hinton, "A Simple Framework for Contrastive
+    Learning of Visual Representations", ICML 2020. O(n^2 d) per batch.
+    """
+    if z1.ndim != 2 or z1.shape != z2.shape or z1.shape[0] < 2:
+        raise ValueError(
+            "z1 and z2 must both have shape (n_samples, d) with n_samples >= 2; "
+            f"got {tuple(z1.shape)} and {tuple(z2.shape)}."
+        )
+    n = z1.shape[0]
+    z = F.normalize(torch.cat([z1, z2]).float(), dim=1)
+    sim = (z @ z.t()) / temperature
+    sim = sim.masked_fill(
+        torch.eye(2 * n, dtype=torch.bool, device=z.device), float("-inf")
+    )
+    target = torch.cat([torch.arange(n, 2 * n), torch.arange(n)]).to(z.device)
+    return F.cross_entropy(sim, target)

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-__all__ = ["Transforms", "default_transforms", "jitter", "sobel"]
+__all__ = ["ContrastiveViews", "Transforms", "default_transforms", "jitter", "sobel"]
 
 
 def _to_float(images: torch.Tensor) -> torch.Tensor:
@@ -305,3 +305,80 @@ def default_transforms(
         sobel=bool(d_sobel if sobel is None else sobel),
         include_rgb=False,
     )
+
+
+@dataclass(frozen=True)
+class ContrastiveViews:
+    """SimCLR's augmentation, batched on the images' device.
+
+    Each call draws, for every image, a random resized crop (area
+    ``min_scale`` to 1 of the image, aspect ratio 3/4 to 4/3, resampled to
+    ``size``), a horizontal flip with probability 1/2, colour jitter with
+    probability ``jitter_p`` and greyscale with probability ``grey_p``
+    (Chen et al., 2020; torchvision's ``RandomResizedCrop``,
+    ``RandomHorizontalFlip``, ``RandomApply(ColorJitter)``,
+    ``RandomGrayscale``). Every random number comes from the caller's CPU
+    ``torch.Generator``, so a seed gives the same views on any device.
+
+    Parameters
+    ----------
+    size : int
+        Side of the square output.
+    min_scale : float
+        Smallest crop area, as a fraction of the image's.
+    jitter_p : float
+        Probability of the colour jitter.
+    brightness, contrast, saturation, hue : float
+        Its strengths (torchvision's meaning, see :func:`jitter`).
+    grey_p : float
+        Probability of turning the view grey (3 equal channels).
+    """
+
+    size: int = 96
+    min_scale: float = 0.2
+    jitter_p: float = 0.8
+    brightness: float = 0.4
+    contrast: float = 0.4
+    saturation: float = 0.4
+    hue: float = 0.1
+    grey_p: float = 0.2
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready settings."""
+        return asdict(self)
+
+    def __call__(
+        self, images: torch.Tensor, generator: torch.Generator
+    ) -> torch.Tensor:
+        """(n, 3, H, W) uint8 or [0, 1] float images -> (n, 3, size, size) views."""
+        x = _to_float(images)
+        n = x.shape[0]
+        g = generator
+        area = self.min_scale + torch.rand(n, generator=g) * (1 - self.min_scale)
+        log_r = (torch.rand(n, generator=g) * 2 - 1) * math.log(4 / 3)
+        ratio = torch.exp(log_r)
+        cw = torch.sqrt(area * ratio).clamp(max=1.0)  # fractions of the width
+        ch = torch.sqrt(area / ratio).clamp(max=1.0)  # and of the height
+        tx = (torch.rand(n, generator=g) * 2 - 1) * (1 - cw)
+        ty = (torch.rand(n, generator=g) * 2 - 1) * (1 - ch)
+        flip = torch.where(torch.rand(n, generator=g) < 0.5, -1.0, 1.0)
+        zero = torch.zeros(n)
+        theta = torch.stack(
+            [torch.stack([cw * flip, zero, tx], 1), torch.stack([zero, ch, ty], 1)], 1
+        ).to(x.device, x.dtype)
+        grid = F.affine_grid(
+            theta, [n, x.shape[1], self.size, self.size], align_corners=False
+        )
+        x = F.grid_sample(
+            x, grid, mode="bilinear", padding_mode="border", align_corners=False
+        )
+        if self.jitter_p > 0:
+            use = (torch.rand(n, generator=g) < self.jitter_p).to(x.device)
+            jittered = jitter(
+                x, g, self.brightness, self.contrast, self.saturation, self.hue
+            )
+            x = torch.where(use.view(n, 1, 1, 1), jittered, x)
+        if self.grey_p > 0 and x.shape[1] == 3:
+            grey = (torch.rand(n, generator=g) < self.grey_p).to(x.device)
+            x = torch.where(grey.view(n, 1, 1, 1), _grey(x).expand_as(x), x)
+        return x

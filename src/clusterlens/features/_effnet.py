@@ -33,10 +33,12 @@ __all__ = [
     "EMBEDDING_DIM",
     "INPUT_MEAN",
     "INPUT_STD",
+    "adapted_image_size",
     "build_efficientnet_lite",
     "check_backbone",
     "default_weights_path",
     "efficientnet_lite_blocks",
+    "read_npz_state_dict",
 ]
 
 # Stride of the first block of each of the seven stages (the others have 1).
@@ -206,7 +208,9 @@ def build_efficientnet_lite(
     Parameters
     ----------
     weights : path, default=None
-        A state dict (``.pth``) in the ``efficientnet_pytorch`` naming; the
+        A state dict in the ``efficientnet_pytorch`` naming: a torch file
+        (``.pth``), or an ``.npz`` of one array per parameter under the same
+        names (what ``clusterlens adapt`` writes; read without pickle). The
         variant is read from its shapes. None uses the packaged weights of
         ``backbone``.
     backbone : {"lite0", "lite1", "lite2"}, default="lite0"
@@ -303,14 +307,18 @@ def build_efficientnet_lite(
     if not path.is_file():
         raise DataValidationError(
             f"CNN weights file {str(path)!r} does not exist. Pass a state dict "
-            "(.pth) of an EfficientNet-Lite, or a network saved with torch.export.save."
+            "(.pth, or .npz as clusterlens adapt writes it) of an EfficientNet-Lite, "
+            "or a network saved with torch.export.save."
         )
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # torch raises many types for a bad file
-        raise DataValidationError(
-            f"Cannot read CNN weights {str(path)!r} as a torch state dict: {e}"
-        ) from e
+    if path.suffix.lower() == ".npz":
+        state = read_npz_state_dict(path)
+    else:
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as e:  # torch raises many types for a bad file
+            raise DataValidationError(
+                f"Cannot read CNN weights {str(path)!r} as a torch state dict: {e}"
+            ) from e
     if isinstance(state, dict) and "state_dict" in state:
         state = state["state_dict"]
     try:
@@ -329,3 +337,45 @@ def build_efficientnet_lite(
             "architectures load from torch.export.save or torch.jit.save files."
         ) from e
     return model.eval()
+
+
+def read_npz_state_dict(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """An ``.npz`` of parameter arrays as a torch state dict (no pickle).
+
+    Raises
+    ------
+    DataValidationError
+        If the file is empty, damaged or not an ``.npz`` archive.
+    """
+    torch = import_optional("torch", extra="deep", feature="CNN features")
+    from clusterlens.io._safe import load_npz
+
+    arrays = load_npz(
+        path,
+        what="CNN weights (.npz state dict)",
+        fix="write it again with clusterlens adapt, or pass the .pth it came from",
+    )
+    return {k: torch.from_numpy(v) for k, v in arrays.items()}
+
+
+def adapted_image_size(weights: str | os.PathLike[str] | None) -> int | None:
+    """The ``image_size`` of an adaptation whose ``weights.npz`` is ``weights``.
+
+    ``clusterlens adapt`` writes ``model.json`` beside ``weights.npz``; a
+    weights file without one (or any other file) gives None.
+    """
+    import json
+
+    if weights is None:
+        return None
+    meta = Path(os.fspath(weights)).with_name("model.json")
+    try:
+        info = json.loads(meta.read_text(encoding="utf-8"))
+        if info.get("format") != "clusterlens.adapt" or info.get("weights") != (
+            Path(os.fspath(weights)).name
+        ):
+            return None
+        size = info["image_size"]
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+    return size if isinstance(size, int) and not isinstance(size, bool) else None

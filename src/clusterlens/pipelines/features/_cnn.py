@@ -95,12 +95,20 @@ def run_cnn_features(
     """
     from clusterlens._config import resolve_backend
     from clusterlens.features import CnnEmbedder
-    from clusterlens.features._effnet import BACKBONES, check_backbone
+    from clusterlens.features._effnet import (
+        BACKBONES,
+        adapted_image_size,
+        check_backbone,
+    )
 
     if backbone is not None:
         backbone = check_backbone(backbone, "run_cnn_features")
     if image_size is None:
-        image_size = BACKBONES[backbone or "lite0"][3] if weights is None else 224
+        image_size = (
+            BACKBONES[backbone or "lite0"][3]
+            if weights is None
+            else adapted_image_size(weights) or 224
+        )
     check_image_root(ws, "features cnn")
     stage = Path(os.fspath(stage))
     which = resolve_backend(backend)

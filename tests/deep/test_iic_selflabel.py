@@ -10,11 +10,11 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from tests.deep.test_iic import shapes  # noqa: E402
+
 from clusterlens.deep import IIC, Transforms  # noqa: E402
 from clusterlens.exceptions import InvalidParameterError  # noqa: E402
 from clusterlens.metrics import clustering_accuracy  # noqa: E402
-
-from .test_iic import shapes  # noqa: E402
 
 TF = Transforms(input_size=16, crop_sizes=(0.75, 0.875), eval_crop=1.0, rotation=10.0)
 

@@ -61,6 +61,22 @@ def _parse_hw(value: str | None) -> tuple[int, int] | None:
     return nums[0], nums[1]
 
 
+def _parse_layers(value: str | None) -> tuple[str, ...] | None:
+    if value is None:
+        return None
+    from clusterlens.deep import CNN_LAYERS
+
+    names = tuple(v.strip() for v in value.split(",") if v.strip())
+    bad = [v for v in names if v not in CNN_LAYERS]
+    if not names or bad or len(set(names)) != len(names):
+        raise click.BadParameter(
+            f"must be distinct names among {', '.join(CNN_LAYERS)}, comma-separated "
+            f"(e.g. s8,s16,head); got {value!r}",
+            param_hint="--cnn-layers",
+        )
+    return names
+
+
 def _images_arg(f: Any) -> Any:
     return click.argument(
         "images",
@@ -136,8 +152,24 @@ OUTPUTS = "masks/, segments.parquet, model.npz, model.json, report.html, run.jso
     default="rgb",
     show_default=True,
     help="rgb: the pixels (IIC learns a network from them); cnn: the frozen "
-    "ImageNet EfficientNet-Lite0 feature maps, upsampled (IIC trains its "
+    "ImageNet EfficientNet-Lite feature maps, upsampled (IIC trains its "
     "layers on top).",
+)
+@click.option(
+    "--cnn-layers",
+    default=None,
+    metavar="LIST",
+    help="With --features cnn: which frozen maps, comma-separated among s8, "
+    "s16, s32 (the blocks at stride 8, 16, 32) and head (the 1280-channel "
+    "conv head, stride 32). Default s8,s16,head; models and checkpoints "
+    "written before this option read s8,s16.",
+)
+@click.option(
+    "--backbone",
+    type=click.Choice(["lite0", "lite1", "lite2"]),
+    default="lite0",
+    show_default=True,
+    help="With --features cnn: whose packaged ImageNet weights.",
 )
 @click.option(
     "--k-over",
@@ -217,6 +249,8 @@ def iic_seg(
     k: int,
     method: str,
     features: str,
+    cnn_layers: str | None,
+    backbone: str,
     k_over: int | None,
     epochs: int,
     batch_size: int | None,
@@ -265,6 +299,11 @@ def iic_seg(
             "Sobel input applies to --features rgb only (the CNN reads colour)",
             param_hint="--sobel",
         )
+    if features != "cnn" and (cnn_layers is not None or backbone != "lite0"):
+        raise click.BadParameter(
+            "--cnn-layers and --backbone apply to --features cnn only",
+            param_hint="--cnn-layers/--backbone",
+        )
     hw = _parse_hw(image_size)
     params: dict[str, Any] = {
         "n_clusters_over": k_over,
@@ -273,8 +312,10 @@ def iic_seg(
         "half_window": half_window,
         "lr": lr,
         "width": width,
+        "cnn_layers": _parse_layers(cnn_layers),
     }
     params = {key: v for key, v in params.items() if v is not None}
+    params["backbone"] = backbone
     tf_kw: dict[str, Any] = {"sobel": sobel, "flip": flip}
     if crop_min is not None:
         tf_kw["crop_min"] = crop_min

@@ -43,6 +43,9 @@ from clusterlens.deep._seg import (  # noqa: E402
     segmentation_step_loss,
 )
 from clusterlens.deep._seg_nets import (  # noqa: E402
+    CNN_LAYERS,
+    DEFAULT_CNN_LAYERS,
+    LEGACY_CNN_LAYERS,
     SEG_FEATURES,
     CnnFeatureMaps,
     SegNet,
@@ -56,7 +59,10 @@ from clusterlens.deep._transforms import (  # noqa: E402
 
 __all__ = [
     "BACKBONES",
+    "CNN_LAYERS",
+    "DEFAULT_CNN_LAYERS",
     "IIC",
+    "LEGACY_CNN_LAYERS",
     "PRESETS",
     "SCAN",
     "SEG_FEATURES",

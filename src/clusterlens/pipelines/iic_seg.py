@@ -160,8 +160,8 @@ def _label_paths(
 def _pixel_features(
     images: npt.NDArray[np.uint8], features: str, *, n_threads: int, cnn: Any = None
 ) -> Any:
-    """(n, C, h, w) float32 torch tensor of per-pixel features (``cnn``: a
-    loaded :class:`~clusterlens.deep.CnnFeatureMaps` to reuse)."""
+    """(n, C, h, w) float32 torch tensor of per-pixel features (``cnn``: the
+    :class:`~clusterlens.deep.CnnFeatureMaps` to use)."""
     import torch
 
     x = torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2)))
@@ -174,13 +174,29 @@ def _pixel_features(
 
 
 class _PixelKMeans:
-    """k-means on per-pixel features; predicts at any size (features upsampled)."""
+    """k-means on per-pixel features; predicts at any size (scores upsampled)."""
 
     def __init__(
-        self, centers: npt.NDArray[np.float32], features: str, size: tuple[int, int]
+        self,
+        centers: npt.NDArray[np.float32],
+        features: str,
+        size: tuple[int, int],
+        cnn_layers: tuple[str, ...] | None = None,
+        backbone: str = "lite0",
     ):
         self.centers, self.features, self.image_size = centers, features, size
+        self.cnn_layers, self.backbone = cnn_layers, backbone
         self._cnn: Any = None
+
+    def _model(self) -> Any:
+        if self.features == "cnn" and self._cnn is None:
+            from clusterlens.deep import DEFAULT_CNN_LAYERS, CnnFeatureMaps
+
+            # loaded once, not once per image
+            self._cnn = CnnFeatureMaps(
+                self.cnn_layers or DEFAULT_CNN_LAYERS, self.backbone
+            )
+        return self._cnn
 
     @classmethod
     def fit(
@@ -191,56 +207,98 @@ class _PixelKMeans:
         size: tuple[int, int],
         random_state: int,
         n_threads: int,
+        cnn_layers: tuple[str, ...] | None = None,
+        backbone: str = "lite0",
     ) -> _PixelKMeans:
         from clusterlens.cluster import KMeans
 
-        f = _pixel_features(images, features, n_threads=n_threads)
-        flat = f.permute(0, 2, 3, 1).reshape(-1, f.shape[1]).numpy()
+        model = cls(np.zeros((0, 0), np.float32), features, size, cnn_layers, backbone)
         rng = check_random_state(random_state)
-        if flat.shape[0] > KMEANS_MAX_PIXELS:
-            pick = np.sort(rng.choice(flat.shape[0], KMEANS_MAX_PIXELS, replace=False))
-            flat = flat[pick]
-        km = KMeans(k, random_state=rng).fit(np.ascontiguousarray(flat))
-        return cls(km.cluster_centers_.astype(np.float32), features, size)
+        # a few images at a time: the maps of every image at once would hold
+        # n x h x w x C floats (3 GB for 468 CamVid photos and the CNN head)
+        chunk = 16
+        parts: list[npt.NDArray[np.float32]] = []
+        pick: npt.NDArray[np.int64] | None = None
+        for s in range(0, images.shape[0], chunk):
+            f = _pixel_features(
+                images[s : s + chunk], features, n_threads=n_threads, cnn=model._model()
+            )
+            flat = f.permute(0, 2, 3, 1).reshape(-1, f.shape[1]).numpy()
+            per_image = flat.shape[0] // f.shape[0]  # the same for every image
+            n_px = per_image * images.shape[0]
+            if s == 0 and n_px > KMEANS_MAX_PIXELS:
+                pick = np.sort(rng.choice(n_px, KMEANS_MAX_PIXELS, replace=False))
+            if pick is not None:
+                lo = s * per_image
+                flat = flat[pick[(pick >= lo) & (pick < lo + flat.shape[0])] - lo]
+            parts.append(flat)
+        km = KMeans(k, random_state=rng).fit(
+            np.ascontiguousarray(np.concatenate(parts))
+        )
+        model.centers = km.cluster_centers_.astype(np.float32)
+        return model
+
+    def predict_scores(
+        self, image: npt.NDArray[np.uint8], size: tuple[int, int], n_threads: int
+    ) -> npt.NDArray[np.float32]:
+        """``(k, *size)``: each centre's squared distance less ``|x|^2``.
+
+        Computed on the features' grid and upsampled (bilinear): the same as
+        measuring the upsampled features, since a pixel's ``|x|^2`` is the
+        same for every centre and the rest is linear in ``x``.
+        """
+        import torch
+        import torch.nn.functional as F
+
+        f = _pixel_features(
+            image[None], self.features, n_threads=n_threads, cnn=self._model()
+        )[0]
+        c = torch.from_numpy(self.centers)
+        d = (c * c).sum(1)[:, None, None] - 2.0 * torch.einsum("chw,kc->khw", f, c)
+        d = F.interpolate(d[None], size=size, mode="bilinear", align_corners=False)
+        return d[0].numpy()
 
     def predict(
         self, image: npt.NDArray[np.uint8], size: tuple[int, int], n_threads: int
     ) -> tuple[npt.NDArray[np.int64], None]:
-        import torch
-        import torch.nn.functional as F
-
-        if self.features == "cnn" and self._cnn is None:
-            from clusterlens.deep import CnnFeatureMaps
-
-            self._cnn = CnnFeatureMaps()  # loaded once, not once per image
-        f = _pixel_features(
-            image[None], self.features, n_threads=n_threads, cnn=self._cnn
-        )
-        f = F.interpolate(f, size=size, mode="bilinear", align_corners=False)[0]
-        x = f.reshape(f.shape[0], -1).T  # (pixels, C)
-        c = torch.from_numpy(self.centers)
-        d = (c * c).sum(1)[None, :] - 2.0 * (x @ c.T)
-        return d.argmin(1).reshape(size).numpy().astype(np.int64), None
+        d = self.predict_scores(image, size, n_threads)
+        return d.argmin(0).astype(np.int64), None
 
     def save(self, path: Path) -> None:
+        params: dict[str, Any] = {
+            "features": self.features,
+            "image_size": list(self.image_size),
+        }
+        if self.features == "cnn":
+            params["cnn_layers"] = list(self._model().layers)
+            params["backbone"] = self.backbone
         write_model(
             path,
             {"centers": self.centers},
             fmt=KMEANS_FORMAT,
             version=1,
-            params={"features": self.features, "image_size": list(self.image_size)},
+            params=params,
             attributes={"n_clusters": int(self.centers.shape[0])},
             kind="pixel k-means",
         )
 
     @classmethod
     def load(cls, path: Path) -> _PixelKMeans:
+        from clusterlens.deep import LEGACY_CNN_LAYERS
+
         meta, arrays = read_model(
             path, fmt=KMEANS_FORMAT, version=1, what="pixel k-means model"
         )
         p = meta["params"]
-        return cls(np.asarray(arrays["centers"], np.float32), p["features"],
-                   tuple(p["image_size"]))  # fmt: skip
+        # models written before cnn_layers existed read the maps of that time
+        layers = tuple(p.get("cnn_layers", LEGACY_CNN_LAYERS))
+        return cls(
+            np.asarray(arrays["centers"], np.float32),
+            p["features"],
+            tuple(p["image_size"]),
+            layers,
+            p.get("backbone", "lite0"),
+        )
 
 
 # --------------------------------------------------------------------------- #
@@ -438,7 +496,14 @@ def run_iic_seg(
         predictor: Any = model
     else:
         predictor = _PixelKMeans.fit(
-            data.images, n_clusters, features, size, random_state, n_threads
+            data.images,
+            n_clusters,
+            features,
+            size,
+            random_state,
+            n_threads,
+            model._cnn_layers(),
+            model.backbone,
         )
     t_fit = time.perf_counter() - t0 - t_load
     summary, material = _write_outputs(
@@ -552,8 +617,18 @@ def _params(model: Any, method: str) -> dict[str, Any]:
     }
     p["method"] = method
     p["image_size"] = list(model._image_size())
+    p["cnn_layers"] = list(model._cnn_layers())
+    if p["features"] != "cnn":  # the CNN's settings do not apply
+        del p["cnn_layers"], p["backbone"]
     if method == "kmeans":  # the IIC settings do not apply
-        keys = ("n_clusters", "features", "image_size", "random_state", "n_threads")
+        keys: tuple[str, ...] = (
+            "n_clusters",
+            "features",
+            "image_size",
+            "random_state",
+            "n_threads",
+        )
+        keys += ("cnn_layers", "backbone") if p["features"] == "cnn" else ()
         return {"method": method, **{k: p[k] for k in keys}}
     if method == "iic":
         p["transforms"] = model.transforms_.to_dict()

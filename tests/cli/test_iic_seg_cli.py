@@ -206,3 +206,30 @@ def test_train_on_classes_counts_only_the_labelled_pixels(photos, tmp_path):
             tmp_path / "b", *FAST)  # fmt: skip
     _one_line_error(r, "needs --labels")
     assert not (tmp_path / "b").exists()
+
+
+def test_cnn_layers_option(photos, tmp_path):
+    """--cnn-layers picks the frozen maps (k-means on them records which);
+    a bad list or a CNN option with --features rgb is a usage error."""
+    img_dir, _ = photos
+    out = tmp_path / "km"
+    r = run(
+        "iic-seg", img_dir, "--k", 2, "--method", "kmeans", "--features", "cnn",
+        "--cnn-layers", "s16,head", "--image-size", "32x48", "--out", out,
+        "--format", "json", "--quiet",
+    )  # fmt: skip
+    assert r.exit_code == 0, r.output
+    params = json.loads((out / "model.json").read_text())["params"]
+    assert params["cnn_layers"] == ["s16", "head"] and params["backbone"] == "lite0"
+    run_params = json.loads((out / "run.json").read_text())["parameters"]
+    assert run_params["cnn_layers"] == ["s16", "head"]
+    r = run(
+        "iic-seg", img_dir, "--k", 2, "--features", "cnn", "--cnn-layers",
+        "s8,s4", "--out", tmp_path / "bad",
+    )  # fmt: skip
+    assert r.exit_code == 2 and "--cnn-layers" in r.output and "s8, s16" in r.output
+    assert not (tmp_path / "bad").exists()
+    r = run(
+        "iic-seg", img_dir, "--k", 2, "--backbone", "lite2", "--out", tmp_path / "b"
+    )
+    assert r.exit_code == 2 and "--features cnn only" in r.output

@@ -233,3 +233,32 @@ def test_cnn_layers_option(photos, tmp_path):
         "iic-seg", img_dir, "--k", 2, "--backbone", "lite2", "--out", tmp_path / "b"
     )
     assert r.exit_code == 2 and "--features cnn only" in r.output
+
+
+def test_refine_is_the_default_and_no_refine_keeps_the_network_masks(photos, tmp_path):
+    """--no-refine writes the network's upsampled arg-max; the default moves
+    the boundaries with the guided filter (refine_segmentation)."""
+    from clusterlens.deep import IICSegmenter, refine_segmentation
+
+    img_dir, _ = photos
+    out = tmp_path / "seg"
+    r = run("iic-seg", img_dir, "--k", 2, "--out", out, *FAST)
+    assert r.exit_code == 0, r.output
+    assert json.loads((out / "run.json").read_text())["parameters"]["refine"] is True
+    r = run(
+        "iic-seg-predict", out / "model", img_dir, "--no-refine", "--out",
+        tmp_path / "raw", "--format", "json", "--quiet",
+    )  # fmt: skip
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.output)["refine"] is False
+    model = IICSegmenter.load(out / "model", device="cpu")
+    for stem in ("f00", "f01"):
+        photo = np.asarray(Image.open(img_dir / f"{stem}.jpg").convert("RGB"))
+        small = np.asarray(
+            Image.fromarray(photo).resize((48, 32), Image.Resampling.BILINEAR)
+        )
+        raw = np.asarray(Image.open(tmp_path / "raw" / "masks" / f"{stem}.png"))
+        want = model.predict(small[None], size=photo.shape[:2])[0]
+        assert (raw == want).mean() > 0.99
+        refined = np.asarray(Image.open(out / "masks" / f"{stem}.png"))
+        np.testing.assert_array_equal(refined, refine_segmentation(raw, photo, 2))

@@ -29,6 +29,10 @@ from clusterlens.deep._loss import (  # noqa: E402
 )
 from clusterlens.deep._nets import BACKBONES, EmbeddingHeads, IICNet  # noqa: E402
 from clusterlens.deep._presets import PRESETS, Preset, get_preset  # noqa: E402
+from clusterlens.deep._refine import (  # noqa: E402
+    guided_filter,
+    refine_segmentation,
+)
 from clusterlens.deep._scan import (  # noqa: E402
     SCAN,
     EmbeddingPreprocessor,
@@ -80,6 +84,7 @@ __all__ = [
     "cnn_pixel_features",
     "default_transforms",
     "get_preset",
+    "guided_filter",
     "iid_loss",
     "iid_segmentation_loss",
     "invert_geometry",
@@ -88,6 +93,7 @@ __all__ = [
     "mine_neighbors",
     "mutual_information_loss",
     "random_geometry",
+    "refine_segmentation",
     "scan_loss",
     "segmentation_step_loss",
     "sobel",

@@ -198,6 +198,7 @@ def _row(
             features=features,
             random_state=a.seed,
             n_threads=a.threads,
+            refine=a.refine,
         )
     else:
         info = _iic(splits, features, k, a, fit_dir, task)
@@ -211,6 +212,7 @@ def _row(
         labels=[splits["test"] / "labels"],
         classes=task,
         n_threads=a.threads,
+        refine=a.refine,
     )
     row = {
         "task": task,
@@ -241,6 +243,13 @@ def main(argv: list[str] | None = None) -> int:
         help="IIC counts only the pixels of the task's classes (the paper's "
         "COCO-Stuff-3 protocol; the labels choose pixels, never clusters)",
     )
+    p.add_argument(
+        "--no-refine",
+        dest="refine",
+        action="store_false",
+        help="score the networks' upsampled masks, without the guided filter "
+        "that iic-seg applies by default",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--keep", type=Path, default=None, help="keep the outputs here")
@@ -263,6 +272,7 @@ def main(argv: list[str] | None = None) -> int:
         "threads": a.threads,
         "minutes_per_iic_run": a.minutes,
         "iic_train_on_classes": a.train_on_classes,
+        "refine": a.refine,
         "rows": rows,
         "issue_kmeans_rgb": ISSUE_KMEANS_RGB,
         "target": TARGET,

@@ -530,6 +530,8 @@ def run_iic_seg(
         refine=refine,
         fit_seconds=t_fit,
     )
+    if features == "cnn":
+        summary["cnn_layers"] = list(model._cnn_layers())
     if method == "iic":
         summary.update(
             head=model.head_,
@@ -731,6 +733,12 @@ def run_iic_seg_predict(
         verbose=verbose,
     )
     summary.update(method=method, features=feats, image_size=list(size), refine=refine)
+    if feats == "cnn":
+        summary["cnn_layers"] = list(
+            predictor._model().layers
+            if method == "kmeans"
+            else predictor.net_.frozen.layers
+        )
     build_iic_seg_report(
         out / "report.html",
         data=data,

@@ -227,9 +227,7 @@ def test_cnn_layers_option(photos, tmp_path):
     p.feed((out / "report.html").read_text())
     text = " ".join(p.text)
     assert "CNN maps" in text and "s16, head" in text
-    assert (
-        "moved onto the photo's edges" in text or "moved onto the photo&#39;s" in text
-    )
+    assert "moved onto the photo's edges (guided filter)" in text
     r = run(
         "iic-seg", img_dir, "--k", 2, "--features", "cnn", "--cnn-layers",
         "s8,s4", "--out", tmp_path / "bad",

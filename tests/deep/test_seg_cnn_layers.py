@@ -114,7 +114,9 @@ FAST = {
 
 def test_default_trunk_projects_the_head_and_round_trips(tmp_path):
     X = _textures(8, seed=2)
-    seg = IICSegmenter(2, epochs=1, random_state=0, **FAST).fit(X)
+    seg = IICSegmenter(
+        2, epochs=1, random_state=0, cnn_layers=DEFAULT_CNN_LAYERS, **FAST
+    ).fit(X)
     assert seg.net_.project["head"].in_channels == 1280
     assert seg.net_.trunk[0].in_channels == 40 + 112 + 96
     seg.save(tmp_path / "seg")
@@ -126,14 +128,15 @@ def test_default_trunk_projects_the_head_and_round_trips(tmp_path):
 
 
 def test_models_and_checkpoints_of_the_old_trunk(tmp_path):
-    """A model with the maps of before ``cnn_layers`` is written exactly as
-    then (no ``cnn_layers`` in its parameters) and loads with them; an old
-    checkpoint resumes with --cnn-layers s8,s16 and is refused, with the fix
-    named, under the new default."""
+    """IIC's default trunk is the one of before ``cnn_layers``: written
+    exactly as then (no ``cnn_layers`` in its parameters), it loads and
+    resumes; asked for other maps, an old checkpoint is refused with the fix
+    named."""
     X = _textures(8, seed=3)
     ckpt = tmp_path / "ckpt"
     ckpt.mkdir()
-    old = {**FAST, "cnn_layers": LEGACY_CNN_LAYERS}
+    old = {**FAST}  # the default
+    assert IICSegmenter(2, **old)._cnn_layers() == LEGACY_CNN_LAYERS
     seg = IICSegmenter(2, epochs=1, random_state=0, checkpoint_dir=ckpt, **old)
     seg.fit(X)
     assert len(seg.net_.project) == 0
@@ -144,9 +147,18 @@ def test_models_and_checkpoints_of_the_old_trunk(tmp_path):
     back = IICSegmenter.load(tmp_path / "seg", device="cpu")
     assert back.net_.frozen.layers == LEGACY_CNN_LAYERS
     np.testing.assert_array_equal(back.predict_proba(X), seg.predict_proba(X))
-    with pytest.raises(DataValidationError, match=r"older clusterlens.*s8,s16"):
+    with pytest.raises(
+        DataValidationError,
+        match=r"stride-16 maps only.*not on s8,s16,head.*--cnn-layers s8,s16",
+    ):
         IICSegmenter(
-            2, epochs=2, random_state=0, checkpoint_dir=ckpt, resume=True, **FAST
+            2,
+            epochs=2,
+            random_state=0,
+            checkpoint_dir=ckpt,
+            resume=True,
+            cnn_layers=DEFAULT_CNN_LAYERS,
+            **FAST,
         ).fit(X)
     resumed = IICSegmenter(
         2, epochs=2, random_state=0, checkpoint_dir=ckpt, resume=True, **old

@@ -49,10 +49,12 @@ from clusterlens.deep._seg import (  # noqa: E402
 from clusterlens.deep._seg_nets import (  # noqa: E402
     CNN_LAYERS,
     DEFAULT_CNN_LAYERS,
+    IIC_CNN_LAYERS,
     LEGACY_CNN_LAYERS,
     SEG_FEATURES,
     CnnFeatureMaps,
     SegNet,
+    check_cnn_layers,
     cnn_pixel_features,
 )
 from clusterlens.deep._transforms import (  # noqa: E402
@@ -66,6 +68,7 @@ __all__ = [
     "CNN_LAYERS",
     "DEFAULT_CNN_LAYERS",
     "IIC",
+    "IIC_CNN_LAYERS",
     "LEGACY_CNN_LAYERS",
     "PRESETS",
     "SCAN",
@@ -81,6 +84,7 @@ __all__ = [
     "Transforms",
     "apply_geometry",
     "as_image_tensor",
+    "check_cnn_layers",
     "cnn_pixel_features",
     "default_transforms",
     "get_preset",

@@ -25,6 +25,7 @@ from clusterlens.features._effnet import INPUT_MEAN, INPUT_STD, build_efficientn
 __all__ = [
     "CNN_LAYERS",
     "DEFAULT_CNN_LAYERS",
+    "IIC_CNN_LAYERS",
     "LEGACY_CNN_LAYERS",
     "SEG_FEATURES",
     "CnnFeatureMaps",
@@ -44,12 +45,15 @@ _CNN_HEAD_CHANNELS = 96
 #: Maps of the frozen CNN the "cnn" trunk can read, and their strides.
 _LAYER_STRIDE = {"s8": 8, "s16": 16, "s32": 32, "head": 32}
 CNN_LAYERS = tuple(_LAYER_STRIDE)
-#: Default: the stride-8 and -16 blocks for the grid, the conv head for the
-#: semantics (CamVid val, k-means, Lite0 at 240x320: CamVid-3 0.882 -> 0.937,
-#: CamVid-6 0.591 -> 0.661 with the head added; benchmarks/iic_seg.py).
+#: Default (and k-means's): the stride-8 and -16 blocks for the grid, the
+#: conv head for the semantics (CamVid val, k-means, Lite0 at 240x320:
+#: CamVid-3 0.882 -> 0.937, CamVid-6 0.591 -> 0.661 with the head added;
+#: benchmarks/iic_seg.py).
 DEFAULT_CNN_LAYERS = ("s8", "s16", "head")
 #: The maps of models written before ``cnn_layers`` existed.
 LEGACY_CNN_LAYERS = ("s8", "s16")
+#: IIC's default: the same (on CamVid test the head lowered IIC on both tasks).
+IIC_CNN_LAYERS = LEGACY_CNN_LAYERS
 #: A map wider than this goes through a trainable 1x1 projection to
 #: ``_CNN_HEAD_CHANNELS`` at its own grid before the upsampling.
 _PROJECT_ABOVE = 256

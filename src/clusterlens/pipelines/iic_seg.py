@@ -392,6 +392,16 @@ def _write_outputs(
     return summary, material
 
 
+def _kmeans_layers(model: Any) -> tuple[str, ...]:
+    """The maps k-means reads: ``cnn_layers`` when given, else the CNN's
+    default with the head (IIC's default leaves the head out)."""
+    from clusterlens.deep import DEFAULT_CNN_LAYERS, check_cnn_layers
+
+    if model.cnn_layers is None:
+        return tuple(DEFAULT_CNN_LAYERS)
+    return check_cnn_layers(model.cnn_layers)
+
+
 def _check_k(n_clusters: Any) -> None:
     if isinstance(n_clusters, bool) or not isinstance(n_clusters, int | np.integer):
         raise InvalidParameterError(f"k must be an integer >= 2; got {n_clusters!r}.")
@@ -507,7 +517,7 @@ def run_iic_seg(
             size,
             random_state,
             n_threads,
-            model._cnn_layers(),
+            _kmeans_layers(model),
             model.backbone,
         )
     t_fit = time.perf_counter() - t0 - t_load
@@ -531,7 +541,9 @@ def run_iic_seg(
         fit_seconds=t_fit,
     )
     if features == "cnn":
-        summary["cnn_layers"] = list(model._cnn_layers())
+        summary["cnn_layers"] = list(
+            _kmeans_layers(model) if method == "kmeans" else model._cnn_layers()
+        )
     if method == "iic":
         summary.update(
             head=model.head_,
@@ -625,7 +637,9 @@ def _params(model: Any, method: str) -> dict[str, Any]:
     }
     p["method"] = method
     p["image_size"] = list(model._image_size())
-    p["cnn_layers"] = list(model._cnn_layers())
+    p["cnn_layers"] = list(
+        _kmeans_layers(model) if method == "kmeans" else model._cnn_layers()
+    )
     if p["features"] != "cnn":  # the CNN's settings do not apply
         del p["cnn_layers"], p["backbone"]
     if method == "kmeans":  # the IIC settings do not apply

@@ -112,7 +112,7 @@ itself, refined by default now (``--tasks camvid3 camvid6 --methods
 kmeans-cnn``), gives the same 0.8862 / 0.5786 (fit 159 s / 129 s): k-means
 needs no training, far inside the issue's 60 minutes. IIC with its default
 maps (s8 + s16) and the refinement, ``--tasks camvid3 --methods iic-cnn
---minutes 10``: 0.8332, mIoU 0.6013 (44 epochs, 608 s; under the 0.851 of
+--minutes 10``: 0.8332, mIoU 0.6013 (47 epochs, 608 s; under the 0.851 of
 the 18-minute run above, within the spread of these runs: 0.832 after 55
 minutes).
 

@@ -206,3 +206,64 @@ def test_train_on_classes_counts_only_the_labelled_pixels(photos, tmp_path):
             tmp_path / "b", *FAST)  # fmt: skip
     _one_line_error(r, "needs --labels")
     assert not (tmp_path / "b").exists()
+
+
+def test_cnn_layers_option(photos, tmp_path):
+    """--cnn-layers picks the frozen maps (k-means on them records which);
+    a bad list or a CNN option with --features rgb is a usage error."""
+    img_dir, _ = photos
+    out = tmp_path / "km"
+    r = run(
+        "iic-seg", img_dir, "--k", 2, "--method", "kmeans", "--features", "cnn",
+        "--cnn-layers", "s16,head", "--image-size", "32x48", "--out", out,
+        "--format", "json", "--quiet",
+    )  # fmt: skip
+    assert r.exit_code == 0, r.output
+    params = json.loads((out / "model.json").read_text())["params"]
+    assert params["cnn_layers"] == ["s16", "head"] and params["backbone"] == "lite0"
+    run_params = json.loads((out / "run.json").read_text())["parameters"]
+    assert run_params["cnn_layers"] == ["s16", "head"]
+    p = _Parser()
+    p.feed((out / "report.html").read_text())
+    text = " ".join(p.text)
+    assert "CNN maps" in text and "s16, head" in text
+    assert "moved onto the photo's edges (guided filter)" in text
+    r = run(
+        "iic-seg", img_dir, "--k", 2, "--features", "cnn", "--cnn-layers",
+        "s8,s4", "--out", tmp_path / "bad",
+    )  # fmt: skip
+    assert r.exit_code == 2 and "--cnn-layers" in r.output and "s8, s16" in r.output
+    assert not (tmp_path / "bad").exists()
+    r = run(
+        "iic-seg", img_dir, "--k", 2, "--backbone", "lite2", "--out", tmp_path / "b"
+    )
+    assert r.exit_code == 2 and "--features cnn only" in r.output
+
+
+def test_refine_is_the_default_and_no_refine_keeps_the_network_masks(photos, tmp_path):
+    """--no-refine writes the network's upsampled arg-max; the default moves
+    the boundaries with the guided filter (refine_segmentation)."""
+    from clusterlens.deep import IICSegmenter, refine_segmentation
+
+    img_dir, _ = photos
+    out = tmp_path / "seg"
+    r = run("iic-seg", img_dir, "--k", 2, "--out", out, *FAST)
+    assert r.exit_code == 0, r.output
+    assert json.loads((out / "run.json").read_text())["parameters"]["refine"] is True
+    r = run(
+        "iic-seg-predict", out / "model", img_dir, "--no-refine", "--out",
+        tmp_path / "raw", "--format", "json", "--quiet",
+    )  # fmt: skip
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.output)["refine"] is False
+    model = IICSegmenter.load(out / "model", device="cpu")
+    for stem in ("f00", "f01"):
+        photo = np.asarray(Image.open(img_dir / f"{stem}.jpg").convert("RGB"))
+        small = np.asarray(
+            Image.fromarray(photo).resize((48, 32), Image.Resampling.BILINEAR)
+        )
+        raw = np.asarray(Image.open(tmp_path / "raw" / "masks" / f"{stem}.png"))
+        want = model.predict(small[None], size=photo.shape[:2])[0]
+        assert (raw == want).mean() > 0.99
+        refined = np.asarray(Image.open(out / "masks" / f"{stem}.png"))
+        np.testing.assert_array_equal(refined, refine_segmentation(raw, photo, 2))

@@ -76,9 +76,7 @@ def test_no_confident_image_leaves_the_network_unchanged(caplog):
     base = _model(epochs=1).fit(X)
     with caplog.at_level(logging.WARNING, logger="clusterlens.deep._iic"):
         model = _model(epochs=1, self_label_epochs=1, confidence=1 - 1e-12).fit(X)
-    for (key, a), b in zip(
-        _state(base).items(), _state(model).values(), strict=True
-    ):
+    for (key, a), b in zip(_state(base).items(), _state(model).values(), strict=True):
         assert torch.equal(a, b), key
     entry = model.history_[-1]
     assert entry["confident_share"] == 0 and entry["self_label_loss"] is None
@@ -120,9 +118,7 @@ def test_same_seed_same_result_and_resume_into_self_labelling(tmp_path):
     resumed = _model(
         epochs=2, self_label_epochs=2, confidence=0.5, checkpoint_dir=ckpt, resume=True
     ).fit(X)
-    for (key, a), b in zip(
-        _state(full).items(), _state(resumed).values(), strict=True
-    ):
+    for (key, a), b in zip(_state(full).items(), _state(resumed).values(), strict=True):
         assert torch.equal(a, b), key
     assert [e.get("self_label_loss") for e in resumed.history_] == [
         e.get("self_label_loss") for e in full.history_

@@ -31,6 +31,10 @@ from clusterlens.deep._loss import (  # noqa: E402
 )
 from clusterlens.deep._nets import BACKBONES, EmbeddingHeads, IICNet  # noqa: E402
 from clusterlens.deep._presets import PRESETS, Preset, get_preset  # noqa: E402
+from clusterlens.deep._refine import (  # noqa: E402
+    guided_filter,
+    refine_segmentation,
+)
 from clusterlens.deep._scan import (  # noqa: E402
     SCAN,
     EmbeddingPreprocessor,
@@ -45,9 +49,14 @@ from clusterlens.deep._seg import (  # noqa: E402
     segmentation_step_loss,
 )
 from clusterlens.deep._seg_nets import (  # noqa: E402
+    CNN_LAYERS,
+    DEFAULT_CNN_LAYERS,
+    IIC_CNN_LAYERS,
+    LEGACY_CNN_LAYERS,
     SEG_FEATURES,
     CnnFeatureMaps,
     SegNet,
+    check_cnn_layers,
     cnn_pixel_features,
 )
 from clusterlens.deep._transforms import (  # noqa: E402
@@ -59,7 +68,11 @@ from clusterlens.deep._transforms import (  # noqa: E402
 
 __all__ = [
     "BACKBONES",
+    "CNN_LAYERS",
+    "DEFAULT_CNN_LAYERS",
     "IIC",
+    "IIC_CNN_LAYERS",
+    "LEGACY_CNN_LAYERS",
     "PRESETS",
     "SCAN",
     "SEG_FEATURES",
@@ -76,10 +89,12 @@ __all__ = [
     "Transforms",
     "apply_geometry",
     "as_image_tensor",
+    "check_cnn_layers",
     "check_device",
     "cnn_pixel_features",
     "default_transforms",
     "get_preset",
+    "guided_filter",
     "iid_loss",
     "iid_segmentation_loss",
     "invert_geometry",
@@ -89,6 +104,7 @@ __all__ = [
     "mutual_information_loss",
     "nt_xent_loss",
     "random_geometry",
+    "refine_segmentation",
     "scan_loss",
     "segmentation_step_loss",
     "sobel",

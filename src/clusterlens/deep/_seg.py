@@ -16,7 +16,8 @@ import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
-from typing import Any
+from pathlib import Path
+from typing import Any, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -33,9 +34,16 @@ from clusterlens.deep._iic import (
     _torch_threads,
 )
 from clusterlens.deep._loss import iid_segmentation_loss
-from clusterlens.deep._seg_nets import SEG_FEATURES, SegNet
+from clusterlens.deep._seg_nets import (
+    IIC_CNN_LAYERS,
+    LEGACY_CNN_LAYERS,
+    SEG_FEATURES,
+    SegNet,
+    check_cnn_layers,
+)
 from clusterlens.deep._transforms import jitter, sobel
 from clusterlens.exceptions import DataValidationError, InvalidParameterError
+from clusterlens.features._effnet import check_backbone
 from clusterlens.io._checkpoint import fingerprint
 from clusterlens.utils._progress import progress
 from clusterlens.utils.validation import (
@@ -216,8 +224,18 @@ class IICSegmenter(IIC):
         last epoch predicts (``head_``).
     features : {"rgb", "cnn"}, default="rgb"
         ``"rgb"``: a 6-layer VGG-style trunk learnt from the pixels (stride
-        4); ``"cnn"``: the frozen ImageNet EfficientNet-Lite0 feature maps
-        (stride 8) under two trainable convolutions.
+        4); ``"cnn"``: the frozen ImageNet EfficientNet-Lite feature maps
+        (``cnn_layers``, upsampled to stride 8) under two trainable
+        convolutions.
+    cnn_layers : sequence of {"s8", "s16", "s32", "head"} or None, default=None
+        The frozen maps the ``"cnn"`` trunk reads (see
+        :class:`~clusterlens.deep.CnnFeatureMaps`); None is ``("s8", "s16")``,
+        the trunk of the models written before this parameter existed: on
+        CamVid test (one 14-minute run per task, seed 0) adding the head
+        lowered IIC to 0.808 / 0.488 (CamVid-3 / -6) from 0.851 / 0.569,
+        though it lifts k-means on the maps (benchmarks/iic_seg.py).
+    backbone : {"lite0", "lite1", "lite2"}, default="lite0"
+        Whose packaged ImageNet weights the ``"cnn"`` trunk loads.
     image_size : (height, width) or None, default=None
         Every image is resized to this before the network (both multiples of
         16); None: (120, 160) for "rgb", (240, 320) for "cnn".
@@ -273,6 +291,8 @@ class IICSegmenter(IIC):
         n_clusters_over: int = 15,
         n_heads: int = 3,
         features: str = "rgb",
+        cnn_layers: tuple[str, ...] | None = None,
+        backbone: str = "lite0",
         image_size: tuple[int, int] | None = None,
         half_window: int = 2,
         batch_size: int = 8,
@@ -292,6 +312,8 @@ class IICSegmenter(IIC):
         self.n_clusters_over = n_clusters_over
         self.n_heads = n_heads
         self.features = features
+        self.cnn_layers = cnn_layers
+        self.backbone = backbone
         self.image_size = image_size
         self.half_window = half_window
         self.batch_size = batch_size
@@ -318,6 +340,8 @@ class IICSegmenter(IIC):
             )
         check_int(self.n_heads, "n_heads", _OWNER, low=1)
         check_options(self.features, "features", _OWNER, SEG_FEATURES)
+        self._cnn_layers()
+        check_backbone(self.backbone, _OWNER)
         check_int(self.half_window, "half_window", _OWNER, low=0, high=16)
         check_int(self.batch_size, "batch_size", _OWNER, low=1)
         check_int(self.epochs, "epochs", _OWNER, low=1)
@@ -344,6 +368,11 @@ class IICSegmenter(IIC):
                 "resume=True needs checkpoint_dir: the folder of the checkpoint to "
                 "continue from."
             )
+
+    def _cnn_layers(self) -> tuple[str, ...]:
+        if self.cnn_layers is None:
+            return IIC_CNN_LAYERS
+        return check_cnn_layers(self.cnn_layers)
 
     def _image_size(self) -> tuple[int, int]:
         size = self.image_size
@@ -381,6 +410,15 @@ class IICSegmenter(IIC):
         p["random_state"] = (
             p["random_state"] if isinstance(p["random_state"], int | None) else "gen"
         )
+        # the CNN's maps: resolved, and left out where they change nothing
+        # (the "rgb" trunk) or are those of the models written before the
+        # option (so their checkpoints resume with cnn_layers=("s8", "s16"))
+        layers = list(self._cnn_layers())
+        del p["cnn_layers"], p["backbone"]
+        if self.features == "cnn" and (
+            tuple(layers) != LEGACY_CNN_LAYERS or self.backbone != "lite0"
+        ):
+            p["cnn_layers"], p["backbone"] = layers, self.backbone
         return p
 
     def _build(self, shape: Any = None) -> None:
@@ -394,6 +432,8 @@ class IICSegmenter(IIC):
             self.n_clusters_over,
             self.n_heads,
             self.width,
+            self._cnn_layers(),
+            self.backbone,
         )
 
     def _resize(self, images: torch.Tensor) -> torch.Tensor:
@@ -501,10 +541,10 @@ class IICSegmenter(IIC):
                     else:
                         losses = self._seg_step(
                             opt,
-                            cache[0][idx].to(device, torch.float32),
+                            tuple(m[idx].to(device, torch.float32) for m in cache[0]),
                             heads,
                             gen,
-                            cache[1][idx].to(device, torch.float32),
+                            tuple(m[idx].to(device, torch.float32) for m in cache[1]),
                             keep=kb,
                         )
                     for head, per_head in losses.items():
@@ -541,20 +581,57 @@ class IICSegmenter(IIC):
         net.eval()
         return self
 
+    def _load_checkpoint(
+        self, opt: torch.optim.Optimizer, gen: torch.Generator, fp: str
+    ) -> int:
+        try:
+            return super()._load_checkpoint(opt, gen, fp)
+        except DataValidationError as e:
+            if "other parameters" not in str(e) or not self._legacy_checkpoint():
+                raise
+            raise DataValidationError(
+                f"The checkpoint in {self.checkpoint_dir} was written with the CNN "
+                "trunk on the stride-8 and stride-16 maps only (IIC's default, and "
+                "every checkpoint from before --cnn-layers), not on "
+                f"{','.join(self._cnn_layers())}. Resume it with --cnn-layers s8,s16 "
+                "(or without the option), or start again in a new checkpoint "
+                "folder."
+            ) from e
+
+    def _legacy_checkpoint(self) -> bool:
+        """Whether the checkpoint is a "cnn" one on the stride-8/16 maps (its
+        parameters then hold no ``cnn_layers``, as before the option)."""
+        from clusterlens.io._safe import read_json
+
+        if self.features != "cnn" or self._cnn_layers() == LEGACY_CNN_LAYERS:
+            return False
+        path = Path(self.checkpoint_dir) / f"{self._ckpt_name}.json"  # type: ignore[arg-type]
+        try:
+            params = read_json(path, what="checkpoint", fix="").get("params", {})
+        except DataValidationError:
+            return False
+        return (
+            isinstance(params, dict)
+            and params.get("features") == "cnn"
+            and "cnn_layers" not in params
+        )
+
     def _frozen_cache(
         self, data: torch.Tensor, gen: torch.Generator
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+    ) -> tuple[tuple[torch.Tensor, ...], tuple[torch.Tensor, ...]]:
         """The frozen CNN's maps of every image and of a colour-jittered copy.
 
-        Computed once (float16): a step then runs only the trainable layers,
-        and the second view is the geometric transformation of the jittered
-        copy's maps (the frozen network is not retrained, so its maps of a
-        view equal the view of its maps up to resampling and borders).
+        Computed once (float16, each map at its own grid): a step then runs
+        only the trainable layers, and the second view is the geometric
+        transformation of the jittered copy's maps (the frozen network is not
+        retrained, so its maps of a view equal the view of its maps up to
+        resampling and borders).
         """
         net: SegNet = self.net_  # type: ignore[assignment]
         tf = self.transforms_
         device = net.trainable_parameters()[0].device
-        clean, jittered = [], []
+        clean: list[tuple[torch.Tensor, ...]] = []
+        jittered: list[tuple[torch.Tensor, ...]] = []
         chunk = 16
         bar = progress(
             total=(data.shape[0] + chunk - 1) // chunk,
@@ -565,39 +642,48 @@ class IICSegmenter(IIC):
         for s in range(0, data.shape[0], chunk):
             x = data[s : s + chunk].to(device)
             xj = jitter(x, gen, tf.brightness, tf.contrast, tf.saturation, tf.hue)
-            clean.append(net.frozen(x).to("cpu", torch.float16))  # type: ignore[misc]
-            jittered.append(net.frozen(xj).to("cpu", torch.float16))  # type: ignore[misc]
+            for out, img in ((clean, x), (jittered, xj)):
+                maps = net.frozen.maps(img)  # type: ignore[union-attr]
+                out.append(tuple(m.to("cpu", torch.float16) for m in maps))
             bar.update(1)
         bar.close()
-        return torch.cat(clean), torch.cat(jittered)
+        return (
+            tuple(torch.cat(parts) for parts in zip(*clean, strict=True)),
+            tuple(torch.cat(parts) for parts in zip(*jittered, strict=True)),
+        )
 
     def _seg_step(
         self,
         opt: torch.optim.Optimizer,
-        x: torch.Tensor,
+        x: torch.Tensor | tuple[torch.Tensor, ...],
         heads: list[str],
         gen: torch.Generator,
-        x_jittered: torch.Tensor | None = None,
+        x_jittered: tuple[torch.Tensor, ...] | None = None,
         keep: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
         """One optimisation step; returns each head's per-sub-head -I.
 
-        ``x`` is a batch of images, or of the frozen CNN's maps when
-        ``x_jittered`` (the maps of colour-jittered copies) is given.
+        ``x`` is a batch of images, or of the frozen CNN's maps (a tuple, one
+        tensor per layer) when ``x_jittered`` (the maps of colour-jittered
+        copies) is given.
         """
         net: SegNet = self.net_  # type: ignore[assignment]
         tf = self.transforms_
-        theta = random_geometry(x.shape[0], gen, crop_min=tf.crop_min, flip=tf.flip).to(
-            x.device
-        )
+        first = x[0] if isinstance(x, tuple) else x
+        theta = random_geometry(
+            first.shape[0], gen, crop_min=tf.crop_min, flip=tf.flip
+        ).to(first.device)
         if x_jittered is None:
+            x = cast(torch.Tensor, x)
             xt = apply_geometry(x, theta)
             xt = jitter(xt, gen, tf.brightness, tf.contrast, tf.saturation, tf.hue)
             f = net.features(tf.finish(x))
             ft = net.features(tf.finish(xt))
         else:
             f = net.features(x, frozen_done=True)
-            ft = net.features(apply_geometry(x_jittered, theta), frozen_done=True)
+            ft = net.features(
+                tuple(apply_geometry(m, theta) for m in x_jittered), frozen_done=True
+            )
         total = f.new_zeros(())
         out: dict[str, torch.Tensor] = {}
         for head in heads:
@@ -680,6 +766,11 @@ class IICSegmenter(IIC):
     ) -> IICSegmenter:
         tf = params.pop("transforms", None)
         size = params.pop("image_size", None)
+        if params.get("features") == "cnn" and "cnn_layers" not in params:
+            # written before cnn_layers existed: the maps of that time
+            params["cnn_layers"] = LEGACY_CNN_LAYERS
+        if isinstance(params.get("cnn_layers"), list):
+            params["cnn_layers"] = tuple(params["cnn_layers"])
         unknown = sorted(set(params) - set(cls().get_params()))
         if unknown:
             raise ValueError(f"unknown parameters {', '.join(unknown)}")

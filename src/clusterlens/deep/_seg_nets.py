@@ -1,15 +1,17 @@
 """Fully convolutional trunks and per-pixel heads for IIC segmentation.
 
 Two trunks: ``"rgb"``, a small VGG-style net trained from scratch on the pixels
-(stride 4), and ``"cnn"``, the ImageNet EfficientNet-Lite0 that clusterlens
-ships, frozen, whose stride-8 and stride-16 feature maps (upsampled to stride
-8) feed two trainable 3x3 convolutions. :func:`cnn_pixel_features` gives the
-frozen maps alone, the embeddings of the k-means baseline.
+(stride 4), and ``"cnn"``, the ImageNet EfficientNet-Lite that clusterlens
+ships, frozen, whose feature maps of several depths (by default stride 8,
+stride 16 and the 1280-channel head at stride 32, upsampled to stride 8) feed
+two trainable convolutions. :func:`cnn_pixel_features` gives the frozen maps
+alone, the embeddings of the k-means baseline.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -17,9 +19,21 @@ import torch.nn.functional as F
 from torch import nn
 
 from clusterlens.deep._nets import _VGGTrunk
+from clusterlens.exceptions import InvalidParameterError
 from clusterlens.features._effnet import INPUT_MEAN, INPUT_STD, build_efficientnet_lite
 
-__all__ = ["SEG_FEATURES", "CnnFeatureMaps", "SegNet", "cnn_pixel_features"]
+__all__ = [
+    "CNN_LAYERS",
+    "DEFAULT_CNN_LAYERS",
+    "IIC_CNN_LAYERS",
+    "LEGACY_CNN_LAYERS",
+    "SEG_FEATURES",
+    "CnnFeatureMaps",
+    "SegNet",
+    "check_cnn_layers",
+    "cnn_pixel_features",
+    "stack_maps",
+]
 
 #: Trunks: "rgb" learns from the pixels, "cnn" sits on frozen ImageNet maps.
 SEG_FEATURES = ("rgb", "cnn")
@@ -28,36 +42,71 @@ _RGB_CFG: list[int | str] = [64, 64, "M", 128, 128, "M", 256, 256]
 # Trainable layers on the frozen CNN maps: a 3x3 then a 1x1 convolution (two
 # 3x3 layers of 128 channels cost 4x the compute for a CPU step).
 _CNN_HEAD_CHANNELS = 96
+#: Maps of the frozen CNN the "cnn" trunk can read, and their strides.
+_LAYER_STRIDE = {"s8": 8, "s16": 16, "s32": 32, "head": 32}
+CNN_LAYERS = tuple(_LAYER_STRIDE)
+#: Default (and k-means's): the stride-8 and -16 blocks for the grid, the
+#: conv head for the semantics (CamVid val, k-means, Lite0 at 240x320:
+#: CamVid-3 0.882 -> 0.937, CamVid-6 0.591 -> 0.661 with the head added;
+#: benchmarks/iic_seg.py).
+DEFAULT_CNN_LAYERS = ("s8", "s16", "head")
+#: The maps of models written before ``cnn_layers`` existed.
+LEGACY_CNN_LAYERS = ("s8", "s16")
+#: IIC's default: the same (on CamVid test the head lowered IIC on both tasks).
+IIC_CNN_LAYERS = LEGACY_CNN_LAYERS
+#: A map wider than this goes through a trainable 1x1 projection to
+#: ``_CNN_HEAD_CHANNELS`` at its own grid before the upsampling.
+_PROJECT_ABOVE = 256
 
 
 class CnnFeatureMaps(nn.Module):
-    """Frozen EfficientNet-Lite0: stride-8 and stride-16 maps, concatenated.
+    """Frozen EfficientNet-Lite maps of several depths, each L2-normalised.
 
-    Each part is L2-normalised per pixel before the concatenation, so both
-    scales weigh the same; the stride-16 map is upsampled (bilinear) to the
-    stride-8 grid. Input: RGB in [0, 1], ``(n, 3, H, W)`` with H and W
-    multiples of 16. Output: ``(n, C, H / 8, W / 8)``.
+    Parameters
+    ----------
+    layers : sequence of {"s8", "s16", "s32", "head"}, default=("s8", "s16", "head")
+        Which maps: the output of the last block at stride 8 (40 channels
+        for Lite0), at stride 16 (112), at stride 32 (320), and the
+        1280-channel convolutional head over it (stride 32, the layer the
+        image embeddings pool). Deeper maps carry more of the ImageNet
+        semantics (10-NN label purity of pooled CIFAR-10 features: 0.28,
+        0.39, 0.57 and 0.58-0.60 for Lite0), shallower ones the finer grid.
+    backbone : {"lite0", "lite1", "lite2"}, default="lite0"
+        Whose packaged ImageNet weights.
+
+    Each map is L2-normalised per pixel, so every layer weighs the same
+    whatever its width. :meth:`maps` gives them at their own grids,
+    ``forward`` upsampled (bilinear) to the finest one and concatenated.
+    Input: RGB in [0, 1], ``(n, 3, H, W)`` with H and W multiples of 16.
+    Output of ``forward``: ``(n, C, H / stride, W / stride)``.
     """
 
-    stride = 8
-
-    def __init__(self) -> None:
+    def __init__(
+        self,
+        layers: Sequence[str] = DEFAULT_CNN_LAYERS,
+        backbone: str = "lite0",
+    ) -> None:
         super().__init__()
-        net = build_efficientnet_lite(None)
+        self.layers = check_cnn_layers(layers)
+        net = build_efficientnet_lite(None, backbone=backbone)
         self.stem = nn.Sequential(net._conv_stem, net._bn0)
-        # cumulative stride after each block: the last block at 8 and at 16
-        stride, cut8, cut16 = 2, -1, -1
+        # cumulative stride after each block: the last block at 8, 16 and 32
+        stride, cut = 2, {}
         for i, block in enumerate(net._blocks):
             stride *= int(block._depthwise_conv.stride[0])
-            if stride == 8:
-                cut8 = i
-            elif stride == 16:
-                cut16 = i
-        self.blocks = nn.ModuleList(net._blocks[: cut16 + 1])
-        self.cut8 = cut8
-        self.out_channels = int(
-            net._blocks[cut8]._bn2.num_features + net._blocks[cut16]._bn2.num_features
+            cut[f"s{stride}"] = i
+        needed = [cut[name] for name in self.layers if name != "head"]
+        last = len(net._blocks) - 1 if "head" in self.layers else max(needed)
+        self.blocks = nn.ModuleList(net._blocks[: last + 1])
+        self.cuts = {cut[name]: name for name in self.layers if name != "head"}
+        self.conv_head = (
+            nn.Sequential(net._conv_head, net._bn1) if "head" in self.layers else None
         )
+        width = {name: int(net._blocks[i]._bn2.num_features) for name, i in cut.items()}
+        width["head"] = int(net._bn1.num_features)
+        self.channels = tuple(width[name] for name in self.layers)
+        self.out_channels = int(sum(self.channels))
+        self.stride = min(_LAYER_STRIDE[name] for name in self.layers)
         self.register_buffer(
             "mean", torch.tensor(INPUT_MEAN, dtype=torch.float32).view(1, 3, 1, 1)
         )
@@ -72,21 +121,54 @@ class CnnFeatureMaps(nn.Module):
         """Always in eval mode: its batch-norm statistics are ImageNet's."""
         return super().train(False)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def maps(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """The L2-normalised maps of ``layers``, each at its own grid."""
         with torch.no_grad():
             x = (x - self.mean) / self.std  # type: ignore[operator]
             x = F.relu6(self.stem(x))
-            f8 = x
+            found: dict[str, torch.Tensor] = {}
             for i, block in enumerate(self.blocks):
                 x = block(x)
-                if i == self.cut8:
-                    f8 = x
-            f16 = F.interpolate(
-                x, size=f8.shape[-2:], mode="bilinear", align_corners=False
-            )
-            return torch.cat(
-                [F.normalize(f8, dim=1), F.normalize(f16, dim=1)], dim=1
-            ).contiguous()
+                if i in self.cuts:
+                    found[self.cuts[i]] = x
+            if self.conv_head is not None:
+                found["head"] = F.relu6(self.conv_head(x))
+            return tuple(F.normalize(found[name], dim=1) for name in self.layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return stack_maps(self.maps(x))
+
+
+def stack_maps(maps: Sequence[torch.Tensor]) -> torch.Tensor:
+    """Maps of several grids -> one ``(n, sum C, h, w)`` at the finest grid."""
+    size = max((m.shape[-2:] for m in maps), key=lambda s: s[0] * s[1])
+    return torch.cat(
+        [
+            m
+            if m.shape[-2:] == size
+            else F.interpolate(m, size=size, mode="bilinear", align_corners=False)
+            for m in maps
+        ],
+        dim=1,
+    ).contiguous()
+
+
+def check_cnn_layers(layers: Any) -> tuple[str, ...]:
+    """``layers`` as a tuple of known, distinct layer names (else a clear error)."""
+    if isinstance(layers, str):
+        layers = [v.strip() for v in layers.split(",") if v.strip()]
+    try:
+        names = tuple(layers)
+    except TypeError:
+        names = ()
+    bad = [v for v in names if v not in _LAYER_STRIDE]
+    if not names or bad or len(set(names)) != len(names):
+        raise InvalidParameterError(
+            "The 'cnn_layers' parameter of IICSegmenter must be distinct names "
+            f"among {', '.join(CNN_LAYERS)} (e.g. 's8,s16,head'). Got {layers!r} "
+            "instead."
+        )
+    return names  # type: ignore[return-value]
 
 
 def _conv_bn_relu(c_in: int, c_out: int) -> list[nn.Module]:
@@ -104,8 +186,11 @@ class SegNet(nn.Module):
     ----------
     features : {"rgb", "cnn"}
         ``"rgb"``: a VGG-style trunk (6 conv layers, 2 pools, stride 4)
-        learnt from the input channels; ``"cnn"``: frozen EfficientNet-Lite0
-        maps (stride 8) under two trainable 3x3 convolutions.
+        learnt from the input channels; ``"cnn"``: frozen EfficientNet-Lite
+        maps (:class:`CnnFeatureMaps`, stride 8) under a trainable 3x3 and
+        1x1 convolution; a map wider than 256 channels (the 1280-channel
+        head) first goes through a trainable 1x1 projection to 96 channels
+        at its own grid.
     in_channels : int
         Input channels of the ``"rgb"`` trunk (3 RGB, 2 Sobel, 5 both).
     k, k_over : int
@@ -114,6 +199,10 @@ class SegNet(nn.Module):
         Sub-heads per head: 1x1 convolutions with a softmax over clusters.
     width : float
         Channel multiplier of the ``"rgb"`` trunk.
+    cnn_layers : sequence of str
+        The frozen maps of the ``"cnn"`` trunk (see :class:`CnnFeatureMaps`).
+    backbone : str
+        Whose weights the ``"cnn"`` trunk loads.
     """
 
     def __init__(
@@ -124,19 +213,29 @@ class SegNet(nn.Module):
         k_over: int,
         n_heads: int,
         width: float = 0.5,
+        cnn_layers: Sequence[str] = DEFAULT_CNN_LAYERS,
+        backbone: str = "lite0",
     ):
         super().__init__()
         self.k, self.k_over, self.n_heads = k, k_over, n_heads
+        self.project = nn.ModuleDict()
         if features == "cnn":
-            self.frozen: nn.Module | None = CnnFeatureMaps()
+            frozen = CnnFeatureMaps(cnn_layers, backbone)
+            self.frozen: CnnFeatureMaps | None = frozen
             c = _CNN_HEAD_CHANNELS
+            c_in = 0
+            for name, ch in zip(frozen.layers, frozen.channels, strict=True):
+                if ch > _PROJECT_ABOVE:
+                    self.project[name] = nn.Conv2d(ch, c, 1, bias=False)
+                    ch = c
+                c_in += ch
             self.trunk = nn.Sequential(
-                *_conv_bn_relu(self.frozen.out_channels, c),  # type: ignore[arg-type]
+                *_conv_bn_relu(c_in, c),
                 nn.Conv2d(c, c, 1, bias=False),
                 nn.BatchNorm2d(c),
                 nn.ReLU(inplace=True),
             )
-            self.stride = CnnFeatureMaps.stride
+            self.stride = frozen.stride
         else:
             self.frozen = None
             body = _VGGTrunk(_RGB_CFG, in_channels, width)
@@ -147,13 +246,25 @@ class SegNet(nn.Module):
         if k_over > 0:
             self.heads["over"] = nn.Conv2d(c, k_over * n_heads, 1)
 
-    def features(self, x: torch.Tensor, *, frozen_done: bool = False) -> torch.Tensor:
+    def features(
+        self,
+        x: torch.Tensor | Sequence[torch.Tensor],
+        *,
+        frozen_done: bool = False,
+    ) -> torch.Tensor:
         """Trunk output ``(n, C, H / stride, W / stride)``.
 
-        ``frozen_done``: ``x`` already holds the frozen CNN's maps.
+        ``frozen_done``: ``x`` already holds the frozen CNN's maps (the
+        tuple of :meth:`CnnFeatureMaps.maps`).
         """
-        if self.frozen is not None and not frozen_done:
-            x = self.frozen(x)
+        if self.frozen is not None:
+            maps = x if frozen_done else self.frozen.maps(x)  # type: ignore[arg-type]
+            x = stack_maps(
+                [
+                    self.project[name](m) if name in self.project else m
+                    for name, m in zip(self.frozen.layers, maps, strict=True)
+                ]
+            )
         return self.trunk(x)  # type: ignore[no-any-return]
 
     def head(self, f: torch.Tensor, head: str = "main") -> torch.Tensor:
@@ -203,6 +314,7 @@ def cnn_pixel_features(
     """Frozen ImageNet feature maps of RGB images in [0, 1]: ``(n, C, H/8, W/8)``.
 
     ``images`` is ``(n, 3, H, W)`` float with H and W multiples of 16;
+    ``model`` a :class:`CnnFeatureMaps` (default: its default layers, Lite0);
     ``n_threads`` torch CPU threads while computing (restored afterwards).
     """
     from clusterlens.deep._iic import _torch_threads

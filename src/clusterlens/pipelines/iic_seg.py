@@ -160,8 +160,8 @@ def _label_paths(
 def _pixel_features(
     images: npt.NDArray[np.uint8], features: str, *, n_threads: int, cnn: Any = None
 ) -> Any:
-    """(n, C, h, w) float32 torch tensor of per-pixel features (``cnn``: a
-    loaded :class:`~clusterlens.deep.CnnFeatureMaps` to reuse)."""
+    """(n, C, h, w) float32 torch tensor of per-pixel features (``cnn``: the
+    :class:`~clusterlens.deep.CnnFeatureMaps` to use)."""
     import torch
 
     x = torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2)))
@@ -174,13 +174,29 @@ def _pixel_features(
 
 
 class _PixelKMeans:
-    """k-means on per-pixel features; predicts at any size (features upsampled)."""
+    """k-means on per-pixel features; predicts at any size (scores upsampled)."""
 
     def __init__(
-        self, centers: npt.NDArray[np.float32], features: str, size: tuple[int, int]
+        self,
+        centers: npt.NDArray[np.float32],
+        features: str,
+        size: tuple[int, int],
+        cnn_layers: tuple[str, ...] | None = None,
+        backbone: str = "lite0",
     ):
         self.centers, self.features, self.image_size = centers, features, size
+        self.cnn_layers, self.backbone = cnn_layers, backbone
         self._cnn: Any = None
+
+    def _model(self) -> Any:
+        if self.features == "cnn" and self._cnn is None:
+            from clusterlens.deep import DEFAULT_CNN_LAYERS, CnnFeatureMaps
+
+            # loaded once, not once per image
+            self._cnn = CnnFeatureMaps(
+                self.cnn_layers or DEFAULT_CNN_LAYERS, self.backbone
+            )
+        return self._cnn
 
     @classmethod
     def fit(
@@ -191,56 +207,98 @@ class _PixelKMeans:
         size: tuple[int, int],
         random_state: int,
         n_threads: int,
+        cnn_layers: tuple[str, ...] | None = None,
+        backbone: str = "lite0",
     ) -> _PixelKMeans:
         from clusterlens.cluster import KMeans
 
-        f = _pixel_features(images, features, n_threads=n_threads)
-        flat = f.permute(0, 2, 3, 1).reshape(-1, f.shape[1]).numpy()
+        model = cls(np.zeros((0, 0), np.float32), features, size, cnn_layers, backbone)
         rng = check_random_state(random_state)
-        if flat.shape[0] > KMEANS_MAX_PIXELS:
-            pick = np.sort(rng.choice(flat.shape[0], KMEANS_MAX_PIXELS, replace=False))
-            flat = flat[pick]
-        km = KMeans(k, random_state=rng).fit(np.ascontiguousarray(flat))
-        return cls(km.cluster_centers_.astype(np.float32), features, size)
+        # a few images at a time: the maps of every image at once would hold
+        # n x h x w x C floats (3 GB for 468 CamVid photos and the CNN head)
+        chunk = 16
+        parts: list[npt.NDArray[np.float32]] = []
+        pick: npt.NDArray[np.int64] | None = None
+        for s in range(0, images.shape[0], chunk):
+            f = _pixel_features(
+                images[s : s + chunk], features, n_threads=n_threads, cnn=model._model()
+            )
+            flat = f.permute(0, 2, 3, 1).reshape(-1, f.shape[1]).numpy()
+            per_image = flat.shape[0] // f.shape[0]  # the same for every image
+            n_px = per_image * images.shape[0]
+            if s == 0 and n_px > KMEANS_MAX_PIXELS:
+                pick = np.sort(rng.choice(n_px, KMEANS_MAX_PIXELS, replace=False))
+            if pick is not None:
+                lo = s * per_image
+                flat = flat[pick[(pick >= lo) & (pick < lo + flat.shape[0])] - lo]
+            parts.append(flat)
+        km = KMeans(k, random_state=rng).fit(
+            np.ascontiguousarray(np.concatenate(parts))
+        )
+        model.centers = km.cluster_centers_.astype(np.float32)
+        return model
+
+    def predict_scores(
+        self, image: npt.NDArray[np.uint8], size: tuple[int, int], n_threads: int
+    ) -> npt.NDArray[np.float32]:
+        """``(k, *size)``: each centre's squared distance less ``|x|^2``.
+
+        Computed on the features' grid and upsampled (bilinear): the same as
+        measuring the upsampled features, since a pixel's ``|x|^2`` is the
+        same for every centre and the rest is linear in ``x``.
+        """
+        import torch
+        import torch.nn.functional as F
+
+        f = _pixel_features(
+            image[None], self.features, n_threads=n_threads, cnn=self._model()
+        )[0]
+        c = torch.from_numpy(self.centers)
+        d = (c * c).sum(1)[:, None, None] - 2.0 * torch.einsum("chw,kc->khw", f, c)
+        d = F.interpolate(d[None], size=size, mode="bilinear", align_corners=False)
+        return d[0].numpy()
 
     def predict(
         self, image: npt.NDArray[np.uint8], size: tuple[int, int], n_threads: int
     ) -> tuple[npt.NDArray[np.int64], None]:
-        import torch
-        import torch.nn.functional as F
-
-        if self.features == "cnn" and self._cnn is None:
-            from clusterlens.deep import CnnFeatureMaps
-
-            self._cnn = CnnFeatureMaps()  # loaded once, not once per image
-        f = _pixel_features(
-            image[None], self.features, n_threads=n_threads, cnn=self._cnn
-        )
-        f = F.interpolate(f, size=size, mode="bilinear", align_corners=False)[0]
-        x = f.reshape(f.shape[0], -1).T  # (pixels, C)
-        c = torch.from_numpy(self.centers)
-        d = (c * c).sum(1)[None, :] - 2.0 * (x @ c.T)
-        return d.argmin(1).reshape(size).numpy().astype(np.int64), None
+        d = self.predict_scores(image, size, n_threads)
+        return d.argmin(0).astype(np.int64), None
 
     def save(self, path: Path) -> None:
+        params: dict[str, Any] = {
+            "features": self.features,
+            "image_size": list(self.image_size),
+        }
+        if self.features == "cnn":
+            params["cnn_layers"] = list(self._model().layers)
+            params["backbone"] = self.backbone
         write_model(
             path,
             {"centers": self.centers},
             fmt=KMEANS_FORMAT,
             version=1,
-            params={"features": self.features, "image_size": list(self.image_size)},
+            params=params,
             attributes={"n_clusters": int(self.centers.shape[0])},
             kind="pixel k-means",
         )
 
     @classmethod
     def load(cls, path: Path) -> _PixelKMeans:
+        from clusterlens.deep import LEGACY_CNN_LAYERS
+
         meta, arrays = read_model(
             path, fmt=KMEANS_FORMAT, version=1, what="pixel k-means model"
         )
         p = meta["params"]
-        return cls(np.asarray(arrays["centers"], np.float32), p["features"],
-                   tuple(p["image_size"]))  # fmt: skip
+        # models written before cnn_layers existed read the maps of that time
+        layers = tuple(p.get("cnn_layers", LEGACY_CNN_LAYERS))
+        return cls(
+            np.asarray(arrays["centers"], np.float32),
+            p["features"],
+            tuple(p["image_size"]),
+            layers,
+            p.get("backbone", "lite0"),
+        )
 
 
 # --------------------------------------------------------------------------- #
@@ -334,6 +392,16 @@ def _write_outputs(
     return summary, material
 
 
+def _kmeans_layers(model: Any) -> tuple[str, ...]:
+    """The maps k-means reads: ``cnn_layers`` when given, else the CNN's
+    default with the head (IIC's default leaves the head out)."""
+    from clusterlens.deep import DEFAULT_CNN_LAYERS, check_cnn_layers
+
+    if model.cnn_layers is None:
+        return tuple(DEFAULT_CNN_LAYERS)
+    return check_cnn_layers(model.cnn_layers)
+
+
 def _check_k(n_clusters: Any) -> None:
     if isinstance(n_clusters, bool) or not isinstance(n_clusters, int | np.integer):
         raise InvalidParameterError(f"k must be an integer >= 2; got {n_clusters!r}.")
@@ -354,6 +422,7 @@ def run_iic_seg(
     classes: str | ClassTable = "camvid3",
     image_size: tuple[int, int] | None = None,
     train_on_classes: bool = False,
+    refine: bool = True,
     random_state: int = 0,
     verbose: int = 0,
     n_threads: int = 2,
@@ -390,6 +459,10 @@ def run_iic_seg(
         IIC counts only the pixels of the evaluated classes (IIC's
         COCO-Stuff-3 protocol): the label maps choose which pixels enter the
         objective, never their cluster. Needs a label map for every image.
+    refine : bool
+        Move the predicted boundaries onto the photos' edges (a guided
+        filter on each full-size photo, :func:`~clusterlens.deep.refine_segmentation`);
+        the networks predict on a grid 4 to 8 times coarser.
     **iic_params
         Further :class:`~clusterlens.deep.IICSegmenter` parameters.
 
@@ -438,13 +511,20 @@ def run_iic_seg(
         predictor: Any = model
     else:
         predictor = _PixelKMeans.fit(
-            data.images, n_clusters, features, size, random_state, n_threads
+            data.images,
+            n_clusters,
+            features,
+            size,
+            random_state,
+            n_threads,
+            _kmeans_layers(model),
+            model.backbone,
         )
     t_fit = time.perf_counter() - t0 - t_load
     summary, material = _write_outputs(
         out,
         data,
-        _predict_fn(predictor, data, n_threads),
+        _predict_fn(predictor, data, n_threads, refine),
         n_clusters,
         labels=labels,
         classes=classes,
@@ -457,8 +537,13 @@ def run_iic_seg(
         features=features,
         image_size=list(size),
         train_on_classes=train_on_classes,
+        refine=refine,
         fit_seconds=t_fit,
     )
+    if features == "cnn":
+        summary["cnn_layers"] = list(
+            _kmeans_layers(model) if method == "kmeans" else model._cnn_layers()
+        )
     if method == "iic":
         summary.update(
             head=model.head_,
@@ -466,7 +551,7 @@ def run_iic_seg(
             epochs=model.n_epochs_,
             device=model.device_,
         )
-    params = _params(model, method)
+    params = {**_params(model, method), "refine": refine}
     build_iic_seg_report(
         out / "report.html",
         data=data,
@@ -552,8 +637,20 @@ def _params(model: Any, method: str) -> dict[str, Any]:
     }
     p["method"] = method
     p["image_size"] = list(model._image_size())
+    p["cnn_layers"] = list(
+        _kmeans_layers(model) if method == "kmeans" else model._cnn_layers()
+    )
+    if p["features"] != "cnn":  # the CNN's settings do not apply
+        del p["cnn_layers"], p["backbone"]
     if method == "kmeans":  # the IIC settings do not apply
-        keys = ("n_clusters", "features", "image_size", "random_state", "n_threads")
+        keys: tuple[str, ...] = (
+            "n_clusters",
+            "features",
+            "image_size",
+            "random_state",
+            "n_threads",
+        )
+        keys += ("cnn_layers", "backbone") if p["features"] == "cnn" else ()
         return {"method": method, **{k: p[k] for k in keys}}
     if method == "iic":
         p["transforms"] = model.transforms_.to_dict()
@@ -564,14 +661,31 @@ def _params(model: Any, method: str) -> dict[str, Any]:
 
 
 def _predict_fn(
-    predictor: Any, data: SegImages, n_threads: int
+    predictor: Any, data: SegImages, n_threads: int, refine: bool = True
 ) -> Callable[[int], tuple[npt.NDArray[np.int64], npt.NDArray[Any] | None]]:
+    """Cluster map (and confidence) of image ``i`` at its own size; with
+    ``refine``, the boundaries moved onto the image's edges (guided filter
+    on the full-size photo, :func:`~clusterlens.deep.refine_segmentation`)."""
+
     def one(i: int) -> tuple[npt.NDArray[np.int64], npt.NDArray[Any] | None]:
         size = (int(data.sizes[i, 0]), int(data.sizes[i, 1]))
+        conf: npt.NDArray[Any] | None
         if isinstance(predictor, _PixelKMeans):
-            return predictor.predict(data.images[i], size, n_threads)
-        proba = predictor.predict_proba(data.images[i : i + 1], size=size)[0]
-        return proba.argmax(axis=0).astype(np.int64), proba.max(axis=0)
+            mask, conf = predictor.predict(data.images[i], size, n_threads)
+            k = int(predictor.centers.shape[0])
+        else:
+            proba = predictor.predict_proba(data.images[i : i + 1], size=size)[0]
+            mask, conf = proba.argmax(axis=0).astype(np.int64), proba.max(axis=0)
+            k = int(proba.shape[0])
+        if refine:
+            from clusterlens.deep import refine_segmentation
+            from clusterlens.io import read_image
+
+            image = read_image(data.paths[i], mode="RGB")
+            if image.shape[:2] != size:  # EXIF-rotated or odd files
+                image = read_image(data.paths[i], mode="RGB", size=size)
+            mask = refine_segmentation(mask, image, k)
+        return mask, conf
 
     return one
 
@@ -585,12 +699,14 @@ def run_iic_seg_predict(
     classes: str | ClassTable = "camvid3",
     device: str = "auto",
     n_threads: int = 2,
+    refine: bool = True,
     verbose: int = 0,
     command: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Segment ``images`` with a saved ``iic-seg`` model (IIC or k-means).
 
-    Writes ``masks/``, ``segments.parquet``, ``report.html`` and ``run.json``.
+    Writes ``masks/``, ``segments.parquet``, ``report.html`` and ``run.json``;
+    ``refine`` as for :func:`run_iic_seg`.
     """
     from clusterlens.io._persist import model_paths
     from clusterlens.io._safe import read_json
@@ -624,20 +740,31 @@ def run_iic_seg_predict(
     summary, material = _write_outputs(
         out,
         data,
-        _predict_fn(predictor, data, n_threads),
+        _predict_fn(predictor, data, n_threads, refine),
         int(k),
         labels=labels,
         classes=classes,
         verbose=verbose,
     )
-    summary.update(method=method, features=feats, image_size=list(size))
+    summary.update(method=method, features=feats, image_size=list(size), refine=refine)
+    if feats == "cnn":
+        summary["cnn_layers"] = list(
+            predictor._model().layers
+            if method == "kmeans"
+            else predictor.net_.frozen.layers
+        )
     build_iic_seg_report(
         out / "report.html",
         data=data,
         material=material,
         summary=summary,
         history=history,
-        params={"model": str(model_path), "method": method, "features": feats},
+        params={
+            "model": str(model_path),
+            "method": method,
+            "features": feats,
+            "refine": refine,
+        },
         title=f"clusterlens iic-seg-predict: {method} on {feats} features, k={k}",
     )
     write_run_json(

@@ -190,13 +190,25 @@ def build_iic_seg_report(
     for key, label in (
         ("method", "method"),
         ("features", "features"),
+        ("cnn_layers", "CNN maps"),
         ("epochs", "epochs"),
         ("head", "sub-head used (lowest loss)"),
         ("fit_seconds", "training seconds"),
         ("device", "device"),
     ):
         if key in summary:
-            figures.append((label, fmt_value(summary[key])))
+            v = summary[key]
+            text = ", ".join(map(str, v)) if isinstance(v, list) else fmt_value(v)
+            figures.append((label, text))
+    if "refine" in summary:
+        figures.append(
+            (
+                "boundaries",
+                "moved onto the photo's edges (guided filter)"
+                if summary["refine"]
+                else "as predicted (upsampled, not refined)",
+            )
+        )
     charts = []
     if history:
         epochs = [float(h["epoch"]) for h in history]

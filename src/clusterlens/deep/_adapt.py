@@ -29,6 +29,11 @@ from sklearn.base import BaseEstimator
 
 from clusterlens.deep._iic import _resolve_device, _torch_threads, as_image_tensor
 from clusterlens.deep._loss import nt_xent_loss
+from clusterlens.deep._optim_state import (
+    check_optimizer_attrs,
+    optimizer_arrays,
+    restore_optimizer,
+)
 from clusterlens.deep._transforms import ContrastiveViews
 from clusterlens.exceptions import (
     DataValidationError,
@@ -554,22 +559,15 @@ class ContrastiveAdapter(BaseEstimator):  # type: ignore[misc]
         }
         for k, v in self.head_.state_dict().items():
             arrays[f"head/{k}"] = v.detach().cpu().numpy()
-        sd = opt.state_dict()
-        scalars: dict[str, Any] = {}
-        for idx, st in sd["state"].items():
-            for key, val in st.items():
-                if isinstance(val, torch.Tensor):
-                    arrays[f"optim/{idx}/{key}"] = val.detach().cpu().numpy()
-                else:
-                    scalars[f"{idx}/{key}"] = val
+        opt_arrays, opt_attrs = optimizer_arrays(opt)
+        arrays.update(opt_arrays)
         arrays["rng/torch"] = gen.get_state().numpy()
         params = self._fingerprint_params()
         attrs = {
             "fingerprint": fp,
             "history": self.history_,
             "n_epochs": self.n_epochs_,
-            "optim_param_groups": sd["param_groups"],
-            "optim_scalars": scalars,
+            **opt_attrs,
         }
         write_model(
             Path(os.fspath(self.checkpoint_dir)) / CKPT_NAME,  # type: ignore[arg-type]
@@ -614,9 +612,7 @@ class ContrastiveAdapter(BaseEstimator):  # type: ignore[misc]
                 raise ValueError(
                     f"'n_epochs' is {done!r} but 'history' holds {len(history)}"
                 )
-            scalars, groups = attrs["optim_scalars"], attrs["optim_param_groups"]
-            if not isinstance(scalars, dict) or not isinstance(groups, list):
-                raise ValueError("the optimizer state is not an object and a list")
+            check_optimizer_attrs(attrs)
         except (KeyError, TypeError, ValueError) as e:
             reason = f"no {e}" if isinstance(e, KeyError) else str(e).rstrip(".")
             raise DataValidationError(
@@ -634,18 +630,7 @@ class ContrastiveAdapter(BaseEstimator):  # type: ignore[misc]
         _load_state(self.model_, arrays, "backbone/", path)
         _load_state(self.head_, arrays, "head/", path)
         try:
-            state: dict[int, dict[str, Any]] = {}
-            for key, val in arrays.items():
-                if key.startswith("optim/"):
-                    _, idx, name = key.split("/", 2)
-                    state.setdefault(int(idx), {})[name] = torch.from_numpy(val)
-            for key, val in scalars.items():
-                idx, name = key.split("/", 1)
-                state.setdefault(int(idx), {})[name] = val
-            for g in groups:
-                if "betas" in g:
-                    g["betas"] = tuple(g["betas"])
-            opt.load_state_dict({"state": state, "param_groups": groups})
+            restore_optimizer(opt, arrays, attrs)
             gen.set_state(torch.from_numpy(arrays["rng/torch"].astype(np.uint8)))
         except (KeyError, TypeError, ValueError, RuntimeError) as e:
             raise DataValidationError(

@@ -18,6 +18,11 @@ from sklearn.base import BaseEstimator, ClusterMixin
 from clusterlens._config import get_config
 from clusterlens.deep._loss import iid_loss
 from clusterlens.deep._nets import BACKBONES, ClusterHeads, IICNet
+from clusterlens.deep._optim_state import (
+    check_optimizer_attrs,
+    optimizer_arrays,
+    restore_optimizer,
+)
 from clusterlens.deep._presets import DEFAULTS, get_preset
 from clusterlens.deep._transforms import Transforms, default_transforms
 from clusterlens.exceptions import (
@@ -934,16 +939,9 @@ class IIC(ClusterMixin, BaseEstimator):  # type: ignore[misc]
             f"model/{k}": v.detach().cpu().numpy()
             for k, v in self.net_.state_dict().items()
         }
-        sd = opt.state_dict()
-        scalars: dict[str, Any] = {}
-        for idx, st in sd["state"].items():
-            for key, val in st.items():
-                if isinstance(val, torch.Tensor):
-                    arrays[f"optim/{idx}/{key}"] = val.detach().cpu().numpy()
-                else:
-                    scalars[f"{idx}/{key}"] = val
-        attrs["optim_param_groups"] = sd["param_groups"]
-        attrs["optim_scalars"] = scalars
+        opt_arrays, opt_attrs = optimizer_arrays(opt)
+        arrays.update(opt_arrays)
+        attrs.update(opt_attrs)
         arrays["rng/torch"] = gen.get_state().numpy()
         write_model(
             Path(self.checkpoint_dir) / self._ckpt_name,  # type: ignore[arg-type]
@@ -986,10 +984,7 @@ class IIC(ClusterMixin, BaseEstimator):  # type: ignore[misc]
                 raise ValueError(
                     f"'n_epochs' is {done} but 'history' holds {len(history)} epochs"
                 )
-            if not isinstance(attrs["optim_scalars"], dict) or not isinstance(
-                attrs["optim_param_groups"], list
-            ):
-                raise ValueError("the optimizer state is not an object and a list")
+            check_optimizer_attrs(attrs)
         except (KeyError, TypeError, ValueError) as e:
             reason = f"no {e}" if isinstance(e, KeyError) else str(e).rstrip(".")
             raise DataValidationError(
@@ -1018,19 +1013,7 @@ class IIC(ClusterMixin, BaseEstimator):  # type: ignore[misc]
             )
         _load_state(self.net_, arrays, "model/", path)
         try:
-            state: dict[int, dict[str, Any]] = {}
-            for key, val in arrays.items():
-                if key.startswith("optim/"):
-                    _, idx, name = key.split("/", 2)
-                    state.setdefault(int(idx), {})[name] = torch.from_numpy(val)
-            for key, val in attrs["optim_scalars"].items():
-                idx, name = key.split("/", 1)
-                state.setdefault(int(idx), {})[name] = val
-            groups = attrs["optim_param_groups"]
-            for g in groups:
-                if "betas" in g:
-                    g["betas"] = tuple(g["betas"])
-            opt.load_state_dict({"state": state, "param_groups": groups})
+            restore_optimizer(opt, arrays, attrs)
             gen.set_state(torch.from_numpy(arrays["rng/torch"].astype(np.uint8)))
         except (KeyError, TypeError, ValueError, RuntimeError) as e:
             raise DataValidationError(

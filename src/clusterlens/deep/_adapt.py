@@ -27,7 +27,12 @@ import numpy.typing as npt
 import torch
 from sklearn.base import BaseEstimator
 
-from clusterlens.deep._iic import _resolve_device, _torch_threads, as_image_tensor
+from clusterlens.deep._iic import (
+    _load_state,
+    _resolve_device,
+    _torch_threads,
+    as_image_tensor,
+)
 from clusterlens.deep._loss import nt_xent_loss
 from clusterlens.deep._optim_state import (
     check_optimizer_attrs,
@@ -676,19 +681,3 @@ def _check_finite_loss(value: float, lr: float, epoch: int, batch: int) -> None:
         f"{batch}, with a learning rate of {lr:g}. Lower the learning rate, e.g. "
         f"{arg('lr', '1e-4')} (the default)."
     )
-
-
-def _load_state(
-    net: torch.nn.Module, arrays: dict[str, Any], prefix: str, path: Any
-) -> None:
-    state = {
-        k[len(prefix) :]: torch.from_numpy(np.array(v))
-        for k, v in arrays.items()
-        if k.startswith(prefix)
-    }
-    try:
-        net.load_state_dict(state, strict=True)
-    except RuntimeError as e:
-        raise DataValidationError(
-            f"{path} does not match this network ({str(e).splitlines()[0]})."
-        ) from e

@@ -235,13 +235,16 @@ def test_iic_seg_smoke():
 
 def test_natural_smoke():
     """Issue #20: k-means, PCA+L2 k-means, SCAN and IIC heads on CIFAR-10 CNN
-    embeddings (200 test images in CI), with the published figures beside."""
+    embeddings (200 test images in CI), with the published figures beside;
+    then the rows for Lite0 adapted on the images (clusterlens adapt, one tiny
+    CPU epoch) beside the frozen Lite0 at the same image size. One run: the
+    sample and its embeddings are made once."""
     import pytest
 
     pytest.importorskip("torch")
     if not (BENCH.parents[1] / "shared" / "data" / "cifar10").is_dir():
         pytest.skip("../shared/data/cifar10 is absent")
-    out = _smoke("natural.py")
+    out = _smoke("natural.py", "--adapt-minutes", "0.5", "--device", "cpu")
     assert out["n_items"] == 200 and out["k"] == 10
     methods = [r["method"] for r in out["methods"]]
     assert methods[0].startswith("k-means (CLI") and len(methods) == 4
@@ -251,36 +254,24 @@ def test_natural_smoke():
         # far above chance (0.1) on 10 balanced classes even at 200 images
         assert r["accuracy"] > 0.2, r
     assert 0.2 < out["knn10_purity"] <= 1.0
-    # one table row per backbone, a concatenation included (#20)
+    # one table row per backbone, a concatenation included (#20), then the
+    # frozen and the adapted Lite0 at the adaptation's image size
     rows = out["backbones"]
-    assert [r["backbone"] for r in rows] == ["lite0", "lite0+lite1"]
-    assert [r["dim"] for r in rows] == [1280, 2560]
-    for r in rows:
+    assert [r["backbone"] for r in rows] == [
+        "lite0",
+        "lite0+lite1",
+        "lite0@64px frozen",
+        "lite0@64px adapted",
+    ]
+    assert [r["dim"] for r in rows] == [1280, 2560, 1280, 1280]
+    for r in rows[:2]:
         assert 0.2 < r["knn10_vote"] <= 1.0 and 0.2 < r["linear_probe"] <= 1.0, r
         assert r["images_per_second"] > 0 and len(r["methods"]) == 4
-
-
-def test_natural_adapt_smoke():
-    """Issue #20: rows for Lite0 adapted on the images (clusterlens adapt, one
-    tiny CPU epoch in CI) beside the frozen Lite0 at the same image size."""
-    import pytest
-
-    pytest.importorskip("torch")
-    if not (BENCH.parents[1] / "shared" / "data" / "cifar10").is_dir():
-        pytest.skip("../shared/data/cifar10 is absent")
-    out = _smoke(
-        "natural.py", "--backbone", "lite0", "--methods", "pca-kmeans,scan",
-        "--speed-n", "0", "--no-probe", "--adapt-minutes", "0.5", "--device", "cpu",
-    )  # fmt: skip
-    rows = out["backbones"]
-    names = [r["backbone"] for r in rows]
-    assert names == ["lite0", "lite0@64px frozen", "lite0@64px adapted"]
     adapted = rows[-1]["adaptation"]
     assert adapted["epochs"] == 1 and adapted["steps"] >= 1
     assert adapted["device"] == "cpu" and adapted["train_seconds"] > 0
-    for r in rows:
-        assert 0.1 < r["knn10_purity"] <= 1.0 and len(r["methods"]) == 2, r
-        assert r["dim"] == 1280
+    for r in rows[2:]:
+        assert 0.1 < r["knn10_purity"] <= 1.0 and len(r["methods"]) == 4, r
 
 
 def test_annotation_on_a_workspace_with_cnn_embeddings(tmp_path):

@@ -34,7 +34,10 @@ def _explored(tmp_path):
         ("duplicates", cv.run_duplicates),
         ("outliers", cv.run_outliers),
         ("quality", cv.run_quality),
-        ("sample", lambda w, st: cv.run_sample(w, st, budget=5)),
+        # budget 3: the noisy copies of each blob are near duplicates of each
+        # other, so the sample may pick only one representative per group (4 or
+        # 5 groups, depending on float rounding at the threshold; never < 3)
+        ("sample", lambda w, st: cv.run_sample(w, st, budget=3)),
     ):
         with staged_output_dir(ws_dir / name, kind=name, workspace=ws_dir) as st:
             fn(ws, st)
@@ -64,7 +67,7 @@ def test_every_view_is_linked_and_shown(client):
     sample = c.get("/view/sample")
     assert sample.status_code == 200
     html = sample.get_data(as_text=True)
-    assert html.count('<figure class="item') == 5 and "#1 · covers" in html
+    assert html.count('<figure class="item') == 3 and "#1 · covers" in html
     assert c.get("/view/outliers").status_code == 200
     assert c.get("/view/quality").status_code == 200
     assert c.get("/view/nonsense").status_code == 404
@@ -122,7 +125,7 @@ def test_label_the_sample_in_chromium(tmp_path):
             page = browser.new_page()
             page.goto(f"http://127.0.0.1:{srv.server_port}/view/sample")
             figs = page.locator("figure.item")
-            assert figs.count() == 5
+            assert figs.count() == 3
             picked = [int(figs.nth(i).get_attribute("data-idx")) for i in (0, 2)]
             # shift-click selects; Space selects the focused image
             figs.nth(0).click(modifiers=["Shift"])

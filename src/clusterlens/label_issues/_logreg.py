@@ -29,6 +29,7 @@ class SoftmaxModel:
 
 def _softmax_inplace(logits: F32) -> None:
     logits -= logits.max(axis=1, keepdims=True)
+    np.maximum(logits, np.float32(-80.0), out=logits)  # no subnormals (see fun)
     np.exp(logits, out=logits)
     logits /= logits.sum(axis=1, keepdims=True)
 
@@ -104,6 +105,11 @@ def fit_softmax(
         top = logits.max(axis=0)
         logits -= top
         own = logits[y, cols]
+        # exp(< -87) is a float32 subnormal, and a GEMM over subnormals runs
+        # ~60x slower (measured: 4.5 ms against 0.07 ms for the gradient's
+        # product at n=211, d=256, k=50); below e^-80 a class's probability
+        # is nothing to the loss or the gradient
+        np.maximum(logits, np.float32(-80.0), out=logits)
         np.exp(logits, out=logits)
         s = logits.sum(axis=0)
         loss = np.sum(np.log(s), dtype=np.float64) - np.sum(own, dtype=np.float64)

@@ -30,7 +30,7 @@ demo: setup
 	$(BIN)/clusterlens demo --out clusterlens-demo
 
 test: setup-test
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2
 
 lint: setup-test
 	$(BIN)/python -m pip install --quiet --group lint

@@ -247,6 +247,13 @@ def _row(
     info: dict[str, Any] = {}
     if kind == "kmeans":
         folders = [splits[s] / "images" for s in ("train", "val") if s in splits]
+        extra: dict[str, Any] = {}
+        if features == "cnn":
+            extra["backbone"] = a.backbone
+        if a.image_size:
+            extra["image_size"] = a.image_size
+        if a.k_over is not None:
+            extra["n_clusters_over"] = a.k_over
         run_iic_seg(
             folders,
             fit_dir,
@@ -256,6 +263,7 @@ def _row(
             random_state=a.seed,
             n_threads=a.threads,
             refine=a.refine,
+            **extra,
         )
     else:
         info = _iic(splits, features, k, a, fit_dir, task)
@@ -282,6 +290,12 @@ def _row(
         "total_seconds": time.perf_counter() - t0,
         **{key: v for key, v in info.items() if key != "fit_seconds"},
     }
+    if kind == "kmeans":
+        fit = json.loads((fit_dir / "run.json").read_text())["parameters"]
+        row["k_over"] = fit["k_over"]
+        row["image_size"] = fit["image_size"]
+        if features == "cnn":
+            row["backbone"] = fit["backbone"]
     log(
         f"{task:9s} {method:11s} accuracy {row['accuracy']:.4f}  mIoU "
         f"{row['miou']:.4f}  fit {fit_seconds:.0f} s"
@@ -306,6 +320,25 @@ def main(argv: list[str] | None = None) -> int:
         action="store_false",
         help="score the networks' upsampled masks, without the guided filter "
         "that iic-seg applies by default",
+    )
+    p.add_argument(
+        "--backbone",
+        choices=("lite0", "lite1", "lite2"),
+        default="lite0",
+        help="the kmeans-cnn rows' CNN (iic-seg --backbone)",
+    )
+    p.add_argument(
+        "--k-over",
+        type=int,
+        default=None,
+        help="the kmeans rows' over-clustering (iic-seg --k-over; default 0: "
+        "plain k-means)",
+    )
+    p.add_argument(
+        "--image-size",
+        type=lambda v: tuple(int(x) for x in v.lower().split("x")),
+        default=None,
+        help="HxW the kmeans rows read the photos at (iic-seg --image-size)",
     )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2)

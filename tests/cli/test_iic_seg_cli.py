@@ -267,3 +267,35 @@ def test_refine_is_the_default_and_no_refine_keeps_the_network_masks(photos, tmp
         assert (raw == want).mean() > 0.99
         refined = np.asarray(Image.open(out / "masks" / f"{stem}.png"))
         np.testing.assert_array_equal(refined, refine_segmentation(raw, photo, 2))
+
+
+def test_kmeans_over_clustering_option(photos, tmp_path):
+    """--k-over with --method kmeans: k-means into more clusters, merged into
+    --k segments (default none, recorded); not above --k is one clear error."""
+    img_dir, lab_dir = photos
+    table = "sky=0; road=3; ignore=11"
+    for k_over, want in ((None, 0), (6, 6), (5, 5)):
+        extra = [] if k_over is None else ["--k-over", k_over]
+        out = tmp_path / f"km{k_over}"
+        r = run(
+            "iic-seg", img_dir, "--k", 2, "--method", "kmeans", "--labels", lab_dir,
+            "--classes", table, "--out", out, "--format", "json", "--quiet", *extra,
+        )  # fmt: skip
+        assert r.exit_code == 0, r.output
+        s = json.loads(r.output)
+        assert s["accuracy"] >= 0.9 and s["n_clusters_used"] == 2
+        run_params = json.loads((out / "run.json").read_text())["parameters"]
+        assert run_params["k_over"] == want
+        pred = tmp_path / f"pred{k_over}"
+        r = run("iic-seg-predict", out / "model", img_dir, "--out", pred, "--quiet")
+        assert r.exit_code == 0, r.output
+        np.testing.assert_array_equal(
+            np.asarray(Image.open(out / "masks" / "f01.png")),
+            np.asarray(Image.open(pred / "masks" / "f01.png")),
+        )
+    r = run(
+        "iic-seg", img_dir, "--k", 3, "--method", "kmeans", "--k-over", 3,
+        "--out", tmp_path / "bad", "--quiet",
+    )  # fmt: skip
+    _one_line_error(r, "--k-over", "larger than k = 3")
+    assert not (tmp_path / "bad").exists()

@@ -184,3 +184,48 @@ def test_pixel_kmeans_upsampled_scores_equal_upsampled_features():
     d = ((x[:, None, :] - c[None]) ** 2).sum(-1)
     want = d.argmin(1).reshape(size).numpy()
     assert (got == want).mean() > 0.999
+
+
+def test_merge_centres_is_wards_cut_numbered_by_first_centre():
+    """Two planted groups of centres (a small one far from two large ones)
+    merge into two segments, each centre counted once; the ids follow the
+    first centre of each group, and equal scipy's Ward partition."""
+    from scipy.cluster.hierarchy import fcluster, linkage
+
+    from clusterlens.pipelines.iic_seg import merge_centres
+
+    rng = np.random.default_rng(0)
+    a = rng.normal(0, 0.1, (4, 5)) + 10.0
+    b = rng.normal(0, 0.1, (3, 5))
+    C = np.vstack([b[:1], a, b[1:]]).astype(np.float32)
+    got = merge_centres(C, 2)
+    np.testing.assert_array_equal(got, [0, 1, 1, 1, 1, 0, 0])
+    ref = fcluster(linkage(C.astype(np.float64), "ward"), 2, "maxclust")
+    same = ref[:, None] == ref[None, :]
+    np.testing.assert_array_equal(got[:, None] == got[None, :], same)
+    assert merge_centres(C, 7).tolist() == list(range(7))
+
+
+def test_over_clustered_kmeans_saves_loads_and_refuses_a_bad_merge(tmp_path):
+    """k_over > k: k_over centres, k segments, the same masks after save and
+    load; a merge table that does not fit the centres is a data error."""
+    from clusterlens.pipelines.iic_seg import _PixelKMeans
+
+    imgs = _textures(3, seed=1)
+    km = _PixelKMeans.fit(imgs, 2, "rgb", (32, 48), 0, 1, k_over=5)
+    assert km.centers.shape[0] == 5 and km.n_clusters == 2
+    assert sorted(set(km.merge.tolist())) == [0, 1]
+    mask = km.predict(imgs[0], (32, 48), 1)[0]
+    # the two planted colours: each spread over several centres, merged back
+    top = mask[0, 0]
+    assert (mask[:16] == top).mean() > 0.95 and (mask[16:] != top).mean() > 0.95
+    km.save(tmp_path / "m")
+    back = _PixelKMeans.load(tmp_path / "m")
+    np.testing.assert_array_equal(back.merge, km.merge)
+    np.testing.assert_array_equal(back.predict(imgs[0], (32, 48), 1)[0], mask)
+    meta = json.loads((tmp_path / "m.json").read_text())
+    assert meta["params"]["k_over"] == 5 and meta["attributes"]["n_clusters"] == 2
+    bad = _PixelKMeans(km.centers, "rgb", (32, 48), merge=km.merge[:3])
+    bad.save(tmp_path / "bad")
+    with pytest.raises(DataValidationError, match="merge table"):
+        _PixelKMeans.load(tmp_path / "bad")

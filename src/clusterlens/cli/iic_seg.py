@@ -188,7 +188,11 @@ OUTPUTS = "masks/, segments.parquet, model.npz, model.json, report.html, run.jso
     "--k-over",
     type=click.IntRange(min=0),
     default=None,
-    help="Clusters of the overclustering head (default 15; 0: none).",
+    help="Overclustering. iic: clusters of the overclustering head (default "
+    "15; 0: none). kmeans: k-means into this many clusters, merged into --k "
+    "segments by Ward linkage of their centres (default 0: plain k-means; "
+    "3 x --k took CamVid-6 from 0.579 to 0.601 and CamVid-3 from 0.886 "
+    "to 0.827).",
 )
 @click.option("--epochs", type=click.IntRange(min=1), default=3, show_default=True)
 @click.option(

@@ -48,6 +48,13 @@ SEG_METHODS = ("iic", "kmeans")
 KMEANS_FORMAT = "clusterlens.seg-kmeans"
 #: Pixels drawn (seeded) from the training images to fit k-means.
 KMEANS_MAX_PIXELS = 200_000
+# k-means' over-clustering (k_over clusters merged into k by Ward linkage of
+# the centres) is opt-in: on CamVid val (k-means fit on train, 3 seeds) it
+# lifts CamVid-6 (Lite0 maps: 0.661 plain, 0.719 at 2k, 0.725 at 3k) but
+# makes CamVid-3 depend on the seed (0.86-0.95 against 0.937 at every seed
+# plain), and on test the 3k default took CamVid-3 from 0.886 to 0.827 while
+# CamVid-6 rose from 0.579 to 0.601 (benchmarks/iic_seg.py docstring).
+KMEANS_K_OVER_DEFAULT = 0
 HEAD_SELECTION = (
     "the main-head sub-head with the lowest mean loss over the last epoch "
     "(label maps are never used for training or selection)"
@@ -173,8 +180,31 @@ def _pixel_features(
     return cnn_pixel_features(x, n_threads=n_threads, model=cnn)
 
 
+def merge_centres(centers: npt.NDArray[np.float32], k: int) -> npt.NDArray[np.int64]:
+    """Segment (``0 .. k-1``) of each of ``centers``' clusters: Ward's
+    agglomerative linkage of the centres, cut at ``k`` groups.
+
+    Each centre counts once, whatever its cluster's size, so a small object
+    class (cars, people) that got a centre of its own is not absorbed by a
+    large neighbour (road, sky) as the size-weighted merge would. Groups are
+    numbered by their first centre, so the result does not depend on the
+    linkage's internal order.
+    """
+    from scipy.cluster.hierarchy import cut_tree, linkage
+
+    groups = cut_tree(linkage(centers.astype(np.float64), method="ward"), k)[:, 0]
+    _, first = np.unique(groups, return_index=True)
+    order = np.argsort(np.argsort(first))  # group id -> rank of its first centre
+    return order[groups].astype(np.int64)  # type: ignore[no-any-return]
+
+
 class _PixelKMeans:
-    """k-means on per-pixel features; predicts at any size (scores upsampled)."""
+    """k-means on per-pixel features; predicts at any size (scores upsampled).
+
+    With ``merge`` (over-clustering): ``centers`` are the k-means centres of
+    more clusters than segments, and ``merge[j]`` is the segment of centre
+    ``j`` (see :func:`merge_centres`).
+    """
 
     def __init__(
         self,
@@ -183,10 +213,19 @@ class _PixelKMeans:
         size: tuple[int, int],
         cnn_layers: tuple[str, ...] | None = None,
         backbone: str = "lite0",
+        merge: npt.NDArray[np.int64] | None = None,
     ):
         self.centers, self.features, self.image_size = centers, features, size
         self.cnn_layers, self.backbone = cnn_layers, backbone
+        self.merge = merge
         self._cnn: Any = None
+
+    @property
+    def n_clusters(self) -> int:
+        """Segments predicted (the merged clusters when over-clustering)."""
+        if self.merge is not None:
+            return int(self.merge.max()) + 1
+        return int(self.centers.shape[0])
 
     def _model(self) -> Any:
         if self.features == "cnn" and self._cnn is None:
@@ -209,7 +248,10 @@ class _PixelKMeans:
         n_threads: int,
         cnn_layers: tuple[str, ...] | None = None,
         backbone: str = "lite0",
+        k_over: int = 0,
     ) -> _PixelKMeans:
+        """``k_over > k``: k-means into ``k_over`` clusters, merged into ``k``
+        segments by :func:`merge_centres`."""
         from clusterlens.cluster import KMeans
 
         model = cls(np.zeros((0, 0), np.float32), features, size, cnn_layers, backbone)
@@ -232,10 +274,12 @@ class _PixelKMeans:
                 lo = s * per_image
                 flat = flat[pick[(pick >= lo) & (pick < lo + flat.shape[0])] - lo]
             parts.append(flat)
-        km = KMeans(k, random_state=rng).fit(
+        km = KMeans(max(k, k_over), random_state=rng).fit(
             np.ascontiguousarray(np.concatenate(parts))
         )
         model.centers = km.cluster_centers_.astype(np.float32)
+        if k_over > k:
+            model.merge = merge_centres(model.centers, k)
         return model
 
     def predict_scores(
@@ -262,7 +306,8 @@ class _PixelKMeans:
         self, image: npt.NDArray[np.uint8], size: tuple[int, int], n_threads: int
     ) -> tuple[npt.NDArray[np.int64], None]:
         d = self.predict_scores(image, size, n_threads)
-        return d.argmin(0).astype(np.int64), None
+        nearest = d.argmin(0).astype(np.int64)
+        return (nearest if self.merge is None else self.merge[nearest]), None
 
     def save(self, path: Path) -> None:
         params: dict[str, Any] = {
@@ -272,13 +317,17 @@ class _PixelKMeans:
         if self.features == "cnn":
             params["cnn_layers"] = list(self._model().layers)
             params["backbone"] = self.backbone
+        arrays = {"centers": self.centers}
+        if self.merge is not None:
+            arrays["merge"] = self.merge
+            params["k_over"] = int(self.centers.shape[0])
         write_model(
             path,
-            {"centers": self.centers},
+            arrays,
             fmt=KMEANS_FORMAT,
             version=1,
             params=params,
-            attributes={"n_clusters": int(self.centers.shape[0])},
+            attributes={"n_clusters": self.n_clusters},
             kind="pixel k-means",
         )
 
@@ -292,12 +341,22 @@ class _PixelKMeans:
         p = meta["params"]
         # models written before cnn_layers existed read the maps of that time
         layers = tuple(p.get("cnn_layers", LEGACY_CNN_LAYERS))
+        centers = np.asarray(arrays["centers"], np.float32)
+        merge = None
+        if "merge" in arrays:  # over-clustering (models before it have none)
+            merge = np.asarray(arrays["merge"], np.int64)
+            if merge.shape != (centers.shape[0],) or merge.min() < 0:
+                raise DataValidationError(
+                    f"pixel k-means model {path}: its merge table does not fit its "
+                    f"{centers.shape[0]} centres; write the model again."
+                )
         return cls(
-            np.asarray(arrays["centers"], np.float32),
+            centers,
             p["features"],
             tuple(p["image_size"]),
             layers,
             p.get("backbone", "lite0"),
+            merge,
         )
 
 
@@ -402,6 +461,21 @@ def _kmeans_layers(model: Any) -> tuple[str, ...]:
     return check_cnn_layers(model.cnn_layers)
 
 
+def _kmeans_k_over(k: int, k_over: int | None) -> int:
+    """k-means' over-clustering: ``k_over`` clusters merged into ``k``
+    segments (0, the default: none)."""
+    if k_over is None:
+        return KMEANS_K_OVER_DEFAULT
+    if isinstance(k_over, bool) or not isinstance(k_over, int | np.integer):
+        raise InvalidParameterError(f"k_over must be an integer; got {k_over!r}.")
+    if k_over != 0 and k_over <= k:
+        raise InvalidParameterError(
+            f"k_over (--k-over) must be larger than k = {k} (k-means into k_over "
+            f"clusters, merged into k segments), or 0 for none; got {k_over}."
+        )
+    return int(k_over)
+
+
 def _check_k(n_clusters: Any) -> None:
     if isinstance(n_clusters, bool) or not isinstance(n_clusters, int | np.integer):
         raise InvalidParameterError(f"k must be an integer >= 2; got {n_clusters!r}.")
@@ -464,7 +538,11 @@ def run_iic_seg(
         filter on each full-size photo, :func:`~clusterlens.deep.refine_segmentation`);
         the networks predict on a grid 4 to 8 times coarser.
     **iic_params
-        Further :class:`~clusterlens.deep.IICSegmenter` parameters.
+        Further :class:`~clusterlens.deep.IICSegmenter` parameters. With
+        method "kmeans", ``n_clusters_over`` is k-means' over-clustering:
+        k-means into that many clusters, merged into ``n_clusters``
+        segments by Ward linkage of the centres (:func:`merge_centres`;
+        default 0: plain k-means; 2-3 times ``n_clusters`` helped CamVid-6).
 
     Returns
     -------
@@ -490,6 +568,9 @@ def run_iic_seg(
     folders = [images] if isinstance(images, str | os.PathLike) else list(images)
     out = Path(out_dir)
     t0 = time.perf_counter()
+    k_over = 0
+    if method == "kmeans":
+        k_over = _kmeans_k_over(n_clusters, iic_params.pop("n_clusters_over", None))
     model = deep.IICSegmenter(
         n_clusters,
         features=features,
@@ -519,6 +600,7 @@ def run_iic_seg(
             n_threads,
             _kmeans_layers(model),
             model.backbone,
+            k_over,
         )
     t_fit = time.perf_counter() - t0 - t_load
     summary, material = _write_outputs(
@@ -552,6 +634,8 @@ def run_iic_seg(
             device=model.device_,
         )
     params = {**_params(model, method), "refine": refine}
+    if method == "kmeans":
+        params["k_over"] = summary["k_over"] = k_over
     build_iic_seg_report(
         out / "report.html",
         data=data,
@@ -672,7 +756,7 @@ def _predict_fn(
         conf: npt.NDArray[Any] | None
         if isinstance(predictor, _PixelKMeans):
             mask, conf = predictor.predict(data.images[i], size, n_threads)
-            k = int(predictor.centers.shape[0])
+            k = predictor.n_clusters
         else:
             proba = predictor.predict_proba(data.images[i : i + 1], size=size)[0]
             mask, conf = proba.argmax(axis=0).astype(np.int64), proba.max(axis=0)
@@ -729,7 +813,7 @@ def run_iic_seg_predict(
     history: list[dict[str, Any]] = []
     if fmt == KMEANS_FORMAT:
         predictor = _PixelKMeans.load(Path(model_path))
-        size, k, method = predictor.image_size, predictor.centers.shape[0], "kmeans"
+        size, k, method = predictor.image_size, predictor.n_clusters, "kmeans"
         feats = predictor.features
     else:
         predictor = deep.IICSegmenter.load(model_path, device=device)
@@ -747,6 +831,8 @@ def run_iic_seg_predict(
         verbose=verbose,
     )
     summary.update(method=method, features=feats, image_size=list(size), refine=refine)
+    if method == "kmeans":
+        summary["k_over"] = 0 if predictor.merge is None else len(predictor.merge)
     if feats == "cnn":
         summary["cnn_layers"] = list(
             predictor._model().layers

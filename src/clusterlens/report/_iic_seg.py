@@ -200,6 +200,14 @@ def build_iic_seg_report(
             v = summary[key]
             text = ", ".join(map(str, v)) if isinstance(v, list) else fmt_value(v)
             figures.append((label, text))
+    if summary.get("k_over"):
+        figures.append(
+            (
+                "over-clustering",
+                f"k-means into {int(summary['k_over'])} clusters, merged into "
+                f"{k} segments (Ward linkage of the centres)",
+            )
+        )
     if "refine" in summary:
         figures.append(
             (

@@ -317,7 +317,7 @@ class _PixelKMeans:
         if self.features == "cnn":
             params["cnn_layers"] = list(self._model().layers)
             params["backbone"] = self.backbone
-        arrays = {"centers": self.centers}
+        arrays: dict[str, npt.NDArray[Any]] = {"centers": self.centers}
         if self.merge is not None:
             arrays["merge"] = self.merge
             params["k_over"] = int(self.centers.shape[0])

@@ -186,9 +186,10 @@ def merge_centres(centers: npt.NDArray[np.float32], k: int) -> npt.NDArray[np.in
 
     Each centre counts once, whatever its cluster's size, so a small object
     class (cars, people) that got a centre of its own is not absorbed by a
-    large neighbour (road, sky) as the size-weighted merge would. Groups are
-    numbered by their first centre, so the result does not depend on the
-    linkage's internal order.
+    large neighbour (road, sky) for its size (weighting the centres by their
+    sizes, as k-means of the centres: CamVid-6 val 0.622 against 0.700, one
+    seed). Groups are numbered by their first centre, so the result does
+    not depend on the linkage's internal order.
     """
     from scipy.cluster.hierarchy import cut_tree, linkage
 

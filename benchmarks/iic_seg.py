@@ -154,12 +154,13 @@ On test, through iic-seg as a user runs it (seed 0, refined):
 
 (``--tasks camvid3 --methods kmeans-cnn --k-over 9``, ``--tasks camvid6
 --methods kmeans-cnn --k-over 18``, ``--tasks camvid6 --methods kmeans-cnn
---backbone lite2 --image-size 352x480 --k-over 12 --seed S``.) Over-clustering helps when k
-covers everything in the photos (CamVid-6: buildings, cars and people are
-classes) and hurts when it does not: in CamVid-3 the merge spends a segment
-on the buildings, which are not scored, so it stays off by default (plain
-k-means is also the stable one on CamVid-3 val). The Lite2 352x480 maps and
-k_over = 2k are the val choices for CamVid-6 (0.684 and 0.736 on val).
+--backbone lite2 --image-size 352x480 --k-over 12 --seed S``.)
+Over-clustering helps when k covers everything in the photos (CamVid-6:
+buildings, cars and people are classes) and hurts when it does not: in
+CamVid-3 the merge spends a segment on the buildings, which are not scored,
+so it stays off by default (plain k-means is also the stable one on CamVid-3
+val). The Lite2 352x480 maps and k_over = 2k are the val choices for
+CamVid-6 (0.684 and 0.736 on val).
 """
 
 from __future__ import annotations

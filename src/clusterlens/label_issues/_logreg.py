@@ -29,7 +29,7 @@ class SoftmaxModel:
 
 def _softmax_inplace(logits: F32) -> None:
     logits -= logits.max(axis=1, keepdims=True)
-    np.maximum(logits, np.float32(-80.0), out=logits)  # no subnormals (see fun)
+    np.maximum(logits, np.float32(-80.0), out=logits)  # see fit_softmax
     np.exp(logits, out=logits)
     logits /= logits.sum(axis=1, keepdims=True)
 

@@ -151,6 +151,7 @@ On test, through iic-seg as a user runs it (seed 0, refined):
     --k 6, Lite2 352x480, --k-over 12, seeds 0 / 1 / 2:
                                 0.6646 / 0.6641 / 0.6643  mIoU 0.4160 / 0.4163 / 0.4167
                                 fit 393 / 251 / 304 s    (>= 0.66: the target)
+    --k 6, Lite2 240x320, --k-over 12   0.6341  mIoU 0.4539  fit 168 s
 
 (``--tasks camvid3 --methods kmeans-cnn --k-over 9``, ``--tasks camvid6
 --methods kmeans-cnn --k-over 18``, ``--tasks camvid6 --methods kmeans-cnn

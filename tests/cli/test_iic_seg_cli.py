@@ -287,8 +287,10 @@ def test_kmeans_over_clustering_option(photos, tmp_path):
         run_params = json.loads((out / "run.json").read_text())["parameters"]
         assert run_params["k_over"] == want
         pred = tmp_path / f"pred{k_over}"
-        r = run("iic-seg-predict", out / "model", img_dir, "--out", pred, "--quiet")
+        r = run("iic-seg-predict", out / "model", img_dir, "--out", pred)
         assert r.exit_code == 0, r.output
+        said = f"merged from {want} k-means clusters"
+        assert (said in r.output) == bool(want), r.output
         np.testing.assert_array_equal(
             np.asarray(Image.open(out / "masks" / "f01.png")),
             np.asarray(Image.open(pred / "masks" / "f01.png")),

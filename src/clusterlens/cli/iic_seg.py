@@ -128,6 +128,11 @@ def _threads_device(f: Any) -> Any:
     return f
 
 
+def _merged(s: Mapping[str, Any]) -> str:
+    """' (merged from N k-means clusters)' when k-means over-clustered."""
+    return f" (merged from {s['k_over']} k-means clusters)" if s.get("k_over") else ""
+
+
 def _scores(s: Mapping[str, Any]) -> str:
     if "accuracy" not in s:
         return ""
@@ -370,7 +375,7 @@ def iic_seg(
         schema="clusterlens.iic-seg/1",
         human=lambda s: (
             f"iic-seg ({s['method']} on {s['features']}): {s['n_images']} images "
-            f"into k={k};{_scores(s)} {s['fit_seconds']:.0f} s to fit.\n"
+            f"into k={k}{_merged(s)};{_scores(s)} {s['fit_seconds']:.0f} s to fit.\n"
             f"Wrote {out}/: {OUTPUTS}"
         ),
     )
@@ -433,7 +438,7 @@ def iic_seg_predict(
         schema="clusterlens.iic-seg-predict/1",
         human=lambda s: (
             f"iic-seg-predict: {s['n_images']} images into {s['n_clusters']} "
-            f"clusters;{_scores(s)}\nWrote {out}/: masks/, segments.parquet, "
-            "report.html, run.json"
+            f"clusters{_merged(s)};{_scores(s)}\nWrote {out}/: masks/, "
+            "segments.parquet, report.html, run.json"
         ),
     )

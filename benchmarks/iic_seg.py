@@ -152,6 +152,7 @@ On test, through iic-seg as a user runs it (seed 0, refined):
                                 0.6646 / 0.6641 / 0.6643  mIoU 0.4160 / 0.4163 / 0.4167
                                 fit 393 / 251 / 304 s    (>= 0.66: the target)
     --k 6, Lite2 240x320, --k-over 12   0.6341  mIoU 0.4539  fit 168 s
+    --k 11, Lite0, plain / --k-over 22  0.4424 / 0.4522  mIoU 0.2147 / 0.2015
 
 (``--tasks camvid3 --methods kmeans-cnn --k-over 9``, ``--tasks camvid6
 --methods kmeans-cnn --k-over 18``, ``--tasks camvid6 --methods kmeans-cnn

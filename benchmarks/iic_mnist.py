@@ -156,6 +156,12 @@ def _run_seed(a, X, y, k, seed, params, log, budget):
 
     sl_budget = 60.0 * a.self_label_minutes
     iic_budget = budget - sl_budget
+    sl_end = [budget]  # when self-labelling stops (set once IIC has ended)
+
+    def append_log(entry):
+        if a.log is not None:
+            with a.log.open("a") as f:
+                f.write(json.dumps({"seed": seed, **entry}, default=float) + "\n")
 
     def on_epoch(entry):
         elapsed = time.perf_counter() - t0
@@ -168,10 +174,8 @@ def _run_seed(a, X, y, k, seed, params, log, budget):
                 f"{entry['accuracy']:.4f}  NMI {entry['nmi']:.4f}  ARI "
                 f"{entry['ari']:.4f}"
             )
-            if a.log is not None:
-                with a.log.open("a") as f:
-                    f.write(json.dumps({"seed": seed, **entry}, default=float) + "\n")
-            if elapsed + 1.02 * entry["seconds"] > budget:
+            append_log(entry)
+            if elapsed + 1.02 * entry["seconds"] > sl_end[0]:
                 raise _TimeUp
             return
         accs = np.asarray(entry["head_accuracies"])
@@ -182,9 +186,7 @@ def _run_seed(a, X, y, k, seed, params, log, budget):
             f"{accs.max():.4f}  sub-heads >= 99 %: {int((accs >= TARGET).sum())}/"
             f"{accs.size}  restarted {entry.get('restarted', [])}"
         )
-        if a.log is not None:
-            with a.log.open("a") as f:
-                f.write(json.dumps({"seed": seed, **entry}, default=float) + "\n")
+        append_log(entry)
         # Stop before an epoch that would end past the budget (the last
         # epoch's duration as the estimate), so the figures are within it.
         if elapsed + 1.02 * entry["seconds"] > iic_budget:
@@ -210,7 +212,9 @@ def _run_seed(a, X, y, k, seed, params, log, budget):
     except _TimeUp:
         stopped = "time budget"
     if sl_budget:
-        # the IIC epochs done, then self-labelling until the whole budget
+        # the IIC epochs done, then at most --self-label-minutes of
+        # self-labelling (IIC may have stopped early, at --epochs)
+        sl_end[0] = min(budget, time.perf_counter() - t0 + sl_budget)
         done = len(model.history_)
         model = IIC(
             k,

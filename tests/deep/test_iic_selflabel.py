@@ -10,32 +10,16 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from tests.deep.test_iic import shapes  # noqa: E402
+from tests.deep.test_iic import _small, shapes  # noqa: E402
 
-from clusterlens.deep import IIC, Transforms  # noqa: E402
+from clusterlens.deep import IIC  # noqa: E402
 from clusterlens.exceptions import InvalidParameterError  # noqa: E402
 from clusterlens.metrics import clustering_accuracy  # noqa: E402
 
-TF = Transforms(input_size=16, crop_sizes=(0.75, 0.875), eval_crop=1.0, rotation=10.0)
-
 
 def _model(**kw):
-    params = dict(
-        n_clusters=4,
-        n_clusters_over=8,
-        n_heads=3,
-        n_repeats=2,
-        batch_size=25,
-        epochs=2,
-        lr=2e-3,
-        width=0.25,
-        transforms=TF,
-        random_state=0,
-        n_threads=1,
-        device="cpu",
-    )
-    params.update(kw)
-    return IIC(**params)
+    """test_iic's small model, with three sub-heads and smaller batches."""
+    return _small(**{"n_heads": 3, "batch_size": 25, **kw})
 
 
 def _state(model):

@@ -528,20 +528,26 @@ class IIC(ClusterMixin, BaseEstimator):  # type: ignore[misc]
             bs = min(cfg["batch_size"], n)
             n_batches = max(1, n // bs)  # drop the ragged last batch
             total = self.epochs + self.self_label_epochs
+
+            def end_epoch(entry: dict[str, Any], epoch: int, t0: float) -> None:
+                """Record, log, checkpoint and report a finished epoch."""
+                entry["seconds"] = time.perf_counter() - t0
+                self.history_.append(entry)
+                self.n_epochs_ = epoch + 1
+                what = "self-labelling epoch" if epoch >= self.epochs else "epoch"
+                logger.info("IIC %s %d: %s", what, epoch + 1, entry)
+                if self.checkpoint_dir is not None:
+                    self._save_checkpoint(opt, gen, fp)
+                if callback is not None:
+                    callback(entry)
+
             for epoch in range(start, total):
                 t0 = time.perf_counter()
                 if epoch >= self.epochs:
                     entry = self._self_label_epoch(
                         net, opt, images, epoch, gen, labels_true
                     )
-                    entry["seconds"] = time.perf_counter() - t0
-                    self.history_.append(entry)
-                    self.n_epochs_ = epoch + 1
-                    logger.info("IIC self-labelling epoch %d: %s", epoch + 1, entry)
-                    if self.checkpoint_dir is not None:
-                        self._save_checkpoint(opt, gen, fp)
-                    if callback is not None:
-                        callback(entry)
+                    end_epoch(entry, epoch, t0)
                     continue
                 perm = torch.randperm(n, generator=gen)
                 sums = {h: torch.zeros(n_heads, dtype=torch.float64) for h in heads}
@@ -591,14 +597,7 @@ class IIC(ClusterMixin, BaseEstimator):  # type: ignore[misc]
                 if self.head_restarts:  # also after the last: resume = one run
                     entry["restarted"] = self._restart_heads(net, opt, entry, gen)
                 bar.close()
-                entry["seconds"] = time.perf_counter() - t0
-                self.history_.append(entry)
-                self.n_epochs_ = epoch + 1
-                logger.info("IIC epoch %d: %s", epoch + 1, entry)
-                if self.checkpoint_dir is not None:
-                    self._save_checkpoint(opt, gen, fp)
-                if callback is not None:
-                    callback(entry)
+                end_epoch(entry, epoch, t0)
             if start >= total:  # resumed a finished run: predict only
                 self.head_ = int(self.history_[-1]["head"])
                 proba = self._predict_all(images, all_heads=True)

@@ -298,3 +298,27 @@ def test_self_labelling_from_the_cli_and_its_report(tmp_path, npz):
     r = run("iic", npz, "--k", 4, "--out", tmp_path / "b", "--confidence", 1, *FAST)
     assert r.exit_code == 2 and "--confidence" in r.output
     assert "Traceback" not in r.output
+
+
+def test_scan_cluster_head_from_the_cli_and_predict_with_it(tmp_path, npz):
+    out = tmp_path / "a"
+    r = run("iic", npz, "--k", 4, "--out", out, "--cluster-head", "scan", *FAST[:-1])
+    assert r.exit_code == 0, r.output
+    assert "clusters from the SCAN head on the trunk's embeddings" in r.output
+    info = json.loads((out / "run.json").read_text())
+    s = info["results"]
+    assert s["cluster_head"] == "scan"
+    assert info["parameters"]["cluster_head"] == "scan"
+    assert 0 <= s["iic_head_accuracy"] <= 1
+    assert "a SCAN head on the trunk" in (out / "report.html").read_text()
+    table = pq.read_table(out / "assignments.parquet").to_pydict()
+    # iic-predict goes through the saved SCAN head: the same clusters.
+    r = run("iic-predict", out / "model", npz, "--out", tmp_path / "p", "--quiet")
+    assert r.exit_code == 0, r.output
+    again = pq.read_table(tmp_path / "p" / "assignments.parquet").to_pydict()
+    np.testing.assert_array_equal(again["cluster"], table["cluster"])
+    r = run(
+        "iic", npz, "--k", 4, "--out", tmp_path / "b", "--cluster-head", "knn", *FAST
+    )
+    assert r.exit_code == 2 and "--cluster-head" in r.output
+    assert "Traceback" not in r.output

@@ -155,6 +155,19 @@ def _size_mode(f: Any) -> Any:
     help="Probability above which an image is a self-labelling target.",
 )
 @click.option(
+    "--cluster-head",
+    type=click.Choice(["iic", "scan"]),
+    default="iic",
+    show_default=True,
+    help="What gives the clusters: iic = the lowest-loss sub-head; scan = after "
+    "IIC, a SCAN head trained on the trunk's embeddings (mined neighbours, "
+    "neighbour consistency, self-labelling, as `cluster --method scan`), saved "
+    "in the model. The sub-heads can merge two classes that the trunk keeps "
+    "apart (MNIST after 2 epochs, 3 seeds: 0.882 / 0.963 / 0.970 with the "
+    "sub-head, 0.988 / 0.976 / 0.975 with the SCAN head). A few minutes more "
+    "on 70,000 images; --resume adds it to a finished run.",
+)
+@click.option(
     "--aux",
     "aux_mode",
     type=click.Choice(["alternate", "joint"]),
@@ -238,6 +251,7 @@ def iic(
     head_restarts: int,
     self_label_epochs: int,
     confidence: float,
+    cluster_head: str,
     aux_mode: str | None,
     lr: float | None,
     lamb: float | None,
@@ -291,6 +305,8 @@ def iic(
     params = {key: v for key, v in params.items() if v is not None}
     if head_restarts:
         params["head_restarts"] = head_restarts
+    if cluster_head != "iic":
+        params["cluster_head"] = cluster_head
     if self_label_epochs:
         params["self_label_epochs"] = self_label_epochs
         params["confidence"] = confidence
@@ -326,11 +342,23 @@ def iic(
         human=lambda s: (
             f"IIC: {s['n_images']} images into k={k} after {s['epochs']} epochs "
             f"{_self_label_note(s)}on {s['device']};{_scores(s)} "
-            f"sub-head {s['head']} (lowest loss)."
+            f"{_predictor(s)}."
             f"{_subheads(s)}\n"
             f"Wrote {out}/: model.npz, model.json, assignments.parquet, "
             "report.html, run.json"
         ),
+    )
+
+
+def _predictor(summary: Mapping[str, Any]) -> str:
+    """What gives the clusters: the chosen sub-head, or the SCAN head over it."""
+    if summary.get("cluster_head") != "scan":
+        return f"sub-head {summary['head']} (lowest loss)"
+    acc = summary.get("iic_head_accuracy")
+    alone = "" if acc is None else f", accuracy {acc:.4f}"
+    return (
+        "clusters from the SCAN head on the trunk's embeddings (IIC's own: "
+        f"sub-head {summary['head']}, lowest loss{alone})"
     )
 
 

@@ -12,7 +12,6 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-import torch
 
 from clusterlens.deep._iic import IIC, _torch_threads, as_image_tensor
 from clusterlens.exceptions import DataValidationError, InvalidParameterError
@@ -62,17 +61,5 @@ def iic_trunk_features(
             f"X holds {shape[0]}x{shape[1]} images with {shape[2]} channel(s); "
             f"this model was trained on {h}x{w} with {c}. Resize the images first."
         )
-    net, tf = model.net_, model.transforms_
-    device = next(net.parameters()).device
-    was_training = net.training
-    out = []
     with _torch_threads(model.n_threads):
-        net.eval()
-        try:
-            with torch.inference_mode():
-                for s in range(0, images.shape[0], batch_size):
-                    x = tf.clean(images[s : s + batch_size].to(device))
-                    out.append(net.trunk(x).float().cpu())
-        finally:
-            net.train(was_training)
-    return np.ascontiguousarray(torch.cat(out).numpy(), dtype=np.float32)
+        return model._trunk_features(images, batch_size)

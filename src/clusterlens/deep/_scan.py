@@ -675,6 +675,21 @@ class SCAN(ClusterMixin, BaseEstimator):  # type: ignore[misc]
     # ------------------------------------------------------------------ #
     def save(self, path: str | os.PathLike[str]) -> tuple[Path, Path]:
         """Write ``path.npz`` (preprocessing and weights) + ``path.json``; no pickle."""
+        arrays, params, attrs = self.state()
+        return write_model(
+            path,
+            arrays,
+            fmt=MODEL_FORMAT,
+            version=FORMAT_VERSION,
+            params=params,
+            attributes=attrs,
+            kind="SCAN",
+        )
+
+    def state(self) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+        """The fitted head as (arrays, parameters, attributes), what :meth:`save`
+        writes; :meth:`from_state` reads it back (also inside another model's
+        file, as a refined IIC keeps its SCAN head)."""
         self._check_fitted()
         params = dict(self.get_params())
         params["random_state"] = (
@@ -698,15 +713,7 @@ class SCAN(ClusterMixin, BaseEstimator):  # type: ignore[misc]
             "history": self.history_,
             "n_epochs": getattr(self, "n_epochs_", len(self.history_)),
         }
-        return write_model(
-            path,
-            arrays,
-            fmt=MODEL_FORMAT,
-            version=FORMAT_VERSION,
-            params=params,
-            attributes=attrs,
-            kind="SCAN",
-        )
+        return arrays, params, attrs
 
     @classmethod
     def load(cls, path: str | os.PathLike[str], *, device: str = "cpu") -> SCAN:
@@ -717,47 +724,58 @@ class SCAN(ClusterMixin, BaseEstimator):  # type: ignore[misc]
         )
         json_path = model_paths(path)[1]
         try:
-            params = dict(meta["params"])
-            if params.get("random_state") == "generator":
-                params["random_state"] = None
-            unknown = sorted(set(params) - set(cls().get_params()))
-            if unknown:
-                raise ValueError(f"unknown parameters {', '.join(unknown)}")
-            params["device"] = device
-            model = cls(**params)
-            model._validate_params()
-            attrs = meta["attributes"]
-            head, d, p = attrs["head"], attrs["n_features_in"], attrs["n_inputs"]
-            for name, v, lo in (
-                ("head", head, 0),
-                ("n_features_in", d, 1),
-                ("n_inputs", p, 1),
-            ):
-                if not isinstance(v, int) or isinstance(v, bool) or v < lo:
-                    raise ValueError(f"{name!r} is {v!r}, not an int >= {lo}")
-            if head >= model.n_heads:
-                raise ValueError(
-                    f"'head' is {head}, but there are {model.n_heads} heads"
-                )
-            pre = EmbeddingPreprocessor.from_arrays(
-                {k[4:]: v for k, v in arrays.items() if k.startswith("pre/")},
-                model.n_components,
-                model.whiten,
-                model.l2,
+            return cls.from_state(
+                arrays, dict(meta["params"]), meta["attributes"], device=device
             )
-            if pre.components_.shape != (d, p):
-                raise ValueError(
-                    f"the preprocessing maps {pre.components_.shape}, expected "
-                    f"({d}, {p})"
-                )
-            history = attrs["history"]
-            if not isinstance(history, list):
-                raise ValueError("'history' is not a list")
         except (KeyError, TypeError, ValueError) as e:
             reason = f"no {e}" if isinstance(e, KeyError) else str(e).rstrip(".")
             raise DataValidationError(
                 invalid_file(json_path, "SCAN model description", reason, fix)
             ) from e
+
+    @classmethod
+    def from_state(
+        cls,
+        arrays: dict[str, Any],
+        params: dict[str, Any],
+        attrs: dict[str, Any],
+        *,
+        device: str = "cpu",
+    ) -> SCAN:
+        """The head :meth:`state` described; KeyError, TypeError or ValueError
+        naming what does not fit (the caller names the file)."""
+        params = dict(params)
+        if params.get("random_state") == "generator":
+            params["random_state"] = None
+        unknown = sorted(set(params) - set(cls().get_params()))
+        if unknown:
+            raise ValueError(f"unknown parameters {', '.join(unknown)}")
+        params["device"] = device
+        model = cls(**params)
+        model._validate_params()
+        head, d, p = attrs["head"], attrs["n_features_in"], attrs["n_inputs"]
+        for name, v, lo in (
+            ("head", head, 0),
+            ("n_features_in", d, 1),
+            ("n_inputs", p, 1),
+        ):
+            if not isinstance(v, int) or isinstance(v, bool) or v < lo:
+                raise ValueError(f"{name!r} is {v!r}, not an int >= {lo}")
+        if head >= model.n_heads:
+            raise ValueError(f"'head' is {head}, but there are {model.n_heads} heads")
+        pre = EmbeddingPreprocessor.from_arrays(
+            {k[4:]: v for k, v in arrays.items() if k.startswith("pre/")},
+            model.n_components,
+            model.whiten,
+            model.l2,
+        )
+        if pre.components_.shape != (d, p):
+            raise ValueError(
+                f"the preprocessing maps {pre.components_.shape}, expected ({d}, {p})"
+            )
+        history = attrs["history"]
+        if not isinstance(history, list):
+            raise ValueError("'history' is not a list")
         model.preprocessor_ = pre
         model._build(d, p, torch.Generator().manual_seed(0))
         state = {
@@ -768,9 +786,8 @@ class SCAN(ClusterMixin, BaseEstimator):  # type: ignore[misc]
         try:
             model.net_.load_state_dict(state, strict=True)
         except RuntimeError as e:
-            raise DataValidationError(
-                f"{model_paths(path)[0]} does not match this SCAN head "
-                f"({str(e).splitlines()[0]}). {fix[0].upper()}{fix[1:]}."
+            raise ValueError(
+                f"the weights do not match this SCAN head ({str(e).splitlines()[0]})"
             ) from e
         model.net_.to(_resolve_device(device))
         model.device_ = str(_resolve_device(device))

@@ -204,6 +204,11 @@ def run_iic(
         "head_selection": HEAD_SELECTION,
         "head_losses": last_iic["head_losses"] if last_iic else None,
         "head_accuracies": last_iic.get("head_accuracies") if last_iic else None,
+        "cluster_head": model.cluster_head,
+        # the IIC sub-head's own accuracy (the last epoch's) beside the SCAN head's
+        "iic_head_accuracy": (
+            model.history_[-1].get("accuracy") if model.history_ else None
+        ),
         "self_label_epochs": len(self_labelled),
         "confident_share": (
             self_labelled[-1]["confident_share"] if self_labelled else None
@@ -229,6 +234,20 @@ def run_iic(
         {
             "sub-head used": (
                 f"{model.head_} of {model.settings_['n_heads']} (lowest loss)"
+            ),
+            **(
+                {
+                    "clusters from": "a SCAN head on the trunk's embeddings "
+                    "(--cluster-head scan)"
+                    + (
+                        ""
+                        if summary["iic_head_accuracy"] is None
+                        else "; the IIC sub-head alone: accuracy "
+                        f"{summary['iic_head_accuracy']:.4f}"
+                    )
+                }
+                if model.cluster_head == "scan"
+                else {}
             ),
             "preset": model.preset or "none",
             "final loss": last_iic["loss"] if last_iic else None,
@@ -328,6 +347,7 @@ def run_iic_predict(
         "n_clusters": int(proba.shape[1]),
         "n_clusters_used": int(np.unique(cols["cluster"]).size),
         "head": model.head_,
+        "cluster_head": getattr(model, "cluster_head", "iic"),
     }
     scores = _scores(data.labels, cols["cluster"])
     if scores is not None:

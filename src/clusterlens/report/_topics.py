@@ -74,8 +74,8 @@ def build_workspace_report(
         have = pv[1][idx, 0] > 0
         for i in np.asarray(idx)[have]:
             pw, ph = (int(v) for v in pv[1][i])
-            img = Image.fromarray(np.ascontiguousarray(pv[0][i, :ph, :pw]))
-            thumbs[i] = np.asarray(img.resize(square, Image.Resampling.BILINEAR))
+            small = Image.fromarray(np.ascontiguousarray(pv[0][i, :ph, :pw]))
+            thumbs[i] = np.asarray(small.resize(square, Image.Resampling.BILINEAR))
         idx = np.asarray(idx)[~have]
     for i, img in ws.iter_items(
         idx, mode="RGB", size=square, min_size=square, n_jobs=n_jobs

@@ -1,0 +1,95 @@
+"""IIC with ``cluster_head="scan"``: a SCAN head on the trained trunk's embeddings."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from tests.deep.test_iic import _small, shapes  # noqa: E402
+
+from clusterlens.deep import IIC, SCAN  # noqa: E402
+from clusterlens.deep._embed import iic_trunk_features  # noqa: E402
+from clusterlens.exceptions import (  # noqa: E402
+    DataValidationError,
+    InvalidParameterError,
+)
+from clusterlens.metrics import clustering_accuracy  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def data():
+    return shapes(40, seed=5)
+
+
+@pytest.fixture(scope="module")
+def with_scan(data):
+    X, y = data
+    return _small(epochs=2, cluster_head="scan").fit(X, y)
+
+
+def test_the_scan_head_on_the_trunk_predicts(data, with_scan):
+    X, y = data
+    assert isinstance(with_scan.scan_head_, SCAN)
+    T = iic_trunk_features(with_scan, X)
+    assert with_scan.scan_head_.n_features_in_ == T.shape[1]
+    np.testing.assert_array_equal(with_scan.predict(X), with_scan.labels_)
+    np.testing.assert_array_equal(with_scan.labels_, with_scan.scan_head_.predict(T))
+    np.testing.assert_allclose(
+        with_scan.predict_proba(X), with_scan.scan_head_.predict_proba(T), rtol=1e-6
+    )
+    # The IIC part is the same run as with the IIC head (same seed).
+    plain = _small(epochs=2).fit(X, y)
+    assert plain.scan_head_ is None
+    assert [h["loss"] for h in plain.history_] == [
+        h["loss"] for h in with_scan.history_
+    ]
+    # The four planted shapes are found from the trunk's neighbourhoods, where
+    # this short run's sub-heads are still near chance (0.25 here).
+    head_acc = clustering_accuracy(y, plain.labels_)
+    assert clustering_accuracy(y, with_scan.labels_) >= max(0.9, head_acc + 0.3)
+
+
+def test_same_seed_same_clusters_from_the_scan_head(data, with_scan):
+    X, y = data
+    again = _small(epochs=2, cluster_head="scan").fit(X, y)
+    np.testing.assert_array_equal(again.labels_, with_scan.labels_)
+    np.testing.assert_array_equal(again.predict_proba(X), with_scan.predict_proba(X))
+
+
+def test_model_with_a_scan_head_round_trip_without_pickle(tmp_path, data, with_scan):
+    X, _ = data
+    npz, js = with_scan.save(tmp_path / "model")
+    with np.load(npz, allow_pickle=False) as z:
+        assert any(k.startswith("scan/pre/") for k in z.files)
+        assert all(z[k].dtype != object for k in z.files)
+    loaded = IIC.load(tmp_path / "model", device="cpu")
+    assert loaded.cluster_head == "scan" and isinstance(loaded.scan_head_, SCAN)
+    np.testing.assert_array_equal(loaded.predict(X), with_scan.labels_)
+    np.testing.assert_allclose(loaded.predict_proba(X), with_scan.predict_proba(X))
+    # A description that names a SCAN head but lost it is refused.
+    meta = json.loads(js.read_text())
+    del meta["attributes"]["scan_head"]
+    js.write_text(json.dumps(meta))
+    with pytest.raises(DataValidationError, match="holds no SCAN head"):
+        IIC.load(tmp_path / "model", device="cpu")
+
+
+def test_a_finished_run_resumes_into_the_scan_head(tmp_path, data, with_scan):
+    X, y = data
+    ckpt = tmp_path / "ckpt"
+    plain = _small(epochs=2, checkpoint_dir=ckpt).fit(X, y)
+    assert plain.scan_head_ is None
+    resumed = _small(
+        epochs=2, checkpoint_dir=ckpt, resume=True, cluster_head="scan"
+    ).fit(X, y)
+    np.testing.assert_array_equal(resumed.labels_, with_scan.labels_)
+
+
+def test_unknown_cluster_head_is_a_clear_error(data):
+    X, _ = data
+    with pytest.raises(InvalidParameterError, match="cluster_head"):
+        _small(cluster_head="kmeans").fit(X)

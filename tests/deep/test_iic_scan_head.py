@@ -93,3 +93,6 @@ def test_unknown_cluster_head_is_a_clear_error(data):
     X, _ = data
     with pytest.raises(InvalidParameterError, match="cluster_head"):
         _small(cluster_head="kmeans").fit(X)
+    # as many images as clusters: refused before training, not after it
+    with pytest.raises(DataValidationError, match="needs more images than clusters"):
+        _small(cluster_head="scan").fit(X[:4])

@@ -251,8 +251,9 @@ class IIC(ClusterMixin, BaseEstimator):  # type: ignore[misc]
         settle on a partition that merges two classes and splits another
         while the trunk's neighbourhoods keep them apart: on all 70,000
         MNIST digits after 2 epochs (3 seeds), sub-heads at 0.882 / 0.963 /
-        0.970 accuracy, the SCAN head 0.988 / 0.976 / 0.975. Costs a pass over the
-        images and the SCAN fit (2-4 minutes for 70,000 on 2 cores).
+        0.970 accuracy, the SCAN head 0.988 / 0.976 / 0.975. Costs a pass
+        over the images and the SCAN fit (2-4 minutes for 70,000 on 2
+        cores).
     lr : float or None, default=None
         Adam learning rate (``None``: the preset's value, else 2e-3; the
         paper uses 1e-4 with far more epochs).
@@ -521,6 +522,12 @@ class IIC(ClusterMixin, BaseEstimator):  # type: ignore[misc]
         if n < self.n_clusters:
             raise DataValidationError(
                 f"n_samples={n} should be >= n_clusters={self.n_clusters}."
+            )
+        if getattr(self, "cluster_head", "iic") == "scan" and n <= self.n_clusters:
+            raise DataValidationError(
+                f"n_samples={n} should be > n_clusters={self.n_clusters} for "
+                f"{arg('cluster_head', 'scan')}: the SCAN head needs more "
+                "images than clusters."
             )
         labels_true = None if y is None else np.asarray(y)
         if labels_true is not None and labels_true.shape != (n,):

@@ -23,7 +23,7 @@ Examples:
   clusterlens features cnn ws --l2 --pca 128 --smooth 6   # to over-cluster and name
   clusterlens features cnn ws --weights efficientnet-lite4.pth --image-size 300
   clusterlens features cnn ws --weights resnet50_features.pt2
-  clusterlens features cnn ws --weights ws/models/adapt-lite0/weights.npz \
+  clusterlens features cnn ws --weights ws/models/adapt-lite0/weights.npz \\
       --out ws/features/cnn-adapted          # after clusterlens adapt ws
   clusterlens features cnn ws --runtime torch
   clusterlens features pixels mnist-ws --size 28 --pca 50

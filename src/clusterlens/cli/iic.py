@@ -24,10 +24,13 @@ EXAMPLES = """
 Examples:
   clusterlens iic digits.npz --k 10 --epochs 3 --seed 0 --out runs/iic
   clusterlens iic ../shared/data/mnist --k 10 --k-over 50 --epochs 20 --out iic-mnist
-  clusterlens iic ../shared/data/mnist --k 10 --preset ji2019-mnist --epochs 300 \
+  clusterlens iic ../shared/data/mnist --k 10 --preset ji2019-mnist --epochs 300 \\
       --out ji
-  clusterlens iic ../shared/data/mnist --k 10 --preset ji2019-mnist --width 0.25 \
+  clusterlens iic ../shared/data/mnist --k 10 --preset ji2019-mnist --width 0.25 \\
       --kernel-size 3 --batch-size 32 --repeats 4 --lr 2e-3 --heads 25 --out fast
+  clusterlens iic digits.npz --k 10 --epochs 10 --cluster-head scan --out iic-scan
+  clusterlens iic digits.npz --k 10 --epochs 10 --checkpoint ckpt --resume \\
+      --cluster-head scan --out iic-scan
   clusterlens iic photos/ --k 10 --size 32x32 --mode RGB --backbone resnet --out iic
   clusterlens iic digits.npz --k 10 --epochs 10 --checkpoint ckpt --out iic
   clusterlens iic digits.npz --k 10 --epochs 10 --checkpoint ckpt --resume --out iic

@@ -27,18 +27,14 @@ import numpy.typing as npt
 import torch
 from sklearn.base import BaseEstimator
 
-from clusterlens.deep._iic import (
-    _load_state,
-    _resolve_device,
-    _torch_threads,
-    as_image_tensor,
-)
+from clusterlens.deep._iic import _load_state, as_image_tensor
 from clusterlens.deep._loss import nt_xent_loss
 from clusterlens.deep._optim_state import (
     check_optimizer_attrs,
     optimizer_arrays,
     restore_optimizer,
 )
+from clusterlens.deep._runtime import _resolve_device, _torch_threads
 from clusterlens.deep._transforms import ContrastiveViews
 from clusterlens.exceptions import (
     DataValidationError,

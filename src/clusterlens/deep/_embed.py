@@ -13,7 +13,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from clusterlens.deep._iic import IIC, _torch_threads, as_image_tensor
+from clusterlens.deep._iic import IIC, as_image_tensor
+from clusterlens.deep._runtime import _torch_threads
 from clusterlens.exceptions import DataValidationError, InvalidParameterError
 
 __all__ = ["iic_trunk_features"]

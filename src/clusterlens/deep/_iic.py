@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +14,6 @@ import numpy.typing as npt
 import torch
 from sklearn.base import BaseEstimator, ClusterMixin
 
-from clusterlens._config import get_config
 from clusterlens.deep._loss import iid_loss
 from clusterlens.deep._nets import BACKBONES, ClusterHeads, IICNet
 from clusterlens.deep._optim_state import (
@@ -24,6 +22,7 @@ from clusterlens.deep._optim_state import (
     restore_optimizer,
 )
 from clusterlens.deep._presets import DEFAULTS, get_preset
+from clusterlens.deep._runtime import _deterministic, _resolve_device, _torch_threads
 from clusterlens.deep._transforms import Transforms, default_transforms
 from clusterlens.exceptions import (
     DataValidationError,
@@ -112,62 +111,6 @@ def as_image_tensor(images: Any, name: str = "images") -> torch.Tensor:
             )
         arr = np.rint(arr * 255.0).astype(np.uint8)
     return torch.from_numpy(np.ascontiguousarray(arr.transpose(0, 3, 1, 2)))
-
-
-@contextlib.contextmanager
-def _torch_threads(n: int | None) -> Iterator[None]:
-    if n is None:
-        yield
-        return
-    old = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(old)
-
-
-@contextlib.contextmanager
-def _deterministic(device: torch.device) -> Iterator[None]:
-    """On CUDA, cuDNN's deterministic kernels (the same seed gives the same
-    weights, not only the same labels); the flags are restored afterwards."""
-    if device.type != "cuda":
-        yield
-        return
-    cudnn = torch.backends.cudnn
-    old = (cudnn.deterministic, cudnn.benchmark)
-    cudnn.deterministic, cudnn.benchmark = True, False
-    try:
-        yield
-    finally:
-        cudnn.deterministic, cudnn.benchmark = old
-
-
-def _resolve_device(device: str) -> torch.device:
-    if device == "auto":
-        cfg = get_config().get("device")
-        if cfg:
-            device = str(cfg)
-        else:
-            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if not isinstance(device, str):
-        raise InvalidParameterError(
-            "The 'device' parameter of IIC must be a str such as 'cpu', 'cuda' or "
-            f"'auto'. Got {device!r} instead."
-        )
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise InvalidParameterError(
-            f"{arg('device', repr(device))} was asked for but CUDA is not "
-            f"available here. Use {arg('device', 'cpu')} or "
-            f"{arg('device', 'auto')}."
-        )
-    try:
-        return torch.device(device)
-    except RuntimeError as e:
-        raise InvalidParameterError(
-            f"{arg('device', repr(device))} is not a torch device. Use 'auto', "
-            "'cpu', 'cuda', 'cuda:N' or 'mps'."
-        ) from e
 
 
 def _check_finite_loss(value: float, lr: float, epoch: int, batch: int) -> None:

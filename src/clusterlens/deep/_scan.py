@@ -15,9 +15,9 @@ import torch
 import torch.nn.functional as F
 from sklearn.base import BaseEstimator, ClusterMixin
 
-from clusterlens.deep._iic import _deterministic, _resolve_device, _torch_threads
 from clusterlens.deep._loss import iid_loss, scan_loss
 from clusterlens.deep._nets import EmbeddingHeads
+from clusterlens.deep._runtime import _deterministic, _resolve_device, _torch_threads
 from clusterlens.exceptions import (
     DataValidationError,
     InvalidParameterError,

@@ -24,16 +24,9 @@ import numpy.typing as npt
 import torch
 import torch.nn.functional as F
 
-from clusterlens.deep._iic import (
-    IIC,
-    _check_finite_loss,
-    _deterministic,
-    _history,
-    _int_in,
-    _resolve_device,
-    _torch_threads,
-)
+from clusterlens.deep._iic import IIC, _check_finite_loss, _history, _int_in
 from clusterlens.deep._loss import iid_segmentation_loss
+from clusterlens.deep._runtime import _deterministic, _resolve_device, _torch_threads
 from clusterlens.deep._seg_nets import (
     IIC_CNN_LAYERS,
     LEGACY_CNN_LAYERS,

@@ -317,7 +317,7 @@ def cnn_pixel_features(
     ``model`` a :class:`CnnFeatureMaps` (default: its default layers, Lite0);
     ``n_threads`` torch CPU threads while computing (restored afterwards).
     """
-    from clusterlens.deep._iic import _torch_threads
+    from clusterlens.deep._runtime import _torch_threads
 
     model = model or CnnFeatureMaps()
     with _torch_threads(n_threads):

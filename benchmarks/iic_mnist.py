@@ -182,9 +182,9 @@ def _run_seed(a, X, y, k, seed, params, log, budget):
     t0 = time.perf_counter()
 
     sl_budget = 60.0 * a.self_label_minutes
-    rf_budget = 60.0 * a.scan_head_minutes  # kept for the SCAN head
-    iic_budget = budget - sl_budget - rf_budget
-    sl_end = [budget - rf_budget]  # when self-labelling stops (set after IIC)
+    sh_budget = 60.0 * a.scan_head_minutes  # kept for the SCAN head
+    iic_budget = budget - sl_budget - sh_budget
+    sl_end = [budget - sh_budget]  # when self-labelling stops (set after IIC)
 
     def append_log(entry):
         if a.log is not None:
@@ -221,7 +221,7 @@ def _run_seed(a, X, y, k, seed, params, log, budget):
             raise _TimeUp
 
     ckpt = None if a.checkpoint is None else a.checkpoint / f"seed{seed}"
-    if (sl_budget or rf_budget) and ckpt is None:  # later steps resume the run
+    if (sl_budget or sh_budget) and ckpt is None:  # later steps resume the run
         ckpt = Path(tempfile.mkdtemp(prefix="iic-mnist-")) / f"seed{seed}"
     model = IIC(
         k,
@@ -239,16 +239,11 @@ def _run_seed(a, X, y, k, seed, params, log, budget):
         model.fit(X, y, callback=on_epoch)
     except _TimeUp:
         stopped = "time budget"
-    if sl_budget:
-        # the IIC epochs done, then at most --self-label-minutes of
-        # self-labelling (IIC may have stopped early, at --epochs)
-        sl_end[0] = min(budget - rf_budget, time.perf_counter() - t0 + sl_budget)
-        done = len(model.history_)
-        model = IIC(
+
+    def resumed(**kw):
+        """This seed's IIC resuming its checkpoint, with ``kw`` changed."""
+        return IIC(
             k,
-            epochs=done,
-            self_label_epochs=1000,
-            confidence=a.confidence,
             random_state=seed,
             n_threads=a.threads,
             device=a.device,
@@ -256,31 +251,32 @@ def _run_seed(a, X, y, k, seed, params, log, budget):
             resume=True,
             verbose=0 if a.json else 1,
             **params,
+            **kw,
+        )
+
+    if sl_budget:
+        # the IIC epochs done, then at most --self-label-minutes of
+        # self-labelling (IIC may have stopped early, at --epochs)
+        sl_end[0] = min(budget - sh_budget, time.perf_counter() - t0 + sl_budget)
+        model = resumed(
+            epochs=len(model.history_), self_label_epochs=1000, confidence=a.confidence
         )
         try:
             model.fit(X, y, callback=on_epoch)
         except _TimeUp:
             stopped = "time budget"
     scan_head = None
-    if rf_budget:
+    if sh_budget:
         # `clusterlens iic ... --resume --cluster-head scan` on the finished run:
         # the trunk's embeddings of every digit, then the SCAN head
-        t_rf = time.perf_counter()
+        t_sh = time.perf_counter()
         hist = model.history_
         n_sl = sum(h.get("phase") == "self-label" for h in hist)
-        model = IIC(
-            k,
+        model = resumed(
             epochs=len(hist) - n_sl,
             self_label_epochs=n_sl,
             confidence=a.confidence,
             cluster_head="scan",
-            random_state=seed,
-            n_threads=a.threads,
-            device=a.device,
-            checkpoint_dir=ckpt,
-            resume=True,
-            verbose=0 if a.json else 1,
-            **params,
         )
         model.fit(X, y)
         from clusterlens.metrics import evaluate_clustering
@@ -291,7 +287,7 @@ def _run_seed(a, X, y, k, seed, params, log, budget):
             "nmi": sc["nmi"],
             "ari": sc["ari"],
             "head": model.head_,
-            "seconds": time.perf_counter() - t_rf,
+            "seconds": time.perf_counter() - t_sh,
             "elapsed_seconds": time.perf_counter() - t0,
         }
         log(

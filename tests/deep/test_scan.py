@@ -14,7 +14,12 @@ torch = pytest.importorskip("torch")
 from sklearn.datasets import make_blobs  # noqa: E402
 
 from clusterlens.cluster import KMeans  # noqa: E402
-from clusterlens.deep import SCAN, mine_neighbors, scan_loss  # noqa: E402
+from clusterlens.deep import (  # noqa: E402
+    SCAN,
+    EmbeddingPreprocessor,
+    mine_neighbors,
+    scan_loss,
+)
 from clusterlens.exceptions import (  # noqa: E402
     DataValidationError,
     InvalidParameterError,
@@ -201,6 +206,36 @@ def test_load_rejects_a_damaged_description(tmp_path):
     js.write_text(json.dumps(meta))
     with pytest.raises(DataValidationError, match="'head' is 99"):
         SCAN.load(tmp_path / "m")
+
+
+# --------------------------------------------------------------------------- #
+# the preprocessing (PCA + L2)
+# --------------------------------------------------------------------------- #
+@pytest.mark.parametrize("n", [40, 400])  # fewer rows than features, and more
+def test_preprocessing_projects_on_scikit_learns_principal_axes(n):
+    from sklearn.decomposition import PCA
+
+    rng = np.random.default_rng(n)
+    # a decaying spectrum, so the top axes are well separated
+    X = (rng.normal(size=(n, 120)) * np.geomspace(10, 0.1, 120)).astype(np.float32)
+    pre = EmbeddingPreprocessor(16, whiten=True, l2=False).fit(X)
+    ref = PCA(16, whiten=True, svd_solver="full").fit(X.astype(np.float64))
+    # the same axes up to sign, the same variances (so whitening agrees)
+    cos = np.abs(np.sum(pre.components_ * ref.components_.T, axis=0))
+    np.testing.assert_allclose(cos, 1.0, atol=1e-8)
+    np.testing.assert_allclose(
+        pre.scale_, 1.0 / np.sqrt(ref.explained_variance_), rtol=1e-8
+    )
+    Z, Zref = pre.transform(X), ref.transform(X.astype(np.float64))
+    np.testing.assert_allclose(np.abs(Z), np.abs(Zref), rtol=1e-4, atol=1e-4)
+    # unit rows with l2, and the same rows however the data were ordered
+    pre_l2 = EmbeddingPreprocessor(16).fit(X)
+    np.testing.assert_allclose(
+        np.linalg.norm(pre_l2.transform(X), axis=1), 1.0, rtol=1e-5
+    )
+    perm = rng.permutation(n)
+    again = EmbeddingPreprocessor(16).fit(X[perm])
+    np.testing.assert_allclose(again.transform(X), pre_l2.transform(X), atol=1e-5)
 
 
 # --------------------------------------------------------------------------- #

@@ -47,8 +47,13 @@ def train_iic(
     rng = np.random.default_rng(seed)
     n = images.shape[0]
     keep = np.sort(rng.choice(n, min(n, train_limit), replace=False))
-    model = IIC(
-        max(n_classes, 2), epochs=epochs, random_state=seed, device="cpu", verbose=1
+    model = IIC(  # only the trunk is used: no SCAN head on top
+        max(n_classes, 2),
+        epochs=epochs,
+        random_state=seed,
+        device="cpu",
+        verbose=1,
+        cluster_head="iic",
     )
     return model.fit(images[keep])
 

@@ -232,6 +232,7 @@ def _run_seed(a, X, y, k, seed, params, log, budget):
         checkpoint_dir=ckpt,
         resume=bool(ckpt and (ckpt / "iic-checkpoint.json").is_file()),
         verbose=0 if a.json else 1,
+        cluster_head="iic",  # the SCAN head is timed apart (--scan-head-minutes)
         **params,
     )
     stopped = "epochs"
@@ -242,6 +243,7 @@ def _run_seed(a, X, y, k, seed, params, log, budget):
 
     def resumed(**kw):
         """This seed's IIC resuming its checkpoint, with ``kw`` changed."""
+        kw.setdefault("cluster_head", "iic")
         return IIC(
             k,
             random_state=seed,

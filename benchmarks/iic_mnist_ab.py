@@ -134,6 +134,7 @@ def main(argv: list[str] | None = None) -> int:
                 random_state=seed,
                 n_threads=a.threads,
                 device=a.device,
+                cluster_head="iic",  # the sub-heads' settings are compared
                 **{**params, **extra},
             ).fit(X, y)
             last = model.history_[-1]

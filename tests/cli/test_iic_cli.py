@@ -302,7 +302,7 @@ def test_self_labelling_from_the_cli_and_its_report(tmp_path, npz):
 
 def test_scan_cluster_head_from_the_cli_and_predict_with_it(tmp_path, npz):
     out = tmp_path / "a"
-    r = run("iic", npz, "--k", 4, "--out", out, "--cluster-head", "scan", *FAST[:-1])
+    r = run("iic", npz, "--k", 4, "--out", out, *FAST[:-1])  # the default head
     assert r.exit_code == 0, r.output
     assert "clusters from the SCAN head on the trunk's embeddings" in r.output
     info = json.loads((out / "run.json").read_text())
@@ -310,7 +310,12 @@ def test_scan_cluster_head_from_the_cli_and_predict_with_it(tmp_path, npz):
     assert s["cluster_head"] == "scan"
     assert info["parameters"]["cluster_head"] == "scan"
     assert 0 <= s["iic_head_accuracy"] <= 1
-    assert "a SCAN head on the trunk" in (out / "report.html").read_text()
+    html = (out / "report.html").read_text()
+    assert "a SCAN head on the trunk" in html
+    # the report tells the clusters' head from IIC's sub-heads
+    assert "The SCAN head&#39;s agreement with the known labels" in html
+    assert "The IIC sub-head&#39;s agreement" in html
+    assert "the clusters come from the SCAN head" in html
     table = pq.read_table(out / "assignments.parquet").to_pydict()
     # iic-predict goes through the saved SCAN head: the same clusters.
     r = run("iic-predict", out / "model", npz, "--out", tmp_path / "p", "--quiet")

@@ -42,6 +42,7 @@ def model():
         random_state=0,
         n_threads=1,
         device="cpu",
+        cluster_head="iic",  # the sub-heads are compared with the trunk's output
     ).fit(X)
 
 

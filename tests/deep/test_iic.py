@@ -62,6 +62,7 @@ def _small(**kw):
         random_state=0,
         n_threads=1,
         device="cpu",
+        cluster_head="iic",  # these tests are about the sub-heads
     )
     params.update(kw)
     return IIC(**params)

@@ -96,3 +96,26 @@ def test_unknown_cluster_head_is_a_clear_error(data):
     # as many images as clusters: refused before training, not after it
     with pytest.raises(DataValidationError, match="needs more images than clusters"):
         _small(cluster_head="scan").fit(X[:4])
+
+
+def test_the_scan_head_is_the_default_and_older_files_keep_the_subhead(
+    tmp_path, data, with_scan
+):
+    X, y = data
+    assert IIC(4).cluster_head == "scan"
+    # the default run is the explicit one
+    params = {**_small().get_params(), "cluster_head": "scan"}
+    params.pop("cluster_head")
+    default = IIC(**params).set_params(epochs=2).fit(X, y)
+    assert default.cluster_head == "scan"
+    np.testing.assert_array_equal(default.labels_, with_scan.labels_)
+    # a model file written before the option (no cluster_head in its
+    # parameters) predicts with its sub-head, as it did
+    plain = _small(epochs=2).fit(X, y)
+    _, js = plain.save(tmp_path / "old")
+    meta = json.loads(js.read_text())
+    del meta["params"]["cluster_head"]
+    js.write_text(json.dumps(meta))
+    old = IIC.load(tmp_path / "old", device="cpu")
+    assert old.cluster_head == "iic" and old.scan_head_ is None
+    np.testing.assert_array_equal(old.predict(X), plain.labels_)

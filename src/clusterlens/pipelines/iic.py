@@ -238,7 +238,7 @@ def run_iic(
             **(
                 {
                     "clusters from": "a SCAN head on the trunk's embeddings "
-                    "(--cluster-head scan)"
+                    "(--cluster-head scan, the default)"
                     + (
                         ""
                         if summary["iic_head_accuracy"] is None
@@ -277,6 +277,7 @@ def run_iic(
         labels_true=labels,
         class_names=data.class_names,
         history=model.history_,
+        scan_history=(None if model.scan_head_ is None else model.scan_head_.history_),
         figures=figures,
         params=params,
         title=f"clusterlens iic: {src.name}, k={n_clusters}",

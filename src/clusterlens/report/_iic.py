@@ -42,6 +42,36 @@ def _line_chart(
     )
 
 
+def _scan_chart(scan_history: Sequence[Mapping[str, Any]]) -> LineChart | None:
+    """The SCAN head's epochs (neighbour training, then self-labelling): its
+    agreement with the labels when known, else its loss."""
+    xs = [float(i + 1) for i in range(len(scan_history))]
+    keys = [m for m in ("accuracy", "nmi", "ari") if all(m in h for h in scan_history)]
+    n_sl = sum(h.get("stage") == "self-label" for h in scan_history)
+    tail = f"; epochs {len(xs) - n_sl + 1} to {len(xs)} self-labelling" if n_sl else ""
+    if keys:
+        return _line_chart(
+            "The SCAN head's agreement with the known labels per epoch (the "
+            f"clusters; labels not used{tail})",
+            "score",
+            xs,
+            {
+                m.upper() if m != "accuracy" else m: [float(h[m]) for h in scan_history]
+                for m in keys
+            },
+        )
+    # no labels: the neighbour-consistency loss (self-labelling's
+    # cross-entropy is on another scale)
+    train = [h for h in scan_history if h.get("stage") != "self-label"]
+    return _line_chart(
+        "The SCAN head's loss per epoch (the clusters; neighbour consistency "
+        "+ entropy)",
+        "loss",
+        xs[: len(train)],
+        {"loss": [float(h["loss"]) for h in train]},
+    )
+
+
 def _subhead_rows(history: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """One row per main sub-head from the last epoch, lowest loss first."""
     if not history or not isinstance(history[-1].get("head_losses"), list):
@@ -77,6 +107,7 @@ def build_iic_report(
     labels_true: npt.ArrayLike | None = None,
     class_names: Sequence[str] | Mapping[Any, str] | None = None,
     history: Sequence[Mapping[str, Any]] = (),
+    scan_history: Sequence[Mapping[str, Any]] | None = None,
     figures: Mapping[str, Any] | None = None,
     params: Mapping[str, Any] | None = None,
     title: str = "clusterlens iic report",
@@ -102,6 +133,11 @@ def build_iic_report(
         ``IIC.history_``: the loss curves (``loss``, ``loss_over``) and, when
         present, ``accuracy``/``nmi``/``ari`` per epoch; the last epoch's
         ``head_losses`` (and ``head_accuracies``) fill the sub-head table.
+    scan_history : sequence of mappings, default=None
+        ``IIC.scan_head_.history_`` when a SCAN head gives the clusters
+        (``cluster_head="scan"``): its loss and, given labels, its agreement
+        per epoch; the IIC charts and the sub-head table then say that they
+        are IIC's, not the clusters'.
     figures, params : mapping, default=None
         Headline numbers and the run's parameters.
     title : str
@@ -186,15 +222,17 @@ def build_iic_report(
     metric_keys = [
         m for m in ("accuracy", "nmi", "ari") if every and all(m in h for h in every)
     ]
+    scan = scan_history is not None
     if metric_keys:
         title_tail = (
             f"; epochs {len(history) + 1} to {len(every)} self-labelling"
             if selfl
             else ""
         )
+        whose = "The IIC sub-head's agreement" if scan else "Agreement"
         charts.append(
             _line_chart(
-                "Agreement with the known labels per epoch (labels not used"
+                f"{whose} with the known labels per epoch (labels not used"
                 f"{title_tail})",
                 "score",
                 all_epochs,
@@ -222,6 +260,8 @@ def build_iic_report(
                 series,
             )
         )
+    if scan_history:
+        charts.append(_scan_chart(scan_history))
     subheads = _subhead_rows(history)
     per_head = [h.get("head_accuracies") for h in history]
     if subheads and all(isinstance(a, list) and a for a in per_head):
@@ -262,6 +302,12 @@ def build_iic_report(
             "self-labelling that trained the chosen one only"
             if selfl
             else "last epoch"
+        ),
+        subheads_role=(
+            "the lowest-loss one is IIC's choice; the clusters come from the "
+            "SCAN head on the trunk"
+            if scan
+            else "the lowest-loss one predicts"
         ),
         params=[(str(a), fmt_value(b)) for a, b in (params or {}).items()],
         clusters=clusters,

@@ -81,7 +81,11 @@ def _top_axes_randomized(
     q = min(d, p + max(10, p // 4))  # oversampled
 
     def cov_times(Q: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
-        return scale * _chunked_sum(X, lambda c: (c - mean).T @ ((c - mean) @ Q))
+        def part(c: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+            c -= mean  # a float64 copy of the chunk, centred in place
+            return c.T @ (c @ Q)
+
+        return scale * _chunked_sum(X, part)
 
     Q = np.linalg.qr(np.random.default_rng(0).standard_normal((d, q)))[0]
     for _ in range(6):
@@ -146,7 +150,12 @@ class EmbeddingPreprocessor:
             norms = np.linalg.norm(comps, axis=0)
             comps /= np.where(norms > 0, norms, 1.0)
         else:
-            cov = _chunked_sum(X, lambda c: (c - self.mean_).T @ (c - self.mean_))
+
+            def part(c: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+                c -= self.mean_  # a float64 copy of the chunk, centred in place
+                return c.T @ c
+
+            cov = _chunked_sum(X, part)
             evals, evecs = np.linalg.eigh(cov * scale)
             order = np.argsort(evals)[::-1][:p]
             evals, comps = evals[order], evecs[:, order]

@@ -87,6 +87,16 @@ seed; the trunk's 10-NN purity 0.987), 0.963 -> 0.976 (seed 1), 0.970 ->
 0.975 (seed 2); another SCAN seed on the first trunk 0.974. At the plateau
 the trunk's neighbourhoods hold the same confusions as the sub-heads, and
 the SCAN head adds 0.2 points.
+
+Session 11 (the SCAN head is the default of ``clusterlens iic`` now; this
+benchmark still trains with ``cluster_head="iic"`` and times the head
+apart). On that 2-epoch seed-0 trunk the SCAN head lands in one of two
+modes, 0.975 or 0.988, by its own seed (library calls, one thread): 5 heads,
+seeds 0 / 1 / 2: 0.9875 / 0.9743 / 0.9751 (losses -11.4077 / -11.4047 /
+-11.4066); 15 heads, seeds 1 / 2: 0.9880 (-11.4051) / 0.9755 (-11.4117, the
+lowest), so the loss does not pick the good mode. Distilling the head's
+confident labels into the trunk (4 epochs, 178 s) and refitting moved one
+seed of three to the good mode (0.9884 / 0.9748 / 0.9880); none reached 0.99.
 """
 
 from __future__ import annotations

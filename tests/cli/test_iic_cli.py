@@ -99,6 +99,8 @@ def test_iic_writes_every_output(tmp_path, npz):
     assert 0 <= info["head"] < 2 and "lowest" in info["head_selection"]
     assert info["results"]["head"] == info["head"]
     assert {"accuracy", "nmi", "ari"} <= set(info["history"][0])
+    # grey images: no pointer to the photo CNN
+    assert info["results"]["hint"] is None and "Note:" not in r.output
     parser = _Tags()
     html = (out / "report.html").read_text()
     parser.feed(html)
@@ -195,6 +197,32 @@ def test_mixed_sizes_need_resize(tmp_path):
         *FAST[4:],
     )
     assert r.exit_code == 0, r.output
+
+
+def test_a_few_photos_point_to_the_cnn_features(tmp_path):
+    from PIL import Image
+
+    folder = tmp_path / "photos"
+    rng = np.random.default_rng(0)
+    for cls in ("a", "b"):
+        (folder / cls).mkdir(parents=True)
+        for i in range(6):
+            arr = rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)
+            Image.fromarray(arr).save(folder / cls / f"{i}.png")
+    out = tmp_path / "o"
+    r = run(
+        "iic", folder, "--k", 2, "--out", out, "--batch-size", 6, *FAST[:4], *FAST[6:-1]
+    )
+    assert r.exit_code == 0, r.output
+    assert "Note: IIC trains its network from scratch, and 12 photos" in r.output
+    command = (
+        f"clusterlens ingest {folder} --out ws && clusterlens features cnn ws && "
+        "clusterlens cluster ws --features cnn -k 2 --method scan"
+    )
+    assert command in " ".join(r.output.split())
+    hint = json.loads((out / "run.json").read_text())["results"]["hint"]
+    assert command in hint
+    assert "IIC trains its network from scratch" in (out / "report.html").read_text()
 
 
 def test_resume_without_checkpoint_is_usage_error(tmp_path, npz):

@@ -346,7 +346,8 @@ def iic(
             f"{_self_label_note(s)}on {s['device']};{_scores(s)} "
             f"{_predictor(s)}."
             f"{_subheads(s)}\n"
-            f"Wrote {out}/: model.npz, model.json, assignments.parquet, "
+            + (f"Note: {s['hint']}\n" if s.get("hint") else "")
+            + f"Wrote {out}/: model.npz, model.json, assignments.parquet, "
             "report.html, run.json"
         ),
     )

@@ -73,23 +73,21 @@ def _result_columns(
     return cols
 
 
-#: Below this many colour images, the summary points to the CNN features.
-FEW_PHOTOS = 2000
-
-
-def few_photos_hint(n: int, channels: int, source: Path, k: int) -> str | None:
+def photos_hint(channels: int, source: Path, k: int) -> str | None:
     """A pointer to the ImageNet CNN's features when IIC, which trains its
-    network from scratch, gets only a few hundred photos (ants/bees, 398
-    photos, k = 2: IIC at chance, 0.57; the CNN features with the SCAN head
-    0.94). None for grey images or enough of them."""
-    if channels != 3 or n >= FEW_PHOTOS:
+    network from scratch, is given colour photos: on every photo set measured
+    the CNN's features clustered far better (CIFAR-10's 10,000 test photos:
+    IIC 0.26 after 10 epochs, Lite0 features + the SCAN head 0.60; 398
+    ant/bee photos: 0.57, chance 0.50, against 0.94). None for grey images."""
+    if channels != 3:
         return None
     return (
-        f"IIC trains its network from scratch, and {n:,} photos are usually too "
-        "few for it (398 ant/bee photos: accuracy 0.57, chance 0.50); the "
-        "ImageNet CNN's features need no training (the same photos: 0.94): "
-        f"clusterlens ingest {source} --out ws && clusterlens features cnn ws "
-        f"&& clusterlens cluster ws --features cnn -k {k} --method scan"
+        "IIC trains its network from scratch; on photos the ImageNet CNN's "
+        "features, which need no training, have clustered far better "
+        "(CIFAR-10 test photos: IIC 0.26, CNN 0.60; 398 ant/bee photos: 0.57 "
+        f"against 0.94): clusterlens ingest {source} --out ws && clusterlens "
+        f"features cnn ws && clusterlens cluster ws --features cnn -k {k} "
+        "--method scan"
     )
 
 
@@ -238,7 +236,7 @@ def run_iic(
         "epochs": model.n_epochs_,
         "device": model.device_,
         "fit_seconds": t_fit,
-        "hint": few_photos_hint(n, model.image_shape_[2], src, n_clusters),
+        "hint": photos_hint(model.image_shape_[2], src, n_clusters),
     }
     if scores is not None:
         summary.update(scores)

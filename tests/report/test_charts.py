@@ -27,3 +27,22 @@ def test_nice_ticks_are_exact_round_numbers_covering_the_range(lo, hi):
 def test_a_tick_at_zero_is_zero():
     assert 0.0 in nice_ticks(-0.0003, 0.0)
     assert "0" in [f"{t:.3g}" for t in nice_ticks(-1.0, 1.0)]  # not "-0"
+
+
+def test_y_tick_labels_tell_close_ticks_apart():
+    from clusterlens.report._charts import line_chart
+
+    # a loss that moved by 3e-4 over the run: 3 significant digits would
+    # label every tick "-0.164"
+    chart = line_chart([1.0, 2.0], {"loss": [-0.16392, -0.16421]}, tip=lambda *a: "")
+    labels = [label for _, label in chart.yticks]
+    assert len(labels) >= 2 and len(set(labels)) == len(labels)
+    assert all(
+        abs(float(s) - t) < 1e-12
+        for s, t in zip(labels, nice_ticks(-0.16421, -0.16392), strict=True)
+    )
+    # ordinary ranges keep their short 3-digit labels
+    wide = line_chart([1.0, 2.0], {"acc": [0.3, 0.8]}, tip=lambda *a: "")
+    assert [label for _, label in wide.yticks] == [
+        f"{t:.3g}" for t in nice_ticks(0.3, 0.8)
+    ]

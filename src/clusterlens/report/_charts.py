@@ -134,7 +134,7 @@ def line_chart(
     ylabel: str = "",
     size: tuple[int, int] = (720, 240),
     margins: tuple[int, int, int, int] = (64, 20, 16, 42),
-    ytick_label: Callable[[float], str] = lambda t: f"{t:.3g}",
+    ytick_label: Callable[[float], str] | None = None,
     any_xticks: bool = False,
     max_dots: int | None = None,
 ) -> LineChart | None:
@@ -155,8 +155,10 @@ def line_chart(
         The viewBox, pixels.
     margins : (left, right, top, bottom), default=(64, 20, 16, 42)
         Room for the ticks and labels around the plot.
-    ytick_label : callable, default: 3 significant digits
-        The label of a y tick value.
+    ytick_label : callable, default=None
+        The label of a y tick value; None: 3 significant digits, more where
+        the ticks are closer than that tells apart (a loss that moved by
+        1e-4 over the run).
     any_xticks : bool, default=False
         x ticks are whole numbers; with ``any_xticks`` fractional ones are
         kept when no whole one falls in the range.
@@ -177,6 +179,10 @@ def line_chart(
     xt = whole or xt if any_xticks else whole
     yt = nice_ticks(min(ys_all), max(ys_all), 5)
     y0, y1 = min(yt[0], min(ys_all)), max(yt[-1], max(ys_all))
+    ylabels = _ytick_labels(yt, ytick_label)
+    # room for the longest tick label (11 px digits, ~6.5 px each, right-
+    # aligned 8 px off the axis) beside the rotated axis title (x 10-22)
+    left = max(left, 32 + math.ceil(6.5 * max(len(s) for s in ylabels)))
 
     def px(v: float) -> float:
         return round(left + (v - x0) / (x1 - x0) * (width - left - right), 1)
@@ -212,8 +218,22 @@ def line_chart(
         height - bottom,
         out,
         [(px(t), fmt_number(t)) for t in xt],
-        [(py(t), ytick_label(t)) for t in yt],
+        list(zip([py(t) for t in yt], ylabels, strict=True)),
     )
+
+
+def _ytick_labels(
+    ticks: Sequence[float], label: Callable[[float], str] | None
+) -> list[str]:
+    """The y tick labels: ``label``'s, else the fewest significant digits (3
+    or more) that give every tick its own label."""
+    if label is not None:
+        return [label(t) for t in ticks]
+    for digits in range(3, 10):
+        out = [f"{t:.{digits}g}" for t in ticks]
+        if len(set(out)) == len(out):
+            return out
+    return out
 
 
 def histogram(

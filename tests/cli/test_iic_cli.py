@@ -169,16 +169,21 @@ def test_empty_folder_is_one_line_error(tmp_path):
     _one_line_error(r, str(empty.name))
 
 
-def test_mixed_sizes_need_resize(tmp_path):
+def _image_folder(folder, shapes):
+    """Six random PNGs of each class's shape, one sub-folder per class."""
     from PIL import Image
 
-    folder = tmp_path / "imgs"
     rng = np.random.default_rng(0)
-    for cls, side in (("a", 16), ("b", 20)):
+    for cls, shape in shapes.items():
         (folder / cls).mkdir(parents=True)
         for i in range(6):
-            arr = rng.integers(0, 256, (side, side), dtype=np.uint8)
+            arr = rng.integers(0, 256, shape, dtype=np.uint8)
             Image.fromarray(arr).save(folder / cls / f"{i}.png")
+    return folder
+
+
+def test_mixed_sizes_need_resize(tmp_path):
+    folder = _image_folder(tmp_path / "imgs", {"a": (16, 16), "b": (20, 20)})
     r = run("iic", folder, "--k", 2, "--out", tmp_path / "o", *FAST)
     assert r.exit_code != 0
     _one_line_error(r)
@@ -200,15 +205,7 @@ def test_mixed_sizes_need_resize(tmp_path):
 
 
 def test_photos_point_to_the_cnn_features(tmp_path):
-    from PIL import Image
-
-    folder = tmp_path / "photos"
-    rng = np.random.default_rng(0)
-    for cls in ("a", "b"):
-        (folder / cls).mkdir(parents=True)
-        for i in range(6):
-            arr = rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)
-            Image.fromarray(arr).save(folder / cls / f"{i}.png")
+    folder = _image_folder(tmp_path / "photos", {"a": (16, 16, 3), "b": (16, 16, 3)})
     out = tmp_path / "o"
     r = run(
         "iic", folder, "--k", 2, "--out", out, "--batch-size", 6, *FAST[:4], *FAST[6:-1]

@@ -945,10 +945,11 @@ class IIC(ClusterMixin, BaseEstimator):  # type: ignore[misc]
     ) -> IIC:
         """An unfitted-weights model with the saved parameters and attributes."""
         tf = params.pop("transforms", None)
-        if "cluster_head" in cls().get_params():  # not IICSegmenter's
+        known = cls().get_params()
+        if "cluster_head" in known:  # not IICSegmenter's
             # files written before the option predict with the sub-head
             params.setdefault("cluster_head", "iic")
-        unknown = sorted(set(params) - set(cls().get_params()))
+        unknown = sorted(set(params) - set(known))
         if unknown:
             raise ValueError(f"unknown parameters {', '.join(unknown)}")
         model = cls(**params, device=device)

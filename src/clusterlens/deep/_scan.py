@@ -76,7 +76,10 @@ def _top_axes_randomized(
     """The ``p`` leading eigenpairs of the covariance ``scale * Xc^T Xc``
     without forming it: a randomized range finder with power iterations
     (Halko, Martinsson & Tropp 2011, alg. 4.4), each product streamed over
-    chunks of rows; a fixed seed, so the axes are reproducible."""
+    chunks of rows; a fixed seed, so the axes are reproducible. Not
+    scikit-learn's randomized PCA (``features.fit_pca``): it centres a full
+    copy of ``X`` (or, with ``copy=False``, the caller's array in place),
+    another n x d when ``X`` is a trunk's 18,432-wide embeddings."""
     d = X.shape[1]
     q = min(d, p + max(10, p // 4))  # oversampled
 

@@ -101,6 +101,7 @@ def test_head_is_lowest_loss_subhead_and_predict_matches_labels():
     assert proba.shape == (80, 4)
     np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-5)
     np.testing.assert_array_equal(model.predict(X), model.labels_)
+    np.testing.assert_allclose(model.proba_, proba, atol=1e-6)
 
 
 def test_same_seed_same_model_other_seed_differs():

@@ -41,6 +41,8 @@ def test_the_scan_head_on_the_trunk_predicts(data, with_scan):
     np.testing.assert_allclose(
         with_scan.predict_proba(X), with_scan.scan_head_.predict_proba(T), rtol=1e-6
     )
+    # fit keeps the training images' probabilities: no second pass needed
+    np.testing.assert_allclose(with_scan.proba_, with_scan.predict_proba(X), atol=1e-6)
     # The IIC part is the same run as with the IIC head (same seed).
     plain = _small(epochs=2).fit(X, y)
     assert plain.scan_head_ is None
@@ -87,6 +89,7 @@ def test_a_finished_run_resumes_into_the_scan_head(tmp_path, data, with_scan):
         epochs=2, checkpoint_dir=ckpt, resume=True, cluster_head="scan"
     ).fit(X, y)
     np.testing.assert_array_equal(resumed.labels_, with_scan.labels_)
+    np.testing.assert_allclose(resumed.proba_, with_scan.proba_, atol=1e-6)
 
 
 def test_unknown_cluster_head_is_a_clear_error(data):

@@ -31,6 +31,7 @@ def test_self_labelling_trains_only_the_chosen_subhead_and_the_trunk():
     base = _model(epochs=2).fit(X)
     model = _model(epochs=2, self_label_epochs=2, confidence=0.5).fit(X, y)
     assert model.head_ == base.head_  # frozen at the last IIC epoch
+    np.testing.assert_allclose(model.proba_, model.predict_proba(X), atol=1e-6)
     before, after = _state(base), _state(model)
     k, h = 4, model.head_
     w0, w1 = before["heads.main.linear.weight"], after["heads.main.linear.weight"]

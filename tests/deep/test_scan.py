@@ -196,6 +196,7 @@ def test_save_load_round_trip_without_pickle(tmp_path, hidden):
     back = SCAN.load(tmp_path / "m")
     np.testing.assert_array_equal(back.predict_proba(X), model.predict_proba(X))
     np.testing.assert_array_equal(back.predict(X), model.labels_)
+    np.testing.assert_allclose(model.proba_, back.predict_proba(X), atol=1e-6)
 
 
 def test_load_rejects_a_damaged_description(tmp_path):

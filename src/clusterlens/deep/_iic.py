@@ -249,6 +249,10 @@ class IIC(ClusterMixin, BaseEstimator):  # type: ignore[misc]
         The values that ran for the parameters a preset may set.
     labels_ : ndarray of shape (n_samples,)
         Clusters of the training images.
+    proba_ : ndarray of shape (n_samples, n_clusters)
+        Their cluster probabilities from the head that predicts (what
+        :meth:`predict_proba` gives for the training images, without another
+        pass over them).
     scan_head_ : SCAN or None
         The SCAN head that predicts (``cluster_head="scan"``), else None.
     history_ : list of dict
@@ -556,7 +560,8 @@ class IIC(ClusterMixin, BaseEstimator):  # type: ignore[misc]
                 if not np.isfinite(proba).all():  # the last step broke the weights
                     _check_finite_loss(float("nan"), cfg["lr"], epoch + 1, n_batches)
                 self.head_ = int(entry["head"])
-                self.labels_ = proba[:, self.head_].argmax(axis=1).astype(np.int64)
+                self.proba_ = proba[:, self.head_]
+                self.labels_ = self.proba_.argmax(axis=1).astype(np.int64)
                 entry["n_clusters_used"] = int(np.unique(self.labels_).size)
                 if labels_true is not None:
                     s = evaluate_clustering(labels_true, self.labels_)
@@ -576,8 +581,8 @@ class IIC(ClusterMixin, BaseEstimator):  # type: ignore[misc]
                 end_epoch(entry, epoch, t0)
             if start >= total:  # resumed a finished run: predict only
                 self.head_ = int(self.history_[-1]["head"])
-                proba = self._predict_all(images, all_heads=True)
-                self.labels_ = proba[:, self.head_].argmax(axis=1).astype(np.int64)
+                self.proba_ = self._predict_all(images)
+                self.labels_ = self.proba_.argmax(axis=1).astype(np.int64)
             if getattr(self, "cluster_head", "iic") == "scan":
                 self._fit_scan_head(images, labels_true, scan_seed)
         self.n_epochs_ = max(start, total)
@@ -604,6 +609,7 @@ class IIC(ClusterMixin, BaseEstimator):  # type: ignore[misc]
         scan.fit(self._trunk_features(images), labels_true)
         logger.info("IIC's SCAN head: %s", scan.history_[-1])
         self.scan_head_ = scan
+        self.proba_ = scan.proba_
         self.labels_ = scan.labels_
 
     def _self_label_epoch(
@@ -699,6 +705,7 @@ class IIC(ClusterMixin, BaseEstimator):  # type: ignore[misc]
         proba = self._predict_all(images)
         if not np.isfinite(proba).all():
             _check_finite_loss(float("nan"), cfg["lr"], epoch + 1, n_batches)
+        self.proba_ = proba
         self.labels_ = proba.argmax(axis=1).astype(np.int64)
         entry: dict[str, Any] = {
             "epoch": epoch + 1,

@@ -330,6 +330,9 @@ class SCAN(ClusterMixin, BaseEstimator):  # type: ignore[misc]
     neighbors_ : ndarray of shape (n_samples, n_neighbors)
         The mined neighbours of the training rows (not saved with the model).
     labels_ : ndarray of shape (n_samples,)
+    proba_ : ndarray of shape (n_samples, n_clusters)
+        The kept head's probabilities for the training rows (what
+        :meth:`predict_proba` gives for them).
     history_ : list of dict
         One entry per epoch: stage, loss, per-head losses (step 2), the
         confident share (step 3), seconds, and accuracy/NMI/ARI given ``y``.
@@ -523,8 +526,8 @@ class SCAN(ClusterMixin, BaseEstimator):  # type: ignore[misc]
                 return x
 
             def finish(entry: dict[str, Any], t0: float) -> None:
-                proba = self._proba(Z, all_heads=False)
-                self.labels_ = proba.argmax(axis=1).astype(np.int64)
+                self.proba_ = self._proba(Z, all_heads=False)
+                self.labels_ = self.proba_.argmax(axis=1).astype(np.int64)
                 entry["head"] = self.head_
                 entry["n_clusters_used"] = int(np.unique(self.labels_).size)
                 if labels_true is not None:

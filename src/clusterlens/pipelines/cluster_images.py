@@ -311,7 +311,7 @@ def _fit_head(
             verbose=verbose,
             **head_params,
         ).fit(X, views=np.stack(extra_views) if extra_views else None)
-        proba = model.predict_proba(X)
+        proba = model.proba_
     model.save(stage / "model")
     labels = proba.argmax(axis=1).astype(np.int64)
     p = proba[np.arange(labels.size), labels].astype(np.float64)

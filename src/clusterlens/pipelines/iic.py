@@ -203,7 +203,7 @@ def run_iic(
     model.fit(data.images, monitor)
     t_fit = time.perf_counter() - t0 - t_load
 
-    proba = model.predict_proba(data.images)
+    proba = model.proba_  # the training images' (predict_proba would redo the pass)
     cols = _result_columns(data, src, proba)
     cluster = cols["cluster"]
     scores = _scores(labels, cluster)

@@ -334,9 +334,11 @@ def test_scan_cluster_head_from_the_cli_and_predict_with_it(tmp_path, npz):
     s = info["results"]
     assert s["cluster_head"] == "scan"
     assert info["parameters"]["cluster_head"] == "scan"
+    assert s["pixel_neighbors"] == info["parameters"]["pixel_neighbors"] == 5
     assert 0 <= s["iic_head_accuracy"] <= 1
     html = (out / "report.html").read_text()
     assert "a SCAN head on the trunk" in html
+    assert "5 of each image&#39;s 20 neighbours from its pixels" in html
     # the report tells the clusters' head from IIC's sub-heads
     assert "The SCAN head&#39;s agreement with the known labels" in html
     assert "The IIC sub-head&#39;s agreement" in html
@@ -352,3 +354,11 @@ def test_scan_cluster_head_from_the_cli_and_predict_with_it(tmp_path, npz):
     )
     assert r.exit_code == 2 and "--cluster-head" in r.output
     assert "Traceback" not in r.output
+    r = run("iic", npz, "--k", 4, "--out", tmp_path / "c", "--pixel-neighbors", 21)
+    assert r.exit_code == 2 and "--pixel-neighbors" in r.output
+    # 0: the head's neighbours from the trunk only
+    out = tmp_path / "d"
+    r = run("iic", npz, "--k", 4, "--out", out, "--pixel-neighbors", 0, *FAST[:-1])
+    assert r.exit_code == 0, r.output
+    assert json.loads((out / "run.json").read_text())["results"]["pixel_neighbors"] == 0
+    assert "its neighbours from the trunk only" in (out / "report.html").read_text()

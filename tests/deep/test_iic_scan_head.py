@@ -13,6 +13,7 @@ from tests.deep.test_iic import _small, shapes  # noqa: E402
 
 from clusterlens.deep import IIC, SCAN  # noqa: E402
 from clusterlens.deep._embed import iic_trunk_features  # noqa: E402
+from clusterlens.deep._iic import pixel_rows  # noqa: E402
 from clusterlens.exceptions import (  # noqa: E402
     DataValidationError,
     InvalidParameterError,
@@ -117,8 +118,65 @@ def test_the_scan_head_is_the_default_and_older_files_keep_the_subhead(
     plain = _small(epochs=2).fit(X, y)
     _, js = plain.save(tmp_path / "old")
     meta = json.loads(js.read_text())
-    del meta["params"]["cluster_head"]
+    del meta["params"]["cluster_head"], meta["params"]["pixel_neighbors"]
     js.write_text(json.dumps(meta))
     old = IIC.load(tmp_path / "old", device="cpu")
     assert old.cluster_head == "iic" and old.scan_head_ is None
     np.testing.assert_array_equal(old.predict(X), plain.labels_)
+    # one with a SCAN head from before pixel_neighbors: its head learnt from
+    # the trunk's neighbours only, which its parameters now say
+    _, js = with_scan.save(tmp_path / "old-scan")
+    meta = json.loads(js.read_text())
+    del meta["params"]["pixel_neighbors"]
+    js.write_text(json.dumps(meta))
+    old = IIC.load(tmp_path / "old-scan", device="cpu")
+    assert old.pixel_neighbors == 0 and isinstance(old.scan_head_, SCAN)
+    np.testing.assert_array_equal(old.predict(X), with_scan.labels_)
+
+
+def _reference_neighbors(X, k):
+    """Centre, PCA (scikit-learn), L2, exact k-NN without the row itself."""
+    from sklearn.decomposition import PCA
+    from sklearn.neighbors import NearestNeighbors
+
+    Z = PCA(min(128, *X.shape)).fit_transform(X.astype(np.float64))
+    Z /= np.linalg.norm(Z, axis=1, keepdims=True)
+    idx = NearestNeighbors(n_neighbors=k + 1).fit(Z).kneighbors(Z)[1]
+    return idx[:, 1:]
+
+
+def _overlap(a, b):
+    return np.mean([len(set(r) & set(q)) / len(r) for r, q in zip(a, b, strict=True)])
+
+
+def test_the_scan_head_learns_from_trunk_and_pixel_neighbours(data, with_scan):
+    X, _ = data
+    nb = with_scan.scan_head_.neighbors_
+    p = with_scan.pixel_neighbors
+    assert p == 5 and nb.shape == (X.shape[0], 20)
+    # the first 15: the trunk's nearest in SCAN's space; the last 5: the
+    # images' own (16 px: no shrinking), both against brute force
+    T = iic_trunk_features(with_scan, X)
+    assert _overlap(nb[:, : 20 - p], _reference_neighbors(T, 20 - p)) >= 0.98
+    pixels = X.reshape(len(X), -1) / 255.0
+    assert _overlap(nb[:, 20 - p :], _reference_neighbors(pixels, p)) >= 0.98
+    # 0 leaves the head to mine the trunk's own 20, as SCAN alone does
+    trunk_only = _small(epochs=2, cluster_head="scan", pixel_neighbors=0).fit(X)
+    np.testing.assert_array_equal(
+        trunk_only.scan_head_.neighbors_,
+        SCAN(4, random_state=0).fit(T, neighbors=None).neighbors_,
+    )
+    with pytest.raises(InvalidParameterError, match="pixel_neighbors"):
+        _small(pixel_neighbors=-1).fit(X)
+
+
+def test_pixel_rows_shrink_by_area_averaging():
+    rng = np.random.default_rng(0)
+    imgs = rng.integers(0, 256, (3, 1, 64, 48), dtype=np.uint8)
+    rows = pixel_rows(torch.from_numpy(imgs))
+    blocks = imgs.reshape(3, 1, 32, 2, 24, 2).mean(axis=(3, 5)) / 255.0
+    np.testing.assert_allclose(rows, blocks.reshape(3, -1), atol=1e-6)
+    small = rng.integers(0, 256, (2, 3, 20, 12), dtype=np.uint8)
+    np.testing.assert_allclose(
+        pixel_rows(torch.from_numpy(small)), small.reshape(2, -1) / 255.0, atol=1e-7
+    )

@@ -223,6 +223,9 @@ def run_iic(
         "head_losses": last_iic["head_losses"] if last_iic else None,
         "head_accuracies": last_iic.get("head_accuracies") if last_iic else None,
         "cluster_head": model.cluster_head,
+        "pixel_neighbors": (
+            model.pixel_neighbors if model.cluster_head == "scan" else None
+        ),
         # the IIC sub-head's own accuracy (the last epoch's) beside the SCAN head's
         "iic_head_accuracy": (
             model.history_[-1].get("accuracy") if model.history_ else None
@@ -249,6 +252,8 @@ def run_iic(
                 "ARI": scores["ari"],
             }
         )
+    scan_head = model.scan_head_
+    n_nbrs = 0 if scan_head is None else min(scan_head.n_neighbors, n - 1)
     figures.update(
         {
             "sub-head used": (
@@ -257,7 +262,13 @@ def run_iic(
             **(
                 {
                     "clusters from": "a SCAN head on the trunk's embeddings "
-                    "(--cluster-head scan, the default)"
+                    "(--cluster-head scan, the default; "
+                    + (
+                        f"{min(model.pixel_neighbors, n_nbrs)} of each image's "
+                        f"{n_nbrs} neighbours from its pixels)"
+                        if model.pixel_neighbors
+                        else "its neighbours from the trunk only)"
+                    )
                     + (
                         ""
                         if summary["iic_head_accuracy"] is None

@@ -110,6 +110,22 @@ def test_fit_uses_given_neighbours():
     np.testing.assert_array_equal(a.labels_, b.labels_)
 
 
+def test_extra_neighbours_fill_the_last_columns():
+    X, _y = anisotropic_blobs(0, n=300)
+    nb = mine_neighbors(X, 10)
+    extra = np.random.default_rng(0).integers(0, 300, (300, 3))
+    m = SCAN(3, random_state=0, **{**FAST, "epochs": 1}).fit(X, extra_neighbors=extra)
+    # the first 7 mined in X as without them, the last 3 the given ones
+    np.testing.assert_array_equal(m.neighbors_[:, :7], nb[:, :7])
+    np.testing.assert_array_equal(m.neighbors_[:, 7:], extra)
+    with pytest.raises(InvalidParameterError, match="not both"):
+        SCAN(3, **FAST).fit(X, neighbors=nb, extra_neighbors=extra)
+    with pytest.raises(DataValidationError, match="at most n_neighbors=10"):
+        SCAN(3, **FAST).fit(X, extra_neighbors=np.zeros((300, 11), np.int64))
+    with pytest.raises(DataValidationError, match="row indices"):
+        SCAN(3, **FAST).fit(X, extra_neighbors=extra + 300)
+
+
 # --------------------------------------------------------------------------- #
 # planted clusters
 # --------------------------------------------------------------------------- #

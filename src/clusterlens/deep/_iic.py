@@ -633,19 +633,12 @@ class IIC(ClusterMixin, BaseEstimator):  # type: ignore[misc]
             random_state=seed,
             verbose=self.verbose,
         )
-        Z = self._trunk_features(images)
-        neighbors = None
-        k_nn = min(scan.n_neighbors, Z.shape[0] - 1)
+        k_nn = min(scan.n_neighbors, images.shape[0] - 1)
         n_pixel = min(int(getattr(self, "pixel_neighbors", 0)), k_nn)
+        extra = None
         if n_pixel:
-            neighbors = np.concatenate(
-                [
-                    _space_neighbors(scan, Z, k_nn - n_pixel, seed),
-                    _space_neighbors(scan, pixel_rows(images), n_pixel, seed),
-                ],
-                axis=1,
-            )
-        scan.fit(Z, labels_true, neighbors=neighbors)
+            extra = _pixel_neighbors(scan, pixel_rows(images), n_pixel, seed)
+        scan.fit(self._trunk_features(images), labels_true, extra_neighbors=extra)
         logger.info("IIC's SCAN head: %s", scan.history_[-1])
         self.scan_head_ = scan
         self.proba_ = scan.proba_
@@ -1133,11 +1126,12 @@ def pixel_rows(
     return out
 
 
-def _space_neighbors(
+def _pixel_neighbors(
     scan: Any, X: npt.NDArray[np.float32], k: int, seed: int
 ) -> npt.NDArray[np.int64]:
-    """The ``k`` nearest other rows of each row after ``scan``'s preprocessing
-    (centre, top principal axes, L2): the neighbours it would mine in X."""
+    """The ``k`` nearest other rows of each row of pixels ``X`` after
+    ``scan``'s preprocessing (centre, top principal axes, L2), as it mines
+    its own in the trunk's embeddings."""
     from clusterlens.deep._scan import EmbeddingPreprocessor, mine_neighbors
 
     n, d = X.shape

@@ -224,6 +224,23 @@ def mine_neighbors(
     return knn_graph(Z, n_neighbors, seed=seed, verbose=verbose).indices
 
 
+def _check_neighbors(
+    value: Any, name: str, n: int, min_cols: int
+) -> npt.NDArray[np.int64]:
+    """Neighbour indices given by the caller: (n, >= min_cols), rows of X."""
+    nb = np.asarray(value)
+    if nb.ndim != 2 or nb.shape[0] != n or nb.shape[1] < min_cols:
+        raise DataValidationError(
+            f"{name} must have shape ({n}, >= {min_cols}); got {nb.shape}."
+        )
+    if nb.dtype.kind not in "iu" or nb.min() < 0 or nb.max() >= n:
+        raise DataValidationError(
+            f"{name} must hold row indices in [0, {n}); got values in "
+            f"[{nb.min()}, {nb.max()}] of dtype {nb.dtype}."
+        )
+    return nb.astype(np.int64, copy=False)
+
+
 def _check_X(X: Any, name: str = "X") -> npt.NDArray[np.float32]:
     A = np.asarray(X)
     if A.ndim != 2:
@@ -429,6 +446,7 @@ class SCAN(ClusterMixin, BaseEstimator):  # type: ignore[misc]
         *,
         views: Any = None,
         neighbors: Any = None,
+        extra_neighbors: Any = None,
         callback: Callable[[dict[str, Any]], None] | None = None,
     ) -> SCAN:
         """Mine neighbours, train the heads, self-label.
@@ -446,6 +464,10 @@ class SCAN(ClusterMixin, BaseEstimator):  # type: ignore[misc]
         neighbors : array-like of shape (n_samples, m), optional
             Neighbour indices to use instead of mining them (the first
             ``n_neighbors`` columns are used).
+        extra_neighbors : array-like of shape (n_samples, m), optional
+            Neighbours found in another space (IIC: the images' pixels):
+            the last ``m`` of each row's ``n_neighbors``, the first
+            ``n_neighbors - m`` mined in ``X`` as usual.
         callback : callable, optional
             Called with each epoch's history entry.
         """
@@ -476,24 +498,29 @@ class SCAN(ClusterMixin, BaseEstimator):  # type: ignore[misc]
         Z = self.preprocessor_.transform(A)
         Zv = [self.preprocessor_.transform(v) for v in view_arrays]
         k_nn = min(self.n_neighbors, n - 1)
-        if neighbors is None:
-            t0 = time.perf_counter()
-            self.neighbors_ = mine_neighbors(
-                Z, k_nn, seed=seed % 2**31, verbose=self.verbose
+        if neighbors is not None and extra_neighbors is not None:
+            raise InvalidParameterError(
+                "Give 'neighbors' (all of them) or 'extra_neighbors' (some, the "
+                "rest mined in X), not both."
             )
+        if neighbors is None:
+            extra = np.empty((n, 0), dtype=np.int64)
+            if extra_neighbors is not None:
+                extra = _check_neighbors(extra_neighbors, "extra_neighbors", n, 1)
+                if extra.shape[1] > k_nn:
+                    raise DataValidationError(
+                        f"extra_neighbors has {extra.shape[1]} columns; at most "
+                        f"n_neighbors={k_nn} fit."
+                    )
+            t0 = time.perf_counter()
+            own = mine_neighbors(
+                Z, k_nn - extra.shape[1], seed=seed % 2**31, verbose=self.verbose
+            )
+            self.neighbors_ = np.ascontiguousarray(np.concatenate([own, extra], 1))
             self.neighbor_seconds_ = time.perf_counter() - t0
         else:
-            nb = np.asarray(neighbors)
-            if nb.ndim != 2 or nb.shape[0] != n or nb.shape[1] < k_nn:
-                raise DataValidationError(
-                    f"neighbors must have shape ({n}, >= {k_nn}); got {nb.shape}."
-                )
-            if nb.dtype.kind not in "iu" or nb.min() < 0 or nb.max() >= n:
-                raise DataValidationError(
-                    f"neighbors must hold row indices in [0, {n}); got values in "
-                    f"[{nb.min()}, {nb.max()}] of dtype {nb.dtype}."
-                )
-            self.neighbors_ = np.ascontiguousarray(nb[:, :k_nn], dtype=np.int64)
+            nb = _check_neighbors(neighbors, "neighbors", n, k_nn)
+            self.neighbors_ = np.ascontiguousarray(nb[:, :k_nn])
             self.neighbor_seconds_ = 0.0
         device = _resolve_device(self.device)
         self.device_ = str(device)

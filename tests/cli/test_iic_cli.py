@@ -362,3 +362,32 @@ def test_scan_cluster_head_from_the_cli_and_predict_with_it(tmp_path, npz):
     assert r.exit_code == 0, r.output
     assert json.loads((out / "run.json").read_text())["results"]["pixel_neighbors"] == 0
     assert "its neighbours from the trunk only" in (out / "report.html").read_text()
+
+
+def test_iic_student_epochs_predict_and_report(npz, tmp_path):
+    out = tmp_path / "s"
+    r = run("iic", npz, "--k", 4, "--out", out, "--student-epochs", 1, *FAST[:-1])
+    assert r.exit_code == 0, r.output
+    assert "predicted by a student network (1 epochs) that learnt the clusters" in (
+        r.output
+    )
+    info = json.loads((out / "run.json").read_text())
+    s = info["results"]
+    assert s["student_epochs"] == info["parameters"]["student_epochs"] == 1
+    assert 0 <= s["teacher_accuracy"] <= 1 and 0 <= s["accuracy"] <= 1
+    html = (out / "report.html").read_text()
+    assert "student network" in html
+    assert "The student network&#39;s agreement with the known labels" in html
+    assert (
+        "The SCAN head&#39;s agreement with the known labels per epoch (the student"
+        in html
+    )
+    # iic-predict goes through the saved student: the same clusters
+    table = pq.read_table(out / "assignments.parquet").to_pydict()
+    r = run("iic-predict", out / "model", npz, "--out", tmp_path / "p", "--quiet")
+    assert r.exit_code == 0, r.output
+    again = pq.read_table(tmp_path / "p" / "assignments.parquet").to_pydict()
+    np.testing.assert_array_equal(again["cluster"], table["cluster"])
+    r = run("iic", npz, "--k", 4, "--out", tmp_path / "b", "--student-epochs", -1)
+    assert r.exit_code == 2 and "--student-epochs" in r.output
+    assert "Traceback" not in r.output

@@ -64,6 +64,7 @@ _RESUME_FREE = (
     "confidence",
     "cluster_head",
     "pixel_neighbors",
+    "student_epochs",
     "verbose",
     "checkpoint_dir",
     "resume",
@@ -221,6 +222,20 @@ class IIC(ClusterMixin, BaseEstimator):  # type: ignore[misc]
         -> 0.951; CIFAR-10 test photos from scratch (3 epochs, 3 head seeds):
         mean 0.254 -> 0.252, within the seeds' spread (see
         ``benchmarks/iic_mnist.py``).
+    student_epochs : int, default=0
+        After the clusters (SCAN head or sub-head), train a fresh
+        convolutional network on the images for this many epochs, the
+        images the clusters hold with probability above ``confidence`` as
+        targets, with small random rotations, scalings and shifts (the
+        last step of SCAN, on a new network rather than the IIC trunk);
+        that network (``student_``, saved in the model file) then predicts.
+        It fixes doubtful images from the sure ones, but learns the sure
+        ones' mistakes as given. 3 epochs: 3,000 MNIST digits with the
+        defaults 0.940 -> 0.963; all 70,000 after 2 IIC epochs and the SCAN
+        head 0.9883 -> 0.9896 and 0.9884 -> 0.9897 (seeds 0, 1; about 2
+        minutes an epoch on 2 cores); scikit-learn's digits (10 IIC epochs,
+        3 seeds) 0.980 / 0.961 / 0.946 -> 0.986 / 0.969 / 0.959. The images
+        are shrunk to at most 32 pixels a side for it. 0: none.
     lr : float or None, default=None
         Adam learning rate (``None``: the preset's value, else 2e-3; the
         paper uses 1e-4 with far more epochs).
@@ -329,6 +344,7 @@ class IIC(ClusterMixin, BaseEstimator):  # type: ignore[misc]
         confidence: float = 0.99,
         cluster_head: str = "scan",
         pixel_neighbors: int = 5,
+        student_epochs: int = 0,
         lr: float | None = None,
         lamb: float = 1.0,
         backbone: str = "vgg4",
@@ -355,6 +371,7 @@ class IIC(ClusterMixin, BaseEstimator):  # type: ignore[misc]
         self.confidence = confidence
         self.cluster_head = cluster_head
         self.pixel_neighbors = pixel_neighbors
+        self.student_epochs = student_epochs
         self.lr = lr
         self.lamb = lamb
         self.backbone = backbone
@@ -408,6 +425,7 @@ class IIC(ClusterMixin, BaseEstimator):  # type: ignore[misc]
         if hasattr(self, "cluster_head"):  # not IICSegmenter's
             check_options(self.cluster_head, "cluster_head", _OWNER, CLUSTER_HEADS)
             check_int(self.pixel_neighbors, "pixel_neighbors", _OWNER, low=0)
+            check_int(self.student_epochs, "student_epochs", _OWNER, low=0)
         check_real(cfg["lr"], "lr", _OWNER, low=0.0, closed="neither")
         check_real(self.lamb, "lamb", _OWNER, low=0.0)
         check_options(self.backbone, "backbone", _OWNER, BACKBONES)
@@ -514,8 +532,11 @@ class IIC(ClusterMixin, BaseEstimator):  # type: ignore[misc]
         rng = check_random_state(self.random_state)
         gen = torch.Generator().manual_seed(int(rng.integers(2**62)))
         scan_seed = int(rng.integers(2**31))
+        student_seed = int(rng.integers(2**62))
         fp = fingerprint(images.numpy(), self._fingerprint_params())
         self.scan_head_: Any = None
+        self.student_: Any = None
+        self.student_history_: list[dict[str, Any]] = []
 
         with _torch_threads(self.n_threads), _deterministic(device):
             self._build(shape)
@@ -610,6 +631,8 @@ class IIC(ClusterMixin, BaseEstimator):  # type: ignore[misc]
                 self.labels_ = self.proba_.argmax(axis=1).astype(np.int64)
             if getattr(self, "cluster_head", "iic") == "scan":
                 self._fit_scan_head(images, labels_true, scan_seed)
+            if getattr(self, "student_epochs", 0):
+                self._fit_student(images, labels_true, student_seed)
         self.n_epochs_ = max(start, total)
         return self
 
@@ -643,6 +666,43 @@ class IIC(ClusterMixin, BaseEstimator):  # type: ignore[misc]
         self.scan_head_ = scan
         self.proba_ = scan.proba_
         self.labels_ = scan.labels_
+
+    def _fit_student(
+        self, images: torch.Tensor, labels_true: npt.NDArray[Any] | None, seed: int
+    ) -> None:
+        """``student_epochs``: a fresh network learns the clusters' confident
+        images and then predicts (see :mod:`clusterlens.deep._student`)."""
+        from clusterlens.deep._student import fit_student
+
+        confident = self.proba_.max(axis=1) > self.confidence
+        if int(confident.sum()) < 2:
+            logger.warning(
+                "IIC student: %d image(s) above confidence=%s, too few to learn "
+                "from; the clusters stay the %s's (lower --confidence).",
+                int(confident.sum()),
+                self.confidence,
+                "SCAN head" if self.scan_head_ is not None else "sub-head",
+            )
+            return
+        net, proba, history = fit_student(
+            images,
+            self.labels_,
+            confident,
+            self.n_clusters,
+            self.student_epochs,
+            generator=torch.Generator().manual_seed(seed),
+            flip=bool(self.transforms_.flip),
+            device=self.device_,
+            labels_true=labels_true,
+            verbose=self.verbose,
+        )
+        for h in history:
+            h["confident_share"] = float(confident.mean())
+        logger.info("IIC's student: %s", history[-1])
+        self.student_ = net
+        self.student_history_ = history
+        self.proba_ = proba
+        self.labels_ = proba.argmax(axis=1).astype(np.int64)
 
     def _self_label_epoch(
         self,
@@ -894,6 +954,11 @@ class IIC(ClusterMixin, BaseEstimator):  # type: ignore[misc]
                 f"this model was trained on {h}x{w} with {c}. Resize the images first."
             )
         with _torch_threads(self.n_threads):
+            student = getattr(self, "student_", None)
+            if student is not None:
+                from clusterlens.deep._student import predict_student, student_input
+
+                return predict_student(student, student_input(images))
             scan = getattr(self, "scan_head_", None)
             if scan is not None:
                 return scan.predict_proba(self._trunk_features(images))
@@ -918,6 +983,7 @@ class IIC(ClusterMixin, BaseEstimator):  # type: ignore[misc]
         if "cluster_head" in self.get_params():  # not IICSegmenter's
             params["cluster_head"] = self.cluster_head
             params["pixel_neighbors"] = self.pixel_neighbors
+            params["student_epochs"] = self.student_epochs
         attrs = {
             "head": getattr(self, "head_", None),
             "image_shape": list(self.image_shape_),
@@ -941,6 +1007,14 @@ class IIC(ClusterMixin, BaseEstimator):  # type: ignore[misc]
             s_arrays, s_params, s_attrs = scan.state()
             arrays.update({f"scan/{k}": v for k, v in s_arrays.items()})
             attrs["scan_head"] = {"params": s_params, "attributes": s_attrs}
+        student = getattr(self, "student_", None)
+        if student is not None:
+            st_arrays, st_params = student.state()
+            arrays.update({f"student/{k}": v for k, v in st_arrays.items()})
+            attrs["student"] = {
+                "params": st_params,
+                "history": getattr(self, "student_history_", []),
+            }
         return write_model(
             path,
             arrays,
@@ -969,6 +1043,7 @@ class IIC(ClusterMixin, BaseEstimator):  # type: ignore[misc]
             attrs = meta["attributes"]
             model = cls._from_meta(params, attrs, device)
             model.scan_head_ = _scan_head(model, arrays, attrs, device)
+            model.student_, model.student_history_ = _student(model, attrs)
         except (KeyError, TypeError, ValueError) as e:
             reason = f"no {e}" if isinstance(e, KeyError) else str(e).rstrip(".")
             raise DataValidationError(
@@ -976,6 +1051,9 @@ class IIC(ClusterMixin, BaseEstimator):  # type: ignore[misc]
             ) from e
         _load_state(model.net_, arrays, "model/", path)
         model.net_.to(_resolve_device(device))
+        if model.student_ is not None:
+            _load_state(model.student_, arrays, "student/", path)
+            model.student_.to(_resolve_device(device))
         model.device_ = str(_resolve_device(device))
         return model
 
@@ -991,6 +1069,7 @@ class IIC(ClusterMixin, BaseEstimator):  # type: ignore[misc]
             # and their SCAN heads (if any) learnt from the trunk's neighbours
             params.setdefault("cluster_head", "iic")
             params.setdefault("pixel_neighbors", 0)
+            params.setdefault("student_epochs", 0)
         unknown = sorted(set(params) - set(known))
         if unknown:
             raise ValueError(f"unknown parameters {', '.join(unknown)}")
@@ -1163,6 +1242,29 @@ def _scan_head(
             f"{model.n_clusters}"
         )
     return scan
+
+
+def _student(model: IIC, attrs: dict[str, Any]) -> tuple[Any, list[dict[str, Any]]]:
+    """The saved student network (weights not yet loaded) and its history,
+    or ``(None, [])`` for a model without one."""
+    saved = attrs.get("student")
+    if saved is None:
+        return None, []
+    if not isinstance(saved, dict) or not isinstance(saved.get("params"), dict):
+        raise ValueError("'student' is not an object with 'params'")
+    from clusterlens.deep._student import StudentNet
+
+    p = saved["params"]
+    k = _int_in(p.get("k"), "student.k", model.n_clusters, model.n_clusters)
+    net = StudentNet(
+        _int_in(p.get("in_channels"), "student.in_channels", 1, 3),
+        k,
+        _int_in(p.get("width"), "student.width", 1, None),
+    )
+    history = saved.get("history", [])
+    if not isinstance(history, list):
+        raise ValueError("'student.history' is not a list")
+    return net, history
 
 
 def _int_in(value: Any, name: str, low: int, high: int | None) -> int:

@@ -213,6 +213,10 @@ def run_iic(
     iic_epochs = [h for h in model.history_ if h.get("phase") != "self-label"]
     last_iic = iic_epochs[-1] if iic_epochs else None
     self_labelled = [h for h in model.history_ if h.get("phase") == "self-label"]
+    teacher_accuracy = None
+    if model.student_history_ and scores is not None:
+        teacher = model.scan_head_.history_ if model.scan_head_ else model.history_
+        teacher_accuracy = teacher[-1].get("accuracy") if teacher else None
     summary: dict[str, Any] = {
         "n_images": n,
         "image_shape": list(model.image_shape_),
@@ -230,6 +234,9 @@ def run_iic(
         "iic_head_accuracy": (
             model.history_[-1].get("accuracy") if model.history_ else None
         ),
+        "student_epochs": len(model.student_history_),
+        # the clusters the student learnt from (SCAN head or sub-head)
+        "teacher_accuracy": teacher_accuracy,
         "self_label_epochs": len(self_labelled),
         "confident_share": (
             self_labelled[-1]["confident_share"] if self_labelled else None
@@ -279,6 +286,24 @@ def run_iic(
                 if model.cluster_head == "scan"
                 else {}
             ),
+            **(
+                {
+                    "student network": (
+                        f"{len(model.student_history_)} epochs on the "
+                        f"{model.student_history_[-1]['confident_share']:.1%} of "
+                        f"the images above confidence {model.confidence}, then it "
+                        "predicts (--student-epochs)"
+                        + (
+                            ""
+                            if teacher_accuracy is None
+                            else "; the clusters it learnt from: accuracy "
+                            f"{teacher_accuracy:.4f}"
+                        )
+                    )
+                }
+                if model.student_history_
+                else {}
+            ),
             "preset": model.preset or "none",
             "final loss": last_iic["loss"] if last_iic else None,
             "epochs": model.n_epochs_,
@@ -310,6 +335,7 @@ def run_iic(
         class_names=data.class_names,
         history=model.history_,
         scan_history=(None if model.scan_head_ is None else model.scan_head_.history_),
+        student_history=model.student_history_ or None,
         figures=figures,
         params=params,
         title=f"clusterlens iic: {src.name}, k={n_clusters}",

@@ -42,17 +42,20 @@ def _line_chart(
     )
 
 
-def _scan_chart(scan_history: Sequence[Mapping[str, Any]]) -> LineChart | None:
+def _scan_chart(
+    scan_history: Sequence[Mapping[str, Any]], whose: str = "the clusters"
+) -> LineChart | None:
     """The SCAN head's epochs (neighbour training, then self-labelling): its
-    agreement with the labels when known, else its loss."""
+    agreement with the labels when known, else its loss. ``whose``: what its
+    clusters are (the run's, or the student's targets)."""
     xs = [float(i + 1) for i in range(len(scan_history))]
     keys = [m for m in ("accuracy", "nmi", "ari") if all(m in h for h in scan_history)]
     n_sl = sum(h.get("stage") == "self-label" for h in scan_history)
     tail = f"; epochs {len(xs) - n_sl + 1} to {len(xs)} self-labelling" if n_sl else ""
     if keys:
         return _line_chart(
-            "The SCAN head's agreement with the known labels per epoch (the "
-            f"clusters; labels not used{tail})",
+            "The SCAN head's agreement with the known labels per epoch "
+            f"({whose}; labels not used{tail})",
             "score",
             xs,
             {
@@ -64,11 +67,47 @@ def _scan_chart(scan_history: Sequence[Mapping[str, Any]]) -> LineChart | None:
     # cross-entropy is on another scale)
     train = [h for h in scan_history if h.get("stage") != "self-label"]
     return _line_chart(
-        "The SCAN head's loss per epoch (the clusters; neighbour consistency "
-        "+ entropy)",
+        f"The SCAN head's loss per epoch ({whose}; neighbour consistency + entropy)",
         "loss",
         xs[: len(train)],
         {"loss": [float(h["loss"]) for h in train]},
+    )
+
+
+def _student_chart(
+    student_history: Sequence[Mapping[str, Any]],
+) -> LineChart | None:
+    """The student network's epochs: its agreement with the known labels when
+    there are any, else its cross-entropy and its agreement with the clusters
+    it learnt from."""
+    xs = [float(h["epoch"]) for h in student_history]
+    keys = [
+        m for m in ("accuracy", "nmi", "ari") if all(m in h for h in student_history)
+    ]
+    if keys:
+        return _line_chart(
+            "The student network's agreement with the known labels per epoch "
+            "(the clusters; labels not used)",
+            "score",
+            xs,
+            {
+                m.upper() if m != "accuracy" else m: [
+                    float(h[m]) for h in student_history
+                ]
+                for m in keys
+            },
+        )
+    return _line_chart(
+        "The student network per epoch: cross-entropy on the confident images, "
+        "and the share of all images it puts where the clusters it learnt from did",
+        "value",
+        xs,
+        {
+            "cross-entropy": [float(h["loss"]) for h in student_history],
+            "agreement with the clusters": [
+                float(h["agreement"]) for h in student_history
+            ],
+        },
     )
 
 
@@ -108,6 +147,7 @@ def build_iic_report(
     class_names: Sequence[str] | Mapping[Any, str] | None = None,
     history: Sequence[Mapping[str, Any]] = (),
     scan_history: Sequence[Mapping[str, Any]] | None = None,
+    student_history: Sequence[Mapping[str, Any]] | None = None,
     figures: Mapping[str, Any] | None = None,
     params: Mapping[str, Any] | None = None,
     title: str = "clusterlens iic report",
@@ -138,6 +178,10 @@ def build_iic_report(
         (``cluster_head="scan"``): its loss and, given labels, its agreement
         per epoch; the IIC charts and the sub-head table then say that they
         are IIC's, not the clusters'.
+    student_history : sequence of mappings, default=None
+        ``IIC.student_history_`` when a student network gives the clusters
+        (``student_epochs``): its agreement with the labels per epoch, or
+        without labels its loss and agreement with the clusters it learnt.
     figures, params : mapping, default=None
         Headline numbers and the run's parameters.
     title : str
@@ -261,7 +305,14 @@ def build_iic_report(
             )
         )
     if scan_history:
-        charts.append(_scan_chart(scan_history))
+        charts.append(
+            _scan_chart(
+                scan_history,
+                "the student's targets" if student_history else "the clusters",
+            )
+        )
+    if student_history:
+        charts.append(_student_chart(student_history))
     subheads = _subhead_rows(history)
     per_head = [h.get("head_accuracies") for h in history]
     if subheads and all(isinstance(a, list) and a for a in per_head):
@@ -305,8 +356,15 @@ def build_iic_report(
         ),
         subheads_role=(
             "the lowest-loss one is IIC's choice; the clusters come from the "
-            "SCAN head on the trunk"
+            + (
+                "student network that learnt the SCAN head's"
+                if student_history
+                else "SCAN head on the trunk"
+            )
             if scan
+            else "the lowest-loss one is IIC's choice; the clusters come from "
+            "the student network that learnt its"
+            if student_history
             else "the lowest-loss one predicts"
         ),
         params=[(str(a), fmt_value(b)) for a, b in (params or {}).items()],

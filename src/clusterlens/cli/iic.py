@@ -386,21 +386,25 @@ def iic(
 def _predictor(summary: Mapping[str, Any]) -> str:
     """What gives the clusters: the chosen sub-head, or the SCAN head over it,
     or a student network that learnt from either."""
-    if summary.get("cluster_head") != "scan":
-        what = f"sub-head {summary['head']} (lowest loss)"
-    else:
-        acc = summary.get("iic_head_accuracy")
-        alone = "" if acc is None else f", accuracy {acc:.4f}"
-        what = (
-            "clusters from the SCAN head on the trunk's embeddings (IIC's own: "
-            f"sub-head {summary['head']}, lowest loss{alone})"
-        )
+    scan = summary.get("cluster_head") == "scan"
+    acc = summary.get("iic_head_accuracy")
+    alone = "" if acc is None else f", accuracy {acc:.4f}"
     n = summary.get("student_epochs") or 0
-    if not n:
-        return what
-    teacher = summary.get("teacher_accuracy")
-    was = "" if teacher is None else f", accuracy {teacher:.4f}"
-    return f"predicted by a student network ({n} epochs) that learnt the {what}{was}"
+    if n:
+        teacher = summary.get("teacher_accuracy")
+        was = "" if teacher is None else f" (accuracy {teacher:.4f})"
+        whose = "the SCAN head's" if scan else f"sub-head {summary['head']}'s"
+        own = f"; IIC's own: sub-head {summary['head']}, lowest loss{alone}"
+        return (
+            f"predicted by a student network ({n} epoch{'s' if n > 1 else ''}) "
+            f"that learnt {whose} clusters{was}{own if scan else ''}"
+        )
+    if not scan:
+        return f"sub-head {summary['head']} (lowest loss)"
+    return (
+        "clusters from the SCAN head on the trunk's embeddings (IIC's own: "
+        f"sub-head {summary['head']}, lowest loss{alone})"
+    )
 
 
 def _self_label_note(summary: Mapping[str, Any]) -> str:

@@ -8,7 +8,14 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-__all__ = ["BACKBONES", "ClusterHeads", "EmbeddingHeads", "IICNet", "build_backbone"]
+__all__ = [
+    "BACKBONES",
+    "ClusterHeads",
+    "EmbeddingHeads",
+    "IICNet",
+    "build_backbone",
+    "init_conv_net",
+]
 
 #: Backbones: name -> layer configuration at width 1. Ints are 3x3 conv +
 #: BatchNorm + ReLU with that many channels, "M" is a 2x2 max-pool.
@@ -138,6 +145,25 @@ def build_backbone(
     raise ValueError(f"Unknown backbone {name!r}. Available: {', '.join(BACKBONES)}.")
 
 
+@torch.no_grad()
+def init_conv_net(net: nn.Module, generator: torch.Generator) -> None:
+    """Initialise the convolutions (Kaiming, fan-out), linear layers (uniform
+    in +-1/sqrt(fan-in), zero bias) and batch norms (1, 0) of ``net`` from
+    ``generator``: no global RNG."""
+    for m in net.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(
+                m.weight, mode="fan_out", nonlinearity="relu", generator=generator
+            )
+        elif isinstance(m, nn.Linear):
+            bound = 1.0 / math.sqrt(m.in_features)
+            nn.init.uniform_(m.weight, -bound, bound, generator=generator)
+            nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+
+
 class ClusterHeads(nn.Module):
     """``n_heads`` linear sub-heads with softmax over ``k`` clusters, fused."""
 
@@ -201,21 +227,9 @@ class IICNet(nn.Module):
         """Probabilities of shape (n_samples, n_heads, k) from head ``head``."""
         return self.heads[head](self.trunk(x))  # type: ignore[no-any-return]
 
-    @torch.no_grad()
     def reset_parameters(self, generator: torch.Generator) -> None:
         """Initialise every weight from ``generator`` (no global RNG)."""
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(
-                    m.weight, mode="fan_out", nonlinearity="relu", generator=generator
-                )
-            elif isinstance(m, nn.Linear):
-                bound = 1.0 / math.sqrt(m.in_features)
-                nn.init.uniform_(m.weight, -bound, bound, generator=generator)
-                nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
+        init_conv_net(self, generator)
 
 
 class EmbeddingHeads(nn.Module):

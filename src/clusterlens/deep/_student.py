@@ -27,6 +27,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from clusterlens.deep._nets import init_conv_net
 from clusterlens.utils._progress import progress
 
 __all__ = ["STUDENT_SIDE", "StudentNet", "fit_student", "student_input"]
@@ -86,22 +87,9 @@ class StudentNet(nn.Module):
         """Logits ``(n, k)`` of float images ``(n, C, H, W)`` in [0, 1]."""
         return self.classifier(self.features(x))  # type: ignore[no-any-return]
 
-    @torch.no_grad()
     def reset_parameters(self, generator: torch.Generator) -> None:
         """Initialise every weight from ``generator`` (no global RNG)."""
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(
-                    m.weight, mode="fan_out", nonlinearity="relu", generator=generator
-                )
-            elif isinstance(m, nn.Linear):
-                bound = 1.0 / math.sqrt(m.in_features)
-                nn.init.uniform_(m.weight, -bound, bound, generator=generator)
-                nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
-                m.reset_running_stats()
+        init_conv_net(self, generator)
 
     def state(self) -> tuple[dict[str, npt.NDArray[Any]], dict[str, int]]:
         """Weights as arrays and the shape parameters, for a model file."""

@@ -81,6 +81,7 @@ def test_student_input_shrinks_by_area_averaging():
     assert x.shape == (3, 3, 32, 24)
     blocks = big.double().div(255).reshape(3, 3, 32, 2, 24, 2).mean(dim=(3, 5))
     np.testing.assert_allclose(x.numpy(), blocks.numpy(), atol=1e-6)
+    torch.testing.assert_close(student_input(big, chunk=2), x)  # chunked: the same
     small = torch.from_numpy(rng.integers(0, 256, (2, 1, 28, 28), dtype=np.uint8))
     np.testing.assert_allclose(student_input(small).numpy() * 255, small.numpy())
 

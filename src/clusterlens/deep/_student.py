@@ -30,7 +30,13 @@ import torch.nn.functional as F
 from clusterlens.deep._nets import init_conv_net
 from clusterlens.utils._progress import progress
 
-__all__ = ["STUDENT_SIDE", "StudentNet", "fit_student", "student_input"]
+__all__ = [
+    "STUDENT_SIDE",
+    "StudentNet",
+    "fit_student",
+    "predict_student",
+    "student_input",
+]
 
 #: Channels of the first layer (then 2x and 4x after each pooling).
 STUDENT_WIDTH = 32
@@ -101,16 +107,23 @@ class StudentNet(nn.Module):
         }
 
 
-def student_input(images: torch.Tensor, side: int = STUDENT_SIDE) -> torch.Tensor:
+def student_input(
+    images: torch.Tensor, side: int = STUDENT_SIDE, chunk: int = 4096
+) -> torch.Tensor:
     """uint8 (or [0, 1] float) images ``(n, C, H, W)`` as floats in [0, 1],
-    shrunk by area averaging so that neither side exceeds ``side``."""
-    x = images.float().div(255.0) if images.dtype == torch.uint8 else images.float()
-    h, w = int(x.shape[2]), int(x.shape[3])
+    shrunk by area averaging so that neither side exceeds ``side`` (a chunk
+    at a time: large photos never sit in memory as floats all at once)."""
+    n, c, h, w = (int(v) for v in images.shape)
     scale = min(1.0, side / max(h, w))
-    if scale < 1.0:
-        size = (max(1, round(h * scale)), max(1, round(w * scale)))
-        x = F.interpolate(x, size=size, mode="area")
-    return x
+    th, tw = max(1, round(h * scale)), max(1, round(w * scale))
+    out = torch.empty((n, c, th, tw), dtype=torch.float32)
+    for s in range(0, n, chunk):
+        x = images[s : s + chunk]
+        x = x.float().div(255.0) if x.dtype == torch.uint8 else x.float()
+        if (th, tw) != (h, w):
+            x = F.interpolate(x, size=(th, tw), mode="area")
+        out[s : s + chunk] = x
+    return out
 
 
 def _augment(x: torch.Tensor, gen: torch.Generator, flip: bool) -> torch.Tensor:

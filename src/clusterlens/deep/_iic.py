@@ -1192,19 +1192,12 @@ def pixel_rows(
     images: torch.Tensor, side: int = PIXEL_SIDE, chunk: int = 4096
 ) -> npt.NDArray[np.float32]:
     """The images (N, C, H, W) as rows of pixels in [0, 1], shrunk (area
-    averaging) so that neither side exceeds ``side``."""
-    import torch.nn.functional as F
+    averaging) so that neither side exceeds ``side``: the student's input
+    (:func:`~clusterlens.deep._student.student_input`), flattened."""
+    from clusterlens.deep._student import student_input
 
-    n, c, h, w = (int(v) for v in images.shape)
-    scale = min(1.0, side / max(h, w))
-    th, tw = max(1, round(h * scale)), max(1, round(w * scale))
-    out = np.empty((n, c * th * tw), dtype=np.float32)
-    for s in range(0, n, chunk):
-        x = images[s : s + chunk].float() / 255.0
-        if (th, tw) != (h, w):
-            x = F.interpolate(x, size=(th, tw), mode="area")
-        out[s : s + chunk] = x.reshape(x.shape[0], -1).numpy()
-    return out
+    x = student_input(images, side, chunk)
+    return np.ascontiguousarray(x.reshape(x.shape[0], -1).numpy())
 
 
 def _pixel_neighbors(

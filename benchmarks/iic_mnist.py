@@ -23,6 +23,10 @@ the estimate).
     python benchmarks/iic_mnist.py --preset ji2019-mnist --width 0.25 \
         --kernel-size 3 --batch-size 32 --repeats 4 --lr 2e-3 --heads 25 \
         --minutes 60 --scan-head-minutes 5
+    # 2 IIC epochs, the SCAN head, then a 5-epoch student (>= 99 %, 5 seeds)
+    python benchmarks/iic_mnist.py --preset ji2019-mnist --width 0.25 \
+        --kernel-size 3 --batch-size 32 --repeats 4 --lr 2e-3 --heads 25 \
+        --epochs 2 --scan-head-minutes 5 --student-epochs 5 --seeds 0 1 2 3 4
     python benchmarks/iic_mnist.py --smoke --json              # seconds, for CI
 
 Measured 2026-12-06, 14:59-15:55 UTC, the second command (seed 0, 2 torch
@@ -158,6 +162,28 @@ base-stroke 1s put with the 2s among them) and fixes only part of the
 doubtful rest. On smaller sets it gains more: 3,000 digits with the CLI
 defaults 0.940 -> 0.963; scikit-learn's digits (IIC 10 epochs, seeds 0-2)
 0.980 / 0.961 / 0.946 -> 0.986 / 0.969 / 0.959.
+
+Session 14: 5 student epochs instead of 3 (the one-cycle schedule over 5).
+Same saved runs and seeds, the student as ``IIC._fit_student`` runs it (one
+torch thread each, two or three runs at once); seed 4 end to end with the
+CLI (``clusterlens iic ../shared/data/mnist --k 10 --preset ji2019-mnist
+--width 0.25 --kernel-size 3 --batch-size 32 --repeats 4 --lr 2e-3 --heads
+25 --epochs 2 --student-epochs 5 --seed 4``: 34 minutes beside two other
+runs, IIC 8, the SCAN head 4, the student 21; about 20 alone):
+
+    run seed                     0       1       2       3       4
+    SCAN head (+ 5 pixel nbrs)   0.9883  0.9884  0.9869  0.9879  0.9894
+    student, 3 epochs            0.9896  0.9897  0.9893  0.9897  0.9904
+    student, 5 epochs            0.9904  0.9905  0.9902  0.9904  0.9910
+
+Five seeds of five at >= 0.99 (the issue's target: four). Also measured
+and not better (seeds 0 / 2, 3 epochs): a second student taught the first
+student's images above 0.85 (0.9870 / 0.9868: the sure images leave out the
+hard ones it must learn from); --confidence 0.999 (0.9892 / 0.9885) or 0.9
+(0.9905 / 0.9892); the average of three students (0.9901 / 0.9895); the
+student's prediction averaged over augmented copies (+0.0002 / 0.0000).
+The ~150 base-stroke 1s that every sub-head and the SCAN head put with the
+2s stay there: the student is taught them.
 """
 
 from __future__ import annotations

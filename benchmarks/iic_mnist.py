@@ -53,7 +53,9 @@ plateaus at the same accuracy says the limit is the shared trunk, not a
 sub-head's start; re-initialising sub-heads (``--head-restarts``) can move the
 10 stuck ones to the 97 % group but not past it. The >= 99 % target needs the
 authors' hundreds of epochs (their log: one sub-head left 97.9 % between
-epochs 36 and 100), i.e. a GPU (the third command; not run: no GPU was lent).
+epochs 36 and 100), i.e. a GPU (the third command; not run: no GPU was lent),
+for IIC alone: with the SCAN head and a student network it is reached on
+the CPU (session 14, below).
 
 Self-labelling after the plateau (``--self-label-minutes M``: the last M
 minutes of the budget run ``IIC(self_label_epochs=...)``, resumed from the

@@ -236,10 +236,10 @@ class IIC(ClusterMixin, BaseEstimator):  # type: ignore[misc]
         epochs 0.9896 / 0.9897 / 0.9893 / 0.9897 / 0.9904 (about 2-3
         minutes an epoch on 2 cores); 3 epochs on 3,000 MNIST digits with
         the defaults 0.940 -> 0.963, on scikit-learn's digits (10 IIC
-        epochs, 3 seeds) 0.980 / 0.961 / 0.946 -> 0.986 / 0.969 / 0.959. The images
-        are shrunk to at most 32 pixels a side for it. Its probabilities
-        are softer than a head's (it learns with label smoothing 0.1: about
-        0.9 at most), in the same order. 0: none.
+        epochs, 3 seeds) 0.980 / 0.961 / 0.946 -> 0.986 / 0.969 / 0.959.
+        The images are shrunk to at most 32 pixels a side for it. Its
+        probabilities are softer than a head's (it learns with label
+        smoothing 0.1: about 0.9 at most), in the same order. 0: none.
     lr : float or None, default=None
         Adam learning rate (``None``: the preset's value, else 2e-3; the
         paper uses 1e-4 with far more epochs).

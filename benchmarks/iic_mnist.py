@@ -167,11 +167,13 @@ defaults 0.940 -> 0.963; scikit-learn's digits (IIC 10 epochs, seeds 0-2)
 
 Session 14: 5 student epochs instead of 3 (the one-cycle schedule over 5).
 Same saved runs and seeds, the student as ``IIC._fit_student`` runs it (one
-torch thread each, two or three runs at once); seed 4 end to end with the
-CLI (``clusterlens iic ../shared/data/mnist --k 10 --preset ji2019-mnist
---width 0.25 --kernel-size 3 --batch-size 32 --repeats 4 --lr 2e-3 --heads
-25 --epochs 2 --student-epochs 5 --seed 4``: 34 minutes beside two other
-runs, IIC 8, the SCAN head 4, the student 21; about 20 alone):
+torch thread each, two or three runs at once); seeds 4 and 2 end to end
+with the CLI (``clusterlens iic ../shared/data/mnist --k 10 --preset
+ji2019-mnist --width 0.25 --kernel-size 3 --batch-size 32 --repeats 4 --lr
+2e-3 --heads 25 --epochs 2 --student-epochs 5 --seed S``), the same
+figures: seed 4 in 34 minutes beside two other runs (IIC 8, the SCAN head
+4, the student 21), seed 2 in 27 beside the test suite (its last IIC epoch
+alone 3.8 minutes, a student epoch alone 81 s): about 18 minutes alone:
 
     run seed                     0       1       2       3       4
     SCAN head (+ 5 pixel nbrs)   0.9883  0.9884  0.9869  0.9879  0.9894

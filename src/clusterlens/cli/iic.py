@@ -192,7 +192,7 @@ def _size_mode(f: Any) -> Any:
     "hold above --confidence (small rotations, scalings, shifts), and let it "
     "predict: it fixes doubtful images from the sure ones (all 70,000 MNIST "
     "digits after 2 IIC epochs, 5 seeds: 0.987-0.989 -> 0.9902-0.9910 with 5 "
-    "epochs, about 2-3 minutes an epoch on 2 cores; 3,000 digits, 3 epochs: "
+    "epochs, 1.5-3 minutes an epoch on 2 cores; 3,000 digits, 3 epochs: "
     "0.940 -> 0.963). 0: none.",
 )
 @click.option(

@@ -233,8 +233,8 @@ class IIC(ClusterMixin, BaseEstimator):  # type: ignore[misc]
         ones' mistakes as given. All 70,000 MNIST digits after 2 IIC epochs
         and the SCAN head (seeds 0-4: 0.988 / 0.988 / 0.987 / 0.988 /
         0.989): 5 epochs 0.9904 / 0.9905 / 0.9902 / 0.9904 / 0.9910, 3
-        epochs 0.9896 / 0.9897 / 0.9893 / 0.9897 / 0.9904 (about 2-3
-        minutes an epoch on 2 cores); 3 epochs on 3,000 MNIST digits with
+        epochs 0.9896 / 0.9897 / 0.9893 / 0.9897 / 0.9904 (1.5-3 minutes
+        an epoch on 2 cores); 3 epochs on 3,000 MNIST digits with
         the defaults 0.940 -> 0.963, on scikit-learn's digits (10 IIC
         epochs, 3 seeds) 0.980 / 0.961 / 0.946 -> 0.986 / 0.969 / 0.959.
         The images are shrunk to at most 32 pixels a side for it. Its

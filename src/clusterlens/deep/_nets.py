@@ -148,8 +148,8 @@ def build_backbone(
 @torch.no_grad()
 def init_conv_net(net: nn.Module, generator: torch.Generator) -> None:
     """Initialise the convolutions (Kaiming, fan-out), linear layers (uniform
-    in +-1/sqrt(fan-in), zero bias) and batch norms (1, 0) of ``net`` from
-    ``generator``: no global RNG."""
+    in +-1/sqrt(fan-in), zero bias) and batch norms (1, 0, fresh running
+    statistics) of ``net`` from ``generator``: no global RNG."""
     for m in net.modules():
         if isinstance(m, nn.Conv2d):
             nn.init.kaiming_normal_(
@@ -159,9 +159,10 @@ def init_conv_net(net: nn.Module, generator: torch.Generator) -> None:
             bound = 1.0 / math.sqrt(m.in_features)
             nn.init.uniform_(m.weight, -bound, bound, generator=generator)
             nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.BatchNorm2d):
+        elif isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
             nn.init.ones_(m.weight)
             nn.init.zeros_(m.bias)
+            m.reset_running_stats()
 
 
 class ClusterHeads(nn.Module):
@@ -264,15 +265,7 @@ class EmbeddingHeads(nn.Module):
     @torch.no_grad()
     def reset_parameters(self, generator: torch.Generator) -> None:
         """Initialise every weight from ``generator`` (no global RNG)."""
-        for m in self.modules():
-            if isinstance(m, nn.Linear):
-                bound = 1.0 / math.sqrt(m.in_features)
-                nn.init.uniform_(m.weight, -bound, bound, generator=generator)
-                nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.BatchNorm1d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
-                m.reset_running_stats()
+        init_conv_net(self, generator)
         if self.hidden > 0:
             bound = 1.0 / math.sqrt(self.hidden)
             nn.init.uniform_(self.second_weight, -bound, bound, generator=generator)
